@@ -1,0 +1,1 @@
+"""The Creditdesk desktop app (PySide6)."""
