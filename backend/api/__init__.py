@@ -1,0 +1,1 @@
+"""The HTTP layer (FastAPI): thin routes over the plain functions of the backend."""

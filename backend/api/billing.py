@@ -1,0 +1,32 @@
+"""``/api/billing``: the packs, starting a checkout, verifying a payment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend import purchases
+from backend.api.deps import ServicesDep, UserDep
+from backend.api.schemas import CheckoutBody
+
+router = APIRouter(prefix="/api/billing")
+
+
+@router.get("/packs")
+def packs(services: ServicesDep) -> dict[str, object]:
+    return {"packs": [pack.as_json() for pack in services.catalogue.packs]}
+
+
+@router.post("/checkout")
+def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
+    order = purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
+    return {"sessionId": order.session_id, "url": order.checkout_url}
+
+
+@router.get("/verify-payment")
+def verify_payment(
+    services: ServicesDep, user: UserDep,
+    session_id: Annotated[str, Query(min_length=1, max_length=255)],
+) -> dict[str, object]:
+    return purchases.verify_payment(services, user, session_id).as_json()

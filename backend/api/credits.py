@@ -1,0 +1,58 @@
+"""``/api/credits``: balance, history, spending."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend import ledger
+from backend.api.deps import ServicesDep, UserDep
+from backend.api.schemas import SpendBody
+from backend.errors import ApiError
+
+router = APIRouter(prefix="/api/credits")
+
+
+@router.get("/balance")
+def balance(services: ServicesDep, user: UserDep) -> dict[str, int]:
+    return {"balance": ledger.balance(services.db.connection(), user.id)}
+
+
+@router.get("/transactions")
+def transactions(
+    services: ServicesDep, user: UserDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> dict[str, object]:
+    entries, next_cursor = ledger.history(services.db.connection(), user.id, limit=limit, before=before)
+    return {
+        "transactions": [
+            {"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
+             "createdAt": e.created_at, "reference": e.reference, "description": e.description}
+            for e in entries
+        ],
+        "nextCursor": str(next_cursor) if next_cursor is not None else None,
+    }
+
+
+@router.post("/spend")
+def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
+    description = body.description or ""
+    fingerprint = hashlib.sha256(json.dumps([body.amount, description]).encode()).hexdigest()
+    try:
+        with services.db.transaction() as conn:
+            entry, _ = ledger.spend(
+                conn, user_id=user.id, amount=body.amount, idempotency_key=body.idempotencyKey,
+                description=description, fingerprint=fingerprint,
+            )
+    except ledger.InsufficientCredits as exc:
+        raise ApiError(402, "insufficient_credits",
+                       f"This needs {exc.amount} credits and the balance is {exc.balance}.") from None
+    except ledger.IdempotencyConflict:
+        raise ApiError(409, "idempotency_key_reused",
+                       "This idempotency key was already used for a different spend.") from None
+    # A replay answers as the first time did: the balance right after this spend.
+    return {"transactionId": entry.id, "balance": entry.balance_after}

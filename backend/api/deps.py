@@ -1,0 +1,38 @@
+"""Dependencies shared by the routes: the services and the signed-in user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend import accounts
+from backend.accounts import User
+from backend.errors import unauthorized
+from backend.services import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        raise unauthorized()
+    return token
+
+
+def current_user(
+    services: Annotated[Services, Depends(get_services)], token: Annotated[str, Depends(bearer_token)]
+) -> User:
+    user = accounts.user_for_token(services.db, token)
+    if user is None:
+        raise unauthorized()
+    return user
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+UserDep = Annotated[User, Depends(current_user)]
+TokenDep = Annotated[str, Depends(bearer_token)]

@@ -1,0 +1,72 @@
+"""``creditdesk-backend`` (and ``python -m backend``): serve, and admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+from backend import __version__
+from backend.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="creditdesk-backend", description="The Creditdesk backend.")
+    parser.add_argument("--version", action="version", version=f"creditdesk-backend {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the HTTP server until stopped")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
+    commands.add_parser("check", help="check that the ledger adds up; exit 1 if it does not")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            return serve(settings, args.host, args.port)
+        return check(settings)
+    except ConfigError as exc:
+        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        return 2
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from backend.api.app import create_app
+    from backend.services import Services
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        print(f"creditdesk-backend: cannot listen on {host}:{port}: {exc.strerror}. "
+              "Is another server using that port? Choose another with --port.", file=sys.stderr)
+        return 2
+    actual_port = sock.getsockname()[1]
+    url_host = f"[{host}]" if family == socket.AF_INET6 else host
+    services = Services.build(settings, f"http://{url_host}:{actual_port}")
+    app = create_app(services)
+    # The first line on stdout says where the server is; `--port 0` callers read it.
+    print(f"Creditdesk backend listening on http://{url_host}:{actual_port} "
+          f"(payments: {services.provider.name})", flush=True)
+    # log_config=None: uvicorn logs through our handler on stderr; stdout carries only the line above.
+    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def check(settings: Settings) -> int:
+    from backend import ledger
+    from backend.db import Database
+
+    db = Database(settings.db_path)
+    problems = ledger.check_invariants(db.connection())
+    for problem in problems:
+        print(problem)
+    print("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0

@@ -1,0 +1,78 @@
+"""Backend configuration, read from the environment (see the contract's table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+import resources
+
+APP_NAME = "creditdesk"
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message tells the operator what to change."""
+
+
+def default_db_path() -> Path:
+    return platformdirs.user_data_path(APP_NAME, appauthor=False) / "backend.sqlite3"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path = field(default_factory=default_db_path)
+    public_url: str | None = None
+    packs_path: Path = field(default_factory=lambda: resources.path("packs.toml"))
+    # Secrets are kept out of repr() so that they never reach a log line by accident.
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    token_ttl_seconds: int = 30 * 24 * 3600
+    # Limits on sign-in and sign-up, to stop password guessing ("N/period", see the `limits` package).
+    auth_limit_per_address: str = "30/minute"
+    auth_limit_per_email: str = "10/minute"
+    checkout_limit_per_user: str = "10/minute"
+    verify_limit_per_user: str = "20/minute"
+
+    @property
+    def payments_mode(self) -> str:
+        return "stripe" if self.stripe_secret_key else "stub"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        kwargs: dict[str, object] = {}
+        if db := get("CREDITDESK_DB"):
+            kwargs["db_path"] = Path(db).expanduser()
+        if packs := get("CREDITDESK_PACKS"):
+            kwargs["packs_path"] = Path(packs).expanduser()
+        if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
+            kwargs["auth_limit_per_address"] = per_address
+        settings = cls(
+            public_url=(get("CREDITDESK_PUBLIC_URL") or "").rstrip("/") or None,
+            stripe_secret_key=get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=(get("STRIPE_API_BASE") or "").rstrip("/") or None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.stripe_secret_key and not self.stripe_webhook_secret:
+            raise ConfigError(
+                "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: Stripe mode needs the webhook "
+                "signing secret (whsec_...) of your endpoint, from the Stripe dashboard or `stripe listen`. "
+                "Unset STRIPE_SECRET_KEY to run in stub payments mode."
+            )
+        if self.stripe_secret_key and self.stripe_secret_key.startswith("pk_"):
+            raise ConfigError("STRIPE_SECRET_KEY holds a publishable key (pk_...); it needs the secret key (sk_...).")

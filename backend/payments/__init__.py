@@ -1,0 +1,19 @@
+"""Payment providers: one interface (:class:`PaymentProvider`), a Stripe and a stub implementation."""
+
+from backend.payments.base import (
+    CheckoutRequest,
+    CreatedSession,
+    PaymentProvider,
+    ProviderError,
+    SessionNotFound,
+    SessionState,
+)
+
+__all__ = [
+    "CheckoutRequest",
+    "CreatedSession",
+    "PaymentProvider",
+    "ProviderError",
+    "SessionNotFound",
+    "SessionState",
+]

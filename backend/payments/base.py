@@ -1,0 +1,129 @@
+"""What the rest of the backend knows of a payment provider.
+
+Both providers speak in Stripe's terms: a Checkout Session created with the same parameters
+(:func:`session_params`) and read back as a :class:`SessionState`, so fulfilment has one path
+whichever provider took the money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from backend.catalogue import Pack
+
+PURCHASE_TYPE = "credit_purchase"
+
+
+class ProviderError(Exception):
+    """The provider could not answer; worth trying again later."""
+
+
+class SessionNotFound(ProviderError):
+    pass
+
+
+class MalformedSession(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    order_id: str
+    user_id: int
+    user_email: str
+    pack: Pack
+    success_url: str
+    cancel_url: str
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The facts of a Checkout Session that fulfilment decides on."""
+
+    id: str
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    amount_total: int | None
+    currency: str | None
+    client_reference_id: str | None
+    payment_intent: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status == "complete" and self.payment_status == "paid"
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> SessionState:
+        """Read a ``checkout.session`` object (a dict, as in a webhook event or the API's answer)."""
+        if not isinstance(obj, Mapping) or obj.get("object") != "checkout.session":
+            raise MalformedSession("not a checkout.session object")
+        session_id = obj.get("id")
+        if not isinstance(session_id, str) or not session_id:
+            raise MalformedSession("checkout.session without an id")
+        metadata = obj.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise MalformedSession("metadata is not an object")
+        amount = obj.get("amount_total")
+        payment_intent = obj.get("payment_intent")
+        if isinstance(payment_intent, Mapping):  # expanded
+            payment_intent = payment_intent.get("id")
+        return cls(
+            id=session_id,
+            status=str(obj.get("status") or ""),
+            payment_status=str(obj.get("payment_status") or ""),
+            amount_total=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            currency=str(obj["currency"]).lower() if obj.get("currency") else None,
+            client_reference_id=str(obj["client_reference_id"]) if obj.get("client_reference_id") else None,
+            payment_intent=payment_intent if isinstance(payment_intent, str) else None,
+            metadata={str(k): str(v) for k, v in metadata.items()},
+        )
+
+
+def session_params(request: CheckoutRequest) -> dict[str, Any]:
+    """The Checkout Session parameters of the contract: one line item for the pack, the user, the order."""
+    pack = request.pack
+    metadata = {
+        "userId": str(request.user_id),
+        "packId": pack.id,
+        "credits": str(pack.credits),
+        "orderId": request.order_id,
+        "type": PURCHASE_TYPE,
+    }
+    return {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": pack.currency,
+                    "unit_amount": pack.amount,
+                    "product_data": {"name": f"{pack.name} pack", "description": f"{pack.credits} credits"},
+                },
+            }
+        ],
+        "client_reference_id": str(request.user_id),
+        "customer_email": request.user_email,
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+        "success_url": request.success_url,
+        "cancel_url": request.cancel_url,
+    }
+
+
+class PaymentProvider(Protocol):
+    name: str  # "stripe" or "stub", as /api/health shows it
+
+    def create_checkout(self, request: CheckoutRequest) -> CreatedSession: ...
+
+    def retrieve_session(self, session_id: str) -> SessionState: ...
+
+    def expire_session(self, session_id: str) -> SessionState: ...

@@ -1,0 +1,101 @@
+"""Stub payments: Checkout Sessions simulated in our own database, paid on our own page.
+
+Used when no Stripe key is configured, so that the whole purchase flow works on a fresh machine.
+Sessions have Stripe's shape and go through the same fulfilment as real ones; the stub checkout
+page (``/stub/checkout/{id}``) plays Stripe Checkout's part.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from backend.db import Database
+from backend.payments.base import (
+    CheckoutRequest,
+    CreatedSession,
+    SessionNotFound,
+    SessionState,
+    session_params,
+)
+
+SESSION_LIFETIME_SECONDS = 24 * 3600
+
+
+class StubProvider:
+    name = "stub"
+
+    def __init__(self, db: Database, public_url: str) -> None:
+        self._db = db
+        self._public_url = public_url.rstrip("/")
+
+    def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
+        params = session_params(request)
+        session_id = "cs_stub_" + secrets.token_urlsafe(24)
+        now = int(time.time())
+        session: dict[str, Any] = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": params["mode"],
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_subtotal": request.pack.amount,
+            "amount_total": request.pack.amount,
+            "currency": request.pack.currency,
+            "client_reference_id": params["client_reference_id"],
+            "customer_email": params["customer_email"],
+            "metadata": params["metadata"],
+            "line_items": params["line_items"],
+            "payment_intent": None,
+            "success_url": params["success_url"],
+            "cancel_url": params["cancel_url"],
+            "created": now,
+            "expires_at": now + SESSION_LIFETIME_SECONDS,
+            "livemode": False,
+            "url": f"{self._public_url}/stub/checkout/{session_id}",
+        }
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO stub_sessions (id, data) VALUES (?, ?)", (session_id, json.dumps(session)))
+        return CreatedSession(id=session_id, url=session["url"])
+
+    def session_object(self, session_id: str) -> dict[str, Any]:
+        """The Stripe-shaped session, expired on read once its time is up, as Stripe would."""
+        row = self._db.connection().execute(
+            "SELECT data FROM stub_sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        session: dict[str, Any] = json.loads(row["data"])
+        if session["status"] == "open" and session["expires_at"] <= time.time():
+            session = self._update(session_id, status="expired")
+        return session
+
+    def retrieve_session(self, session_id: str) -> SessionState:
+        return SessionState.from_stripe(self.session_object(session_id))
+
+    def expire_session(self, session_id: str) -> SessionState:
+        session = self.session_object(session_id)
+        if session["status"] == "open":
+            session = self._update(session_id, status="expired")
+        return SessionState.from_stripe(session)
+
+    def pay(self, session_id: str) -> dict[str, Any]:
+        """Complete an open session as paid; returns the session (unchanged if it was not open)."""
+        session = self.session_object(session_id)
+        if session["status"] != "open":
+            return session
+        return self._update(
+            session_id, status="complete", payment_status="paid",
+            payment_intent="pi_stub_" + secrets.token_urlsafe(18),
+        )
+
+    def _update(self, session_id: str, **changes: Any) -> dict[str, Any]:
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT data FROM stub_sessions WHERE id = ?", (session_id,)).fetchone()
+            session: dict[str, Any] = json.loads(row["data"])
+            if session["status"] == "open":  # only an open session changes, as at Stripe
+                session.update(changes)
+                conn.execute("UPDATE stub_sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id))
+        return session

@@ -1,0 +1,158 @@
+"""Buying packs: starting a checkout, confirming a payment, cancelling. Plain functions the routes call."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from ipaddress import ip_address
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from backend import fulfilment, ledger, orders
+from backend.accounts import User
+from backend.db import utcnow
+from backend.errors import ApiError
+from backend.orders import SETTLED, Order
+from backend.payments.base import CheckoutRequest, ProviderError, SessionNotFound
+from backend.services import Services
+
+log = logging.getLogger("creditdesk.payments")
+
+
+def provider_unavailable() -> ApiError:
+    return ApiError(
+        503, "payment_provider_unavailable",
+        "The payment provider could not be reached; nothing was charged. Please try again in a moment.",
+        {"Retry-After": "5"},
+    )
+
+
+def check_return_url(url: str) -> str:
+    """Accept only ``http://127.0.0.1:<port>/...`` or ``http://[::1]:<port>/...`` (the contract)."""
+    invalid = ApiError(400, "invalid_return_url",
+                       "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = ip_address(parts.hostname or "")
+    except ValueError:
+        raise invalid from None
+    if (
+        parts.scheme != "http" or port is None or not 0 < port < 65536 or parts.username is not None
+        or parts.password is not None or not host.is_loopback or str(host) not in ("127.0.0.1", "::1")
+        or parts.netloc not in (f"127.0.0.1:{port}", f"[::1]:{port}") or parts.fragment
+    ):
+        raise invalid
+    return url
+
+
+def with_query(url: str, **params: str | None) -> str:
+    """``url`` with ``params`` added to its query (replacing any of the same name)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def start_checkout(
+    services: Services, user: User, pack_id: str, return_url: str | None, state: str | None
+) -> Order:
+    services.limiter.hit(services.settings.checkout_limit_per_user, "checkout", str(user.id))
+    pack = services.catalogue.get(pack_id)
+    if pack is None:
+        raise ApiError(404, "unknown_pack", f"There is no credit pack with the id {pack_id!r}.")
+    if return_url is not None:
+        check_return_url(return_url)
+    order_id = "ord_" + secrets.token_hex(12)
+    base = services.public_url
+    request = CheckoutRequest(
+        order_id=order_id, user_id=user.id, user_email=user.email, pack=pack,
+        success_url=f"{base}/account/credits/success?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
+    )
+    try:
+        created = services.provider.create_checkout(request)
+    except ProviderError as exc:
+        log.error("payment order=%s user=%s outcome=checkout_failed reason=%s", order_id, user.id, exc)
+        raise provider_unavailable() from exc
+    now = utcnow()
+    order = Order(
+        id=order_id, user_id=user.id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
+        amount=pack.amount, currency=pack.currency, provider=services.provider.name, session_id=created.id,
+        checkout_url=created.url, return_url=return_url, state=state, status=orders.PENDING,
+        payment_intent=None, amount_refunded=0, credits_clawed_back=0, created_at=now, updated_at=now,
+    )
+    with services.db.transaction() as conn:
+        orders.insert(conn, order)
+    log.info("payment order=%s session=%s user=%s pack=%s outcome=checkout_created",
+             order.id, created.id, user.id, pack.id)
+    return order
+
+
+def refresh(services: Services, order: Order, *, source: str) -> Order:
+    """Ask the provider where an unsettled order's session stands and fulfil if it is paid."""
+    if order.status in SETTLED:
+        return order
+    try:
+        session = services.provider.retrieve_session(order.session_id)
+    except SessionNotFound:
+        log.error("payment order=%s session=%s outcome=session_missing_at_provider", order.id, order.session_id)
+        return order
+    except ProviderError as exc:
+        raise provider_unavailable() from exc
+    with services.db.transaction() as conn:
+        result = fulfilment.apply_session(conn, session, source=source)
+    return result.order or order
+
+
+@dataclass(frozen=True)
+class Verification:
+    order: Order
+    balance: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"sessionId": self.order.session_id, "status": self.order.status,
+                "creditsGranted": self.order.credits_granted, "balance": self.balance}
+
+
+def verify_payment(services: Services, user: User, session_id: str) -> Verification:
+    services.limiter.hit(services.settings.verify_limit_per_user, "verify", str(user.id))
+    order = orders.by_session(services.db.connection(), session_id)
+    if order is None or order.user_id != user.id:
+        raise ApiError(404, "unknown_session", "No checkout session with that id belongs to this account.")
+    order = refresh(services, order, source="verify")
+    return Verification(order, ledger.balance(services.db.connection(), user.id))
+
+
+def confirm_from_browser(services: Services, session_id: str) -> Order | None:
+    """The success page: confirm server-side; ``None`` when the session is not ours."""
+    order = orders.by_session(services.db.connection(), session_id)
+    if order is None:
+        return None
+    try:
+        return refresh(services, order, source="success_page")
+    except ApiError:  # the provider is unreachable: the page says the payment is still being confirmed
+        return order
+
+
+def cancel_from_browser(services: Services, order_id: str) -> Order | None:
+    """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid."""
+    order = orders.by_id(services.db.connection(), order_id)
+    if order is None:
+        return None
+    if order.status != orders.PENDING:
+        return order
+    try:
+        session = services.provider.expire_session(order.session_id)
+    except ProviderError:
+        session = None  # could not expire (or already paid): the session's own state decides below
+        try:
+            session = services.provider.retrieve_session(order.session_id)
+        except ProviderError:
+            log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
+    with services.db.transaction() as conn:
+        if session is not None and session.is_paid:
+            return fulfilment.apply_session(conn, session, source="cancel_page").order
+        current = orders.by_id(conn, order.id)
+        assert current is not None
+        return fulfilment.mark_cancelled(conn, current)

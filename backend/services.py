@@ -1,0 +1,46 @@
+"""The backend's parts, built once from the settings and shared by the routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from backend.catalogue import Catalogue
+from backend.config import Settings
+from backend.db import Database
+from backend.payments.base import PaymentProvider
+from backend.payments.stripe_provider import StripeProvider
+from backend.payments.stub import StubProvider
+from backend.ratelimit import RateLimiter
+
+log = logging.getLogger("creditdesk")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    public_url: str
+    db: Database
+    catalogue: Catalogue
+    provider: PaymentProvider
+    limiter: RateLimiter
+
+    @classmethod
+    def build(cls, settings: Settings, public_url: str) -> Services:
+        public_url = (settings.public_url or public_url).rstrip("/")
+        db = Database(settings.db_path)
+        provider: PaymentProvider
+        if settings.stripe_secret_key:
+            provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
+            log.info("Stripe payments mode (API at %s)", settings.stripe_api_base or "Stripe")
+        else:
+            provider = StubProvider(db, public_url)
+            log.warning(
+                "Stub payments mode: STRIPE_SECRET_KEY is not set, so checkouts are simulated on this server "
+                "and no money moves."
+            )
+        return cls(settings, public_url, db, Catalogue.load(settings.packs_path), provider, RateLimiter())
+
+    @property
+    def stub(self) -> StubProvider | None:
+        return self.provider if isinstance(self.provider, StubProvider) else None

@@ -1,0 +1,89 @@
+"""Stripe events: each processed once, in the same transaction that records it.
+
+An event's effects and its row in ``webhook_events`` commit together, so a crash or an error
+leaves neither (and Stripe's retry processes it), while a duplicate finds the row and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from backend import fulfilment
+from backend.db import Database, utcnow
+from backend.payments.base import MalformedSession, SessionState
+
+log = logging.getLogger("creditdesk.payments")
+
+SESSION_EVENTS = {
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+}
+HANDLED = SESSION_EVENTS | {"charge.refunded"}
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
+    """Apply one event (a parsed, already verified Stripe event) and return its outcome."""
+    event_id, event_type, obj = _parts(event)
+    with db.transaction() as conn:
+        seen = conn.execute("SELECT outcome FROM webhook_events WHERE id = ?", (event_id,)).fetchone()
+        if seen is not None:
+            outcome = "duplicate"
+        else:
+            outcome = _dispatch(conn, event_type, obj, source)
+            conn.execute(
+                "INSERT INTO webhook_events (id, type, outcome, received_at) VALUES (?, ?, ?, ?)",
+                (event_id, event_type, outcome, utcnow()),
+            )
+    session_id = obj.get("id") if event_type in SESSION_EVENTS else obj.get("payment_intent")
+    order_id = (obj.get("metadata") or {}).get("orderId") if isinstance(obj.get("metadata"), Mapping) else None
+    user_id = obj.get("client_reference_id")
+    log.info(
+        "payment event=%s event_id=%s order=%s session=%s user=%s outcome=%s",
+        event_type, event_id, order_id, session_id, user_id, outcome,
+    )
+    return outcome
+
+
+def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:
+    if not isinstance(event, Mapping):
+        raise MalformedEvent("the event is not a JSON object")
+    event_id, event_type = event.get("id"), event.get("type")
+    data = event.get("data")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
+        raise MalformedEvent("the event has no id")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("the event has no type")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        raise MalformedEvent("the event has no data.object")
+    return event_id, event_type, obj
+
+
+def _dispatch(conn: Any, event_type: str, obj: Mapping[str, Any], source: str) -> str:
+    if event_type not in HANDLED:
+        return "ignored"
+    if event_type == "charge.refunded":
+        payment_intent, charge_id = obj.get("payment_intent"), obj.get("id")
+        refunded = obj.get("amount_refunded")
+        if isinstance(payment_intent, Mapping):
+            payment_intent = payment_intent.get("id")
+        if not isinstance(payment_intent, str) or not isinstance(refunded, int) or isinstance(refunded, bool):
+            return "ignored_no_payment_intent"
+        return fulfilment.record_refund(
+            conn, payment_intent=payment_intent, charge_id=str(charge_id), amount_refunded=max(refunded, 0)
+        )
+    try:
+        session = SessionState.from_stripe(obj)
+    except MalformedSession as exc:
+        raise MalformedEvent(str(exc)) from exc
+    if event_type == "checkout.session.async_payment_failed":
+        return fulfilment.mark_failed(conn, session, source=source).outcome
+    return fulfilment.apply_session(conn, session, source=source).outcome

@@ -1,0 +1,97 @@
+"""The real backend as a child process on a loopback port, with its own SQLite file and log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from backend import ledger
+
+
+class BackendProcess:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None, *, port: int = 0) -> None:
+        self.tmp = tmp
+        self.db_path = tmp / "backend.sqlite3"
+        self.log_path = tmp / "backend.log"
+        self.extra_env = dict(env or {})
+        self.port = port
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> BackendProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_"))}
+        env.update({"CREDITDESK_DB": str(self.db_path), "PYTHONUNBUFFERED": "1"})
+        env.update(self.extra_env)
+        self._log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.wait(10)
+            raise RuntimeError(f"backend did not start: {line!r}\n{self.log()}")
+        self.url = line.split("listening on ", 1)[1].split()[0]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/health", timeout=1).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"backend never answered /api/health\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.stop()
+
+    def restart(self) -> BackendProcess:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def query(self, sql: str, *params: object) -> list[sqlite3.Row]:
+        with sqlite3.connect(self.db_path, timeout=30) as conn:
+            conn.row_factory = sqlite3.Row
+            return conn.execute(sql, params).fetchall()
+
+    def ledger_problems(self) -> list[str]:
+        conn = sqlite3.connect(self.db_path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            return ledger.check_invariants(conn)
+        finally:
+            conn.close()
+
+    def __enter__(self) -> BackendProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
