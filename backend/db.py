@@ -63,8 +63,9 @@ class Database:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; we open them ourselves.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True)
+    # isolation_level=None: no implicit transactions; we open them ourselves. Each thread has its own
+    # connection (see Database.connection); check_same_thread=False only lets close() run from any thread.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit that answered "granted" survives a power cut, not just a process crash.

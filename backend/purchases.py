@@ -57,12 +57,13 @@ def with_query(url: str, **params: str | None) -> str:
 def start_checkout(
     services: Services, user: User, pack_id: str, return_url: str | None, state: str | None
 ) -> Order:
-    services.limiter.hit(services.settings.checkout_limit_per_user, "checkout", str(user.id))
     pack = services.catalogue.get(pack_id)
     if pack is None:
         raise ApiError(404, "unknown_pack", f"There is no credit pack with the id {pack_id!r}.")
     if return_url is not None:
         check_return_url(return_url)
+    # Counted after validation: only requests that would create a Checkout Session use up the limit.
+    services.limiter.hit(services.settings.checkout_limit_per_user, "checkout", str(user.id))
     order_id = "ord_" + secrets.token_hex(12)
     base = services.public_url
     request = CheckoutRequest(

@@ -1,0 +1,122 @@
+"""Bad input of every kind gets a clear 4xx in the contract's shape, never a 500, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+TABLES = ("users", "tokens", "ledger_entries", "balances", "orders", "webhook_events", "stub_sessions")
+
+HUGE = 10**30
+BAD_JSON_BODIES = [
+    "{", "[]", "null", "1", '"text"', "{}", "\x00\x01", '{"a": NaN}', "{" * 5000 + "}" * 5000,
+]
+
+CASES: list[tuple[str, str, object]] = [
+    ("POST", "/api/auth/register", {"email": "not-an-email", "password": "long enough pw"}),
+    ("POST", "/api/auth/register", {"email": "a@example.com", "password": "short"}),
+    ("POST", "/api/auth/register", {"email": "a@example.com", "password": 12345678}),
+    ("POST", "/api/auth/register", {"email": "a@example.com", "password": "long enough pw", "admin": True}),
+    ("POST", "/api/auth/register", {"email": "a@example.com" * 40, "password": "long enough pw"}),
+    ("POST", "/api/auth/login", {"email": ["a"], "password": "x"}),
+    ("POST", "/api/auth/login", {"email": "a@example.com"}),
+    ("POST", "/api/billing/checkout", {"packId": 1}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "amount": 1}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "credits": 1_000_000}),
+    ("POST", "/api/billing/checkout", {"packId": "x" * 10_000}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "state": "s" * 10_000}),
+    ("POST", "/api/credits/spend", {"amount": -5, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": 0, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": HUGE, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": 1.5, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": "5", "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": True, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": 5}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": ""}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "with space"}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k" * 300}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k", "description": "d" * 600}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k", "userId": 1}),
+    ("GET", "/api/credits/transactions?limit=0", None),
+    ("GET", "/api/credits/transactions?limit=100000", None),
+    ("GET", "/api/credits/transactions?limit=abc", None),
+    ("GET", "/api/credits/transactions?before=-1", None),
+    ("GET", f"/api/credits/transactions?before={HUGE}", None),
+    ("GET", "/api/billing/verify-payment", None),
+    ("GET", "/api/billing/verify-payment?session_id=" + "x" * 1000, None),
+    ("GET", "/api/nowhere", None),
+    ("DELETE", "/api/credits/balance", None),
+]
+
+
+def counts(backend: BackendProcess) -> dict[str, int]:
+    return {t: backend.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in TABLES}  # noqa: S608
+
+
+def assert_clean_error(r: requests.Response) -> None:
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"].replace("_", "").isalpha() and body["error"]["message"]
+    assert "Traceback" not in r.text
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> BackendProcess:
+    from tests.conftest import SHARED_ENV
+
+    with BackendProcess(tmp_path_factory.mktemp("bad-input"), SHARED_ENV) as backend:
+        yield backend
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CASES)
+def test_bad_fields(backend: BackendProcess, method: str, path: str, body: object) -> None:
+    api = Api(backend.url).register()
+    before = counts(backend)
+    r = api.request(method, path, json=body) if body is not None else api.request(method, path)
+    assert_clean_error(r)
+    assert counts(backend) == before
+
+
+@pytest.mark.parametrize("path", ["/api/auth/register", "/api/auth/login", "/api/billing/checkout",
+                                  "/api/credits/spend"])
+@pytest.mark.parametrize("raw", BAD_JSON_BODIES)
+def test_bad_json(backend: BackendProcess, path: str, raw: str) -> None:
+    api = Api(backend.url).register()
+    before = counts(backend)
+    r = api.post(path, data=raw.encode(), headers={"Content-Type": "application/json"})
+    assert_clean_error(r)
+    assert counts(backend) == before
+
+
+def test_malformed_json_is_400_invalid_json(backend: BackendProcess) -> None:
+    r = Api(backend.url).register().post("/api/credits/spend", data=b"{",
+                                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_huge_body_is_refused(backend: BackendProcess) -> None:
+    api = Api(backend.url).register()
+    before = counts(backend)
+    payload = json.dumps({"amount": 1, "idempotencyKey": "k", "description": "x" * (2 * 1024 * 1024)})
+    r = api.post("/api/credits/spend", data=payload, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: the limit still holds
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = api.post("/api/credits/spend", data=chunks(), headers={"Content-Type": "application/json"})
+    assert_clean_error(r)
+    assert counts(backend) == before
+
+
+def test_webhooks_without_a_secret_are_refused_in_stub_mode(backend: BackendProcess) -> None:
+    r = requests.post(f"{backend.url}/api/webhooks/stripe", data=b"{}", timeout=5,
+                      headers={"Stripe-Signature": "t=1,v1=00"})
+    assert_clean_error(r)

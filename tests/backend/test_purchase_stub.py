@@ -1,0 +1,124 @@
+"""Buying a pack in stub payments mode, through the stub checkout page as a browser would."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+RETURN_URL = "http://127.0.0.1:45678/callback"
+
+
+def follow(response: requests.Response, stop_at: str = RETURN_URL) -> requests.Response | str:
+    """Follow 303s like a browser until the redirect leaves for ``stop_at`` (which is not listening)."""
+    while response.status_code in (302, 303):
+        location = response.headers["Location"]
+        if location.startswith(stop_at):
+            return location
+        response = requests.get(location, allow_redirects=False, timeout=10)
+    return response
+
+
+def test_health_says_stub_mode(stub_backend: BackendProcess) -> None:
+    body = requests.get(f"{stub_backend.url}/api/health", timeout=5).json()
+    assert body["status"] == "ok" and body["payments"] == "stub" and body["version"]
+    assert "Stub payments mode" in stub_backend.log()
+
+
+def test_packs_come_from_the_catalogue(stub_backend: BackendProcess) -> None:
+    packs = requests.get(f"{stub_backend.url}/api/billing/packs", timeout=5).json()["packs"]
+    assert [p["id"] for p in packs] == ["starter", "standard", "pro"]
+    assert packs[0] == {"id": "starter", "name": "Starter", "credits": 100, "amount": 500, "currency": "usd"}
+
+
+def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:
+    checkout = stub_api.checkout("standard", returnUrl=RETURN_URL, state="s-123_abc")
+    page = requests.get(checkout["url"], timeout=5)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert "Standard pack" in page.text and "25.00 USD" in page.text and "Stub payments mode" in page.text
+    assert 'id="pay"' in page.text and 'id="cancel"' in page.text
+    assert stub_api.verify(checkout["sessionId"]).json()["status"] == "pending"
+
+    location = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    query = parse_qs(urlsplit(location).query)
+    assert query == {"session_id": [checkout["sessionId"]], "state": ["s-123_abc"], "status": ["paid"]}
+
+    verified = stub_api.verify(checkout["sessionId"]).json()
+    assert verified == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550, "balance": 550}
+    (entry,) = stub_api.transactions()
+    assert entry["type"] == "purchase" and entry["amount"] == 550 and entry["reference"] == checkout["sessionId"]
+    # paying again (a second click, the back button) grants nothing more
+    follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    assert stub_api.balance() == 550
+
+
+def test_without_a_return_url_the_success_page_confirms_itself(stub_api: Api) -> None:
+    checkout = stub_api.checkout("starter")
+    page = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    assert isinstance(page, requests.Response) and page.status_code == 200
+    assert "Payment received" in page.text and "100 credits" in page.text
+    assert stub_api.balance() == 100
+
+
+def test_cancel_redirects_with_cancelled_and_the_session_can_no_longer_be_paid(stub_api: Api) -> None:
+    checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
+    location = follow(requests.post(checkout["url"] + "/cancel", allow_redirects=False, timeout=10))
+    assert parse_qs(urlsplit(location).query)["status"] == ["cancelled"]
+    assert stub_api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
+    page = requests.get(checkout["url"], timeout=5)
+    assert "expired" in page.text and 'id="pay"' not in page.text
+    r = requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10)
+    assert r.status_code == 410
+    assert stub_api.balance() == 0
+
+
+def test_success_page_for_an_unknown_session_is_a_404_page(stub_backend: BackendProcess) -> None:
+    r = requests.get(f"{stub_backend.url}/account/credits/success", params={"session_id": "cs_nope"}, timeout=5)
+    assert r.status_code == 404 and "Checkout not found" in r.text
+    r = requests.get(f"{stub_backend.url}/stub/checkout/<script>", timeout=5)
+    assert r.status_code == 404 and "<script>" not in r.text
+
+
+def test_another_users_session_is_404(stub_backend: BackendProcess) -> None:
+    alice, mallory = Api(stub_backend.url).register(), Api(stub_backend.url).register()
+    checkout = alice.checkout("starter")
+    follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    r = mallory.verify(checkout["sessionId"])
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_session"
+    assert mallory.balance() == 0 and mallory.transactions() == []
+    assert alice.balance() == 100
+
+
+def test_return_url_must_be_loopback_with_a_port(stub_backend: BackendProcess, stub_api: Api) -> None:
+    for bad in ("https://127.0.0.1:8000/cb", "http://localhost:8000/cb", "http://127.0.0.1/cb",
+                "http://evil.example:8000/cb", "http://127.0.0.2:8000/cb", "http://user@127.0.0.1:80/cb",
+                "http://[::1]/cb", "http://127.0.0.1:0/cb", "http://127.0.0.1:99999/cb", "javascript:alert(1)",
+                "http://127.0.0.1:8000/cb#frag", "http://0x7f000001:8000/"):
+        r = stub_api.post("/api/billing/checkout", json={"packId": "starter", "returnUrl": bad})
+        assert r.status_code == 400, bad
+        assert r.json()["error"]["code"] == "invalid_return_url"
+    orders = "SELECT COUNT(*) AS n FROM orders WHERE user_id = ?"
+    assert stub_backend.query(orders, stub_api.user["id"])[0]["n"] == 0  # nothing was written
+    for good in ("http://127.0.0.1:8000/cb", "http://[::1]:8000/cb?x=1"):
+        assert stub_api.post("/api/billing/checkout", json={"packId": "starter", "returnUrl": good}).status_code == 200
+    assert stub_backend.query(orders, stub_api.user["id"])[0]["n"] == 2
+
+
+def test_unknown_pack_is_404(stub_api: Api) -> None:
+    r = stub_api.post("/api/billing/checkout", json={"packId": "diamond"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_pack"
+
+
+def test_checkout_and_verify_are_rate_limited_per_user(stub_backend: BackendProcess) -> None:
+    api, other = Api(stub_backend.url).register(), Api(stub_backend.url).register()
+    codes = [api.post("/api/billing/checkout", json={"packId": "starter"}).status_code for _ in range(11)]
+    assert codes == [200] * 10 + [429]
+    assert other.post("/api/billing/checkout", json={"packId": "starter"}).status_code == 200
+    session_id = other.checkout("starter")["sessionId"]
+    codes = [other.verify(session_id).status_code for _ in range(21)]
+    assert codes == [200] * 20 + [429]
+    r = other.verify(session_id)
+    assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
