@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.stripe_server import FakeStripe
 
 # Generous per-address limits for the shared servers: every test comes from 127.0.0.1.
 SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute"}
@@ -42,3 +43,24 @@ def backend_factory(tmp_path: Path) -> Iterator[type]:
     yield start  # type: ignore[misc]
     for backend in started:
         backend.stop()
+
+
+STRIPE_KEY = "sk_test_creditdesk_0123456789abcdef"
+WEBHOOK_SECRET = "whsec_test_creditdesk_0123456789abcdef"
+
+
+@pytest.fixture
+def stripe_backend(backend_factory) -> Iterator[tuple[BackendProcess, FakeStripe]]:
+    """A backend in Stripe mode, its own database, talking to a Stripe-compatible server on loopback."""
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        backend = backend_factory({
+            **SHARED_ENV, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_API_BASE": fake.url,
+        })
+        fake.webhook_url = f"{backend.url}/api/webhooks/stripe"
+        yield backend, fake
+        fake.wait_deliveries(timeout=15)
+        assert backend.ledger_problems() == []
+        assert fake.errors == []
+        log = backend.log()
+        assert STRIPE_KEY not in log and WEBHOOK_SECRET not in log

@@ -1,0 +1,269 @@
+"""Stripe mode, end to end through the real stripe SDK and signed webhooks from a Stripe-compatible server.
+
+Every scenario ends with the ledger checked (the ``stripe_backend`` fixture) and the secret key and
+webhook secret absent from the backend's log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from tests.conftest import STRIPE_KEY
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+from tests.helpers.stripe_server import FakeStripe
+
+RETURN_URL = "http://127.0.0.1:45679/callback"
+
+
+def grants(backend: BackendProcess, session_id: str) -> int:
+    return backend.query("SELECT COUNT(*) AS n FROM ledger_entries WHERE reference = ? AND type = 'purchase'",
+                         session_id)[0]["n"]
+
+
+def success_page(backend: BackendProcess, session_id: str) -> requests.Response:
+    return requests.get(f"{backend.url}/account/credits/success", params={"session_id": session_id},
+                        allow_redirects=False, timeout=30)
+
+
+def test_health_and_the_checkout_session_we_create(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    assert requests.get(f"{backend.url}/api/health", timeout=5).json()["payments"] == "stripe"
+    api = Api(backend.url).register()
+    checkout = api.checkout("pro", returnUrl=RETURN_URL, state="abc")
+    session = fake.sessions[checkout["sessionId"]]
+    assert checkout["url"] == session["url"]
+    assert session["mode"] == "payment" and session["client_reference_id"] == str(api.user["id"])
+    assert session["amount_total"] == 5000 and session["currency"] == "usd"
+    meta = session["metadata"]
+    assert meta["userId"] == str(api.user["id"]) and meta["packId"] == "pro" and meta["credits"] == "1200"
+    assert meta["type"] == "credit_purchase" and meta["orderId"].startswith("ord_")
+    assert session["success_url"] == f"{backend.url}/account/credits/success?session_id={{CHECKOUT_SESSION_ID}}"
+    create = next(r for r in fake.requests if r["method"] == "POST" and r["path"] == "/v1/checkout/sessions")
+    assert create["headers"].get("Idempotency-Key")
+
+
+def test_happy_path_webhook_then_verify(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("standard")["sessionId"]
+    assert api.verify(session_id).json()["status"] == "pending"
+    fake.pay(session_id)
+    assert fake.deliveries[-1][1] == 200
+    assert api.verify(session_id).json() == {"sessionId": session_id, "status": "paid", "creditsGranted": 550,
+                                             "balance": 550}
+    assert "event=checkout.session.completed" in backend.log() and "outcome=granted" in backend.log()
+
+
+def test_verify_before_the_webhook_then_the_late_webhook(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    event = fake.pay(session_id, deliver=False)
+    assert api.verify(session_id).json()["status"] == "paid"  # confirmed with Stripe, no webhook yet
+    assert fake.deliver(event) == [200]
+    assert api.balance() == 100 and grants(backend, session_id) == 1
+
+
+def test_success_page_grants_when_the_webhook_never_comes(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    checkout = api.checkout("starter", returnUrl=RETURN_URL, state="st8")
+    fake.pay(checkout["sessionId"], deliver=False)
+    r = success_page(backend, checkout["sessionId"])
+    assert r.status_code == 303
+    assert r.headers["Location"] == f"{RETURN_URL}?session_id={checkout['sessionId']}&state=st8&status=paid"
+    assert api.balance() == 100
+
+
+def test_one_grant_under_20_concurrent_deliveries_verify_and_success_page(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("pro")["sessionId"]
+    event = fake.pay(session_id, deliver=False)
+    results: dict[str, list[int]] = {"verify": [], "success": []}
+    go = threading.Event()
+
+    def verify() -> None:
+        go.wait()
+        results["verify"].append(Api(backend.url, api.token).verify(session_id).status_code)
+
+    def success() -> None:
+        go.wait()
+        results["success"].append(success_page(backend, session_id).status_code)
+
+    side = [threading.Thread(target=f) for f in (verify, verify, verify, success, success, success)]
+    for t in side:
+        t.start()
+    go.set()
+    statuses = fake.deliver(event, times=20, concurrency=20)
+    for t in side:
+        t.join()
+    assert statuses == [200] * 20
+    assert results == {"verify": [200] * 3, "success": [200] * 3}
+    assert grants(backend, session_id) == 1 and api.balance() == 1200
+    assert backend.query("SELECT COUNT(*) AS n FROM webhook_events WHERE id = ?", event["id"])[0]["n"] == 1
+
+
+def test_async_payment_success_and_failure(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    good, bad = api.checkout("starter")["sessionId"], api.checkout("standard")["sessionId"]
+    fake.pay_async(good)
+    fake.pay_async(bad)
+    assert api.verify(good).json()["status"] == "pending" and api.balance() == 0
+    fake.async_succeed(good)
+    fake.async_fail(bad)
+    assert api.verify(good).json()["status"] == "paid"
+    assert api.verify(bad).json() == {"sessionId": bad, "status": "failed", "creditsGranted": 0, "balance": 100}
+
+
+def test_expiry(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.expire(session_id)
+    assert api.verify(session_id).json()["status"] == "expired"
+    other = api.checkout("starter")["sessionId"]
+    fake.expire(other, deliver=False)  # the webhook is lost: verify asks Stripe
+    assert api.verify(other).json()["status"] == "expired" and api.balance() == 0
+
+
+def test_cancel_page_expires_the_session_and_redirects(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    checkout = api.checkout("starter", returnUrl=RETURN_URL, state="s")
+    cancel_url = fake.sessions[checkout["sessionId"]]["cancel_url"]
+    r = requests.get(cancel_url, allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and "status=cancelled" in r.headers["Location"]
+    fake.wait_deliveries(timeout=10)
+    assert fake.sessions[checkout["sessionId"]]["status"] == "expired"
+    assert api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
+
+
+def test_full_refund_delivered_twice_claws_back_once_even_when_spent(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.pay(session_id)
+    assert api.post("/api/credits/spend", json={"amount": 80, "idempotencyKey": "k"}).json()["balance"] == 20
+    event = fake.refund(session_id, deliver=False)
+    assert fake.deliver(event, times=2) == [200, 200]
+    assert api.balance() == -80
+    assert api.verify(session_id).json()["status"] == "refunded"
+    r = api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": "k2"})
+    assert r.status_code == 402
+    assert [t["type"] for t in api.transactions()] == ["refund", "spend", "purchase"]
+
+
+def test_partial_refunds_each_twice_and_out_of_order(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("standard")["sessionId"]  # 550 credits for 2500 cents
+    fake.pay(session_id)
+    first = fake.refund(session_id, 500, deliver=False)  # 20 %
+    second = fake.refund(session_id, 1000, deliver=False)  # 60 % in all
+    assert fake.deliver(second, times=2) == [200, 200]
+    assert api.balance() == 550 - 330
+    assert fake.deliver(first, times=2) == [200, 200]  # older, smaller cumulative amount: nothing more
+    assert api.balance() == 220
+    fake.refund(session_id)  # the rest
+    assert api.balance() == 0 and api.verify(session_id).json()["status"] == "refunded"
+    assert [t["amount"] for t in api.transactions() if t["type"] == "refund"] == [-220, -330]
+
+
+def test_a_refund_event_before_the_payment_event(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    paid = fake.pay(session_id, deliver=False)
+    fake.refund(session_id)  # arrives first: kept until the payment is known
+    assert api.balance() == 0
+    fake.deliver(paid)
+    assert api.balance() == 0 and grants(backend, session_id) == 1
+    assert api.verify(session_id).json()["status"] == "refunded"
+
+
+def test_bad_signatures_change_nothing(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    event = fake.pay(session_id, deliver=False)
+    body = fake.payload(event)
+    other_body = fake.payload(fake.make_event("checkout.session.completed", fake.sessions[session_id]))
+    forged = fake.sign(body, secret="whsec_not_the_secret_at_all")
+    stale = fake.sign(body, timestamp=int(time.time()) - 301)
+    for payload, header in ((body, forged), (body, stale), (body, fake.sign(other_body)), (body, None),
+                            (body, "garbage"), (body + b" ", fake.sign(body))):
+        assert fake.post_webhook(payload, header) == 400
+    r = requests.post(fake.webhook_url, data=body, headers={"Stripe-Signature": forged}, timeout=10)
+    assert r.json()["error"]["code"] == "invalid_signature"
+    assert backend.query("SELECT COUNT(*) AS n FROM webhook_events")[0]["n"] == 0
+    assert api.balance() == 0
+
+
+def test_a_signed_body_that_is_not_an_event_is_400(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    for body in (b"not json", b"[]", b'{"id": "evt_1"}', b'{"id": "evt_2", "type": "checkout.session.completed",'
+                 b' "data": {"object": {"object": "charge"}}}'):
+        assert fake.post_webhook(body, fake.sign(body)) == 400
+    other = fake.make_event("customer.created", {"id": "cus_1", "object": "customer"})
+    assert fake.deliver(other) == [200]
+    assert backend.query("SELECT outcome FROM webhook_events")[0]["outcome"] == "ignored"
+
+
+def test_tampered_amount_or_metadata_grants_nothing(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.pay(session_id, deliver=False)
+    for field, value in (("amount_total", 1), ("currency", "eur"), ("client_reference_id", "999999"),
+                         ("metadata", {**fake.sessions[session_id]["metadata"], "credits": "1000000"}),
+                         ("metadata", {**fake.sessions[session_id]["metadata"], "type": "donation"})):
+        tampered = {**fake.sessions[session_id], field: value}
+        assert fake.deliver(fake.make_event("checkout.session.completed", tampered)) == [200]
+    assert api.balance() == 0
+    assert backend.query("SELECT DISTINCT outcome FROM webhook_events")[0]["outcome"] == "refused"
+    fake.sessions[session_id]["metadata"]["credits"] = "1000000"  # what verify reads is checked too
+    assert api.verify(session_id).json()["status"] == "pending" and api.balance() == 0
+    assert "outcome=refused reason=mismatch" in backend.log()
+
+
+def test_stripe_unreachable_at_checkout_is_503_and_writes_nothing(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    fake.fail_next(10, status=500)
+    r = api.post("/api/billing/checkout", json={"packId": "starter"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "payment_provider_unavailable"
+    assert backend.query("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 0
+    fake.fail_next(0)
+
+
+def test_the_secret_key_is_sent_to_stripe_only(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    checkout = api.checkout("starter")
+    assert fake.requests[-1]["headers"]["Authorization"] == f"Bearer {STRIPE_KEY}"
+    answers = [api.get("/api/health").text, requests.get(checkout["url"], timeout=5).text,
+               api.verify(checkout["sessionId"]).text, api.transactions().__repr__()]
+    assert all(STRIPE_KEY not in answer for answer in answers)
+
+
+def test_stripe_mode_refuses_to_start_without_the_webhook_secret(tmp_path) -> None:
+    backend = BackendProcess(tmp_path, {"STRIPE_SECRET_KEY": STRIPE_KEY})
+    try:
+        backend.start()
+        raise AssertionError("the backend started without STRIPE_WEBHOOK_SECRET")
+    except RuntimeError:
+        pass
+    assert backend.proc is not None and backend.proc.returncode == 2
+    assert "STRIPE_WEBHOOK_SECRET" in backend.log() and STRIPE_KEY not in backend.log()
