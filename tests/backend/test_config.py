@@ -1,0 +1,75 @@
+"""Configuration and the pack catalogue: defaults, and clear messages for what cannot work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import resources
+from backend.catalogue import Catalogue
+from backend.config import ConfigError, Settings
+
+
+def test_defaults_are_stub_mode_with_the_bundled_packs() -> None:
+    settings = Settings.from_env({})
+    assert settings.payments_mode == "stub"
+    assert settings.packs_path == resources.path("packs.toml")
+    assert settings.db_path.name == "backend.sqlite3"
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "CREDITDESK_DB": str(tmp_path / "x.db"), "CREDITDESK_PUBLIC_URL": "https://credits.example.com/",
+        "STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+        "STRIPE_API_BASE": "http://127.0.0.1:12111/",
+    })
+    assert settings.payments_mode == "stripe" and settings.db_path == tmp_path / "x.db"
+    assert settings.public_url == "https://credits.example.com" and settings.stripe_api_base == "http://127.0.0.1:12111"
+    assert "sk_test_abc" not in repr(settings) and "whsec_abc" not in repr(settings)
+
+
+def test_stripe_mode_needs_the_webhook_secret_and_a_secret_key() -> None:
+    with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
+        Settings.from_env({"STRIPE_SECRET_KEY": "sk_test_abc"})
+    with pytest.raises(ConfigError, match="publishable key"):
+        Settings.from_env({"STRIPE_SECRET_KEY": "pk_test_abc", "STRIPE_WEBHOOK_SECRET": "whsec_abc"})
+
+
+def test_the_bundled_catalogue() -> None:
+    catalogue = Catalogue.load(resources.path("packs.toml"))
+    assert [(p.id, p.credits, p.amount, p.currency) for p in catalogue.packs] == [
+        ("starter", 100, 500, "usd"), ("standard", 550, 2500, "usd"), ("pro", 1200, 5000, "usd")]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[[packs]\n", "not valid TOML"),
+    ("", "no \\[\\[packs\\]\\]"),
+    ('[[packs]]\nid = "a"\nname = "A"\ncredits = 10\namount = 100\n', "needs id, name"),
+    ('[[packs]]\nid = "a"\nname = "A"\ncredits = -1\namount = 100\ncurrency = "usd"\n', "credits must be"),
+    ('[[packs]]\nid = "a"\nname = "A"\ncredits = 1\namount = 1.5\ncurrency = "usd"\n', "amount must be"),
+    ('[[packs]]\nid = "A B"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "usd"\n', "id must be"),
+    ('[[packs]]\nid = "a"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "dollars"\n', "currency"),
+    ('[[packs]]\nid = "a"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "usd"\n' * 2, "used twice"),
+])
+def test_a_bad_catalogue_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "packs.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Catalogue.load(path)
+
+
+def test_serve_reports_a_config_error_without_a_traceback(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db"), "CREDITDESK_PACKS": str(tmp_path / "no")}
+    r = subprocess.run([sys.executable, "-m", "backend", "serve", "--port", "0"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "cannot read the pack catalogue" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_command(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db.sqlite3")}
+    r = subprocess.run([sys.executable, "-m", "backend", "check"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "the ledger adds up" in r.stdout

@@ -1,0 +1,64 @@
+"""The wheel works outside the source tree: `pip install .` gives working commands with their resources."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv, outside the source tree, with the project's wheel installed (not editable)."""
+    where = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(where / "dist"), str(ROOT)],
+                   check=True, capture_output=True)
+    (wheel,) = (where / "dist").glob("creditdesk-*.whl")
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c",
+                    str(ROOT / "requirements" / "lock.txt"), str(wheel)], check=True, capture_output=True)
+    return venv
+
+
+def clean_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_", "PYTHON"))}
+    env["CREDITDESK_DB"] = str(tmp / "backend.sqlite3")
+    return env
+
+
+@pytest.mark.parametrize("command", [["creditdesk-backend"], ["python", "-m", "backend"]])
+def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_path: Path, command: list[str]) -> None:
+    exe = [str(installed / "bin" / command[0]), *command[1:]]
+    proc = subprocess.Popen([*exe, "serve", "--port", "0"], cwd=tmp_path, env=clean_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split("listening on ", 1)[1].split()[0]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = requests.get(f"{url}/api/health", timeout=2).json()
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert health["status"] == "ok" and health["payments"] == "stub"
+        packs = requests.get(f"{url}/api/billing/packs", timeout=5).json()["packs"]
+        assert [p["id"] for p in packs] == ["starter", "standard", "pro"]
+        page = requests.get(f"{url}/account/credits/success?session_id=cs_x", timeout=5)
+        assert page.status_code == 404 and "Creditdesk" in page.text  # the templates travelled too
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+    assert str(ROOT) not in subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import backend, resources; print(backend.__file__, resources.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
