@@ -59,6 +59,6 @@ def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_pat
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
-    assert str(ROOT) not in subprocess.run(
-        [str(installed / "bin" / "python"), "-c", "import backend, resources; print(backend.__file__, resources.__file__)"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
+    where = "import backend, resources; print(backend.__file__, resources.__file__)"
+    assert str(ROOT) not in subprocess.run([str(installed / "bin" / "python"), "-c", where], capture_output=True,
+                                           text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
