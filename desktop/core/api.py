@@ -1,0 +1,452 @@
+"""The backend's HTTP API (see CONTRACT.md) as plain, blocking Python calls for worker threads.
+
+Every call has a connect timeout of a few seconds and a read timeout (``timeout``). Idempotent calls (GETs, and
+``spend``, which carries an idempotency key) are retried with backoff on connection errors and 502/503/504;
+other POSTs are sent once. Failures raise :class:`ApiError` (the backend answered with an error) or
+:class:`BackendUnreachable` (it did not answer), both with a message a user can read.
+
+The bearer token never appears in an exception message, a ``repr`` or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import requests.auth
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
+
+log = logging.getLogger("creditdesk.api")
+
+CONNECT_TIMEOUT = 3.0
+RETRY_STATUSES = (502, 503, 504)
+
+
+class ApiClientError(Exception):
+    """Base of the errors :class:`ApiClient` raises; ``str(error)`` is a sentence for the user."""
+
+    message: str
+
+
+class ApiError(ApiClientError):
+    """The backend answered with an error (the contract's ``{"error": {"code", "message"}}``)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"ApiError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class BackendUnreachable(ApiClientError):
+    """No answer: connection refused, DNS failure, TLS failure or timeout."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"BackendUnreachable({self.message!r})"
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    payments: str  # "stripe" or "stub"
+    version: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    token: str = field(repr=False)
+    user: User
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    name: str
+    credits: int
+    amount: int  # minor units (cents)
+    currency: str
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: int
+    type: str  # purchase, spend, refund, adjustment (more may be added)
+    amount: int
+    balance_after: int
+    created_at: str
+    reference: str | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    items: tuple[Transaction, ...]
+    next_cursor: str | None  # pass as ``before=`` for the next (older) page; None on the last page
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    session_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PaymentVerification:
+    session_id: str
+    status: str  # pending, paid, failed, expired, cancelled, refunded
+    credits_granted: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class SpendResult:
+    transaction_id: int
+    balance: int
+
+
+_FALLBACK_MESSAGES = {
+    400: "The server did not accept the request.",
+    401: "Your sign-in has expired or is not valid; please sign in again.",
+    402: "There are not enough credits for this.",
+    404: "The server does not know this address or item.",
+    409: "The request conflicts with an earlier one.",
+    422: "Some fields are missing or invalid.",
+    429: "Too many requests; please wait a moment and try again.",
+    502: "The Creditdesk server is not available right now (bad gateway).",
+    503: "The Creditdesk server is not available right now; please try again in a moment.",
+    504: "The Creditdesk server took too long to answer (gateway timeout).",
+}
+
+
+def _parse_retry_after(value: str | None) -> int | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0, int((when - datetime.now(UTC)).total_seconds() + 0.999))
+
+
+class ApiClient:
+    """A client for one backend. Safe to share between threads (one ``requests.Session`` per thread).
+
+    ``token`` is the bearer token; ``register`` and ``login`` set it, ``logout`` clears it.
+    ``retries`` bounds the retries of idempotent calls (0 turns them off, e.g. for a quick health probe).
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 10.0, retries: int = 3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self._local = threading.local()
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        self._sessions_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.base_url!r}, signed_in={self.token is not None})"
+
+    # -- sessions ---------------------------------------------------------------------------------------------
+
+    def _new_session(self, retry: Retry) -> requests.Session:
+        session = requests.Session()
+        # A loopback backend (the bundled one) must not go through an HTTP(S)_PROXY from the environment.
+        session.trust_env = not _is_loopback(self.base_url)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=4)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update({"Accept": "application/json", "User-Agent": "creditdesk-desktop"})
+        with self._sessions_lock:
+            self._sessions.add(session)
+        return session
+
+    def _session(self, retrying: bool) -> requests.Session:
+        """This thread's session: ``retrying`` for idempotent calls, the other one for everything else."""
+        name = "retrying" if retrying else "once"
+        session = getattr(self._local, name, None)
+        if session is None:
+            if retrying and self.retries > 0:
+                # A read error (timeout, dropped connection) is retried once: a hung server should not cost
+                # (retries + 1) read timeouts.
+                retry = Retry(
+                    total=self.retries, connect=self.retries, read=1, status=self.retries,
+                    other=0, redirect=0, backoff_factor=0.25, backoff_max=4.0,
+                    status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "POST"}),
+                    raise_on_status=False, raise_on_redirect=False,
+                    # A long Retry-After would block the worker; the caller sees it on the ApiError instead.
+                    respect_retry_after_header=False,
+                )
+            else:
+                retry = Retry(total=0, read=False, redirect=0, raise_on_status=False, raise_on_redirect=False)
+            session = self._new_session(retry)
+            setattr(self._local, name, session)
+        return session
+
+    def close(self) -> None:
+        """Close the connection pools of every thread's sessions (at shutdown)."""
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, auth: bool = False, idempotent: bool | None = None,
+        json: dict[str, Any] | None = None, params: dict[str, Any] | None = None, timeout: float | None = None,
+    ) -> requests.Response:
+        if idempotent is None:
+            idempotent = method == "GET"
+        credentials: requests.auth.AuthBase = _NO_AUTH
+        if auth:
+            if not self.token:
+                raise ApiError(401, "not_signed_in", "Sign in first.")
+            credentials = _BearerAuth(self.token)
+        url = self.base_url + path
+        read_timeout = self.timeout if timeout is None else timeout
+        try:
+            response = self._session(idempotent).request(
+                method, url, auth=credentials, json=json, params=params,
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout), allow_redirects=False,
+            )
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            if isinstance(exc, requests.ConnectTimeout) or not _is_read_timeout(exc):
+                log.info("%s %s: connection failed (%s)", method, path, type(exc).__name__)
+                raise BackendUnreachable(f"The Creditdesk server at {self.base_url} is not answering.") from None
+            log.info("%s %s: timed out", method, path)
+            raise BackendUnreachable(
+                f"The Creditdesk server at {self.base_url} did not answer in time ({read_timeout:g} s)."
+            ) from None
+        except requests.RequestException as exc:
+            log.info("%s %s: %s", method, path, type(exc).__name__)
+            raise BackendUnreachable(
+                f"Could not talk to the Creditdesk server at {self.base_url} ({type(exc).__name__})."
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if 300 <= response.status_code < 400:
+            raise ApiError(response.status_code, "unexpected_redirect",
+                           f"The server at {self.base_url} redirected the request; is this the right address?")
+        return response
+
+    def _error(self, response: requests.Response) -> ApiError:
+        status = response.status_code
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        code, message = f"http_{status}", ""
+        try:
+            body = response.json()
+            error = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error, dict):
+                code = str(error.get("code") or code)
+                message = str(error.get("message") or "")
+        except ValueError:
+            pass
+        if not message:
+            message = _FALLBACK_MESSAGES.get(
+                status,
+                f"The Creditdesk server answered with an error (HTTP {status})."
+                if status >= 500 else f"The request was refused (HTTP {status}).",
+            )
+        log.info("%s %s: HTTP %s %s", response.request.method, _path_of(response), status, code)
+        return ApiError(status, code, message, retry_after)
+
+    def _json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise self._bad_answer(response)
+        return body
+
+    def _bad_answer(self, response: requests.Response) -> ApiError:
+        return ApiError(response.status_code, "invalid_response",
+                        f"The server at {self.base_url} sent an answer Creditdesk does not understand; "
+                        "is this a Creditdesk server?")
+
+    def _parse(self, response: requests.Response, build: Any) -> Any:
+        body = self._json(response)
+        try:
+            return build(body)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._bad_answer(response) from None
+
+    # -- the API ----------------------------------------------------------------------------------------------
+
+    def health(self, *, timeout: float | None = None) -> Health:
+        """``GET /api/health``, with the round trip in milliseconds."""
+        started = time.perf_counter()
+        response = self._request("GET", "/api/health", timeout=timeout)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self._parse(response, lambda b: Health(
+            status=str(b["status"]), payments=str(b["payments"]), version=str(b["version"]),
+            latency_ms=round(latency_ms, 1),
+        ))
+
+    def _auth(self, path: str, email_address: str, password: str) -> AuthResult:
+        response = self._request("POST", path, json={"email": email_address, "password": password})
+        result: AuthResult = self._parse(response, lambda b: AuthResult(
+            token=str(b["token"]), user=User(id=int(b["user"]["id"]), email=str(b["user"]["email"])),
+        ))
+        self.token = result.token
+        return result
+
+    def register(self, email: str, password: str) -> AuthResult:
+        """Create an account; signs this client in."""
+        return self._auth("/api/auth/register", email, password)
+
+    def login(self, email: str, password: str) -> AuthResult:
+        """Sign in; signs this client in."""
+        return self._auth("/api/auth/login", email, password)
+
+    def logout(self) -> None:
+        """Revoke the token on the server and forget it. A token the server no longer knows counts as done;
+        if the server cannot be reached the token is kept (and the error raised) so that the caller may retry."""
+        if not self.token:
+            return
+        try:
+            self._request("POST", "/api/auth/logout", auth=True)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+        self.token = None
+
+    def packs(self) -> list[Pack]:
+        response = self._request("GET", "/api/billing/packs")
+        return self._parse(response, lambda b: [
+            Pack(id=str(p["id"]), name=str(p["name"]), credits=int(p["credits"]), amount=int(p["amount"]),
+                 currency=str(p["currency"]))
+            for p in b["packs"]
+        ])
+
+    def balance(self) -> int:
+        response = self._request("GET", "/api/credits/balance", auth=True)
+        return self._parse(response, lambda b: int(b["balance"]))
+
+    def transactions(self, limit: int = 50, before: str | int | None = None) -> TransactionPage:
+        """One page of the history, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        response = self._request("GET", "/api/credits/transactions", auth=True, params=params)
+
+        def build(b: dict[str, Any]) -> TransactionPage:
+            items = tuple(
+                Transaction(id=int(t["id"]), type=str(t["type"]), amount=int(t["amount"]),
+                            balance_after=int(t["balanceAfter"]), created_at=str(t["createdAt"]),
+                            reference=t.get("reference"), description=t.get("description"))
+                for t in b["transactions"]
+            )
+            cursor = b.get("nextCursor")
+            return TransactionPage(items=items, next_cursor=None if cursor is None else str(cursor))
+
+        return self._parse(response, build)
+
+    def checkout(self, pack_id: str, return_url: str | None = None, state: str | None = None) -> CheckoutSession:
+        """Start a Checkout for ``pack_id``; open ``url`` in the browser. Sent once (not retried)."""
+        body: dict[str, Any] = {"packId": pack_id}
+        if return_url is not None:
+            body["returnUrl"] = return_url
+        if state is not None:
+            body["state"] = state
+        response = self._request("POST", "/api/billing/checkout", auth=True, json=body)
+        return self._parse(response, lambda b: CheckoutSession(session_id=str(b["sessionId"]), url=str(b["url"])))
+
+    def verify_payment(self, session_id: str) -> PaymentVerification:
+        response = self._request("GET", "/api/billing/verify-payment", auth=True, params={"session_id": session_id})
+        return self._parse(response, lambda b: PaymentVerification(
+            session_id=str(b["sessionId"]), status=str(b["status"]), credits_granted=int(b["creditsGranted"]),
+            balance=int(b["balance"]),
+        ))
+
+    def spend(self, amount: int, idempotency_key: str, description: str | None = None) -> SpendResult:
+        """Spend credits. Retried like a GET: the idempotency key makes a repeat spend nothing more."""
+        body: dict[str, Any] = {"amount": amount, "idempotencyKey": idempotency_key}
+        if description is not None:
+            body["description"] = description
+        response = self._request("POST", "/api/credits/spend", auth=True, idempotent=True, json=body)
+        return self._parse(response, lambda b: SpendResult(transaction_id=int(b["transactionId"]),
+                                                           balance=int(b["balance"])))
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer``. Passing an auth object (never None) also stops requests from adding
+    credentials of its own from ~/.netrc."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<token>)"
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """No credentials at all (and none from ~/.netrc)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_NO_AUTH = _NoAuth()
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    """A read timeout, raised directly or (after retries) wrapped in a MaxRetryError."""
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ReadTimeoutError)
+
+
+def _path_of(response: requests.Response) -> str:
+    """The request's path without its query (which may carry a session id; never a token)."""
+    return urlsplit(response.request.url or "").path

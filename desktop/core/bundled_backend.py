@@ -1,0 +1,205 @@
+"""The bundled backend: ``python -m backend serve`` as a child process, in stub payments mode, on a free
+loopback port, with its database in the app's data dir. Launched by module name; never imported here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from desktop.core._files import tail_lines
+from desktop.core.api import ApiClient, ApiClientError
+from desktop.core.redact import redact
+
+log = logging.getLogger("creditdesk.bundled_backend")
+
+LISTENING = "listening on "
+# Inherited variables that would change what the bundled backend is: Stripe mode, another public URL.
+_DROPPED_PREFIXES = ("STRIPE_",)
+_DROPPED = {"CREDITDESK_PUBLIC_URL", "CREDITDESK_DB", "CREDITDESK_BACKEND_URL"}
+
+
+class BundledBackendError(RuntimeError):
+    """The bundled backend did not start; the message says why and ends with the tail of its log."""
+
+
+class BundledBackend:
+    """Start with ``start()`` (blocking, up to ``startup_timeout`` s; call it on a worker), stop with ``stop()``.
+
+    ``stop()`` may be called from another thread while ``start()`` waits: ``start()`` then raises
+    BundledBackendError promptly.
+    """
+
+    def __init__(
+        self, data_dir: Path, log_dir: Path | None = None, *, startup_timeout: float = 20.0,
+        python: str | None = None, extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.data_dir
+        self.db_path = self.data_dir / "backend.sqlite3"
+        self.log_path = self.log_dir / "backend.log"
+        self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
+        self.extra_env = dict(extra_env or {})
+        self.url: str | None = None
+        self.payments: str | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._log: IO[str] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BundledBackend(url={self.url!r}, running={self.running})"
+
+    def __enter__(self) -> BundledBackend:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0"]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED}
+        env.update(self.extra_env)
+        env["CREDITDESK_DB"] = str(self.db_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self) -> str:
+        """Start the backend and wait until it answers ``/api/health``; returns its URL."""
+        with self._lock:
+            if self._proc is not None:
+                raise RuntimeError("this BundledBackend was already started")
+            self._stopping.clear()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("a", encoding="utf-8")
+            self._log.write(f"--- starting the bundled backend at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+            self._log.flush()
+            try:
+                self._proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                    self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
+                    text=True, encoding="utf-8", errors="replace", env=self.environment(),
+                )
+            except OSError as exc:
+                self._close_log()
+                raise BundledBackendError(f"Could not start the bundled backend: {exc}") from None
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            line = self._first_line(deadline)
+            if LISTENING not in line:
+                raise self._failure(f"it said {line.strip()!r} instead of where it listens")
+            self.url = line.split(LISTENING, 1)[1].split()[0].rstrip("/")
+            if "(payments: " in line:
+                self.payments = line.rsplit("(payments: ", 1)[1].split(")")[0]
+            self._wait_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("bundled backend running at %s (pid %s)", self.url, self.pid)
+        return self.url
+
+    def _first_line(self, deadline: float) -> str:
+        """The first stdout line, read on a helper thread so that a silent child cannot block us past the
+        deadline (pipes cannot be polled portably). The thread then drains stdout until the child exits."""
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        lines: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            try:
+                lines.put(stdout.readline())
+                for _ in stdout:
+                    pass
+            except (OSError, ValueError):
+                lines.put("")
+            finally:
+                with contextlib.suppress(OSError):
+                    stdout.close()
+
+        threading.Thread(target=read, name="creditdesk-backend-stdout", daemon=True).start()
+        while True:
+            if self._stopping.is_set():
+                raise BundledBackendError("The bundled backend was stopped while starting.")
+            try:
+                line = lines.get(timeout=0.1)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise self._failure(f"it did not say where it listens within {self.startup_timeout:g} s") from None
+                continue
+            if not line:
+                code = self._proc.wait(5)
+                raise self._failure(f"it exited with code {code}")
+            return line
+
+    def _wait_healthy(self, deadline: float) -> None:
+        assert self.url is not None
+        client = ApiClient(self.url, timeout=1.0, retries=0)
+        try:
+            while True:
+                if self._stopping.is_set():
+                    raise BundledBackendError("The bundled backend was stopped while starting.")
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise self._failure(f"it exited with code {self._proc.returncode}")
+                try:
+                    client.health()
+                    return
+                except ApiClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise self._failure(f"it did not answer /api/health within {self.startup_timeout:g} s")
+                self._stopping.wait(0.1)
+        finally:
+            client.close()
+
+    def _failure(self, what: str) -> BundledBackendError:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.flush()
+        log_tail = redact("\n".join(tail_lines(self.log_path, 20)))
+        message = f"The bundled Creditdesk backend did not start: {what}. Its log is {self.log_path}."
+        if log_tail:
+            message += f"\nLast lines of the log:\n{log_tail}"
+        return BundledBackendError(message)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate (SIGTERM), then kill after ``timeout`` s. Idempotent; safe from any thread."""
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("the bundled backend did not stop within %s s; killing it", timeout)
+                    with contextlib.suppress(OSError):
+                        proc.kill()
+                    proc.wait()
+            self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None

@@ -1,0 +1,67 @@
+"""Scrubbing secrets out of text that leaves the app (diagnostics, error details shown to users)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+
+# Keys whose values are secrets, in "key=value", "key: value", JSON and Python-repr shapes.
+_KEYS = r"(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|[a-z_]*token|api[_-]?key)"
+_KEY_LEAD = rf"(?i)(\b{_KEYS}\b[\"']?\s*[:=]\s*)"
+
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    # An Authorization header's whole value, whatever its scheme.
+    (re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+"), rf"\1{REDACTED}"),
+    # Bearer/Basic credentials anywhere else.
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+"), rf"\1\2{REDACTED}"),
+    # Stripe secret and restricted keys, webhook signing secrets.
+    (re.compile(r"\b(?:sk|rk)_[A-Za-z0-9_]{4,}"), REDACTED),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_]+"), REDACTED),
+    # Credentials in a URL: scheme://user:password@host.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
+    # The loopback callback's state in a URL query.
+    (re.compile(r"([?&;]state=)[^&#\s\"']+"), rf"\1{REDACTED}"),
+    # password="...", 'token': '...'.
+    (re.compile(_KEY_LEAD + r"([\"'])(.*?)(?<!\\)\2"), rf"\1\2{REDACTED}\2"),
+    # password=..., token: ... (unquoted, up to a separator).
+    (re.compile(_KEY_LEAD + r"(?![\"'])(?!\[REDACTED\])[^\s&,;}\]\"']+"), rf"\1{REDACTED}"),
+]
+
+# Long runs of token characters. Stripe object ids (cs_..., pi_...) are not secrets and help support.
+_LONG_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_\-])"
+    r"(?!(?:cs|pi|ch|evt|ord|cus|pm|re|txn|seti|sub|in|price|prod|py)_)"
+    r"[A-Za-z0-9_\-]{32,}"
+    r"(?![A-Za-z0-9_\-])"
+)
+_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
+
+
+def _looks_random(candidate: str) -> bool:
+    classes = sum((any(c.islower() for c in candidate), any(c.isupper() for c in candidate),
+                   any(c.isdigit() for c in candidate)))
+    return classes >= 2
+
+
+def mask_email(email: str | None) -> str | None:
+    """``john@example.com`` -> ``j***@example.com``."""
+    if not email:
+        return email
+    local, at, domain = email.strip().partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def redact(text: str, known_secrets: Iterable[str] = ()) -> str:
+    """``text`` without bearer tokens, Stripe keys, webhook secrets, passwords, URL credentials, long random
+    tokens or any of ``known_secrets``; emails are masked."""
+    for secret in known_secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    text = _LONG_TOKEN.sub(lambda m: REDACTED if _looks_random(m.group(0)) else m.group(0), text)
+    return _EMAIL.sub(r"\1***@\2", text)

@@ -1,0 +1,172 @@
+"""Where the app keeps its files, which backend it talks to, and its small settings file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from desktop.core._files import atomic_write_text, move_aside
+
+log = logging.getLogger("creditdesk.settings")
+
+APP_NAME = "creditdesk"
+HOME_ENV = "CREDITDESK_HOME"
+BACKEND_URL_ENV = "CREDITDESK_BACKEND_URL"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """The app's folders. ``CREDITDESK_HOME=/some/dir`` puts them all under one folder (tests, portable use)."""
+
+    data_dir: Path
+    config_dir: Path
+    log_dir: Path
+
+    @classmethod
+    def default(cls, environ: Mapping[str, str] | None = None) -> AppPaths:
+        env = os.environ if environ is None else environ
+        home = env.get(HOME_ENV, "").strip()
+        if home:
+            return cls.under(Path(home).expanduser())
+        return cls(
+            data_dir=platformdirs.user_data_path(APP_NAME, appauthor=False),
+            config_dir=platformdirs.user_config_path(APP_NAME, appauthor=False),
+            log_dir=platformdirs.user_log_path(APP_NAME, appauthor=False),
+        )
+
+    @classmethod
+    def under(cls, root: Path) -> AppPaths:
+        root = Path(root)
+        return cls(data_dir=root / "data", config_dir=root / "config", log_dir=root / "log")
+
+    def ensure(self) -> AppPaths:
+        """Create the folders (private to the user where the OS allows)."""
+        for folder in (self.data_dir, self.config_dir, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def pending_file(self) -> Path:
+        return self.data_dir / "pending-purchases.json"
+
+    @property
+    def backend_db(self) -> Path:
+        return self.data_dir / "backend.sqlite3"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "creditdesk.log"
+
+    @property
+    def backend_log_file(self) -> Path:
+        return self.log_dir / "backend.log"
+
+
+class InvalidBackendUrl(ValueError):
+    """The configured backend URL cannot work; the message says why, for the user."""
+
+
+def validate_backend_url(url: str, source: str = "the backend URL") -> str:
+    """``url`` without a trailing slash if it is ``http(s)://host[:port][/path]``; else InvalidBackendUrl."""
+    value = url.strip()
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise InvalidBackendUrl(f"{source} {value!r} is not a valid URL.") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidBackendUrl(f"{source} must start with http:// or https:// (got {value!r}).")
+    if not parts.hostname:
+        raise InvalidBackendUrl(f"{source} {value!r} has no host name.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidBackendUrl(f"{source} must not contain a user name or password.")
+    if parts.query or parts.fragment:
+        raise InvalidBackendUrl(f"{source} must not have a query or fragment (got {value!r}).")
+    return value.rstrip("/")
+
+
+def resolve_backend_url(cli_value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The backend to use: ``--backend URL`` wins, then ``CREDITDESK_BACKEND_URL``; None means "start the
+    bundled backend". Raises InvalidBackendUrl for a malformed value."""
+    env = os.environ if environ is None else environ
+    if cli_value is not None and cli_value.strip():
+        return validate_backend_url(cli_value, "--backend")
+    from_env = env.get(BACKEND_URL_ENV, "").strip()
+    if from_env:
+        return validate_backend_url(from_env, BACKEND_URL_ENV)
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    last_email: str | None = None
+    window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, "last_email": self.last_email, "window_geometry": self.window_geometry}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: data.get(k) for k in known}
+        for key, value in values.items():
+            if value is not None and not isinstance(value, str):
+                log.warning("ignoring the setting %s: not a string", key)
+                values[key] = None
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**values, extra=extra)
+
+
+class SettingsStore:
+    """The small JSON settings file, written atomically. A corrupt file is moved aside and defaults used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def load(self) -> Settings:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> Settings:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return Settings()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read the settings file %s (%s); using defaults", self.path, type(exc).__name__)
+            return Settings()
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            moved = move_aside(self.path)
+            log.warning("the settings file %s was corrupt; moved to %s, using defaults", self.path, moved)
+            return Settings()
+        return Settings.from_json(data)
+
+    def save(self, settings: Settings) -> None:
+        with self._lock:
+            atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+    def update(self, **changes: Any) -> Settings:
+        """Load, change some fields (``last_email=...``, ``window_geometry=...``), save; returns the result."""
+        with self._lock:
+            settings = replace(self._load(), **changes)
+            atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
+            return settings

@@ -1,0 +1,99 @@
+"""The bundled backend as a child process: stub mode, loopback, its own database and log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from desktop.core.api import ApiClient
+from desktop.core.bundled_backend import BundledBackend, BundledBackendError
+
+
+def test_starts_in_stub_mode_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stripe settings in the user's environment must not reach the bundled backend (without the webhook
+    # secret it would refuse to start; with it, it would sell for real).
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_notarealkey")
+    monkeypatch.setenv("CREDITDESK_PUBLIC_URL", "https://elsewhere.example")
+    backend = BundledBackend(tmp_path / "data", tmp_path / "log")
+    assert "STRIPE_SECRET_KEY" not in backend.environment()
+    try:
+        url = backend.start()
+        assert url.startswith("http://127.0.0.1:")
+        assert backend.url == url and backend.payments == "stub"
+        assert backend.running
+        api = ApiClient(url)
+        assert api.health().payments == "stub"
+        api.register("bundled@example.com", "correct horse battery")
+        session = api.checkout("starter")
+        assert session.url.startswith(url)  # not CREDITDESK_PUBLIC_URL
+        assert (tmp_path / "data" / "backend.sqlite3").exists()
+        assert (tmp_path / "log" / "backend.log").exists()
+    finally:
+        backend.stop()
+    assert not backend.running
+    backend.stop()  # idempotent
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/api/health", timeout=2)
+    assert "Stub payments mode" in (tmp_path / "log" / "backend.log").read_text()
+
+
+def test_a_backend_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
+    backend = BundledBackend(tmp_path, extra_env={"CREDITDESK_PACKS": str(tmp_path / "missing.toml")})
+    with pytest.raises(BundledBackendError) as caught:
+        backend.start()
+    message = str(caught.value)
+    assert "did not start" in message and "exited with code" in message
+    assert "cannot read the pack catalogue" in message
+    assert not backend.running
+
+
+def test_stop_while_starting_ends_start_promptly(tmp_path: Path) -> None:
+    # A "backend" that never says where it listens.
+    backend = BundledBackend(tmp_path, python=sys.executable, startup_timeout=30)
+    backend.command = lambda: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            backend.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.5)
+    backend.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 10
+    assert errors and isinstance(errors[0], BundledBackendError)
+    assert not backend.running
+
+
+def test_silent_backend_times_out(tmp_path: Path) -> None:
+    backend = BundledBackend(tmp_path, startup_timeout=0.5)
+    backend.command = lambda: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
+    with pytest.raises(BundledBackendError) as caught:
+        backend.start()
+    assert "within 0.5 s" in str(caught.value)
+    assert not backend.running
+
+
+def test_core_imports_neither_qt_nor_the_backend() -> None:
+    code = (
+        "import sys, pkgutil, importlib, desktop.core as core\n"
+        "for m in pkgutil.iter_modules(core.__path__): importlib.import_module('desktop.core.' + m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('PySide6', 'backend', 'shiboken6'))\n"
+        "print(bad)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,135 @@
+"""The diagnostics report: what it says, and that no secret gets into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from desktop.core.api import ApiClient
+from desktop.core.diagnostics import build_report, mask_email, redact, report_json
+from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.settings import AppPaths
+from desktop.core.tokens import TokenStore
+from tests.desktop.core.conftest import PASSWORD, unique_email
+from tests.helpers.backend import BackendProcess
+
+SK = "sk_test_51HxYzAbCdEfGhIjKlMnOpQrStUvWx"
+RK = "rk_live_51AbCdEf0123456789"
+WHSEC = "whsec_AbCdEf0123456789ghIJKLmnop"
+PASSWORD_IN_LOG = "Tr0ub4dor&3-horse"
+
+
+def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, memory_keyring: Any) -> None:
+    paths = AppPaths.under(tmp_path).ensure()
+    email = unique_email()
+    api = ApiClient(stub_backend.url)
+    token = api.register(email, PASSWORD).token
+    tokens = TokenStore()
+    tokens.save(stub_backend.url, email, token)
+    pending = PendingPurchases(paths.pending_file)
+    session = api.checkout("starter")
+    pending.add(PendingPurchase(stub_backend.url, email, session.session_id, "starter", "Starter", 100))
+    pending.add(PendingPurchase(stub_backend.url, email, "cs_old", "pro", "Pro", 1200, "2020-01-01T00:00:00Z",
+                                "paid"))
+    paths.log_file.write_text("\n".join([
+        *(f"filler line {n}" for n in range(100)),
+        f"GET /api/credits/balance Authorization: Bearer {token}",
+        f"headers {{'Authorization': 'Bearer {token}'}}",
+        f"retrying with bearer {token}",
+        f"config STRIPE_SECRET_KEY={SK} restricted {RK}",
+        f"webhook secret {WHSEC}",
+        f'login body {{"email": "{email}", "password": "{PASSWORD_IN_LOG}"}}',
+        f"login form password={PASSWORD}&email=x",
+        f"a bare token {token} in the middle",
+        "the last line",
+    ]) + "\n")
+    errors = [f"Request failed: 401 with token {token}", f"Stripe said: Invalid API Key provided: {SK}"]
+
+    report = build_report(
+        backend_url=stub_backend.url, bundled=False, account_email=email, token_store=tokens, paths=paths,
+        pending=pending, errors=errors, known_secrets=[api.token],
+    )
+    text = report_json(report)
+    for secret in (token, SK, RK, WHSEC, PASSWORD_IN_LOG, PASSWORD, "hunter2"):
+        assert secret not in text, secret
+    assert email not in text
+    assert json.loads(text) == report
+
+    assert report["app"]["version"] == "0.1.0"
+    assert report["app"]["qt"][0].isdigit()
+    assert report["app"]["python"].endswith(sys.version.split()[0])
+    assert report["app"]["os"]
+    backend = report["backend"]
+    assert backend["reachable"] is True and backend["payments"] == "stub" and backend["version"]
+    assert backend["latency_ms"] >= 0 and backend["url"] == stub_backend.url and backend["error"] is None
+    assert report["account"] == {"signed_in": True, "email": mask_email(email)}
+    assert report["account"]["email"].startswith("d***@")
+    assert report["keyring"]["persistent"] is True
+    assert report["paths"] == {"data": str(paths.data_dir), "config": str(paths.config_dir),
+                               "log": str(paths.log_dir)}
+    assert [p["session_id"] for p in report["purchases"]] == [session.session_id, "cs_old"]
+    assert report["purchases"][1]["finished_at"] and report["purchases"][1]["pack"] == "Pro"
+    tail = report["log"]["tail"]
+    assert len(tail) == 50 and tail[-1] == "the last line"
+    assert any("Authorization: [REDACTED]" in line for line in tail)
+    assert len(report["errors"]) == 2 and "[REDACTED]" in report["errors"][0]
+
+
+def test_report_for_an_unreachable_backend(tmp_path: Path, no_keyring: Any) -> None:
+    report = build_report(backend_url="http://127.0.0.1:9", token_store=TokenStore(),
+                          paths=AppPaths.under(tmp_path), health_timeout=1)
+    assert report["backend"]["reachable"] is False
+    assert "not answering" in report["backend"]["error"]
+    assert report["account"] == {"signed_in": False, "email": None}
+    assert report["keyring"]["persistent"] is False
+    assert "keyring.backends.fail.Keyring" in report["keyring"]["backend"]
+    assert report["log"]["tail"] == []  # no log file yet
+    assert report["purchases"] == []
+
+
+def test_report_without_a_backend() -> None:
+    report = build_report(backend_url=None)
+    assert report["backend"]["reachable"] is False and report["backend"]["url"] is None
+    json.loads(report_json(report))
+
+
+def test_redact() -> None:
+    token = "kVx3Jq9bT1m2Z_pQ8rS7uV6wX5yA4bC3dE2fG1hI0jK"
+    assert redact(f"Authorization: Bearer {token}") == "Authorization: [REDACTED]"
+    assert token not in redact(f"token {token}")
+    assert redact("key sk_test_abcdef123456 here") == "key [REDACTED] here"
+    assert redact("whsec_abc123XYZ") == "[REDACTED]"
+    assert redact('{"password": "two words"}') == '{"password": "[REDACTED]"}'
+    assert redact("password=secret1&next=1") == "password=[REDACTED]&next=1"
+    assert redact("http://user:pw@example.com/x") == "http://[REDACTED]@example.com/x"
+    assert redact("GET /callback?session_id=cs_1&state=abc") == "GET /callback?session_id=cs_1&state=[REDACTED]"
+    # What support needs stays readable.
+    sid = "cs_stub_Gk3m9Qx7LpA2vB8nC4dE6fH1jK5"
+    assert redact(f"verify {sid} -> paid") == f"verify {sid} -> paid"
+    assert redact("/home/user/.local/share/creditdesk/backend.sqlite3") == (
+        "/home/user/.local/share/creditdesk/backend.sqlite3")
+    assert redact("Creditdesk backend listening on http://127.0.0.1:8787 (payments: stub)") == (
+        "Creditdesk backend listening on http://127.0.0.1:8787 (payments: stub)")
+    assert redact("john.doe@example.com failed") == "j***@example.com failed"
+
+
+def test_mask_email() -> None:
+    assert mask_email("jane@example.com") == "j***@example.com"
+    assert mask_email(None) is None
+    assert mask_email("nonsense") == "***"
+
+
+def test_qt_version_is_read_without_importing_qt() -> None:
+    code = (
+        "import sys\nfrom desktop.core.diagnostics import build_report\n"
+        "r = build_report(backend_url=None)\n"
+        "print(r['app']['qt'], 'PySide6' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    version, imported = out.stdout.split()
+    assert version[0].isdigit() and imported == "False"
