@@ -1,0 +1,89 @@
+"""``creditdesk``: the desktop app, and ``creditdesk --diagnostics``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from desktop.core.settings import AppPaths, InvalidBackendUrl, resolve_backend_url
+
+log = logging.getLogger("desktop")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="creditdesk", description="Buy and keep track of prepaid credits.")
+    parser.add_argument("--backend", metavar="URL",
+                        help="use the backend at URL (also CREDITDESK_BACKEND_URL) instead of the bundled one")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="print the support diagnostics report as JSON and exit, without a window")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        backend_url = resolve_backend_url(args.backend)
+    except InvalidBackendUrl as exc:
+        print(f"creditdesk: {exc}", file=sys.stderr)
+        return 2
+    paths = AppPaths.default().ensure()
+    if args.diagnostics:
+        return print_diagnostics(paths, backend_url)
+    return run_app(paths, backend_url)
+
+
+def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
+    """The same report as the panel, for the signed-in account on this machine; no window, no Qt."""
+    from desktop.core.bundled_backend import BundledBackend, BundledBackendError
+    from desktop.core.diagnostics import build_report, report_json
+    from desktop.core.pending import PendingPurchases
+    from desktop.core.settings import SettingsStore
+    from desktop.core.tokens import TokenStore
+
+    bundled = None
+    errors: list[str] = []
+    if backend_url is None:
+        bundled = BundledBackend(paths.data_dir, paths.log_dir)
+        try:
+            backend_url = bundled.start()
+        except BundledBackendError as exc:
+            errors.append(str(exc))
+    try:
+        email = SettingsStore(paths.settings_file).load().last_email
+        tokens = TokenStore()
+        signed_in = email if email and backend_url and tokens.load(backend_url, email) else None
+        report = build_report(backend_url=backend_url, bundled=bundled is not None, account_email=signed_in,
+                              token_store=tokens, paths=paths, pending=PendingPurchases(paths.pending_file),
+                              errors=errors, log_file=paths.log_file)
+    finally:
+        if bundled is not None:
+            bundled.stop()
+    print(report_json(report))
+    return 0
+
+
+def run_app(paths: AppPaths, backend_url: str | None) -> int:
+    from PySide6.QtCore import QLocale
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.core.logs import setup_logging
+    from desktop.qt.controller import AppController
+    from desktop.qt.main_window import MainWindow, app_icon
+
+    recent = setup_logging(paths.log_file)
+    app = QApplication.instance() or QApplication(sys.argv)
+    if QLocale.system().language() == QLocale.Language.C:  # no LANG set: write numbers and money as en_US does
+        QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
+    app.setApplicationName("Creditdesk")
+    app.setOrganizationName("Creditdesk")
+    app.setDesktopFileName("creditdesk")
+    app.setWindowIcon(app_icon())
+    controller = AppController(paths, backend_url=backend_url, recent_errors=recent)
+    window = MainWindow(controller)
+    window.show()
+    controller.start()
+    try:
+        return app.exec()
+    finally:
+        controller.shutdown()

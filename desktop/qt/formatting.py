@@ -1,0 +1,55 @@
+"""Numbers, money and dates as the user's locale writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+
+from PySide6.QtCore import QDateTime, QLocale, Qt
+
+# ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies).
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
+                "xof", "xpf"}
+
+
+def money(amount: int, currency: str, locale: QLocale | None = None) -> str:
+    """``2500, "usd"`` -> ``$25.00`` in an en_US locale, ``25,00 US$`` in de_DE, and so on."""
+    locale = locale or QLocale()
+    code = currency.upper()
+    digits = 0 if currency.lower() in ZERO_DECIMAL else 2
+    value = amount / (10**digits)
+    symbol = locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencySymbol)
+    if locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencyIsoCode) != code:
+        symbol = _symbol_for(code) or code
+    return locale.toCurrencyString(value, symbol, digits)
+
+
+@lru_cache(maxsize=32)
+def _symbol_for(code: str) -> str | None:
+    for country_locale in QLocale.matchingLocales(QLocale.Language.AnyLanguage, QLocale.Script.AnyScript,
+                                                  QLocale.Country.AnyCountry):
+        if country_locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencyIsoCode) == code:
+            symbol = country_locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencySymbol)
+            if symbol and symbol != code and len(symbol) <= 3 and not symbol.isalpha():
+                return symbol
+    return None
+
+
+def number(value: int, locale: QLocale | None = None) -> str:
+    return (locale or QLocale()).toString(value)
+
+
+def signed(value: int, locale: QLocale | None = None) -> str:
+    locale = locale or QLocale()
+    text = number(abs(value), locale)
+    return f"{locale.positiveSign()}{text}" if value > 0 else f"{locale.negativeSign()}{text}" if value < 0 else text
+
+
+def timestamp(iso: str, locale: QLocale | None = None) -> str:
+    """An ISO 8601 UTC time from the API, in local time and the locale's short format."""
+    try:
+        parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    when = QDateTime.fromSecsSinceEpoch(int(parsed.timestamp()), Qt.TimeSpec.LocalTime)
+    return (locale or QLocale()).toString(when, QLocale.FormatType.ShortFormat)

@@ -1,0 +1,114 @@
+"""The sign-in / create-account page."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class SignInPage(QWidget):
+    submitted = Signal(str, str, bool)  # email, password, create account
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        title = QLabel("Sign in to Creditdesk")
+        title.setObjectName("pageTitle")
+        font = title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        title.setFont(font)
+        subtitle = QLabel("Use your Creditdesk account, or create one with any email and a password of "
+                          "8 characters or more.")
+        subtitle.setWordWrap(True)
+
+        self.email = QLineEdit()
+        self.email.setPlaceholderText("you@example.com")
+        self.email.setAccessibleName("Email")
+        self.email.setInputMethodHints(Qt.InputMethodHint.ImhEmailCharactersOnly)
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setAccessibleName("Password")
+        form = QFormLayout()
+        form.addRow("&Email:", self.email)
+        form.addRow("&Password:", self.password)
+
+        self.sign_in_button = QPushButton("&Sign in")
+        self.sign_in_button.setDefault(True)
+        self.sign_in_button.setAccessibleName("Sign in")
+        self.create_button = QPushButton("&Create account")
+        self.create_button.setAccessibleName("Create account")
+        buttons = QHBoxLayout()
+        buttons.addStretch()
+        buttons.addWidget(self.create_button)
+        buttons.addWidget(self.sign_in_button)
+
+        self.message = QLabel()
+        self.message.setObjectName("signInMessage")
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("Sign-in message")
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        box = QWidget()
+        box.setMaximumWidth(420)
+        inner = QVBoxLayout(box)
+        inner.addWidget(title)
+        inner.addWidget(subtitle)
+        inner.addSpacing(12)
+        inner.addLayout(form)
+        inner.addLayout(buttons)
+        inner.addWidget(self.message)
+        outer = QVBoxLayout(self)
+        outer.addStretch()
+        row = QHBoxLayout()
+        row.addStretch()
+        row.addWidget(box)
+        row.addStretch()
+        outer.addLayout(row)
+        outer.addStretch(2)
+
+        self.sign_in_button.clicked.connect(lambda: self._submit(create=False))
+        self.create_button.clicked.connect(lambda: self._submit(create=True))
+        self.password.returnPressed.connect(lambda: self._submit(create=False))
+        self.email.returnPressed.connect(self.password.setFocus)
+
+    def _submit(self, *, create: bool) -> None:
+        email, password = self.email.text().strip(), self.password.text()
+        if not email or "@" not in email:
+            self.show_message("Enter your email address.", error=True)
+            self.email.setFocus()
+            return
+        if create and len(password) < 8:
+            self.show_message("Choose a password of at least 8 characters.", error=True)
+            self.password.setFocus()
+            return
+        if not password:
+            self.show_message("Enter your password.", error=True)
+            self.password.setFocus()
+            return
+        self.set_busy(True)
+        self.show_message("Creating your account…" if create else "Signing in…")
+        self.submitted.emit(email, password, create)
+
+    def set_busy(self, busy: bool) -> None:
+        for widget in (self.sign_in_button, self.create_button, self.email, self.password):
+            widget.setEnabled(not busy)
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: palette(highlight);" if not error else "color: #b42318;")
+
+    def reset(self, message: str = "", email: str = "") -> None:
+        self.set_busy(False)
+        self.password.clear()
+        if email:
+            self.email.setText(email)
+        self.show_message(message, error=bool(message))
+        (self.password if self.email.text() else self.email).setFocus()
