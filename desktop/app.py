@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from desktop.core.settings import AppPaths, InvalidBackendUrl, resolve_backend_url
+
+if TYPE_CHECKING:
+    from desktop.qt.main_window import MainWindow
 
 log = logging.getLogger("desktop")
 
@@ -63,15 +68,24 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
     return 0
 
 
+def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str], bool] | None = None,
+                 **window_options: Any) -> MainWindow:
+    """The app's window and controller, with logging to the user's log file (not started yet)."""
+    from desktop.core.logs import setup_logging
+    from desktop.qt.controller import AppController
+    from desktop.qt.main_window import MainWindow
+
+    recent = setup_logging(paths.log_file)
+    controller = AppController(paths, backend_url=backend_url, recent_errors=recent)
+    return MainWindow(controller, opener, **window_options)
+
+
 def run_app(paths: AppPaths, backend_url: str | None) -> int:
     from PySide6.QtCore import QLocale
     from PySide6.QtWidgets import QApplication
 
-    from desktop.core.logs import setup_logging
-    from desktop.qt.controller import AppController
-    from desktop.qt.main_window import MainWindow, app_icon
+    from desktop.qt.main_window import app_icon
 
-    recent = setup_logging(paths.log_file)
     app = QApplication.instance() or QApplication(sys.argv)
     if QLocale.system().language() == QLocale.Language.C:  # no LANG set: write numbers and money as en_US does
         QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
@@ -79,11 +93,10 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     app.setOrganizationName("Creditdesk")
     app.setDesktopFileName("creditdesk")
     app.setWindowIcon(app_icon())
-    controller = AppController(paths, backend_url=backend_url, recent_errors=recent)
-    window = MainWindow(controller)
+    window = build_window(paths, backend_url)
     window.show()
-    controller.start()
+    window.controller.start()
     try:
         return app.exec()
     finally:
-        controller.shutdown()
+        window.controller.shutdown()

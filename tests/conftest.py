@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.fakes import memory_keyring_class
 from tests.helpers.stripe_server import FakeStripe
 
 # Generous per-address limits for the shared servers: every test comes from 127.0.0.1.
@@ -64,3 +67,29 @@ def stripe_backend(backend_factory) -> Iterator[tuple[BackendProcess, FakeStripe
         assert fake.errors == []
         log = backend.log()
         assert STRIPE_KEY not in log and WEBHOOK_SECRET not in log
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[keyring.backend.KeyringBackend]:
+    """A working keyring, in memory, for this test only."""
+    previous = keyring.get_keyring()
+    ring = memory_keyring_class()()
+    keyring.set_keyring(ring)
+    try:
+        yield ring
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[keyring.backend.KeyringBackend]:
+    """No keyring at all, as on a headless Linux without a Secret Service."""
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    ring = fail.Keyring()
+    keyring.set_keyring(ring)
+    try:
+        yield ring
+    finally:
+        keyring.set_keyring(previous)

@@ -61,7 +61,7 @@ class AppController(QObject):
     healthChanged = Signal(object)  # Health
     signedIn = Signal(str)
     signedOut = Signal(str)  # a reason to show, or ""
-    authFailed = Signal(str)
+    authFailed = Signal(str, bool)  # message, whether the password was wrong
     balanceChanged = Signal(int)
     packsChanged = Signal(list)
     historyChanged = Signal(list, bool)  # all rows, whether older rows exist
@@ -179,7 +179,11 @@ class AppController(QObject):
         def done(result: Any) -> None:
             self._signed_in(result.user.email, result.token, None)
 
-        self.runner.run(lambda: call(email, password), done, lambda e: self.authFailed.emit(describe(e)))
+        def failed(error: BaseException) -> None:
+            wrong = isinstance(error, ApiError) and error.code == "invalid_credentials"
+            self.authFailed.emit(describe(error), wrong)
+
+        self.runner.run(lambda: call(email, password), done, failed)
 
     def _signed_in(self, email: str, token: str, balance: int | None) -> None:
         self.account = Account(email=email, packs=self.account.packs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from PySide6.QtCore import QDateTime, QLocale, Qt
+from PySide6.QtCore import QDateTime, QLocale
 
 # ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
@@ -51,5 +51,5 @@ def timestamp(iso: str, locale: QLocale | None = None) -> str:
         parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
-    when = QDateTime.fromSecsSinceEpoch(int(parsed.timestamp()), Qt.TimeSpec.LocalTime)
+    when = QDateTime.fromSecsSinceEpoch(int(parsed.timestamp())).toLocalTime()
     return (locale or QLocale()).toString(when, QLocale.FormatType.ShortFormat)

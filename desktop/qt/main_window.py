@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         c.healthChanged.connect(self._show_health)
         c.signedIn.connect(self._signed_in)
         c.signedOut.connect(self._signed_out)
-        c.authFailed.connect(lambda message: self.sign_in.reset(message))
+        c.authFailed.connect(self.sign_in.failed)
         c.balanceChanged.connect(self.account.set_balance)
         c.packsChanged.connect(self.account.set_packs)
         c.historyChanged.connect(self.account.set_history)
@@ -177,13 +177,13 @@ class MainWindow(QMainWindow):
         first, cap = self._poll
         purchase = PurchaseController(self.controller, self.opener, first_delay=first, max_delay=cap, parent=self)
         self.purchase = purchase
-        dialog = PurchaseDialog(purchase, self)
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
-        self.purchase_dialog = dialog
         purchase.callbackReceived.connect(self.bring_to_front)
         purchase.finished.connect(self._purchase_finished)
         self.account.set_buying(True)
         purchase.start(pack)
+        dialog = PurchaseDialog(purchase, self)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.purchase_dialog = dialog
         dialog.show()
 
     def _purchase_finished(self, flow: PurchaseFlow) -> None:

@@ -105,6 +105,14 @@ class SignInPage(QWidget):
         self.message.setText(text)
         self.message.setStyleSheet("color: palette(highlight);" if not error else "color: #b42318;")
 
+    def failed(self, message: str, wrong_password: bool) -> None:
+        """Signing in did not work: say why, and keep what was typed unless the password was wrong."""
+        self.set_busy(False)
+        self.show_message(message, error=True)
+        if wrong_password:
+            self.password.clear()
+            self.password.setFocus()
+
     def reset(self, message: str = "", email: str = "") -> None:
         self.set_busy(False)
         self.password.clear()

@@ -1,0 +1,154 @@
+"""Signing in and out, the account page, the status bar, the backend coming and going, keyrings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from PySide6.QtWidgets import QAbstractButton
+
+from tests.desktop.qt.conftest import PASSWORD, sign_up
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+
+def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    email = sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: window.account.balance.text() == "0 credits")
+    assert window.account.account.text() == f"Signed in as {email}"
+    cards = window.account.cards
+    assert [c.pack.name for c in cards] == ["Starter", "Standard", "Pro"]
+    assert [c.price.text() for c in cards] == ["$5.00", "$25.00", "$50.00"]
+    assert window.account.empty.isVisible() and not window.account.table.isVisible()
+    qtbot.waitUntil(lambda: "connected" in window.backend_label.text())
+    assert window.backend_label.text() == f"Backend {stub_backend.url} · stub payments (no real money) · connected"
+
+
+def test_sign_out_and_in_again(qtbot: Any, make_window: Any, stub_backend: BackendProcess, memory_keyring: Any) -> None:
+    window = make_window(stub_backend.url)
+    email = sign_up(qtbot, window)
+    assert len(memory_keyring.entries) == 1
+    window.sign_out_action.trigger()
+    assert window.pages.currentWidget() is window.sign_in
+    assert memory_keyring.entries == {}
+    assert window.sign_in.email.text() == email and window.sign_in.password.text() == ""
+
+    window.sign_in.password.setText("not the password")
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.sign_in.message.text() == "The email or the password is wrong.")
+    assert window.sign_in.sign_in_button.isEnabled()
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account)
+
+
+def test_signing_out_revokes_the_token_on_the_server(qtbot: Any, make_window: Any,
+                                                     stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    token = window.controller.api.token
+    window.sign_out_action.trigger()
+    qtbot.waitUntil(lambda: Api(stub_backend.url, token).get("/api/credits/balance").status_code == 401)
+
+
+def test_taken_email_and_short_password(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    taken = Api(stub_backend.url).register().user["email"]
+    window = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    window.sign_in.email.setText(taken)
+    window.sign_in.password.setText("short")
+    window.sign_in.create_button.click()
+    assert window.sign_in.message.text() == "Choose a password of at least 8 characters."
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.create_button.click()
+    qtbot.waitUntil(lambda: "already exists" in window.sign_in.message.text())
+
+
+def test_the_session_is_restored_from_the_keyring(qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+                                                  tmp_path: Any) -> None:
+    first = make_window(stub_backend.url)
+    email = sign_up(qtbot, first)
+    first.close()
+    second = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: second.pages.currentWidget() is second.account, timeout=10_000)
+    assert second.account.account.text() == f"Signed in as {email}"
+
+
+def test_without_a_keyring_the_token_lives_for_the_session_only(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess, no_keyring: Any,
+) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    assert "kept only until Creditdesk closes" in window.statusBar().currentMessage()
+    window.close()
+    again = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: again.pages.currentWidget() is again.sign_in, timeout=10_000)
+
+
+def test_an_unreachable_backend_says_so_and_recovers(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
+    backend = backend_factory()
+    window = make_window(backend.url)
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: window.backend_label.text().endswith("connected"))
+    backend.stop()
+    window.refresh_action.trigger()
+    qtbot.waitUntil(lambda: window.backend_label.text().endswith("not reachable"), timeout=20_000)
+    assert "not answering" in window.backend_label.toolTip()
+    window.sign_out_action.trigger()
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: "is not answering" in window.sign_in.message.text(), timeout=20_000)
+    backend.start()  # the same port
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=20_000)
+    qtbot.waitUntil(lambda: window.backend_label.text().endswith("· connected"), timeout=10_000)
+
+
+def test_sign_in_is_rate_limited_with_a_clear_message(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
+    backend = backend_factory()  # the default limits: 10 sign-in attempts a minute per email
+    email = Api(backend.url).register().user["email"]
+    window = make_window(backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    for _ in range(9):
+        requests.post(f"{backend.url}/api/auth/login", json={"email": email, "password": "wrong"}, timeout=10)
+    window.sign_in.email.setText(email)
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.sign_in.message.text().startswith("Too many attempts. Please try again in"))
+
+
+def test_history_shows_newest_first_and_loads_older_pages(qtbot: Any, make_window: Any,
+                                                          stub_backend: BackendProcess) -> None:
+    api = Api(stub_backend.url).register()
+    requests.post(api.checkout("pro")["url"] + "/pay", timeout=10)
+    for n in range(55):
+        api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": f"k{n}", "description": f"Job {n}"})
+    window = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    window.sign_in.email.setText(api.user["email"])
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    model = window.account.model
+    qtbot.waitUntil(lambda: model.rowCount() == 50, timeout=10_000)
+    assert window.account.balance.text() == "1,145 credits"
+    assert [model.index(0, c).data() for c in range(5)][:3] == ["Spent", "-1", "1,145"]
+    assert model.index(0, 4).data() == "Job 54"
+    assert window.account.load_older.isVisible()
+    window.account.load_older.click()
+    qtbot.waitUntil(lambda: model.rowCount() == 56)
+    assert model.index(55, 0).data() == "Purchase" and model.index(55, 1).data() == "+1,200"
+    assert not window.account.load_older.isVisible()
+
+
+def test_every_control_is_named_and_reachable_from_the_keyboard(qtbot: Any, make_window: Any,
+                                                                stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    for button in window.findChildren(QAbstractButton):
+        if button.isVisible():
+            assert button.accessibleName() or button.text().strip("&"), button
+            assert button.focusPolicy() != 0, button  # Qt.NoFocus
+    menus = [action.text() for action in window.menuBar().actions()]
+    assert menus == ["&File", "&Help"]
+    assert window.refresh_action.shortcut().toString() and window.diagnostics_action.shortcut().toString()
