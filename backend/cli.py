@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import socket
 import sys
@@ -39,7 +40,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
     from backend.services import Services
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it
+    # every response body waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -56,7 +59,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
           f"(payments: {services.provider.name})", flush=True)
     # log_config=None: uvicorn logs through our handler on stderr; stdout carries only the line above.
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -31,6 +31,9 @@ class Database:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Writers in this process queue here rather than in SQLite's busy handler, whose sleeps (up to
+        # 100 ms) overshoot the moment the lock frees; busy_timeout still covers other processes.
+        self._write_lock = threading.RLock()
         create_schema(self.connection())
 
     def connection(self) -> sqlite3.Connection:
@@ -46,13 +49,14 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -12,11 +12,12 @@ from backend.errors import unauthorized
 from backend.services import Services
 
 
-def get_services(request: Request) -> Services:
+# async: FastAPI would otherwise run these (which do no I/O) through its threadpool, a thread hop per request.
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def bearer_token(request: Request) -> str:
+async def bearer_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
