@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import sys
+import threading
 
 from backend import __version__
 from backend.config import ConfigError, Settings
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the HTTP server until stopped")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
+    serve_cmd.add_argument("--exit-with-stdin", action="store_true",
+                           help="stop when standard input closes (the desktop app uses this so that its bundled "
+                                "backend never outlives it, even after a crash)")
     commands.add_parser("check", help="check that the ledger adds up; exit 1 if it does not")
     args = parser.parse_args(argv)
 
@@ -26,14 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            return serve(settings, args.host, args.port)
+            return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin)
         return check(settings)
     except ConfigError as exc:
         print(f"creditdesk-backend: {exc}", file=sys.stderr)
         return 2
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
+def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False) -> int:
     import uvicorn
 
     from backend.api.app import create_app
@@ -59,9 +63,21 @@ def serve(settings: Settings, host: str, port: int) -> int:
           f"(payments: {services.provider.name})", flush=True)
     # log_config=None: uvicorn logs through our handler on stderr; stdout carries only the line above.
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False)
+    server = uvicorn.Server(config)
+    if exit_with_stdin:
+        threading.Thread(target=_stop_at_end_of_stdin, args=(server,), daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     return 0
+
+
+def _stop_at_end_of_stdin(server: object) -> None:
+    """The parent holds our stdin open; when it exits, however it exits, the pipe closes and we stop."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    logging.getLogger("creditdesk").info("standard input closed: stopping")
+    server.should_exit = True  # type: ignore[attr-defined]
 
 
 def check(settings: Settings) -> int:

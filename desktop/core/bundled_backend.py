@@ -75,7 +75,8 @@ class BundledBackend:
         return self._proc.pid if self._proc is not None else None
 
     def command(self) -> list[str]:
-        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0"]
+        # --exit-with-stdin: the backend stops when our end of its stdin closes, so it never outlives the app.
+        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED}
@@ -97,7 +98,7 @@ class BundledBackend:
             self._log.flush()
             try:
                 self._proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                    self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
+                    self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                     text=True, encoding="utf-8", errors="replace", env=self.environment(),
                 )
             except OSError as exc:
@@ -186,6 +187,12 @@ class BundledBackend:
         self._stopping.set()
         with self._lock:
             proc = self._proc
+            if proc is not None and proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # asks it to stop (--exit-with-stdin)
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(min(timeout, 2.0))
             if proc is not None and proc.poll() is None:
                 with contextlib.suppress(OSError):
                     proc.terminate()

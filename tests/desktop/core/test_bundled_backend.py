@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -97,3 +99,33 @@ def test_core_imports_neither_qt_nor_the_backend() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_bundled_backend_does_not_outlive_a_crashed_app(tmp_path: Path) -> None:
+    """The app is killed outright (no clean-up runs): its backend notices its stdin close and stops."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from desktop.core.bundled_backend import BundledBackend\n"
+        f"backend = BundledBackend(Path({str(tmp_path)!r}))\n"
+        "backend.start()\n"
+        "print(backend.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    app = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert app.stdout is not None
+    pid = int(app.stdout.readline())
+    app.kill()
+    app.wait()
+    app.stdout.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the bundled backend kept running after the app died")
