@@ -66,10 +66,15 @@ class AccountPage(QWidget):
         self.balance.setFont(font)
         self.account = QLabel()
         self.account.setObjectName("accountEmail")
+        self.keyring_note = QLabel()
+        self.keyring_note.setObjectName("keyringNote")
+        self.keyring_note.setWordWrap(True)
+        self.keyring_note.hide()
         top = QVBoxLayout()
         top.addWidget(caption)
         top.addWidget(self.balance)
         top.addWidget(self.account)
+        top.addWidget(self.keyring_note)
 
         self.packs_box = QGroupBox("Buy credits")
         self.packs_layout = QHBoxLayout(self.packs_box)
@@ -107,8 +112,11 @@ class AccountPage(QWidget):
         layout.addWidget(history_box, stretch=1)
         self.set_history([], False)
 
-    def set_email(self, email: str) -> None:
+    def set_email(self, email: str, keyring_note: str = "") -> None:
+        """``keyring_note`` says where the sign-in is kept when that is not the system keyring."""
         self.account.setText(f"Signed in as {email}")
+        self.keyring_note.setText(keyring_note)
+        self.keyring_note.setVisible(bool(keyring_note))
 
     def set_balance(self, balance: int | None) -> None:
         self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")

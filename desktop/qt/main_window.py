@@ -147,15 +147,13 @@ class MainWindow(QMainWindow):
         self.backend_label.setStyleSheet("" if health.reachable else "color: #b42318;")
 
     def _signed_in(self, email: str) -> None:
-        self.account.set_email(email)
+        tokens = self.controller.tokens
+        self.account.set_email(email, "" if tokens.persistent else tokens.where)
         self.account.set_balance(self.controller.account.balance)
         self.account.set_packs(self.controller.account.packs)
         self.pages.setCurrentWidget(self.account)
         self.refresh_action.setEnabled(True)
         self.sign_out_action.setEnabled(True)
-        where = self.controller.tokens
-        if not where.persistent:
-            self.statusBar().showMessage(where.where, 15_000)
         self._resume_unfinished(email)
 
     def _signed_out(self, reason: str) -> None:

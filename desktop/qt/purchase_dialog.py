@@ -76,6 +76,7 @@ class PurchaseDialog(QDialog):
         if ended:
             self.close_button.setDefault(True)
             self.close_button.setFocus()
+        self.adjustSize()  # the message wraps to more or fewer lines as it changes
 
     def reject(self) -> None:
         """Escape or the window's close button: stop waiting (the purchase is still remembered)."""

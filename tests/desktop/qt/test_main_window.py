@@ -17,6 +17,7 @@ def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, st
     email = sign_up(qtbot, window)
     qtbot.waitUntil(lambda: window.account.balance.text() == "0 credits")
     assert window.account.account.text() == f"Signed in as {email}"
+    assert not window.account.keyring_note.isVisible()
     cards = window.account.cards
     assert [c.pack.name for c in cards] == ["Starter", "Standard", "Pro"]
     assert [c.price.text() for c in cards] == ["$5.00", "$25.00", "$50.00"]
@@ -80,7 +81,8 @@ def test_without_a_keyring_the_token_lives_for_the_session_only(
 ) -> None:
     window = make_window(stub_backend.url)
     sign_up(qtbot, window)
-    assert "kept only until Creditdesk closes" in window.statusBar().currentMessage()
+    note = window.account.keyring_note
+    assert note.isVisible() and "kept only until Creditdesk closes" in note.text()
     window.close()
     again = make_window(stub_backend.url)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.sign_in, timeout=10_000)
