@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,7 @@ def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str
 
 
 def run_app(paths: AppPaths, backend_url: str | None) -> int:
-    from PySide6.QtCore import QLocale
+    from PySide6.QtCore import QLocale, QTimer
     from PySide6.QtWidgets import QApplication
 
     from desktop.qt.main_window import app_icon
@@ -96,6 +97,13 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     window = build_window(paths, backend_url)
     window.show()
     window.controller.start()
+    # Ctrl+C in the terminal (or a TERM from the session) closes the window properly, so that a purchase in
+    # flight is remembered. Python only runs signal handlers between bytecodes: a timer gives it some.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(250)
     try:
         return app.exec()
     finally:

@@ -213,6 +213,8 @@ class MainWindow(QMainWindow):
         self.show()
         self.raise_()
         self.activateWindow()
+        if self.purchase_dialog is not None and self.purchase_dialog.isVisible():
+            self.purchase_dialog.raise_()  # without a window manager the dialog would end up behind
 
     # -- help -------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@ from desktop.qt.tasks import Task
 log = logging.getLogger("desktop.purchase")
 
 LISTENER_TIMEOUT_SECONDS = 3600  # the listener gives up after an hour; polling still finds the payment
+# A purchase resumed at start-up is checked this many times, then left for the next start: its session may
+# stay open (unpaid) for up to a day, and nobody is waiting on it.
+RESUMED_MAX_CHECKS = 6
 
 Opener = Callable[[str], bool]
 
@@ -43,6 +46,7 @@ class PurchaseController(QObject):
         self.pack_name = ""
         self.credits = 0
         self.browser_opened: bool | None = None
+        self.max_checks: int | None = None
         self.api: ApiClient = controller.new_client()
         self.listener: LoopbackListener | None = None
         self._verify_task: Task | None = None
@@ -88,6 +92,7 @@ class PurchaseController(QObject):
     def resume(self, purchase: PendingPurchase) -> None:
         """Finish checking a purchase left in flight by an earlier run (no browser, no listener)."""
         self.pack_name, self.credits = purchase.pack_name, purchase.credits
+        self.max_checks = RESUMED_MAX_CHECKS
         self.flow.begin(purchase.pack_id)
         self.flow.started(purchase.session_id, "")
         self.flow.poll()
@@ -137,6 +142,9 @@ class PurchaseController(QObject):
 
     def _step(self) -> None:
         state = self.flow.state
+        if state is FlowState.WAITING and self.max_checks is not None and self.flow.polls >= self.max_checks:
+            self.flow.give_up()
+            state = self.flow.state
         if state is FlowState.WAITING:
             self._timer.start(int(self.flow.next_poll_delay() * 1000))
         elif state is FlowState.VERIFYING:

@@ -165,3 +165,19 @@ def test_buy_is_refused_by_the_server_with_a_message(qtbot: Any, make_window: An
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.FAILED, timeout=10_000)
     assert window.purchase_dialog.message.text().startswith("Too many attempts")
     assert purchase.listener.closed
+
+
+def test_an_unpaid_purchase_from_last_time_is_checked_a_few_times_then_left_for_later(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    email = sign_up(qtbot, window)
+    buy(qtbot, window, 0)
+    qtbot.waitUntil(lambda: window.purchase.flow.state is FlowState.WAITING, timeout=10_000)
+    window.close()  # never paid
+
+    again = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=0.05)
+    qtbot.waitUntil(lambda: bool(again.resumed) and again.resumed[0].flow.is_terminal, timeout=20_000)
+    resumed = again.resumed[0]
+    assert resumed.flow.state is FlowState.GAVE_UP and resumed.flow.polls == resumed.max_checks
+    assert len(again.controller.pending.unfinished(stub_backend.url, email)) == 1  # checked again next time
