@@ -81,7 +81,28 @@ def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str
     return MainWindow(controller, opener, **window_options)
 
 
+# The X11 libraries Qt's xcb platform plugin loads, and the Debian/Ubuntu packages that hold them.
+XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1",
+                 "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+
+def missing_display_libraries() -> list[str]:
+    """On Linux under X11, the system packages Qt needs and does not find (Qt itself would just abort)."""
+    import ctypes.util
+    import os
+
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY") or platform not in ("", "xcb"):
+        return []
+    return [package for library, package in XCB_LIBRARIES.items() if ctypes.util.find_library(library) is None]
+
+
 def run_app(paths: AppPaths, backend_url: str | None) -> int:
+    missing = missing_display_libraries()
+    if missing:
+        print("creditdesk: Qt needs system libraries that are not installed. On Debian or Ubuntu:\n"
+              f"    sudo apt install {' '.join(missing)}", file=sys.stderr)
+        return 1
     from PySide6.QtCore import QLocale, QTimer
     from PySide6.QtWidgets import QApplication
 
