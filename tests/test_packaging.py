@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,3 +63,16 @@ def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_pat
     where = "import backend, resources; print(backend.__file__, resources.__file__)"
     assert str(ROOT) not in subprocess.run([str(installed / "bin" / "python"), "-c", where], capture_output=True,
                                            text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
+
+
+def test_the_installed_app_prints_diagnostics_with_its_bundled_backend(installed: Path, tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    env.update({"CREDITDESK_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"})
+    result = subprocess.run([str(installed / "bin" / "creditdesk"), "--diagnostics"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"]["bundled"] is True and report["backend"]["reachable"] is True
+    assert report["backend"]["payments"] == "stub"
+    assert report["app"]["version"] == "0.1.0" and report["app"]["qt"].startswith("6.")
+    assert report["paths"]["data"].startswith(str(tmp_path / "home"))
