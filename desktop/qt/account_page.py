@@ -92,6 +92,7 @@ class AccountPage(QWidget):
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setResizeContentsPrecision(60)  # measure about a screenful of rows, not every loaded one
         header.setStretchLastSection(True)
         self.empty = QLabel("No transactions yet. Buy a pack to get started.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)

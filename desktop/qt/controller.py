@@ -151,26 +151,40 @@ class AppController(QObject):
         return self.account.email is not None
 
     def _restore_session(self) -> None:
+        """Sign in again with the token kept for the last account, if it still works."""
         email = self.settings.load().last_email
-        token = self.tokens.load(self.backend_url or "", email) if email else None
-        if not email or not token:
+        if not email:
             self.signedOut.emit("")
             return
-        api = self._require_api()
-        api.token = token
+        url = self.backend_url or ""
 
-        def done(balance: int) -> None:
+        def restore() -> tuple[str, int] | None:
+            # The keyring can be slow (an IPC call, even an unlock prompt): off the GUI thread with the rest.
+            token = self.tokens.load(url, email)
+            if not token:
+                return None
+            probe = ApiClient(url, token)
+            try:
+                return token, probe.balance()
+            finally:
+                probe.close()
+
+        def done(result: tuple[str, int] | None) -> None:
+            if result is None:
+                self.signedOut.emit("")
+                return
+            token, balance = result
+            self._require_api().token = token
             self._signed_in(email, token, balance)
 
         def failed(error: BaseException) -> None:
-            api.token = None
             if isinstance(error, ApiError) and error.status == 401:
-                self.tokens.delete(self.backend_url or "", email)
+                self.runner.run(lambda: self.tokens.delete(url, email))
                 self.signedOut.emit("Your session has ended; please sign in again.")
             else:
                 self.signedOut.emit(describe(error))
 
-        self.runner.run(api.balance, done, failed)
+        self.runner.run(restore, done, failed)
 
     def sign_in(self, email: str, password: str, create: bool = False) -> None:
         api = self._require_api()
@@ -187,7 +201,8 @@ class AppController(QObject):
 
     def _signed_in(self, email: str, token: str, balance: int | None) -> None:
         self.account = Account(email=email, packs=self.account.packs)
-        self.tokens.save(self.backend_url or "", email, token)
+        url = self.backend_url or ""
+        self.runner.run(lambda: self.tokens.save(url, email, token))
         self.settings.update(last_email=email)
         log.info("signed in as %s", email)
         self.signedIn.emit(email)
@@ -197,9 +212,7 @@ class AppController(QObject):
 
     def sign_out(self) -> None:
         api = self._require_api()
-        email = self.account.email
-        if email:
-            self.tokens.delete(self.backend_url or "", email)
+        self._forget_token()
         self.account = Account(packs=self.account.packs)
         token_api = ApiClient(api.base_url, api.token)
         api.token = None
@@ -263,8 +276,7 @@ class AppController(QObject):
 
     def _auth_error_or_report(self, error: BaseException) -> None:
         if isinstance(error, ApiError) and error.status == 401 and self.signed_in:
-            email = self.account.email or ""
-            self.tokens.delete(self.backend_url or "", email)
+            self._forget_token()
             self.account = Account(packs=self.account.packs)
             if self.api is not None:
                 self.api.token = None
@@ -274,6 +286,11 @@ class AppController(QObject):
             self.health = Health(False, self.health.payments, self.health.version, describe(error))
             self.healthChanged.emit(self.health)
         self._report(error)
+
+    def _forget_token(self) -> None:
+        url, email = self.backend_url or "", self.account.email
+        if email:
+            self.runner.run(lambda: self.tokens.delete(url, email))
 
     def _report(self, error: BaseException) -> None:
         message = describe(error)
@@ -308,7 +325,7 @@ def build_diagnostics(controller: AppController) -> Callable[[], dict[str, Any]]
         return build_report(
             backend_url=backend_url, bundled=controller.bundled is not None, account_email=email,
             token_store=controller.tokens, paths=controller.paths, pending=controller.pending, errors=errors,
-            log_file=controller.paths.log_file, known_secrets=[token],
+            log_file=controller.paths.log_file, known_secrets=[token], health_timeout=10.0,
         )
 
     return build

@@ -233,7 +233,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         for purchase in [self.purchase, *self.resumed]:
-            if purchase is not None and not purchase.flow.is_terminal:
-                purchase.give_up()  # remembered on disk; checked again at the next start
+            if purchase is not None:
+                if not purchase.flow.is_terminal:
+                    purchase.give_up()  # remembered on disk; checked again at the next start
+                purchase.close_listener()
         self.controller.settings.update(window_geometry=bytes(self.saveGeometry().toBase64().data()).decode())
         super().closeEvent(event)

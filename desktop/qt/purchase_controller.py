@@ -26,6 +26,9 @@ LISTENER_TIMEOUT_SECONDS = 3600  # the listener gives up after an hour; polling 
 # A purchase resumed at start-up is checked this many times, then left for the next start: its session may
 # stay open (unpaid) for up to a day, and nobody is waiting on it.
 RESUMED_MAX_CHECKS = 6
+# When a purchase ends before the browser came back (a poll found the payment, or the user stopped waiting),
+# the listener still answers the browser for this long, so that it shows our page and not an error.
+LISTENER_GRACE_MS = 120_000
 
 Opener = Callable[[str], bool]
 
@@ -82,7 +85,7 @@ class PurchaseController(QObject):
             self._step()
 
         def failed(error: BaseException) -> None:
-            listener.close()
+            self.controller.run(listener.close)  # close() waits for the server thread: not on the GUI thread
             self.flow.start_failed(describe(error))
             self._step()
 
@@ -178,8 +181,10 @@ class PurchaseController(QObject):
 
     def _finish(self) -> None:
         self._timer.stop()
-        if self.listener is not None:
-            self.listener.close()
+        listener = self.listener
+        if listener is not None and not listener.closed:
+            delay = LISTENER_GRACE_MS if self.flow.callback_status is None else 0
+            QTimer.singleShot(delay, self, lambda: self.controller.run(listener.close))
         flow = self.flow
         if flow.session_id and flow.state is not FlowState.GAVE_UP:
             self.controller.pending.update_status(flow.session_id, flow.payment_status or flow.state.value,
@@ -190,6 +195,11 @@ class PurchaseController(QObject):
         self.controller.refresh()
         self.api.close()
         self.finished.emit(flow)
+
+    def close_listener(self) -> None:
+        """At exit: stop answering the browser (blocks briefly)."""
+        if self.listener is not None:
+            self.listener.close()
 
     # -- for the dialog -----------------------------------------------------------------------------------------
 

@@ -29,10 +29,10 @@ def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, st
 def test_sign_out_and_in_again(qtbot: Any, make_window: Any, stub_backend: BackendProcess, memory_keyring: Any) -> None:
     window = make_window(stub_backend.url)
     email = sign_up(qtbot, window)
-    assert len(memory_keyring.entries) == 1
+    qtbot.waitUntil(lambda: len(memory_keyring.entries) == 1)
     window.sign_out_action.trigger()
     assert window.pages.currentWidget() is window.sign_in
-    assert memory_keyring.entries == {}
+    qtbot.waitUntil(lambda: memory_keyring.entries == {})
     assert window.sign_in.email.text() == email and window.sign_in.password.text() == ""
 
     window.sign_in.password.setText("not the password")
