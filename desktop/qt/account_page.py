@@ -91,9 +91,14 @@ class AccountPage(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setResizeContentsPrecision(60)  # measure about a screenful of rows, not every loaded one
+        # Widths from the font, set once: sizing to contents would measure every cell on each refresh, on the
+        # GUI thread. The user can still drag them; the description takes the rest.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
+        metrics = self.table.fontMetrics()
+        samples = ("Adjustment", "+1,000,000", "Balance after", "12/31/2026 12:59 PM")
+        for column, sample in enumerate(samples):
+            self.table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 24)
         self.empty = QLabel("No transactions yet. Buy a pack to get started.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.load_older = QPushButton("Load &older transactions")
