@@ -10,6 +10,14 @@ the backend), a purchase through the stub checkout (a fake browser pays through 
 gets the loopback callback and verifies) and Help → Diagnostics. A stall is a gap between ticks
 less the 1 ms interval; the aim is under 16 ms (one frame at 60 Hz).
 
+The proxy and the fake browser (and the seeding of the history) run in a helper process (this script with
+``--helper-process``), as the server and the browser are other processes in the real world: in the app's
+process their threads would compete with the GUI thread for the GIL, and the bench would measure them.
+The app's opener only writes the URL to the helper's stdin; the helper reports the browser's return on its
+stdout and the calls it proxied at ``GET /__bench/calls`` (neither delayed nor forwarded). It exits when
+its stdin closes. The only Python threads in the measured process are the app's own (and, with ``--why``,
+the sampler's).
+
     .venv/bin/python bench/gui_stall.py [--delay 2.0] [--history 60] [--poll S] [--stalls 10] [--why]
 
 Prints each phase's time, backend calls and longest stall, the longest stalls, the number of ticks,
@@ -23,9 +31,12 @@ stacks the GUI thread was sampled in during each stall. Exits 1 if a phase does 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,13 +51,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import keyring
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.helpers (the backend process, the fake browser and keyring)
+CALLS_PATH = "/__bench/calls"  # the helper's proxy answers it at once with the calls it has forwarded
 
 from tests.helpers.backend import BackendProcess  # noqa: E402
-from tests.helpers.fakes import FakeBrowser, memory_keyring_class  # noqa: E402
+from tests.helpers.fakes import memory_keyring_class  # noqa: E402
 
 AIM_MS = 16.0
 TICK_MS = 1
@@ -62,7 +73,8 @@ _NOT_RELAYED = frozenset({
 
 
 class SlowProxy(ThreadingHTTPServer):
-    """A reverse proxy on 127.0.0.1 that sleeps ``delay`` seconds, then forwards to ``upstream``."""
+    """A reverse proxy on 127.0.0.1 that sleeps ``delay`` seconds, then forwards to ``upstream`` (in the helper
+    process). Records each call with the time (``time.monotonic()``, system-wide) it arrived at."""
 
     daemon_threads = True
 
@@ -70,8 +82,7 @@ class SlowProxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.delay = delay
         self.upstream: tuple[str, int] | None = None
-        self.calls: list[tuple[str, str, int, str | None]] = []  # method, path, status, the bench's phase
-        self.label: Callable[[], str | None] = lambda: None
+        self.calls: list[tuple[str, str, int, float]] = []  # method, path, status, monotonic time of arrival
         self._calls_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -88,9 +99,13 @@ class SlowProxy(ThreadingHTTPServer):
         self._thread.start()
         return self
 
-    def record(self, method: str, path: str, status: int, label: str | None) -> None:
+    def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self._calls_lock:
-            self.calls.append((method, path, status, label))
+            self.calls.append((method, path, status, arrived))
+
+    def calls_json(self) -> bytes:
+        with self._calls_lock:
+            return json.dumps(self.calls).encode()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -114,7 +129,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Quiet."""
 
     def _forward(self) -> None:
-        label = self.server.label()
+        arrived = time.monotonic()
+        if self.command == "GET" and self.path == CALLS_PATH:
+            self._answer_calls()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         time.sleep(self.server.delay)
@@ -128,12 +146,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             data = answer.read()
             status, reason, answer_headers = answer.status, answer.reason, answer.getheaders()
         except OSError as exc:
-            self.server.record(self.command, urlsplit(self.path).path, 502, label)
+            self.server.record(self.command, urlsplit(self.path).path, 502, arrived)
             self.send_error(502, f"upstream failed: {type(exc).__name__}")
             return
         finally:
             upstream.close()
-        self.server.record(self.command, urlsplit(self.path).path, status, label)
+        self.server.record(self.command, urlsplit(self.path).path, status, arrived)
         self.send_response(status, reason)  # redirects (303) are relayed as they are, never followed
         for name, value in answer_headers:
             if name.lower() not in _NOT_RELAYED:
@@ -143,7 +161,195 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _answer_calls(self) -> None:
+        data = self.server.calls_json()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
+
+
+# --- the helper process: the proxy, the browser and the seeding, out of the measured process ------------------
+
+
+def helper_main(delay: float) -> int:
+    """``--helper-process``: start the slow proxy and announce its URL on stdout; then, for each JSON line on
+    stdin, ``{"upstream": url}`` (start forwarding to it), ``{"browse": url}`` (the fake browser pays; its
+    return is reported as ``{"browsed": ...}``) or ``{"seed": ...}`` (reported as ``{"seeded": error}``).
+    Exits when stdin closes (the bench is done, or gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's: it closes our stdin
+    out_lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        with out_lock:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    proxy = SlowProxy(delay)
+    try:
+        emit({"proxy": proxy.url})
+        for line in sys.stdin.buffer:
+            command = json.loads(line)
+            if "upstream" in command:
+                proxy.forward_to(command["upstream"])
+            elif "browse" in command:
+                threading.Thread(target=_browse, args=(command["browse"], emit), daemon=True).start()
+            elif "seed" in command:
+                threading.Thread(target=_seed, args=(command["seed"], emit), daemon=True).start()
+    finally:
+        proxy.stop()
+    return 0
+
+
+def _browse(url: str, emit: Callable[[dict[str, Any]], None]) -> None:
+    """The fake browser: get the checkout page, press Pay, follow the redirects to the app's callback."""
+    from tests.helpers.fakes import FakeBrowser
+
+    browser = FakeBrowser("pay")
+    browser(url)
+    with contextlib.suppress(BaseException):  # raises the first of browser.errors: all are reported below
+        browser.wait(timeout=3600)
+    emit({"browsed": {"statuses": browser.callback_statuses,
+                      "errors": [f"{type(exc).__name__}: {exc}" for exc in browser.errors]}})
+
+
+def _seed(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
+    """Give the account ``history`` transactions, directly at the backend: one Pro pack paid on the stub
+    checkout (checkouts are limited to 10 a minute), then 1-credit spends."""
+    import requests
+
+    backend_url, history = spec["backend"], spec["history"]
+    try:
+        http = requests.Session()
+        http.trust_env = False
+        auth = {"Authorization": f"Bearer {spec['token']}"}
+        answer = http.post(f"{backend_url}/api/billing/checkout", json={"packId": "pro"}, headers=auth, timeout=30)
+        answer.raise_for_status()
+        session_id = answer.json()["sessionId"]
+        paid = http.post(f"{backend_url}/stub/checkout/{session_id}/pay", allow_redirects=False, timeout=30)
+        if paid.status_code != 303:
+            raise RuntimeError(f"stub pay answered {paid.status_code}")
+        for n in range(history - 1):
+            spent = http.post(f"{backend_url}/api/credits/spend", headers=auth, timeout=30,
+                              json={"amount": 1, "idempotencyKey": f"bench-{n}", "description": "bench"})
+            spent.raise_for_status()
+    except Exception as exc:
+        emit({"seeded": f"{type(exc).__name__}: {exc}"})
+    else:
+        emit({"seeded": None})
+
+
+class Helper:
+    """The bench's handle on the helper process. Commands go to its stdin as JSON lines, written without
+    blocking (a line this short is one atomic pipe write); its events come back on its stdout, read without
+    blocking whenever ``poll()`` is called (on the GUI thread: no thread of the bench's in this process)."""
+
+    def __init__(self, delay: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--helper-process", "--delay", repr(delay)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+        )
+        try:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            line = self.proc.stdout.readline()  # (an unbuffered pipe: reads no further than the line)
+            if not line:
+                raise RuntimeError(f"the helper process did not start (exit code {self.proc.wait(10)})")
+            self.url: str = json.loads(line)["proxy"]
+            self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+            os.set_blocking(self._in, False)
+            os.set_blocking(self._out, False)
+        except BaseException:
+            self.stop()
+            raise
+        self._pending = b""
+        self.gone = False
+        self.browser = RemoteBrowser(self)
+        self.seeded: list[str | None] = []  # one entry (the error, or None) per seeding done
+
+    def send(self, command: dict[str, Any]) -> None:
+        data = (json.dumps(command) + "\n").encode()
+        if len(data) > 4096:  # PIPE_BUF: longer writes to a non-blocking pipe may be partial
+            raise ValueError("a command too long for one pipe write")
+        os.write(self._in, data)
+
+    def poll(self) -> None:
+        """Handle whatever the helper has reported so far."""
+        while not self.gone:
+            try:
+                chunk = os.read(self._out, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.gone = True
+                self.browser.errors_.append(f"the helper process exited (code {self.proc.poll()})")
+                break
+            self._pending += chunk
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            event = json.loads(line)
+            if "browsed" in event:
+                self.browser.statuses_.extend(event["browsed"]["statuses"])
+                self.browser.errors_.extend(event["browsed"]["errors"])
+            elif "seeded" in event:
+                self.seeded.append(event["seeded"])
+
+    def calls(self) -> list[tuple[str, str, int, float]]:
+        """The calls the proxy has forwarded: method, path, status and (monotonic) time of arrival."""
+        parts = urlsplit(self.url)
+        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        try:
+            connection.request("GET", CALLS_PATH)
+            answer = connection.getresponse()
+            if answer.status != 200:
+                raise RuntimeError(f"{CALLS_PATH} answered {answer.status}")
+            return [(str(m), str(p), int(st), float(t)) for m, p, st, t in json.loads(answer.read())]
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        """Close its stdin (it exits), and wait for it."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class RemoteBrowser:
+    """The app's injected opener: hands the URL to the helper process's fake browser and returns True.
+    ``callback_statuses`` and ``errors`` (as text) are what the browser reported, polled when read."""
+
+    def __init__(self, helper: Helper) -> None:
+        self.helper = helper
+        self.opened: list[str] = []
+        self.statuses_: list[int] = []
+        self.errors_: list[str] = []
+
+    def __call__(self, url: str) -> bool:
+        self.opened.append(url)
+        try:
+            self.helper.send({"browse": url})
+        except OSError as exc:  # the helper is gone (or, never here, its pipe is full)
+            self.errors_.append(f"could not hand the URL to the helper process: {exc}")
+            return False
+        return True
+
+    @property
+    def callback_statuses(self) -> list[int]:
+        self.helper.poll()
+        return self.statuses_
+
+    @property
+    def errors(self) -> list[str]:
+        self.helper.poll()
+        return self.errors_
 
 
 # --- measuring ------------------------------------------------------------------------------------------------
@@ -187,6 +393,7 @@ class StallMeter:
         self.longest = Stall(0.0, "", 0.0)
         self.busiest = Stall(0.0, "", 0.0)  # the gap with the most GUI-thread CPU time
         self.phases: dict[str, PhaseResult] = {}
+        self.windows: list[tuple[str, float, float]] = []  # each phase run: name, monotonic start and end
         self._started = 0.0
         self._last: float | None = None
         self._last_cpu = 0.0
@@ -319,12 +526,13 @@ class Signals:
 class Session:
     """Drives the real window through a realistic session, one timed phase at a time."""
 
-    def __init__(self, window: Any, meter: StallMeter, browser: FakeBrowser, backend_url: str, delay: float,
+    def __init__(self, window: Any, meter: StallMeter, helper: Helper, backend_url: str, delay: float,
                  history: int, notes: list[str]) -> None:
         self.window = window
         self.controller = window.controller
         self.meter = meter
-        self.browser = browser
+        self.helper = helper
+        self.browser = helper.browser
         self.backend_url = backend_url
         self.history = history
         self.notes = notes
@@ -348,7 +556,7 @@ class Session:
         """Run ``action`` on the GUI thread, then the event loop until ``done()``; ``state()`` explains a time-out."""
         result = self.meter.phases.setdefault(name, PhaseResult(name))
         self.meter.phase = name
-        started = time.perf_counter()
+        started, window_start = time.perf_counter(), time.monotonic()
         try:
             action()
             wait_until(done, self.timeout, what)
@@ -358,6 +566,7 @@ class Session:
         finally:
             result.seconds += time.perf_counter() - started
             self.meter.phase = None
+            self.meter.windows.append((name, window_start, time.monotonic()))
 
     def run(self) -> None:
         from desktop.core.purchase import FlowState
@@ -420,7 +629,7 @@ class Session:
                             f"tasks running: {c.runner.busy}"))
         if self.browser.errors:  # paid, but a status poll ended the purchase (and its listener) first
             error = self.browser.errors[0]
-            why = "connection refused" if "refused" in str(error) else str(error)[:100]
+            why = "connection refused" if "refused" in error else error[:100]
             self.notes.append(f"purchase: paid, but the browser's return to the app failed ({why}): a status poll"
                               " had ended the purchase and closed the loopback listener")
         elif self.browser.callback_statuses != [200]:
@@ -444,38 +653,22 @@ class Session:
         dialog[0].done(0)
 
     def _seed_history(self, email: str) -> None:
-        """Give the account ``history`` transactions, directly at the backend (not the app; not measured):
-        one Pro pack paid on the stub checkout (checkouts are limited to 10 a minute), then 1-credit spends."""
-        token = self.controller.api.token if self.controller.api is not None else None
-        failures: list[BaseException] = []
-
-        def seed() -> None:
-            try:
-                http = requests.Session()
-                http.trust_env = False
-                auth = {"Authorization": f"Bearer {token}"}
-                answer = http.post(f"{self.backend_url}/api/billing/checkout", json={"packId": "pro"},
-                                   headers=auth, timeout=30)
-                answer.raise_for_status()
-                session_id = answer.json()["sessionId"]
-                paid = http.post(f"{self.backend_url}/stub/checkout/{session_id}/pay", allow_redirects=False,
-                                 timeout=30)
-                if paid.status_code != 303:
-                    raise RuntimeError(f"stub pay answered {paid.status_code}")
-                for n in range(self.history - 1):
-                    spent = http.post(f"{self.backend_url}/api/credits/spend", headers=auth, timeout=30,
-                                      json={"amount": 1, "idempotencyKey": f"bench-{n}", "description": "bench"})
-                    spent.raise_for_status()
-            except BaseException as exc:
-                failures.append(exc)
-
+        """Give the account ``history`` transactions, directly at the backend (not the app; not measured),
+        from the helper process."""
         if self.history <= 0:
             return
-        thread = threading.Thread(target=seed, name="seed-history", daemon=True)
-        thread.start()
-        wait_until(lambda: not thread.is_alive(), 120, f"{email}'s history to be seeded")
-        if failures:
-            raise PhaseTimeout(f"seeding the history failed: {failures[0]!r}")
+        token = self.controller.api.token if self.controller.api is not None else None
+        seeded = len(self.helper.seeded)
+        self.helper.send({"seed": {"backend": self.backend_url, "token": token, "history": self.history}})
+
+        def done() -> bool:
+            self.helper.poll()
+            return len(self.helper.seeded) > seeded or self.helper.gone
+
+        wait_until(done, 120, f"{email}'s history to be seeded")
+        error = self.helper.seeded[seeded] if len(self.helper.seeded) > seeded else "the helper process exited"
+        if error:
+            raise PhaseTimeout(f"seeding the history failed: {error}")
 
 
 # --- main -----------------------------------------------------------------------------------------------------
@@ -488,13 +681,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def report(meter: StallMeter, proxy: SlowProxy, delay: float, stalls_shown: int, failure: str | None,
-           sampler: StallSampler | None, notes: list[str]) -> None:
+def phase_of(arrived: float, windows: list[tuple[str, float, float]]) -> str | None:
+    """The phase that was running when a call arrived at the proxy (None: between phases)."""
+    return next((name for name, start, end in windows if start <= arrived <= end), None)
+
+
+def report(meter: StallMeter, proxied: list[tuple[str, str, int, float]] | None, delay: float, stalls_shown: int,
+           failure: str | None, sampler: StallSampler | None, notes: list[str]) -> None:
     gaps = sorted(meter.gaps_ms)
     longest, busiest = meter.longest, meter.busiest
     stall_ms = max(0.0, longest.gap_ms - TICK_MS)
-    calls = Counter(label for *_, label in proxy.calls)
-    print(f"backend delay: {delay:g} s per call; {len(proxy.calls)} calls through the proxy")
+    calls = Counter(phase_of(arrived, meter.windows) for *_, arrived in proxied or [])
+    counted = f"{len(proxied)} calls" if proxied is not None else "calls not known"
+    print(f"backend delay: {delay:g} s per call; {counted} through the proxy (in a helper process)")
     print(f"{'phase':<16} {'time':>7} {'calls':>6} {'ticks':>7} {'longest stall':>14} {'(on CPU)':>9}")
     for r in meter.phases.values():
         mark = "" if r.ok else "  (did not finish)"
@@ -533,7 +732,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalls", type=int, default=10, help="how many of the longest stalls to list (10)")
     parser.add_argument("--why", action="store_true",
                         help="sample the GUI thread's Python stack during stalls and show where they were spent")
+    parser.add_argument("--helper-process", action="store_true", help=argparse.SUPPRESS)  # see helper_main
     args = parser.parse_args(argv)
+    if args.helper_process:
+        return helper_main(args.delay)
     if not 0 <= args.history <= 1200 or args.delay < 0:
         parser.error("--history must be 0 to 1200 (one Pro pack's credits) and --delay not negative")
 
@@ -551,23 +753,25 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="creditdesk-gui-stall-") as tmp_name:
         tmp = Path(tmp_name)
-        proxy = SlowProxy(args.delay)
-        backend = BackendProcess(tmp / "backend-data", {"CREDITDESK_PUBLIC_URL": proxy.url})
         (tmp / "backend-data").mkdir()
+        helper: Helper | None = None
+        backend: BackendProcess | None = None
         window: Any = None
         meter = StallMeter()
         sampler = StallSampler(meter) if args.why else None
-        proxy.label = lambda: meter.phase
         failure: str | None = None
         notes: list[str] = []
+        proxied: list[tuple[str, str, int, float]] | None = None
         try:
+            helper = Helper(args.delay)
+            backend = BackendProcess(tmp / "backend-data", {"CREDITDESK_PUBLIC_URL": helper.url})
             backend.start()
-            proxy.forward_to(backend.url)
-            browser = FakeBrowser("pay")
+            helper.send({"upstream": backend.url})
             paths = AppPaths.under(tmp / "home").ensure()
             poll = args.poll if args.poll is not None else 10 * args.delay
-            window = build_window(paths, proxy.url, browser, poll_first_delay=poll, poll_max_delay=max(poll, 30.0))
-            session = Session(window, meter, browser, backend.url, args.delay, args.history, notes)
+            window = build_window(paths, helper.url, helper.browser, poll_first_delay=poll,
+                                  poll_max_delay=max(poll, 30.0))
+            session = Session(window, meter, helper, backend.url, args.delay, args.history, notes)
             meter.start()
             if sampler is not None:
                 sampler.start()
@@ -586,9 +790,15 @@ def main(argv: list[str] | None = None) -> int:
                         dialog.done(0)
                 window.close()
                 window.controller.shutdown()
-            proxy.stop()
-            backend.stop()
-        report(meter, proxy, args.delay, args.stalls, failure, sampler, notes)
+            if helper is not None:
+                try:
+                    proxied = helper.calls()
+                except Exception as exc:
+                    notes.append(f"the calls through the proxy are not known: {type(exc).__name__}: {exc}")
+                helper.stop()
+            if backend is not None:
+                backend.stop()
+        report(meter, proxied, args.delay, args.stalls, failure, sampler, notes)
     del app
     return 1 if failure else 0
 
