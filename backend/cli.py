@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the HTTP server until stopped")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve_cmd.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
+    serve_cmd.add_argument("--port", type=port_number, default=8787, help="port (default 8787; 0 picks a free one)")
     serve_cmd.add_argument("--exit-with-stdin", action="store_true",
                            help="stop when standard input closes (the desktop app uses this so that its bundled "
                                 "backend never outlives it, even after a crash)")
@@ -37,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
 def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False) -> int:
     import uvicorn
 
@@ -50,6 +61,10 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+    except socket.gaierror as exc:
+        print(f"creditdesk-backend: cannot listen on {host}: {exc.strerror}. Give an address of this machine "
+              "with --host, such as 127.0.0.1.", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"creditdesk-backend: cannot listen on {host}:{port}: {exc.strerror}. "
               "Is another server using that port? Choose another with --port.", file=sys.stderr)

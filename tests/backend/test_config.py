@@ -73,3 +73,23 @@ def test_check_command(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "backend", "check"], env=env, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0 and "the ledger adds up" in r.stdout
+
+
+def test_serve_explains_a_bad_port_or_host_and_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db.sqlite3")}
+
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backend", "serve", *args], env=env, capture_output=True,
+                              text=True, timeout=30)
+
+    for args, message in ((["--port", "99999"], "not a port number"), (["--port", "http"], "not a port number"),
+                          (["--host", "nonsense.invalid"], "Give an address of this machine")):
+        r = serve(*args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = serve("--port", str(busy.getsockname()[1]))
+    assert r.returncode == 2 and "Is another server using that port?" in r.stderr
