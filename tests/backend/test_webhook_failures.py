@@ -70,7 +70,9 @@ def test_a_crash_during_a_storm_of_webhooks_loses_and_doubles_nothing(tmp_path: 
 
             sender = threading.Thread(target=storm)
             sender.start()
-            time.sleep(0.4)
+            deadline = time.monotonic() + 20
+            while len(fake.deliveries) < 10 and time.monotonic() < deadline:  # well under way, not finished
+                time.sleep(0.01)
             backend.kill()  # SIGKILL mid-storm
             sender.join()
             delivered_ok = sum(1 for _, status in fake.deliveries if status == 200)
