@@ -31,9 +31,11 @@ class BackendProcess:
         env.update({"CREDITDESK_DB": str(self.db_path), "PYTHONUNBUFFERED": "1"})
         env.update(self.extra_env)
         self._log = self.log_path.open("a")
+        # --exit-with-stdin: if the test run itself is killed, the backend goes with it.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+            [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--exit-with-stdin"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -59,8 +61,10 @@ class BackendProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        if self.proc:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream:
+                    stream.close()
         if hasattr(self, "_log"):
             self._log.close()
 
