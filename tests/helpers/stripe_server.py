@@ -695,23 +695,21 @@ class FakeStripe:
 
     def pay(self, session_id: str, *, deliver: bool = True) -> dict[str, Any]:
         """Complete the session with a card: paid, PaymentIntent + Charge; ``checkout.session.completed``."""
-        with self._lock:
-            session = self._open_session(session_id, "pay")
-            pi = self._new_payment_intent(session, "succeeded")
-            charge = self._new_charge(session, pi, "succeeded")
-            pi["latest_charge"] = charge["id"]
-            self._complete(session, pi, "paid")
-            event = self.make_event("checkout.session.completed", session)
-        return self._maybe_deliver(event, deliver)
+        return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver)
 
     def pay_async(self, session_id: str, *, deliver: bool = True) -> dict[str, Any]:
         """Complete with a delayed method (bank debit): unpaid, PaymentIntent processing."""
+        return self._pay(session_id, ("processing", "pending", "unpaid"), deliver)
+
+    def _pay(self, session_id: str, statuses: tuple[str, str, str], deliver: bool) -> dict[str, Any]:
+        """Complete an open session; ``statuses`` are the PaymentIntent's, the Charge's and the session's."""
+        intent_status, charge_status, payment_status = statuses
         with self._lock:
             session = self._open_session(session_id, "pay")
-            pi = self._new_payment_intent(session, "processing")
-            charge = self._new_charge(session, pi, "pending")
+            pi = self._new_payment_intent(session, intent_status)
+            charge = self._new_charge(session, pi, charge_status)
             pi["latest_charge"] = charge["id"]
-            self._complete(session, pi, "unpaid")
+            self._complete(session, pi, payment_status)
             event = self.make_event("checkout.session.completed", session)
         return self._maybe_deliver(event, deliver)
 
