@@ -207,7 +207,7 @@ class AppController(QObject):
         log.info("signed in as %s", email)
         self.signedIn.emit(email)
         if balance is not None:
-            self._set_balance(balance)
+            self.set_balance(balance)
         self.refresh()
 
     def sign_out(self) -> None:
@@ -238,7 +238,7 @@ class AppController(QObject):
         def done(result: tuple[int, Any]) -> None:
             self._refreshing = False
             balance, page = result
-            self._set_balance(balance)
+            self.set_balance(balance)
             self.account.history = list(page.items)
             self.account.next_cursor = page.next_cursor
             self.historyChanged.emit(self.account.history, page.next_cursor is not None)
@@ -268,7 +268,7 @@ class AppController(QObject):
 
         self.runner.run(lambda: api.transactions(limit=HISTORY_PAGE, before=cursor), done, failed)
 
-    def _set_balance(self, balance: int) -> None:
+    def set_balance(self, balance: int) -> None:
         self.account.balance = balance
         self.balanceChanged.emit(balance)
 

@@ -191,7 +191,7 @@ class PurchaseController(QObject):
                                                   finished=True)
         log.info("purchase ended: session=%s state=%s", flow.session_id, flow.state.value)
         if flow.state is FlowState.PAID and flow.balance is not None:
-            self.controller._set_balance(flow.balance)
+            self.controller.set_balance(flow.balance)
         self.controller.refresh()
         self.api.close()
         self.finished.emit(flow)
