@@ -12,18 +12,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from backend.db import Database, utcnow
+from backend.errors import EmailTaken, InvalidCredentials
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so that a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-class EmailTaken(Exception):
-    pass
-
-
-class InvalidCredentials(Exception):
-    pass
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,123 @@
-"""Errors that answer in the contract's shape: ``{"error": {"code", "message"}}``."""
+"""What can go wrong in the backend, said in its own terms.
+
+Every error the backend's logic raises for a caller to act on is one of these. None knows of HTTP:
+the HTTP layer maps each class to the contract's status, code and message in one table
+(:mod:`backend.api.errors`), and the admin commands say the same thing in a line of their own.
+Errors that can pass carry ``retry_after`` (seconds): the condition is expected to clear by itself.
+"""
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+class CreditdeskError(Exception):
+    """The base of the backend's own errors; ``str(error)`` is for logs, never shown to a client."""
+
+
+class Retryable(CreditdeskError):
+    """A passing condition: the same request may succeed in ``retry_after`` seconds."""
+
+    def __init__(self, message: str = "", retry_after: int = 5) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, dict[str, str]]:
-        return error_body(self.code, self.message)
+        self.retry_after = max(1, int(retry_after))
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+# --- accounts ---------------------------------------------------------------------------------------
 
 
-def unauthorized() -> ApiError:
-    return ApiError(401, "unauthorized", "Sign in first: the request has no valid bearer token.",
-                    {"WWW-Authenticate": "Bearer"})
+class NotSignedIn(CreditdeskError):
+    """No bearer token, or one that is unknown, revoked or expired."""
+
+
+class EmailTaken(CreditdeskError):
+    pass
+
+
+class InvalidCredentials(CreditdeskError):
+    pass
+
+
+class RateLimited(Retryable):
+    """Too many requests of one kind from one client; counted by :mod:`backend.ratelimit`."""
+
+
+# --- buying -----------------------------------------------------------------------------------------
+
+
+class UnknownPack(CreditdeskError):
+    def __init__(self, pack_id: str) -> None:
+        super().__init__(f"no pack {pack_id!r}")
+        self.pack_id = pack_id
+
+
+class InvalidReturnUrl(CreditdeskError):
+    """Not ``http://127.0.0.1:<port>/...`` or ``http://[::1]:<port>/...``."""
+
+
+class UnknownSession(CreditdeskError):
+    """No checkout session with that id belongs to the signed-in user."""
+
+
+# --- the payment provider ---------------------------------------------------------------------------
+
+
+class PaymentProviderError(CreditdeskError):
+    """The payment provider did not do what was asked."""
+
+
+class PaymentProviderUnavailable(PaymentProviderError, Retryable):
+    """The provider could not be reached, timed out, failed, or answered something other than what was
+    asked for (a misconfigured ``STRIPE_API_BASE`` too): worth trying again later; nothing was charged."""
+
+
+class PaymentProviderRejected(PaymentProviderError):
+    """The provider refused the request for good (a 4xx other than not-found and rate limits): asking
+    again will not help; the operator has to look at the log."""
+
+
+class SessionNotFound(PaymentProviderError):
+    """The provider does not know this Checkout Session."""
+
+
+class MalformedSession(CreditdeskError, ValueError):
+    """A ``checkout.session`` object that lacks what fulfilment needs."""
+
+
+# --- the ledger -------------------------------------------------------------------------------------
+
+
+class InsufficientCredits(CreditdeskError):
+    def __init__(self, balance: int, amount: int) -> None:
+        super().__init__(f"a spend of {amount} credits needs more than the balance of {balance}")
+        self.balance = balance
+        self.amount = amount
+
+
+class IdempotencyConflict(CreditdeskError):
+    """The idempotency key was used before for a different request."""
+
+
+# --- webhooks ---------------------------------------------------------------------------------------
+
+
+class WebhooksNotConfigured(CreditdeskError):
+    """No ``STRIPE_WEBHOOK_SECRET``: no event can be verified, so none is accepted."""
+
+
+class InvalidSignature(CreditdeskError):
+    """The ``Stripe-Signature`` header is missing, does not match the body, or its time is out of bounds."""
+
+
+class MalformedEvent(CreditdeskError, ValueError):
+    """A signed body that is not an event we can process, now or ever (Stripe must not retry it)."""
+
+
+# --- the server itself ------------------------------------------------------------------------------
+
+
+class ServerBusy(Retryable):
+    """Too much of one kind of work at once (password hashing, provider calls) to take more now."""
+
+
+class StorageUnavailable(Retryable):
+    """The database cannot be read or written just now (locked, disk full, read-only, gone); nothing was
+    changed."""

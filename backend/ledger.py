@@ -17,24 +17,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from backend.db import utcnow
+from backend.errors import IdempotencyConflict, InsufficientCredits
 
 EntryType = Literal["purchase", "spend", "refund", "adjustment"]
 ENTRY_TYPES: tuple[str, ...] = ("purchase", "spend", "refund", "adjustment")
-
-
-class LedgerError(Exception):
-    pass
-
-
-class InsufficientCredits(LedgerError):
-    def __init__(self, balance: int, amount: int) -> None:
-        super().__init__(f"a spend of {amount} credits needs more than the balance of {balance}")
-        self.balance = balance
-        self.amount = amount
-
-
-class IdempotencyConflict(LedgerError):
-    """The idempotency key was used before for a different request."""
 
 
 @dataclass(frozen=True)

@@ -11,26 +11,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from backend import fulfilment, ledger, orders
 from backend.accounts import User
 from backend.db import utcnow
-from backend.errors import ApiError
+from backend.errors import (
+    InvalidReturnUrl,
+    PaymentProviderError,
+    SessionNotFound,
+    UnknownPack,
+    UnknownSession,
+)
 from backend.orders import SETTLED, Order
-from backend.payments.base import CheckoutRequest, ProviderError, SessionNotFound
+from backend.payments.base import CheckoutRequest
 from backend.services import Services
 
 log = logging.getLogger("creditdesk.payments")
 
 
-def provider_unavailable() -> ApiError:
-    return ApiError(
-        503, "payment_provider_unavailable",
-        "The payment provider could not be reached; nothing was charged. Please try again in a moment.",
-        {"Retry-After": "5"},
-    )
-
-
 def check_return_url(url: str) -> str:
     """Accept only ``http://127.0.0.1:<port>/...`` or ``http://[::1]:<port>/...`` (the contract)."""
-    invalid = ApiError(400, "invalid_return_url",
-                       "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>.")
+    invalid = InvalidReturnUrl(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -59,7 +56,7 @@ def start_checkout(
 ) -> Order:
     pack = services.catalogue.get(pack_id)
     if pack is None:
-        raise ApiError(404, "unknown_pack", f"There is no credit pack with the id {pack_id!r}.")
+        raise UnknownPack(pack_id)
     if return_url is not None:
         check_return_url(return_url)
     # Counted after validation: only requests that would create a Checkout Session use up the limit.
@@ -73,9 +70,9 @@ def start_checkout(
     )
     try:
         created = services.provider.create_checkout(request)
-    except ProviderError as exc:
+    except PaymentProviderError as exc:
         log.error("payment order=%s user=%s outcome=checkout_failed reason=%s", order_id, user.id, exc)
-        raise provider_unavailable() from exc
+        raise
     now = utcnow()
     order = Order(
         id=order_id, user_id=user.id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
@@ -99,8 +96,6 @@ def refresh(services: Services, order: Order, *, source: str) -> Order:
     except SessionNotFound:
         log.error("payment order=%s session=%s outcome=session_missing_at_provider", order.id, order.session_id)
         return order
-    except ProviderError as exc:
-        raise provider_unavailable() from exc
     with services.db.transaction() as conn:
         result = fulfilment.apply_session(conn, session, source=source)
     return result.order or order
@@ -120,7 +115,7 @@ def verify_payment(services: Services, user: User, session_id: str) -> Verificat
     services.limiter.hit(services.settings.verify_limit_per_user, "verify", str(user.id))
     order = orders.by_session(services.db.connection(), session_id)
     if order is None or order.user_id != user.id:
-        raise ApiError(404, "unknown_session", "No checkout session with that id belongs to this account.")
+        raise UnknownSession(session_id)
     order = refresh(services, order, source="verify")
     return Verification(order, ledger.balance(services.db.connection(), user.id))
 
@@ -132,7 +127,7 @@ def confirm_from_browser(services: Services, session_id: str) -> Order | None:
         return None
     try:
         return refresh(services, order, source="success_page")
-    except ApiError:  # the provider is unreachable: the page says the payment is still being confirmed
+    except PaymentProviderError:  # the page says the payment is still being confirmed
         return order
 
 
@@ -145,11 +140,11 @@ def cancel_from_browser(services: Services, order_id: str) -> Order | None:
         return order
     try:
         session = services.provider.expire_session(order.session_id)
-    except ProviderError:
+    except PaymentProviderError:
         session = None  # could not expire (or already paid): the session's own state decides below
         try:
             session = services.provider.retrieve_session(order.session_id)
-        except ProviderError:
+        except PaymentProviderError:
             log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
     with services.db.transaction() as conn:
         if session is not None and session.is_paid:

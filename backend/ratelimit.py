@@ -9,7 +9,7 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from backend.errors import ApiError
+from backend.errors import RateLimited
 
 
 class RateLimiter:
@@ -17,13 +17,10 @@ class RateLimiter:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def hit(self, limit: str, *keys: str) -> None:
-        """Count one request against ``limit`` for ``keys``; raise a 429 ApiError when over it."""
+        """Count one request against ``limit`` for ``keys``; raise RateLimited when over it."""
         item = parse(limit)
         if self._limiter.hit(item, *keys):
             return
         reset_at = self._limiter.get_window_stats(item, *keys).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
-        raise ApiError(
-            429, "rate_limited", f"Too many requests; try again in {retry_after} seconds.",
-            {"Retry-After": str(retry_after)},
-        )
+        raise RateLimited(f"over {limit} for {keys[0]}", retry_after)

@@ -6,13 +6,17 @@ leaves neither (and Stripe's retry processes it), while a duplicate finds the ro
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+import stripe
+
 from backend import fulfilment
 from backend.db import Database, utcnow
-from backend.payments.base import MalformedSession, SessionState
+from backend.errors import InvalidSignature, MalformedEvent, MalformedSession, WebhooksNotConfigured
+from backend.payments.base import SessionState
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -23,10 +27,24 @@ SESSION_EVENTS = {
     "checkout.session.expired",
 }
 HANDLED = SESSION_EVENTS | {"charge.refunded"}
+SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-class MalformedEvent(ValueError):
-    pass
+def verify(payload: bytes, signature: str, secret: str | None) -> Any:
+    """The event in ``payload`` once its ``Stripe-Signature`` is verified; checked before anything is parsed."""
+    if not secret:
+        raise WebhooksNotConfigured
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8", errors="replace"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError as exc:
+        log.warning("payment webhook outcome=rejected reason=bad_signature")
+        raise InvalidSignature from exc
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedEvent("the body is not JSON") from None
 
 
 def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:

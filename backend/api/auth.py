@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request, Response
 from backend import accounts
 from backend.api.deps import ServicesDep, TokenDep, UserDep
 from backend.api.schemas import LoginBody, RegisterBody
-from backend.errors import ApiError
 
 router = APIRouter(prefix="/api/auth")
 
@@ -21,10 +20,7 @@ def _limit(services: ServicesDep, request: Request, email: str) -> None:
 @router.post("/register", status_code=201)
 def register(body: RegisterBody, services: ServicesDep, request: Request) -> dict[str, object]:
     _limit(services, request, body.email)
-    try:
-        user = accounts.register(services.db, body.email, body.password)
-    except accounts.EmailTaken:
-        raise ApiError(409, "email_taken", "An account with this email already exists; sign in instead.") from None
+    user = accounts.register(services.db, body.email, body.password)
     token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
     return {"token": token, "user": user.as_json()}
 
@@ -32,10 +28,7 @@ def register(body: RegisterBody, services: ServicesDep, request: Request) -> dic
 @router.post("/login")
 def login(body: LoginBody, services: ServicesDep, request: Request) -> dict[str, object]:
     _limit(services, request, body.email)
-    try:
-        user = accounts.authenticate(services.db, body.email, body.password)
-    except accounts.InvalidCredentials:
-        raise ApiError(401, "invalid_credentials", "The email or the password is wrong.") from None
+    user = accounts.authenticate(services.db, body.email, body.password)
     token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
     return {"token": token, "user": user.as_json()}
 

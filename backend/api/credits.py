@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 from backend import ledger
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.schemas import SpendBody
-from backend.errors import ApiError
 
 router = APIRouter(prefix="/api/credits")
 
@@ -42,17 +41,10 @@ def transactions(
 def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
     description = body.description or ""
     fingerprint = hashlib.sha256(json.dumps([body.amount, description]).encode()).hexdigest()
-    try:
-        with services.db.transaction() as conn:
-            entry, _ = ledger.spend(
-                conn, user_id=user.id, amount=body.amount, idempotency_key=body.idempotencyKey,
-                description=description, fingerprint=fingerprint,
-            )
-    except ledger.InsufficientCredits as exc:
-        raise ApiError(402, "insufficient_credits",
-                       f"This needs {exc.amount} credits and the balance is {exc.balance}.") from None
-    except ledger.IdempotencyConflict:
-        raise ApiError(409, "idempotency_key_reused",
-                       "This idempotency key was already used for a different spend.") from None
+    with services.db.transaction() as conn:
+        entry, _ = ledger.spend(
+            conn, user_id=user.id, amount=body.amount, idempotency_key=body.idempotencyKey,
+            description=description, fingerprint=fingerprint,
+        )
     # A replay answers as the first time did: the balance right after this spend.
     return {"transactionId": entry.id, "balance": entry.balance_after}

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from backend import accounts
 from backend.accounts import User
-from backend.errors import unauthorized
+from backend.errors import NotSignedIn
 from backend.services import Services
 
 
@@ -21,7 +21,7 @@ async def bearer_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
-        raise unauthorized()
+        raise NotSignedIn
     return token
 
 
@@ -30,7 +30,7 @@ def current_user(
 ) -> User:
     user = accounts.user_for_token(services.db, token)
     if user is None:
-        raise unauthorized()
+        raise NotSignedIn
     return user
 
 

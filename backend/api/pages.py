@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 import resources
 from backend import purchases, webhooks
 from backend.api.deps import ServicesDep
+from backend.errors import SessionNotFound
 from backend.orders import Order
-from backend.payments.base import SessionNotFound
 from backend.services import Services
 
 router = APIRouter()

@@ -4,8 +4,6 @@ from backend.payments.base import (
     CheckoutRequest,
     CreatedSession,
     PaymentProvider,
-    ProviderError,
-    SessionNotFound,
     SessionState,
 )
 
@@ -13,7 +11,5 @@ __all__ = [
     "CheckoutRequest",
     "CreatedSession",
     "PaymentProvider",
-    "ProviderError",
-    "SessionNotFound",
     "SessionState",
 ]

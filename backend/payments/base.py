@@ -12,20 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend.catalogue import Pack
+from backend.errors import MalformedSession
 
 PURCHASE_TYPE = "credit_purchase"
-
-
-class ProviderError(Exception):
-    """The provider could not answer; worth trying again later."""
-
-
-class SessionNotFound(ProviderError):
-    pass
-
-
-class MalformedSession(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

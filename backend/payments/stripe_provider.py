@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import stripe
 
-from backend.payments.base import (
-    CheckoutRequest,
-    CreatedSession,
-    ProviderError,
+from backend.errors import (
+    MalformedSession,
+    PaymentProviderError,
+    PaymentProviderRejected,
+    PaymentProviderUnavailable,
     SessionNotFound,
-    SessionState,
-    session_params,
 )
+from backend.payments.base import CheckoutRequest, CreatedSession, SessionState, session_params
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -33,28 +34,58 @@ class StripeProvider:
                 options={"idempotency_key": f"checkout-{request.order_id}"},
             )
         except stripe.StripeError as exc:
-            raise ProviderError(_describe(exc)) from exc
-        if not session.url:
-            raise ProviderError("Stripe answered a Checkout Session without a url")
-        return CreatedSession(id=session.id, url=session.url)
+            raise translate(exc) from exc
+        data = _as_dict(session)
+        state = _session_state(data)
+        url = data.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise PaymentProviderUnavailable("Stripe answered a Checkout Session without a url")
+        return CreatedSession(id=state.id, url=url)
 
     def retrieve_session(self, session_id: str) -> SessionState:
         try:
             session = self._client.v1.checkout.sessions.retrieve(session_id)
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404:
-                raise SessionNotFound(session_id) from exc
-            raise ProviderError(_describe(exc)) from exc
         except stripe.StripeError as exc:
-            raise ProviderError(_describe(exc)) from exc
-        return SessionState.from_stripe(session.to_dict())
+            raise translate(exc, session_id) from exc
+        return _session_state(_as_dict(session))
 
     def expire_session(self, session_id: str) -> SessionState:
         try:
             session = self._client.v1.checkout.sessions.expire(session_id)
         except stripe.StripeError as exc:
-            raise ProviderError(_describe(exc)) from exc
-        return SessionState.from_stripe(session.to_dict())
+            raise translate(exc, session_id) from exc
+        return _session_state(_as_dict(session))
+
+
+def _as_dict(answer: Any) -> dict[str, Any]:
+    to_dict = getattr(answer, "to_dict", None)
+    data = to_dict() if callable(to_dict) else answer
+    return data if isinstance(data, dict) else {}
+
+
+def _session_state(data: dict[str, Any]) -> SessionState:
+    """The answer as a session, or PaymentProviderUnavailable when it is something else (a list, an error
+    page served with 200 by a misconfigured ``STRIPE_API_BASE``...)."""
+    try:
+        return SessionState.from_stripe(data)
+    except MalformedSession as exc:
+        raise PaymentProviderUnavailable(f"Stripe answered something other than a Checkout Session: {exc}") from exc
+
+
+def translate(exc: stripe.StripeError, session_id: str | None = None) -> PaymentProviderError:
+    """Stripe's error as ours: not found, a refusal for good, or a passing failure worth retrying."""
+    status = exc.http_status
+    description = _describe(exc)
+    if isinstance(exc, stripe.InvalidRequestError) and status == 404 and session_id is not None:
+        return SessionNotFound(session_id)
+    if isinstance(exc, stripe.RateLimitError) or status in (409, 429) or status is None or status >= 500:
+        return PaymentProviderUnavailable(description)
+    if isinstance(exc, (stripe.APIConnectionError, stripe.APIError)):
+        return PaymentProviderUnavailable(description)  # no answer, or one that is not Stripe's JSON
+    if 400 <= status < 500:
+        log.error("payment outcome=provider_rejected reason=%s", description)
+        return PaymentProviderRejected(description)
+    return PaymentProviderUnavailable(description)
 
 
 def _describe(exc: stripe.StripeError) -> str:

@@ -13,13 +13,8 @@ import time
 from typing import Any
 
 from backend.db import Database
-from backend.payments.base import (
-    CheckoutRequest,
-    CreatedSession,
-    SessionNotFound,
-    SessionState,
-    session_params,
-)
+from backend.errors import SessionNotFound
+from backend.payments.base import CheckoutRequest, CreatedSession, SessionState, session_params
 
 SESSION_LIFETIME_SECONDS = 24 * 3600
 

@@ -1,0 +1,149 @@
+"""The one place where the backend's errors become HTTP answers in the contract's shape.
+
+``{"error": {"code": "<snake_case>", "message": "<human sentence>"}}``, with the status of
+:data:`ANSWERS`. A retryable error (:class:`backend.errors.Retryable`) adds ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend import errors
+
+log = logging.getLogger("creditdesk")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    code: str
+    message: str  # a str.format template; ``exc`` is the error being answered
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+TRY_AGAIN = "Please try again in a moment."
+
+ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
+    errors.NotSignedIn: Answer(401, "unauthorized", "Sign in first: the request has no valid bearer token.",
+                               {"WWW-Authenticate": "Bearer"}),
+    errors.InvalidCredentials: Answer(401, "invalid_credentials", "The email or the password is wrong."),
+    errors.EmailTaken: Answer(409, "email_taken", "An account with this email already exists; sign in instead."),
+    errors.RateLimited: Answer(429, "rate_limited", "Too many requests; try again in {exc.retry_after} seconds."),
+    errors.UnknownPack: Answer(404, "unknown_pack", "There is no credit pack with the id {exc.pack_id!r}."),
+    errors.InvalidReturnUrl: Answer(
+        400, "invalid_return_url", "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>."),
+    errors.UnknownSession: Answer(404, "unknown_session",
+                                  "No checkout session with that id belongs to this account."),
+    errors.PaymentProviderUnavailable: Answer(
+        503, "payment_provider_unavailable",
+        "The payment provider could not be reached; nothing was charged. " + TRY_AGAIN),
+    errors.PaymentProviderRejected: Answer(
+        502, "payment_provider_rejected",
+        "The payment provider refused this request; trying again will not help. Nothing was charged; "
+        "please contact support."),
+    # Not found at the provider although we have the order: the provider is not the one we expect.
+    errors.SessionNotFound: Answer(
+        502, "payment_provider_rejected",
+        "The payment provider does not know this checkout; trying again will not help. Please contact support."),
+    errors.PaymentProviderError: Answer(
+        503, "payment_provider_unavailable",
+        "The payment provider could not be reached; nothing was charged. " + TRY_AGAIN),
+    errors.MalformedSession: Answer(
+        503, "payment_provider_unavailable",
+        "The payment provider gave an answer we cannot use; nothing was charged. " + TRY_AGAIN),
+    errors.InsufficientCredits: Answer(402, "insufficient_credits",
+                                       "This needs {exc.amount} credits and the balance is {exc.balance}."),
+    errors.IdempotencyConflict: Answer(409, "idempotency_key_reused",
+                                       "This idempotency key was already used for a different spend."),
+    errors.WebhooksNotConfigured: Answer(
+        400, "webhooks_not_configured",
+        "This server has no STRIPE_WEBHOOK_SECRET, so it cannot accept Stripe events."),
+    errors.InvalidSignature: Answer(400, "invalid_signature",
+                                    "The Stripe-Signature header is missing, stale or does not match the body."),
+    errors.MalformedEvent: Answer(400, "malformed_event", "The event cannot be processed: {exc}."),
+    errors.ServerBusy: Answer(503, "server_busy", "The server is busy. " + TRY_AGAIN),
+    errors.StorageUnavailable: Answer(503, "temporarily_unavailable",
+                                      "The server cannot reach its storage just now; nothing was changed. "
+                                      + TRY_AGAIN),
+}
+# Answers of the HTTP layer itself (no domain error behind them).
+INVALID_JSON = Answer(400, "invalid_json", "The request body is not valid JSON.")
+INVALID_FIELDS = Answer(422, "invalid_fields", "These fields are missing or invalid: {fields}.")
+PAYLOAD_TOO_LARGE = Answer(413, "payload_too_large", "The request body is too large.")
+NOT_FOUND = Answer(404, "not_found", "There is nothing at this address.")
+INTERNAL = Answer(500, "internal_error", "Something went wrong on our side; nothing was changed.")
+# Starlette's own refusals (routing, methods), by status.
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+class ApiError(Exception):
+    """An answer the HTTP layer gives by itself (not a domain error), raised from middleware."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def answer_for(exc: errors.CreditdeskError) -> Answer:
+    for cls in type(exc).__mro__:
+        answer = ANSWERS.get(cls)  # type: ignore[call-overload]
+        if answer is not None:
+            return answer
+    return INTERNAL
+
+
+def response_for(exc: errors.CreditdeskError) -> JSONResponse:
+    answer = answer_for(exc)
+    headers = dict(answer.headers)
+    if isinstance(exc, errors.Retryable):
+        headers["Retry-After"] = str(exc.retry_after)
+    return respond(answer, headers, exc=exc)
+
+
+def respond(answer: Answer, headers: dict[str, str] | None = None, **context: Any) -> JSONResponse:
+    message = answer.message.format(**context) if context else answer.message
+    return JSONResponse(error_body(answer.code, message), answer.status, headers=headers or answer.headers or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error in the contract's shape; nothing unexpected leaves as a traceback."""
+
+    @app.exception_handler(errors.CreditdeskError)
+    async def domain_error(request: Request, exc: errors.CreditdeskError) -> JSONResponse:
+        return response_for(exc)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return respond(exc.answer)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return respond(INVALID_JSON)
+        fields = sorted({".".join(str(p) for p in problem.get("loc", ())[1:]) or "body" for problem in problems})
+        return respond(INVALID_FIELDS, fields=", ".join(fields))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return respond(NOT_FOUND)
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return respond(INTERNAL)
