@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, delete, insert, select
 
 from backend.db import Database, utcnow
 from backend.errors import EmailTaken, InvalidCredentials
+from backend.schema import balances, tokens, users
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so that a wrong email costs as long as a wrong password.
@@ -36,20 +37,21 @@ def register(db: Database, email: str, password: str) -> User:
     email = normalise_email(email)
     password_hash = _hasher.hash(password)  # slow on purpose: outside the write lock
     with db.transaction() as conn:
-        if conn.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone():
+        if conn.execute(select(users.c.id).where(users.c.email == email)).first():
             raise EmailTaken(email)
-        cursor = conn.execute(
-            "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?)",
-            (email, password_hash, utcnow()),
-        )
-        assert cursor.lastrowid is not None
-        return User(cursor.lastrowid, email)
+        user_id = conn.execute(
+            insert(users).values(email=email, password_hash=password_hash, created_at=utcnow()).returning(users.c.id)
+        ).scalar_one()
+        # The balance row exists from the start: the ledger locks it before every change.
+        conn.execute(insert(balances).values(user_id=user_id, balance=0))
+        return User(user_id, email)
 
 
 def authenticate(db: Database, email: str, password: str) -> User:
-    row = db.connection().execute(
-        "SELECT id, email, password_hash FROM users WHERE email = ?", (normalise_email(email),)
-    ).fetchone()
+    with db.read() as conn:
+        row = conn.execute(
+            select(users.c.id, users.c.email, users.c.password_hash).where(users.c.email == normalise_email(email))
+        ).mappings().first()
     try:
         _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError) as exc:
@@ -67,28 +69,29 @@ def issue_token(db: Database, user: User, ttl_seconds: int) -> str:
     token = secrets.token_urlsafe(32)
     now = time.time()
     with db.transaction() as conn:
-        conn.execute("DELETE FROM tokens WHERE user_id = ? AND expires_at < ?", (user.id, now))
-        conn.execute(
-            "INSERT INTO tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (_digest(token), user.id, utcnow(), now + ttl_seconds),
-        )
+        conn.execute(delete(tokens).where(tokens.c.user_id == user.id, tokens.c.expires_at < now))
+        conn.execute(insert(tokens).values(
+            token_hash=_digest(token), user_id=user.id, created_at=utcnow(), expires_at=now + ttl_seconds,
+        ))
     return token
 
 
 def user_for_token(db: Database, token: str) -> User | None:
-    row = db.connection().execute(
-        "SELECT u.id, u.email FROM tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = ? AND t.expires_at > ?",
-        (_digest(token), time.time()),
-    ).fetchone()
+    with db.read() as conn:
+        row = conn.execute(
+            select(users.c.id, users.c.email).select_from(tokens.join(users, users.c.id == tokens.c.user_id))
+            .where(tokens.c.token_hash == _digest(token), tokens.c.expires_at > time.time())
+        ).mappings().first()
     return User(row["id"], row["email"]) if row else None
 
 
 def revoke_token(db: Database, token: str) -> None:
     with db.transaction() as conn:
-        conn.execute("DELETE FROM tokens WHERE token_hash = ?", (_digest(token),))
+        conn.execute(delete(tokens).where(tokens.c.token_hash == _digest(token)))
 
 
-def find_user(conn: sqlite3.Connection, email: str) -> User | None:
-    row = conn.execute("SELECT id, email FROM users WHERE email = ?", (normalise_email(email),)).fetchone()
+def find_user(conn: Connection, email: str) -> User | None:
+    row = conn.execute(
+        select(users.c.id, users.c.email).where(users.c.email == normalise_email(email))
+    ).mappings().first()
     return User(row["id"], row["email"]) if row else None

@@ -11,6 +11,7 @@ import threading
 
 from backend import __version__
 from backend.config import ConfigError, Settings
+from backend.migrations import MigrationError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,17 +25,24 @@ def main(argv: list[str] | None = None) -> int:
                            help="stop when standard input closes (the desktop app uses this so that its bundled "
                                 "backend never outlives it, even after a crash)")
     commands.add_parser("check", help="check that the ledger adds up; exit 1 if it does not")
+    commands.add_parser("migrate", help="bring the database's schema up to date (SQLite or PostgreSQL)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what changed ourselves
     try:
         settings = Settings.from_env()
         if args.command == "serve":
             return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin)
+        if args.command == "migrate":
+            return migrate(settings)
         return check(settings)
     except ConfigError as exc:
         print(f"creditdesk-backend: {exc}", file=sys.stderr)
         return 2
+    except MigrationError as exc:
+        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        return 1
 
 
 def port_number(text: str) -> int:
@@ -95,12 +103,33 @@ def _stop_at_end_of_stdin(server: object) -> None:
     server.should_exit = True  # type: ignore[attr-defined]
 
 
-def check(settings: Settings) -> int:
-    from backend import ledger
+def migrate(settings: Settings) -> int:
+    from backend import migrations
     from backend.db import Database
 
-    db = Database(settings.db_path)
-    problems = ledger.check_invariants(db.connection())
+    db = Database(settings.database)
+    try:
+        before, after = migrations.upgrade(db)
+    finally:
+        db.close()
+    if before == after:
+        print(f"the database is up to date (schema version {after})")
+    else:
+        print(f"migrated the database from schema version {before or 'none'} to {after}")
+    return 0
+
+
+def check(settings: Settings) -> int:
+    from backend import ledger, migrations
+    from backend.db import Database
+
+    db = Database(settings.database)
+    try:
+        migrations.prepare(db)
+        with db.read() as conn:
+            problems = ledger.check_invariants(conn)
+    finally:
+        db.close()
     for problem in problems:
         print(problem)
     print("the ledger adds up" if not problems else f"{len(problems)} problem(s)")

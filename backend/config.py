@@ -25,6 +25,10 @@ def default_db_path() -> Path:
 @dataclass(frozen=True)
 class Settings:
     db_path: Path = field(default_factory=default_db_path)
+    # CREDITDESK_DATABASE_URL: sqlite:///path or postgresql://...; wins over db_path when set. Kept out of
+    # repr() because a PostgreSQL URL may hold a password.
+    database_url: str | None = field(default=None, repr=False)
+    db_pool_size: int = 10
     public_url: str | None = None
     packs_path: Path = field(default_factory=lambda: resources.path("packs.toml"))
     # Secrets are kept out of repr() so that they never reach a log line by accident.
@@ -37,6 +41,11 @@ class Settings:
     auth_limit_per_email: str = "10/minute"
     checkout_limit_per_user: str = "10/minute"
     verify_limit_per_user: str = "20/minute"
+
+    @property
+    def database(self) -> str:
+        """The database URL the backend uses."""
+        return self.database_url or f"sqlite:///{self.db_path}"
 
     @property
     def payments_mode(self) -> str:
@@ -55,6 +64,12 @@ class Settings:
             kwargs["db_path"] = Path(db).expanduser()
         if packs := get("CREDITDESK_PACKS"):
             kwargs["packs_path"] = Path(packs).expanduser()
+        if database_url := get("CREDITDESK_DATABASE_URL"):
+            kwargs["database_url"] = database_url
+        if pool_size := get("CREDITDESK_DB_POOL_SIZE"):
+            if not pool_size.isdigit() or not 1 <= int(pool_size) <= 1000:
+                raise ConfigError(f"CREDITDESK_DB_POOL_SIZE must be a whole number from 1 to 1000, not {pool_size!r}.")
+            kwargs["db_pool_size"] = int(pool_size)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
             kwargs["auth_limit_per_address"] = per_address
         settings = cls(
@@ -68,6 +83,13 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+        ):
+            raise ConfigError(
+                "CREDITDESK_DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE "
+                f"(it starts with {self.database_url.split(':', 1)[0]!r})."
+            )
         if self.stripe_secret_key and not self.stripe_webhook_secret:
             raise ConfigError(
                 "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: Stripe mode needs the webhook "

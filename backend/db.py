@@ -1,20 +1,28 @@
-"""SQLite storage: one connection per thread, WAL mode, and ``BEGIN IMMEDIATE`` transactions.
+"""Database access for both engines, SQLite (the embedded default) and PostgreSQL, through SQLAlchemy Core.
 
-Every read-modify-write runs inside :meth:`Database.transaction`, which takes SQLite's write lock
-up front (``BEGIN IMMEDIATE``), so concurrent requests queue on the busy timeout instead of failing
-with SQLITE_BUSY half-way through.  The schema is created with sqlite-utils.
+Every read-modify-write runs inside :meth:`Database.transaction`. On SQLite that transaction takes
+the write lock up front (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing with
+SQLITE_BUSY half-way through; writers in this process queue on an in-process lock first, whose wake-up
+is quicker than SQLite's busy handler. On PostgreSQL a transaction is an ordinary one, and the code
+that needs exclusion takes row locks (``SELECT ... FOR UPDATE``, which SQLAlchemy leaves out on
+SQLite) or relies on unique constraints: nothing in this process is what keeps two replicas apart.
+
+The schema is created and changed only by the migrations (:mod:`backend.migrations`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import sqlite_utils
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import QueuePool
 
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -24,109 +32,87 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def sqlite_url(path: Path | str) -> str:
+    return f"sqlite:///{Path(path).expanduser()}"
+
+
 class Database:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+    """An engine and its transactions. ``target`` is a database URL or the path of a SQLite file."""
+
+    def __init__(self, target: str | Path, *, pool_size: int = 10) -> None:
+        url = make_url(target if isinstance(target, str) and "://" in target else sqlite_url(target))
+        self.url: URL = url
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.path: Path | None = Path(url.database or "")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url)
+        else:
+            self.path = None
+            if url.drivername == "postgresql":
+                url = url.set(drivername="postgresql+psycopg")
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         # Writers in this process queue here rather than in SQLite's busy handler, whose sleeps (up to
         # 100 ms) overshoot the moment the lock frees; busy_timeout still covers other processes.
-        self._write_lock = threading.RLock()
-        create_schema(self.connection())
+        self._write_lock = threading.RLock() if self.is_sqlite else None
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections are bound to their thread)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self.connection()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        with self._write_lock or nullcontext(), self.engine.connect() as conn:
+            conn = conn.execution_options(creditdesk_write=True)
+            with conn.begin():
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: one consistent view for the queries inside it."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.engine.dispose()
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; we open them ourselves. Each thread has its own
-    # connection (see Database.connection); check_same_thread=False only lets close() run from any thread.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit that answered "granted" survives a power cut, not just a process crash.
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+def _sqlite_engine(url: URL) -> Engine:
+    # A pool that grows with the server's threads (each thread holds one connection while it works).
+    engine = create_engine(
+        url, poolclass=QueuePool, pool_size=20, max_overflow=-1,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # No implicit transactions from the driver: we open them ourselves (below), as SQLAlchemy's
+        # documentation recommends for pysqlite, so that a writer can say BEGIN IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit that answered "granted" survives a power cut, not just a process crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("creditdesk_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    db = sqlite_utils.Database(conn)
-    db["users"].create(
-        {"id": int, "email": str, "password_hash": str, "created_at": str},
-        pk="id", not_null={"email", "password_hash", "created_at"}, if_not_exists=True,
-    )
-    db["users"].create_index(["email"], unique=True, if_not_exists=True)
-    db["tokens"].create(
-        {"token_hash": str, "user_id": int, "created_at": str, "expires_at": float},
-        pk="token_hash", foreign_keys=[("user_id", "users", "id")],
-        not_null={"user_id", "created_at", "expires_at"}, if_not_exists=True,
-    )
-    db["tokens"].create_index(["user_id"], if_not_exists=True)
-    # The ledger: append-only entries and a cached balance per user, updated together.
-    db["balances"].create(
-        {"user_id": int, "balance": int}, pk="user_id", not_null={"balance"}, if_not_exists=True,
-    )
-    db["ledger_entries"].create(
-        {
-            "id": int, "user_id": int, "type": str, "amount": int, "balance_after": int,
-            "reference": str, "description": str, "created_at": str, "fingerprint": str,
-        },
-        pk="id", not_null={"user_id", "type", "amount", "balance_after", "reference", "created_at"},
-        if_not_exists=True,
-    )
-    db["ledger_entries"].create_index(["user_id", "type", "reference"], unique=True, if_not_exists=True)
-    db["ledger_entries"].create_index(["user_id", "id"], if_not_exists=True)
-    db["orders"].create(
-        {
-            "id": str, "user_id": int, "pack_id": str, "pack_name": str, "credits": int, "amount": int,
-            "currency": str, "provider": str, "session_id": str, "checkout_url": str, "return_url": str,
-            "state": str, "status": str, "payment_intent": str, "amount_refunded": int,
-            "credits_clawed_back": int, "created_at": str, "updated_at": str,
-        },
-        pk="id", not_null={"user_id", "pack_id", "credits", "amount", "currency", "status", "created_at"},
-        defaults={"amount_refunded": 0, "credits_clawed_back": 0},
-        if_not_exists=True,
-    )
-    db["orders"].create_index(["session_id"], unique=True, if_not_exists=True)
-    db["orders"].create_index(["payment_intent"], if_not_exists=True)
-    db["orders"].create_index(["user_id", "created_at"], if_not_exists=True)
-    # The highest cumulative refund Stripe has told us of, per payment; kept even when the payment's
-    # order is not known yet, because events arrive in any order.
-    db["payment_refunds"].create(
-        {"payment_intent": str, "charge_id": str, "amount_refunded": int, "updated_at": str},
-        pk="payment_intent", not_null={"amount_refunded"}, if_not_exists=True,
-    )
-    db["webhook_events"].create(
-        {"id": str, "type": str, "outcome": str, "received_at": str},
-        pk="id", not_null={"type", "outcome", "received_at"}, if_not_exists=True,
-    )
-    db["stub_sessions"].create({"id": str, "data": str}, pk="id", not_null={"data"}, if_not_exists=True)
+def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row unless one with the same unique key exists; returns whether it was inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both engines. On PostgreSQL a concurrent insert of the
+    same key waits for the other transaction and then finds the row: the database itself decides
+    which of two replicas goes first.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(values).on_conflict_do_nothing()
+    return conn.execute(statement).rowcount == 1

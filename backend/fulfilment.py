@@ -12,13 +12,15 @@ cumulative refunded amount, so partial refunds add up and a repeated event claws
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 
+from sqlalchemy import Connection, case, select
+
 from backend import ledger, orders
-from backend.db import utcnow
+from backend.db import insert_ignoring_duplicates, utcnow
 from backend.orders import CANCELLED, EXPIRED, FAILED, PAID, PENDING, REFUNDED, Order
 from backend.payments.base import PURCHASE_TYPE, SessionState
+from backend.schema import payment_refunds
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -51,9 +53,9 @@ def mismatches(order: Order, session: SessionState) -> list[str]:
     return [name for name, (seen, wanted) in expected.items() if seen != wanted]
 
 
-def apply_session(conn: sqlite3.Connection, session: SessionState, *, source: str) -> Result:
+def apply_session(conn: Connection, session: SessionState, *, source: str) -> Result:
     """Bring the order up to date with the session: grant if paid, note expiry. Inside a transaction."""
-    order = orders.by_session(conn, session.id)
+    order = orders.by_session(conn, session.id, lock=True)
     if order is None:
         log.warning("payment session=%s source=%s outcome=refused reason=unknown_order", session.id, source)
         return Result(UNKNOWN_ORDER, None)
@@ -89,9 +91,9 @@ def apply_session(conn: sqlite3.Connection, session: SessionState, *, source: st
     return Result(NOT_PAID, order)
 
 
-def mark_failed(conn: sqlite3.Connection, session: SessionState, *, source: str) -> Result:
+def mark_failed(conn: Connection, session: SessionState, *, source: str) -> Result:
     """A delayed payment method failed: the order will not be paid."""
-    order = orders.by_session(conn, session.id)
+    order = orders.by_session(conn, session.id, lock=True)
     if order is None or mismatches(order, session):
         return Result(UNKNOWN_ORDER if order is None else REFUSED, order)
     if orders.set_status_if(conn, order, FAILED, when={PENDING, CANCELLED}):
@@ -101,7 +103,7 @@ def mark_failed(conn: sqlite3.Connection, session: SessionState, *, source: str)
     return Result(NOT_PAID, order)
 
 
-def mark_cancelled(conn: sqlite3.Connection, order: Order) -> Order:
+def mark_cancelled(conn: Connection, order: Order) -> Order:
     """The customer left Checkout without paying."""
     orders.set_status_if(conn, order, CANCELLED, when={PENDING})
     updated = orders.by_id(conn, order.id)
@@ -109,15 +111,20 @@ def mark_cancelled(conn: sqlite3.Connection, order: Order) -> Order:
     return updated
 
 
-def record_refund(conn: sqlite3.Connection, *, payment_intent: str, charge_id: str, amount_refunded: int) -> str:
+def record_refund(conn: Connection, *, payment_intent: str, charge_id: str, amount_refunded: int) -> str:
     """Note Stripe's cumulative refunded amount for a payment and claw back what it newly covers."""
-    conn.execute(
-        "INSERT INTO payment_refunds (payment_intent, charge_id, amount_refunded, updated_at)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT(payment_intent) DO UPDATE SET"
-        " amount_refunded = MAX(amount_refunded, excluded.amount_refunded), updated_at = excluded.updated_at",
-        (payment_intent, charge_id, amount_refunded, utcnow()),
-    )
-    order = orders.by_payment_intent(conn, payment_intent)
+    now = utcnow()
+    if not insert_ignoring_duplicates(conn, payment_refunds, {
+        "payment_intent": payment_intent, "charge_id": charge_id, "amount_refunded": amount_refunded, "updated_at": now,
+    }):
+        r = payment_refunds.c
+        conn.execute(
+            payment_refunds.update().where(r.payment_intent == payment_intent).values(
+                amount_refunded=case((r.amount_refunded < amount_refunded, amount_refunded), else_=r.amount_refunded),
+                updated_at=now,
+            )
+        )
+    order = orders.by_payment_intent(conn, payment_intent, lock=True)
     if order is None:
         # The refund may come before the payment's own event: kept above, applied on fulfilment.
         log.info("payment payment_intent=%s outcome=refund_recorded_without_order", payment_intent)
@@ -125,13 +132,13 @@ def record_refund(conn: sqlite3.Connection, *, payment_intent: str, charge_id: s
     return _apply_refunds(conn, order)
 
 
-def _apply_refunds(conn: sqlite3.Connection, order: Order) -> str:
+def _apply_refunds(conn: Connection, order: Order) -> str:
     if not order.payment_intent or order.status not in (PAID, REFUNDED):
         return "no_refund"
-    row = conn.execute(
-        "SELECT amount_refunded FROM payment_refunds WHERE payment_intent = ?", (order.payment_intent,)
-    ).fetchone()
-    refunded = min(row["amount_refunded"], order.amount) if row else 0
+    recorded = conn.execute(
+        select(payment_refunds.c.amount_refunded).where(payment_refunds.c.payment_intent == order.payment_intent)
+    ).scalar()
+    refunded = min(recorded, order.amount) if recorded is not None else 0
     target = order.credits * refunded // order.amount
     delta = target - order.credits_clawed_back
     if delta <= 0:

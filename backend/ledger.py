@@ -1,8 +1,10 @@
 """The credit ledger: append-only entries and a cached balance per user.
 
-Plain functions over a SQLite connection that the caller has put in a ``BEGIN IMMEDIATE``
-transaction (:meth:`backend.db.Database.transaction`). The ledger knows users only by id and
-knows nothing of HTTP or payment providers.
+Plain functions over a connection that the caller has put in a write transaction
+(:meth:`backend.db.Database.transaction`). The ledger knows users only by id and knows nothing of
+HTTP or payment providers. Every change of a balance first locks that user's balance row (on
+PostgreSQL; SQLite's write lock already covers the whole database), so two replicas never post
+from the same stale balance.
 
 Invariants (see :func:`check_invariants`): a user's cached balance equals the sum of their
 entries; every entry's ``balance_after`` is the running sum; a reference is posted at most once
@@ -12,12 +14,15 @@ never takes a balance below zero.
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from backend.db import utcnow
+from sqlalchemy import Connection, func, insert, select, update
+
+from backend.db import insert_ignoring_duplicates, utcnow
 from backend.errors import IdempotencyConflict, InsufficientCredits
+from backend.schema import balances, ledger_entries
 
 EntryType = Literal["purchase", "spend", "refund", "adjustment"]
 ENTRY_TYPES: tuple[str, ...] = ("purchase", "spend", "refund", "adjustment")
@@ -35,7 +40,7 @@ class Entry:
     created_at: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Entry:
+    def from_row(cls, row: Mapping[str, Any]) -> Entry:
         return cls(
             id=row["id"], user_id=row["user_id"], type=row["type"], amount=row["amount"],
             balance_after=row["balance_after"], reference=row["reference"],
@@ -43,21 +48,32 @@ class Entry:
         )
 
 
-def balance(conn: sqlite3.Connection, user_id: int) -> int:
-    row = conn.execute("SELECT balance FROM balances WHERE user_id = ?", (user_id,)).fetchone()
-    return row["balance"] if row else 0
+def balance(conn: Connection, user_id: int) -> int:
+    value = conn.execute(select(balances.c.balance).where(balances.c.user_id == user_id)).scalar()
+    return value or 0
 
 
-def find(conn: sqlite3.Connection, user_id: int, type: str, reference: str) -> Entry | None:
+def _locked_balance(conn: Connection, user_id: int) -> int:
+    """The balance, with the user's balance row locked until the transaction ends (made if missing)."""
+    query = select(balances.c.balance).where(balances.c.user_id == user_id).with_for_update()
+    value = conn.execute(query).scalar()
+    if value is None:
+        insert_ignoring_duplicates(conn, balances, {"user_id": user_id, "balance": 0})
+        value = conn.execute(query).scalar_one()
+    return int(value)
+
+
+def find(conn: Connection, user_id: int, type: str, reference: str) -> Entry | None:
     row = conn.execute(
-        "SELECT * FROM ledger_entries WHERE user_id = ? AND type = ? AND reference = ?",
-        (user_id, type, reference),
-    ).fetchone()
+        select(ledger_entries).where(
+            ledger_entries.c.user_id == user_id, ledger_entries.c.type == type, ledger_entries.c.reference == reference
+        )
+    ).mappings().first()
     return Entry.from_row(row) if row else None
 
 
 def post(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     user_id: int,
     type: EntryType,
@@ -75,25 +91,22 @@ def post(
         raise ValueError(f"unknown entry type {type!r}")
     if amount == 0:
         raise ValueError("a ledger entry moves a non-zero amount")
+    current = _locked_balance(conn, user_id)
     if find(conn, user_id, type, reference) is not None:
         return None
-    balance_after = balance(conn, user_id) + amount
-    cursor = conn.execute(
-        "INSERT INTO ledger_entries (user_id, type, amount, balance_after, reference, description,"
-        " created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (user_id, type, amount, balance_after, reference, description, utcnow(), fingerprint),
-    )
-    conn.execute(
-        "INSERT INTO balances (user_id, balance) VALUES (?, ?)"
-        " ON CONFLICT(user_id) DO UPDATE SET balance = excluded.balance",
-        (user_id, balance_after),
-    )
-    row = conn.execute("SELECT * FROM ledger_entries WHERE id = ?", (cursor.lastrowid,)).fetchone()
+    balance_after = current + amount
+    row = conn.execute(
+        insert(ledger_entries).values(
+            user_id=user_id, type=type, amount=amount, balance_after=balance_after, reference=reference,
+            description=description, created_at=utcnow(), fingerprint=fingerprint,
+        ).returning(*ledger_entries.c)
+    ).mappings().one()
+    conn.execute(update(balances).where(balances.c.user_id == user_id).values(balance=balance_after))
     return Entry.from_row(row)
 
 
 def spend(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     user_id: int,
     amount: int,
@@ -108,15 +121,17 @@ def spend(
     """
     if amount <= 0:
         raise ValueError("a spend takes a positive number of credits")
+    current = _locked_balance(conn, user_id)
     existing = conn.execute(
-        "SELECT * FROM ledger_entries WHERE user_id = ? AND type = 'spend' AND reference = ?",
-        (user_id, idempotency_key),
-    ).fetchone()
+        select(ledger_entries).where(
+            ledger_entries.c.user_id == user_id, ledger_entries.c.type == "spend",
+            ledger_entries.c.reference == idempotency_key,
+        )
+    ).mappings().first()
     if existing is not None:
         if existing["fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key)
         return Entry.from_row(existing), False
-    current = balance(conn, user_id)
     if amount > current:
         raise InsufficientCredits(current, amount)
     entry = post(
@@ -128,48 +143,53 @@ def spend(
 
 
 def history(
-    conn: sqlite3.Connection, user_id: int, *, limit: int, before: int | None = None
+    conn: Connection, user_id: int, *, limit: int, before: int | None = None
 ) -> tuple[list[Entry], int | None]:
     """A page of entries, newest first, and the cursor for the next (older) page, if any."""
-    if before is None:
-        rows = conn.execute(
-            "SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit + 1)
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            "SELECT * FROM ledger_entries WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (user_id, before, limit + 1),
-        ).fetchall()
+    query = select(ledger_entries).where(ledger_entries.c.user_id == user_id)
+    if before is not None:
+        query = query.where(ledger_entries.c.id < before)
+    rows = conn.execute(query.order_by(ledger_entries.c.id.desc()).limit(limit + 1)).mappings().all()
     entries = [Entry.from_row(row) for row in rows[:limit]]
     next_cursor = entries[-1].id if len(rows) > limit else None
     return entries, next_cursor
 
 
-def check_invariants(conn: sqlite3.Connection) -> list[str]:
-    """Every way the ledger fails to add up, as sentences; an empty list when it is sound."""
+def check_invariants(conn: Connection) -> list[str]:
+    """Every way the ledger fails to add up, as sentences; an empty list when it is sound.
+
+    One pass over the entries (a window function gives each entry its running sum) plus one over
+    the balances: linear in the size of the ledger.
+    """
     problems: list[str] = []
+    e = ledger_entries
+    running = func.sum(e.c.amount).over(partition_by=e.c.user_id, order_by=e.c.id).label("running")
+    walk = select(e.c.id, e.c.user_id, e.c.type, e.c.amount, e.c.balance_after, running).subquery()
     for row in conn.execute(
-        "SELECT u.user_id, COALESCE(b.balance, 0) AS cached, u.total FROM"
-        " (SELECT user_id, SUM(amount) AS total FROM ledger_entries GROUP BY user_id) u"
-        " LEFT JOIN balances b ON b.user_id = u.user_id WHERE COALESCE(b.balance, 0) != u.total"
-    ):
-        problems.append(f"user {row['user_id']}: cached balance {row['cached']} != sum of entries {row['total']}")
-    for row in conn.execute(
-        "SELECT b.user_id, b.balance FROM balances b WHERE b.balance != 0 AND NOT EXISTS"
-        " (SELECT 1 FROM ledger_entries e WHERE e.user_id = b.user_id)"
-    ):
-        problems.append(f"user {row['user_id']}: balance {row['balance']} with no entries")
-    running: dict[int, int] = {}
-    for row in conn.execute("SELECT id, user_id, amount, balance_after, type FROM ledger_entries ORDER BY id"):
-        total = running.get(row["user_id"], 0) + row["amount"]
-        running[row["user_id"]] = total
-        if row["balance_after"] != total:
-            problems.append(f"entry {row['id']}: balance_after {row['balance_after']} != running sum {total}")
+        select(walk).where((walk.c.balance_after != walk.c.running)
+                           | ((walk.c.type == "spend") & ((walk.c.balance_after < 0) | (walk.c.amount >= 0))))
+        .order_by(walk.c.id)
+    ).mappings():
+        if row["balance_after"] != row["running"]:
+            problems.append(f"entry {row['id']}: balance_after {row['balance_after']} != running sum {row['running']}")
         if row["type"] == "spend" and (row["balance_after"] < 0 or row["amount"] >= 0):
             problems.append(f"entry {row['id']}: a spend left balance {row['balance_after']}")
+    totals = select(e.c.user_id, func.sum(e.c.amount).label("total")).group_by(e.c.user_id).subquery()
+    b = balances
     for row in conn.execute(
-        "SELECT reference, COUNT(*) AS n FROM ledger_entries WHERE type = 'purchase'"
-        " GROUP BY reference HAVING n > 1"
-    ):
+        select(totals.c.user_id, func.coalesce(b.c.balance, 0).label("cached"), totals.c.total)
+        .select_from(totals.outerjoin(b, b.c.user_id == totals.c.user_id))
+        .where(func.coalesce(b.c.balance, 0) != totals.c.total).order_by(totals.c.user_id)
+    ).mappings():
+        problems.append(f"user {row['user_id']}: cached balance {row['cached']} != sum of entries {row['total']}")
+    has_entries = select(e.c.id).where(e.c.user_id == b.c.user_id).exists()
+    for row in conn.execute(
+        select(b.c.user_id, b.c.balance).where(b.c.balance != 0, ~has_entries).order_by(b.c.user_id)
+    ).mappings():
+        problems.append(f"user {row['user_id']}: balance {row['balance']} with no entries")
+    for row in conn.execute(
+        select(e.c.reference, func.count().label("n")).where(e.c.type == "purchase")
+        .group_by(e.c.reference).having(func.count() > 1).order_by(e.c.reference)
+    ).mappings():
         problems.append(f"purchase {row['reference']} granted {row['n']} times")
     return problems

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from backend.db import utcnow
+from backend.schema import orders as orders_table
 
 PENDING, PAID, FAILED, EXPIRED, CANCELLED, REFUNDED = (
     "pending", "paid", "failed", "expired", "cancelled", "refunded",
@@ -40,44 +45,44 @@ class Order:
         return self.credits if self.status in (PAID, REFUNDED) else 0
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Order:
+    def from_row(cls, row: Mapping[str, Any]) -> Order:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
-def insert(conn: sqlite3.Connection, order: Order) -> None:
-    fields = list(Order.__dataclass_fields__)
-    conn.execute(
-        f"INSERT INTO orders ({', '.join(fields)}) VALUES ({', '.join('?' for _ in fields)})",  # noqa: S608
-        [getattr(order, name) for name in fields],
-    )
+def insert(conn: Connection, order: Order) -> None:
+    conn.execute(sa.insert(orders_table).values(asdict(order)))
 
 
-def by_session(conn: sqlite3.Connection, session_id: str) -> Order | None:
-    row = conn.execute("SELECT * FROM orders WHERE session_id = ?", (session_id,)).fetchone()
+def _one(conn: Connection, where: Any, *, lock: bool) -> Order | None:
+    query = sa.select(orders_table).where(where)
+    if lock:  # PostgreSQL: hold the row until the transaction ends (SQLite's write lock already does)
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
     return Order.from_row(row) if row else None
 
 
-def by_id(conn: sqlite3.Connection, order_id: str) -> Order | None:
-    row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
-    return Order.from_row(row) if row else None
+def by_session(conn: Connection, session_id: str, *, lock: bool = False) -> Order | None:
+    return _one(conn, orders_table.c.session_id == session_id, lock=lock)
 
 
-def by_payment_intent(conn: sqlite3.Connection, payment_intent: str) -> Order | None:
-    row = conn.execute("SELECT * FROM orders WHERE payment_intent = ?", (payment_intent,)).fetchone()
-    return Order.from_row(row) if row else None
+def by_id(conn: Connection, order_id: str, *, lock: bool = False) -> Order | None:
+    return _one(conn, orders_table.c.id == order_id, lock=lock)
 
 
-def update(conn: sqlite3.Connection, order_id: str, **changes: object) -> None:
+def by_payment_intent(conn: Connection, payment_intent: str, *, lock: bool = False) -> Order | None:
+    return _one(conn, orders_table.c.payment_intent == payment_intent, lock=lock)
+
+
+def update(conn: Connection, order_id: str, **changes: object) -> None:
     allowed = set(Order.__dataclass_fields__) - {"id", "user_id", "created_at"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     changes["updated_at"] = utcnow()
-    assignments = ", ".join(f"{name} = ?" for name in changes)
-    conn.execute(f"UPDATE orders SET {assignments} WHERE id = ?", [*changes.values(), order_id])  # noqa: S608
+    conn.execute(sa.update(orders_table).where(orders_table.c.id == order_id).values(changes))
 
 
-def set_status_if(conn: sqlite3.Connection, order: Order, status: str, *, when: set[str]) -> bool:
+def set_status_if(conn: Connection, order: Order, status: str, *, when: set[str]) -> bool:
     """Move the order to ``status`` only from one of the ``when`` statuses; returns whether it moved."""
     if order.status not in when:
         return False

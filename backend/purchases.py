@@ -113,16 +113,19 @@ class Verification:
 
 def verify_payment(services: Services, user: User, session_id: str) -> Verification:
     services.limiter.hit(services.settings.verify_limit_per_user, "verify", str(user.id))
-    order = orders.by_session(services.db.connection(), session_id)
+    with services.db.read() as conn:
+        order = orders.by_session(conn, session_id)
     if order is None or order.user_id != user.id:
         raise UnknownSession(session_id)
     order = refresh(services, order, source="verify")
-    return Verification(order, ledger.balance(services.db.connection(), user.id))
+    with services.db.read() as conn:
+        return Verification(order, ledger.balance(conn, user.id))
 
 
 def confirm_from_browser(services: Services, session_id: str) -> Order | None:
     """The success page: confirm server-side; ``None`` when the session is not ours."""
-    order = orders.by_session(services.db.connection(), session_id)
+    with services.db.read() as conn:
+        order = orders.by_session(conn, session_id)
     if order is None:
         return None
     try:
@@ -133,7 +136,8 @@ def confirm_from_browser(services: Services, session_id: str) -> Order | None:
 
 def cancel_from_browser(services: Services, order_id: str) -> Order | None:
     """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid."""
-    order = orders.by_id(services.db.connection(), order_id)
+    with services.db.read() as conn:
+        order = orders.by_id(conn, order_id)
     if order is None:
         return None
     if order.status != orders.PENDING:
@@ -149,6 +153,6 @@ def cancel_from_browser(services: Services, order_id: str) -> Order | None:
     with services.db.transaction() as conn:
         if session is not None and session.is_paid:
             return fulfilment.apply_session(conn, session, source="cancel_page").order
-        current = orders.by_id(conn, order.id)
+        current = orders.by_id(conn, order.id, lock=True)
         assert current is not None
         return fulfilment.mark_cancelled(conn, current)

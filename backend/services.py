@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from backend.catalogue import Catalogue
 from backend.config import Settings
 from backend.db import Database
+from backend.migrations import prepare
 from backend.payments.base import PaymentProvider
 from backend.payments.stripe_provider import StripeProvider
 from backend.payments.stub import StubProvider
@@ -28,7 +29,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:
         public_url = (settings.public_url or public_url).rstrip("/")
-        db = Database(settings.db_path)
+        db = Database(settings.database, pool_size=settings.db_pool_size)
+        prepare(db)
         provider: PaymentProvider
         if settings.stripe_secret_key:
             provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)

@@ -14,9 +14,10 @@ from typing import Any
 import stripe
 
 from backend import fulfilment
-from backend.db import Database, utcnow
+from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import InvalidSignature, MalformedEvent, MalformedSession, WebhooksNotConfigured
 from backend.payments.base import SessionState
+from backend.schema import webhook_events
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -51,15 +52,15 @@ def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
     """Apply one event (a parsed, already verified Stripe event) and return its outcome."""
     event_id, event_type, obj = _parts(event)
     with db.transaction() as conn:
-        seen = conn.execute("SELECT outcome FROM webhook_events WHERE id = ?", (event_id,)).fetchone()
-        if seen is not None:
+        # Claim the event first: on PostgreSQL a concurrent delivery of the same event waits here for
+        # this transaction and then finds the row, so it is processed once whichever replica gets it.
+        if not insert_ignoring_duplicates(
+            conn, webhook_events, {"id": event_id, "type": event_type, "outcome": "processing", "received_at": utcnow()}
+        ):
             outcome = "duplicate"
         else:
             outcome = _dispatch(conn, event_type, obj, source)
-            conn.execute(
-                "INSERT INTO webhook_events (id, type, outcome, received_at) VALUES (?, ?, ?, ?)",
-                (event_id, event_type, outcome, utcnow()),
-            )
+            conn.execute(webhook_events.update().where(webhook_events.c.id == event_id).values(outcome=outcome))
     session_id = obj.get("id") if event_type in SESSION_EVENTS else obj.get("payment_intent")
     order_id = (obj.get("metadata") or {}).get("orderId") if isinstance(obj.get("metadata"), Mapping) else None
     user_id = obj.get("client_reference_id")

@@ -127,13 +127,14 @@ def sign(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
 def seed(db_path: Path, count: int) -> list[Seeded]:
     """Create a handful of users and ``count`` pending orders, each with its own Checkout Session."""
     import resources
-    from backend import accounts, orders
+    from backend import accounts, migrations, orders
     from backend.catalogue import Catalogue
     from backend.db import Database, utcnow
     from backend.orders import Order
 
     catalogue = Catalogue.load(resources.path("packs.toml"))
     db = Database(db_path)
+    migrations.upgrade(db)
     try:
         users = [accounts.register(db, f"bench{i}@example.com", f"bench-password-{i}") for i in range(USERS)]
         seeded: list[Seeded] = []
@@ -158,20 +159,23 @@ def seed(db_path: Path, count: int) -> list[Seeded]:
 
 def check_ledger(db_path: Path, expected: int) -> tuple[list[str], int, int]:
     """The ledger's problems, the number of bench purchase entries and of paid bench orders."""
-    from backend import ledger
+    from sqlalchemy import text
 
-    conn = sqlite3.connect(db_path, timeout=30)
-    conn.row_factory = sqlite3.Row
+    from backend import ledger
+    from backend.db import Database
+
+    db = Database(db_path)
     try:
-        problems = ledger.check_invariants(conn)
-        purchases = conn.execute(
-            "SELECT COUNT(*) FROM ledger_entries WHERE type = 'purchase' AND reference LIKE 'cs_test_bench_%'"
-        ).fetchone()[0]
-        paid = conn.execute(
-            "SELECT COUNT(*) FROM orders WHERE status = 'paid' AND session_id LIKE 'cs_test_bench_%'"
-        ).fetchone()[0]
+        with db.read() as conn:
+            problems = ledger.check_invariants(conn)
+            purchases = conn.execute(text(
+                "SELECT COUNT(*) FROM ledger_entries WHERE type = 'purchase' AND reference LIKE 'cs_test_bench_%'"
+            )).scalar_one()
+            paid = conn.execute(text(
+                "SELECT COUNT(*) FROM orders WHERE status = 'paid' AND session_id LIKE 'cs_test_bench_%'"
+            )).scalar_one()
     finally:
-        conn.close()
+        db.close()
     if purchases != expected:
         problems.append(f"{purchases} purchase entries, expected {expected}")
     if paid != expected:

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/credits")
 
 @router.get("/balance")
 def balance(services: ServicesDep, user: UserDep) -> dict[str, int]:
-    return {"balance": ledger.balance(services.db.connection(), user.id)}
+    with services.db.read() as conn:
+        return {"balance": ledger.balance(conn, user.id)}
 
 
 @router.get("/transactions")
@@ -26,7 +27,8 @@ def transactions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> dict[str, object]:
-    entries, next_cursor = ledger.history(services.db.connection(), user.id, limit=limit, before=before)
+    with services.db.read() as conn:
+        entries, next_cursor = ledger.history(conn, user.id, limit=limit, before=before)
     return {
         "transactions": [
             {"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,

@@ -12,9 +12,12 @@ import secrets
 import time
 from typing import Any
 
+from sqlalchemy import insert, select, update
+
 from backend.db import Database
 from backend.errors import SessionNotFound
 from backend.payments.base import CheckoutRequest, CreatedSession, SessionState, session_params
+from backend.schema import stub_sessions
 
 SESSION_LIFETIME_SECONDS = 24 * 3600
 
@@ -52,17 +55,16 @@ class StubProvider:
             "url": f"{self._public_url}/stub/checkout/{session_id}",
         }
         with self._db.transaction() as conn:
-            conn.execute("INSERT INTO stub_sessions (id, data) VALUES (?, ?)", (session_id, json.dumps(session)))
+            conn.execute(insert(stub_sessions).values(id=session_id, data=json.dumps(session)))
         return CreatedSession(id=session_id, url=session["url"])
 
     def session_object(self, session_id: str) -> dict[str, Any]:
         """The Stripe-shaped session, expired on read once its time is up, as Stripe would."""
-        row = self._db.connection().execute(
-            "SELECT data FROM stub_sessions WHERE id = ?", (session_id,)
-        ).fetchone()
-        if row is None:
+        with self._db.read() as conn:
+            data = conn.execute(select(stub_sessions.c.data).where(stub_sessions.c.id == session_id)).scalar()
+        if data is None:
             raise SessionNotFound(session_id)
-        session: dict[str, Any] = json.loads(row["data"])
+        session: dict[str, Any] = json.loads(data)
         if session["status"] == "open" and session["expires_at"] <= time.time():
             session = self._update(session_id, status="expired")
         return session
@@ -88,9 +90,11 @@ class StubProvider:
 
     def _update(self, session_id: str, **changes: Any) -> dict[str, Any]:
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT data FROM stub_sessions WHERE id = ?", (session_id,)).fetchone()
-            session: dict[str, Any] = json.loads(row["data"])
+            query = select(stub_sessions.c.data).where(stub_sessions.c.id == session_id).with_for_update()
+            session: dict[str, Any] = json.loads(conn.execute(query).scalar_one())
             if session["status"] == "open":  # only an open session changes, as at Stripe
                 session.update(changes)
-                conn.execute("UPDATE stub_sessions SET data = ? WHERE id = ?", (json.dumps(session), session_id))
+                conn.execute(
+                    update(stub_sessions).where(stub_sessions.c.id == session_id).values(data=json.dumps(session))
+                )
         return session

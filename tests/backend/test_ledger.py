@@ -6,17 +6,30 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from backend import ledger
+from backend import ledger, migrations
 from backend.db import Database
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
     database = Database(tmp_path / "ledger.sqlite3")
+    migrations.upgrade(database)
     yield database
-    assert ledger.check_invariants(database.connection()) == []
+    with database.read() as conn:
+        assert ledger.check_invariants(conn) == []
     database.close()
+
+
+def balance(db: Database, user_id: int) -> int:
+    with db.read() as conn:
+        return ledger.balance(conn, user_id)
+
+
+def history(db: Database, user_id: int, **kwargs: int) -> tuple[list[ledger.Entry], int | None]:
+    with db.read() as conn:
+        return ledger.history(conn, user_id, **kwargs)
 
 
 def grant(db: Database, user_id: int, amount: int, reference: str) -> ledger.Entry | None:
@@ -34,9 +47,8 @@ def test_balance_follows_entries_and_each_entry_records_the_balance_after_it(db:
     grant(db, 1, 100, "cs_1")
     grant(db, 1, 50, "cs_2")
     spend(db, 1, 30, "k1")
-    conn = db.connection()
-    assert ledger.balance(conn, 1) == 120
-    entries, cursor = ledger.history(conn, 1, limit=10)
+    assert balance(db, 1) == 120
+    entries, cursor = history(db, 1, limit=10)
     assert [(e.type, e.amount, e.balance_after) for e in entries] == [
         ("spend", -30, 120), ("purchase", 50, 150), ("purchase", 100, 100)]
     assert cursor is None
@@ -45,14 +57,14 @@ def test_balance_follows_entries_and_each_entry_records_the_balance_after_it(db:
 def test_a_reference_is_posted_once(db: Database) -> None:
     assert grant(db, 1, 100, "cs_1") is not None
     assert grant(db, 1, 100, "cs_1") is None
-    assert ledger.balance(db.connection(), 1) == 100
+    assert balance(db, 1) == 100
 
 
 def test_users_are_kept_apart(db: Database) -> None:
     grant(db, 1, 100, "cs_1")
     grant(db, 2, 7, "cs_2")
-    assert ledger.balance(db.connection(), 2) == 7
-    assert [e.reference for e in ledger.history(db.connection(), 2, limit=10)[0]] == ["cs_2"]
+    assert balance(db, 2) == 7
+    assert [e.reference for e in history(db, 2, limit=10)[0]] == ["cs_2"]
 
 
 def test_a_spend_beyond_the_balance_is_refused_and_writes_nothing(db: Database) -> None:
@@ -60,7 +72,7 @@ def test_a_spend_beyond_the_balance_is_refused_and_writes_nothing(db: Database) 
     with pytest.raises(ledger.InsufficientCredits) as info:
         spend(db, 1, 11, "k1")
     assert (info.value.balance, info.value.amount) == (10, 11)
-    assert ledger.balance(db.connection(), 1) == 10
+    assert balance(db, 1) == 10
     entry, new = spend(db, 1, 10, "k1")  # the refused key was not used up
     assert new and entry.balance_after == 0
 
@@ -72,16 +84,15 @@ def test_spend_idempotency(db: Database) -> None:
     assert new and not new_again and again == first
     with pytest.raises(ledger.IdempotencyConflict):
         spend(db, 1, 41, "key", "other")
-    assert ledger.balance(db.connection(), 1) == 60
+    assert balance(db, 1) == 60
 
 
 def test_history_pages_newest_first(db: Database) -> None:
     for n in range(7):
         grant(db, 1, n + 1, f"cs_{n}")
-    conn = db.connection()
-    page1, cursor = ledger.history(conn, 1, limit=3)
-    page2, cursor2 = ledger.history(conn, 1, limit=3, before=cursor)
-    page3, cursor3 = ledger.history(conn, 1, limit=3, before=cursor2)
+    page1, cursor = history(db, 1, limit=3)
+    page2, cursor2 = history(db, 1, limit=3, before=cursor)
+    page3, cursor3 = history(db, 1, limit=3, before=cursor2)
     assert [e.amount for e in page1 + page2 + page3] == [7, 6, 5, 4, 3, 2, 1]
     assert cursor3 is None
 
@@ -91,7 +102,7 @@ def test_refund_entries_may_take_the_balance_below_zero(db: Database) -> None:
     spend(db, 1, 100, "k")
     with db.transaction() as conn:
         ledger.post(conn, user_id=1, type="refund", amount=-100, reference="pi_1:500")
-    assert ledger.balance(db.connection(), 1) == -100
+    assert balance(db, 1) == -100
     with pytest.raises(ledger.InsufficientCredits):
         spend(db, 1, 1, "k2")
 
@@ -116,19 +127,20 @@ def test_concurrent_spends_never_overdraw(db: Database) -> None:
     for t in threads:
         t.join()
     assert results.count("ok") == 5 and results.count("refused") == 11
-    assert ledger.balance(db.connection(), 1) == 0
+    assert balance(db, 1) == 0
 
 
 def test_check_invariants_finds_a_tampered_balance(db: Database) -> None:
     grant(db, 1, 100, "cs_1")
-    db.connection().execute("UPDATE balances SET balance = 999 WHERE user_id = 1")
-    assert ledger.check_invariants(db.connection()) == ["user 1: cached balance 999 != sum of entries 100"]
-    db.connection().execute("UPDATE balances SET balance = 100 WHERE user_id = 1")
+    with db.transaction() as conn:
+        conn.execute(text("UPDATE balances SET balance = 999 WHERE user_id = 1"))
+        assert ledger.check_invariants(conn) == ["user 1: cached balance 999 != sum of entries 100"]
+        conn.execute(text("UPDATE balances SET balance = 100 WHERE user_id = 1"))
 
 
 def test_a_rolled_back_transaction_leaves_nothing(db: Database) -> None:
     with pytest.raises(RuntimeError), db.transaction() as conn:
         ledger.post(conn, user_id=1, type="purchase", amount=5, reference="cs_x")
         raise RuntimeError("crash half-way")
-    assert ledger.balance(db.connection(), 1) == 0
-    assert ledger.history(db.connection(), 1, limit=5)[0] == []
+    assert balance(db, 1) == 0
+    assert history(db, 1, limit=5)[0] == []

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from backend import db as backend_db
 from backend.api.app import create_app
@@ -41,14 +42,15 @@ def test_a_locked_database_answers_503_and_the_retry_grants_once(
             assert r.json()["error"]["code"] == "temporarily_unavailable"
             blocker.execute("ROLLBACK")
             blocker.close()
-            conn = services.db.connection()
-            assert conn.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0] == 0
+            with services.db.read() as conn:
+                assert conn.execute(text("SELECT COUNT(*) FROM webhook_events")).scalar() == 0
 
             for _ in range(2):  # Stripe's retry, then a duplicate
                 r = api.post("/api/webhooks/stripe", data=body, headers={"Stripe-Signature": fake.sign(body)})
                 assert r.status_code == 200
             assert api.balance() == 100
-            assert conn.execute("SELECT outcome FROM webhook_events").fetchall()[0][0] == "granted"
+            with services.db.read() as conn:
+                assert conn.execute(text("SELECT outcome FROM webhook_events")).scalar() == "granted"
         services.db.close()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from backend import ledger
+from backend.db import Database
 
 
 class BackendProcess:
@@ -88,12 +89,12 @@ class BackendProcess:
             return conn.execute(sql, params).fetchall()
 
     def ledger_problems(self) -> list[str]:
-        conn = sqlite3.connect(self.db_path, timeout=30)
-        conn.row_factory = sqlite3.Row
+        db = Database(self.db_path)
         try:
-            return ledger.check_invariants(conn)
+            with db.read() as conn:
+                return ledger.check_invariants(conn)
         finally:
-            conn.close()
+            db.close()
 
     def __enter__(self) -> BackendProcess:
         return self.start()

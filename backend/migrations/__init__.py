@@ -1,0 +1,123 @@
+"""Schema versions, applied with Alembic to SQLite or PostgreSQL.
+
+``upgrade`` brings a database to the newest version in one transaction (on SQLite the write lock is
+held throughout, so two processes starting at once migrate one after the other). A database made by
+Creditdesk 0.1.0, before the schema had versions, is recognised by its tables (read with
+sqlite-utils) and stamped as the first version before the later ones run, so it keeps every row.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sqlite_utils
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from backend.db import Database
+
+log = logging.getLogger("creditdesk")
+
+BASELINE = "0001"
+
+# The tables and columns that Creditdesk 0.1.0 created (with sqlite-utils), before versions.
+UNVERSIONED_0_1_0 = {
+    "users": {"id", "email", "password_hash", "created_at"},
+    "tokens": {"token_hash", "user_id", "created_at", "expires_at"},
+    "balances": {"user_id", "balance"},
+    "ledger_entries": {"id", "user_id", "type", "amount", "balance_after", "reference", "description",
+                       "created_at", "fingerprint"},
+    "orders": {"id", "user_id", "pack_id", "pack_name", "credits", "amount", "currency", "provider", "session_id",
+               "checkout_url", "return_url", "state", "status", "payment_intent", "amount_refunded",
+               "credits_clawed_back", "created_at", "updated_at"},
+    "payment_refunds": {"payment_intent", "charge_id", "amount_refunded", "updated_at"},
+    "webhook_events": {"id", "type", "outcome", "received_at"},
+    "stub_sessions": {"id", "data"},
+}
+
+
+class MigrationError(Exception):
+    """The database cannot be brought to this version; the message says why and what to do."""
+
+
+def _config(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head() -> str:
+    head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
+    assert head is not None
+    return head
+
+
+def current(conn: Connection) -> str | None:
+    """The version a database is at; ``None`` when it has none (new, or made before versions)."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(db: Database) -> tuple[str | None, str]:
+    """Bring the database to the newest version; returns (version before, version after)."""
+    try:
+        with db.transaction() as conn:
+            before = current(conn)
+            if before is None and _is_unversioned_0_1_0(conn):
+                command.stamp(_config(conn), BASELINE)
+                before = "0.1.0"
+            command.upgrade(_config(conn), "head")
+            return before, current(conn) or ""
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"cannot migrate the database: {_one_line(exc)}") from exc
+
+
+def prepare(db: Database) -> None:
+    """What ``serve`` does before it answers: migrate SQLite by itself (the desktop app's bundled backend
+    must upgrade without anyone), but refuse a PostgreSQL database that is not at the newest version, so
+    that replicas never race to migrate it."""
+    if db.is_sqlite:
+        before, after = upgrade(db)
+        if before != after:
+            log.info("migrated the database from schema version %s to %s", before or "none", after)
+        return
+    try:
+        at = current_version(db)
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"cannot read the database's schema version: {_one_line(exc)}") from exc
+    if at != head():
+        raise MigrationError(
+            f"the database is at schema version {at or 'none'} and this backend needs {head()}: "
+            "run `creditdesk-backend migrate` once, then start the replicas"
+        )
+
+
+def current_version(db: Database) -> str | None:
+    with db.read() as conn:
+        return current(conn)
+
+
+def _is_unversioned_0_1_0(conn: Connection) -> bool:
+    if conn.dialect.name == "sqlite":
+        found = {t.name: set(t.columns_dict) for t in sqlite_utils.Database(conn.connection.dbapi_connection).tables}
+    else:
+        inspector = inspect(conn)
+        found = {name: {c["name"] for c in inspector.get_columns(name)} for name in inspector.get_table_names()}
+    if not found:
+        return False
+    if found == UNVERSIONED_0_1_0:
+        return True
+    raise MigrationError(
+        "the database has tables but no schema version, and they are not those of Creditdesk 0.1.0 "
+        f"(found: {', '.join(sorted(found))}); point the backend at a Creditdesk database or an empty one"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -1,0 +1,114 @@
+"""Versioned schema: a database made by the previous version opens, migrates and keeps every row."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from backend import migrations
+from backend.db import Database
+from backend.schema import metadata
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def made_by_0_1_0(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript((FIXTURES / "db-0.1.0.sql").read_text())
+    conn.close()
+    return path
+
+
+def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of 0.1.0, in the columns 0.1.0 had."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            table: conn.execute(f"SELECT {', '.join(sorted(columns))} FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
+            for table, columns in migrations.UNVERSIONED_0_1_0.items()
+        }
+    finally:
+        conn.close()
+
+
+def cli(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(db)}
+    return subprocess.run([sys.executable, "-m", "backend", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_database_made_by_0_1_0_migrates_and_keeps_every_row(tmp_path: Path) -> None:
+    db_path = made_by_0_1_0(tmp_path / "old.sqlite3")
+    before = rows(db_path)
+    assert sum(len(r) for r in before.values()) > 20 and all(before[t] for t in ("orders", "ledger_entries"))
+
+    r = cli("migrate", db=db_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"migrated the database from schema version 0.1.0 to {migrations.head()}"
+    assert rows(db_path) == before
+    r = cli("check", db=db_path)
+    assert r.returncode == 0 and "the ledger adds up" in r.stdout, r.stdout + r.stderr
+    again = cli("migrate", db=db_path).stdout.strip()
+    assert again == f"the database is up to date (schema version {migrations.head()})"
+
+
+def test_serve_upgrades_an_old_database_by_itself_and_its_users_carry_on(tmp_path: Path) -> None:
+    made_by_0_1_0(tmp_path / "backend.sqlite3")
+    with BackendProcess(tmp_path) as backend:
+        r = requests.post(f"{backend.url}/api/auth/login",
+                          json={"email": "alice@example.com", "password": "correct horse battery"}, timeout=10)
+        assert r.status_code == 200, r.text
+        api = Api(backend.url, r.json()["token"])
+        # 1200 + 100 bought, 1200 * 1337 // 5000 = 320 clawed back by the partial refund, 77 spent.
+        assert api.balance() == 1200 + 100 - 320 - 77
+        assert [t["type"] for t in api.transactions()] == ["spend", "refund", "purchase", "purchase"]
+        api.checkout("starter")  # and new rows go in beside the old ones
+    assert backend.ledger_problems() == []
+
+
+def test_the_migrations_make_exactly_the_schema_the_code_describes(tmp_path: Path) -> None:
+    db = Database(tmp_path / "new.sqlite3")
+    try:
+        assert migrations.upgrade(db) == (None, migrations.head())
+        with db.read() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        db.close()
+
+
+def test_an_unknown_database_is_refused_in_one_line_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    r = cli("migrate", db=path)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "not those of Creditdesk 0.1.0" in r.stderr and "Traceback" not in r.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("notes",)]
+
+
+@pytest.mark.parametrize("make", ["directory", "not_a_database"])
+def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, make: str) -> None:
+    path = tmp_path / "backend.sqlite3"
+    if make == "directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"this is not a database" * 100)
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(path)}
+    r = subprocess.run([sys.executable, "-m", "backend", "serve", "--port", "0"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("creditdesk-backend: ") and "database" in last and "Traceback" not in r.stderr
