@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -403,11 +404,12 @@ def test_refunds_accumulate(fake: FakeStripe, client: stripe.StripeClient, recei
     charge = rest["data"]["object"]
     assert rest["type"] == "charge.refunded"
     assert (charge["amount_refunded"], charge["refunded"]) == (2500, True)
-    assert [r["amount"] for r in charge["refunds"]["data"]] == [1500, 1000]
-    assert rest["data"]["previous_attributes"]["amount_refunded"] == 1000
+    assert "refunds" not in charge  # not expanded by default since API version 2022-11-15
+    assert rest["data"]["previous_attributes"] == {"amount_refunded": 1000, "refunded": False}
+    assert [r["amount"] for r in fake.refunds_of(session.id)] == [1500, 1000]
     with pytest.raises(ValueError):
         fake.refund(session.id, 1)
-    assert [e["type"] for e in receiver.events()][-2:] == ["charge.refunded", "charge.refunded"]
+    assert [e["type"] for e in receiver.events()][1:] == ["refund.created", "charge.refunded"] * 2
 
 
 def test_deliver_repeats_the_same_bytes_concurrently(fake: FakeStripe, receiver: Receiver) -> None:
@@ -514,3 +516,651 @@ def test_refund_and_lookups_via_api(
     assert [s.id for s in found.data] == [session.id]
     items = client.v1.checkout.sessions.line_items.list(session.id)
     assert [(i.description, i.amount_total) for i in items.data] == [("Standard", 2500)]
+
+
+def test_expiring_a_paid_session_or_twice_is_stripes_error(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    paid = create(client, key="paid")
+    fake.pay(paid.id)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.checkout.sessions.expire(paid.id)
+    assert info.value.http_status == 400
+    assert info.value.user_message == (
+        'Only Checkout Sessions with a status in ["open"] can be expired. '
+        "This Checkout Session has a status of `complete`."
+    )
+    assert client.v1.checkout.sessions.retrieve(paid.id).status == "complete"
+
+    session = create(client, key="open")
+    client.v1.checkout.sessions.expire(session.id)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.checkout.sessions.expire(session.id)
+    assert info.value.user_message.endswith("This Checkout Session has a status of `expired`.")
+    fake.wait_deliveries()
+    assert [e["type"] for e in fake.events.values()].count("checkout.session.expired") == 1
+
+
+# ---- refunds -----------------------------------------------------------------------------------
+
+
+def paid(fake: FakeStripe, client: stripe.StripeClient, key: str = "order-o1", **overrides: Any) -> str:
+    """A session paid by card; its id."""
+    session = create(client, key=key, **overrides)
+    fake.pay(session.id)
+    return session.id
+
+
+def verified(receiver: Receiver) -> list[stripe.Event]:
+    """Every event the endpoint received, each checked as a backend checks it."""
+    return [
+        stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET, tolerance=300)
+        for body, headers in receiver.received
+    ]
+
+
+def test_a_pending_refund_that_fails_through_the_sdk(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    session_id = paid(fake, client)
+    pi_id = fake.sessions[session_id]["payment_intent"]
+    fake.api_refund_status = "pending"
+    refund = client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 700, "reason": "duplicate"})
+    assert isinstance(refund, stripe.Refund)
+    assert (refund.id[:3], refund.status, refund.amount, refund.currency) == ("re_", "pending", 700, "usd")
+    assert (refund.payment_intent, refund.reason, refund.pending_reason) == (pi_id, "duplicate", "processing")
+    assert set(fixture("refund")) <= set(refund.to_dict())
+    fake.wait_deliveries()
+    created, refunded = verified(receiver)[1:]
+    assert (created.type, refunded.type) == ("refund.created", "charge.refunded")
+    assert created.data.object.id == refund.id and created.request.id.startswith("req_")
+    charge = refunded.data.object
+    assert (charge.object, charge.amount_refunded, charge.refunded) == ("charge", 700, False)
+    assert "refunds" not in charge  # since 2022-11-15 the charge carries no refunds list
+    expanded = client.v1.charges.retrieve(charge.id, params={"expand": ["refunds"]})
+    assert [r.id for r in expanded.refunds.data] == [refund.id]
+
+    change = fake.settle_refund(refund.id, "failed", failure_reason="expired_or_canceled_card")
+    assert change.types == ["refund.updated", "refund.failed", "charge.refund.updated"]
+    assert change.event("refund.updated")["data"]["previous_attributes"] == {"status": "pending"}
+    assert "previous_attributes" not in change.event("refund.failed")["data"]
+    assert [e.id for e in verified(receiver)[3:]] == [e["id"] for e in change.events]
+    failed = client.v1.refunds.retrieve(refund.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "expired_or_canceled_card")
+    assert failed.failure_balance_transaction.startswith("txn_")
+    assert client.v1.charges.retrieve(charge.id).amount_refunded == 0  # a failed refund gives it back
+
+
+@pytest.mark.parametrize(
+    ("style", "on_create", "on_fail"),
+    [
+        ("both", ["refund.created", "charge.refunded"], ["refund.updated", "refund.failed", "charge.refund.updated"]),
+        ("refund", ["refund.created"], ["refund.updated", "refund.failed"]),
+        ("charge", ["charge.refunded"], ["charge.refund.updated"]),
+    ],
+)
+def test_which_events_a_refund_makes(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver, style: str, on_create: list, on_fail: list
+) -> None:
+    session_id = paid(fake, client)
+    change = fake.create_refund(session_id, 1000, status="pending", events=style)
+    assert change.types == on_create
+    assert fake.settle_refund(change.id, "failed", events=style).types == on_fail
+    fake.refund_events = style  # the same as the default for every refund, API ones too
+    pi_id = fake.sessions[session_id]["payment_intent"]
+    client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 1})
+    fake.wait_deliveries()
+    assert [e.type for e in verified(receiver)] == ["checkout.session.completed", *on_create, *on_fail, *on_create]
+    assert {e["type"] for e in fake.events.values()} == {"checkout.session.completed", *on_create, *on_fail}
+
+
+REFUND_MOVES_TABLE = [
+    ("pending", "succeeded", 1000),
+    ("pending", "failed", 0),
+    ("pending", "canceled", 0),
+    ("requires_action", "succeeded", 1000),
+    ("requires_action", "canceled", 0),
+    ("succeeded", "failed", 0),
+    ("succeeded", "canceled", None),
+    ("succeeded", "succeeded", None),
+    ("failed", "succeeded", None),
+    ("canceled", "pending", None),
+]
+
+
+@pytest.mark.parametrize(("start", "to", "refunded_after"), REFUND_MOVES_TABLE)
+def test_refund_status_moves(
+    fake: FakeStripe, client: stripe.StripeClient, start: str, to: str, refunded_after: int | None
+) -> None:
+    session_id = paid(fake, client)
+    first = "pending" if start in ("failed", "canceled") else start
+    refund = fake.create_refund(session_id, 1000, status=first, deliver=False)
+    if start != first:
+        fake.settle_refund(refund.id, start, deliver=False)
+    charge = fake.charges[refund.object["charge"]]
+    before = charge["amount_refunded"]
+    if refunded_after is None:
+        with pytest.raises(ValueError, match=f"cannot go from {start} to {to}"):
+            fake.settle_refund(refund.id, to)
+        assert charge["amount_refunded"] == before
+    else:
+        assert fake.settle_refund(refund.id, to, deliver=False).object["status"] == to
+        assert charge["amount_refunded"] == refunded_after
+        assert client.v1.refunds.retrieve(refund.id).status == to
+
+
+def test_refund_metadata_update_cancel_and_list_through_the_sdk(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    session_id = paid(fake, client)
+    pi_id = fake.sessions[session_id]["payment_intent"]
+    fake.api_refund_status = "requires_action"
+    refund = client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 333})
+    assert refund.next_action.type == "display_details"
+    updated = client.v1.refunds.update(refund.id, params={"metadata": {"order_id": "6735"}})
+    assert updated.metadata.to_dict() == {"order_id": "6735"}
+    canceled = client.v1.refunds.cancel(refund.id)
+    assert canceled.status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError, match="Only refunds with a status of requires_action"):
+        client.v1.refunds.cancel(refund.id)
+    fake.wait_deliveries()  # each API call's events come from its own thread: compare them unordered
+    made = list(fake.events.values())[3:]
+    assert [e["type"] for e in made] == ["refund.updated", "charge.refund.updated"] * 2
+    assert sorted(e.id for e in verified(receiver)) == sorted(fake.events)
+    assert made[0]["data"]["previous_attributes"] == {"metadata": {}}
+    assert made[2]["data"]["previous_attributes"] == {"status": "requires_action"}
+    assert client.v1.charges.retrieve(refund.charge).amount_refunded == 0
+
+    fake.api_refund_status = "succeeded"
+    second = client.v1.refunds.create(params={"charge": refund.charge, "amount": 1})
+    assert [r.id for r in client.v1.refunds.list(params={"payment_intent": pi_id}).auto_paging_iter()] == [
+        second.id,
+        refund.id,
+    ]
+    assert client.v1.refunds.list(params={"charge": "ch_other"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.refunds.retrieve("re_unknown")
+    assert (info.value.http_status, info.value.code) == (404, "resource_missing")
+
+
+def test_a_refund_in_another_currency_or_live_mode_on_request(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session_id = paid(fake, client)
+    change = fake.create_refund(session_id, 500, currency="EUR", status="pending", livemode=True)
+    assert change.object["currency"] == "eur"
+    assert [e["livemode"] for e in change.events] == [True, True]
+    assert change.event("charge.refunded")["data"]["object"]["currency"] == "eur"
+    assert change.event("charge.refunded")["data"]["object"]["livemode"] is True
+    assert fake.charges[change.object["charge"]]["currency"] == "usd"  # Stripe's own record is unchanged
+    assert all(e["livemode"] for e in fake.settle_refund(change.id, "succeeded").events)
+
+
+def test_refunds_refused_as_stripe_refuses_them(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session_id = paid(fake, client)
+    pi_id = fake.sessions[session_id]["payment_intent"]
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 2501})
+    assert (info.value.code, info.value.param) == ("amount_too_large", "amount")
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.refunds.create(params={"payment_intent": pi_id, "colour": "red"})
+    assert info.value.code == "parameter_unknown"
+    with pytest.raises(ValueError, match="not paid"):
+        fake.create_refund(create(client, key="unpaid").id)
+    fake.open_dispute(session_id)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.refunds.create(params={"payment_intent": pi_id})
+    assert info.value.code == "charge_disputed"
+
+
+# ---- disputes ----------------------------------------------------------------------------------
+
+
+def test_a_chargeback_that_is_lost(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session_id = paid(fake, client)
+    opened = fake.open_dispute(session_id, 2000, reason="fraudulent")
+    assert opened.types == ["charge.dispute.created", "charge.dispute.funds_withdrawn"]
+    dispute = client.v1.disputes.retrieve(opened.id)
+    assert isinstance(dispute, stripe.Dispute)
+    assert (dispute.id[:3], dispute.status, dispute.amount, dispute.currency) == ("dp_", "needs_response", 2000, "usd")
+    assert dispute.payment_intent == fake.sessions[session_id]["payment_intent"]
+    assert (dispute.reason, dispute.is_charge_refundable, dispute.livemode) == ("fraudulent", False, False)
+    assert dispute.payment_method_details.card.case_type == "chargeback"
+    [withdrawal] = dispute.balance_transactions
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-2000, 1500, -3500)
+    assert (withdrawal.reporting_category, withdrawal.source) == ("dispute", dispute.id)
+    assert set(fixture("dispute")) <= set(dispute.to_dict())
+    assert client.v1.charges.retrieve(dispute.charge).disputed is True
+
+    review = fake.update_dispute(opened.id, status="under_review")
+    assert review.types == ["charge.dispute.updated"]
+    assert review.events[0]["data"]["previous_attributes"] == {"status": "needs_response"}
+    lost = fake.close_dispute(opened.id, "lost")
+    assert lost.types == ["charge.dispute.closed"] and lost.object["status"] == "lost"
+    events = verified(receiver)[1:]
+    assert [e.type for e in events] == [*opened.types, *review.types, *lost.types]
+    assert events[-1].data.object.status == "lost"
+
+
+def test_a_chargeback_that_is_won_gives_the_funds_back(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session_id = paid(fake, client)
+    opened = fake.open_dispute(session_id)
+    won = fake.close_dispute(opened.id, "won")
+    assert won.types == ["charge.dispute.closed", "charge.dispute.funds_reinstated"]
+    dispute = client.v1.disputes.retrieve(opened.id)
+    assert dispute.status == "won" and dispute.amount == 2500
+    assert [t.reporting_category for t in dispute.balance_transactions] == ["dispute", "dispute_reversal"]
+    assert sum(t.net for t in dispute.balance_transactions) == 0
+
+
+def test_an_inquiry_closes_or_escalates(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session_id = paid(fake, client)
+    inquiry = fake.open_dispute(session_id, inquiry=True, reason="product_not_received")
+    assert inquiry.types == ["charge.dispute.created"]
+    assert (inquiry.object["status"], inquiry.object["is_charge_refundable"]) == ("warning_needs_response", True)
+    assert inquiry.object["balance_transactions"] == []
+    assert fake.close_dispute(inquiry.id, "warning_closed").object["status"] == "warning_closed"
+
+    other = paid(fake, client, key="other")
+    escalating = fake.open_dispute(other, inquiry=True)
+    escalated = fake.update_dispute(escalating.id, status="needs_response")
+    assert escalated.types == ["charge.dispute.updated", "charge.dispute.funds_withdrawn"]
+    assert escalated.events[0]["data"]["previous_attributes"] == {
+        "status": "warning_needs_response",
+        "is_charge_refundable": True,
+    }
+    assert [t["amount"] for t in escalated.object["balance_transactions"]] == [-2500]
+    assert fake.close_dispute(escalating.id, "won").types[-1] == "charge.dispute.funds_reinstated"
+
+
+@pytest.mark.parametrize(
+    ("inquiry", "move", "to"),
+    [
+        (False, "close", "warning_closed"),
+        (True, "close", "won"),
+        (True, "close", "lost"),
+        (False, "update", "warning_under_review"),
+        (False, "update", "won"),
+    ],
+)
+def test_dispute_moves_stripe_never_makes(
+    fake: FakeStripe, client: stripe.StripeClient, inquiry: bool, move: str, to: str
+) -> None:
+    opened = fake.open_dispute(paid(fake, client), inquiry=inquiry)
+    with pytest.raises(ValueError, match="cannot go from"):
+        if move == "close":
+            fake.close_dispute(opened.id, to)
+        else:
+            fake.update_dispute(opened.id, status=to)
+    assert fake.disputes[opened.id]["status"] == opened.object["status"]
+
+
+def test_closed_disputes_stay_closed(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    opened = fake.open_dispute(paid(fake, client))
+    fake.close_dispute(opened.id, "lost")
+    for status in ("won", "lost"):
+        with pytest.raises(ValueError):
+            fake.close_dispute(opened.id, status)
+    with pytest.raises(stripe.InvalidRequestError, match="already closed"):
+        client.v1.disputes.close(opened.id)
+
+
+def test_disputes_through_the_sdk(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session_id = paid(fake, client)
+    pi_id = fake.sessions[session_id]["payment_intent"]
+    opened = fake.open_dispute(session_id, 1234)
+    listed = client.v1.disputes.list(params={"payment_intent": pi_id})
+    assert [d.id for d in listed.data] == [opened.id]
+    assert client.v1.disputes.list(params={"charge": "ch_other"}).data == []
+    updated = client.v1.disputes.update(
+        opened.id, params={"evidence": {"uncategorized_text": "Credits were used."}, "metadata": {"case": "7"}}
+    )
+    assert (updated.status, updated.evidence.uncategorized_text) == ("under_review", "Credits were used.")
+    assert updated.evidence_details.submission_count == 1 and updated.metadata["case"] == "7"
+    closed = client.v1.disputes.close(opened.id)
+    assert closed.status == "lost"
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.disputes.retrieve("dp_unknown")
+    assert info.value.http_status == 404
+    fake.wait_deliveries()
+    events = sorted(verified(receiver)[1:], key=lambda e: list(fake.events).index(e.id))
+    assert [e.type for e in events] == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+    ]
+    assert events[2].data.previous_attributes.status == "needs_response"
+    assert events[3].request.id.startswith("req_")
+
+
+def test_a_dispute_in_another_currency_or_live_mode_on_request(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    opened = fake.open_dispute(paid(fake, client), currency="gbp", livemode=True)
+    assert (opened.object["currency"], opened.object["livemode"]) == ("gbp", True)
+    assert all(e["livemode"] and e["data"]["object"]["currency"] == "gbp" for e in opened.events)
+    assert all(e["livemode"] for e in fake.close_dispute(opened.id, "won").events)
+
+
+# ---- the Events API ----------------------------------------------------------------------------
+
+
+def some_events(fake: FakeStripe, n: int, type: str = "customer.created") -> list[dict[str, Any]]:
+    return [fake.make_event(type, {"id": f"cus_{i}", "object": "customer"}) for i in range(n)]
+
+
+def test_events_list_pages_newest_first_as_stripe_does(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    made = some_events(fake, 25)
+    newest_first = [e["id"] for e in reversed(made)]
+    page = client.v1.events.list(params={"limit": 10})
+    assert isinstance(page, stripe.ListObject) and page.has_more is True
+    assert [e.id for e in page.data] == newest_first[:10]
+    assert all(isinstance(e, stripe.Event) for e in page.data)
+    assert [e.id for e in page.auto_paging_iter()] == newest_first
+    assert fake.calls("/v1/events", "GET") == 3  # pages of 10, 10 and 5; the last says has_more false
+
+    after = client.v1.events.list(params={"limit": 10, "starting_after": newest_first[19]})
+    assert ([e.id for e in after.data], after.has_more) == (newest_first[20:], False)
+    before = client.v1.events.list(params={"limit": 3, "ending_before": newest_first[10]})
+    assert ([e.id for e in before.data], before.has_more) == (newest_first[7:10], True)
+    # paging backwards from the oldest yields everything newer, oldest first, as the SDK pages it
+    backwards = client.v1.events.list(params={"limit": 4, "ending_before": newest_first[-1]})
+    assert [e.id for e in backwards.auto_paging_iter()] == list(reversed(newest_first[:-1]))
+
+
+def test_events_list_filters(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session_id = paid(fake, client)
+    refund = fake.create_refund(session_id, 100)
+    dispute = fake.open_dispute(session_id)
+    wanted = ["refund.created", "charge.dispute.created"]
+    found = client.v1.events.list(params={"types": wanted}).auto_paging_iter()
+    assert [e.id for e in found] == [dispute.events[0]["id"], refund.events[0]["id"]]
+    by_prefix = client.v1.events.list(params={"type": "charge.dispute.*"})
+    assert [e.type for e in by_prefix.data] == ["charge.dispute.funds_withdrawn", "charge.dispute.created"]
+    assert client.v1.events.list(params={"type": "refund.created"}).data[0].data.object.id == refund.id
+    assert client.v1.events.retrieve(refund.events[0]["id"]).data.object.amount == 100
+
+    fake.advance_clock(3600)
+    late = fake.settle_refund(refund.id, "failed", events="refund")
+    since = client.v1.events.list(params={"created": {"gte": fake.now() - 60}})
+    assert [e.id for e in since.data] == [e["id"] for e in reversed(late.events)]
+    until = client.v1.events.list(params={"created": {"lt": fake.now() - 60}, "limit": 100})
+    assert len(until.data) == len(fake.events) - 2
+    exact = client.v1.events.list(params={"created": late.events[0]["created"]})
+    assert len(exact.data) == 2
+
+
+def test_events_api_keeps_30_days(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    fake.set_clock(time.time() - 31 * 24 * 3600)
+    [old] = some_events(fake, 1)
+    fake.set_clock(time.time() - 29 * 24 * 3600)
+    [recent] = some_events(fake, 1)
+    fake.set_clock(None)
+    assert abs(fake.now() - time.time()) < 5
+    [new] = some_events(fake, 1)
+    assert [e.id for e in client.v1.events.list().auto_paging_iter()] == [new["id"], recent["id"]]
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.events.retrieve(old["id"])
+    assert info.value.http_status == 404
+    assert old["id"] in fake.events  # still known to the test, as Stripe keeps it out of sight
+
+    fake.advance_clock(30 * 24 * 3600 + 1)
+    assert client.v1.events.list().data == []
+
+
+def test_events_api_delivery_state(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session_id = paid(fake, client)  # delivered
+    with fake.drop_webhooks():
+        fake.create_refund(session_id, 100, events="refund")  # not delivered
+    ok = client.v1.events.list(params={"delivery_success": True})
+    pending = client.v1.events.list(params={"delivery_success": False})
+    assert [(e.type, e.pending_webhooks) for e in ok.data] == [("checkout.session.completed", 0)]
+    assert [(e.type, e.pending_webhooks) for e in pending.data] == [("refund.created", 1)]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"type": "refund.created", "types": ["refund.failed"]}, "only specify one of these parameters: type, types"),
+        ({"limit": 101}, "less than or equal to 100"),
+        ({"limit": 0}, "greater than or equal to 1"),
+        ({"starting_after": "evt_unknown"}, "No such event: 'evt_unknown'"),
+        ({"starting_after": "evt_1", "ending_before": "evt_2"}, "ending_before, starting_after"),
+        ({"created": {"after": 1}}, "unknown parameter: created[after]"),
+        ({"types": [f"t{i}" for i in range(21)]}, "at most 20"),
+        ({"colour": "red"}, "unknown parameter: colour"),
+    ],
+)
+def test_events_list_refuses_what_stripe_refuses(client: stripe.StripeClient, params: dict, message: str) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match=re.escape(message)) as info:
+        client.v1.events.list(params=params)
+    assert info.value.http_status == 400
+
+
+# ---- dropped, redelivered, reordered and duplicated webhooks -----------------------------------
+
+
+def test_dropped_webhooks_stay_in_the_events_api_and_can_be_redelivered(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    session_id = paid(fake, client)
+    rule = fake.drop_webhooks("refund.*")
+    change = fake.create_refund(session_id, 500, status="pending")
+    fake.settle_refund(change.id, "failed")
+    assert [e.type for e in verified(receiver)] == [
+        "checkout.session.completed",
+        "charge.refunded",
+        "charge.refund.updated",
+    ]
+    missed = [e["id"] for e in fake.events.values() if e["type"].startswith("refund.")]
+    assert rule.dropped == fake.dropped == missed and len(missed) == 3
+    listed = client.v1.events.list(params={"types": ["refund.created", "refund.updated", "refund.failed"]})
+    assert sorted(e.id for e in listed.auto_paging_iter()) == sorted(missed)
+
+    assert fake.redeliver(missed[0]) == [200]  # Stripe's "Resend": drop rules do not apply
+    assert verified(receiver)[-1].id == missed[0]
+    rule.cancel()
+    fake.create_refund(session_id, 1, events="refund")
+    assert verified(receiver)[-1].type == "refund.created"
+    with pytest.raises(KeyError):
+        fake.redeliver("evt_unknown")
+
+
+def test_dropping_by_count_for_a_while_and_all(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    session_id = paid(fake, client)
+    received = len(receiver.received)
+    first_two = fake.drop_webhooks(count=2)
+    change = fake.create_refund(session_id, 100, status="pending")  # two events: both dropped
+    fake.settle_refund(change.id, "succeeded", events="charge")  # one more: delivered
+    assert first_two.dropped == [e["id"] for e in change.events] and not first_two.active
+    assert len(receiver.received) == received + 1
+
+    expired = fake.drop_webhooks(for_seconds=0)
+    assert not expired.active
+    with fake.drop_webhooks(for_seconds=600) as everything:  # "the endpoint is down for a while"
+        fake.open_dispute(session_id)
+        assert everything.active and len(everything.dropped) == 2
+    fake.create_refund(paid(fake, client, key="k2"), 100, events="charge")
+    assert len(receiver.received) == received + 3  # the second payment and its refund
+    fake.drop_webhooks()
+    fake.drop_webhooks("charge.*", count=1)
+    fake.stop_dropping()
+    fake.expire(create(client, key="k3").id)
+    assert verified(receiver)[-1].type == "checkout.session.expired"
+
+
+def test_api_caused_events_obey_drop_rules(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session_id = paid(fake, client)
+    with fake.drop_webhooks("charge.refunded"):
+        client.v1.refunds.create(params={"payment_intent": fake.sessions[session_id]["payment_intent"]})
+        fake.wait_deliveries()
+    assert [e.type for e in verified(receiver)] == ["checkout.session.completed", "refund.created"]
+    assert [fake.events[i]["type"] for i in fake.dropped] == ["charge.refunded"]
+
+
+def test_a_wrong_secret_for_a_while(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session_id = paid(fake, client)
+    with fake.drop_webhooks(wrong_secret=True) as misconfigured:
+        change = fake.create_refund(session_id, 100)
+    assert misconfigured.dropped == [e["id"] for e in change.events]
+    for body, headers in receiver.received[1:]:
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, headers["Stripe-Signature"], SECRET, tolerance=300)
+    assert [d["event_id"] for d in fake.delivery_log[1:]] == misconfigured.dropped
+    del receiver.received[:3]
+    for event_id in misconfigured.dropped:
+        fake.redeliver(event_id)
+    assert [e.id for e in verified(receiver)] == misconfigured.dropped
+
+
+def test_deliver_events_in_a_chosen_order_with_duplicates(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    change = fake.create_refund(paid(fake, client), 100, status="pending", deliver=False)
+    settled = fake.settle_refund(change.id, "succeeded", deliver=False)
+    events = change.events + settled.events
+    ids = [e["id"] for e in events]
+    start = len(receiver.received)
+    assert fake.deliver_events(reversed(events), times=2) == [200] * 8
+    assert [e.id for e in verified(receiver)[start:]] == [i for i in reversed(ids) for _ in range(2)]
+
+    receiver.received.clear()
+    fake.deliver_events(events, shuffle=7)
+    first = [e.id for e in verified(receiver)]
+    receiver.received.clear()
+    fake.deliver_events(events, shuffle=7)
+    assert [e.id for e in verified(receiver)] == first and sorted(first) == sorted(ids)
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+def fast_client(fake: FakeStripe, timeout: float = 30) -> stripe.StripeClient:
+    """A client that gives up after ``timeout`` seconds and never retries."""
+    return stripe.StripeClient(
+        API_KEY,
+        base_addresses={"api": fake.url},
+        http_client=stripe.RequestsClient(timeout=timeout),
+        max_network_retries=0,
+    )
+
+
+def test_a_hang_until_cleared_answers_nothing(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session = create(client)
+    rule = fake.fault("hang", path="/v1/checkout/sessions/*", method="GET")
+    with pytest.raises(stripe.APIConnectionError):
+        fast_client(fake, timeout=0.5).v1.checkout.sessions.retrieve(session.id)
+    assert rule.hits == 1
+    assert create(client, key="other").id  # other paths answer
+
+    outcome: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: outcome.append(_call(lambda: fast_client(fake).v1.checkout.sessions.retrieve(session.id)))
+    )
+    waiting.start()
+    wait_until(lambda: rule.hits == 2)
+    fake.clear_faults()  # lets the hung request go without an answer
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    assert isinstance(outcome[0], stripe.APIConnectionError)
+    assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+    assert fake.calls(f"/v1/checkout/sessions/{session.id}", "GET") == 3
+
+
+def _call(action: Any) -> Any:
+    try:
+        return action()
+    except Exception as exc:
+        return exc
+
+
+def wait_until(condition: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.01)
+
+
+def test_a_hang_with_a_delay_answers_late(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session = create(client)
+    with fake.fault("hang", delay=0.2, count=1) as slow:
+        assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+    assert slow.hits == 1 and not slow.active
+
+
+def test_hangs_are_bounded(fake: FakeStripe) -> None:
+    fake.hang_limit = 0.2
+    fake.fault("hang")
+    with pytest.raises(stripe.APIConnectionError):
+        fast_client(fake).v1.checkout.sessions.retrieve("cs_test_x")
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "type_"),
+    [
+        (500, stripe.APIError, "api_error"),
+        (503, stripe.APIError, "api_error"),
+        (429, stripe.RateLimitError, "invalid_request_error"),
+        (400, stripe.InvalidRequestError, "invalid_request_error"),
+    ],
+)
+def test_error_faults_per_path(
+    fake: FakeStripe, client: stripe.StripeClient, status: int, error: type, type_: str
+) -> None:
+    session = create(client)
+    fake.fault("error", status=status, path="/v1/checkout/sessions/*", method="GET")
+    for _ in range(2):
+        with pytest.raises(error) as info:
+            client.v1.checkout.sessions.retrieve(session.id)
+        assert info.value.http_status == status
+        assert info.value.json_body["error"]["type"] == type_
+    assert create(client, key="other").id  # POST /v1/checkout/sessions is another path
+    fake.clear_faults()
+    assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+
+
+def test_error_faults_by_count_and_time(fake: FakeStripe, client: stripe.StripeClient, monkeypatch: Any) -> None:
+    session = create(client)
+    fake.fault("error", status=503, count=1, should_retry=True)
+    monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, n: 0)
+    retrying = stripe.StripeClient(API_KEY, base_addresses={"api": fake.url}, max_network_retries=1)
+    before = fake.calls()
+    assert retrying.v1.checkout.sessions.retrieve(session.id).id == session.id
+    assert fake.calls() - before == 2
+    fake.fault("error", status=500, for_seconds=0)  # already over
+    assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+
+
+def test_wrong_bodies(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session = create(client)
+    with fake.fault("list", path="/v1/checkout/sessions/*"):
+        answer = client.v1.checkout.sessions.retrieve(session.id)
+        assert isinstance(answer, stripe.ListObject) and not isinstance(answer, stripe.checkout.Session)
+    with fake.fault("html"), pytest.raises(stripe.APIError, match="Invalid response body"):
+        client.v1.checkout.sessions.retrieve(session.id)
+    assert client.v1.checkout.sessions.retrieve(session.id).id == session.id
+
+
+def test_calls_are_counted_per_path(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    session = create(client)
+    for _ in range(3):
+        client.v1.checkout.sessions.retrieve(session.id)
+    fake.fail_next(1)
+    with pytest.raises(stripe.APIError):
+        client.v1.checkout.sessions.retrieve(session.id)
+    assert fake.calls("/v1/checkout/sessions/*", "GET") == 4
+    assert fake.calls("/v1/checkout/sessions", "POST") == 1
+    assert fake.calls() == 5
+    with pytest.raises(ValueError):
+        fake.fault("explode")
+
+
+def test_stop_lets_hung_requests_go(receiver: Receiver) -> None:
+    fake = FakeStripe(api_key=API_KEY).start()
+    fake.fault("hang")
+    outcome: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: outcome.append(_call(lambda: fast_client(fake).v1.checkout.sessions.retrieve("cs_x")))
+    )
+    waiting.start()
+    wait_until(lambda: fake.calls() == 1)
+    fake.stop()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and isinstance(outcome[0], stripe.APIConnectionError)

@@ -1,0 +1,114 @@
+"""Events: making them (every one is kept) and Stripe's Events API, ``GET /v1/events[/{id}]``."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from .state import FakeStripeState
+from .wire import (
+    StripeError,
+    as_bool,
+    as_list,
+    as_str,
+    check_keys,
+    fixture,
+    list_filter,
+    list_object,
+    new_id,
+    no_such,
+    words,
+)
+
+#: Stripe lists and retrieves events of the last 30 days only
+EVENT_RETENTION = 30 * 24 * 3600
+MAX_EVENT_TYPES = 20
+EVENT_LIST_PARAMS = words("created delivery_success ending_before expand limit starting_after type types")
+
+
+class EventsMixin(FakeStripeState):
+    """Every event the fake makes is stored, delivered or not, and listed as Stripe lists them."""
+
+    def make_event(
+        self,
+        type: str,
+        obj: dict[str, Any],
+        *,
+        previous_attributes: dict[str, Any] | None = None,
+        request: dict[str, Any] | None = None,
+        livemode: bool = False,
+        store: bool = True,
+    ) -> dict[str, Any]:
+        """Build an event of ``type`` whose ``data.object`` is a snapshot of ``obj``.
+
+        It is kept (``store``; the Events API lists it) unless the test fabricates an event Stripe never
+        made (``store=False``). ``livemode=True`` makes a live-mode event, which a test key never sees.
+        """
+        event = fixture("event")
+        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if previous_attributes is not None:
+            data["previous_attributes"] = copy.deepcopy(previous_attributes)
+        event.update(
+            id=new_id("evt_"),
+            object="event",
+            api_version=self.api_version,
+            created=self.now(),
+            data=data,
+            livemode=livemode,
+            pending_webhooks=1,
+            request=request or {"id": None, "idempotency_key": None},
+            type=type,
+        )
+        if store:
+            with self._lock:
+                self._event_seq[event["id"]] = len(self._event_seq)
+                self.events[event["id"]] = event
+        return event
+
+    def listed_events(self) -> list[dict[str, Any]]:
+        """The stored events the Events API still lists (the last 30 days), newest first."""
+        with self._lock:
+            oldest = self.now() - EVENT_RETENTION
+            kept = [event for event in self.events.values() if event["created"] >= oldest]
+            kept.sort(key=lambda event: (event["created"], self._event_seq[event["id"]]), reverse=True)
+            return kept
+
+    def _event_as_listed(self, event: dict[str, Any]) -> dict[str, Any]:
+        shown = copy.deepcopy(event)
+        shown["pending_webhooks"] = 0 if event["id"] in self._delivered_ok or self.webhook_url is None else 1
+        return shown
+
+    def _api_get_event(self, params: dict[str, Any], request: dict[str, Any], id: str) -> tuple[Any, list[Any]]:
+        event = self.events.get(id)
+        if event is None or event["created"] < self.now() - EVENT_RETENTION:
+            raise no_such("event", id, "id")
+        return self._event_as_listed(event), []
+
+    def _api_list_events(self, params: dict[str, Any], request: dict[str, Any]) -> tuple[Any, list[Any]]:
+        check_keys(params, EVENT_LIST_PARAMS, "")
+        if params.get("type") and params.get("types"):
+            raise StripeError(400, "You may only specify one of these parameters: type, types.")
+        tests = [list_filter(params)]
+        if params.get("type"):
+            pattern = re.escape(as_str(params["type"], "type")).replace(r"\*", ".*")
+            tests.append(lambda event: re.fullmatch(pattern, event["type"]) is not None)
+        if params.get("types"):
+            wanted = {as_str(value, "types") for value in as_list(params["types"], "types")}
+            if len(wanted) > MAX_EVENT_TYPES:
+                raise StripeError(
+                    400, f"You may pass at most {MAX_EVENT_TYPES} values for `types`.", param="types"
+                )
+            tests.append(lambda event: event["type"] in wanted)
+        if params.get("delivery_success"):
+            delivered = as_bool(params["delivery_success"], "delivery_success")
+            tests.append(lambda event: (event["id"] in self._delivered_ok) == delivered)
+        page = list_object(
+            self.listed_events(),
+            params,
+            "/v1/events",
+            keep=lambda event: all(test(event) for test in tests),
+            kind="event",
+        )
+        page["data"] = [self._event_as_listed(event) for event in page["data"]]
+        return page, []
