@@ -692,6 +692,17 @@ def test_a_refund_in_another_currency_or_live_mode_on_request(fake: FakeStripe, 
     assert all(e["livemode"] for e in fake.settle_refund(change.id, "succeeded").events)
 
 
+def test_every_event_live_mode_for_a_while(fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver) -> None:
+    session = create(client)
+    fake.livemode = True
+    completed = fake.pay(session.id)
+    fake.livemode = False
+    assert completed["livemode"] is True and completed["data"]["object"]["livemode"] is True
+    assert fake.sessions[session.id]["livemode"] is False
+    assert verified(receiver)[0].livemode is True
+    assert fake.expire(create(client, key="k2").id)["livemode"] is False
+
+
 def test_refunds_refused_as_stripe_refuses_them(fake: FakeStripe, client: stripe.StripeClient) -> None:
     session_id = paid(fake, client)
     pi_id = fake.sessions[session_id]["payment_intent"]

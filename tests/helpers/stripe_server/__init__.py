@@ -29,14 +29,15 @@ What a test does as the customer, the bank or Stripe (``deliver=False`` makes ev
         "warning_closed")``, ``disputes_of(session)`` -> ``StripeChange``; ``charge.dispute.created``,
         ``.updated``, ``.closed``, ``.funds_withdrawn``, ``.funds_reinstated`` as Stripe sends them
     ``make_event(type, obj, previous_attributes=, livemode=, store=)``: any event, kept in the Events API
-        unless ``store=False``
+        unless ``store=False``; ``fake.livemode = True`` makes every event live-mode until set back
     the clock: ``now()``, ``set_clock(when | None)``, ``advance_clock(seconds)`` (``created`` times,
         the Events API's 30 days; webhook signatures keep the wall clock)
 
 Webhooks (signed as Stripe signs them; ``sign``/``payload`` give the header and the exact bytes):
     ``deliver(event, times=, concurrency=, secret=, timestamp=)``, ``deliver_events(events, times=,
     shuffle=seed)`` (chosen order, duplicates), ``redeliver(event_id)``, ``post_webhook(bytes, header)``,
-    ``wait_deliveries()``; ``drop_webhooks(types, count=, for_seconds=, wrong_secret=)`` (a rule, also a
+    ``wait_deliveries()`` (events an API call causes go out in the background, just after its answer);
+    ``drop_webhooks(types, count=, for_seconds=, wrong_secret=)`` (a rule, also a
     context manager; every event stays in the Events API) and ``stop_dropping()``;
     ``webhook_mode`` for the hosted Pay button ("before_redirect", "after_redirect", "never").
     Records: ``deliveries``, ``delivery_log``, ``dropped``, ``events``.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .refunds import LIST_PARAMS
 from .state import FakeStripeState, StripeChange
 from .wire import (
+    PAYMENT_LIST_PARAMS,
     StripeError,
     as_bool,
     as_dict,
@@ -269,7 +269,7 @@ class DisputesMixin(FakeStripeState):
     # ---- API ----------------------------------------------------------------------------------------
 
     def _api_list_disputes(self, params: dict[str, Any], request: dict[str, Any]) -> tuple[Any, list[Any]]:
-        check_keys(params, LIST_PARAMS, "")
+        check_keys(params, PAYMENT_LIST_PARAMS, "")
         keep = list_filter(params, ("charge", "payment_intent"))
         ordered = list(reversed(self.disputes.values()))
         return self._expand(list_object(ordered, params, "/v1/disputes", keep=keep, kind="dispute"), params), []

@@ -43,10 +43,14 @@ class EventsMixin(FakeStripeState):
         """Build an event of ``type`` whose ``data.object`` is a snapshot of ``obj``.
 
         It is kept (``store``; the Events API lists it) unless the test fabricates an event Stripe never
-        made (``store=False``). ``livemode=True`` makes a live-mode event, which a test key never sees.
+        made (``store=False``). ``livemode=True`` (or ``fake.livemode``) makes a live-mode event, which a
+        test key never sees: the event's ``livemode`` and its object's, where it has one, are true.
         """
+        live = livemode or self.livemode
         event = fixture("event")
         data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if live and "livemode" in data["object"]:
+            data["object"]["livemode"] = True
         if previous_attributes is not None:
             data["previous_attributes"] = copy.deepcopy(previous_attributes)
         event.update(
@@ -55,7 +59,7 @@ class EventsMixin(FakeStripeState):
             api_version=self.api_version,
             created=self.now(),
             data=data,
-            livemode=livemode,
+            livemode=live,
             pending_webhooks=1,
             request=request or {"id": None, "idempotency_key": None},
             type=type,

@@ -7,6 +7,7 @@ from typing import Any
 
 from .state import REFUND_EVENT_STYLES, FakeStripeState, StripeChange
 from .wire import (
+    PAYMENT_LIST_PARAMS,
     StripeError,
     as_dict,
     as_int,
@@ -25,8 +26,6 @@ REFUND_CREATE_PARAMS = words(
     "amount charge currency customer expand instructions_email metadata origin payment_intent "
     "reason refund_application_fee reverse_transfer"
 )
-#: what the refunds and disputes lists take
-LIST_PARAMS = words("charge created ending_before expand limit payment_intent starting_after")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 #: a new refund's status; it moves on to a final one later (``settle_refund``)
 REFUND_OPEN_STATUSES = ("pending", "requires_action")
@@ -225,7 +224,7 @@ class RefundsMixin(FakeStripeState):
         previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-        shown_charge = {**charge, "currency": refund["currency"], "livemode": livemode or charge["livemode"]}
+        shown_charge = {**charge, "currency": refund["currency"]}
         made = []
         if _sent(style, "refund.created"):
             made.append(self.make_event("refund.created", refund, request=request, livemode=livemode))
@@ -352,7 +351,7 @@ class RefundsMixin(FakeStripeState):
         return self._expand(refund, params), change.events
 
     def _api_list_refunds(self, params: dict[str, Any], request: dict[str, Any]) -> tuple[Any, list[Any]]:
-        check_keys(params, LIST_PARAMS, "")
+        check_keys(params, PAYMENT_LIST_PARAMS, "")
         keep = list_filter(params, ("charge", "payment_intent"))
         page = list_object(list(reversed(self.refunds.values())), params, "/v1/refunds", keep=keep, kind="refund")
         return self._expand(page, params), []

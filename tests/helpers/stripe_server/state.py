@@ -114,6 +114,9 @@ class FakeStripeState:
         self.refund_events: str = "both"
         #: the status ``POST /v1/refunds`` gives a new refund: "succeeded", "pending" or "requires_action"
         self.api_refund_status: str = "succeeded"
+        #: every event made while True is a live-mode one (``livemode: true``, its object's too), as if a
+        #: live key's events reached a test endpoint; helpers also take ``livemode=True`` for one change
+        self.livemode: bool = False
         #: the longest a hang fault without its own ``delay`` holds a request
         self.hang_limit: float = HANG_LIMIT
 

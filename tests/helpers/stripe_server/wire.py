@@ -24,6 +24,8 @@ def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+#: what the lists of a payment's refunds and disputes take
+PAYMENT_LIST_PARAMS = words("charge created ending_before expand limit payment_intent starting_after")
 ZERO_DECIMAL_CURRENCIES = words("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf")
 CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
 
