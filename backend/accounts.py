@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import secrets
+import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, delete, insert, select
 
 from backend.db import Database, utcnow
@@ -16,8 +21,30 @@ from backend.errors import EmailTaken, InvalidCredentials
 from backend.schema import balances, tokens, users
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so that a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Each argon2 hash takes 64 MiB for a moment (memory_cost): a burst of sign-ups must queue here, not
+# hash all at once (50 at once took 2.6 GB). Two at a time keep the cores busy and the memory bounded.
+HASHES_AT_ONCE = 2
+_hash_slots = threading.BoundedSemaphore(HASHES_AT_ONCE)
+
+
+def hash_password(password: str) -> str:
+    with _hash_slots:
+        return _hasher.hash(password)
+
+
+def _verify_password(password_hash: str, password: str) -> bool:
+    with _hash_slots:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so that a wrong email costs as long as a wrong password.
+    Made at the first use, not at import: importing the backend hashes nothing."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -30,12 +57,19 @@ class User:
 
 
 def normalise_email(email: str) -> str:
-    return email.strip().lower()
+    """One spelling per address, the same at sign-up and at sign-in: Unicode NFKC (a combining accent and
+    the accented letter are one), the domain in its Unicode form (``xn--`` and Unicode domains are one),
+    all in lower case."""
+    text = unicodedata.normalize("NFKC", email.strip())
+    # Not an address (a sign-in may send anything): kept as it is, and no account can match it.
+    with contextlib.suppress(EmailNotValidError):
+        text = validate_email(text, check_deliverability=False).normalized
+    return text.lower()
 
 
 def register(db: Database, email: str, password: str) -> User:
     email = normalise_email(email)
-    password_hash = _hasher.hash(password)  # slow on purpose: outside the write lock
+    password_hash = hash_password(password)  # slow on purpose: outside the write lock
     with db.transaction() as conn:
         if conn.execute(select(users.c.id).where(users.c.email == email)).first():
             raise EmailTaken(email)
@@ -52,11 +86,7 @@ def authenticate(db: Database, email: str, password: str) -> User:
         row = conn.execute(
             select(users.c.id, users.c.email, users.c.password_hash).where(users.c.email == normalise_email(email))
         ).mappings().first()
-    try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError) as exc:
-        raise InvalidCredentials from exc
-    if row is None:
+    if not _verify_password(row["password_hash"] if row else _dummy_hash(), password) or row is None:
         raise InvalidCredentials
     return User(row["id"], row["email"])
 

@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import iso4217
+
 from backend.config import ConfigError
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -40,31 +42,52 @@ class Catalogue:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read the pack catalogue {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"the pack catalogue {path} is not valid TOML: {exc}") from exc
+        raw_packs = data.get("packs", [])
+        if not isinstance(raw_packs, list):
+            raise ConfigError(f"the pack catalogue {path}: packs must be a list of [[packs]] tables")
         packs: list[Pack] = []
-        for index, raw in enumerate(data.get("packs", [])):
-            where = f"{path}, pack {index + 1}"
-            try:
-                pack = Pack(
-                    id=raw["id"], name=raw["name"], credits=raw["credits"], amount=raw["amount"],
-                    currency=raw["currency"].lower(),
-                )
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise ConfigError(f"{where}: needs id, name, credits, amount and currency") from exc
-            if not isinstance(pack.id, str) or not _ID.match(pack.id):
-                raise ConfigError(f"{where}: id must be lower-case letters, digits, '-' or '_'")
-            if not isinstance(pack.name, str) or not pack.name.strip():
-                raise ConfigError(f"{where}: name must be a non-empty string")
-            for name in ("credits", "amount"):
-                value = getattr(pack, name)
-                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                    raise ConfigError(f"{where}: {name} must be a positive whole number")
-            if not _CURRENCY.match(pack.currency):
-                raise ConfigError(f"{where}: currency must be a three-letter ISO code")
+        for index, raw in enumerate(raw_packs):
+            pack = _pack(raw, f"{path}: {_name(raw, index)}")
             if pack.id in {p.id for p in packs}:
-                raise ConfigError(f"{where}: the id {pack.id!r} is used twice")
+                raise ConfigError(f"{path}: {_name(raw, index)}: the id {pack.id!r} is used twice")
             packs.append(pack)
         if not packs:
             raise ConfigError(f"the pack catalogue {path} has no [[packs]]")
         return cls(packs)
+
+
+# What a pack may hold: credits within what a balance can take, and a price Stripe accepts in one line
+# item (at most eight digits in the minor unit, in a currency of ISO 4217).
+MAX_CREDITS = 1_000_000_000
+MAX_AMOUNT = 99_999_999
+
+
+def _name(raw: object, index: int) -> str:
+    """How an error names a pack: its id when it has a usable one, and its place in the file."""
+    pack_id = raw.get("id") if isinstance(raw, dict) else None
+    return f"pack {pack_id!r} (number {index + 1})" if isinstance(pack_id, str) else f"pack number {index + 1}"
+
+
+def _pack(raw: object, where: str) -> Pack:
+    if not isinstance(raw, dict) or not {"id", "name", "credits", "amount", "currency"} <= set(raw):
+        raise ConfigError(f"{where}: needs id, name, credits, amount and currency")
+    pack_id, name, currency = raw["id"], raw["name"], raw["currency"]
+    if not isinstance(pack_id, str) or not _ID.match(pack_id):
+        raise ConfigError(f"{where}: id must be lower-case letters, digits, '-' or '_'")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise ConfigError(f"{where}: name must be a non-empty string of at most 100 characters")
+    for field, highest in (("credits", MAX_CREDITS), ("amount", MAX_AMOUNT)):
+        value = raw[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}: {field} must be a positive whole number")
+        if value > highest:
+            raise ConfigError(f"{where}: {field} must be at most {highest:,}")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency.lower()):
+        raise ConfigError(f"{where}: currency must be a three-letter ISO code")
+    try:
+        iso4217.Currency(currency.upper())
+    except ValueError:
+        raise ConfigError(f"{where}: currency {currency!r} is not an ISO 4217 currency") from None
+    return Pack(id=pack_id, name=name, credits=raw["credits"], amount=raw["amount"], currency=currency.lower())

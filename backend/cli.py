@@ -85,7 +85,10 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     print(f"Creditdesk backend listening on http://{url_host}:{actual_port} "
           f"(payments: {services.provider.name})", flush=True)
     # log_config=None: uvicorn logs through our handler on stderr; stdout carries only the line above.
-    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any local process; the app
+    # believes it only from CREDITDESK_TRUSTED_PROXIES (backend/api/client_address.py).
+    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
+                            proxy_headers=False)
     server = uvicorn.Server(config)
     if exit_with_stdin:
         threading.Thread(target=_stop_at_end_of_stdin, args=(server,), daemon=True).start()

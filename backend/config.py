@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 import platformdirs
@@ -36,11 +37,18 @@ class Settings:
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     token_ttl_seconds: int = 30 * 24 * 3600
+    # Reverse proxies whose X-Forwarded-For is believed (CREDITDESK_TRUSTED_PROXIES); none by default.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # Limits on sign-in and sign-up, to stop password guessing ("N/period", see the `limits` package).
+    # Per client address, every attempt; per account and address together, the sign-ins, in stacked
+    # windows so that the wait grows for a guesser who keeps going while the owner, elsewhere, signs in.
     auth_limit_per_address: str = "30/minute"
-    auth_limit_per_email: str = "10/minute"
+    signin_limit_per_account_and_address: str = "5/minute;15/hour;30/day"
     checkout_limit_per_user: str = "10/minute"
     verify_limit_per_user: str = "20/minute"
+    # The success and cancel pages need no sign-in: hits per client address, and per checkout.
+    page_limit_per_address: str = "120/minute"
+    page_limit_per_checkout: str = "12/minute"
 
     @property
     def database(self) -> str:
@@ -72,6 +80,8 @@ class Settings:
             kwargs["db_pool_size"] = int(pool_size)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
             kwargs["auth_limit_per_address"] = per_address
+        if proxies := get("CREDITDESK_TRUSTED_PROXIES"):
+            kwargs["trusted_proxies"] = parse_networks("CREDITDESK_TRUSTED_PROXIES", proxies)
         settings = cls(
             public_url=(get("CREDITDESK_PUBLIC_URL") or "").rstrip("/") or None,
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
@@ -98,3 +108,15 @@ class Settings:
             )
         if self.stripe_secret_key and self.stripe_secret_key.startswith("pk_"):
             raise ConfigError("STRIPE_SECRET_KEY holds a publishable key (pk_...); it needs the secret key (sk_...).")
+
+
+def parse_networks(name: str, text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``"10.0.0.1, 192.168.0.0/16 ::1"`` as networks; a ConfigError names the entry that is not one."""
+    networks = []
+    for entry in text.replace(",", " ").split():
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP address or network (such as 10.0.0.1 or "
+                              "10.0.0.0/8)") from None
+    return tuple(networks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,20 +33,73 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 def verify(payload: bytes, signature: str, secret: str | None) -> Any:
-    """The event in ``payload`` once its ``Stripe-Signature`` is verified; checked before anything is parsed."""
+    """The event in ``payload`` once its ``Stripe-Signature`` is verified; checked before anything is parsed.
+
+    A signature is refused when its time is more than the tolerance away from ours, in the past (a replay)
+    or in the future. A signed body that can never be processed (not JSON, nested deeper than any event,
+    a number beyond 64 bits, text that is not Unicode) is a MalformedEvent, so that Stripe does not retry it.
+    """
     if not secret:
         raise WebhooksNotConfigured
     try:
         stripe.WebhookSignature.verify_header(
             payload.decode("utf-8", errors="replace"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
         )
+        if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
+            raise stripe.SignatureVerificationError("timestamp in the future", signature, payload)
     except stripe.SignatureVerificationError as exc:
         log.warning("payment webhook outcome=rejected reason=bad_signature")
         raise InvalidSignature from exc
     try:
-        return json.loads(payload)
+        event = json.loads(payload, parse_int=_int64, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedEvent("the body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvent("the body is not JSON") from None
+    _check_values(event)
+    return event
+
+
+MAX_DEPTH = 64  # Stripe's events nest a dozen levels at most
+INT64 = 2**63
+
+
+def _signed_at(signature: str) -> int:
+    for item in signature.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise ValueError("an integer beyond 64 bits")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_values(event: Any) -> None:
+    """No deeper than MAX_DEPTH, and every string encodable (no lone surrogates from ``\\ud800``)."""
+    todo: list[tuple[Any, int]] = [(event, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedEvent("the body is nested too deeply")
+        if isinstance(value, dict):
+            todo.extend((item, depth + 1) for item in value.values())
+            todo.extend((key, depth) for key in value)
+        elif isinstance(value, list):
+            todo.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedEvent("the body holds text that is not valid Unicode") from None
 
 
 def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:

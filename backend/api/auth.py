@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from backend import accounts
-from backend.api.deps import ServicesDep, TokenDep, UserDep
+from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
+from backend.api.offload import BoundedWork
 from backend.api.schemas import LoginBody, RegisterBody
+from backend.services import Services
 
 router = APIRouter(prefix="/api/auth")
 
+# Sign-up and sign-in hash a password (argon2, slow and memory-hungry on purpose): they run here, as many
+# at once as accounts allows, and a burst waits its turn without taking the server's shared threads.
+_password_work = BoundedWork("passwords", accounts.HASHES_AT_ONCE, max_waiting=200)
 
-def _limit(services: ServicesDep, request: Request, email: str) -> None:
-    address = request.client.host if request.client else "unknown"
-    services.limiter.hit(services.settings.auth_limit_per_address, "auth-address", address)
-    services.limiter.hit(services.settings.auth_limit_per_email, "auth-email", accounts.normalise_email(email))
+
+def _register(services: Services, email: str, password: str) -> dict[str, object]:
+    user = accounts.register(services.db, email, password)
+    token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
+    return {"token": token, "user": user.as_json()}
+
+
+def _login(services: Services, email: str, password: str) -> dict[str, object]:
+    user = accounts.authenticate(services.db, email, password)
+    token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
+    return {"token": token, "user": user.as_json()}
 
 
 @router.post("/register", status_code=201)
-def register(body: RegisterBody, services: ServicesDep, request: Request) -> dict[str, object]:
-    _limit(services, request, body.email)
-    user = accounts.register(services.db, body.email, body.password)
-    token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
-    return {"token": token, "user": user.as_json()}
+async def register(body: RegisterBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
+    services.limiter.hit(services.settings.auth_limit_per_address, "auth-address", address)
+    return await _password_work.run(_register, services, body.email, body.password)
 
 
 @router.post("/login")
-def login(body: LoginBody, services: ServicesDep, request: Request) -> dict[str, object]:
-    _limit(services, request, body.email)
-    user = accounts.authenticate(services.db, body.email, body.password)
-    token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
-    return {"token": token, "user": user.as_json()}
+async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
+    settings = services.settings
+    services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
+    # Per account *and* address: guesses from one place cannot lock the owner out from another.
+    account = ("signin", accounts.normalise_email(body.email), address)
+    services.limiter.hit(settings.signin_limit_per_account_and_address, *account)
+    answer = await _password_work.run(_login, services, body.email, body.password)
+    services.limiter.clear(settings.signin_limit_per_account_and_address, *account)
+    return answer
 
 
 @router.post("/logout", status_code=204)

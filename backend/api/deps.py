@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from backend import accounts
 from backend.accounts import User
+from backend.api.client_address import client_address
 from backend.errors import NotSignedIn
 from backend.services import Services
 
@@ -34,6 +35,13 @@ def current_user(
     return user
 
 
+async def get_client_address(request: Request) -> str:
+    services: Services = request.app.state.services
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), services.settings.trusted_proxies)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
 UserDep = Annotated[User, Depends(current_user)]
 TokenDep = Annotated[str, Depends(bearer_token)]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
+import requests
+
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
@@ -62,18 +65,58 @@ def test_expired_tokens_stop_working(stub_backend: BackendProcess) -> None:
     assert api.get("/api/credits/balance").status_code == 401
 
 
-def test_login_is_rate_limited_per_email_and_per_address(backend_factory) -> None:
-    backend = backend_factory()  # the default limits: 10 a minute per email, 30 per address
-    api = Api(backend.url).register("victim@example.com")
-    statuses = [Api(backend.url).post("/api/auth/login", json={"email": "victim@example.com",
-                                                               "password": f"guess {n}"}).status_code
-                for n in range(12)]
-    assert statuses[:9] == [401] * 9 and statuses[-1] == 429
-    r = Api(backend.url).post("/api/auth/login", json={"email": "victim@example.com", "password": "x"})
-    assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 60
+def login(backend: BackendProcess, email: str, password: str, address: str | None = None) -> requests.Response:
+    headers = {"X-Forwarded-For": address} if address else {}
+    return Api(backend.url).post("/api/auth/login", json={"email": email, "password": password}, headers=headers)
+
+
+def test_guesses_from_one_address_do_not_lock_out_the_owner(backend_factory) -> None:
+    # Behind a proxy on 127.0.0.1, so that X-Forwarded-For gives each request its client's address.
+    backend = backend_factory({"CREDITDESK_TRUSTED_PROXIES": "127.0.0.1"})
+    Api(backend.url).register("victim@example.com")
+    guesser, owner = "203.0.113.5", "198.51.100.7"
+    statuses = [login(backend, "victim@example.com", f"guess {n}", guesser).status_code for n in range(7)]
+    assert statuses == [401] * 5 + [429] * 2
+    r = login(backend, "Victim@Example.com", "correct horse battery", guesser)
+    assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 60  # the right one too, from there
     assert r.json()["error"]["code"] == "rate_limited"
-    # other emails from the same address run into the per-address limit a little later
-    codes = [Api(backend.url).post("/api/auth/login", json={"email": f"u{n}@example.com", "password": "x"}).status_code
-             for n in range(25)]
-    assert 429 in codes
-    assert api.balance() == 0  # the limits do not touch signed-in calls
+    assert login(backend, "victim@example.com", "correct horse battery", owner).status_code == 200
+    # The guesser's address runs into its own limit (30 a minute) whatever emails it tries.
+    codes = [login(backend, f"u{n}@example.com", "x", guesser).status_code for n in range(30)]
+    assert codes[-1] == 429 and codes.count(401) == 30 - 8
+    assert login(backend, "victim@example.com", "correct horse battery", owner).status_code == 200
+
+
+def test_a_right_password_clears_the_count_of_wrong_ones(backend_factory) -> None:
+    backend = backend_factory()
+    Api(backend.url).register("forgetful@example.com")
+    for _ in range(3):
+        assert [login(backend, "forgetful@example.com", "wrong").status_code for _ in range(4)] == [401] * 4
+        assert login(backend, "forgetful@example.com", "correct horse battery").status_code == 200
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(backend_factory) -> None:
+    plain = backend_factory(name="no-proxy")  # the default, as the bundled backend runs: trusts no one
+    codes = [login(plain, f"spoof{n}@example.com", "x", f"10.0.{n}.1").status_code for n in range(31)]
+    assert codes[:30] == [401] * 30 and codes[30] == 429  # a new address per request changes nothing
+    proxied = backend_factory({"CREDITDESK_TRUSTED_PROXIES": "127.0.0.1"}, name="proxy")
+    codes = [login(proxied, f"junk{n}@example.com", "x", f"not-an-address-{n}").status_code for n in range(31)]
+    assert codes[:30] == [401] * 30 and codes[30] == 429  # what is not an IP address is not an address
+    assert login(proxied, "junk@example.com", "x", "192.0.2.44").status_code == 401  # a real one is
+
+
+@pytest.mark.parametrize(("registered", "signs_in_as"), [
+    ("Jose\u0301@example.com", "José@example.com"),  # a combining accent, and the accented letter
+    ("ada@bücher.example", "ADA@xn--bcher-kva.example"),  # a Unicode domain, and its IDNA form
+    ("\uff41\uff44\uff41@example.org", "ada@example.org"),  # full-width letters
+])
+def test_register_and_login_spell_an_email_the_same_way(
+    stub_backend: BackendProcess, registered: str, signs_in_as: str
+) -> None:
+    tag = secrets.token_hex(3)
+    registered, signs_in_as = registered.replace("@", f"{tag}@"), signs_in_as.replace("@", f"{tag}@")
+    api = Api(stub_backend.url).register(registered)
+    r = login(stub_backend, signs_in_as, "correct horse battery")
+    assert r.status_code == 200 and r.json()["user"]["id"] == api.user["id"]
+    r = Api(stub_backend.url).post("/api/auth/register", json={"email": signs_in_as, "password": "another one!"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "email_taken"

@@ -53,6 +53,16 @@ def test_the_bundled_catalogue() -> None:
     ('[[packs]]\nid = "A B"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "usd"\n', "id must be"),
     ('[[packs]]\nid = "a"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "dollars"\n', "currency"),
     ('[[packs]]\nid = "a"\nname = "A"\ncredits = 1\namount = 100\ncurrency = "usd"\n' * 2, "used twice"),
+    # within what a balance and Stripe take, in a real currency, and the error names the pack
+    ('[[packs]]\nid = "gold"\nname = "G"\ncredits = 10000000000000000000\namount = 100\ncurrency = "usd"\n',
+     "pack 'gold' \\(number 1\\): credits must be at most 1,000,000,000"),
+    ('[[packs]]\nid = "gold"\nname = "G"\ncredits = 5\namount = 100000000\ncurrency = "usd"\n',
+     "pack 'gold' \\(number 1\\): amount must be at most 99,999,999"),
+    ('[[packs]]\nid = "gold"\nname = "G"\ncredits = 5\namount = 100\ncurrency = "xyz"\n',
+     "pack 'gold' \\(number 1\\): currency 'xyz' is not an ISO 4217 currency"),
+    ('[[packs]]\nid = "ok"\nname = "A"\ncredits = 1\namount = 1\ncurrency = "eur"\n[[packs]]\nid = 7\n',
+     "pack number 2: needs id"),
+    ('packs = "starter"\n', "must be a list"),
 ])
 def test_a_bad_catalogue_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "packs.toml"

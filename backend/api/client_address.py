@@ -1,0 +1,44 @@
+"""Which address a request comes from, for rate limits: the peer, or what trusted proxies say.
+
+``X-Forwarded-For`` is believed only from a peer named in ``CREDITDESK_TRUSTED_PROXIES`` (none by
+default, so the bundled backend believes no one), and only hop by hop from the right, each proxy
+vouching for the one before it: the first hop that is not a trusted proxy is the client. A hop that
+is not a bare IP address ends the walk at the last address that was vouched for, so a made-up value
+can never become an address of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+
+Network = IPv4Network | IPv6Network
+Address = IPv4Address | IPv6Address
+
+
+def _parse(text: str) -> Address | None:
+    try:
+        address = ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequence[Network]) -> str:
+    """The client's address; ``forwarded_for`` holds every ``X-Forwarded-For`` header value, in order."""
+    address = _parse(peer or "")
+    if address is None:
+        return peer or "unknown"
+    if not trusted:
+        return str(address)
+    hops = [hop for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        if not any(address in network for network in trusted):
+            break  # `address` did not come through a proxy we trust: it is the client
+        vouched = _parse(hop)
+        if vouched is None:
+            break
+        address = vouched
+    return str(address)
