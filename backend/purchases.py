@@ -1,4 +1,8 @@
-"""Buying packs: starting a checkout, confirming a payment, cancelling. Plain functions the routes call."""
+"""Buying packs: starting a checkout, confirming a payment, cancelling. Plain functions the routes call.
+
+They are coroutines because they wait on the payment provider (through :class:`ProviderGateway`,
+off the server's threads); their database work runs in a worker thread.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,21 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from anyio import to_thread
+
 from backend import fulfilment, ledger, orders
 from backend.accounts import User
 from backend.db import utcnow
 from backend.errors import (
     InvalidReturnUrl,
     PaymentProviderError,
+    PaymentProviderUnavailable,
     SessionNotFound,
     UnknownPack,
     UnknownSession,
 )
 from backend.orders import SETTLED, Order
-from backend.payments.base import CheckoutRequest
+from backend.payments.base import CheckoutRequest, SessionState
 from backend.services import Services
 
 log = logging.getLogger("creditdesk.payments")
@@ -51,7 +58,7 @@ def with_query(url: str, **params: str | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def start_checkout(
+async def start_checkout(
     services: Services, user: User, pack_id: str, return_url: str | None, state: str | None
 ) -> Order:
     pack = services.catalogue.get(pack_id)
@@ -69,33 +76,41 @@ def start_checkout(
         cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
     )
     try:
-        created = services.provider.create_checkout(request)
+        created = await services.payments.create_checkout(request)
     except PaymentProviderError as exc:
         log.error("payment order=%s user=%s outcome=checkout_failed reason=%s", order_id, user.id, exc)
         raise
     now = utcnow()
     order = Order(
         id=order_id, user_id=user.id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
-        amount=pack.amount, currency=pack.currency, provider=services.provider.name, session_id=created.id,
+        amount=pack.amount, currency=pack.currency, provider=services.payments.name, session_id=created.id,
         checkout_url=created.url, return_url=return_url, state=state, status=orders.PENDING,
         payment_intent=None, amount_refunded=0, credits_clawed_back=0, created_at=now, updated_at=now,
     )
-    with services.db.transaction() as conn:
-        orders.insert(conn, order)
+    await to_thread.run_sync(_insert_order, services, order)
     log.info("payment order=%s session=%s user=%s pack=%s outcome=checkout_created",
              order.id, created.id, user.id, pack.id)
     return order
 
 
-def refresh(services: Services, order: Order, *, source: str) -> Order:
+def _insert_order(services: Services, order: Order) -> None:
+    with services.db.transaction() as conn:
+        orders.insert(conn, order)
+
+
+async def refresh(services: Services, order: Order, *, source: str) -> Order:
     """Ask the provider where an unsettled order's session stands and fulfil if it is paid."""
     if order.status in SETTLED:
         return order
     try:
-        session = services.provider.retrieve_session(order.session_id)
+        session = await services.payments.retrieve_session(order.session_id)
     except SessionNotFound:
         log.error("payment order=%s session=%s outcome=session_missing_at_provider", order.id, order.session_id)
         return order
+    return await to_thread.run_sync(_apply_session, services, session, order, source)
+
+
+def _apply_session(services: Services, session: SessionState, order: Order, source: str) -> Order:
     with services.db.transaction() as conn:
         result = fulfilment.apply_session(conn, session, source=source)
     return result.order or order
@@ -111,48 +126,63 @@ class Verification:
                 "creditsGranted": self.order.credits_granted, "balance": self.balance}
 
 
-def verify_payment(services: Services, user: User, session_id: str) -> Verification:
+async def verify_payment(services: Services, user: User, session_id: str) -> Verification:
     services.limiter.hit(services.settings.verify_limit_per_user, "verify", str(user.id))
-    with services.db.read() as conn:
-        order = orders.by_session(conn, session_id)
+    order = await to_thread.run_sync(_order_by_session, services, session_id)
     if order is None or order.user_id != user.id:
         raise UnknownSession(session_id)
-    order = refresh(services, order, source="verify")
+    order = await refresh(services, order, source="verify")
+    balance = await to_thread.run_sync(_balance, services, user.id)
+    return Verification(order, balance)
+
+
+def _order_by_session(services: Services, session_id: str) -> Order | None:
     with services.db.read() as conn:
-        return Verification(order, ledger.balance(conn, user.id))
+        return orders.by_session(conn, session_id)
 
 
-def confirm_from_browser(services: Services, session_id: str) -> Order | None:
+def _balance(services: Services, user_id: int) -> int:
+    with services.db.read() as conn:
+        return ledger.balance(conn, user_id)
+
+
+async def confirm_from_browser(services: Services, session_id: str) -> Order | None:
     """The success page: confirm server-side; ``None`` when the session is not ours."""
-    with services.db.read() as conn:
-        order = orders.by_session(conn, session_id)
+    order = await to_thread.run_sync(_order_by_session, services, session_id)
     if order is None:
         return None
     try:
-        return refresh(services, order, source="success_page")
+        return await refresh(services, order, source="success_page")
     except PaymentProviderError:  # the page says the payment is still being confirmed
         return order
 
 
-def cancel_from_browser(services: Services, order_id: str) -> Order | None:
-    """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid."""
-    with services.db.read() as conn:
-        order = orders.by_id(conn, order_id)
-    if order is None:
-        return None
-    if order.status != orders.PENDING:
+async def cancel_from_browser(services: Services, order_id: str) -> Order | None:
+    """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid.
+
+    The order is marked cancelled first, so that the ``expired`` event our own expiry causes (which may
+    arrive before we are done here) cannot make it "expired"; a session that turns out to be paid is
+    fulfilled all the same.
+    """
+    order = await to_thread.run_sync(_cancel, services, order_id)
+    if order is None or order.status != orders.CANCELLED:
         return order
+    session: SessionState | None = None
     try:
-        session = services.provider.expire_session(order.session_id)
-    except PaymentProviderError:
-        session = None  # could not expire (or already paid): the session's own state decides below
+        session = await services.payments.expire_session(order.session_id)
+    except PaymentProviderUnavailable:
+        log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
+    except PaymentProviderError:  # refused (already paid or expired?): the session's own state decides
         try:
-            session = services.provider.retrieve_session(order.session_id)
+            session = await services.payments.retrieve_session(order.session_id)
         except PaymentProviderError:
             log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
+    if session is not None and session.is_paid:
+        return await to_thread.run_sync(_apply_session, services, session, order, "cancel_page")
+    return order
+
+
+def _cancel(services: Services, order_id: str) -> Order | None:
     with services.db.transaction() as conn:
-        if session is not None and session.is_paid:
-            return fulfilment.apply_session(conn, session, source="cancel_page").order
-        current = orders.by_id(conn, order.id, lock=True)
-        assert current is not None
-        return fulfilment.mark_cancelled(conn, current)
+        order = orders.by_id(conn, order_id, lock=True)
+        return fulfilment.mark_cancelled(conn, order) if order is not None else None

@@ -10,6 +10,7 @@ from backend.config import Settings
 from backend.db import Database
 from backend.migrations import prepare
 from backend.payments.base import PaymentProvider
+from backend.payments.gateway import ProviderGateway
 from backend.payments.stripe_provider import StripeProvider
 from backend.payments.stub import StubProvider
 from backend.ratelimit import RateLimiter
@@ -25,6 +26,8 @@ class Services:
     catalogue: Catalogue
     provider: PaymentProvider
     limiter: RateLimiter
+    # Every provider call made for a request goes through here (off the server's threads, with a breaker).
+    payments: ProviderGateway
 
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:
@@ -41,7 +44,8 @@ class Services:
                 "Stub payments mode: STRIPE_SECRET_KEY is not set, so checkouts are simulated on this server "
                 "and no money moves."
             )
-        return cls(settings, public_url, db, Catalogue.load(settings.packs_path), provider, RateLimiter())
+        catalogue = Catalogue.load(settings.packs_path)
+        return cls(settings, public_url, db, catalogue, provider, RateLimiter(), ProviderGateway(provider))
 
     @property
     def stub(self) -> StubProvider | None:

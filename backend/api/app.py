@@ -23,8 +23,10 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/api/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "payments": services.provider.name, "version": __version__}
+    async def health() -> dict[str, object]:
+        # async and free of I/O: answers at once whatever the provider or the disk are doing.
+        return {"status": "ok", "payments": services.provider.name, "version": __version__,
+                "paymentProvider": services.payments.health()}
 
     for module in (auth, billing, credits, webhooks, pages):
         app.include_router(module.router)

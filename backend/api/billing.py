@@ -19,14 +19,14 @@ def packs(services: ServicesDep) -> dict[str, object]:
 
 
 @router.post("/checkout")
-def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
-    order = purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
+async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
+    order = await purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
     return {"sessionId": order.session_id, "url": order.checkout_url}
 
 
 @router.get("/verify-payment")
-def verify_payment(
+async def verify_payment(
     services: ServicesDep, user: UserDep,
     session_id: Annotated[str, Query(min_length=1, max_length=255)],
 ) -> dict[str, object]:
-    return purchases.verify_payment(services, user, session_id).as_json()
+    return (await purchases.verify_payment(services, user, session_id)).as_json()

@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
 from backend import purchases, webhooks
-from backend.api.deps import ServicesDep
-from backend.errors import SessionNotFound
+from backend.api.deps import ClientAddressDep, ServicesDep
+from backend.api.errors import answer_for
+from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.orders import Order
 from backend.services import Services
 
@@ -57,15 +58,44 @@ def not_found(services: Services) -> HTMLResponse:
                 message="We could not find this checkout. If you paid, your app shows the payment.", order=None)
 
 
+def error_page(services: Services, exc: CreditdeskError) -> HTMLResponse:
+    """A failure as a page, with the status and the sentence the API would answer."""
+    answer = answer_for(exc)
+    response = page(services, "result.html", answer.status, title="Please try again later",
+                    message=answer.message.format(exc=exc), order=None)
+    if isinstance(exc, Retryable):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def limit_page_hits(services: Services, address: str, kind: str, key: str) -> None:
+    """The pages need no sign-in and each hit may ask the provider: count them per address and per checkout."""
+    services.limiter.hit(services.settings.page_limit_per_address, "page-address", address)
+    if key:
+        services.limiter.hit(services.settings.page_limit_per_checkout, kind, key)
+
+
 @router.get("/account/credits/success", response_class=HTMLResponse)
-def success(services: ServicesDep, session_id: Annotated[str, Query(max_length=255)] = "") -> Response:
-    order = purchases.confirm_from_browser(services, session_id) if session_id else None
+async def success(
+    services: ServicesDep, address: ClientAddressDep, session_id: Annotated[str, Query(max_length=255)] = ""
+) -> Response:
+    try:
+        limit_page_hits(services, address, "page-session", session_id)
+        order = await purchases.confirm_from_browser(services, session_id) if session_id else None
+    except CreditdeskError as exc:
+        return error_page(services, exc)
     return not_found(services) if order is None else result_page(services, order)
 
 
 @router.get("/account/credits/cancel", response_class=HTMLResponse)
-def cancel(services: ServicesDep, order_id: Annotated[str, Query(max_length=255)] = "") -> Response:
-    order = purchases.cancel_from_browser(services, order_id) if order_id else None
+async def cancel(
+    services: ServicesDep, address: ClientAddressDep, order_id: Annotated[str, Query(max_length=255)] = ""
+) -> Response:
+    try:
+        limit_page_hits(services, address, "page-order", order_id)
+        order = await purchases.cancel_from_browser(services, order_id) if order_id else None
+    except CreditdeskError as exc:
+        return error_page(services, exc)
     return not_found(services) if order is None else result_page(services, order)
 
 

@@ -18,13 +18,24 @@ from backend.payments.base import CheckoutRequest, CreatedSession, SessionState,
 
 log = logging.getLogger("creditdesk.payments")
 
+# The budget of one call on a request's path: a hanging Stripe costs at most about
+# READ + backoff + READ = 8.5 s, under the gateway's 10 s deadline (the SDK's own default is 80 s, three times).
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 4.0
+NETWORK_RETRIES = 1
+
 
 class StripeProvider:
     name = "stripe"
 
     def __init__(self, secret_key: str, api_base: str | None = None) -> None:
         kwargs = {"base_addresses": {"api": api_base}} if api_base else {}
-        self._client = stripe.StripeClient(secret_key, max_network_retries=2, **kwargs)  # type: ignore[arg-type]
+        self._client = stripe.StripeClient(
+            secret_key,
+            http_client=stripe.RequestsClient(timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)),
+            max_network_retries=NETWORK_RETRIES,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
         try:

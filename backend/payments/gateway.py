@@ -1,0 +1,175 @@
+"""Calls to the payment provider on a request's path, kept from holding up anything else.
+
+What does not need the provider must never wait on it. So every provider call made for a request
+goes through one :class:`ProviderGateway`, which
+
+* runs it on a small pool of its own threads, not the server's shared thread pool, so that calls
+  hanging on a slow provider cannot starve sign-in, balances or webhooks; when that pool is full, a
+  new call is refused at once rather than queued behind the hanging ones;
+* gives up on it after ``deadline`` seconds (the provider's client has its own, shorter, timeouts);
+* trips a circuit breaker (purgatory) after ``failure_threshold`` failures in a row, so that while
+  the provider keeps failing, calls fail fast for ``open_seconds`` instead of each waiting out the
+  timeouts; ``/api/health`` shows it;
+* checks a Checkout Session single-flight and keeps the answer for ``session_ttl`` seconds, shared by
+  ``verify-payment`` and the success page: sixty hits on one pending session make one call, not sixty.
+
+Why purgatory and not pybreaker: pybreaker holds its lock for the whole guarded call, which would
+serialise every Stripe call behind a hanging one (danielfm/pybreaker#3). The gateway runs on the
+event loop, where purgatory's asyncio breaker needs no lock at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+from backend.errors import PaymentProviderUnavailable
+from backend.payments.base import CheckoutRequest, CreatedSession, PaymentProvider, SessionState
+
+log = logging.getLogger("creditdesk.payments")
+
+T = TypeVar("T")
+
+CIRCUIT = "payment-provider"
+AVAILABLE, UNAVAILABLE, RECOVERING = "available", "unavailable", "recovering"
+
+
+class ProviderGateway:
+    def __init__(
+        self,
+        provider: PaymentProvider,
+        *,
+        workers: int = 8,
+        deadline: float = 10.0,
+        failure_threshold: int = 5,
+        open_seconds: float = 30.0,
+        session_ttl: float = 2.0,
+    ) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.deadline = deadline
+        self.session_ttl = session_ttl
+        self._workers = workers
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"{provider.name}-calls")
+        self._busy = 0  # calls submitted and not finished, including those given up on
+        self._busy_lock = threading.Lock()
+        # Only a provider that is down counts: a refusal or an unknown session means it is up.
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=failure_threshold, default_ttl=open_seconds,
+            exclude=[(BaseException, lambda exc: not isinstance(exc, PaymentProviderUnavailable))],
+        )
+        self._sessions: dict[str, tuple[float, SessionState]] = {}
+        self._in_flight: dict[str, asyncio.Future[SessionState]] = {}
+        self._state = AVAILABLE
+        self._open_until = 0.0
+
+    # --- the provider's operations ------------------------------------------------------------------
+
+    async def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
+        return await self._call(self.provider.create_checkout, request)
+
+    async def retrieve_session(self, session_id: str) -> SessionState:
+        """The session as the provider sees it, at most ``session_ttl`` seconds old; one call at a time."""
+        cached = self._sessions.get(session_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        pending = self._in_flight.get(session_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(session_id))
+            self._in_flight[session_id] = pending
+            pending.add_done_callback(lambda _: self._in_flight.pop(session_id, None))
+        # shield: a caller that goes away (a closed tab) does not cancel the check for the others.
+        return await asyncio.shield(pending)
+
+    async def expire_session(self, session_id: str) -> SessionState:
+        self._sessions.pop(session_id, None)
+        session = await self._call(self.provider.expire_session, session_id)
+        self._remember(session)
+        return session
+
+    def forget(self, session_id: str) -> None:
+        """Drop what is known of a session (a webhook changed it)."""
+        self._sessions.pop(session_id, None)
+
+    # --- state --------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """For ``/api/health``: ``available``, ``unavailable`` (failing fast) or ``recovering``."""
+        now = time.time()
+        if self._state == UNAVAILABLE and now >= self._open_until:
+            return {"state": RECOVERING}
+        if self._state == UNAVAILABLE:
+            return {"state": UNAVAILABLE, "retryAfter": max(1, math.ceil(self._open_until - now))}
+        return {"state": self._state}
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- inside ---------------------------------------------------------------------------------------
+
+    async def _fetch(self, session_id: str) -> SessionState:
+        session = await self._call(self.provider.retrieve_session, session_id)
+        self._remember(session)
+        return session
+
+    def _remember(self, session: SessionState) -> None:
+        now = time.monotonic()
+        if len(self._sessions) > 10_000:  # keep it small: only the last seconds' sessions matter
+            self._sessions = {k: v for k, v in self._sessions.items() if v[0] > now}
+        self._sessions[session.id] = (now + self.session_ttl, session)
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        with self._busy_lock:
+            if self._busy >= self._workers:
+                # Every thread is waiting on the provider already: this call would only queue behind them.
+                # Refused before the breaker, which must count the provider's failures, not ours.
+                raise PaymentProviderUnavailable("every provider thread is busy", retry_after=5)
+            self._busy += 1
+        submitted = False
+        try:
+            breaker = await self._breakers.get_breaker(CIRCUIT)
+            try:
+                async with breaker:
+                    future = self._executor.submit(function, *args)
+                    submitted = True
+                    future.add_done_callback(self._done)
+                    try:
+                        result = await asyncio.wait_for(asyncio.wrap_future(future), self.deadline)
+                    except TimeoutError:
+                        raise PaymentProviderUnavailable(f"no answer within {self.deadline:g} s") from None
+            except OpenedState as exc:
+                self._opened(exc.opened_at)
+                retry_after = max(1, math.ceil(self._open_until - time.time()))
+                raise PaymentProviderUnavailable("failing fast: the provider keeps failing", retry_after) from None
+            except PaymentProviderUnavailable:
+                context = breaker.context
+                if context.state == "opened" and context.opened_at is not None:
+                    self._opened(context.opened_at)
+                raise
+        finally:
+            if not submitted:
+                self._done(None)
+        if self._state != AVAILABLE:
+            log.info("payment provider=%s outcome=provider_available", self.name)
+        self._state = AVAILABLE
+        return result
+
+    def _opened(self, opened_at: float) -> None:
+        until = opened_at + self._breakers.default_ttl
+        if self._state != UNAVAILABLE or until != self._open_until:
+            log.warning("payment provider=%s outcome=provider_unavailable failing_fast_for=%ds", self.name,
+                        self._breakers.default_ttl)
+        self._state, self._open_until = UNAVAILABLE, until
+
+    def _done(self, _: object) -> None:
+        with self._busy_lock:
+            self._busy -= 1
