@@ -12,6 +12,10 @@ from __future__ import annotations
 class CreditdeskError(Exception):
     """The base of the backend's own errors; ``str(error)`` is for logs, never shown to a client."""
 
+    def details(self) -> dict[str, object] | None:
+        """Facts a client needs to act on this error (the answer's ``details``); ``None`` for most errors."""
+        return None
+
 
 class Retryable(CreditdeskError):
     """A passing condition: the same request may succeed in ``retry_after`` seconds."""
@@ -94,6 +98,62 @@ class InsufficientCredits(CreditdeskError):
 
 class IdempotencyConflict(CreditdeskError):
     """The idempotency key was used before for a different request."""
+
+
+# --- spend controls ---------------------------------------------------------------------------------
+
+
+class SpendCapReached(CreditdeskError):
+    """The spend would take what is spent in a period over the user's cap for it."""
+
+    def __init__(self, *, period: str, cap: int, used: int, amount: int, resets_at: str) -> None:
+        super().__init__(f"a spend of {amount} is over the {period} cap of {cap} ({used} used)")
+        self.period = period
+        self.cap = cap
+        self.used = used
+        self.amount = amount
+        self.resets_at = resets_at
+
+    @property
+    def period_word(self) -> str:
+        return {"day": "daily", "week": "weekly", "month": "monthly"}.get(self.period, self.period)
+
+    @property
+    def this_period(self) -> str:
+        return {"day": "today"}.get(self.period, f"this {self.period}")
+
+    def details(self) -> dict[str, object]:
+        return {"period": self.period, "cap": self.cap, "used": self.used, "resetsAt": self.resets_at}
+
+
+class ConfirmationRequired(CreditdeskError):
+    """The spend is above the user's "confirm above" threshold: repeat it with ``token`` to go ahead."""
+
+    def __init__(self, *, token: str, amount: int, balance_after: int, threshold: int, retried: bool) -> None:
+        super().__init__(f"a spend of {amount} is above the confirmation threshold of {threshold}")
+        self.token = token
+        self.amount = amount
+        self.balance_after = balance_after
+        self.threshold = threshold
+        # A token came with the request but was not good for it (used, expired, another amount or key).
+        self.retried = retried
+
+    @property
+    def why(self) -> str:
+        if self.retried:
+            return "The confirmation token is used, expired or for another spend; here is a new one."
+        return f"It is above your confirmation threshold of {self.threshold} credits."
+
+    def details(self) -> dict[str, object]:
+        return {"confirmationToken": self.token, "amount": self.amount, "balanceAfter": self.balance_after}
+
+
+class InvalidDateRange(CreditdeskError):
+    """``from`` after ``to``, or a range with too many periods to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # --- webhooks ---------------------------------------------------------------------------------------

@@ -62,6 +62,15 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
                                        "This needs {exc.amount} credits and the balance is {exc.balance}."),
     errors.IdempotencyConflict: Answer(409, "idempotency_key_reused",
                                        "This idempotency key was already used for a different spend."),
+    errors.SpendCapReached: Answer(
+        403, "spend_cap_reached",
+        "This spend of {exc.amount} credits would go over your {exc.period_word} cap: {exc.used} of {exc.cap} "
+        "credits are already spent {exc.this_period}. Raise the cap or wait until it resets."),
+    errors.ConfirmationRequired: Answer(
+        428, "confirmation_required",
+        "This spend of {exc.amount} credits needs your confirmation. {exc.why} Repeat it with the "
+        "confirmation token to go ahead."),
+    errors.InvalidDateRange: Answer(422, "invalid_range", "The date range cannot be used: {exc.reason}."),
     errors.WebhooksNotConfigured: Answer(
         400, "webhooks_not_configured",
         "This server has no STRIPE_WEBHOOK_SECRET, so it cannot accept Stripe events."),
@@ -92,8 +101,12 @@ class ApiError(Exception):
         self.answer = answer
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, details: dict[str, object] | None = None) -> dict[str, dict[str, object]]:
+    """The contract's error body; ``details`` (facts a client needs, such as a cap and when it resets) when given."""
+    error: dict[str, object] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
 
 
 def answer_for(exc: errors.CreditdeskError) -> Answer:
@@ -109,12 +122,14 @@ def response_for(exc: errors.CreditdeskError) -> JSONResponse:
     headers = dict(answer.headers)
     if isinstance(exc, errors.Retryable):
         headers["Retry-After"] = str(exc.retry_after)
-    return respond(answer, headers, exc=exc)
+    return respond(answer, headers, details=exc.details(), exc=exc)
 
 
-def respond(answer: Answer, headers: dict[str, str] | None = None, **context: Any) -> JSONResponse:
+def respond(answer: Answer, headers: dict[str, str] | None = None, details: dict[str, object] | None = None,
+            **context: Any) -> JSONResponse:
     message = answer.message.format(**context) if context else answer.message
-    return JSONResponse(error_body(answer.code, message), answer.status, headers=headers or answer.headers or None)
+    return JSONResponse(error_body(answer.code, message, details), answer.status,
+                        headers=headers or answer.headers or None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
