@@ -29,7 +29,15 @@ BUSY_TIMEOUT_SECONDS = 30
 
 def utcnow() -> str:
     """An ISO 8601 UTC timestamp, as stored and as the API shows it."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` (an aware datetime) in the one text form of stored times: ``2026-11-26T13:18:25.577Z``.
+
+    Every stored time has this fixed width, so comparing the texts compares the times, on both engines.
+    """
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sqlite_url(path: Path | str) -> str:

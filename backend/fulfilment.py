@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, case, select
 
-from backend import ledger, orders
+from backend import alerts, ledger, orders
 from backend.db import insert_ignoring_duplicates, utcnow
 from backend.orders import CANCELLED, EXPIRED, FAILED, PAID, PENDING, REFUNDED, Order
 from backend.payments.base import PURCHASE_TYPE, SessionState
@@ -74,8 +74,10 @@ def apply_session(conn: Connection, session: SessionState, *, source: str) -> Re
             description=f"{order.pack_name} pack",
         )
         orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
+        old_status = order.status
         order = orders.by_id(conn, order.id)
         assert order is not None
+        alerts.on_order_status(conn, order, old_status, PAID)
         if entry is None:  # the ledger already had it: the order row had lagged behind
             return Result(ALREADY_GRANTED, order)
         log.info(
@@ -85,6 +87,7 @@ def apply_session(conn: Connection, session: SessionState, *, source: str) -> Re
         _apply_refunds(conn, order)
         return Result(GRANTED, orders.by_id(conn, order.id))
     if session.status == "expired" and orders.set_status_if(conn, order, EXPIRED, when={PENDING}):
+        alerts.on_order_status(conn, order, order.status, EXPIRED)
         log.info("payment order=%s session=%s user=%s source=%s outcome=expired",
                  order.id, session.id, order.user_id, source)
         return Result(EXPIRED, orders.by_id(conn, order.id))
@@ -97,6 +100,7 @@ def mark_failed(conn: Connection, session: SessionState, *, source: str) -> Resu
     if order is None or mismatches(order, session):
         return Result(UNKNOWN_ORDER if order is None else REFUSED, order)
     if orders.set_status_if(conn, order, FAILED, when={PENDING, CANCELLED}):
+        alerts.on_order_status(conn, order, order.status, FAILED)
         log.info("payment order=%s session=%s user=%s source=%s outcome=failed",
                  order.id, session.id, order.user_id, source)
         return Result(FAILED, orders.by_id(conn, order.id))

@@ -14,18 +14,23 @@ never takes a balance below zero.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from backend import alerts
 from backend.db import insert_ignoring_duplicates, utcnow
 from backend.errors import IdempotencyConflict, InsufficientCredits
 from backend.schema import balances, ledger_entries
 
 EntryType = Literal["purchase", "spend", "refund", "adjustment"]
 ENTRY_TYPES: tuple[str, ...] = ("purchase", "spend", "refund", "adjustment")
+# Credits taken back because a payment was refunded or disputed, and entries that give them back. Neither
+# counts as spending.
+CLAWBACK_TYPES: tuple[str, ...] = ("refund", "dispute")
+CLAWBACK_REVERSAL_TYPES: tuple[str, ...] = ("refund_reversal", "dispute_reversal")
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,14 @@ class Entry:
     reference: str
     description: str
     created_at: str
+    feature: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Entry:
         return cls(
             id=row["id"], user_id=row["user_id"], type=row["type"], amount=row["amount"],
             balance_after=row["balance_after"], reference=row["reference"],
-            description=row["description"] or "", created_at=row["created_at"],
+            description=row["description"] or "", created_at=row["created_at"], feature=row.get("feature"),
         )
 
 
@@ -53,8 +59,11 @@ def balance(conn: Connection, user_id: int) -> int:
     return value or 0
 
 
-def _locked_balance(conn: Connection, user_id: int) -> int:
-    """The balance, with the user's balance row locked until the transaction ends (made if missing)."""
+def locked_balance(conn: Connection, user_id: int) -> int:
+    """The balance, with the user's balance row locked until the transaction ends (made if missing).
+
+    Everything that changes a user's ledger or depends on their balance staying put (spend controls, alert
+    thresholds) takes this lock first, so that it happens one at a time per user on every engine."""
     query = select(balances.c.balance).where(balances.c.user_id == user_id).with_for_update()
     value = conn.execute(query).scalar()
     if value is None:
@@ -81,28 +90,34 @@ def post(
     reference: str,
     description: str = "",
     fingerprint: str | None = None,
+    feature: str | None = None,
+    created_at: str | None = None,
 ) -> Entry | None:
     """Append an entry and move the cached balance with it; ``None`` if the reference is already posted.
 
     Must run inside a write transaction. Does not refuse negative balances: spending checks
     that itself (:func:`spend`), while refunds may claw back credits that are already spent.
+    The alerts the entry causes (:func:`backend.alerts.on_ledger_entry`) are made in the same transaction.
+    ``created_at`` is now unless given (the spend path gives the instant its caps were counted at).
     """
     if type not in ENTRY_TYPES:
         raise ValueError(f"unknown entry type {type!r}")
     if amount == 0:
         raise ValueError("a ledger entry moves a non-zero amount")
-    current = _locked_balance(conn, user_id)
+    current = locked_balance(conn, user_id)
     if find(conn, user_id, type, reference) is not None:
         return None
     balance_after = current + amount
     row = conn.execute(
         insert(ledger_entries).values(
             user_id=user_id, type=type, amount=amount, balance_after=balance_after, reference=reference,
-            description=description, created_at=utcnow(), fingerprint=fingerprint,
+            description=description, created_at=created_at or utcnow(), fingerprint=fingerprint, feature=feature,
         ).returning(*ledger_entries.c)
     ).mappings().one()
     conn.execute(update(balances).where(balances.c.user_id == user_id).values(balance=balance_after))
-    return Entry.from_row(row)
+    entry = Entry.from_row(row)
+    alerts.on_ledger_entry(conn, entry)
+    return entry
 
 
 def spend(
@@ -113,15 +128,20 @@ def spend(
     idempotency_key: str,
     description: str,
     fingerprint: str,
+    feature: str | None = None,
+    check: Callable[[int], None] | None = None,
+    created_at: str | None = None,
 ) -> tuple[Entry, bool]:
     """Spend ``amount`` credits once per idempotency key; returns the entry and whether it is new.
 
     A key seen before with the same ``fingerprint`` (a digest of the request) answers with the
     first spend and takes nothing more; with another fingerprint it raises IdempotencyConflict.
+    ``check`` (the user's spend controls) is called with the locked balance once the key is known to
+    be new and the balance to cover the spend, before anything is written; it refuses by raising.
     """
     if amount <= 0:
         raise ValueError("a spend takes a positive number of credits")
-    current = _locked_balance(conn, user_id)
+    current = locked_balance(conn, user_id)
     existing = conn.execute(
         select(ledger_entries).where(
             ledger_entries.c.user_id == user_id, ledger_entries.c.type == "spend",
@@ -134,9 +154,11 @@ def spend(
         return Entry.from_row(existing), False
     if amount > current:
         raise InsufficientCredits(current, amount)
+    if check is not None:
+        check(current)
     entry = post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=idempotency_key,
-        description=description, fingerprint=fingerprint,
+        description=description, fingerprint=fingerprint, feature=feature, created_at=created_at,
     )
     assert entry is not None  # the reference was checked above, inside the same transaction
     return entry, True

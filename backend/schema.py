@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -61,8 +62,12 @@ ledger_entries = Table(
     Column("description", Text),
     Column("created_at", Text, nullable=False),
     Column("fingerprint", Text),
+    # What the host application's feature that spent the credits calls itself (spends only; optional).
+    Column("feature", Text),
     Index("idx_ledger_entries_user_id_type_reference", "user_id", "type", "reference", unique=True),
     Index("idx_ledger_entries_user_id_id", "user_id", "id"),
+    # Ranges of time per user: caps, the usage dashboard and the CSV export.
+    Index("idx_ledger_entries_user_id_created_at", "user_id", "created_at"),
 )
 
 orders = Table(
@@ -112,4 +117,66 @@ stub_sessions = Table(
     "stub_sessions", metadata,
     Column("id", Text, primary_key=True),
     Column("data", Text, nullable=False),
+)
+
+# A user's spend controls; no row means none are set (and the time zone is UTC).
+spend_controls = Table(
+    "spend_controls", metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("time_zone", Text, nullable=False),
+    Column("cap_day", Amount),
+    Column("cap_week", Amount),
+    Column("cap_month", Amount),
+    Column("confirm_above", Amount),
+    Column("updated_at", Text, nullable=False),
+)
+
+# Every change of a spend control: the field, its old and new value (as JSON), and when.
+spend_control_changes = Table(
+    "spend_control_changes", metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("changed_at", Text, nullable=False),
+    Index("idx_spend_control_changes_user_id_id", "user_id", "id"),
+)
+
+# Low-balance thresholds; ``armed`` until the balance goes below, then again once it has risen above.
+low_balance_thresholds = Table(
+    "low_balance_thresholds", metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("threshold", Amount, primary_key=True, autoincrement=False),
+    Column("armed", Boolean, nullable=False),
+)
+
+# Confirmation tokens of spends above the "confirm above" threshold (digests only): good once, for
+# one amount and idempotency key, until ``expires_at``.
+spend_confirmations = Table(
+    "spend_confirmations", metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("used_at", Text),
+    Index("idx_spend_confirmations_user_id", "user_id"),
+)
+
+# The user's alerts. ``dedupe_key`` names the crossing an alert is about (a cap in one period, an
+# order's outcome), so that it is made once however many transactions reach it.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("read_at", Text),
+    Column("dedupe_key", Text),
+    Index("idx_alerts_user_id_id", "user_id", "id"),
+    Index("idx_alerts_user_id_dedupe_key", "user_id", "dedupe_key", unique=True),
 )

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import auth, billing, credits, pages, webhooks
+from backend.api import alerts, auth, billing, credits, pages, webhooks
 from backend.api.errors import PAYLOAD_TOO_LARGE, ApiError, install_error_handlers, respond
 from backend.services import Services
 
@@ -28,7 +28,7 @@ def create_app(services: Services) -> FastAPI:
         return {"status": "ok", "payments": services.provider.name, "version": __version__,
                 "paymentProvider": services.payments.health()}
 
-    for module in (auth, billing, credits, webhooks, pages):
+    for module in (auth, billing, credits, alerts, webhooks, pages):
         app.include_router(module.router)
 
     install_error_handlers(app)

@@ -1,16 +1,16 @@
-"""``/api/credits``: balance, history, spending."""
+"""``/api/credits``: balance, history, spending, spend controls, usage and the CSV export."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
-from backend import ledger
+from backend import ledger, spend_controls, spending, usage
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.schemas import SpendBody
+from backend.api.schemas import ControlsBody, SpendBody
 
 router = APIRouter(prefix="/api/credits")
 
@@ -41,12 +41,58 @@ def transactions(
 
 @router.post("/spend")
 def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
-    description = body.description or ""
-    fingerprint = hashlib.sha256(json.dumps([body.amount, description]).encode()).hexdigest()
-    with services.db.transaction() as conn:
-        entry, _ = ledger.spend(
-            conn, user_id=user.id, amount=body.amount, idempotency_key=body.idempotencyKey,
-            description=description, fingerprint=fingerprint,
-        )
+    request = spending.SpendRequest(
+        amount=body.amount, idempotency_key=body.idempotencyKey, description=body.description or "",
+        feature=body.feature, confirmation_token=body.confirmationToken,
+    )
+    entry = spending.spend(services.db, user.id, request)
     # A replay answers as the first time did: the balance right after this spend.
     return {"transactionId": entry.id, "balance": entry.balance_after}
+
+
+def _controls_answer(services: ServicesDep, user_id: int) -> dict[str, object]:
+    with services.db.read() as conn:
+        controls = spend_controls.load(conn, user_id)
+        use = spend_controls.current_use(conn, user_id, controls, datetime.now(UTC))
+        return {**controls.as_json(), "history": spend_controls.history(conn, user_id),
+                "periods": {u.period: u.as_json() for u in use}}
+
+
+@router.get("/controls")
+def get_controls(services: ServicesDep, user: UserDep) -> dict[str, object]:
+    return _controls_answer(services, user.id)
+
+
+@router.put("/controls")
+def put_controls(body: ControlsBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
+    with services.db.transaction() as conn:
+        spend_controls.update_controls(conn, user.id, body.changes())
+    return _controls_answer(services, user.id)
+
+
+@router.get("/usage")
+def get_usage(
+    services: ServicesDep, user: UserDep,
+    granularity: Literal["day", "week", "month"] = "day",
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+) -> dict[str, object]:
+    with services.db.read() as conn:
+        controls = spend_controls.load(conn, user.id)
+    return usage.dashboard(services.db, user.id, controls, granularity, from_, to)
+
+
+@router.get("/transactions.csv")
+def transactions_csv(
+    services: ServicesDep, user: UserDep,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+) -> StreamingResponse:
+    with services.db.read() as conn:
+        controls = spend_controls.load(conn, user.id)
+    window = usage.csv_range(controls, from_, to)
+    name = f"creditdesk-transactions-{window.first.isoformat()}-to-{window.last.isoformat()}.csv"
+    return StreamingResponse(
+        usage.csv_chunks(services.db, user.id, controls, window), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

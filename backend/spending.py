@@ -1,0 +1,140 @@
+"""Spending credits under the user's spend controls, all in the spend's own transaction.
+
+The order of the checks, once the user's balance row is locked (so that concurrent spends of one user are
+checked one after the other, on SQLite and on PostgreSQL alike):
+
+1. a repeated idempotency key answers as the first time did (nothing is checked again, nothing spent);
+2. the balance must cover the spend (402 ``insufficient_credits``);
+3. no cap may be exceeded: the spend plus what is already spent in the period (403 ``spend_cap_reached``,
+   naming the cap that resets last, since waiting for the others would not be enough);
+4. a spend above the "confirm above" threshold needs a confirmation token, good once for this amount and
+   key (428 ``confirmation_required`` hands one out).
+
+A refusal writes no ledger entry; what it does write (the cap's alert, the confirmation token) commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, insert, or_, update
+
+from backend import alerts, ledger, periods, spend_controls
+from backend.db import Database, iso_utc
+from backend.errors import ConfirmationRequired, SpendCapReached
+from backend.periods import PERIODS
+from backend.schema import spend_confirmations
+
+CONFIRMATION_TTL = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SpendRequest:
+    amount: int
+    idempotency_key: str
+    description: str = ""
+    feature: str | None = None
+    confirmation_token: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two requests with one idempotency key the same spend. The confirmation token is not part
+        of it (the confirmed retry is the same spend), and a request without a feature digests as before
+        features existed, so that a key used before an upgrade still answers as it did."""
+        parts: list[object] = [self.amount, self.description]
+        if self.feature is not None:
+            parts.append(self.feature)
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | None = None) -> ledger.Entry:
+    """Spend once per idempotency key, within the user's controls; raises the refusal otherwise."""
+    refusal: SpendCapReached | ConfirmationRequired | None = None
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, user_id)  # first, so that ``moment`` is when this spend's turn came
+        moment = now or datetime.now(UTC)
+        controls = spend_controls.load(conn, user_id)
+        counted: list[spend_controls.PeriodUse] = []
+
+        def check(balance: int) -> None:
+            counted.extend(_check_caps(conn, user_id, request, controls, moment))
+            _check_confirmation(conn, user_id, request, controls, balance, moment)
+
+        try:
+            entry, new = ledger.spend(
+                conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
+                description=request.description, fingerprint=request.fingerprint, feature=request.feature,
+                check=check, created_at=iso_utc(moment),
+            )
+        except (SpendCapReached, ConfirmationRequired) as exc:
+            refusal = exc  # nothing is in the ledger; the refusal's own rows commit below
+        else:
+            if new:
+                for use in counted:
+                    assert use.cap is not None
+                    alerts.on_cap_usage(conn, user_id, period=use.period, cap=use.cap,
+                                        used=use.used + request.amount, window=use.window)
+    if refusal is not None:
+        raise refusal
+    return entry
+
+
+def _check_caps(conn: Connection, user_id: int, request: SpendRequest, controls: spend_controls.Controls,
+                now: datetime) -> list[spend_controls.PeriodUse]:
+    counted: list[spend_controls.PeriodUse] = []
+    over: list[spend_controls.PeriodUse] = []
+    for period in PERIODS:
+        cap = controls.caps.get(period)
+        if cap is None:
+            continue
+        window = periods.window(period, now, controls.zone)
+        use = spend_controls.PeriodUse(period, cap, spend_controls.spent(conn, user_id, window), window)
+        counted.append(use)
+        if use.used + request.amount > cap:
+            over.append(use)
+    for use in over:
+        assert use.cap is not None
+        alerts.on_cap_refused(conn, user_id, period=use.period, cap=use.cap, used=use.used, window=use.window)
+    if over:
+        binding = max(over, key=lambda use: use.window.end)
+        assert binding.cap is not None
+        raise SpendCapReached(period=binding.period, cap=binding.cap, used=binding.used, amount=request.amount,
+                              resets_at=iso_utc(binding.window.end))
+    return counted
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_confirmation(conn: Connection, user_id: int, request: SpendRequest, controls: spend_controls.Controls,
+                        balance: int, now: datetime) -> None:
+    threshold = controls.confirm_above
+    if threshold is None or request.amount <= threshold:
+        return
+    c = spend_confirmations.c
+    now_text = iso_utc(now)
+    if request.confirmation_token:
+        used = conn.execute(
+            update(spend_confirmations).where(
+                c.token_hash == _digest(request.confirmation_token), c.user_id == user_id,
+                c.idempotency_key == request.idempotency_key, c.amount == request.amount,
+                c.used_at.is_(None), c.expires_at > now_text,
+            ).values(used_at=now_text)
+        )
+        if used.rowcount == 1:
+            return
+    # Tokens that can no longer be used are of no interest to anyone.
+    conn.execute(delete(spend_confirmations).where(
+        c.user_id == user_id, or_(c.used_at.is_not(None), c.expires_at <= now_text)))
+    token = "cfm_" + secrets.token_urlsafe(24)
+    conn.execute(insert(spend_confirmations).values(
+        token_hash=_digest(token), user_id=user_id, idempotency_key=request.idempotency_key, amount=request.amount,
+        created_at=now_text, expires_at=iso_utc(now + CONFIRMATION_TTL), used_at=None,
+    ))
+    raise ConfirmationRequired(token=token, amount=request.amount, balance_after=balance - request.amount,
+                               threshold=threshold, retried=bool(request.confirmation_token))

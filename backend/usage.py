@@ -1,0 +1,250 @@
+"""The usage dashboard and the CSV export of the ledger, aggregated by the database.
+
+Periods are cut in the user's time zone by :mod:`backend.periods` (in Python, with zoneinfo); the database
+gets their UTC bounds as a small table of ranges and sums the entries that fall in each with one indexed
+range join, so the work grows with the entries in the range asked for, not with the user's whole history,
+and the same query runs on SQLite and PostgreSQL.
+
+Every entry type lands in one column, so that the columns add up to the change of the balance:
+``closingBalance = openingBalance + purchased - spent - clawedBack + adjusted``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Integer, Text, and_, column, func, or_, select, values
+
+from backend import ledger, periods
+from backend.db import Database, iso_utc
+from backend.errors import InvalidDateRange
+from backend.periods import Period, Window
+from backend.schema import ledger_entries
+from backend.spend_controls import Controls
+
+MAX_BUCKETS = 400
+BY_DESCRIPTION_ROWS = 10
+EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)
+MIN_ACTIVE_DAYS = 3
+CSV_PAGE = 1000
+
+
+@dataclass
+class Sums:
+    """Credits per dashboard column, each a positive figure for what it moved (spent and clawed back left the
+    balance; ``adjusted`` is the net of adjustments and any other entry type)."""
+
+    spent: int = 0
+    purchased: int = 0
+    clawed_back: int = 0
+    adjusted: int = 0
+
+    def add(self, entry_type: str, amount: int) -> None:
+        if entry_type == "spend":
+            self.spent -= amount
+        elif entry_type == "purchase":
+            self.purchased += amount
+        elif entry_type in ledger.CLAWBACK_TYPES or entry_type in ledger.CLAWBACK_REVERSAL_TYPES:
+            self.clawed_back -= amount
+        else:
+            self.adjusted += amount
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(self.spent + other.spent, self.purchased + other.purchased,
+                    self.clawed_back + other.clawed_back, self.adjusted + other.adjusted)
+
+    @property
+    def net(self) -> int:
+        return self.purchased - self.spent - self.clawed_back + self.adjusted
+
+    def as_json(self) -> dict[str, int]:
+        return {"spent": self.spent, "purchased": self.purchased, "clawedBack": self.clawed_back,
+                "adjusted": self.adjusted}
+
+
+def date_range(granularity: Period, first: date | None, last: date | None, today: date) -> tuple[date, date]:
+    """The range asked for, or a default that ends today: 30 days, 12 weeks or 12 months."""
+    last = last or (max(today, first) if first else today)
+    if first is None:
+        if granularity == "day":
+            first = last - timedelta(days=29)
+        elif granularity == "week":
+            first = periods.start_of("week", last) - timedelta(weeks=11)
+        else:
+            first = periods.start_of("month", last)
+            for _ in range(11):
+                first = periods.start_of("month", first - timedelta(days=1))
+    if not EARLIEST <= first <= LATEST or not EARLIEST <= last <= LATEST:
+        raise InvalidDateRange(f"dates must be between {EARLIEST} and {LATEST}")
+    if first > last:
+        raise InvalidDateRange(f"from ({first}) is after to ({last})")
+    if periods.count(granularity, first, last) > MAX_BUCKETS:
+        raise InvalidDateRange(f"that is more than {MAX_BUCKETS} {granularity}s; choose a shorter range or a longer "
+                               "granularity")
+    return first, last
+
+
+def sums_by_window(conn: Connection, user_id: int, windows: Sequence[Window],
+                   types: Sequence[str] | None = None) -> list[Sums]:
+    """The sums of each window's entries, in one query: the windows' bounds become a small table
+    (``WITH bounds(i, lo, hi) AS (VALUES ...)``) joined to the ledger on its (user_id, created_at) index."""
+    if not windows:
+        return []
+    bounds = values(column("i", Integer), column("lo", Text), column("hi", Text), name="bounds").data(
+        [(i, iso_utc(w.start), iso_utc(w.end)) for i, w in enumerate(windows)]
+    ).cte("bounds")
+    e = ledger_entries.c
+    condition = and_(e.user_id == user_id, e.created_at >= bounds.c.lo, e.created_at < bounds.c.hi)
+    if types is not None:
+        condition = and_(condition, e.type.in_(types))
+    query = (select(bounds.c.i, e.type, func.sum(e.amount))
+             .select_from(bounds.join(ledger_entries, condition)).group_by(bounds.c.i, e.type))
+    found = [Sums() for _ in windows]
+    for i, entry_type, total in conn.execute(query):
+        found[int(i)].add(entry_type, int(total))
+    return found
+
+
+def by_description(conn: Connection, user_id: int, window: Window, spent_total: int) -> list[dict[str, object]]:
+    """Spending in ``window`` by feature (where the spend names one) or description, largest first; what does
+    not fit in the first rows is summed in a last row with ``"rest": true``."""
+    e = ledger_entries.c
+    label = func.coalesce(e.feature, e.description, "").label("label")
+    total = func.sum(e.amount).label("total")
+    rows = conn.execute(
+        select(label, total).where(e.user_id == user_id, e.type == "spend", e.created_at >= iso_utc(window.start),
+                                   e.created_at < iso_utc(window.end))
+        .group_by(label).order_by(total, label).limit(BY_DESCRIPTION_ROWS + 1)
+    ).all()
+    shown = rows if len(rows) <= BY_DESCRIPTION_ROWS else rows[:BY_DESCRIPTION_ROWS - 1]
+    found: list[dict[str, object]] = [{"description": r.label, "spent": -int(r.total)} for r in shown]
+    if len(rows) > len(shown):
+        found.append({"description": "Everything else", "spent": spent_total - sum(int(r["spent"]) for r in found),
+                      "rest": True})
+    return found
+
+
+def balance_before(conn: Connection, user_id: int, moment: datetime) -> int:
+    """The balance just before ``moment``: that after the user's last entry before it (0 if none)."""
+    e = ledger_entries.c
+    value = conn.execute(
+        select(e.balance_after).where(e.user_id == user_id, e.created_at < iso_utc(moment))
+        .order_by(e.created_at.desc(), e.id.desc()).limit(1)
+    ).scalar()
+    return int(value or 0)
+
+
+def forecast(conn: Connection, user_id: int, tz: ZoneInfo, now: datetime) -> dict[str, object]:
+    """Days left at the average daily spending of the last 7 and 30 days (today included). A user newer than
+    the window is averaged over the days since their first entry; below three days with spending, or with
+    nothing spent lately, there is no figure (``null``), never a negative or infinite one."""
+    today = periods.local_date(now, tz)
+    days = [periods.days(today - timedelta(days=n), today - timedelta(days=n), tz) for n in range(29, -1, -1)]
+    spent = [s.spent for s in sums_by_window(conn, user_id, days, types=("spend",))]
+    first_entry = conn.execute(
+        select(func.min(ledger_entries.c.created_at)).where(ledger_entries.c.user_id == user_id)
+    ).scalar()
+    known_days = (today - periods.local_date(_parse(first_entry), tz)).days + 1 if first_entry else 0
+    active = sum(1 for s in spent if s > 0)
+    balance = ledger.balance(conn, user_id)
+
+    def average(n: int) -> float:
+        span = min(n, max(known_days, 1))
+        return sum(spent[-n:]) / span
+
+    def days_left(daily: float) -> int | None:
+        if active < MIN_ACTIVE_DAYS or daily <= 0:
+            return None
+        return 0 if balance <= 0 else math.floor(balance / daily)
+
+    avg7, avg30 = average(7), average(30)
+    return {"dailyAverage7": round(avg7, 2), "dailyAverage30": round(avg30, 2), "daysLeft": days_left(avg7),
+            "daysLeft30": days_left(avg30), "activeDays": active, "balance": balance}
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def dashboard(db: Database, user_id: int, controls: Controls, granularity: Period, first: date | None,
+              last: date | None, *, now: datetime | None = None) -> dict[str, object]:
+    now = now or datetime.now(UTC)
+    tz = controls.zone
+    first, last = date_range(granularity, first, last, periods.local_date(now, tz))
+    windows = periods.buckets(granularity, first, last, tz)
+    whole = periods.days(first, last, tz)
+    with db.read() as conn:
+        sums = sums_by_window(conn, user_id, windows)
+        totals = sum(sums, Sums())
+        opening = balance_before(conn, user_id, whole.start)
+        breakdown = by_description(conn, user_id, whole, totals.spent)
+        outlook = forecast(conn, user_id, tz, now)
+    return {
+        "timeZone": controls.time_zone, "granularity": granularity, "from": first.isoformat(), "to": last.isoformat(),
+        "buckets": [{"start": w.first.isoformat(), **s.as_json()} for w, s in zip(windows, sums, strict=True)],
+        "totals": {**totals.as_json(), "openingBalance": opening, "closingBalance": opening + totals.net},
+        "byDescription": breakdown, "forecast": outlook,
+    }
+
+
+# -- CSV ----------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("id", "createdAt", "localTime", "type", "amount", "balanceAfter", "description", "feature",
+               "reference")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is prefixed
+# with an apostrophe, which spreadsheets show as text and do not display.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(value: str | None) -> str:
+    value = value or ""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def csv_range(controls: Controls, first: date | None, last: date | None, *, now: datetime | None = None) -> Window:
+    """The local days the export covers: as asked, or from the first day of this month to today."""
+    now = now or datetime.now(UTC)
+    today = periods.local_date(now, controls.zone)
+    first = first or periods.start_of("month", last or today)
+    last = last or max(today, first)
+    if not EARLIEST <= first <= LATEST or not EARLIEST <= last <= LATEST:
+        raise InvalidDateRange(f"dates must be between {EARLIEST} and {LATEST}")
+    if first > last:
+        raise InvalidDateRange(f"from ({first}) is after to ({last})")
+    return periods.days(first, last, controls.zone)
+
+
+def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -> Iterator[bytes]:
+    """The CSV file, UTF-8 with a byte order mark, in chunks of rows read page by page (oldest first)."""
+    tz = controls.zone
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)  # RFC 4180: quoted where needed, CRLF line ends
+    buffer.write("\ufeff")
+    writer.writerow(CSV_COLUMNS)
+    e = ledger_entries.c
+    lo, hi = iso_utc(window.start), iso_utc(window.end)
+    after: tuple[str, int] | None = None
+    while True:
+        query = select(e.id, e.created_at, e.type, e.amount, e.balance_after, e.description, e.feature, e.reference) \
+            .where(e.user_id == user_id, e.created_at >= lo, e.created_at < hi)
+        if after is not None:
+            query = query.where(or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
+        with db.read() as conn:
+            rows = conn.execute(query.order_by(e.created_at, e.id).limit(CSV_PAGE)).all()
+        for r in rows:
+            local = _parse(r.created_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+            writer.writerow((r.id, r.created_at, local, r.type, r.amount, r.balance_after, _text_cell(r.description),
+                             _text_cell(r.feature), _text_cell(r.reference)))
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+        if len(rows) < CSV_PAGE:
+            return
+        after = (rows[-1].created_at, rows[-1].id)
+

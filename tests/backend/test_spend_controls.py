@@ -1,0 +1,247 @@
+"""Spend controls in the spend's own transaction: caps per period in the user's time zone, the confirmation
+flow, clawbacks that never count as spending, and the history of every change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from backend import alerts, ledger, spend_controls, spending
+from backend.db import Database
+from backend.errors import ConfirmationRequired, InsufficientCredits, SpendCapReached
+from tests.helpers.concurrency import all_at_once
+
+USER = 7
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def grant(db: Database, amount: int, reference: str, user: int = USER, at: str | None = None) -> None:
+    with db.transaction() as conn:
+        ledger.post(conn, user_id=user, type="purchase", amount=amount, reference=reference,
+                    created_at=at and utc(at).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+def controls(db: Database, user: int = USER, **changes: Any) -> spend_controls.Controls:
+    with db.transaction() as conn:
+        return spend_controls.update_controls(conn, user, changes)
+
+
+def spend(db: Database, amount: int, key: str, *, at: str = "2026-11-26 12:00", token: str | None = None,
+          user: int = USER, description: str = "", feature: str | None = None) -> ledger.Entry:
+    """A spend at the instant ``at`` (UTC): a fixed one unless the test is about time."""
+    request = spending.SpendRequest(amount, key, description, feature, token)
+    return spending.spend(db, user, request, now=utc(at))
+
+
+def balance(db: Database, user: int = USER) -> int:
+    with db.read() as conn:
+        return ledger.balance(conn, user)
+
+
+def kinds(db: Database, user: int = USER) -> list[str]:
+    with db.read() as conn:
+        return [a.kind for a in reversed(alerts.page(conn, user, unread_only=False, limit=200)[0])]
+
+
+# -- caps ---------------------------------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_spends_of_ten_against_a_daily_cap_of_one_hundred(db: Database) -> None:
+    grant(db, 10_000, "cs_big")
+    controls(db, **{"caps.day": 100})
+    outcomes = all_at_once(50, lambda n: spend(db, 10, f"race-{n}"))
+    refusals = [o for o in outcomes if isinstance(o, SpendCapReached)]
+    assert sum(isinstance(o, ledger.Entry) for o in outcomes) == 10 and len(refusals) == 40
+    assert all((r.period, r.cap) == ("day", 100) and r.used + 10 > 100 for r in refusals)
+    assert balance(db) == 10_000 - 100
+    # The cap's alerts were made once each, however many spends reached them together.
+    assert kinds(db) == ["cap_80", "cap_100"]
+
+
+def test_a_refusal_names_the_cap_when_it_resets_and_changes_nothing(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, timeZone="Europe/Paris", **{"caps.day": 100, "caps.week": 150})
+    spend(db, 97, "a", at="2026-11-26 10:00")
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 4, "b", at="2026-11-26 22:59:59")  # 23:59:59 in Paris: still Thursday
+    assert info.value.details() == {"period": "day", "cap": 100, "used": 97, "resetsAt": "2026-11-26T23:00:00.000Z"}
+    assert balance(db) == 903
+    spend(db, 3, "c", at="2026-11-26 22:59:59")  # exactly up to the cap is allowed
+    spend(db, 40, "d", at="2026-11-26 23:00:00")  # Friday in Paris: a new day, the same week
+    # Both caps are over now: the refusal names the weekly one, which resets last (waiting a day is not enough).
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 11, "e", at="2026-11-27 09:00")
+    assert info.value.details() == {"period": "week", "cap": 150, "used": 140, "resetsAt": "2026-11-29T23:00:00.000Z"}
+    assert balance(db) == 1000 - 140
+
+
+def test_a_repeated_key_answers_as_the_first_time_even_once_the_cap_is_reached(db: Database) -> None:
+    grant(db, 500, "cs_1")
+    controls(db, **{"caps.day": 50})
+    first = spend(db, 50, "once")
+    assert spend(db, 50, "once") == first
+    with pytest.raises(SpendCapReached):
+        spend(db, 1, "twice")
+
+
+def test_not_enough_credits_is_said_before_a_cap(db: Database) -> None:
+    grant(db, 5, "cs_1")
+    controls(db, **{"caps.day": 3})
+    with pytest.raises(InsufficientCredits):
+        spend(db, 6, "k")
+    with pytest.raises(SpendCapReached):
+        spend(db, 4, "k")
+
+
+def test_lowering_a_cap_applies_at_once_and_undoes_no_spend(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, **{"caps.month": 500})
+    spend(db, 300, "a", at="2026-11-10 12:00")
+    controls(db, **{"caps.month": 200})
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 1, "b", at="2026-11-10 12:01")
+    assert (info.value.cap, info.value.used) == (200, 300)
+    assert balance(db) == 700
+    spend(db, 1, "c", at="2026-12-01 00:00")  # a new month
+    controls(db, **{"caps.month": None})
+    spend(db, 650, "d", at="2026-12-01 00:01")
+    assert balance(db) == 49
+
+
+def test_a_cap_of_zero_stops_all_spending(db: Database) -> None:
+    grant(db, 10, "cs_1")
+    controls(db, **{"caps.week": 0})
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 1, "k")
+    assert info.value.details()["used"] == 0
+
+
+def clawback_types() -> list[str]:
+    return [t for t in (*ledger.CLAWBACK_TYPES, *ledger.CLAWBACK_REVERSAL_TYPES) if t in ledger.ENTRY_TYPES]
+
+
+@pytest.mark.parametrize("entry_type", clawback_types())
+def test_clawbacks_and_adjustments_never_count_as_spending(db: Database, entry_type: str) -> None:
+    grant(db, 1000, "cs_1", at="2026-11-26 08:00")
+    controls(db, **{"caps.day": 100})
+    spend(db, 60, "a", at="2026-11-26 09:00")
+    with db.transaction() as conn:
+        ledger.post(conn, user_id=USER, type=entry_type, amount=-333, reference="pi_1:333")
+        ledger.post(conn, user_id=USER, type="adjustment", amount=-7, reference="support-1")
+    spend(db, 40, "b", at="2026-11-26 10:00")  # 60 + 40 = the cap, whatever was taken back
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 1, "c", at="2026-11-26 11:00")
+    assert info.value.used == 100
+    assert balance(db) == 1000 - 100 - 333 - 7
+
+
+def test_the_time_zone_decides_the_day_across_the_autumn_clock_change(db: Database) -> None:
+    """Paris on 25 October 2026 has 25 hours: 22:00 UTC on the 24th to 23:00 UTC on the 25th."""
+    grant(db, 1000, "cs_1", at="2026-10-01 00:00")
+    controls(db, timeZone="Europe/Paris", **{"caps.day": 100})
+    spend(db, 100, "early", at="2026-10-24 22:30")  # 00:30 in Paris on Sunday the 25th
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 1, "late", at="2026-10-25 22:59")  # 23:59 in Paris, 24 h 29 min later: the same day
+    assert info.value.resets_at == "2026-10-25T23:00:00.000Z"
+    spend(db, 100, "monday", at="2026-10-25 23:00")  # Monday in Paris
+    spend(db, 100, "saturday", at="2026-10-24 21:59")  # 23:59 on Saturday: the day before, counted apart
+
+
+def test_the_day_across_the_spring_clock_change_and_a_change_of_time_zone(db: Database) -> None:
+    grant(db, 1000, "cs_1", at="2026-03-01 00:00")
+    controls(db, timeZone="Europe/Paris", **{"caps.day": 100})
+    spend(db, 100, "a", at="2026-03-28 23:00")  # 00:00 in Paris on the 23-hour Sunday
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, 1, "b", at="2026-03-29 21:59")
+    assert info.value.resets_at == "2026-03-29T22:00:00.000Z"
+    # Seen from New York the same spends fall on Saturday the 28th, so Sunday there is untouched.
+    controls(db, timeZone="America/New_York")
+    spend(db, 100, "c", at="2026-03-29 21:59")
+
+
+# -- confirmation -----------------------------------------------------------------------------------------
+
+
+def test_above_the_threshold_a_spend_needs_a_token_good_once_for_that_amount_and_key(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=50)
+    spend(db, 50, "at-threshold")  # not above it
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 120, "big")
+    details = info.value.details()
+    token = str(details["confirmationToken"])
+    assert details == {"confirmationToken": token, "amount": 120, "balanceAfter": 950 - 120}
+    assert balance(db) == 950  # asking spent nothing
+    for other_amount, other_key in ((121, "big"), (120, "other-key")):
+        with pytest.raises(ConfirmationRequired) as wrong:
+            spend(db, other_amount, other_key, token=token)
+        assert wrong.value.retried and wrong.value.token != token
+    entry = spend(db, 120, "big", token=token)
+    assert entry.balance_after == 830
+    assert spend(db, 120, "big", token=token) == entry  # the same request again: answered, not spent twice
+    assert spend(db, 120, "big") == entry
+    with pytest.raises(ConfirmationRequired):
+        spend(db, 120, "big-2", token=token)  # used
+    assert balance(db) == 830
+
+
+def test_a_confirmation_token_expires(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=0)
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 5, "k", at="2026-11-26 12:00")
+    late = utc("2026-11-26 12:00") + spending.CONFIRMATION_TTL + timedelta(seconds=1)
+    with pytest.raises(ConfirmationRequired):
+        spend(db, 5, "k", at=late.replace(tzinfo=None).isoformat(), token=info.value.token)
+    assert balance(db) == 1000
+
+
+def test_caps_are_checked_before_asking_for_confirmation(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=10, **{"caps.day": 100})
+    with pytest.raises(SpendCapReached):
+        spend(db, 101, "k")
+
+
+def test_one_token_sent_by_many_at_once_spends_once(db: Database) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=10)
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 100, "k")
+    entries = all_at_once(8, lambda _: spend(db, 100, "k", token=info.value.token))
+    assert len({e.id for e in entries}) == 1 and balance(db) == 900  # type: ignore[union-attr]
+
+
+# -- settings and their history -------------------------------------------------------------------------
+
+
+def test_every_change_is_kept_with_its_old_and_new_value(db: Database) -> None:
+    grant(db, 100, "cs_1")
+    with db.read() as conn:
+        assert spend_controls.load(conn, USER) == spend_controls.Controls()
+    controls(db, timeZone="Asia/Tokyo", **{"caps.day": 100, "caps.week": None}, lowBalanceAlerts=[50, 10, 50])
+    controls(db, **{"caps.day": 80}, confirmAbove=25)
+    controls(db, **{"caps.day": 80})  # no change, nothing recorded
+    with db.read() as conn:
+        now = spend_controls.load(conn, USER)
+        changes = [(c["field"], c["old"], c["new"]) for c in spend_controls.history(conn, USER)]
+    assert now.as_json() == {"timeZone": "Asia/Tokyo", "caps": {"day": 80, "week": None, "month": None},
+                             "confirmAbove": 25, "lowBalanceAlerts": [50, 10]}
+    assert changes == [  # newest first
+        ("confirmAbove", None, 25), ("caps.day", 100, 80),
+        ("lowBalanceAlerts", [], [50, 10]), ("caps.day", None, 100), ("timeZone", "UTC", "Asia/Tokyo"),
+    ]
+
+
+def test_controls_belong_to_their_user(db: Database) -> None:
+    grant(db, 100, "cs_1", user=1)
+    grant(db, 100, "cs_2", user=2)
+    controls(db, user=1, **{"caps.day": 10})
+    spend(db, 50, "k", user=2)
+    with pytest.raises(SpendCapReached):
+        spend(db, 11, "k", user=1)
