@@ -29,6 +29,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/usage.py
 
 # Re-pin every package after changing dependencies in pyproject.toml.
 lock:
