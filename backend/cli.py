@@ -58,8 +58,10 @@ def port_number(text: str) -> int:
 
 def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False) -> int:
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from backend.api.app import create_app
+    from backend.errors import StorageUnavailable
     from backend.services import Services
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -79,7 +81,13 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
         return 2
     actual_port = sock.getsockname()[1]
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    services = Services.build(settings, f"http://{url_host}:{actual_port}")
+    try:
+        services = Services.build(settings, f"http://{url_host}:{actual_port}")
+    except (StorageUnavailable, OSError, SQLAlchemyError) as exc:
+        print(f"creditdesk-backend: cannot open the database {settings.database_name}: {one_line(exc)}. "
+              "Check that the disk has room and that this user may write there (CREDITDESK_DB or "
+              "CREDITDESK_DATABASE_URL).", file=sys.stderr)
+        return 1
     app = create_app(services)
     # The first line on stdout says where the server is; `--port 0` callers read it.
     print(f"Creditdesk backend listening on http://{url_host}:{actual_port} "
@@ -95,6 +103,13 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
         server.run(sockets=[sock])
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of what went wrong, from the driver's own error where there is one."""
+    cause = exc.__cause__ or exc
+    text = str(getattr(cause, "orig", None) or getattr(cause, "strerror", None) or cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
 
 
 def _stop_at_end_of_stdin(server: object) -> None:

@@ -56,6 +56,15 @@ class Settings:
         return self.database_url or f"sqlite:///{self.db_path}"
 
     @property
+    def database_name(self) -> str:
+        """The database as a message may name it: the SQLite file, or the URL without its password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
     def payments_mode(self) -> str:
         return "stripe" if self.stripe_secret_key else "stub"
 

@@ -12,19 +12,27 @@ The schema is created and changed only by the migrations (:mod:`backend.migratio
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
+from backend.errors import StorageUnavailable
+
+log = logging.getLogger("creditdesk")
+
 BUSY_TIMEOUT_SECONDS = 30
+# How long a client is told to wait when the storage fails: a lock, a full disk or a lost connection.
+STORAGE_RETRY_AFTER_SECONDS = 5
 
 
 def utcnow() -> str:
@@ -63,6 +71,8 @@ class Database:
         # Writers in this process queue here rather than in SQLite's busy handler, whose sleeps (up to
         # 100 ms) overshoot the moment the lock frees; busy_timeout still covers other processes.
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self.failing_since: float | None = None
+        self._file_made = False  # the SQLite file exists once a write has committed
 
     @property
     def dialect(self) -> str:
@@ -70,17 +80,55 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write_lock or nullcontext(), self.engine.connect() as conn:
-            conn = conn.execution_options(creditdesk_write=True)
-            with conn.begin():
-                yield conn
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        A storage that fails (locked, full, read-only, gone, an I/O error, even at COMMIT) raises
+        StorageUnavailable, and nothing of the transaction stays: the connection goes back to the pool
+        rolled back, so one failure does not block the writes after it.
+        """
+        with self._storage_faults(), self._write_lock or nullcontext():
+            self._check_file()
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(creditdesk_write=True)
+                with conn.begin():
+                    yield conn
+        self.failing_since = None
+        self._file_made = True
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction: one consistent view for the queries inside it."""
-        with self.engine.connect() as conn, conn.begin():
+        with self._storage_faults(), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _storage_faults(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageUnavailable as error:
+            self._failed(error)
+            raise
+        except STORAGE_ERRORS as error:
+            if isinstance(error, exc.DBAPIError) and not _is_storage_fault(error):
+                raise
+            self._failed(error)
+            raise StorageUnavailable(_one_line(error), STORAGE_RETRY_AFTER_SECONDS) from error
+
+    def _failed(self, error: BaseException) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.time()
+        log.error("storage outcome=unavailable reason=%s", _one_line(error))
+
+    def _check_file(self) -> None:
+        """A SQLite file deleted under a running server would take writes into a file no one can open
+        again: refuse them instead, until it is back."""
+        if self._file_made and self.path is not None and not self.path.exists():
+            raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
+
+    @property
+    def healthy(self) -> bool:
+        """False from a storage failure until the next write that commits (for /api/health; no I/O)."""
+        return self.failing_since is None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,3 +172,18 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str,
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values(values).on_conflict_do_nothing()
     return conn.execute(statement).rowcount == 1
+
+
+# What the storage raises when it, not our code, fails: the DBAPI's operational errors (locked, full,
+# read-only, cannot open, I/O error, connection lost), a file that is not a database, and the OS's.
+STORAGE_ERRORS = (exc.OperationalError, exc.InterfaceError, exc.InternalError, exc.DatabaseError, OSError)
+
+
+def _is_storage_fault(error: exc.DBAPIError) -> bool:
+    # IntegrityError, ProgrammingError and DataError are DatabaseErrors too, but they are our mistakes.
+    return not isinstance(error, exc.IntegrityError | exc.ProgrammingError | exc.DataError | exc.NotSupportedError)
+
+
+def _one_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return (str(original).splitlines() or [type(original).__name__])[0][:200]

@@ -26,7 +26,8 @@ def create_app(services: Services) -> FastAPI:
     async def health() -> dict[str, object]:
         # async and free of I/O: answers at once whatever the provider or the disk are doing.
         return {"status": "ok", "payments": services.provider.name, "version": __version__,
-                "paymentProvider": services.payments.health()}
+                "paymentProvider": services.payments.health(),
+                "storage": "available" if services.db.healthy else "unavailable"}
 
     for module in (auth, billing, credits, alerts, webhooks, pages):
         app.include_router(module.router)

@@ -1,0 +1,210 @@
+"""The disk fails: full, read-only, the database gone, an I/O error at COMMIT. Every request that needs
+the storage answers 503 with Retry-After (never a 500), nothing is half written, and once the storage is
+back the next writes work without a restart. ``serve`` on a database it cannot open says so in one line.
+
+The full and read-only disks are real: a small tmpfs mounted for the test (this needs root, as in CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy.engine import Engine
+
+from backend.api.app import create_app
+from backend.config import Settings
+from backend.services import Services
+from tests.conftest import SHARED_ENV
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess, InProcessServer
+
+TABLES = ("users", "tokens", "ledger_entries", "balances", "orders")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of our own, so that it can be filled up and made read-only."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount_point)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the disk-fault tests: {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {r.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def backend_on(folder: Path, log_folder: Path) -> BackendProcess:
+    """A stub-mode backend with its database in ``folder`` and its log elsewhere (a full disk must not
+    stop the log)."""
+    backend = BackendProcess(log_folder, {**SHARED_ENV, "CREDITDESK_DB": str(folder / "db.sqlite3")})
+    backend.db_path = folder / "db.sqlite3"
+    return backend.start()
+
+
+def counts(backend: BackendProcess) -> dict[str, int]:
+    return {t: backend.query(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in TABLES}  # noqa: S608
+
+
+def buy(api: Api, pack: str = "starter") -> None:
+    session_id = api.checkout(pack)["sessionId"]
+    r = api.post(f"/stub/checkout/{session_id}/pay")
+    assert r.status_code == 303, r.text
+
+
+def assert_storage_503(r: requests.Response) -> None:
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.json()["error"]["code"] == "temporarily_unavailable"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+
+
+def storage_health(backend: BackendProcess) -> str:
+    return requests.get(f"{backend.url}/api/health", timeout=10).json()["storage"]
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    return filler
+
+
+def test_a_full_disk_is_503_and_writes_work_again_once_there_is_room(small_disk: Path, tmp_path: Path) -> None:
+    backend = backend_on(small_disk, tmp_path)
+    try:
+        api = Api(backend.url).register("full@example.com")
+        buy(api)
+        before = counts(backend)
+        filler = fill(small_disk)
+
+        stranger = Api(backend.url)
+        assert_storage_503(stranger.post("/api/auth/register", json={"email": "late@example.com",
+                                                                     "password": "correct horse battery"}))
+        assert_storage_503(stranger.post("/api/auth/login", json={"email": "full@example.com",
+                                                                  "password": "correct horse battery"}))
+        assert_storage_503(api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-full"}))
+        assert_storage_503(api.post("/api/billing/checkout", json={"packId": "starter"}))
+        assert api.balance() == 100  # reading still works
+        assert storage_health(backend) == "unavailable"
+        assert counts(backend) == before
+
+        filler.unlink()  # room again: no restart needed
+        r = api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-full"})
+        assert r.status_code == 200 and r.json()["balance"] == 93
+        assert stranger.post("/api/auth/login", json={"email": "full@example.com",
+                                                      "password": "correct horse battery"}).status_code == 200
+        Api(backend.url).register("late@example.com")
+        assert storage_health(backend) == "available"
+        assert backend.ledger_problems() == []
+        assert "Traceback" not in backend.log() and "internal_error" not in backend.log()
+    finally:
+        backend.stop()
+
+
+def test_a_vanished_database_is_503_not_written_into_the_void(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    backend = backend_on(data, tmp_path)
+    try:
+        api = Api(backend.url).register("gone@example.com")
+        buy(api)
+        aside = tmp_path / "aside"
+        data.rename(aside)  # the folder, file and its WAL, gone from where the server looks
+        try:
+            assert_storage_503(api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-gone"}))
+            assert_storage_503(Api(backend.url).post("/api/auth/register", json={
+                "email": "void@example.com", "password": "correct horse battery"}))
+        finally:
+            aside.rename(data)
+        r = api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-gone"})
+        assert r.status_code == 200 and r.json()["balance"] == 93
+        assert [row["email"] for row in backend.query("SELECT email FROM users")] == ["gone@example.com"]
+    finally:
+        backend.stop()
+
+
+@pytest.mark.parametrize("fault", [
+    "disk I/O error",  # SQLITE_IOERR
+    "attempt to write a readonly database",  # SQLITE_READONLY: the disk went read-only under the server
+    "database or disk is full",  # SQLITE_FULL
+])
+def test_a_failed_commit_rolls_back_and_the_next_writes_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The fault is injected where SQLite reports it, in the driver's COMMIT, so that the transaction is
+    still open in SQLite when it fails: the one case where a connection could stay stuck in it."""
+    services = Services.build(Settings(db_path=tmp_path / "db.sqlite3"), "http://127.0.0.1:9")
+    engine: Engine = services.db.engine
+    real_commit = engine.dialect.do_commit
+    failures = [True]
+
+    def commit_with_a_fault(dbapi_connection: sqlite3.Connection) -> None:
+        if failures and failures.pop():
+            raise sqlite3.OperationalError(fault)
+        real_commit(dbapi_connection)
+
+    try:
+        with InProcessServer(create_app(services)) as server:
+            api = Api(server.url).register("io@example.com")
+            buy(api)
+            monkeypatch.setattr(engine.dialect, "do_commit", commit_with_a_fault)
+            assert_storage_503(api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-io"}))
+            assert requests.get(f"{server.url}/api/health", timeout=10).json()["storage"] == "unavailable"
+            for n in range(30):  # more writes than the pool has connections: none is left in a transaction
+                r = api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": f"k-{n}"})
+                assert r.status_code == 200, r.text
+            r = api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-io"})
+            assert r.status_code == 200 and r.json()["balance"] == 100 - 30 - 7  # the failed spend took nothing
+            assert requests.get(f"{server.url}/api/health", timeout=10).json()["storage"] == "available"
+    finally:
+        services.db.close()
+
+
+def serve_on(target: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)}
+    return subprocess.run([sys.executable, "-m", "backend", "serve", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def assert_one_line_refusal(r: subprocess.CompletedProcess[str], target: Path) -> None:
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("creditdesk-backend:")]
+    assert len(lines) == 1 and "cannot open the database" in lines[0] and str(target) in lines[0], r.stderr
+    assert "listening on" not in r.stdout
+
+
+@pytest.mark.parametrize("case", ["a folder", "not a database", "cannot be made"])
+def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, case: str) -> None:
+    if case == "a folder":
+        target = tmp_path
+    elif case == "not a database":
+        target = tmp_path / "garbage.sqlite3"
+        target.write_bytes(os.urandom(8192))
+    else:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        target = blocker / "db.sqlite3"  # its folder would have to be inside a file
+    assert_one_line_refusal(serve_on(target), target)
+
+
+def test_serve_on_a_read_only_disk_says_so_in_one_line(small_disk: Path) -> None:
+    target = small_disk / "db.sqlite3"
+    migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], capture_output=True, text=True,
+                             timeout=60, env={"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
+    assert migrate.returncode == 0, migrate.stderr
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    assert_one_line_refusal(serve_on(target), target)
