@@ -6,8 +6,10 @@ from fastapi import APIRouter, Response
 
 from backend import accounts
 from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
+from backend.api.errors import BODY_ERRORS, SIGNED_IN, STORAGE, documented
 from backend.api.offload import BoundedWork
 from backend.api.schemas import LoginBody, RegisterBody
+from backend.errors import EmailTaken, InvalidCredentials, RateLimited, ServerBusy
 from backend.services import Services
 
 router = APIRouter(prefix="/api/auth")
@@ -29,13 +31,14 @@ def _login(services: Services, email: str, password: str) -> dict[str, object]:
     return {"token": token, "user": user.as_json()}
 
 
-@router.post("/register", status_code=201)
+@router.post("/register", status_code=201,
+             responses=documented(BODY_ERRORS, EmailTaken, RateLimited, ServerBusy, STORAGE))
 async def register(body: RegisterBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
     services.limiter.hit(services.settings.auth_limit_per_address, "auth-address", address)
     return await _password_work.run(_register, services, body.email, body.password)
 
 
-@router.post("/login")
+@router.post("/login", responses=documented(BODY_ERRORS, InvalidCredentials, RateLimited, ServerBusy, STORAGE))
 async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
     settings = services.settings
     services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
@@ -47,7 +50,7 @@ async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDe
     return answer
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=documented(SIGNED_IN))
 def logout(services: ServicesDep, user: UserDep, token: TokenDep) -> Response:
     accounts.revoke_token(services.db, token)
     return Response(status_code=204)

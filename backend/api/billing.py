@@ -8,7 +8,16 @@ from fastapi import APIRouter, Query
 
 from backend import purchases
 from backend.api.deps import ServicesDep, UserDep
+from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import CheckoutBody
+from backend.errors import (
+    InvalidReturnUrl,
+    PaymentProviderRejected,
+    PaymentProviderUnavailable,
+    RateLimited,
+    UnknownPack,
+    UnknownSession,
+)
 
 router = APIRouter(prefix="/api/billing")
 
@@ -18,13 +27,16 @@ def packs(services: ServicesDep) -> dict[str, object]:
     return {"packs": [pack.as_json() for pack in services.catalogue.packs]}
 
 
-@router.post("/checkout")
+@router.post("/checkout", responses=documented(
+    BODY_ERRORS, SIGNED_IN, UnknownPack, InvalidReturnUrl, RateLimited, PaymentProviderUnavailable,
+    PaymentProviderRejected))
 async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
     order = await purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
     return {"sessionId": order.session_id, "url": order.checkout_url}
 
 
-@router.get("/verify-payment")
+@router.get("/verify-payment", responses=documented(
+    QUERY_ERRORS, SIGNED_IN, UnknownSession, RateLimited, PaymentProviderUnavailable, PaymentProviderRejected))
 async def verify_payment(
     services: ServicesDep, user: UserDep,
     session_id: Annotated[str, Query(min_length=1, max_length=255)],

@@ -10,18 +10,26 @@ from fastapi.responses import StreamingResponse
 
 from backend import ledger, spend_controls, spending, usage
 from backend.api.deps import ServicesDep, UserDep
+from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import ControlsBody, SpendBody
+from backend.errors import (
+    ConfirmationRequired,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidDateRange,
+    SpendCapReached,
+)
 
 router = APIRouter(prefix="/api/credits")
 
 
-@router.get("/balance")
+@router.get("/balance", responses=documented(SIGNED_IN))
 def balance(services: ServicesDep, user: UserDep) -> dict[str, int]:
     with services.db.read() as conn:
         return {"balance": ledger.balance(conn, user.id)}
 
 
-@router.get("/transactions")
+@router.get("/transactions", responses=documented(QUERY_ERRORS, SIGNED_IN))
 def transactions(
     services: ServicesDep, user: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -39,7 +47,8 @@ def transactions(
     }
 
 
-@router.post("/spend")
+@router.post("/spend", responses=documented(
+    BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired))
 def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
     request = spending.SpendRequest(
         amount=body.amount, idempotency_key=body.idempotencyKey, description=body.description or "",
@@ -58,19 +67,19 @@ def _controls_answer(services: ServicesDep, user_id: int) -> dict[str, object]:
                 "periods": {u.period: u.as_json() for u in use}}
 
 
-@router.get("/controls")
+@router.get("/controls", responses=documented(SIGNED_IN))
 def get_controls(services: ServicesDep, user: UserDep) -> dict[str, object]:
     return _controls_answer(services, user.id)
 
 
-@router.put("/controls")
+@router.put("/controls", responses=documented(BODY_ERRORS, SIGNED_IN))
 def put_controls(body: ControlsBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
     with services.db.transaction() as conn:
         spend_controls.update_controls(conn, user.id, body.changes())
     return _controls_answer(services, user.id)
 
 
-@router.get("/usage")
+@router.get("/usage", responses=documented(QUERY_ERRORS, SIGNED_IN, InvalidDateRange))
 def get_usage(
     services: ServicesDep, user: UserDep,
     granularity: Literal["day", "week", "month"] = "day",
@@ -82,7 +91,7 @@ def get_usage(
     return usage.dashboard(services.db, user.id, controls, granularity, from_, to)
 
 
-@router.get("/transactions.csv")
+@router.get("/transactions.csv", responses=documented(QUERY_ERRORS, SIGNED_IN, InvalidDateRange))
 def transactions_csv(
     services: ServicesDep, user: UserDep,
     from_: Annotated[date | None, Query(alias="from")] = None,

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import errors
@@ -91,6 +92,48 @@ INTERNAL = Answer(500, "internal_error", "Something went wrong on our side; noth
 # Starlette's own refusals (routing, methods), by status.
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
               413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="What went wrong, in snake_case; clients decide on this.")
+    message: str = Field(description="A sentence for a person.")
+    details: dict[str, Any] | None = Field(None, description="Facts a client needs, where there are some.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    error: ErrorDetail
+
+
+# The answers that many routes share, for documented().
+BODY_ERRORS = (INVALID_JSON, INVALID_FIELDS, PAYLOAD_TOO_LARGE)
+QUERY_ERRORS = (INVALID_FIELDS,)
+SIGNED_IN = (errors.NotSignedIn, errors.StorageUnavailable)
+STORAGE = (errors.StorageUnavailable,)
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
+def documented(*sources: Answer | type[errors.CreditdeskError] | tuple[Any, ...]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each error status it can answer, with the error body, its codes and
+    (for 429 and 503) the Retry-After header, taken from the same table the answers come from."""
+    codes: dict[int, set[str]] = {}
+    for source in _flatten(sources):
+        answer = source if isinstance(source, Answer) else ANSWERS[source]
+        codes.setdefault(answer.status, set()).add(answer.code)
+    return {
+        status: {"model": ErrorBody, "description": "Error: " + ", ".join(f"`{c}`" for c in sorted(names)),
+                 **({"headers": RETRY_AFTER} if status in (429, 503) else {})}
+        for status, names in sorted(codes.items())
+    }
+
+
+def _flatten(sources: tuple[Any, ...]) -> list[Any]:
+    flat: list[Any] = []
+    for source in sources:
+        flat.extend(_flatten(source) if isinstance(source, tuple) else [source])
+    return flat
 
 
 class ApiError(Exception):

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 import resources
 from backend import purchases, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
-from backend.api.errors import answer_for
+from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.orders import Order
 from backend.services import Services
@@ -25,6 +25,16 @@ _templates = jinja2.Environment(
 )
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+HTML = {"text/html": {"schema": {"type": "string"}}}
+TO_THE_APP = {303: {"description": "On to the app's returnUrl, with session_id, state and status"}}
+NOT_FOUND_PAGE = {404: {"description": "A page saying the checkout is not known", "content": HTML}}
+RESULT_PAGE_RESPONSES = {
+    **TO_THE_APP, **NOT_FOUND_PAGE, **documented(QUERY_ERRORS),
+    429: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
+    503: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
+}
+STUB_RESPONSES = {**NOT_FOUND_PAGE, **documented(QUERY_ERRORS, STORAGE)}
 
 MESSAGES = {
     "paid": ("Payment received", "{credits} credits were added to your balance. You can close this tab."),
@@ -75,7 +85,7 @@ def limit_page_hits(services: Services, address: str, kind: str, key: str) -> No
         services.limiter.hit(services.settings.page_limit_per_checkout, kind, key)
 
 
-@router.get("/account/credits/success", response_class=HTMLResponse)
+@router.get("/account/credits/success", response_class=HTMLResponse, responses=RESULT_PAGE_RESPONSES)
 async def success(
     services: ServicesDep, address: ClientAddressDep, session_id: Annotated[str, Query(max_length=255)] = ""
 ) -> Response:
@@ -87,7 +97,7 @@ async def success(
     return not_found(services) if order is None else result_page(services, order)
 
 
-@router.get("/account/credits/cancel", response_class=HTMLResponse)
+@router.get("/account/credits/cancel", response_class=HTMLResponse, responses=RESULT_PAGE_RESPONSES)
 async def cancel(
     services: ServicesDep, address: ClientAddressDep, order_id: Annotated[str, Query(max_length=255)] = ""
 ) -> Response:
@@ -109,7 +119,7 @@ def _stub_session(services: Services, session_id: str) -> dict[str, Any] | None:
         return None
 
 
-@router.get("/stub/checkout/{session_id}", response_class=HTMLResponse)
+@router.get("/stub/checkout/{session_id}", response_class=HTMLResponse, responses=STUB_RESPONSES)
 def stub_checkout(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None:
@@ -119,7 +129,8 @@ def stub_checkout(session_id: str, services: ServicesDep) -> Response:
                 price=format_money(session["amount_total"], session["currency"]))
 
 
-@router.post("/stub/checkout/{session_id}/pay")
+@router.post("/stub/checkout/{session_id}/pay", status_code=303, responses={
+    **STUB_RESPONSES, 410: {"description": "A page saying the checkout has expired", "content": HTML}})
 def stub_pay(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None or services.stub is None:
@@ -137,7 +148,7 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
 
 
-@router.post("/stub/checkout/{session_id}/cancel")
+@router.post("/stub/checkout/{session_id}/cancel", status_code=303, responses=STUB_RESPONSES)
 def stub_cancel(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None:

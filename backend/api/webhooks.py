@@ -10,13 +10,21 @@ from starlette.concurrency import run_in_threadpool
 
 from backend import webhooks
 from backend.api.deps import ServicesDep
-from backend.errors import CreditdeskError, StorageUnavailable
+from backend.api.errors import PAYLOAD_TOO_LARGE, documented
+from backend.errors import (
+    CreditdeskError,
+    InvalidSignature,
+    MalformedEvent,
+    StorageUnavailable,
+    WebhooksNotConfigured,
+)
 
 router = APIRouter()
 log = logging.getLogger("creditdesk.payments")
 
 
-@router.post("/api/webhooks/stripe")
+@router.post("/api/webhooks/stripe", responses=documented(
+    WebhooksNotConfigured, InvalidSignature, MalformedEvent, PAYLOAD_TOO_LARGE, StorageUnavailable))
 async def stripe_webhook(request: Request, services: ServicesDep) -> Response:
     payload = await request.body()
     event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
