@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import stripe
+from sqlalchemy import select
 
 from backend import fulfilment
 from backend.db import Database, insert_ignoring_duplicates, utcnow
@@ -105,6 +106,10 @@ def _check_values(event: Any) -> None:
 def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
     """Apply one event (a parsed, already verified Stripe event) and return its outcome."""
     event_id, event_type, obj = _parts(event)
+    if _already_processed(db, event_id):
+        # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
+        log.info("payment event=%s event_id=%s outcome=duplicate", event_type, event_id)
+        return "duplicate"
     with db.transaction() as conn:
         # Claim the event first: on PostgreSQL a concurrent delivery of the same event waits here for
         # this transaction and then finds the row, so it is processed once whichever replica gets it.
@@ -123,6 +128,14 @@ def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
         event_type, event_id, order_id, session_id, user_id, outcome,
     )
     return outcome
+
+
+def _already_processed(db: Database, event_id: str) -> bool:
+    """Whether the event's effects are committed (a row still "processing" is another transaction's,
+    not yet committed: that case goes on to the write path, which waits for it)."""
+    with db.read() as conn:
+        outcome = conn.execute(select(webhook_events.c.outcome).where(webhook_events.c.id == event_id)).scalar()
+    return outcome is not None and outcome != "processing"
 
 
 def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:

@@ -51,6 +51,16 @@ def test_a_locked_database_answers_503_and_the_retry_grants_once(
             assert api.balance() == 100
             with services.db.read() as conn:
                 assert conn.execute(text("SELECT outcome FROM webhook_events")).scalar() == "granted"
+
+            # A duplicate needs no write lock: it is answered while another writer holds it.
+            blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                r = api.post("/api/webhooks/stripe", data=body, headers={"Stripe-Signature": fake.sign(body)})
+                assert r.status_code == 200 and r.json()["outcome"] == "duplicate"
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
         services.db.close()
 
 
