@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,6 +110,7 @@ def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
     event_id, event_type, obj = _parts(event)
     if _already_processed(db, event_id):
         # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
+        _recent.add(db, event_id)
         log.info("payment event=%s event_id=%s outcome=duplicate", event_type, event_id)
         return "duplicate"
     with db.transaction() as conn:
@@ -120,6 +123,7 @@ def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
         else:
             outcome = _dispatch(conn, event_type, obj, source)
             conn.execute(webhook_events.update().where(webhook_events.c.id == event_id).values(outcome=outcome))
+    _recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
     session_id = obj.get("id") if event_type in SESSION_EVENTS else obj.get("payment_intent")
     order_id = (obj.get("metadata") or {}).get("orderId") if isinstance(obj.get("metadata"), Mapping) else None
     user_id = obj.get("client_reference_id")
@@ -128,6 +132,40 @@ def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
         event_type, event_id, order_id, session_id, user_id, outcome,
     )
     return outcome
+
+
+def known_duplicate(db: Database, event: Any) -> bool:
+    """Whether this process has seen ``event`` processed already: answered from memory, with no I/O, so the
+    HTTP layer can answer a retry without a thread or the database. A miss proves nothing (another replica,
+    a restart): :func:`process_event` then checks the database."""
+    event_id = event.get("id") if isinstance(event, Mapping) else None
+    if not isinstance(event_id, str) or event_id not in _recent.ids(db):
+        return False
+    log.info("payment event=%s event_id=%s outcome=duplicate", event.get("type"), event_id)
+    return True
+
+
+class _RecentEvents:
+    """The ids of the last RECENT events whose effects this process saw committed, per database."""
+
+    RECENT = 10_000
+
+    def __init__(self) -> None:
+        self._ids: dict[str, OrderedDict[str, None]] = {}
+        self._lock = threading.Lock()
+
+    def ids(self, db: Database) -> OrderedDict[str, None]:
+        return self._ids.get(str(db.url), OrderedDict())
+
+    def add(self, db: Database, event_id: str) -> None:
+        with self._lock:
+            ids = self._ids.setdefault(str(db.url), OrderedDict())
+            ids[event_id] = None
+            if len(ids) > self.RECENT:
+                ids.popitem(last=False)
+
+
+_recent = _RecentEvents()
 
 
 def _already_processed(db: Database, event_id: str) -> bool:

@@ -29,6 +29,9 @@ async def stripe_webhook(request: Request, services: ServicesDep) -> Response:
     payload = await request.body()
     event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
                             services.settings.stripe_webhook_secret)
+    if webhooks.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
+        return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
+                        media_type="application/json")
     try:
         outcome = await run_in_threadpool(webhooks.process_event, services.db, event)
     except CreditdeskError:
