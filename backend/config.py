@@ -65,6 +65,11 @@ class Settings:
         return make_url(self.database_url).render_as_string(hide_password=True)
 
     @property
+    def stripe_livemode(self) -> bool:
+        """Whether the Stripe key is a live one: only events of the same mode are applied."""
+        return bool(self.stripe_secret_key) and self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
+
+    @property
     def payments_mode(self) -> str:
         return "stripe" if self.stripe_secret_key else "stub"
 

@@ -171,6 +171,25 @@ class MalformedEvent(CreditdeskError, ValueError):
     """A signed body that is not an event we can process, now or ever (Stripe must not retry it)."""
 
 
+class UnknownEvent(CreditdeskError):
+    """No stored Stripe event with that id (or its body is past the retention period)."""
+
+
+# --- support ----------------------------------------------------------------------------------------
+
+
+class UnknownUser(CreditdeskError):
+    """No account with that email."""
+
+
+class UnknownOrder(CreditdeskError):
+    """No order with that id."""
+
+
+class InvalidAdjustment(CreditdeskError):
+    """An adjustment needs a whole, non-zero number of credits within bounds, and a reason."""
+
+
 # --- the server itself ------------------------------------------------------------------------------
 
 

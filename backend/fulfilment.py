@@ -1,12 +1,12 @@
-"""Fulfilment: turning a paid Checkout Session into credits, exactly once.
+"""Fulfilment: turning a paid Checkout Session into credits, exactly once, and keeping the order's
+status true to what the provider says afterwards.
 
-One path for every way we learn of a payment: the webhook, ``verify-payment`` and the success
-page. Each call runs inside one ``BEGIN IMMEDIATE`` transaction, so concurrent calls for the same
-session queue up and all but the first find the order already paid. The ledger's unique
-reference (the session id) is a second guard.
-
-Refunds claw back credits in proportion to the share of the amount refunded, computed from the
-cumulative refunded amount, so partial refunds add up and a repeated event claws back nothing.
+One path for every way we learn of a payment: the webhook, reconcile, ``verify-payment``, the
+success and cancel pages and the stub checkout. Each call runs inside one write transaction that
+holds the order's row, so concurrent calls for the same session queue up and all but the first find
+the order already paid; the ledger's unique reference (the session id) is a second guard. Every
+status change goes through :mod:`backend.order_status`; refunds and disputes through
+:mod:`backend.clawbacks`.
 """
 
 from __future__ import annotations
@@ -14,27 +14,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, case, select
+from sqlalchemy import Connection
 
-from backend import alerts, ledger, orders
-from backend.db import insert_ignoring_duplicates, utcnow
-from backend.orders import CANCELLED, EXPIRED, FAILED, PAID, PENDING, REFUNDED, Order
+from backend import alerts, clawbacks, ledger, orders
+from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
+from backend.orders import Order
 from backend.payments.base import PURCHASE_TYPE, SessionState
-from backend.schema import payment_refunds
 
 log = logging.getLogger("creditdesk.payments")
 
+# What applying a piece of news to an order did (webhook events record it as their outcome).
 GRANTED = "granted"
 ALREADY_GRANTED = "already_granted"
 NOT_PAID = "not_paid"
 REFUSED = "refused"
 UNKNOWN_ORDER = "unknown_order"
+NO_CHANGE = "no_change"
 
 
 @dataclass(frozen=True)
 class Result:
     outcome: str
     order: Order | None
+    detail: str = ""
 
 
 def mismatches(order: Order, session: SessionState) -> list[str]:
@@ -53,111 +55,79 @@ def mismatches(order: Order, session: SessionState) -> list[str]:
     return [name for name, (seen, wanted) in expected.items() if seen != wanted]
 
 
-def apply_session(conn: Connection, session: SessionState, *, source: str) -> Result:
-    """Bring the order up to date with the session: grant if paid, note expiry. Inside a transaction."""
+def _order_for(conn: Connection, session: SessionState, source: str) -> Result | Order:
     order = orders.by_session(conn, session.id, lock=True)
     if order is None:
         log.warning("payment session=%s source=%s outcome=refused reason=unknown_order", session.id, source)
-        return Result(UNKNOWN_ORDER, None)
+        return Result(UNKNOWN_ORDER, None, "no order has this Checkout Session")
     problems = mismatches(order, session)
     if problems:
         log.warning(
             "payment order=%s session=%s user=%s source=%s outcome=refused reason=mismatch fields=%s",
             order.id, session.id, order.user_id, source, ",".join(problems),
         )
-        return Result(REFUSED, order)
+        return Result(REFUSED, order, f"the session does not match the order: {', '.join(problems)}")
+    return order
+
+
+def apply_session(conn: Connection, session: SessionState, *, source: str) -> Result:
+    """Bring the order up to date with the session: grant if paid, note expiry. Inside a transaction."""
+    found = _order_for(conn, session, source)
+    if isinstance(found, Result):
+        return found
+    order = found
     if session.is_paid:
-        if order.status in (PAID, REFUNDED):
-            return Result(ALREADY_GRANTED, order)
-        entry = ledger.post(
-            conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
-            description=f"{order.pack_name} pack",
-        )
-        orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
-        old_status = order.status
-        order = orders.by_id(conn, order.id)
-        assert order is not None
-        alerts.on_order_status(conn, order, old_status, PAID)
-        if entry is None:  # the ledger already had it: the order row had lagged behind
-            return Result(ALREADY_GRANTED, order)
-        log.info(
-            "payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
-            order.id, session.id, order.user_id, source, order.credits,
-        )
-        _apply_refunds(conn, order)
-        return Result(GRANTED, orders.by_id(conn, order.id))
-    if session.status == "expired" and orders.set_status_if(conn, order, EXPIRED, when={PENDING}):
-        alerts.on_order_status(conn, order, order.status, EXPIRED)
-        log.info("payment order=%s session=%s user=%s source=%s outcome=expired",
-                 order.id, session.id, order.user_id, source)
-        return Result(EXPIRED, orders.by_id(conn, order.id))
+        return _grant(conn, order, session, source)
+    if session.status == "expired":
+        return move(conn, order, Happening.SESSION_EXPIRED, source=source)
     return Result(NOT_PAID, order)
 
 
 def mark_failed(conn: Connection, session: SessionState, *, source: str) -> Result:
     """A delayed payment method failed: the order will not be paid."""
-    order = orders.by_session(conn, session.id, lock=True)
-    if order is None or mismatches(order, session):
-        return Result(UNKNOWN_ORDER if order is None else REFUSED, order)
-    if orders.set_status_if(conn, order, FAILED, when={PENDING, CANCELLED}):
-        alerts.on_order_status(conn, order, order.status, FAILED)
-        log.info("payment order=%s session=%s user=%s source=%s outcome=failed",
-                 order.id, session.id, order.user_id, source)
-        return Result(FAILED, orders.by_id(conn, order.id))
-    return Result(NOT_PAID, order)
+    found = _order_for(conn, session, source)
+    if isinstance(found, Result):
+        return found
+    return move(conn, found, Happening.PAYMENT_FAILED, source=source)
 
 
-def mark_cancelled(conn: Connection, order: Order) -> Order:
-    """The customer left Checkout without paying."""
-    orders.set_status_if(conn, order, CANCELLED, when={PENDING})
+def mark_cancelled(conn: Connection, order: Order, *, source: str) -> Result:
+    """The customer left Checkout, or cancelled the purchase in the app."""
+    return move(conn, order, Happening.CUSTOMER_CANCELLED, source=source)
+
+
+def move(conn: Connection, order: Order, happening: Happening, *, source: str) -> Result:
+    """Apply a happening that moves the status only (no money): the state machine decides."""
+    status = next_status(order.status, happening)
+    if status is None:
+        return Result(NO_CHANGE, order)
+    orders.update(conn, order.id, status=status)
+    log.info("payment order=%s session=%s user=%s source=%s outcome=%s from=%s",
+             order.id, order.session_id, order.user_id, source, status, order.status)
     updated = orders.by_id(conn, order.id)
     assert updated is not None
-    return updated
+    alerts.on_order_status(conn, updated, order.status, status)
+    return Result(status, updated)
 
 
-def record_refund(conn: Connection, *, payment_intent: str, charge_id: str, amount_refunded: int) -> str:
-    """Note Stripe's cumulative refunded amount for a payment and claw back what it newly covers."""
-    now = utcnow()
-    if not insert_ignoring_duplicates(conn, payment_refunds, {
-        "payment_intent": payment_intent, "charge_id": charge_id, "amount_refunded": amount_refunded, "updated_at": now,
-    }):
-        r = payment_refunds.c
-        conn.execute(
-            payment_refunds.update().where(r.payment_intent == payment_intent).values(
-                amount_refunded=case((r.amount_refunded < amount_refunded, amount_refunded), else_=r.amount_refunded),
-                updated_at=now,
-            )
-        )
-    order = orders.by_payment_intent(conn, payment_intent, lock=True)
-    if order is None:
-        # The refund may come before the payment's own event: kept above, applied on fulfilment.
-        log.info("payment payment_intent=%s outcome=refund_recorded_without_order", payment_intent)
-        return "refund_unmatched"
-    return _apply_refunds(conn, order)
-
-
-def _apply_refunds(conn: Connection, order: Order) -> str:
-    if not order.payment_intent or order.status not in (PAID, REFUNDED):
-        return "no_refund"
-    recorded = conn.execute(
-        select(payment_refunds.c.amount_refunded).where(payment_refunds.c.payment_intent == order.payment_intent)
-    ).scalar()
-    refunded = min(recorded, order.amount) if recorded is not None else 0
-    target = order.credits * refunded // order.amount
-    delta = target - order.credits_clawed_back
-    if delta <= 0:
-        return "refund_already_applied" if refunded else "no_refund"
-    ledger.post(
-        conn, user_id=order.user_id, type="refund", amount=-delta,
-        reference=f"{order.payment_intent}:{refunded}",
-        description=f"Refund of {order.pack_name} pack ({refunded} of {order.amount} {order.currency.upper()})",
+def _grant(conn: Connection, order: Order, session: SessionState, source: str) -> Result:
+    if order.status in AFTER_PAYMENT:
+        return Result(ALREADY_GRANTED, order)
+    assert next_status(order.status, Happening.SESSION_PAID) == PAID  # money wins from every unpaid status
+    entry = ledger.post(
+        conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
+        description=f"{order.pack_name} pack",
     )
-    orders.update(
-        conn, order.id, amount_refunded=refunded, credits_clawed_back=target,
-        status=REFUNDED if refunded >= order.amount else order.status,
-    )
-    log.info(
-        "payment order=%s session=%s user=%s outcome=clawed_back credits=%d refunded=%d",
-        order.id, order.session_id, order.user_id, delta, refunded,
-    )
-    return "clawed_back"
+    orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
+    paid = orders.by_id(conn, order.id)
+    assert paid is not None
+    alerts.on_order_status(conn, paid, order.status, PAID)
+    if entry is None:  # the ledger already had it: the order row had lagged behind
+        return Result(ALREADY_GRANTED, paid)
+    log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
+             paid.id, session.id, paid.user_id, source, paid.credits)
+    # Refunds or disputes may have arrived before the payment's own event: apply them now.
+    cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent else None
+    if cause is not None:
+        paid = clawbacks.settle(conn, paid, cause).order
+    return Result(GRANTED, paid)

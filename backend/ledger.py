@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -25,8 +25,8 @@ from backend.db import insert_ignoring_duplicates, utcnow
 from backend.errors import IdempotencyConflict, InsufficientCredits
 from backend.schema import balances, ledger_entries
 
-EntryType = Literal["purchase", "spend", "refund", "adjustment"]
-ENTRY_TYPES: tuple[str, ...] = ("purchase", "spend", "refund", "adjustment")
+EntryType = Literal["purchase", "spend", "refund", "refund_reversal", "dispute", "dispute_reversal", "adjustment"]
+ENTRY_TYPES: tuple[str, ...] = get_args(EntryType)
 # Credits taken back because a payment was refunded or disputed, and entries that give them back. Neither
 # counts as spending.
 CLAWBACK_TYPES: tuple[str, ...] = ("refund", "dispute")

@@ -10,13 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from backend.db import utcnow
+from backend.order_status import AFTER_PAYMENT, CANCELLED, PENDING
 from backend.schema import orders as orders_table
-
-PENDING, PAID, FAILED, EXPIRED, CANCELLED, REFUNDED = (
-    "pending", "paid", "failed", "expired", "cancelled", "refunded",
-)
-# Statuses after which the provider has nothing more to tell us about the session.
-SETTLED = frozenset({PAID, REFUNDED, FAILED, EXPIRED})
 
 
 @dataclass(frozen=True)
@@ -39,10 +34,12 @@ class Order:
     credits_clawed_back: int
     created_at: str
     updated_at: str
+    amount_disputed: int = 0
 
     @property
     def credits_granted(self) -> int:
-        return self.credits if self.status in (PAID, REFUNDED) else 0
+        """The credits the purchase granted (clawbacks are entries of their own, see credits_clawed_back)."""
+        return self.credits if self.status in AFTER_PAYMENT else 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:
@@ -82,9 +79,18 @@ def update(conn: Connection, order_id: str, **changes: object) -> None:
     conn.execute(sa.update(orders_table).where(orders_table.c.id == order_id).values(changes))
 
 
-def set_status_if(conn: Connection, order: Order, status: str, *, when: set[str]) -> bool:
-    """Move the order to ``status`` only from one of the ``when`` statuses; returns whether it moved."""
-    if order.status not in when:
-        return False
-    update(conn, order.id, status=status)
-    return True
+def by_user(conn: Connection, user_id: int) -> list[Order]:
+    """All of a user's orders, newest first."""
+    query = sa.select(orders_table).where(orders_table.c.user_id == user_id)
+    rows = conn.execute(query.order_by(orders_table.c.created_at.desc(), orders_table.c.id)).mappings()
+    return [Order.from_row(row) for row in rows]
+
+
+def unsettled(conn: Connection, *, created_since: str) -> list[Order]:
+    """Orders whose payment may still change without a refund or dispute: pending ones of any age, and
+    cancelled ones made since ``created_since`` (their session may not have been expired at the provider)."""
+    o = orders_table.c
+    query = sa.select(orders_table).where(
+        (o.status == PENDING) | ((o.status == CANCELLED) & (o.created_at >= created_since))
+    )
+    return [Order.from_row(row) for row in conn.execute(query.order_by(o.created_at)).mappings()]

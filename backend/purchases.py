@@ -25,7 +25,8 @@ from backend.errors import (
     UnknownPack,
     UnknownSession,
 )
-from backend.orders import SETTLED, Order
+from backend.order_status import CANCELLED, PENDING, SETTLED
+from backend.orders import Order
 from backend.payments.base import CheckoutRequest, SessionState
 from backend.services import Services
 
@@ -84,7 +85,7 @@ async def start_checkout(
     order = Order(
         id=order_id, user_id=user.id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
         amount=pack.amount, currency=pack.currency, provider=services.payments.name, session_id=created.id,
-        checkout_url=created.url, return_url=return_url, state=state, status=orders.PENDING,
+        checkout_url=created.url, return_url=return_url, state=state, status=PENDING,
         payment_intent=None, amount_refunded=0, credits_clawed_back=0, created_at=now, updated_at=now,
     )
     await to_thread.run_sync(_insert_order, services, order)
@@ -99,7 +100,10 @@ def _insert_order(services: Services, order: Order) -> None:
 
 
 async def refresh(services: Services, order: Order, *, source: str) -> Order:
-    """Ask the provider where an unsettled order's session stands and fulfil if it is paid."""
+    """Ask the provider where an unsettled order's session stands and fulfil if it is paid.
+
+    A settled order (paid or after, failed, expired, cancelled) is answered from the database: the
+    provider's webhooks and reconcile still bring it any news."""
     if order.status in SETTLED:
         return order
     try:
@@ -160,12 +164,12 @@ async def confirm_from_browser(services: Services, session_id: str) -> Order | N
 async def cancel_from_browser(services: Services, order_id: str) -> Order | None:
     """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid.
 
-    The order is marked cancelled first, so that the ``expired`` event our own expiry causes (which may
-    arrive before we are done here) cannot make it "expired"; a session that turns out to be paid is
-    fulfilled all the same.
+    The order is marked cancelled first, on the customer's word; the ``expired`` event our own expiry
+    causes then makes it ``expired`` (the order state machine), and a session that turns out to be paid
+    is fulfilled all the same.
     """
     order = await to_thread.run_sync(_cancel, services, order_id)
-    if order is None or order.status != orders.CANCELLED:
+    if order is None or order.status != CANCELLED:
         return order
     session: SessionState | None = None
     try:
@@ -185,4 +189,6 @@ async def cancel_from_browser(services: Services, order_id: str) -> Order | None
 def _cancel(services: Services, order_id: str) -> Order | None:
     with services.db.transaction() as conn:
         order = orders.by_id(conn, order_id, lock=True)
-        return fulfilment.mark_cancelled(conn, order) if order is not None else None
+        if order is None:
+            return None
+        return fulfilment.mark_cancelled(conn, order, source="cancel_page").order

@@ -90,27 +90,108 @@ orders = Table(
     Column("credits_clawed_back", Amount, server_default="0"),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text),
+    # The disputed amount (disputes open or lost) that the clawback counts, beside amount_refunded.
+    Column("amount_disputed", Amount, nullable=False, server_default="0"),
     Index("idx_orders_session_id", "session_id", unique=True),
     Index("idx_orders_payment_intent", "payment_intent"),
     Index("idx_orders_user_id_created_at", "user_id", "created_at"),
+    Index("idx_orders_status_created_at", "status", "created_at"),
 )
 
 # The highest cumulative refund Stripe has told us of, per payment; kept even when the payment's
 # order is not known yet, because events arrive in any order.
+# ``as_of`` is the ``created`` time of the event that told us (Unix seconds): a later event wins.
 payment_refunds = Table(
     "payment_refunds", metadata,
     Column("payment_intent", Text, primary_key=True),
     Column("charge_id", Text),
     Column("amount_refunded", Amount, nullable=False),
     Column("updated_at", Text),
+    Column("currency", Text),
+    Column("as_of", BigInteger, nullable=False, server_default="0"),
 )
 
+# Stripe's refund objects, each with its latest known status (pending, succeeded, failed, canceled ...).
+refunds = Table(
+    "refunds", metadata,
+    Column("id", Text, primary_key=True),
+    Column("payment_intent", Text),
+    Column("charge_id", Text),
+    Column("amount", Amount, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("as_of", BigInteger, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Index("idx_refunds_payment_intent", "payment_intent"),
+)
+
+# Stripe's dispute objects, each with its latest known status (needs_response, won, lost ...).
+disputes = Table(
+    "disputes", metadata,
+    Column("id", Text, primary_key=True),
+    Column("payment_intent", Text),
+    Column("charge_id", Text),
+    Column("amount", Amount, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("as_of", BigInteger, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Index("idx_disputes_payment_intent", "payment_intent"),
+)
+
+# Every verified Stripe event, kept whole with what processing it did: one row per event id, which is
+# also what makes a duplicate a no-op. ``body`` is dropped after the retention period; the row stays.
 webhook_events = Table(
     "webhook_events", metadata,
     Column("id", Text, primary_key=True),
     Column("type", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("received_at", Text, nullable=False),
+    Column("body", Text),
+    Column("livemode", Boolean),
+    Column("created", BigInteger),  # the event's own time at Stripe (Unix seconds)
+    Column("source", Text),  # webhook, reconcile, replay, stub_checkout
+    Column("object_id", Text),  # the session, refund, dispute or charge it is about
+    Column("order_id", Text),
+    Column("detail", Text),  # why it was refused or ignored, or what it changed
+    Column("processed_at", Text),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Index("idx_webhook_events_order_id", "order_id"),
+    Index("idx_webhook_events_object_id", "object_id"),
+    Index("idx_webhook_events_received_at", "received_at"),
+)
+
+# Every request to the webhook endpoint that was not processed (a bad signature, a malformed event, an
+# error), with its body and why, so that a wrong signing secret or a failing handler shows up for support.
+# (A processed one is its row in webhook_events.) Deleted after the retention period.
+failed_deliveries = Table(
+    "failed_deliveries", metadata,
+    Column("id", Id, primary_key=True),
+    Column("received_at", Text, nullable=False),
+    Column("signature_valid", Boolean, nullable=False),
+    Column("event_id", Text),
+    Column("event_type", Text),
+    Column("outcome", Text, nullable=False),  # rejected_signature, malformed, error
+    Column("error", Text),
+    Column("body", Text),
+    Index("idx_failed_deliveries_event_id", "event_id"),
+    Index("idx_failed_deliveries_received_at", "received_at"),
+)
+
+# Each run of reconcile (by hand or on the interval) and what it found.
+reconcile_runs = Table(
+    "reconcile_runs", metadata,
+    Column("id", Id, primary_key=True),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("since", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("events_seen", Integer, nullable=False, server_default="0"),
+    Column("events_applied", Integer, nullable=False, server_default="0"),
+    Column("orders_checked", Integer, nullable=False, server_default="0"),
+    Column("orders_changed", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
 )
 
 stub_sessions = Table(

@@ -1,7 +1,11 @@
-"""Stripe events: each processed once, in the same transaction that records it.
+"""Stripe events: verified, kept whole, and processed once, in the same transaction that records them.
 
-An event's effects and its row in ``webhook_events`` commit together, so a crash or an error
-leaves neither (and Stripe's retry processes it), while a duplicate finds the row and does nothing.
+An event's effects and its row in ``webhook_events`` commit together, so a crash or an error leaves
+neither (and Stripe's retry processes it), while a duplicate finds the row and does nothing. The row
+keeps the whole event with what processing did (outcome, detail, order), so that support can see and
+replay it (:func:`replay`); a delivery that could not be processed (a bad signature, a malformed
+event, an error) is kept in ``failed_deliveries`` with its reason. The webhook, reconcile, replay and
+the stub checkout all come through :func:`process_event`.
 """
 
 from __future__ import annotations
@@ -12,27 +16,64 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 import stripe
-from sqlalchemy import select
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
-from backend import fulfilment
+from backend import clawbacks, fulfilment, orders
 from backend.db import Database, insert_ignoring_duplicates, utcnow
-from backend.errors import InvalidSignature, MalformedEvent, MalformedSession, WebhooksNotConfigured
+from backend.errors import (
+    CreditdeskError,
+    InvalidSignature,
+    MalformedEvent,
+    MalformedSession,
+    UnknownEvent,
+    WebhooksNotConfigured,
+)
 from backend.payments.base import SessionState
-from backend.schema import webhook_events
+from backend.schema import failed_deliveries, webhook_events
 
 log = logging.getLogger("creditdesk.payments")
 
-SESSION_EVENTS = {
+SESSION_EVENTS = frozenset({
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
-}
-HANDLED = SESSION_EVENTS | {"charge.refunded"}
+})
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+DISPUTE_EVENTS = frozenset({
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+})
+CHARGE_EVENTS = frozenset({"charge.refunded"})
+HANDLED = SESSION_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | CHARGE_EVENTS
+
 SIGNATURE_TOLERANCE_SECONDS = 300
+# How much of an unverified body is kept: enough to see what was sent, not a way to fill the disk.
+UNVERIFIED_BODY_LIMIT = 4096
+
+# Outcomes of an event besides fulfilment's and clawbacks' own (granted, clawed_back, ...).
+DUPLICATE = "duplicate"
+IGNORED = "ignored"
+REFUSED = "refused"
+RECORDED = "recorded"  # kept for later: the payment's order is not known or not paid yet
+
+
+@dataclass(frozen=True)
+class Processed:
+    event_id: str
+    type: str
+    outcome: str
+    detail: str = ""
+    order_id: str | None = None
 
 
 def verify(payload: bytes, signature: str, secret: str | None) -> Any:
@@ -105,33 +146,189 @@ def _check_values(event: Any) -> None:
                 raise MalformedEvent("the body holds text that is not valid Unicode") from None
 
 
-def process_event(db: Database, event: Any, *, source: str = "webhook") -> str:
-    """Apply one event (a parsed, already verified Stripe event) and return its outcome."""
+def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | MalformedEvent) -> None:
+    """Keep a delivery that failed verification, with why (an unverified body only in part)."""
+    if isinstance(error, InvalidSignature):
+        _keep_failed(db, payload[:UNVERIFIED_BODY_LIMIT], valid=False, outcome="rejected_signature",
+                     error="the Stripe-Signature header is missing, stale or does not match the body")
+    else:
+        _keep_failed(db, payload, valid=True, outcome="malformed", error=str(error))
+
+
+def receive(db: Database, event: Any, payload: bytes, *, livemode: bool) -> Processed:
+    """Process a verified delivery once; keep it with its reason if it cannot be processed."""
+    try:
+        return process_event(db, event, livemode=livemode, body=payload.decode("utf-8", errors="replace"))
+    except MalformedEvent as exc:
+        _keep_failed(db, payload, valid=True, outcome="malformed", error=str(exc), event=event)
+        raise
+    except Exception as exc:
+        _keep_failed(db, payload, valid=True, outcome="error", error=f"{type(exc).__name__}: {exc}"[:500],
+                     event=event)
+        raise
+
+
+def process_event(
+    db: Database, event: Any, *, source: str = "webhook", livemode: bool = False, body: str | None = None
+) -> Processed:
+    """Apply one verified event and keep it; ``livemode`` is the mode of our Stripe key."""
     event_id, event_type, obj = _parts(event)
     if _already_processed(db, event_id):
         # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
         _recent.add(db, event_id)
-        log.info("payment event=%s event_id=%s outcome=duplicate", event_type, event_id)
-        return "duplicate"
+        processed = Processed(event_id, event_type, DUPLICATE)
+        _log(processed, source)
+        return processed
+    created = event.get("created")
     with db.transaction() as conn:
         # Claim the event first: on PostgreSQL a concurrent delivery of the same event waits here for
         # this transaction and then finds the row, so it is processed once whichever replica gets it.
-        if not insert_ignoring_duplicates(
-            conn, webhook_events, {"id": event_id, "type": event_type, "outcome": "processing", "received_at": utcnow()}
-        ):
-            outcome = "duplicate"
+        claimed = insert_ignoring_duplicates(conn, webhook_events, {
+            "id": event_id, "type": event_type, "outcome": "processing", "received_at": utcnow(),
+            "body": body if body is not None else json.dumps(event), "livemode": event.get("livemode") is True,
+            "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
+            "source": source, "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
+        })
+        if not claimed:
+            processed = Processed(event_id, event_type, DUPLICATE)
         else:
-            outcome = _dispatch(conn, event_type, obj, source)
-            conn.execute(webhook_events.update().where(webhook_events.c.id == event_id).values(outcome=outcome))
+            processed = _process(conn, event, event_type, obj, source, livemode)
+            _note(conn, processed)
     _recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
-    session_id = obj.get("id") if event_type in SESSION_EVENTS else obj.get("payment_intent")
-    order_id = (obj.get("metadata") or {}).get("orderId") if isinstance(obj.get("metadata"), Mapping) else None
-    user_id = obj.get("client_reference_id")
-    log.info(
-        "payment event=%s event_id=%s order=%s session=%s user=%s outcome=%s",
-        event_type, event_id, order_id, session_id, user_id, outcome,
-    )
-    return outcome
+    _log(processed, source)
+    return processed
+
+
+def replay(db: Database, event_id: str, *, livemode: bool) -> Processed:
+    """Run a stored event through the same path again; a no-op where its effect is already in the ledger.
+
+    Takes the kept event, or else the newest signed delivery of that id that failed to process.
+    """
+    with db.read() as conn:
+        body = conn.execute(sa.select(webhook_events.c.body).where(webhook_events.c.id == event_id)).scalar()
+        stored = body is not None or conn.execute(
+            sa.select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first() is not None
+        if body is None:
+            body = conn.execute(
+                sa.select(failed_deliveries.c.body).where(
+                    failed_deliveries.c.event_id == event_id, failed_deliveries.c.signature_valid.is_(True))
+                .order_by(failed_deliveries.c.id.desc()).limit(1)
+            ).scalar()
+    if body is None:
+        if stored:
+            raise UnknownEvent(f"event {event_id} is known but its body is past the retention period")
+        raise UnknownEvent(f"no stored event {event_id}")
+    event = json.loads(body)
+    if not stored:
+        return process_event(db, event, source="replay", livemode=livemode, body=body)
+    _, event_type, obj = _parts(event)
+    with db.transaction() as conn:
+        processed = _process(conn, event, event_type, obj, "replay", livemode)
+        _note(conn, processed, replayed=True)
+    _log(processed, "replay")
+    return processed
+
+
+def _process(
+    conn: Connection, event: Mapping[str, Any], event_type: str, obj: Mapping[str, Any], source: str, livemode: bool
+) -> Processed:
+    event_id = str(event["id"])
+    if event.get("livemode") is not livemode and event.get("livemode") in (True, False):
+        mode = "live" if event.get("livemode") else "test"
+        return Processed(event_id, event_type, REFUSED,
+                         f"a {mode}-mode event, and this server's Stripe key is in the other mode")
+    if event_type not in HANDLED:
+        return Processed(event_id, event_type, IGNORED, "not an event type Creditdesk acts on")
+    created = event.get("created")
+    as_of = created if isinstance(created, int) and not isinstance(created, bool) else 0
+    if event_type in SESSION_EVENTS:
+        try:
+            session = SessionState.from_stripe(obj)
+        except MalformedSession as exc:
+            raise MalformedEvent(str(exc)) from exc
+        if event_type == "checkout.session.async_payment_failed":
+            result = fulfilment.mark_failed(conn, session, source=source)
+        else:
+            result = fulfilment.apply_session(conn, session, source=source)
+        return Processed(event_id, event_type, result.outcome, result.detail, result.order.id if result.order else None)
+    if event_type in CHARGE_EVENTS:
+        charge_news = clawbacks.charge_refunds_news(obj, as_of)
+        if charge_news is None:
+            return Processed(event_id, event_type, IGNORED, "the charge names no payment intent or refunded amount")
+        return _money(conn, event_id, event_type, charge_news.payment_intent, charge_news.currency,
+                      clawbacks.Cause("charge", charge_news.charge_id),
+                      lambda: clawbacks.record_charge_refunds(conn, charge_news))
+    if event_type in REFUND_EVENTS:
+        refund = clawbacks.refund_news(obj, as_of)
+        if refund is None:
+            raise MalformedEvent("the refund lacks an id, amount, currency or status")
+        if refund.payment_intent is None:
+            return Processed(event_id, event_type, IGNORED, "the refund names no payment intent")
+        return _money(conn, event_id, event_type, refund.payment_intent, refund.currency,
+                      clawbacks.Cause("refund", refund.id), lambda: clawbacks.record_refund(conn, refund))
+    dispute = clawbacks.dispute_news(obj, as_of)
+    if dispute is None:
+        raise MalformedEvent("the dispute lacks an id, amount, currency or status")
+    if dispute.payment_intent is None:
+        return Processed(event_id, event_type, IGNORED, "the dispute names no payment intent")
+    return _money(conn, event_id, event_type, dispute.payment_intent, dispute.currency,
+                  clawbacks.Cause("dispute", dispute.id), lambda: clawbacks.record_dispute(conn, dispute))
+
+
+def _money(
+    conn: Connection, event_id: str, event_type: str, payment_intent: str, currency: str | None,
+    cause: clawbacks.Cause, record: Any,
+) -> Processed:
+    """A refund or dispute: keep the news, then settle the payment's order if it is known and paid."""
+    order = orders.by_payment_intent(conn, payment_intent, lock=True)
+    if order is not None and currency is not None and currency != order.currency:
+        return Processed(event_id, event_type, REFUSED,
+                         f"in {currency.upper()}, and the order was paid in {order.currency.upper()}", order.id)
+    record()
+    if order is None:
+        # The news may come before the payment's own event: kept, and applied at fulfilment.
+        return Processed(event_id, event_type, RECORDED, "no paid order has this payment yet")
+    settlement = clawbacks.settle(conn, order, cause)
+    if settlement.outcome == "not_paid":
+        return Processed(event_id, event_type, RECORDED, "the order is not paid yet", order.id)
+    detail = f"{abs(settlement.credits)} credits; order {settlement.order.status}" if settlement.credits else ""
+    return Processed(event_id, event_type, settlement.outcome, detail, order.id)
+
+
+def _note(conn: Connection, processed: Processed, *, replayed: bool = False) -> None:
+    values: dict[str, Any] = {"outcome": processed.outcome, "detail": processed.detail or None,
+                              "order_id": processed.order_id, "processed_at": utcnow()}
+    if replayed:
+        values["attempts"] = webhook_events.c.attempts + 1
+    conn.execute(webhook_events.update().where(webhook_events.c.id == processed.event_id).values(values))
+
+
+def _keep_failed(
+    db: Database, body: bytes, *, valid: bool, outcome: str, error: str, event: Any = None
+) -> None:
+    event_id = event_type = None
+    if isinstance(event, Mapping):
+        event_id = event.get("id") if isinstance(event.get("id"), str) else None
+        event_type = event.get("type") if isinstance(event.get("type"), str) else None
+    try:
+        with db.transaction() as conn:
+            conn.execute(failed_deliveries.insert().values(
+                received_at=utcnow(), signature_valid=valid, event_id=(event_id or "")[:255] or None,
+                event_type=(event_type or "")[:255] or None, outcome=outcome, error=error,
+                body=body.decode("utf-8", errors="replace"),
+            ))
+    except (SQLAlchemyError, CreditdeskError, OSError):  # the database may be what failed: the log still has it
+        log.warning("payment webhook outcome=%s not_kept=true", outcome)
+
+
+def prune(db: Database, *, before: str) -> tuple[int, int]:
+    """Drop what is past the retention period: failed deliveries, and the bodies of processed events
+    (their rows stay, so that a very late duplicate is still a no-op). Returns (deliveries, bodies)."""
+    with db.transaction() as conn:
+        deliveries = conn.execute(failed_deliveries.delete().where(failed_deliveries.c.received_at < before))
+        bodies = conn.execute(webhook_events.update().where(
+            webhook_events.c.received_at < before, webhook_events.c.body.is_not(None)).values(body=None))
+        return deliveries.rowcount, bodies.rowcount
 
 
 def known_duplicate(db: Database, event: Any) -> bool:
@@ -172,7 +369,7 @@ def _already_processed(db: Database, event_id: str) -> bool:
     """Whether the event's effects are committed (a row still "processing" is another transaction's,
     not yet committed: that case goes on to the write path, which waits for it)."""
     with db.read() as conn:
-        outcome = conn.execute(select(webhook_events.c.outcome).where(webhook_events.c.id == event_id)).scalar()
+        outcome = conn.execute(sa.select(webhook_events.c.outcome).where(webhook_events.c.id == event_id)).scalar()
     return outcome is not None and outcome != "processing"
 
 
@@ -183,7 +380,7 @@ def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:
     data = event.get("data")
     if not isinstance(event_id, str) or not event_id or len(event_id) > 255:
         raise MalformedEvent("the event has no id")
-    if not isinstance(event_type, str) or not event_type:
+    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
         raise MalformedEvent("the event has no type")
     obj = data.get("object") if isinstance(data, Mapping) else None
     if not isinstance(obj, Mapping):
@@ -191,23 +388,6 @@ def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:
     return event_id, event_type, obj
 
 
-def _dispatch(conn: Any, event_type: str, obj: Mapping[str, Any], source: str) -> str:
-    if event_type not in HANDLED:
-        return "ignored"
-    if event_type == "charge.refunded":
-        payment_intent, charge_id = obj.get("payment_intent"), obj.get("id")
-        refunded = obj.get("amount_refunded")
-        if isinstance(payment_intent, Mapping):
-            payment_intent = payment_intent.get("id")
-        if not isinstance(payment_intent, str) or not isinstance(refunded, int) or isinstance(refunded, bool):
-            return "ignored_no_payment_intent"
-        return fulfilment.record_refund(
-            conn, payment_intent=payment_intent, charge_id=str(charge_id), amount_refunded=max(refunded, 0)
-        )
-    try:
-        session = SessionState.from_stripe(obj)
-    except MalformedSession as exc:
-        raise MalformedEvent(str(exc)) from exc
-    if event_type == "checkout.session.async_payment_failed":
-        return fulfilment.mark_failed(conn, session, source=source).outcome
-    return fulfilment.apply_session(conn, session, source=source).outcome
+def _log(processed: Processed, source: str) -> None:
+    log.info("payment event=%s event_id=%s order=%s source=%s outcome=%s", processed.type, processed.event_id,
+             processed.order_id, source, processed.outcome)

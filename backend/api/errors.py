@@ -78,6 +78,11 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.InvalidSignature: Answer(400, "invalid_signature",
                                     "The Stripe-Signature header is missing, stale or does not match the body."),
     errors.MalformedEvent: Answer(400, "malformed_event", "The event cannot be processed: {exc}."),
+    # Support's errors (the admin commands); answered here too should an admin route ever raise them.
+    errors.UnknownEvent: Answer(404, "unknown_event", "There is no stored Stripe event with that id."),
+    errors.UnknownUser: Answer(404, "unknown_user", "There is no account with that email."),
+    errors.UnknownOrder: Answer(404, "unknown_order", "There is no order with that id."),
+    errors.InvalidAdjustment: Answer(422, "invalid_adjustment", "The adjustment is not valid: {exc}."),
     errors.ServerBusy: Answer(503, "server_busy", "The server is busy. " + TRY_AGAIN),
     errors.StorageUnavailable: Answer(503, "temporarily_unavailable",
                                       "The server cannot reach its storage just now; nothing was changed. "

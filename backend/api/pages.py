@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import jinja2
@@ -139,7 +140,7 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
         session = services.stub.pay(session_id)
         # As Stripe would: the completed event goes through the same handler as a real webhook.
         event = {"id": f"evt_stub_{session_id}", "object": "event", "type": "checkout.session.completed",
-                 "data": {"object": session}}
+                 "livemode": False, "created": int(time.time()), "data": {"object": session}}
         webhooks.process_event(services.db, event, source="stub_checkout")
     if session["status"] == "expired":
         return page(services, "result.html", 410, title="Checkout expired",

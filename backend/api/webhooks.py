@@ -27,17 +27,23 @@ log = logging.getLogger("creditdesk.payments")
     WebhooksNotConfigured, InvalidSignature, MalformedEvent, PAYLOAD_TOO_LARGE, StorageUnavailable))
 async def stripe_webhook(request: Request, services: ServicesDep) -> Response:
     payload = await request.body()
-    event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
-                            services.settings.stripe_webhook_secret)
+    try:
+        event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
+                                services.settings.stripe_webhook_secret)
+    except (InvalidSignature, MalformedEvent) as exc:
+        await run_in_threadpool(webhooks.keep_rejected, services.db, payload, exc)  # for support to see
+        raise
     if webhooks.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
         return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
                         media_type="application/json")
     try:
-        outcome = await run_in_threadpool(webhooks.process_event, services.db, event)
+        processed = await run_in_threadpool(
+            webhooks.receive, services.db, event, payload, livemode=services.settings.stripe_livemode)
     except CreditdeskError:
         raise
     except Exception:
         # Nothing was committed; Stripe retries and the event is processed then.
         log.exception("payment webhook outcome=retry_later")
         raise StorageUnavailable("the event could not be processed now", retry_after=10) from None
-    return Response(content=json.dumps({"received": True, "outcome": outcome}), media_type="application/json")
+    return Response(content=json.dumps({"received": True, "outcome": processed.outcome}),
+                    media_type="application/json")

@@ -1,0 +1,316 @@
+"""What refunds and disputes take back from a purchase, and what they give back.
+
+The one rule, held at every moment for each order: credits clawed back =
+floor(credits * min(amount, R + D) / amount), where R sums the payment's refunds that are pending or
+succeeded and D the disputed amount of its disputes that are open or lost, both in the order's
+currency. Stripe's refund and dispute objects are kept with their latest known status; after each
+change the order is settled again (:func:`settle`), and the difference between the new figure and
+what was clawed back so far becomes one ledger entry that names the Stripe object that caused it.
+Running it twice, or for events in any order, finds no difference the second time.
+
+Refunds may reach us as refund objects (``refund.*``, ``charge.refund.updated``), as the charge's
+cumulative ``amount_refunded`` (``charge.refunded``, whose charge no longer lists its refunds), or
+both: R is the larger of the two views, so one refund seen both ways counts once. The charge's figure
+is a snapshot: refunds known to have failed or been cancelled after it are taken out of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from backend import ledger, orders
+from backend.db import insert_ignoring_duplicates, utcnow
+from backend.order_status import AFTER_PAYMENT, after_payment, next_status
+from backend.orders import Order
+from backend.schema import disputes, ledger_entries, payment_refunds, refunds
+
+log = logging.getLogger("creditdesk.payments")
+
+# Stripe's refund statuses: the money is leaving or left, or it came back.
+REFUND_COUNTED = frozenset({"pending", "requires_action", "succeeded"})
+REFUND_GIVEN_BACK = frozenset({"failed", "canceled"})
+# Stripe's dispute statuses: open (inquiries too, while they last), lost, or over in the merchant's favour.
+DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review"})
+DISPUTE_LOST = frozenset({"lost"})
+# For two events of the same second, the status further along wins (a succeeded refund can still fail).
+STATUS_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2, "canceled": 2,
+               "warning_needs_response": 0, "warning_under_review": 1, "needs_response": 1, "under_review": 2,
+               "won": 3, "lost": 3, "warning_closed": 3}
+
+Kind = Literal["refund", "dispute", "charge"]
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The Stripe object whose news changed a payment: it names the ledger entry that follows."""
+
+    kind: Kind
+    id: str
+
+
+@dataclass(frozen=True)
+class MoneyFacts:
+    refunded: int  # R
+    disputed: int  # D
+    disputes_open: bool
+    disputes_lost: bool
+
+
+def credits_clawed_back(*, credits: int, amount: int, refunded: int, disputed: int) -> int:
+    """floor(credits * min(amount, R + D) / amount), in whole credits."""
+    if amount <= 0 or credits < 0 or refunded < 0 or disputed < 0:
+        raise ValueError("a clawback needs a positive amount paid and no negative figures")
+    return credits * min(amount, refunded + disputed) // amount
+
+
+# --- what Stripe told us ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundNews:
+    id: str
+    payment_intent: str | None
+    charge_id: str | None
+    amount: int
+    currency: str
+    status: str
+    as_of: int  # the event's time at Stripe
+
+
+@dataclass(frozen=True)
+class DisputeNews:
+    id: str
+    payment_intent: str | None
+    charge_id: str | None
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    as_of: int
+
+
+@dataclass(frozen=True)
+class ChargeRefundsNews:
+    """``charge.refunded``: the charge's cumulative refunded amount at the event's time."""
+
+    payment_intent: str
+    charge_id: str
+    amount_refunded: int
+    currency: str | None
+    as_of: int
+
+
+def record_refund(conn: Connection, news: RefundNews) -> bool:
+    """Keep the refund's newest known status; returns whether this news was newer than what we had."""
+    return _record(conn, refunds, news.id, news.as_of, {
+        "payment_intent": news.payment_intent, "charge_id": news.charge_id, "amount": news.amount,
+        "currency": news.currency, "status": news.status,
+    })
+
+
+def record_dispute(conn: Connection, news: DisputeNews) -> bool:
+    return _record(conn, disputes, news.id, news.as_of, {
+        "payment_intent": news.payment_intent, "charge_id": news.charge_id, "amount": news.amount,
+        "currency": news.currency, "status": news.status, "reason": news.reason,
+    })
+
+
+def record_charge_refunds(conn: Connection, news: ChargeRefundsNews) -> bool:
+    values = {"payment_intent": news.payment_intent, "charge_id": news.charge_id,
+              "amount_refunded": news.amount_refunded, "currency": news.currency, "as_of": news.as_of,
+              "updated_at": utcnow()}
+    if insert_ignoring_duplicates(conn, payment_refunds, values):
+        return True
+    table = payment_refunds
+    row = conn.execute(
+        sa.select(table.c.as_of, table.c.amount_refunded).where(table.c.payment_intent == news.payment_intent)
+        .with_for_update()
+    ).mappings().one()
+    # A later snapshot wins; of two at the same second, the larger (refunds only add up within a second).
+    if (news.as_of, news.amount_refunded) <= (row["as_of"], row["amount_refunded"]):
+        return False
+    conn.execute(table.update().where(table.c.payment_intent == news.payment_intent).values(values))
+    return True
+
+
+def _record(conn: Connection, table: sa.Table, object_id: str, as_of: int, values: dict[str, Any]) -> bool:
+    row = {"id": object_id, "as_of": as_of, "updated_at": utcnow(), **values}
+    if insert_ignoring_duplicates(conn, table, row):
+        return True
+    stored = conn.execute(
+        sa.select(table.c.as_of, table.c.status).where(table.c.id == object_id).with_for_update()
+    ).mappings().one()
+    # Events arrive in any order: only newer news replaces what we hold.
+    if (as_of, STATUS_RANK.get(values["status"], 0)) <= (stored["as_of"], STATUS_RANK.get(stored["status"], 0)):
+        return False
+    conn.execute(table.update().where(table.c.id == object_id).values(row))
+    return True
+
+
+def facts(conn: Connection, payment_intent: str, currency: str) -> MoneyFacts:
+    """R and D for one payment, counting only objects in the order's currency."""
+    found_refunds = conn.execute(
+        sa.select(refunds).where(refunds.c.payment_intent == payment_intent, refunds.c.currency == currency)
+    ).mappings().all()
+    by_objects = sum(r["amount"] for r in found_refunds if r["status"] in REFUND_COUNTED)
+    snapshot = conn.execute(
+        sa.select(payment_refunds).where(payment_refunds.c.payment_intent == payment_intent)
+    ).mappings().first()
+    by_charge = 0
+    if snapshot is not None and snapshot["currency"] in (None, currency):
+        failed_since = sum(r["amount"] for r in found_refunds
+                           if r["status"] in REFUND_GIVEN_BACK and r["as_of"] >= snapshot["as_of"])
+        by_charge = max(0, snapshot["amount_refunded"] - failed_since)
+    found_disputes = conn.execute(
+        sa.select(disputes).where(disputes.c.payment_intent == payment_intent, disputes.c.currency == currency)
+    ).mappings().all()
+    counted = [d for d in found_disputes if d["status"] in DISPUTE_OPEN | DISPUTE_LOST]
+    return MoneyFacts(
+        refunded=max(by_objects, by_charge),
+        disputed=sum(d["amount"] for d in counted),
+        disputes_open=any(d["status"] in DISPUTE_OPEN for d in counted),
+        disputes_lost=any(d["status"] in DISPUTE_LOST for d in counted),
+    )
+
+
+def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
+    """The most recent refund or dispute of a payment, else its charge: what a settlement at fulfilment names."""
+    candidates: list[tuple[int, Cause]] = []
+    for table, kind in ((refunds, "refund"), (disputes, "dispute")):
+        row = conn.execute(
+            sa.select(table.c.id, table.c.as_of).where(table.c.payment_intent == payment_intent)
+            .order_by(table.c.as_of.desc()).limit(1)
+        ).first()
+        if row:
+            candidates.append((row.as_of, Cause(kind, row.id)))  # type: ignore[arg-type]
+    if candidates:
+        return max(candidates, key=lambda c: c[0])[1]
+    charge_id = conn.execute(
+        sa.select(payment_refunds.c.charge_id).where(payment_refunds.c.payment_intent == payment_intent)
+    ).scalar()
+    return Cause("charge", charge_id) if charge_id else None
+
+
+# --- settling an order ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settlement:
+    outcome: str  # clawed_back, given_back, no_change, not_paid
+    order: Order
+    credits: int = 0  # moved by this settlement: negative taken, positive given back
+
+
+def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
+    """Bring a paid order's clawback and status in line with its money facts; inside a write transaction
+    that holds the order's row (``orders.by_* (lock=True)``)."""
+    if order.status not in AFTER_PAYMENT or not order.payment_intent:
+        return Settlement("not_paid", order)
+    money = facts(conn, order.payment_intent, order.currency)
+    target = credits_clawed_back(credits=order.credits, amount=order.amount, refunded=money.refunded,
+                                 disputed=money.disputed)
+    delta = target - order.credits_clawed_back
+    status = next_status(order.status, after_payment(
+        amount=order.amount, refunded=money.refunded, disputes_open=money.disputes_open,
+        disputes_lost=money.disputes_lost,
+    )) or order.status
+    if delta:
+        _post(conn, order, cause, -delta, money)
+    if delta or status != order.status or (money.refunded, money.disputed) != (
+        order.amount_refunded, order.amount_disputed
+    ):
+        orders.update(conn, order.id, credits_clawed_back=target, amount_refunded=money.refunded,
+                      amount_disputed=money.disputed, status=status)
+        updated = orders.by_id(conn, order.id)
+        assert updated is not None
+        order = updated
+    if delta:
+        log.info("payment order=%s session=%s user=%s outcome=%s credits=%d cause=%s status=%s",
+                 order.id, order.session_id, order.user_id, "clawed_back" if delta > 0 else "given_back",
+                 abs(delta), cause.id, order.status)
+        return Settlement("clawed_back" if delta > 0 else "given_back", order, -delta)
+    return Settlement("no_change", order)
+
+
+def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: MoneyFacts) -> None:
+    taking = credits < 0
+    if cause.kind == "dispute":
+        entry_type: ledger.EntryType = "dispute" if taking else "dispute_reversal"
+    else:
+        entry_type = "refund" if taking else "refund_reversal"
+    currency = order.currency.upper()
+    description = (
+        f"{_describe(entry_type)} {order.pack_name} pack "
+        f"(refunded {money.refunded}, disputed {money.disputed} of {order.amount} {currency})"
+    )
+    # One entry per change, named by the object that caused it; a second change caused by the same
+    # object (rare: several steps of rounding) gets the next number.
+    reference = cause.id
+    used = conn.execute(
+        sa.select(sa.func.count()).where(
+            ledger_entries.c.user_id == order.user_id, ledger_entries.c.type == entry_type,
+            (ledger_entries.c.reference == cause.id)
+            | ledger_entries.c.reference.startswith(f"{cause.id}#", autoescape=True),
+        )
+    ).scalar_one()
+    if used:
+        reference = f"{cause.id}#{used + 1}"
+    entry = ledger.post(conn, user_id=order.user_id, type=entry_type, amount=credits, reference=reference,
+                        description=description)
+    assert entry is not None
+
+
+def _describe(entry_type: str) -> str:
+    return {"refund": "Refund of", "refund_reversal": "Refund reversed for", "dispute": "Dispute on",
+            "dispute_reversal": "Dispute closed in your favour for"}[entry_type]
+
+
+# --- reading Stripe's objects -----------------------------------------------------------------------
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, Mapping):  # expanded
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _amount(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62 else None
+
+
+def refund_news(obj: Mapping[str, Any], as_of: int) -> RefundNews | None:
+    """A ``refund`` object as news; ``None`` when it lacks what the rule needs."""
+    refund_id, amount, currency, status = _id(obj.get("id")), _amount(obj.get("amount")), obj.get("currency"), \
+        obj.get("status")
+    if obj.get("object") != "refund" or not refund_id or amount is None or not isinstance(currency, str) \
+            or not isinstance(status, str):
+        return None
+    return RefundNews(refund_id, _id(obj.get("payment_intent")), _id(obj.get("charge")), amount, currency.lower(),
+                      status, as_of)
+
+
+def dispute_news(obj: Mapping[str, Any], as_of: int) -> DisputeNews | None:
+    dispute_id, amount, currency, status = _id(obj.get("id")), _amount(obj.get("amount")), obj.get("currency"), \
+        obj.get("status")
+    if obj.get("object") != "dispute" or not dispute_id or amount is None or not isinstance(currency, str) \
+            or not isinstance(status, str):
+        return None
+    reason = obj.get("reason")
+    return DisputeNews(dispute_id, _id(obj.get("payment_intent")), _id(obj.get("charge")), amount,
+                       currency.lower(), status, reason if isinstance(reason, str) else None, as_of)
+
+
+def charge_refunds_news(obj: Mapping[str, Any], as_of: int) -> ChargeRefundsNews | None:
+    payment_intent, charge_id, refunded = _id(obj.get("payment_intent")), _id(obj.get("id")), \
+        _amount(obj.get("amount_refunded"))
+    if obj.get("object") not in (None, "charge") or not payment_intent or refunded is None:
+        return None
+    currency = obj.get("currency")
+    return ChargeRefundsNews(payment_intent, charge_id or payment_intent, refunded,
+                             currency.lower() if isinstance(currency, str) else None, as_of)
