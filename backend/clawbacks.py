@@ -280,6 +280,11 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def payment_intent_of(obj: Mapping[str, Any]) -> str | None:
+    """The payment intent a refund, dispute or charge belongs to."""
+    return _id(obj.get("payment_intent"))
+
+
 def _amount(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62 else None
 

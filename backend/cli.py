@@ -8,16 +8,34 @@ import logging
 import socket
 import sys
 import threading
+from typing import NoReturn
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend import __version__
 from backend.config import ConfigError, Settings
+from backend.errors import (
+    CreditdeskError,
+    InvalidAdjustment,
+    InvalidSince,
+    UnknownEvent,
+    UnknownOrder,
+    UnknownUser,
+)
 from backend.migrations import MigrationError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="creditdesk-backend", description="The Creditdesk backend.")
+    parser = _Parser(prog="creditdesk-backend", description="The Creditdesk backend.")
     parser.add_argument("--version", action="version", version=f"creditdesk-backend {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve_cmd = commands.add_parser("serve", help="run the HTTP server until stopped")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=port_number, default=8787, help="port (default 8787; 0 picks a free one)")
@@ -26,23 +44,71 @@ def main(argv: list[str] | None = None) -> int:
                                 "backend never outlives it, even after a crash)")
     commands.add_parser("check", help="check that the ledger adds up; exit 1 if it does not")
     commands.add_parser("migrate", help="bring the database's schema up to date (SQLite or PostgreSQL)")
+    user_cmd = commands.add_parser("user", help="one account: balance, orders, recent ledger, events")
+    user_cmd.add_argument("email")
+    user_cmd.add_argument("--json", action="store_true", help="print JSON")
+    adjust_cmd = commands.add_parser("adjust", help="add (or with a minus sign, take) credits by an adjustment")
+    adjust_cmd.add_argument("email")
+    adjust_cmd.add_argument("amount", help="whole credits, e.g. 250 or -100")
+    adjust_cmd.add_argument("--reason", required=True, help="why, as the user will see it in their history")
+    adjust_cmd.add_argument("--key", help="an idempotency key: the same key twice adjusts once")
+    events_cmd = commands.add_parser("events", help="stored Stripe events with their outcomes")
+    events_cmd.add_argument("--order", help="an order id (ord_...)")
+    events_cmd.add_argument("--session", help="a Checkout Session id (cs_...)")
+    events_cmd.add_argument("--type", help="an event type, such as charge.refunded")
+    events_cmd.add_argument("--json", action="store_true", help="print JSON")
+    replay_cmd = commands.add_parser("replay", help="run a stored event through the webhook's path again")
+    replay_cmd.add_argument("event_id")
+    reconcile_cmd = commands.add_parser(
+        "reconcile", help="catch up with Stripe's Events API and re-check orders waiting on checkout")
+    reconcile_cmd.add_argument("--since", default="72h", help="how far back: 90m, 72h, 30d (at most 30d)")
+    reconcile_cmd.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The server logs what it does; the admin commands print their answer and log only trouble.
+    level = logging.INFO if args.command == "serve" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what changed ourselves
     try:
         settings = Settings.from_env()
         if args.command == "serve":
             return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin)
-        if args.command == "migrate":
-            return migrate(settings)
-        return check(settings)
+        return _admin(settings, args)
     except ConfigError as exc:
         print(f"creditdesk-backend: {exc}", file=sys.stderr)
         return 2
     except MigrationError as exc:
         print(f"creditdesk-backend: {exc}", file=sys.stderr)
         return 1
+    except (UnknownUser, UnknownOrder, UnknownEvent, InvalidAdjustment, InvalidSince) as exc:
+        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        return 2
+    except (CreditdeskError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        print(f"creditdesk-backend: {type(exc).__name__}: {reason[0] if reason else 'no details'}", file=sys.stderr)
+        return 1
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    from backend import console
+
+    match args.command:
+        case "check":
+            return console.check(settings)
+        case "migrate":
+            return console.migrate(settings)
+        case "user":
+            return console.user(settings, args.email, as_json=args.json)
+        case "adjust":
+            return console.adjust(settings, args.email, args.amount, args.reason, args.key)
+        case "events":
+            return console.events(settings, order=args.order, session=args.session, type=args.type, as_json=args.json)
+        case "replay":
+            return console.replay(settings, args.event_id)
+        case "reconcile":
+            return console.run_reconcile(settings, args.since, as_json=args.json,
+                                         public_url=settings.public_url or "http://127.0.0.1:8787")
+    raise AssertionError(args.command)
 
 
 def port_number(text: str) -> int:
@@ -100,8 +166,18 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     server = uvicorn.Server(config)
     if exit_with_stdin:
         threading.Thread(target=_stop_at_end_of_stdin, args=(server,), daemon=True).start()
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
-        server.run(sockets=[sock])
+    loop = None
+    if settings.payments_mode == "stripe" and settings.reconcile_interval > 0:
+        from backend.reconcile import Loop
+
+        # A webhook outage heals by itself: missed events are read back from Stripe's Events API.
+        loop = Loop(services, settings.reconcile_interval).start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
+            server.run(sockets=[sock])
+    finally:
+        if loop is not None:
+            loop.stop()
     return 0
 
 
@@ -119,36 +195,3 @@ def _stop_at_end_of_stdin(server: object) -> None:
             pass
     logging.getLogger("creditdesk").info("standard input closed: stopping")
     server.should_exit = True  # type: ignore[attr-defined]
-
-
-def migrate(settings: Settings) -> int:
-    from backend import migrations
-    from backend.db import Database
-
-    db = Database(settings.database)
-    try:
-        before, after = migrations.upgrade(db)
-    finally:
-        db.close()
-    if before == after:
-        print(f"the database is up to date (schema version {after})")
-    else:
-        print(f"migrated the database from schema version {before or 'none'} to {after}")
-    return 0
-
-
-def check(settings: Settings) -> int:
-    from backend import ledger, migrations
-    from backend.db import Database
-
-    db = Database(settings.database)
-    try:
-        migrations.prepare(db)
-        with db.read() as conn:
-            problems = ledger.check_invariants(conn)
-    finally:
-        db.close()
-    for problem in problems:
-        print(problem)
-    print("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
-    return 1 if problems else 0

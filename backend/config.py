@@ -39,6 +39,10 @@ class Settings:
     token_ttl_seconds: int = 30 * 24 * 3600
     # Reverse proxies whose X-Forwarded-For is believed (CREDITDESK_TRUSTED_PROXIES); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Seconds between the automatic reconciles of `serve` in Stripe mode; 0 turns them off.
+    reconcile_interval: int = 300
+    # How long the bodies of Stripe's events and failed deliveries are kept (at least Stripe's own 30 days).
+    event_retention_days: int = 90
     # Limits on sign-in and sign-up, to stop password guessing ("N/period", see the `limits` package).
     # Per client address, every attempt; per account and address together, the sign-ins, in stacked
     # windows so that the wait grows for a guesser who keeps going while the owner, elsewhere, signs in.
@@ -92,6 +96,16 @@ class Settings:
             if not pool_size.isdigit() or not 1 <= int(pool_size) <= 1000:
                 raise ConfigError(f"CREDITDESK_DB_POOL_SIZE must be a whole number from 1 to 1000, not {pool_size!r}.")
             kwargs["db_pool_size"] = int(pool_size)
+        if (interval := get("CREDITDESK_RECONCILE_INTERVAL")) is not None:
+            if not interval.isdigit() or int(interval) > 7 * 24 * 3600:
+                raise ConfigError("CREDITDESK_RECONCILE_INTERVAL is the number of seconds between automatic "
+                                  f"reconciles (0 turns them off), up to a week; not {interval!r}.")
+            kwargs["reconcile_interval"] = int(interval)
+        if (retention := get("CREDITDESK_EVENT_RETENTION_DAYS")) is not None:
+            if not retention.isdigit() or not 30 <= int(retention) <= 3650:
+                raise ConfigError("CREDITDESK_EVENT_RETENTION_DAYS must be a whole number of days from 30 (Stripe "
+                                  f"keeps events 30 days) to 3650; not {retention!r}.")
+            kwargs["event_retention_days"] = int(retention)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
             kwargs["auth_limit_per_address"] = per_address
         if proxies := get("CREDITDESK_TRUSTED_PROXIES"):

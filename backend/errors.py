@@ -186,6 +186,10 @@ class UnknownOrder(CreditdeskError):
     """No order with that id."""
 
 
+class InvalidSince(CreditdeskError):
+    """A reconcile's ``--since`` that is not like 90m, 72h or 30d."""
+
+
 class InvalidAdjustment(CreditdeskError):
     """An adjustment needs a whole, non-zero number of credits within bounds, and a reason."""
 

@@ -216,7 +216,8 @@ def replay(db: Database, event_id: str, *, livemode: bool) -> Processed:
             ).scalar()
     if body is None:
         if stored:
-            raise UnknownEvent(f"event {event_id} is known but its body is past the retention period")
+            raise UnknownEvent(f"event {event_id} is known but its body was not kept (it came before Creditdesk kept "
+                               "bodies, or is past the retention period)")
         raise UnknownEvent(f"no stored event {event_id}")
     event = json.loads(body)
     if not stored:
@@ -236,7 +237,8 @@ def _process(
     if event.get("livemode") is not livemode and event.get("livemode") in (True, False):
         mode = "live" if event.get("livemode") else "test"
         return Processed(event_id, event_type, REFUSED,
-                         f"a {mode}-mode event, and this server's Stripe key is in the other mode")
+                         f"a {mode}-mode event, and this server's Stripe key is in the other mode",
+                         _related_order_id(conn, event_type, obj))
     if event_type not in HANDLED:
         return Processed(event_id, event_type, IGNORED, "not an event type Creditdesk acts on")
     created = event.get("created")
@@ -273,6 +275,16 @@ def _process(
         return Processed(event_id, event_type, IGNORED, "the dispute names no payment intent")
     return _money(conn, event_id, event_type, dispute.payment_intent, dispute.currency,
                   clawbacks.Cause("dispute", dispute.id), lambda: clawbacks.record_dispute(conn, dispute))
+
+
+def _related_order_id(conn: Connection, event_type: str, obj: Mapping[str, Any]) -> str | None:
+    """The order an event is about, if we have it (so that support finds even the events we refused)."""
+    if event_type in SESSION_EVENTS:
+        order = orders.by_session(conn, str(obj.get("id")))
+    else:
+        payment_intent = clawbacks.payment_intent_of(obj)
+        order = orders.by_payment_intent(conn, payment_intent) if payment_intent else None
+    return order.id if order else None
 
 
 def _money(

@@ -82,6 +82,7 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.UnknownEvent: Answer(404, "unknown_event", "There is no stored Stripe event with that id."),
     errors.UnknownUser: Answer(404, "unknown_user", "There is no account with that email."),
     errors.UnknownOrder: Answer(404, "unknown_order", "There is no order with that id."),
+    errors.InvalidSince: Answer(422, "invalid_since", "Give the period as minutes, hours or days, such as 72h."),
     errors.InvalidAdjustment: Answer(422, "invalid_adjustment", "The adjustment is not valid: {exc}."),
     errors.ServerBusy: Answer(503, "server_busy", "The server is busy. " + TRY_AGAIN),
     errors.StorageUnavailable: Answer(503, "temporarily_unavailable",

@@ -7,7 +7,7 @@ whichever provider took the money.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,3 +116,7 @@ class PaymentProvider(Protocol):
     def retrieve_session(self, session_id: str) -> SessionState: ...
 
     def expire_session(self, session_id: str) -> SessionState: ...
+
+    def list_events(self, types: Collection[str], created_since: int) -> Iterator[dict[str, Any]]:
+        """The provider's events of these types since a Unix time, newest first (reconcile reads them)."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import stripe
@@ -66,6 +67,19 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise translate(exc, session_id) from exc
         return _session_state(_as_dict(session))
+
+
+    def list_events(self, types: Collection[str], created_since: int) -> Iterator[dict[str, Any]]:
+        """Stripe's Events API, every page (it keeps 30 days of events)."""
+        params = {"types": sorted(types), "created": {"gte": created_since}, "limit": 100}
+        try:
+            for event in self._client.v1.events.list(params=params).auto_paging_iter():  # type: ignore[arg-type]
+                data = _as_dict(event)
+                if data.get("object") != "event":
+                    raise PaymentProviderUnavailable("Stripe's Events API answered something other than events")
+                yield data
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
 
 
 def _as_dict(answer: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -77,6 +78,10 @@ class StubProvider:
         if session["status"] == "open":
             session = self._update(session_id, status="expired")
         return SessionState.from_stripe(session)
+
+    def list_events(self, types: Collection[str], created_since: int) -> Iterator[dict[str, Any]]:
+        """None: the stub checkout applies its one event as it happens."""
+        return iter(())
 
     def pay(self, session_id: str) -> dict[str, Any]:
         """Complete an open session as paid; returns the session (unchanged if it was not open)."""

@@ -27,10 +27,20 @@ class BackendProcess:
         self.url = ""
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self) -> BackendProcess:
+    def environment(self) -> dict[str, str]:
+        """The backend's environment: this machine's, less any Creditdesk or Stripe settings, plus ours."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_"))}
         env.update({"CREDITDESK_DB": str(self.db_path), "PYTHONUNBUFFERED": "1"})
         env.update(self.extra_env)
+        return env
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``creditdesk-backend ARGS`` with this backend's settings and database, as support would run it."""
+        return subprocess.run([sys.executable, "-m", "backend", *args], env=self.environment(), capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def start(self) -> BackendProcess:
+        env = self.environment()
         self._log = self.log_path.open("a")
         # --exit-with-stdin: if the test run itself is killed, the backend goes with it.
         self.proc = subprocess.Popen(

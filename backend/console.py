@@ -1,0 +1,171 @@
+"""The admin commands of ``creditdesk-backend``: each renders what a plain function returns, as text or JSON.
+
+Exit status: 0 done, 1 ``check`` found a fault (or the database failed), 2 bad input (an unknown email,
+order or event, a bad amount) with one line on stderr and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tabulate import tabulate
+
+from backend import ledger, migrations, reconcile, support, webhooks
+from backend.config import Settings
+from backend.db import Database
+from backend.services import Services
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    db = Database(settings.database)
+    try:
+        migrations.prepare(db)
+        yield db
+    finally:
+        db.close()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) if rows else "  (none)"
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{amount / 100:.2f} {currency.upper()}"
+
+
+def user(settings: Settings, email: str, *, as_json: bool) -> int:
+    with database(settings) as db:
+        report = support.user_report(db, email)
+    if as_json:
+        _print_json({
+            "user": report.user.as_json(), "balance": report.balance,
+            "orders": [{
+                "id": o.id, "sessionId": o.session_id, "pack": o.pack_id, "amount": o.amount, "currency": o.currency,
+                "status": o.status, "creditsGranted": o.credits_granted, "creditsClawedBack": o.credits_clawed_back,
+                "amountRefunded": o.amount_refunded, "amountDisputed": o.amount_disputed,
+                "paymentIntent": o.payment_intent, "createdAt": o.created_at, "updatedAt": o.updated_at,
+            } for o in report.orders],
+            "ledger": [{"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
+                        "reference": e.reference, "description": e.description, "createdAt": e.created_at}
+                       for e in report.entries],
+            "events": [e.as_json() for e in report.events],
+        })
+        return 0
+    print(f"Account {report.user.id}  {report.user.email}")
+    print(f"Balance {report.balance} credits\n")
+    print("Orders, newest first")
+    print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), o.status, o.credits_granted,
+                   o.credits_clawed_back, _money(o.amount_refunded, o.currency),
+                   _money(o.amount_disputed, o.currency), o.created_at] for o in report.orders],
+                 ["order", "checkout session", "pack", "paid", "status", "granted", "clawed back", "refunded",
+                  "disputed", "created"]))
+    print(f"\nLast {len(report.entries)} ledger entries")
+    print(_table([[e.id, e.created_at, e.type, f"{e.amount:+d}", e.balance_after, e.reference, e.description]
+                  for e in report.entries],
+                 ["entry", "when", "type", "credits", "balance after", "reference", "description"]))
+    print("\nStripe events about these orders")
+    print(_events_table(report.events))
+    return 0
+
+
+def _events_table(events: list[support.StoredEvent]) -> str:
+    return _table([[e.received_at, e.id, e.type, e.outcome, e.detail or "", e.order_id or "", e.source or "",
+                    e.attempts] for e in events],
+                  ["received", "event", "type", "outcome", "detail", "order", "via", "runs"])
+
+
+def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: str | None) -> int:
+    try:
+        amount = int(amount_text.replace("_", ""), 10)
+    except ValueError:
+        amount = 0  # refused below with the same sentence as any other bad amount
+    with database(settings) as db:
+        entry, new = support.adjust(db, email, amount, reason, key)
+    if new:
+        print(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
+    else:
+        print(f"already adjusted with this key: entry {entry.id} ({entry.amount:+d} credits); nothing changed")
+    return 0
+
+
+def events(settings: Settings, *, order: str | None, session: str | None, type: str | None, as_json: bool) -> int:
+    with database(settings) as db:
+        found = support.find_events(db, order_id=order, session_id=session, type=type)
+        failed = [] if order or session else support.failed(db, type=type)
+    if as_json:
+        _print_json({"events": [e.as_json() for e in found], "failedDeliveries": [f.as_json() for f in failed]})
+        return 0
+    print(f"{len(found)} stored event(s), newest first")
+    print(_events_table(found))
+    if not (order or session):
+        print("\nDeliveries that could not be processed, newest first")
+        print(_table([[f.received_at, f.outcome, "yes" if f.signature_valid else "no", f.event_id or "",
+                       f.event_type or "", f.error or ""] for f in failed],
+                     ["received", "outcome", "signed", "event", "type", "error"]))
+    return 0
+
+
+def replay(settings: Settings, event_id: str) -> int:
+    with database(settings) as db:
+        processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode)
+    detail = f" ({processed.detail})" if processed.detail else ""
+    print(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
+    return 0
+
+
+def run_reconcile(settings: Settings, since_text: str, *, as_json: bool, public_url: str) -> int:
+    since, note = reconcile.parse_since(since_text)
+    services = Services.build(settings, public_url)
+    try:
+        report = reconcile.reconcile(services, since=since, trigger="command")
+    finally:
+        services.db.close()
+    if note:
+        print(f"creditdesk-backend: {note}", file=sys.stderr)
+    if as_json:
+        _print_json(report.as_json())
+        return 0
+    print(f"Reconciled with {services.provider.name} since {report.since}")
+    print(f"  events read: {report.events_seen}; not seen before and now applied: {len(report.events_applied)}")
+    for p in report.events_applied:
+        print(f"    {p.event_id}  {p.type}  -> {p.outcome}" + (f"  ({p.detail})" if p.detail else ""))
+    print(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
+    for c in report.orders_changed:
+        print(f"    {c.order_id}  {c.before} -> {c.after}")
+    if report.pruned_deliveries or report.pruned_bodies:
+        print(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
+              f"{report.pruned_bodies} event bodies dropped")
+    for error in report.errors:
+        print(f"  could not finish: {error}")
+    return 0
+
+
+def check(settings: Settings) -> int:
+    with database(settings) as db, db.read() as conn:
+        problems = ledger.check_invariants(conn)
+    for problem in problems:
+        print(problem)
+    print("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def migrate(settings: Settings) -> int:
+    db = Database(settings.database)
+    try:
+        before, after = migrations.upgrade(db)
+    finally:
+        db.close()
+    if before == after:
+        print(f"the database is up to date (schema version {after})")
+    else:
+        print(f"migrated the database from schema version {before or 'none'} to {after}")
+    return 0

@@ -1,0 +1,192 @@
+"""Catching up with Stripe: events that never arrived, and orders still waiting on their checkout.
+
+Webhooks get lost: the endpoint was down, the signing secret was wrong, Stripe gave up after three
+days. :func:`reconcile` reads Stripe's Events API for the event types Creditdesk acts on and feeds
+every event not yet processed through the webhook's own path (:func:`backend.webhooks.process_event`),
+then asks the provider about every order still pending (and recently cancelled ones) and expires the
+lapsed. Everything it does is idempotent, so it is safe at any time, twice, or while webhooks arrive.
+``serve`` in Stripe mode runs it on an interval (:class:`Loop`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from backend import fulfilment, orders, webhooks
+from backend.db import utcnow
+from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, SessionNotFound
+from backend.order_status import Happening
+from backend.schema import reconcile_runs, webhook_events
+from backend.services import Services
+
+log = logging.getLogger("creditdesk.payments")
+
+# Stripe keeps events for 30 days: further back there is nothing to read.
+MAX_SINCE = timedelta(days=30)
+DEFAULT_SINCE = timedelta(hours=72)
+# A Checkout Session lives at most 24 hours; one its provider no longer knows after this is lapsed.
+SESSION_LIFETIME = timedelta(hours=25)
+_SINCE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
+
+
+def parse_since(text: str) -> tuple[timedelta, str | None]:
+    """``72h`` -> (72 hours, None); beyond Stripe's 30 days -> (30 days, a note saying so)."""
+    match = _SINCE.match(text)
+    if not match:
+        raise InvalidSince(f"--since takes minutes, hours or days such as 90m, 72h or 30d, not {text!r}")
+    number, unit = int(match[1]), match[2]
+    span = {"m": timedelta(minutes=number), "h": timedelta(hours=number), "d": timedelta(days=number)}[unit]
+    if span > MAX_SINCE:
+        return MAX_SINCE, f"Stripe keeps events for 30 days: reading the last 30 days, not {text}"
+    return span, None
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    order_id: str
+    session_id: str
+    before: str
+    after: str
+
+
+@dataclass
+class Report:
+    since: str
+    trigger: str
+    events_seen: int = 0
+    events_applied: list[webhooks.Processed] = field(default_factory=list)
+    orders_checked: int = 0
+    orders_changed: list[OrderChange] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    pruned_deliveries: int = 0
+    pruned_bodies: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "since": self.since, "trigger": self.trigger, "eventsSeen": self.events_seen,
+            "eventsApplied": [{"id": p.event_id, "type": p.type, "outcome": p.outcome, "detail": p.detail,
+                               "orderId": p.order_id} for p in self.events_applied],
+            "ordersChecked": self.orders_checked,
+            "ordersChanged": [{"orderId": c.order_id, "sessionId": c.session_id, "before": c.before,
+                               "after": c.after} for c in self.orders_changed],
+            "errors": self.errors, "prunedDeliveries": self.pruned_deliveries, "prunedBodies": self.pruned_bodies,
+        }
+
+
+def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: str = "command") -> Report:
+    now = datetime.now(UTC)
+    start = now - min(since, MAX_SINCE)
+    report = Report(since=start.isoformat(timespec="seconds").replace("+00:00", "Z"), trigger=trigger)
+    with services.db.transaction() as conn:
+        run_id = conn.execute(reconcile_runs.insert().values(
+            started_at=utcnow(), since=report.since, trigger=trigger).returning(reconcile_runs.c.id)).scalar_one()
+    _catch_up_events(services, int(start.timestamp()), report)
+    _recheck_orders(services, now, report)
+    retention = timedelta(days=services.settings.event_retention_days)
+    before = (now - retention).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    report.pruned_deliveries, report.pruned_bodies = webhooks.prune(services.db, before=before)
+    with services.db.transaction() as conn:
+        conn.execute(reconcile_runs.update().where(reconcile_runs.c.id == run_id).values(
+            finished_at=utcnow(), events_seen=report.events_seen, events_applied=len(report.events_applied),
+            orders_checked=report.orders_checked, orders_changed=len(report.orders_changed),
+            error="; ".join(report.errors)[:2000] or None,
+        ))
+    log.info("reconcile trigger=%s since=%s events_seen=%d events_applied=%d orders_checked=%d orders_changed=%d "
+             "errors=%d", trigger, report.since, report.events_seen, len(report.events_applied),
+             report.orders_checked, len(report.orders_changed), len(report.errors))
+    return report
+
+
+def _catch_up_events(services: Services, created_since: int, report: Report) -> None:
+    try:
+        for event in services.provider.list_events(sorted(webhooks.HANDLED), created_since):
+            report.events_seen += 1
+            event_id = event.get("id")
+            with services.db.read() as conn:
+                known = conn.execute(sa.select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first()
+            if known:
+                continue
+            try:
+                processed = webhooks.process_event(services.db, event, source="reconcile",
+                                                   livemode=services.settings.stripe_livemode)
+            except MalformedEvent as exc:
+                report.errors.append(f"event {event_id}: {exc}")
+                continue
+            if processed.outcome != webhooks.DUPLICATE:  # a webhook may have brought it meanwhile
+                report.events_applied.append(processed)
+    except PaymentProviderError as exc:
+        report.errors.append(f"Stripe's Events API: {exc}")
+
+
+def _recheck_orders(services: Services, now: datetime, report: Report) -> None:
+    lapsed_before = (now - SESSION_LIFETIME).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with services.db.read() as conn:
+        waiting = orders.unsettled(conn, created_since=lapsed_before)
+    for order in waiting:
+        report.orders_checked += 1
+        try:
+            session = services.provider.retrieve_session(order.session_id)
+        except SessionNotFound:
+            session = None
+        except PaymentProviderError as exc:
+            report.errors.append(f"order {order.id}: {exc}")
+            continue
+        with services.db.transaction() as conn:
+            current = orders.by_id(conn, order.id, lock=True)
+            assert current is not None
+            if session is not None:
+                result = fulfilment.apply_session(conn, session, source="reconcile")
+            elif current.created_at < lapsed_before:  # the provider forgot it and it is long past its life
+                result = fulfilment.move(conn, current, Happening.SESSION_EXPIRED, source="reconcile")
+            else:
+                continue
+        after = result.order.status if result.order else current.status
+        if after != current.status:
+            report.orders_changed.append(OrderChange(order.id, order.session_id, current.status, after))
+
+
+def default_since(services: Services) -> timedelta:
+    """For the automatic runs: back to the last run that finished (with a margin), else 72 hours."""
+    with services.db.read() as conn:
+        last = conn.execute(
+            sa.select(reconcile_runs.c.started_at).where(reconcile_runs.c.finished_at.is_not(None))
+            .order_by(reconcile_runs.c.id.desc()).limit(1)
+        ).scalar()
+    if last is None:
+        return DEFAULT_SINCE
+    gap = datetime.now(UTC) - datetime.fromisoformat(last.replace("Z", "+00:00"))
+    return min(MAX_SINCE, gap + timedelta(minutes=10))
+
+
+class Loop:
+    """``serve``'s automatic reconcile: every ``interval`` seconds in a thread of its own, until stopped."""
+
+    def __init__(self, services: Services, interval: float) -> None:
+        self._services = services
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+
+    def start(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                reconcile(self._services, since=default_since(self._services), trigger="interval")
+            except Exception:  # a bad day (database gone, a bug) must not end the loop; the next run retries
+                log.exception("reconcile trigger=interval outcome=failed")
+            self._stop.wait(max(1.0, self._interval - (time.monotonic() - started)))

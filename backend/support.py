@@ -1,0 +1,161 @@
+"""Support's view of the backend: the plain functions behind the admin commands.
+
+``creditdesk-backend user|adjust|events|replay|reconcile|check`` render what these return, as text or
+JSON. Each reads or writes through the same modules as the API, so an adjustment is a ledger entry
+like any other and a replay goes through the webhook's own path.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from backend import accounts, ledger, orders
+from backend.accounts import User
+from backend.db import Database
+from backend.errors import InvalidAdjustment, UnknownOrder, UnknownUser
+from backend.orders import Order
+from backend.schema import failed_deliveries, webhook_events
+
+log = logging.getLogger("creditdesk.support")
+
+MAX_ADJUSTMENT = 1_000_000_000
+ADJUSTMENT_PREFIX = "adj:"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: str
+    type: str
+    outcome: str
+    detail: str | None
+    order_id: str | None
+    object_id: str | None
+    source: str | None
+    livemode: bool | None
+    created: int | None
+    received_at: str
+    processed_at: str | None
+    attempts: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "outcome": self.outcome, "detail": self.detail,
+                "orderId": self.order_id, "objectId": self.object_id, "source": self.source,
+                "livemode": self.livemode, "created": self.created, "receivedAt": self.received_at,
+                "processedAt": self.processed_at, "attempts": self.attempts}
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    id: int
+    received_at: str
+    signature_valid: bool
+    event_id: str | None
+    event_type: str | None
+    outcome: str
+    error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "receivedAt": self.received_at, "signatureValid": self.signature_valid,
+                "eventId": self.event_id, "eventType": self.event_type, "outcome": self.outcome, "error": self.error}
+
+
+@dataclass(frozen=True)
+class UserReport:
+    user: User
+    balance: int
+    orders: list[Order]
+    entries: list[ledger.Entry]
+    events: list[StoredEvent]
+
+
+def _user(conn: Connection, email: str) -> User:
+    user = accounts.find_user(conn, email)
+    if user is None:
+        raise UnknownUser("no account has that email")
+    return user
+
+
+def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50) -> UserReport:
+    """Everything support needs to answer "where are my credits?" for one account."""
+    with db.read() as conn:
+        user = _user(conn, email)
+        found = orders.by_user(conn, user.id)
+        return UserReport(
+            user=user, balance=ledger.balance(conn, user.id), orders=found,
+            entries=ledger.history(conn, user.id, limit=entries)[0],
+            events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
+        )
+
+
+def adjust(db: Database, email: str, amount: int, reason: str, key: str | None = None) -> tuple[ledger.Entry, bool]:
+    """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_ADJUSTMENT:
+        raise InvalidAdjustment(f"the amount must be a whole number of credits, not zero, at most {MAX_ADJUSTMENT:,}")
+    reason = reason.strip()
+    if not reason or len(reason) > 500:
+        raise InvalidAdjustment("give a reason of 1 to 500 characters")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise InvalidAdjustment("the key must be 1 to 200 characters")
+    reference = ADJUSTMENT_PREFIX + (key if key is not None else secrets.token_hex(8))
+    with db.transaction() as conn:
+        user = _user(conn, email)
+        existing = ledger.find(conn, user.id, "adjustment", reference)
+        if existing is not None:
+            if existing.amount != amount:
+                raise InvalidAdjustment(f"the key was used for an adjustment of {existing.amount}, not {amount}")
+            return existing, False
+        entry = ledger.post(conn, user_id=user.id, type="adjustment", amount=amount, reference=reference,
+                            description=reason)
+        assert entry is not None
+    log.info("adjustment user=%s amount=%d entry=%s", user.id, amount, entry.id)
+    return entry, True
+
+
+def find_events(
+    db: Database, *, order_id: str | None = None, session_id: str | None = None, type: str | None = None,
+    limit: int = 200,
+) -> list[StoredEvent]:
+    """Stored events, newest first: those of an order (by id or by its Checkout Session), of a type, or all."""
+    e = webhook_events.c
+    conditions: list[Any] = []
+    with db.read() as conn:
+        if order_id is not None or session_id is not None:
+            order = orders.by_id(conn, order_id) if order_id is not None else None
+            if session_id is not None:
+                by_session = orders.by_session(conn, session_id)
+                if by_session is None or (order is not None and order.id != by_session.id):
+                    raise UnknownOrder(f"no order has the checkout session {session_id}")
+                order = by_session
+            if order is None:
+                raise UnknownOrder(f"no order {order_id}")
+            conditions.append((e.order_id == order.id) | (e.object_id == order.session_id))
+        if type is not None:
+            conditions.append(e.type == type)
+        return _events(conn, sa.and_(sa.true(), *conditions), limit)
+
+
+def failed(db: Database, *, type: str | None = None, limit: int = 50) -> list[FailedDelivery]:
+    """Deliveries that could not be processed, newest first."""
+    f = failed_deliveries.c
+    query = sa.select(failed_deliveries).order_by(f.id.desc()).limit(limit)
+    if type is not None:
+        query = query.where(f.event_type == type)
+    with db.read() as conn:
+        return [FailedDelivery(r["id"], r["received_at"], bool(r["signature_valid"]), r["event_id"], r["event_type"],
+                               r["outcome"], r["error"]) for r in conn.execute(query).mappings()]
+
+
+def _events(conn: Connection, where: Any, limit: int) -> list[StoredEvent]:
+    e = webhook_events.c
+    rows = conn.execute(
+        sa.select(e.id, e.type, e.outcome, e.detail, e.order_id, e.object_id, e.source, e.livemode, e.created,
+                  e.received_at, e.processed_at, e.attempts)
+        .where(where).order_by(e.received_at.desc(), e.id).limit(limit)
+    ).mappings()
+    return [StoredEvent(**row) for row in rows]

@@ -1,0 +1,252 @@
+"""Refunds and disputes against a real database file, in process: one rule, exactly once, in any order.
+
+The rule: credits clawed back = floor(credits * min(amount, R + D) / amount). The numbers do not divide
+evenly on purpose (333 credits for 1,000 cents), so that rounding is pinned.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from backend import ledger, webhooks
+from backend.clawbacks import credits_clawed_back
+from backend.db import Database
+from tests.helpers.payments import (
+    charge_refunded_event,
+    database,
+    dispute_event,
+    event,
+    new_order,
+    paid_order,
+    refund_event,
+    session_event,
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database_ = database(tmp_path / "clawbacks.sqlite3")
+    yield database_
+    with database_.read() as conn:
+        assert ledger.check_invariants(conn) == []
+    database_.close()
+
+
+@pytest.mark.parametrize(("credits", "amount", "refunded", "disputed", "expected"), [
+    (333, 1000, 0, 0, 0),
+    (333, 1000, 1, 0, 0),  # 0.333 of a credit: nothing yet
+    (333, 1000, 4, 0, 1),  # 1.332
+    (333, 1000, 333, 0, 110),  # 110.889
+    (333, 1000, 999, 0, 332),  # 332.667
+    (333, 1000, 1000, 0, 333),
+    (333, 1000, 1500, 0, 333),  # a refund above the amount paid takes no more than was granted
+    (333, 1000, 600, 600, 333),  # refund and dispute together are capped at the amount too
+    (333, 1000, 250, 250, 166),  # 166.5
+    (1, 1000, 999, 0, 0),
+    (1, 1000, 1000, 0, 1),  # a 1-credit clawback, only at the full amount
+    (1200, 5000, 1337, 0, 320),  # 320.88
+])
+def test_the_rule(credits: int, amount: int, refunded: int, disputed: int, expected: int) -> None:
+    assert credits_clawed_back(credits=credits, amount=amount, refunded=refunded, disputed=disputed) == expected
+
+
+@pytest.mark.parametrize("bad", [dict(amount=0), dict(refunded=-1), dict(disputed=-1), dict(credits=-1)])
+def test_the_rule_refuses_impossible_figures(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        credits_clawed_back(**{"credits": 333, "amount": 1000, "refunded": 0, "disputed": 0, **bad})
+
+
+def test_333_credits_refunded_one_cent_at_a_time(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    for cents in range(1, 1001):
+        assert p.apply(refund_event(p, f"re_{cents:04d}", 1, "succeeded", "refund.created")) in (
+            "clawed_back", "no_change")
+        if cents in (1, 3, 4, 333, 999, 1000):
+            assert p.balance() == 333 - 333 * cents // 1000
+    assert p.balance() == 0
+    order = p.order()
+    assert (order.status, order.credits_clawed_back, order.amount_refunded) == ("refunded", 333, 1000)
+    refunds = [e for e in p.entries() if e[0] == "refund"]
+    assert len(refunds) == 333 and all(amount == -1 for _, amount, _ in refunds)  # one entry per credit moved
+    assert len({reference for _, _, reference in refunds}) == 333
+
+
+def test_refund_objects_and_the_charge_count_one_refund_once_whatever_arrives_and_in_any_order(db: Database) -> None:
+    for order in itertools.permutations(range(3)):
+        p = paid_order(db, credits=333, amount=1000)
+        events = [refund_event(p, "re_a" + p.order_id, 500, "pending", "refund.created"),
+                  refund_event(p, "re_a" + p.order_id, 500, "succeeded", "refund.updated"),
+                  charge_refunded_event(p, 500)]
+        # Stripe's created times are those of the events, whatever order they are delivered in.
+        for n in order:
+            p.apply(events[n])
+            p.apply(events[n])  # and each twice
+        assert p.balance() == 333 - 166, order
+        assert [e[0] for e in p.entries()] == ["purchase", "refund"], order
+        assert p.order().status == "paid"
+
+
+def test_charge_refunded_alone_is_enough(db: Database) -> None:
+    p = paid_order(db)
+    assert p.apply(charge_refunded_event(p, 300)) == "clawed_back"
+    assert p.apply(charge_refunded_event(p, 1000)) == "clawed_back"
+    assert p.balance() == 0 and p.order().status == "refunded"
+    assert [(t, a) for t, a, _ in p.entries()] == [("purchase", 333), ("refund", -99), ("refund", -234)]
+
+
+def test_refund_created_alone_claws_back_and_a_failed_refund_gives_the_credits_back(db: Database) -> None:
+    p = paid_order(db)
+    assert p.apply(refund_event(p, "re_1", 1000, "pending", "refund.created")) == "clawed_back"
+    assert p.balance() == 0 and p.order().status == "refunded"
+    assert p.apply(refund_event(p, "re_1", 1000, "failed", "refund.failed")) == "given_back"
+    assert p.balance() == 333 and p.order().status == "paid"
+    assert p.entries()[-1] == ("refund_reversal", 333, "re_1")
+
+
+def test_a_cancelled_refund_gives_back_even_after_the_charge_counted_it(db: Database) -> None:
+    p = paid_order(db)
+    p.apply(refund_event(p, "re_1", 400, "pending", "refund.created"))
+    p.apply(charge_refunded_event(p, 400))  # the charge's snapshot still counts it
+    assert p.balance() == 333 - 133
+    assert p.apply(refund_event(p, "re_1", 400, "canceled", "refund.updated")) == "given_back"
+    assert p.balance() == 333
+    # A later snapshot of the charge, without the cancelled refund, changes nothing more.
+    assert p.apply(charge_refunded_event(p, 0)) == "no_change"
+    assert p.balance() == 333
+
+
+def test_news_older_than_what_we_hold_changes_nothing(db: Database) -> None:
+    p = paid_order(db)
+    pending = refund_event(p, "re_1", 1000, "pending", "refund.created", created=1_900_000_000)
+    failed = refund_event(p, "re_1", 1000, "failed", "refund.failed", created=1_900_000_100)
+    assert p.apply(failed) == "no_change"  # the failure arrives first: nothing was ever taken
+    assert p.apply(pending) == "no_change"  # the older news of it being pending does not take anything
+    assert p.balance() == 333
+
+
+@pytest.mark.parametrize(("end", "balance", "status", "last"), [
+    ("lost", 0, "charged_back", ("dispute", -333)),
+    ("won", 333, "paid", ("dispute_reversal", 333)),
+])
+def test_a_dispute_holds_the_credits_until_it_ends(
+    db: Database, end: str, balance: int, status: str, last: tuple[str, int]
+) -> None:
+    p = paid_order(db)
+    assert p.apply(dispute_event(p, "dp_1", 1000, "needs_response", "charge.dispute.created")) == "clawed_back"
+    assert p.balance() == 0 and p.order().status == "disputed"
+    assert p.apply(dispute_event(p, "dp_1", 1000, "needs_response", "charge.dispute.funds_withdrawn")) == "no_change"
+    p.apply(dispute_event(p, "dp_1", 1000, "under_review", "charge.dispute.updated"))
+    p.apply(dispute_event(p, "dp_1", 1000, end, "charge.dispute.closed"))
+    if end == "won":
+        assert p.apply(dispute_event(p, "dp_1", 1000, "won", "charge.dispute.funds_reinstated")) == "no_change"
+    assert p.balance() == balance and p.order().status == status
+    assert [(t, a) for t, a, _ in p.entries()][-1] == last
+    assert all(reference == "dp_1" for t, _, reference in p.entries() if t.startswith("dispute"))
+
+
+def test_an_inquiry_that_closes_gives_back_what_it_held(db: Database) -> None:
+    p = paid_order(db)
+    p.apply(dispute_event(p, "dp_i", 500, "warning_needs_response", "charge.dispute.created"))
+    assert p.balance() == 333 - 166 and p.order().status == "disputed"
+    assert p.apply(dispute_event(p, "dp_i", 500, "warning_closed", "charge.dispute.closed")) == "given_back"
+    assert p.balance() == 333 and p.order().status == "paid"
+
+
+def test_refund_and_dispute_together_never_take_more_than_was_granted(db: Database) -> None:
+    p = paid_order(db)
+    p.apply(refund_event(p, "re_1", 600, "succeeded", "refund.created"))
+    p.apply(dispute_event(p, "dp_1", 600, "needs_response", "charge.dispute.created"))
+    assert p.balance() == 0 and p.order().credits_clawed_back == 333
+    p.apply(dispute_event(p, "dp_1", 600, "won", "charge.dispute.closed"))  # back to the refund's share
+    assert p.balance() == 333 - 199 and p.order().status == "paid"
+
+
+def test_news_before_the_payment_is_applied_when_the_payment_is(db: Database) -> None:
+    p = new_order(db)
+    assert p.apply(refund_event(p, "re_early", 250, "succeeded", "refund.created")) == "recorded"
+    assert p.apply(session_event(p)) == "granted"
+    assert p.balance() == 333 - 83
+    assert p.entries() == [("purchase", 333, p.session_id), ("refund", -83, "re_early")]
+
+
+def test_an_event_of_the_other_mode_changes_nothing_and_says_why(db: Database) -> None:
+    p = paid_order(db)
+    live = refund_event(p, "re_live", 1000, "succeeded", "refund.created", livemode=True)
+    assert p.apply(live) == "refused"
+    assert p.balance() == 333
+    with db.read() as conn:
+        row = conn.execute(text("SELECT outcome, detail, body FROM webhook_events WHERE id = :id"),
+                           {"id": live["id"]}).mappings().one()
+    assert row["outcome"] == "refused" and "live-mode" in row["detail"] and '"re_live"' in row["body"]
+    # And a test-mode event under a live key is refused the same way.
+    assert p.apply(refund_event(p, "re_t", 1000, "succeeded", "refund.created"), livemode=True) == "refused"
+
+
+def test_a_refund_or_dispute_in_another_currency_changes_nothing(db: Database) -> None:
+    p = paid_order(db, currency="usd")
+    assert p.apply(refund_event(p, "re_eur", 1000, "succeeded", "refund.created", currency="eur")) == "refused"
+    assert p.apply(dispute_event(p, "dp_eur", 1000, "lost", "charge.dispute.created", currency="eur")) == "refused"
+    assert p.balance() == 333 and p.order().status == "paid"
+    with db.read() as conn:
+        details = conn.execute(text("SELECT detail FROM webhook_events WHERE outcome = 'refused'")).scalars().all()
+    assert all("EUR" in d and "USD" in d for d in details) and len(details) == 2
+
+
+def test_a_duplicate_is_a_no_op_and_a_replay_finds_nothing_left_to_do(db: Database) -> None:
+    p = paid_order(db)
+    refund = refund_event(p, "re_1", 500, "succeeded", "refund.created")
+    assert p.apply(refund) == "clawed_back"
+    assert p.apply(refund) == "duplicate"
+    replayed = webhooks.replay(db, refund["id"], livemode=False)
+    assert replayed.outcome == "no_change"
+    assert p.balance() == 333 - 166
+    with db.read() as conn:
+        assert conn.execute(text("SELECT attempts FROM webhook_events WHERE id = :id"),
+                            {"id": refund["id"]}).scalar() == 2
+
+
+def test_events_we_do_not_act_on_are_kept_and_ignored(db: Database) -> None:
+    p = paid_order(db)
+    assert p.apply(event("customer.created", {"id": "cus_1", "object": "customer"})) == "ignored"
+    assert p.balance() == 333
+
+
+# --- check: every rule broken, one at a time ---------------------------------------------------------
+
+
+def _tamper(db: Database, sql: str, **params: object) -> list[str]:
+    """What check says with one change made (and then rolled back)."""
+    with db.transaction() as conn:
+        conn.execute(text(sql), params)
+        problems = ledger.check_invariants(conn)
+        conn.rollback()
+    return problems
+
+
+def test_check_finds_every_rule_broken_one_at_a_time(tmp_path: Path) -> None:
+    db = database(tmp_path / "check.sqlite3")
+    p = paid_order(db)
+    q = paid_order(db)
+    p.apply(refund_event(p, "re_1", 500, "succeeded", "refund.created"))
+    with db.transaction() as conn:
+        ledger.spend(conn, user_id=p.user_id, amount=7, idempotency_key="k", description="", fingerprint="f")
+        assert ledger.check_invariants(conn) == []
+        last = conn.execute(text("SELECT MAX(id) FROM ledger_entries")).scalar_one()  # the spend
+    balance = 333 - 166 - 7
+    assert _tamper(db, "UPDATE balances SET balance = balance + 1 WHERE user_id = :u", u=p.user_id) == [
+        f"user {p.user_id}: cached balance {balance + 1} != sum of entries {balance}"]
+    assert _tamper(db, "INSERT INTO balances (user_id, balance) VALUES (999, 5)") == [
+        "user 999: balance 5 with no entries"]
+    assert _tamper(db, "UPDATE ledger_entries SET balance_after = 1 WHERE id = :id", id=last) == [
+        f"entry {last}: balance_after 1 != running sum {balance}"]
+    spent_upwards = _tamper(db, "UPDATE ledger_entries SET amount = 7, balance_after = :b WHERE id = :id",
+                            b=balance + 14, id=last)
+    assert f"entry {last}: a spend left balance {balance + 14}" in spent_upwards
+    assert _tamper(db, "UPDATE ledger_entries SET reference = :r WHERE user_id = :u AND type = 'purchase'",
+                   r=p.session_id, u=q.user_id) == [f"purchase {p.session_id} granted 2 times"]
+    db.close()
