@@ -14,8 +14,9 @@ from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import memory_keyring_class
 from tests.helpers.stripe_server import FakeStripe
 
-# Generous per-address limits for the shared servers: every test comes from 127.0.0.1.
-SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute"}
+# Generous per-address limits for the shared servers: every test comes from 127.0.0.1. No automatic
+# reconcile in Stripe mode: the tests that reconcile say so, and the others count Stripe's calls.
+SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "CREDITDESK_RECONCILE_INTERVAL": "0"}
 
 
 @pytest.fixture(scope="session")
