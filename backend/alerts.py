@@ -27,6 +27,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from backend import ledger
 from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
+from backend.order_status import EXPIRED, FAILED, PAID, PENDING
 from backend.schema import alerts, low_balance_thresholds
 
 if TYPE_CHECKING:
@@ -158,15 +159,15 @@ def on_order_status(conn: Connection, order: Order, old: str, new: str) -> None:
     """An order moved from ``old`` to ``new`` (call it in the transaction that moves it)."""
     data = {"orderId": order.id, "sessionId": order.session_id, "packId": order.pack_id, "packName": order.pack_name,
             "credits": order.credits, "amount": order.amount, "currency": order.currency}
-    if new == "paid" and old != "paid":
+    if new == PAID and old != PAID:
         create(conn, order.user_id, "purchase_confirmed",
                f"Your purchase of the {order.pack_name} pack went through: {credits(order.credits)} added.", data,
                dedupe_key=f"purchase_confirmed:{order.id}")
-    elif new == "failed" and old != "failed":
+    elif new == FAILED and old != FAILED:
         create(conn, order.user_id, "purchase_failed",
                f"Your payment for the {order.pack_name} pack failed; nothing was charged and no credits were added.",
                data, dedupe_key=f"purchase_failed:{order.id}")
-    elif new == "expired" and old == "pending":  # not after the customer cancelled: they know
+    elif new == EXPIRED and old == PENDING:  # not after the customer cancelled: they know
         create(conn, order.user_id, "purchase_expired",
                f"Your checkout for the {order.pack_name} pack expired before it was paid; nothing was charged.",
                data, dedupe_key=f"purchase_expired:{order.id}")

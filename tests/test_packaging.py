@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv, outside the source tree, with the project's wheel installed (not editable)."""
     where = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(where / "dist"), str(ROOT)],
+    # The wheel is built from the sdist, as PyPA's build does by default: a stale build/ folder in the
+    # working tree (an old migration, a deleted module) cannot leak into it.
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(where / "dist"), str(ROOT)],
                    check=True, capture_output=True)
     (wheel,) = (where / "dist").glob("creditdesk-*.whl")
     venv = where / "venv"
