@@ -101,11 +101,9 @@ def move(conn: Connection, order: Order, happening: Happening, *, source: str) -
     status = next_status(order.status, happening)
     if status is None:
         return Result(NO_CHANGE, order)
-    orders.update(conn, order.id, status=status)
+    updated = orders.update(conn, order.id, status=status)
     log.info("payment order=%s session=%s user=%s source=%s outcome=%s from=%s",
              order.id, order.session_id, order.user_id, source, status, order.status)
-    updated = orders.by_id(conn, order.id)
-    assert updated is not None
     alerts.on_order_status(conn, updated, order.status, status)
     return Result(status, updated)
 
@@ -118,9 +116,7 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
         conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
         description=f"{order.pack_name} pack",
     )
-    orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
-    paid = orders.by_id(conn, order.id)
-    assert paid is not None
+    paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(ALREADY_GRANTED, paid)

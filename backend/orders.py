@@ -70,13 +70,17 @@ def by_payment_intent(conn: Connection, payment_intent: str, *, lock: bool = Fal
     return _one(conn, orders_table.c.payment_intent == payment_intent, lock=lock)
 
 
-def update(conn: Connection, order_id: str, **changes: object) -> None:
+def update(conn: Connection, order_id: str, **changes: object) -> Order:
+    """Change an order's fields; returns the order as it now is (one statement: UPDATE ... RETURNING)."""
     allowed = set(Order.__dataclass_fields__) - {"id", "user_id", "created_at"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     changes["updated_at"] = utcnow()
-    conn.execute(sa.update(orders_table).where(orders_table.c.id == order_id).values(changes))
+    row = conn.execute(
+        sa.update(orders_table).where(orders_table.c.id == order_id).values(changes).returning(orders_table)
+    ).mappings().one()
+    return Order.from_row(row)
 
 
 def by_user(conn: Connection, user_id: int) -> list[Order]:
