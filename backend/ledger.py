@@ -180,38 +180,35 @@ def history(
 def check_invariants(conn: Connection) -> list[str]:
     """Every way the ledger fails to add up, as sentences; an empty list when it is sound.
 
-    One pass over the entries (a window function gives each entry its running sum) plus one over
-    the balances: linear in the size of the ledger.
+    One pass over the entries in the order they were written (a sequential scan, streamed, so memory
+    stays flat), keeping each user's running sum; then the cached balances and the purchases' references
+    are compared with it (the purchases' references through an index-free GROUP BY, a sort of the
+    purchases alone). About linear in the size of the ledger: ``bench/check.py`` measures it.
     """
     problems: list[str] = []
+    running: dict[int, int] = {}
     e = ledger_entries
-    running = func.sum(e.c.amount).over(partition_by=e.c.user_id, order_by=e.c.id).label("running")
-    walk = select(e.c.id, e.c.user_id, e.c.type, e.c.amount, e.c.balance_after, running).subquery()
-    for row in conn.execute(
-        select(walk).where((walk.c.balance_after != walk.c.running)
-                           | ((walk.c.type == "spend") & ((walk.c.balance_after < 0) | (walk.c.amount >= 0))))
-        .order_by(walk.c.id)
-    ).mappings():
-        if row["balance_after"] != row["running"]:
-            problems.append(f"entry {row['id']}: balance_after {row['balance_after']} != running sum {row['running']}")
-        if row["type"] == "spend" and (row["balance_after"] < 0 or row["amount"] >= 0):
-            problems.append(f"entry {row['id']}: a spend left balance {row['balance_after']}")
-    totals = select(e.c.user_id, func.sum(e.c.amount).label("total")).group_by(e.c.user_id).subquery()
-    b = balances
-    for row in conn.execute(
-        select(totals.c.user_id, func.coalesce(b.c.balance, 0).label("cached"), totals.c.total)
-        .select_from(totals.outerjoin(b, b.c.user_id == totals.c.user_id))
-        .where(func.coalesce(b.c.balance, 0) != totals.c.total).order_by(totals.c.user_id)
-    ).mappings():
-        problems.append(f"user {row['user_id']}: cached balance {row['cached']} != sum of entries {row['total']}")
-    has_entries = select(e.c.id).where(e.c.user_id == b.c.user_id).exists()
-    for row in conn.execute(
-        select(b.c.user_id, b.c.balance).where(b.c.balance != 0, ~has_entries).order_by(b.c.user_id)
-    ).mappings():
-        problems.append(f"user {row['user_id']}: balance {row['balance']} with no entries")
-    for row in conn.execute(
-        select(e.c.reference, func.count().label("n")).where(e.c.type == "purchase")
+    rows = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+        select(e.c.id, e.c.user_id, e.c.type, e.c.amount, e.c.balance_after).order_by(e.c.id)
+    )
+    for entry_id, user_id, entry_type, amount, balance_after in rows:
+        total = running.get(user_id, 0) + amount
+        running[user_id] = total
+        if balance_after != total:
+            problems.append(f"entry {entry_id}: balance_after {balance_after} != running sum {total}")
+        if entry_type == "spend" and (balance_after < 0 or amount >= 0):
+            problems.append(f"entry {entry_id}: a spend left balance {balance_after}")
+    cached: dict[int, int] = {user_id: balance for user_id, balance in conn.execute(
+        select(balances.c.user_id, balances.c.balance))}
+    for user_id, total in sorted(running.items()):
+        if cached.get(user_id, 0) != total:
+            problems.append(f"user {user_id}: cached balance {cached.get(user_id, 0)} != sum of entries {total}")
+    for user_id in sorted(set(cached) - set(running)):
+        if cached[user_id] != 0:
+            problems.append(f"user {user_id}: balance {cached[user_id]} with no entries")
+    for reference, count in conn.execute(
+        select(e.c.reference, func.count()).where(e.c.type == "purchase")
         .group_by(e.c.reference).having(func.count() > 1).order_by(e.c.reference)
-    ).mappings():
-        problems.append(f"purchase {row['reference']} granted {row['n']} times")
+    ):
+        problems.append(f"purchase {reference} granted {count} times")
     return problems
