@@ -13,6 +13,9 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+# Building the sdist and the wheel and installing it into a new venv takes a minute or two on a busy
+# machine; the first test pays for it.
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")
