@@ -10,14 +10,19 @@ The bearer token never appears in an exception message, a ``repr`` or a log line
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+import uuid
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +31,8 @@ import requests.auth
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
+
+from desktop.core.spend_models import Alert, AlertPage, ConfirmationRequest, SpendControls, Usage
 
 log = logging.getLogger("creditdesk.api")
 
@@ -40,17 +47,31 @@ class ApiClientError(Exception):
 
 
 class ApiError(ApiClientError):
-    """The backend answered with an error (the contract's ``{"error": {"code", "message"}}``)."""
+    """The backend answered with an error (the contract's ``{"error": {"code", "message", "details"?}}``).
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+    ``details`` holds the facts some errors carry for the client (a cap and when it resets, a confirmation token).
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None,
+                 details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.details: Mapping[str, Any] | None = details
 
     def __repr__(self) -> str:
         return f"ApiError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class SpendDeclined(ApiClientError):
+    """A spend needed confirmation and the user did not confirm it; nothing was spent."""
+
+    def __init__(self, request: ConfirmationRequest) -> None:
+        self.message = f"The spend of {request.amount:,} credits was not confirmed; nothing was spent."
+        super().__init__(self.message)
+        self.request = request
 
 
 class BackendUnreachable(ApiClientError):
@@ -229,6 +250,7 @@ class ApiClient:
     def _request(
         self, method: str, path: str, *, auth: bool = False, idempotent: bool | None = None,
         json: dict[str, Any] | None = None, params: dict[str, Any] | None = None, timeout: float | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         if idempotent is None:
             idempotent = method == "GET"
@@ -242,7 +264,7 @@ class ApiClient:
         try:
             response = self._session(idempotent).request(
                 method, url, auth=credentials, json=json, params=params,
-                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout), allow_redirects=False,
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout), allow_redirects=False, stream=stream,
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or not _is_read_timeout(exc):
@@ -267,13 +289,14 @@ class ApiClient:
     def _error(self, response: requests.Response) -> ApiError:
         status = response.status_code
         retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-        code, message = f"http_{status}", ""
+        code, message, details = f"http_{status}", "", None
         try:
             body = response.json()
             error = body.get("error") if isinstance(body, dict) else None
             if isinstance(error, dict):
                 code = str(error.get("code") or code)
                 message = str(error.get("message") or "")
+                details = error.get("details") if isinstance(error.get("details"), dict) else None
         except ValueError:
             pass
         if not message:
@@ -283,7 +306,7 @@ class ApiClient:
                 if status >= 500 else f"The request was refused (HTTP {status}).",
             )
         log.info("%s %s: HTTP %s %s", response.request.method, _path_of(response), status, code)
-        return ApiError(status, code, message, retry_after)
+        return ApiError(status, code, message, retry_after, details)
 
     def _json(self, response: requests.Response) -> dict[str, Any]:
         try:
@@ -394,14 +417,154 @@ class ApiClient:
             balance=int(b["balance"]),
         ))
 
-    def spend(self, amount: int, idempotency_key: str, description: str | None = None) -> SpendResult:
-        """Spend credits. Retried like a GET: the idempotency key makes a repeat spend nothing more."""
+    def spend(self, amount: int, idempotency_key: str, description: str | None = None, *,
+              feature: str | None = None, confirmation_token: str | None = None) -> SpendResult:
+        """Spend credits. Retried like a GET: the idempotency key makes a repeat spend nothing more.
+
+        Refusals are ApiErrors: 402 ``insufficient_credits``, 403 ``spend_cap_reached`` (``details``: the cap),
+        428 ``confirmation_required`` (``details``: the token to repeat the spend with)."""
         body: dict[str, Any] = {"amount": amount, "idempotencyKey": idempotency_key}
         if description is not None:
             body["description"] = description
+        if feature is not None:
+            body["feature"] = feature
+        if confirmation_token is not None:
+            body["confirmationToken"] = confirmation_token
         response = self._request("POST", "/api/credits/spend", auth=True, idempotent=True, json=body)
         return self._parse(response, lambda b: SpendResult(transaction_id=int(b["transactionId"]),
                                                            balance=int(b["balance"])))
+
+    def spend_with_confirmation(
+        self, amount: int, description: str | None = None, *, confirm: Callable[[ConfirmationRequest], bool],
+        feature: str | None = None, idempotency_key: str | None = None,
+    ) -> SpendResult:
+        """Spend credits, asking ``confirm`` first when the user's controls want a confirmation: the one call a
+        host application needs. ``confirm`` gets the amount and the balance after it and answers yes or no.
+
+        Raises SpendDeclined when the user says no, and ApiError for every other refusal (``refusal_for`` in
+        ``desktop.core.spending`` says what blocked it and which fix to offer). One idempotency key covers the
+        question and the confirmed spend, so a retry never spends twice.
+        """
+        key = idempotency_key or new_idempotency_key()
+        try:
+            return self.spend(amount, key, description, feature=feature)
+        except ApiError as exc:
+            if exc.code != "confirmation_required":
+                raise
+            request = self._confirmation(exc)
+        if not confirm(request):
+            raise SpendDeclined(request)
+        return self.spend(amount, key, description, feature=feature, confirmation_token=request.token)
+
+    def _confirmation(self, error: ApiError) -> ConfirmationRequest:
+        try:
+            return ConfirmationRequest.from_details(error.details or {}, error.message)
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(error.status, "invalid_response",
+                           f"The server at {self.base_url} asked to confirm a spend without a confirmation token; "
+                           "is this a Creditdesk server?") from None
+
+    # -- spend controls, alerts, usage --------------------------------------------------------------------------
+
+    def spend_controls(self) -> SpendControls:
+        response = self._request("GET", "/api/credits/controls", auth=True)
+        return self._parse(response, SpendControls.from_json)
+
+    def update_spend_controls(self, changes: Mapping[str, Any]) -> SpendControls:
+        """``PUT /api/credits/controls`` with ``changes`` in the API's names (``{"caps": {"day": 100}}``, ``None``
+        clears). Retried like a GET: setting the same values twice changes nothing more."""
+        response = self._request("PUT", "/api/credits/controls", auth=True, idempotent=True, json=dict(changes))
+        return self._parse(response, SpendControls.from_json)
+
+    def alerts(self, *, unread: bool = False, limit: int = 50, before: str | int | None = None) -> AlertPage:
+        """A page of alerts, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if unread:
+            params["unread"] = "true"
+        if before is not None:
+            params["before"] = before
+        response = self._request("GET", "/api/alerts", auth=True, params=params)
+        return self._parse(response, AlertPage.from_json)
+
+    def mark_alerts_read(self, ids: Iterable[int] | None = None) -> int:
+        """Mark these alerts read (all of them when ``ids`` is None); returns how many are still unread."""
+        body: dict[str, Any] = {"all": True} if ids is None else {"ids": list(ids)}
+        response = self._request("POST", "/api/alerts/read", auth=True, idempotent=True, json=body)
+        return self._parse(response, lambda b: int(b["unread"]))
+
+    def send_test_alert(self) -> Alert:
+        response = self._request("POST", "/api/alerts/test", auth=True)
+        return self._parse(response, Alert.from_json)
+
+    def usage(self, granularity: str = "day", first: date | None = None, last: date | None = None) -> Usage:
+        """The usage dashboard: per ``granularity`` (day, week, month) from ``first`` to ``last`` (the user's
+        local dates; by default up to today)."""
+        params: dict[str, Any] = {"granularity": granularity}
+        if first is not None:
+            params["from"] = first.isoformat()
+        if last is not None:
+            params["to"] = last.isoformat()
+        response = self._request("GET", "/api/credits/usage", auth=True, params=params)
+        return self._parse(response, Usage.from_json)
+
+    def download_transactions_csv(
+        self, path: Path, first: date | None = None, last: date | None = None, *,
+        progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
+    ) -> int:
+        """Save the ledger from ``first`` to ``last`` as CSV at ``path``; returns the bytes written.
+
+        Written to a temporary file beside ``path`` and renamed at the end, so ``path`` is the whole file or
+        untouched. ``progress`` gets the bytes so far; when ``cancelled()`` turns true the download stops and
+        CancelledDownload is raised."""
+        params: dict[str, Any] = {}
+        if first is not None:
+            params["from"] = first.isoformat()
+        if last is not None:
+            params["to"] = last.isoformat()
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+        response = self._request("GET", "/api/credits/transactions.csv", auth=True, params=params, stream=True,
+                                 timeout=max(self.timeout, 60.0))
+        written = 0
+        try:
+            with response, partial.open("wb") as out:
+                for chunk in response.iter_content(64 * 1024):
+                    if cancelled is not None and cancelled():
+                        raise CancelledDownload("The export was cancelled.")
+                    out.write(chunk)
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(written)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+        except requests.RequestException:
+            raise BackendUnreachable(f"The download from {self.base_url} broke off; please try again.") from None
+        except OSError as exc:
+            raise FileNotSaved(f"Could not save {path.name}: {exc.strerror or exc}.") from None
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        return written
+
+
+class CancelledDownload(ApiClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FileNotSaved(ApiClientError):
+    """A download could not be written to disk (full, read-only, gone); nothing is left half-written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one spend: a spend repeated with the same key is made once."""
+    return f"spend-{uuid.uuid4().hex}"
 
 
 class _BearerAuth(requests.auth.AuthBase):

@@ -1,0 +1,48 @@
+"""Each alert becomes a desktop notification once per device and account, across restarts; switched-off
+kinds never notify; the file survives corruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from desktop.core.alert_inbox import AlertInbox, label, notices
+from desktop.core.spend_models import Alert
+
+
+def alert(n: int, kind: str = "low_balance") -> Alert:
+    return Alert(n, kind, "2026-11-26T12:00:00.000Z", None, f"message {n}")
+
+
+def test_each_alert_is_new_once_even_after_a_restart(tmp_path: Path) -> None:
+    inbox = AlertInbox(tmp_path / "alerts.json")
+    assert [a.id for a in inbox.take_new("me", [alert(2), alert(1)])] == [2, 1]
+    assert inbox.take_new("me", [alert(3), alert(2), alert(1)]) == [alert(3)]
+    again = AlertInbox(tmp_path / "alerts.json")  # the app started again
+    assert again.take_new("me", [alert(3), alert(2), alert(1)]) == []
+    assert again.take_new("someone else", [alert(1)]) == [alert(1)]
+
+
+def test_switched_off_kinds_are_noted_but_never_shown(tmp_path: Path) -> None:
+    inbox = AlertInbox(tmp_path / "alerts.json")
+    assert inbox.set_muted(["purchase_confirmed", "test", "no_such_kind"]) == frozenset({"purchase_confirmed"})
+    shown = inbox.take_new("me", [alert(1, "purchase_confirmed"), alert(2, "test"), alert(3, "cap_80")])
+    assert [a.id for a in shown] == [3, 2]  # the test notification always shows
+    inbox.set_muted([])
+    assert inbox.take_new("me", [alert(1, "purchase_confirmed")]) == []  # no old ones when switched back on
+    assert AlertInbox(tmp_path / "alerts.json").muted() == frozenset()
+
+
+def test_a_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_text("{not json", encoding="utf-8")
+    inbox = AlertInbox(path)
+    assert inbox.take_new("me", [alert(1)]) == [alert(1)]
+    assert (tmp_path / "alerts.json.corrupt").read_text(encoding="utf-8") == "{not json"
+
+
+def test_many_new_alerts_make_one_summary() -> None:
+    few = notices([alert(2), alert(1)])
+    assert [(n.title, n.message) for n in few] == [("Low balance", "message 1"), ("Low balance", "message 2")]
+    (summary,) = notices([alert(n) for n in range(9, 0, -1)])
+    assert summary.title == "9 new Creditdesk alerts" and summary.message == "Latest: message 9"
+    assert label("cap_100") == "Cap reached" and label("brand_new_kind") == "Brand new kind"
