@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
-from PySide6.QtCore import QDateTime, QLocale
+from PySide6.QtCore import QDate, QDateTime, QLocale, QTime
 
 # ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
@@ -53,3 +53,23 @@ def timestamp(iso: str, locale: QLocale | None = None) -> str:
         return iso
     when = QDateTime.fromSecsSinceEpoch(int(parsed.timestamp())).toLocalTime()
     return (locale or QLocale()).toString(when, QLocale.FormatType.ShortFormat)
+
+
+def local_datetime(moment: datetime, locale: QLocale | None = None) -> str:
+    """An aware datetime, already in the zone to show it in, as ``Fri 27 Nov 2026 12:00 AM CET``: its own wall
+    clock and zone (the user's spend controls' zone, which need not be this computer's)."""
+    locale = locale or QLocale()
+    day = locale.toString(QDate(moment.year, moment.month, moment.day), "ddd d MMM yyyy")
+    clock = locale.toString(QTime(moment.hour, moment.minute), QLocale.FormatType.ShortFormat)
+    return f"{day} {clock} {moment.tzname() or ''}".strip()
+
+
+def short_date(day: date, locale: QLocale | None = None, *, with_year: bool = False) -> str:
+    """``27 Nov`` (``27 Nov 2026``) in the locale's words."""
+    return (locale or QLocale()).toString(QDate(day.year, day.month, day.day), "d MMM yyyy" if with_year else "d MMM")
+
+
+def month_name(day: date, locale: QLocale | None = None) -> str:
+    """``Nov`` (``Jan 2027`` in January, where a year begins)."""
+    locale = locale or QLocale()
+    return locale.toString(QDate(day.year, day.month, 1), "MMM yyyy" if day.month == 1 else "MMM")

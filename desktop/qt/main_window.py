@@ -26,6 +26,7 @@ from desktop.qt.diagnostics_dialog import DiagnosticsDialog
 from desktop.qt.purchase_controller import Opener, PurchaseController
 from desktop.qt.purchase_dialog import PurchaseDialog
 from desktop.qt.sign_in import SignInPage
+from desktop.qt.spend_ui import SpendUi
 
 log = logging.getLogger("desktop.window")
 
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.backend_label)
         self._build_menus()
         self._connect()
+        self.spend_ui = SpendUi(self, controller)  # the Credits menu: spending, usage, alerts, spend controls
         self._restore_geometry()
 
     # -- set-up -----------------------------------------------------------------------------------------------
@@ -238,4 +240,5 @@ class MainWindow(QMainWindow):
                     purchase.give_up()  # remembered on disk; checked again at the next start
                 purchase.close_listener()
         self.controller.settings.update(window_geometry=bytes(self.saveGeometry().toBase64().data()).decode())
+        self.spend_ui.close()
         super().closeEvent(event)

@@ -152,5 +152,5 @@ def test_every_control_is_named_and_reachable_from_the_keyboard(qtbot: Any, make
             assert button.accessibleName() or button.text().strip("&"), button
             assert button.focusPolicy() != 0, button  # Qt.NoFocus
     menus = [action.text() for action in window.menuBar().actions()]
-    assert menus == ["&File", "&Help"]
+    assert menus == ["&File", "&Credits", "&Help"]
     assert window.refresh_action.shortcut().toString() and window.diagnostics_action.shortcut().toString()

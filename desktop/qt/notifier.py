@@ -1,0 +1,116 @@
+"""Desktop notifications: in the system tray where the platform has one, in the window otherwise.
+
+Where there is no system tray (some Linux desktops, a headless session) the same notice appears as a small
+panel in the top right corner of the main window for a few seconds; nothing else changes. Clicking either
+opens the alert inbox.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QMouseEvent
+from PySide6.QtWidgets import QFrame, QLabel, QMainWindow, QSystemTrayIcon, QToolButton, QVBoxLayout, QWidget
+
+from desktop.core.alert_inbox import Notice
+
+TOAST_MS = 8_000
+
+
+class Toast(QFrame):
+    """The in-window notification: title, message, a close button; click it to open the inbox."""
+
+    clicked = Signal()
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("alertToast")
+        self.setAccessibleName("Notification")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)
+        self.setStyleSheet("#alertToast { border: 1px solid palette(mid); border-radius: 6px; }")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.title = QLabel()
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        close = QToolButton(self)
+        close.setText("\u00d7")  # a multiplication sign: the usual close mark
+        close.setAccessibleName("Close the notification")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        self._close = close
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 28, 10)
+        layout.addWidget(self.title)
+        layout.addWidget(self.message)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.hide)
+        self.hide()
+        parent.installEventFilter(self)
+
+    def show_notice(self, notice: Notice, msecs: int = TOAST_MS) -> None:
+        self.title.setText(notice.title)
+        self.message.setText(notice.message)
+        self._place()
+        self.show()
+        self.raise_()
+        self._timer.start(msecs)
+
+    def _place(self) -> None:
+        parent = self.parentWidget()
+        assert parent is not None
+        width = min(380, max(240, parent.width() - 24))
+        self.setFixedWidth(width)
+        self.adjustSize()
+        top = 8
+        if isinstance(parent, QMainWindow) and parent.menuBar().isVisible():
+            top += parent.menuBar().height()
+        self.move(parent.width() - width - 12, top)
+        self._close.move(width - self._close.sizeHint().width() - 4, 4)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.parentWidget() and event.type() == QEvent.Type.Resize and self.isVisible():
+            self._place()
+        return False
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.hide()
+        self.clicked.emit()
+        event.accept()
+
+
+class Notifier(QObject):
+    """Shows notices in the tray if there is one, else as a :class:`Toast` in ``window``."""
+
+    clicked = Signal()
+
+    def __init__(self, window: QMainWindow, icon: QIcon, *, use_tray: bool | None = None) -> None:
+        super().__init__(window)
+        self.tray: QSystemTrayIcon | None = None
+        if QSystemTrayIcon.isSystemTrayAvailable() if use_tray is None else use_tray:
+            self.tray = QSystemTrayIcon(icon, self)
+            self.tray.setToolTip("Creditdesk")
+            self.tray.messageClicked.connect(self.clicked.emit)
+            self.tray.activated.connect(lambda _reason: self.clicked.emit())
+            self.tray.show()
+        self.toast = Toast(window)
+        self.toast.clicked.connect(self.clicked.emit)
+        self.shown: list[Notice] = []  # every notice shown this session, for the tests and diagnostics
+
+    @property
+    def where(self) -> str:
+        return "system tray" if self.tray is not None else "window"
+
+    def show(self, notice: Notice) -> None:
+        self.shown.append(notice)
+        if self.tray is not None and self.tray.supportsMessages():
+            self.tray.showMessage(notice.title, notice.message, QSystemTrayIcon.MessageIcon.Information, TOAST_MS)
+        else:
+            self.toast.show_notice(notice)
+
+    def close(self) -> None:
+        if self.tray is not None:
+            self.tray.hide()

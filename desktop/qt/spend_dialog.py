@@ -1,0 +1,187 @@
+""""Use credits…": spends credits as a host application's feature would, through the same controls.
+
+It stands in for the features of a host application, so that the spend controls can be seen and tried end to
+end. A refusal says which control blocked the spend and offers its fix: buy credits, change the spend
+controls, or confirm the spend (the same idempotency key goes with the confirmation, so it is spent once).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core.api import SpendResult, new_idempotency_key
+from desktop.core.spending import Fix, Refusal, refusal_for
+from desktop.qt import formatting
+from desktop.qt.controller import describe
+from desktop.qt.spend_controller import SpendController
+
+MAX_SPEND = 1_000_000_000
+
+
+class SpendDialog(QDialog):
+    buyRequested = Signal()
+    controlsRequested = Signal()
+
+    def __init__(self, spending: SpendController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spending = spending
+        self.setWindowTitle("Use credits")
+        self.setObjectName("spendDialog")
+        self._key: str | None = None
+        self._sent: tuple[int, str, str] | None = None  # what the key was made for
+        self.refusal: Refusal | None = None
+        self._error: BaseException | None = None
+
+        intro = QLabel("Spend credits the way a feature of your application would. Your spend controls apply.")
+        intro.setWordWrap(True)
+        self.amount = QSpinBox()
+        self.amount.setRange(1, MAX_SPEND)
+        self.amount.setValue(10)
+        self.amount.setGroupSeparatorShown(True)
+        self.amount.setSuffix(" credits")
+        self.amount.setAccessibleName("Credits to spend")
+        self.description = QLineEdit()
+        self.description.setPlaceholderText("What the credits are for, e.g. Export a report")
+        self.description.setMaxLength(500)
+        self.description.setAccessibleName("Description")
+        self.feature = QLineEdit()
+        self.feature.setPlaceholderText("optional, e.g. export")
+        self.feature.setMaxLength(100)
+        self.feature.setAccessibleName("Feature")
+        form = QFormLayout()
+        form.addRow("&Amount:", self.amount)
+        form.addRow("&Description:", self.description)
+        form.addRow("&Feature:", self.feature)
+
+        self.status = QLabel()
+        self.status.setObjectName("spendStatus")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setAccessibleName("Result")
+        self.refusal_box = QFrame()
+        self.refusal_box.setObjectName("refusal")
+        self.refusal_box.setFrameShape(QFrame.Shape.StyledPanel)
+        self.refusal_title = QLabel()
+        font = self.refusal_title.font()
+        font.setBold(True)
+        self.refusal_title.setFont(font)
+        self.refusal_text = QLabel()
+        self.refusal_text.setWordWrap(True)
+        self.fix_button = QPushButton()
+        self.fix_button.clicked.connect(self._fix)
+        box = QVBoxLayout(self.refusal_box)
+        box.addWidget(self.refusal_title)
+        box.addWidget(self.refusal_text)
+        row = QHBoxLayout()
+        row.addStretch()
+        row.addWidget(self.fix_button)
+        box.addLayout(row)
+        self.refusal_box.hide()
+
+        self.buttons = QDialogButtonBox()
+        self.spend_button = self.buttons.addButton("&Spend", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.spend_button.setDefault(True)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.spend_button.clicked.connect(lambda: self.submit())
+        self.close_button.clicked.connect(self.close)
+        for field in (self.amount, self.description, self.feature):
+            signal = field.valueChanged if isinstance(field, QSpinBox) else field.textChanged
+            signal.connect(self._edited)
+
+        spending.controlsChanged.connect(lambda _controls: self._controls_changed())
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.refusal_box)
+        layout.addWidget(self.status)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(440)
+
+    # -- sending ------------------------------------------------------------------------------------------------
+
+    def _request(self) -> tuple[int, str, str]:
+        return self.amount.value(), self.description.text().strip(), self.feature.text().strip()
+
+    def submit(self, token: str | None = None) -> None:
+        """Send the spend; the same request keeps its idempotency key, so sending it again never spends twice."""
+        request = self._request()
+        if self._key is None or self._sent != request:
+            self._key, self._sent = new_idempotency_key(), request
+        amount, description, feature = request
+        self._busy(True, "Confirming…" if token else "Spending…")
+        self.spending.spend(amount, self._key, description, feature or None, token, self._spent, self._failed)
+
+    def _spent(self, result: SpendResult) -> None:
+        amount = self._sent[0] if self._sent else 0
+        self._key = None  # the next spend is a new one
+        self._busy(False, f"Spent {formatting.number(amount)} credits. Your balance is "
+                          f"{formatting.number(result.balance)} credits.")
+        self.refusal = None
+        self.refusal_box.hide()
+
+    def _failed(self, error: BaseException) -> None:
+        controls = self.spending.controls
+        refusal = refusal_for(error, controls.time_zone if controls else None, formatting.local_datetime)
+        if refusal is None:
+            self._busy(False, describe(error))
+            return
+        self._busy(False, "")
+        self._error = error
+        if refusal.fix is Fix.RAISE_CAP:
+            self.spending.load_controls()  # the reset time in the user's zone as it is now; and what is used
+        self.refusal = refusal
+        self.refusal_title.setText(refusal.title)
+        self.refusal_text.setText(refusal.message)
+        label = {Fix.BUY: "&Buy credits…", Fix.RAISE_CAP: "Change spend &controls…",
+                 Fix.CONFIRM: f"&Confirm and spend {formatting.number(self._sent[0] if self._sent else 0)}"}
+        self.fix_button.setVisible(refusal.fix in label)
+        self.fix_button.setText(label.get(refusal.fix, ""))
+        self.fix_button.setAccessibleName(label.get(refusal.fix, "").replace("&", ""))
+        self.refusal_box.show()
+        self.adjustSize()
+        if refusal.fix in label:
+            self.fix_button.setFocus()
+
+    def _controls_changed(self) -> None:
+        """The user's time zone may have changed since the refusal was written: write it again."""
+        if self.refusal is not None and self.refusal.fix is Fix.RAISE_CAP and self._error is not None:
+            controls = self.spending.controls
+            refusal = refusal_for(self._error, controls.time_zone if controls else None, formatting.local_datetime)
+            if refusal is not None:
+                self.refusal = refusal
+                self.refusal_text.setText(refusal.message)
+
+    def _fix(self) -> None:
+        refusal = self.refusal
+        if refusal is None:
+            return
+        if refusal.fix is Fix.CONFIRM and refusal.confirmation is not None:
+            self.refusal_box.hide()
+            self.submit(refusal.confirmation.token)
+        elif refusal.fix is Fix.BUY:
+            self.buyRequested.emit()
+        elif refusal.fix is Fix.RAISE_CAP:
+            self.controlsRequested.emit()
+
+    def _edited(self) -> None:
+        if self.refusal is not None and self.refusal.fix is Fix.CONFIRM:
+            self.refusal = None  # a confirmation is for the spend as it was
+            self.refusal_box.hide()
+
+    def _busy(self, busy: bool, message: str) -> None:
+        self.spend_button.setEnabled(not busy)
+        self.status.setText(message)

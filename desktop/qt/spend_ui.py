@@ -1,0 +1,135 @@
+"""The Credits menu and what hangs off it: "Use credits…", usage, alerts, spend controls; the unread-alerts
+button in the status bar; desktop notifications. Installed on the main window by one call, so that the main
+window only knows it is there."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDialog, QPushButton
+
+from desktop.core.alert_inbox import notices
+from desktop.core.spend_models import Alert, AlertPage
+from desktop.qt.alerts_window import AlertsWindow
+from desktop.qt.controller import AppController
+from desktop.qt.controls_window import SpendControlsWindow
+from desktop.qt.notifier import Notifier
+from desktop.qt.spend_controller import SpendController
+from desktop.qt.spend_dialog import SpendDialog
+from desktop.qt.usage_window import SaveChooser, UsageWindow, ask_where_to_save
+
+if TYPE_CHECKING:
+    from desktop.qt.main_window import MainWindow
+
+
+class SpendUi(QObject):
+    def __init__(self, window: MainWindow, app: AppController, *, use_tray: bool | None = None,
+                 choose_path: SaveChooser = ask_where_to_save) -> None:
+        super().__init__(window)
+        self.window = window
+        self.app = app
+        self.choose_path = choose_path
+        self.spending = SpendController(app, parent=self)
+        self.notifier = Notifier(window, window.windowIcon(), use_tray=use_tray)
+        self.spend_dialog: SpendDialog | None = None
+        self.usage_window: UsageWindow | None = None
+        self.alerts_window: AlertsWindow | None = None
+        self.controls_window: SpendControlsWindow | None = None
+
+        menu = window.menuBar().addMenu("&Credits")
+        help_action = next((a for a in window.menuBar().actions() if a.text() == "&Help"), None)
+        if help_action is not None:  # Help stays last
+            window.menuBar().insertMenu(help_action, menu)
+        self.menu = menu
+        self.use_action = QAction("&Use credits…", window, shortcut=QKeySequence("Ctrl+U"))
+        self.usage_action = QAction("Usage and &export…", window, shortcut=QKeySequence("Ctrl+Shift+U"))
+        self.alerts_action = QAction("&Alerts…", window, shortcut=QKeySequence("Ctrl+Shift+A"))
+        self.controls_action = QAction("Spend &controls…", window, shortcut=QKeySequence("Ctrl+Shift+L"))
+        for action, slot in ((self.use_action, self.show_spend), (self.usage_action, self.show_usage),
+                             (self.alerts_action, self.show_alerts), (self.controls_action, self.show_controls)):
+            action.triggered.connect(slot)
+            action.setEnabled(False)
+            menu.addAction(action)
+
+        self.alerts_button = QPushButton()
+        self.alerts_button.setObjectName("alertsButton")
+        self.alerts_button.setFlat(True)
+        self.alerts_button.clicked.connect(self.show_alerts)
+        self.alerts_button.hide()
+        window.statusBar().addPermanentWidget(self.alerts_button)
+
+        app.signedIn.connect(lambda _: self._signed_in(True))
+        app.signedOut.connect(lambda _: self._signed_in(False))
+        self.spending.alertsChanged.connect(self._show_unread)
+        self.spending.notify.connect(self._notify)
+        self.notifier.clicked.connect(self.show_alerts)
+
+    def _signed_in(self, signed_in: bool) -> None:
+        for action in (self.use_action, self.usage_action, self.alerts_action, self.controls_action):
+            action.setEnabled(signed_in)
+        self.alerts_button.setVisible(signed_in)
+        if not signed_in:
+            for dialog in (self.spend_dialog, self.usage_window, self.alerts_window, self.controls_window):
+                if dialog is not None:
+                    dialog.close()
+
+    def _show_unread(self, page: AlertPage) -> None:
+        text = "No new alerts" if page.unread == 0 else f"{page.unread} new alert{'s' if page.unread != 1 else ''}"
+        self.alerts_button.setText(text)
+        self.alerts_button.setAccessibleName(f"Alerts: {text.lower()}")
+        font = self.alerts_button.font()
+        font.setBold(page.unread > 0)
+        self.alerts_button.setFont(font)
+
+    def _notify(self, alerts: list[Alert]) -> None:
+        for notice in notices(alerts):
+            self.notifier.show(notice)
+
+    # -- windows ------------------------------------------------------------------------------------------------
+
+    def _present(self, dialog: QDialog) -> QDialog:
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
+
+    def show_spend(self) -> SpendDialog:
+        if self.spend_dialog is None:
+            self.spend_dialog = SpendDialog(self.spending, self.window)
+            self.spend_dialog.buyRequested.connect(self._buy)
+            self.spend_dialog.controlsRequested.connect(self.show_controls)
+        self._present(self.spend_dialog)
+        return self.spend_dialog
+
+    def show_usage(self) -> UsageWindow:
+        if self.usage_window is None:
+            self.usage_window = UsageWindow(self.spending, self.window, choose_path=self.choose_path)
+        else:
+            self.usage_window.refresh()
+        self._present(self.usage_window)
+        return self.usage_window
+
+    def show_alerts(self) -> AlertsWindow:
+        if self.alerts_window is None:
+            self.alerts_window = AlertsWindow(self.spending, self.notifier.where, self.window)
+        self._present(self.alerts_window)
+        return self.alerts_window
+
+    def show_controls(self) -> SpendControlsWindow:
+        if self.controls_window is None:
+            self.controls_window = SpendControlsWindow(self.spending, self.window)
+        self._present(self.controls_window)
+        return self.controls_window
+
+    def _buy(self) -> None:
+        """"Buy credits" from a refusal: the main window with its packs, the first one focused."""
+        self.window.bring_to_front()
+        if self.window.account.cards:
+            self.window.account.cards[0].button.setFocus()
+
+    def close(self) -> None:
+        """The main window is closing."""
+        self.spending.stop()
+        self.notifier.close()

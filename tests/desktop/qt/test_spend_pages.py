@@ -1,0 +1,289 @@
+"""The Credits menu's pages in the real window against the real backend, offscreen: "Use credits…" with its
+refusals and the confirm flow, the spend controls, alerts as notifications exactly once (also across a restart
+of the app in its default mode, the bundled backend), and the usage dashboard with its CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from desktop.qt import spend_controller
+from desktop.qt.main_window import MainWindow
+from tests.desktop.qt.conftest import PASSWORD, sign_up
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+
+def api_for(window: MainWindow) -> Api:
+    return Api(window.controller.backend_url or "", window.controller.api.token)  # type: ignore[union-attr]
+
+
+def buy(api: Api, pack: str = "standard") -> None:
+    requests.post(api.checkout(pack)["url"] + "/pay", timeout=10)
+
+
+def sign_in(qtbot: Any, window: MainWindow, email: str) -> None:
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=30_000)
+    window.sign_in.email.setText(email)
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
+
+
+def notices(window: MainWindow) -> list[tuple[str, str]]:
+    return [(n.title, n.message) for n in window.spend_ui.notifier.shown]
+
+
+# -- Use credits… ----------------------------------------------------------------------------------------------
+
+
+def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_window: Any,
+                                                            stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api, "starter")
+    api.request("PUT", "/api/credits/controls", json={"caps": {"day": 60}, "timeZone": "Europe/Paris"})
+    assert window.spend_ui.use_action.isEnabled() and window.spend_ui.use_action.shortcut().toString() == "Ctrl+U"
+    dialog = window.spend_ui.show_spend()
+    dialog.amount.setValue(40)
+    dialog.description.setText("Export a report")
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.status.text() == "Spent 40 credits. Your balance is 60 credits.")
+    qtbot.waitUntil(lambda: window.account.balance.text() == "60 credits")
+
+    dialog.amount.setValue(21)  # over the daily cap of 60
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.refusal_box.isVisible())
+    assert dialog.refusal_title.text() == "Daily cap reached"
+    assert dialog.refusal_text.text().startswith("Your daily cap of 60 credits is reached: 40 already spent. "
+                                                 "It resets on ")
+    # In the user's zone (Paris: CET or CEST, whatever the season), not this computer's.
+    qtbot.waitUntil(lambda: " CET." in dialog.refusal_text.text() or " CEST." in dialog.refusal_text.text())
+    assert dialog.fix_button.text() == "Change spend &controls…"
+    dialog.fix_button.click()
+    controls = window.spend_ui.controls_window
+    assert controls is not None and controls.isVisible()
+
+    api.request("PUT", "/api/credits/controls", json={"caps": None})
+    dialog.amount.setValue(61)  # more than the balance
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.refusal_title.text() == "Not enough credits")
+    assert dialog.fix_button.text() == "&Buy credits…"
+    dialog.fix_button.click()
+    assert window.account.cards[0].button.hasFocus() or window.focusWidget() is window.account.cards[0].button
+    assert api.balance() == 60
+
+
+def test_a_spend_above_the_threshold_is_confirmed_once(qtbot: Any, make_window: Any,
+                                                       stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api)
+    api.request("PUT", "/api/credits/controls", json={"confirmAbove": 100})
+    dialog = window.spend_ui.show_spend()
+    dialog.amount.setValue(250)
+    dialog.description.setText("Render the film")
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.refusal_title.text() == "Confirm this spend")
+    assert dialog.refusal_text.text().startswith("Spend 250 credits? Your balance will then be 300 credits.")
+    assert api.balance() == 550  # asking spent nothing
+    dialog.fix_button.click()
+    qtbot.waitUntil(lambda: dialog.status.text() == "Spent 250 credits. Your balance is 300 credits.")
+    assert not dialog.refusal_box.isVisible()
+    assert [t["amount"] for t in api.transactions()] == [-250, 550]
+
+    dialog.amount.setValue(150)
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.refusal_title.text() == "Confirm this spend")
+    dialog.amount.setValue(151)  # a confirmation is for the spend as it was asked
+    assert not dialog.refusal_box.isVisible()
+    assert api.balance() == 300
+
+
+# -- Spend controls ----------------------------------------------------------------------------------------------
+
+
+def test_the_controls_page_shows_saves_and_keeps_the_history(qtbot: Any, make_window: Any,
+                                                             stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    page = window.spend_ui.show_controls()
+    qtbot.waitUntil(lambda: page.controls is not None)
+    qtbot.waitUntil(lambda: page.time_zone.count() > 300)  # the zones, read off the GUI thread
+    assert page.caps["day"].use.text().startswith("0 spent today · resets ")
+
+    page.time_zone.setCurrentText("America/New_York")
+    page.caps["day"].enabled.setChecked(True)
+    page.caps["day"].amount.setValue(100)
+    page.confirm_enabled.setChecked(True)
+    page.confirm_above.setValue(25)
+    page.thresholds.setText("50, 500")
+    page.save_button.click()
+    qtbot.waitUntil(lambda: page.status.text() == "Saved. The new controls apply to the next spend.")
+    body = api.get("/api/credits/controls").json()
+    assert body["timeZone"] == "America/New_York" and body["caps"]["day"] == 100
+    assert body["confirmAbove"] == 25 and body["lowBalanceAlerts"] == [500, 50]
+    assert page.history.rowCount() == 4
+    assert {page.history.item(r, 1).text() for r in range(4)} == {
+        "Time zone", "Daily cap", "Confirm above", "Low-balance alerts"}
+    assert page.history.item(0, 0).text().endswith((" EST", " EDT"))  # when, in the user's zone
+    assert page.caps["day"].use.text().startswith("0 of 100 spent today · resets ")
+
+    page.thresholds.setText("1,000")
+    page.save_button.click()
+    assert "without thousands separators" in page.status.text()
+    page.thresholds.setText("500, 50")
+    page.time_zone.setCurrentText("Mars/Olympus_Mons")
+    page.save_button.click()
+    assert page.status.text().startswith("'Mars/Olympus_Mons' is not a time zone")
+    page.revert_button.click()
+    assert page.time_zone.currentText() == "America/New_York"
+    page.save_button.click()
+    assert page.status.text() == "Nothing to save: the controls are as shown."
+    assert len(api.get("/api/credits/controls").json()["history"]) == 4
+
+
+def test_the_computers_time_zone_is_taken_once_at_the_first_sign_in(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spend_controller, "system_time_zone", lambda: "Pacific/Auckland")
+    window = make_window(stub_backend.url)
+    email = sign_up(qtbot, window)
+    api = Api(stub_backend.url)  # a session of its own: signing out in the app revokes the app's
+    r = api.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    api.token = r.json()["token"]
+    qtbot.waitUntil(lambda: api.get("/api/credits/controls").json()["timeZone"] == "Pacific/Auckland")
+    api.request("PUT", "/api/credits/controls", json={"timeZone": "UTC"})  # the user chose UTC themselves
+    window.sign_out_action.trigger()
+    sign_in(qtbot, window, email)
+    qtbot.waitUntil(lambda: window.spend_ui.spending.controls is not None)
+    qtbot.wait(300)
+    assert api.get("/api/credits/controls").json()["timeZone"] == "UTC"
+
+
+# -- Alerts --------------------------------------------------------------------------------------------------------
+
+
+def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_window: Any,
+                                                          stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    ui = window.spend_ui
+    api = api_for(window)
+    buy(api)
+    qtbot.waitUntil(lambda: ("Purchase confirmed", "Your purchase of the Standard pack went through: 550 credits "
+                                                   "added.") in notices(window), timeout=10_000)
+    assert ui.notifier.where == "window" and ui.notifier.toast.isVisible()  # no system tray offscreen
+    qtbot.waitUntil(lambda: ui.alerts_button.text() == "1 new alert")
+    for _ in range(3):
+        ui.spending.poll_alerts()
+        qtbot.wait(100)
+    assert len(notices(window)) == 1
+
+    inbox = ui.show_alerts()
+    qtbot.waitUntil(lambda: inbox.list.count() == 1)
+    assert inbox.list.item(0).font().bold() and inbox.summary.text() == "1 unread"
+    inbox.switches["cap_80"].setChecked(False)
+    qtbot.waitUntil(lambda: ui.spending.muted == frozenset({"cap_80"}))
+    inbox.test_button.click()
+    qtbot.waitUntil(lambda: ("Test notification",
+                             "This is a test notification from Creditdesk. Alerts reach you like this.")
+                    in notices(window))
+    api.request("PUT", "/api/credits/controls", json={"caps": {"day": 100}})
+    api.post("/api/credits/spend", json={"amount": 85, "idempotencyKey": "k1"})  # cap 80 %: switched off
+    qtbot.waitUntil(lambda: inbox.list.count() == 3, timeout=20_000)
+    assert [n[0] for n in notices(window)] == ["Purchase confirmed", "Test notification"]
+    inbox.mark_all_button.click()
+    qtbot.waitUntil(lambda: ui.alerts_button.text() == "No new alerts")
+    qtbot.waitUntil(lambda: not any(inbox.list.item(n).font().bold() for n in range(inbox.list.count())))
+    assert api.get("/api/alerts", params={"unread": "true"}).json()["alerts"] == []
+
+
+def test_alerts_reach_the_user_once_across_restarts_of_the_app(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    """The default mode: the bundled backend, on another port at every start."""
+    first = make_window(None)
+    email = sign_up(qtbot, first)
+    api = api_for(first)
+    buy(api)
+    qtbot.waitUntil(lambda: [n[0] for n in notices(first)] == ["Purchase confirmed"], timeout=10_000)
+    first.close()
+    first.controller.shutdown()
+
+    # While the app is closed: the same database served by a backend of its own makes a new alert.
+    with BackendProcess(tmp_path / "home" / "data") as offline:
+        closed = Api(offline.url, api.token)
+        closed.request("PUT", "/api/credits/controls", json={"lowBalanceAlerts": [500]})
+        assert closed.post("/api/credits/spend", json={"amount": 100, "idempotencyKey": "away"}).status_code == 200
+
+    second = make_window(None)
+    sign_in(qtbot, second, email)
+    qtbot.waitUntil(lambda: notices(second) == [
+        ("Low balance", "Your balance is 450 credits, below your alert level of 500 credits.")], timeout=10_000)
+    assert second.controller.backend_url != first.controller.backend_url
+    second.spend_ui.spending.poll_alerts()
+    qtbot.wait(300)
+    second.close()
+    second.controller.shutdown()
+
+    third = make_window(None)
+    sign_in(qtbot, third, email)
+    qtbot.waitUntil(lambda: third.spend_ui.alerts_button.text() == "2 new alerts", timeout=10_000)
+    qtbot.wait(300)
+    assert notices(third) == []  # both were shown before; the inbox still has them, unread
+
+
+# -- Usage ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_usage_dashboard_and_its_csv_export(qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+                                                tmp_path: Path) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api)
+    for n, (amount, description, feature) in enumerate([(30, "Export a report", None), (12, "Café", "ocr")]):
+        body = {"amount": amount, "idempotencyKey": f"k{n}", "description": description}
+        api.post("/api/credits/spend", json=body | ({"feature": feature} if feature else {}))
+    target = tmp_path / "out" / "ledger.csv"
+    target.parent.mkdir()
+    window.spend_ui.choose_path = lambda parent, suggested: str(target)
+    page = window.spend_ui.show_usage()
+    qtbot.waitUntil(lambda: page.usage is not None)
+    assert len(page.usage.buckets) == 30
+    series = page.chart.series()[0]
+    assert [s.label() for s in series.barSets()] == ["Spent", "Bought"]
+    assert series.barSets()[0].at(29) == 42 and series.barSets()[1].at(29) == 550
+    assert page.totals.text() == "Spent 42, bought 550 credits; balance 0 → 508 (+508)."
+    assert page.forecast.text().startswith("Not enough data yet for a forecast")
+    assert [page.breakdown.item(r, 0).text() for r in range(page.breakdown.rowCount())] == ["Export a report", "ocr"]
+
+    page.granularity.setCurrentIndex(2)  # months
+    qtbot.waitUntil(lambda: page.usage is not None and page.usage.granularity == "month")
+    assert len(page.usage.buckets) == 12
+    page.export_button.click()
+    qtbot.waitUntil(lambda: page.status.text().startswith("Saved ledger.csv"), timeout=10_000)
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"), newline="")))
+    assert [(r["type"], int(r["amount"])) for r in rows] == [("purchase", 550), ("spend", -30), ("spend", -12)]
+    assert int(rows[-1]["balanceAfter"]) == api.balance() == 508
+
+
+def test_the_credits_menu_is_for_signed_in_users(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    ui = window.spend_ui
+    assert [a.text() for a in window.menuBar().actions()] == ["&File", "&Credits", "&Help"]
+    assert not any(a.isEnabled() for a in ui.menu.actions()) and not ui.alerts_button.isVisible()
+    sign_up(qtbot, window)
+    assert all(a.isEnabled() for a in ui.menu.actions()) and ui.alerts_button.isVisible()
+    ui.show_usage()
+    window.sign_out_action.trigger()
+    assert ui.usage_window is not None and not ui.usage_window.isVisible()
+    assert not ui.use_action.isEnabled()
