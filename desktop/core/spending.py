@@ -18,6 +18,7 @@ from desktop.core.api import ApiError
 from desktop.core.spend_models import ConfirmationRequest
 
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
+THIS_PERIOD = {"day": "today", "week": "this week", "month": "this month"}
 FIELD_NAMES = {"timeZone": "Time zone", "caps.day": "Daily cap", "caps.week": "Weekly cap",
                "caps.month": "Monthly cap", "confirmAbove": "Confirm above", "lowBalanceAlerts": "Low-balance alerts"}
 
@@ -74,8 +75,10 @@ def refusal_for(error: BaseException, time_zone: str | None = None,
         when = ""
         if isinstance(details.get("resetsAt"), str):
             when = f" It resets on {format_time(local_time(details['resetsAt'], time_zone))}."
-        message = (f"Your {word} cap of {_number(details.get('cap'))} credits is reached: "
-                   f"{_number(details.get('used'))} already spent.{when} Raise the cap or wait until then.")
+        cap, used = details.get("cap"), details.get("used")
+        left = f", {_number(max(cap - used, 0))} left" if isinstance(cap, int) and isinstance(used, int) else ""
+        message = (f"This would go over your {word} cap: {_number(used)} of {_number(cap)} credits are already "
+                   f"spent {THIS_PERIOD.get(period, 'in this period')}{left}.{when} Raise the cap or wait until then.")
         return Refusal("cap", f"{word.capitalize()} cap reached", message, Fix.RAISE_CAP)
     if error.code == "confirmation_required":
         try:

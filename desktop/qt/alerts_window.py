@@ -49,6 +49,9 @@ class AlertsWindow(QDialog):
         self.older_button = QPushButton("Load &older")
         self.older_button.hide()
         self.mark_read_button.clicked.connect(self._mark_selected)
+        self.mark_read_button.setEnabled(False)
+        self.list.itemSelectionChanged.connect(
+            lambda: self.mark_read_button.setEnabled(bool(self.list.selectedItems())))
         self.mark_all_button.clicked.connect(lambda: self.spending.mark_read(None))
         self.older_button.clicked.connect(self._load_older)
         actions = QHBoxLayout()

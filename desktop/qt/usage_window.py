@@ -190,6 +190,7 @@ class UsageWindow(QDialog):
         for axis in self.chart.axes():
             self.chart.removeAxis(axis)
         series = QBarSeries()
+        series.setBarWidth(0.9)
         highest = 0
         for name, field, color in SERIES:
             values = [getattr(b, field) for b in usage.buckets]

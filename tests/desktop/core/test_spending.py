@@ -29,8 +29,8 @@ def buy(client: ApiClient, pack: str = "standard") -> None:
      "This needs 30 credits and the balance is 7. Buy credits to go on."),
     (ApiError(403, "spend_cap_reached", "…", details={"period": "week", "cap": 1000, "used": 990,
                                                         "resetsAt": "2026-11-29T23:00:00.000Z"}),
-     "cap", Fix.RAISE_CAP, "Your weekly cap of 1,000 credits is reached: 990 already spent. It resets on "
-                           "Mon 30 Nov 2026 00:00 CET. Raise the cap or wait until then."),
+     "cap", Fix.RAISE_CAP, "This would go over your weekly cap: 990 of 1,000 credits are already spent this "
+                           "week, 10 left. It resets on Mon 30 Nov 2026 00:00 CET. Raise the cap or wait until then."),
     (ApiError(428, "confirmation_required", "…", details={"confirmationToken": "cfm_x", "amount": 2500,
                                                             "balanceAfter": 120}),
      "confirmation", Fix.CONFIRM, "Spend 2,500 credits? Your balance will then be 120 credits."),

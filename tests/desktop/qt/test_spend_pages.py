@@ -61,8 +61,8 @@ def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_win
     dialog.spend_button.click()
     qtbot.waitUntil(lambda: dialog.refusal_box.isVisible())
     assert dialog.refusal_title.text() == "Daily cap reached"
-    assert dialog.refusal_text.text().startswith("Your daily cap of 60 credits is reached: 40 already spent. "
-                                                 "It resets on ")
+    assert dialog.refusal_text.text().startswith("This would go over your daily cap: 40 of 60 credits are already "
+                                                 "spent today, 20 left. It resets on ")
     # In the user's zone (Paris: CET or CEST, whatever the season), not this computer's.
     qtbot.waitUntil(lambda: " CET." in dialog.refusal_text.text() or " CEST." in dialog.refusal_text.text())
     assert dialog.fix_button.text() == "Change spend &controls…"
