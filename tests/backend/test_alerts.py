@@ -90,6 +90,22 @@ def test_clawbacks_make_an_alert_and_take_the_balance_below_thresholds(db: Datab
     assert below.kind == "low_balance" and below.data["balance"] == 880
 
 
+@pytest.mark.parametrize(("entry_type", "amount", "kind", "words"), [
+    ("refund", -320, "clawback", "320 credits were taken back because of a refund: "),
+    ("dispute", -1200, "clawback", "1,200 credits were taken back because of a dispute: "),
+    ("refund_reversal", 320, "clawback_reversed", "320 credits were given back: "),
+    ("dispute_reversal", 1200, "clawback_reversed", "1,200 credits were given back: "),
+])
+def test_each_clawback_and_reversal_makes_one_alert(db: Database, entry_type: str, amount: int, kind: str,
+                                                    words: str) -> None:
+    post(db, 1200, "cs_1", type="purchase")
+    post(db, amount, "re_1", type=entry_type)
+    post(db, amount, "re_1", type=entry_type)  # the same reference again: no entry, no alert
+    (alert,) = found(db)
+    assert alert.kind == kind and alert.message.startswith(words)
+    assert alert.data["amount"] == amount and alert.data["balance"] == 1200 + amount
+
+
 def test_a_rolled_back_change_leaves_no_alert(db: Database) -> None:
     post(db, 100, "start")
     thresholds(db, 50)
