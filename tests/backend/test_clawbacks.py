@@ -14,7 +14,19 @@ import pytest
 from sqlalchemy import text
 
 from backend import ledger, webhooks
-from backend.clawbacks import credits_clawed_back
+from backend.clawbacks import (
+    ChargeRefundsNews,
+    DisputeNews,
+    RefundNews,
+    charge_refunds_news,
+    credits_clawed_back,
+    dispute_news,
+    payment_intent_of,
+    record_charge_refunds,
+    record_dispute,
+    record_refund,
+    refund_news,
+)
 from backend.db import Database
 from tests.helpers.payments import (
     charge_refunded_event,
@@ -26,6 +38,7 @@ from tests.helpers.payments import (
     refund_event,
     session_event,
 )
+from tests.helpers.stripe_server import fixture
 
 
 @pytest.fixture
@@ -180,9 +193,10 @@ def test_an_event_of_the_other_mode_changes_nothing_and_says_why(db: Database) -
     assert p.apply(live) == "refused"
     assert p.balance() == 333
     with db.read() as conn:
-        row = conn.execute(text("SELECT outcome, detail, body FROM webhook_events WHERE id = :id"),
+        row = conn.execute(text("SELECT outcome, detail, body, order_id FROM webhook_events WHERE id = :id"),
                            {"id": live["id"]}).mappings().one()
     assert row["outcome"] == "refused" and "live-mode" in row["detail"] and '"re_live"' in row["body"]
+    assert row["order_id"] == p.order_id  # support finds the refused event under the order it names
     # And a test-mode event under a live key is refused the same way.
     assert p.apply(refund_event(p, "re_t", 1000, "succeeded", "refund.created"), livemode=True) == "refused"
 
@@ -250,3 +264,144 @@ def test_check_finds_every_rule_broken_one_at_a_time(tmp_path: Path) -> None:
     assert _tamper(db, "UPDATE ledger_entries SET reference = :r WHERE user_id = :u AND type = 'purchase'",
                    r=p.session_id, u=q.user_id) == [f"purchase {p.session_id} granted 2 times"]
     db.close()
+
+
+# --- reading Stripe's objects: what the rule needs, or nothing -----------------------------------------
+
+
+def _stripe(name: str, **fields: object) -> dict[str, object]:
+    obj = fixture(name)
+    obj.update(fields)
+    return obj
+
+
+def test_a_refund_and_a_dispute_are_read_whole() -> None:
+    refund = _stripe("refund", id="re_1", amount=337, currency="EUR", status="pending", payment_intent="pi_1",
+                     charge={"id": "ch_1", "object": "charge"})  # expanded or not, the id is what is kept
+    assert refund_news(refund, 1_900_000_007) == RefundNews("re_1", "pi_1", "ch_1", 337, "eur", "pending",
+                                                            1_900_000_007)
+    dispute = _stripe("dispute", id="dp_1", amount=337, currency="EUR", status="lost", reason="fraudulent",
+                      payment_intent={"id": "pi_1"}, charge="ch_1")
+    assert dispute_news(dispute, 1_900_000_007) == DisputeNews("dp_1", "pi_1", "ch_1", 337, "eur", "lost",
+                                                               "fraudulent", 1_900_000_007)
+    assert dispute_news({**dispute, "reason": 7}, 1).reason is None  # type: ignore[union-attr]
+    charge = _stripe("charge", id="ch_1", payment_intent="pi_1", amount_refunded=337, currency="EUR")
+    assert charge_refunds_news(charge, 1_900_000_007) == ChargeRefundsNews("pi_1", "ch_1", 337, "eur",
+                                                                           1_900_000_007)
+    assert charge_refunds_news({**charge, "id": None, "currency": None}, 1) == ChargeRefundsNews(
+        "pi_1", "pi_1", 337, None, 1)  # named by its payment when the charge id is missing
+    assert payment_intent_of(refund) == payment_intent_of(dispute) == payment_intent_of(charge) == "pi_1"
+
+
+# Each row breaks one field the rule needs; the reader answers None (the webhook then says why).
+BROKEN = [
+    ("object", "payout"), ("object", None), ("id", None), ("id", ""), ("id", 7), ("amount", None), ("amount", -1),
+    ("amount", True), ("amount", "337"), ("amount", 2**62), ("currency", None), ("currency", 840),
+    ("status", None), ("status", 1),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BROKEN, ids=lambda v: repr(v))
+@pytest.mark.parametrize("kind", ["refund", "dispute"])
+def test_a_refund_or_dispute_lacking_what_the_rule_needs_is_not_news(kind: str, field: str, value: object) -> None:
+    read = {"refund": refund_news, "dispute": dispute_news}[kind]
+    good = _stripe(kind, id="x_1", amount=337, currency="usd", status="lost" if kind == "dispute" else "pending")
+    assert read(good, 1) is not None
+    assert read({**good, field: value}, 1) is None
+
+
+@pytest.mark.parametrize(("field", "value"), [("object", "refund"), ("payment_intent", None), ("payment_intent", ""),
+                                              ("amount_refunded", None), ("amount_refunded", -1)])
+def test_a_charge_without_its_payment_or_refunded_amount_is_not_news(field: str, value: object) -> None:
+    good = _stripe("charge", id="ch_1", payment_intent="pi_1", amount_refunded=337)
+    assert charge_refunds_news(good, 1) is not None
+    assert charge_refunds_news({**good, "object": None}, 1) is not None  # an object without its type is read
+    assert charge_refunds_news({**good, field: value}, 1) is None
+
+
+# --- keeping the newest news: (time at Stripe, how far along) decides -----------------------------------
+
+# (first news, second news) as (as_of, status), whether the second replaced the first, the status kept.
+REFUND_NEWS_ORDER = [
+    ((100, "pending"), (101, "succeeded"), True, "succeeded"),
+    ((101, "succeeded"), (100, "pending"), False, "succeeded"),  # older news, delivered late
+    ((100, "pending"), (100, "succeeded"), True, "succeeded"),  # same second: further along wins
+    ((100, "succeeded"), (100, "failed"), True, "failed"),  # a succeeded refund can still fail
+    ((100, "failed"), (100, "succeeded"), False, "failed"),
+    ((100, "succeeded"), (100, "succeeded"), False, "succeeded"),  # the same news twice
+    ((100, "pending"), (100, "requires_action"), False, "pending"),  # same rank, same second: first kept
+    ((100, "failed"), (100, "canceled"), False, "failed"),
+    ((100, "some_new_status"), (100, "pending"), False, "some_new_status"),  # unknown statuses rank first
+    ((100, "some_new_status"), (100, "succeeded"), True, "succeeded"),
+    ((101, "pending"), (100, "failed"), False, "pending"),  # time before rank
+]
+DISPUTE_NEWS_ORDER = [
+    ((100, "warning_needs_response"), (100, "warning_under_review"), True, "warning_under_review"),
+    ((100, "warning_under_review"), (100, "warning_closed"), True, "warning_closed"),
+    ((100, "needs_response"), (100, "under_review"), True, "under_review"),
+    ((100, "under_review"), (100, "lost"), True, "lost"),
+    ((100, "won"), (100, "under_review"), False, "won"),
+    ((100, "needs_response"), (100, "warning_under_review"), False, "needs_response"),
+]
+
+
+def _kept(db: Database, table: str, object_id: str) -> str:
+    with db.read() as conn:
+        return conn.execute(text(f"SELECT status FROM {table} WHERE id = :id"), {"id": object_id}).scalar_one()  # noqa: S608
+
+
+@pytest.mark.parametrize(("first", "second", "replaced", "kept"), REFUND_NEWS_ORDER, ids=str)
+def test_only_newer_refund_news_replaces_what_we_hold(
+    db: Database, first: tuple[int, str], second: tuple[int, str], replaced: bool, kept: str
+) -> None:
+    with db.transaction() as conn:
+        assert record_refund(conn, RefundNews("re_1", "pi_1", "ch_1", 337, "usd", first[1], first[0])) is True
+        assert record_refund(conn, RefundNews("re_1", "pi_1", "ch_1", 337, "usd", second[1], second[0])) is replaced
+    assert _kept(db, "refunds", "re_1") == kept
+
+
+@pytest.mark.parametrize(("first", "second", "replaced", "kept"), DISPUTE_NEWS_ORDER, ids=str)
+def test_only_newer_dispute_news_replaces_what_we_hold(
+    db: Database, first: tuple[int, str], second: tuple[int, str], replaced: bool, kept: str
+) -> None:
+    with db.transaction() as conn:
+        assert record_dispute(conn, DisputeNews("dp_1", "pi_1", "ch_1", 337, "usd", first[1], None, first[0]))
+        assert record_dispute(conn, DisputeNews("dp_1", "pi_1", "ch_1", 337, "usd", second[1], None,
+                                                second[0])) is replaced
+    assert _kept(db, "disputes", "dp_1") == kept
+
+
+# (first, second) charge snapshots as (as_of, amount_refunded), whether the second replaced it, the amount kept.
+@pytest.mark.parametrize(("first", "second", "replaced", "kept"), [
+    ((100, 337), (101, 501), True, 501),
+    ((101, 501), (100, 337), False, 501),  # an older snapshot, delivered late
+    ((100, 337), (100, 501), True, 501),  # same second: refunds only add up
+    ((100, 501), (100, 337), False, 501),
+    ((100, 501), (100, 501), False, 501),
+    ((100, 501), (101, 337), True, 337),  # a later snapshot wins even when smaller (a refund was cancelled)
+], ids=str)
+def test_only_a_newer_charge_snapshot_replaces_what_we_hold(
+    db: Database, first: tuple[int, int], second: tuple[int, int], replaced: bool, kept: int
+) -> None:
+    with db.transaction() as conn:
+        assert record_charge_refunds(conn, ChargeRefundsNews("pi_1", "ch_1", first[1], "usd", first[0])) is True
+        assert record_charge_refunds(conn, ChargeRefundsNews("pi_1", "ch_1", second[1], "usd", second[0])) is replaced
+        assert conn.execute(text("SELECT amount_refunded FROM payment_refunds WHERE payment_intent = 'pi_1'")
+                            ).scalar_one() == kept
+
+
+def test_each_entry_says_in_the_users_history_what_happened_to_which_pack(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    p.apply(refund_event(p, "re_1", 337, "pending", "refund.created"))
+    p.apply(refund_event(p, "re_1", 337, "failed", "refund.failed"))
+    p.apply(dispute_event(p, "dp_1", 501, "needs_response", "charge.dispute.created"))
+    p.apply(dispute_event(p, "dp_1", 501, "won", "charge.dispute.closed"))
+    with db.read() as conn:
+        entries = ledger.history(conn, p.user_id, limit=10)[0]
+    assert [(e.type, e.amount, e.description) for e in reversed(entries)] == [
+        ("purchase", 333, "Odd pack"),
+        ("refund", -112, "Refund of Odd pack (refunded 337, disputed 0 of 1000 USD)"),
+        ("refund_reversal", 112, "Refund reversed for Odd pack (refunded 0, disputed 0 of 1000 USD)"),
+        ("dispute", -166, "Dispute on Odd pack (refunded 0, disputed 501 of 1000 USD)"),
+        ("dispute_reversal", 166, "Dispute closed in your favour for Odd pack (refunded 0, disputed 0 of 1000 USD)"),
+    ]
