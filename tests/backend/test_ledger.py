@@ -144,3 +144,28 @@ def test_a_rolled_back_transaction_leaves_nothing(db: Database) -> None:
         raise RuntimeError("crash half-way")
     assert balance(db, 1) == 0
     assert history(db, 1, limit=5)[0] == []
+
+
+def test_spend_controls_see_the_balance_once_the_key_is_new_and_the_balance_covers_it(db: Database) -> None:
+    grant(db, 1, 337, "cs_1")
+    seen: list[int] = []
+
+    def refuse_below_300(balance: int) -> None:  # a stand-in for the user's spend controls
+        seen.append(balance)
+        if balance < 300:
+            raise RuntimeError("refused by the controls")
+
+    def spend_checked(amount: int, key: str) -> tuple[ledger.Entry, bool]:
+        with db.transaction() as conn:
+            return ledger.spend(conn, user_id=1, amount=amount, idempotency_key=key, description="",
+                                fingerprint="f", check=refuse_below_300)
+
+    assert spend_checked(101, "k1")[0].balance_after == 236
+    assert seen == [337]
+    with pytest.raises(RuntimeError):
+        spend_checked(101, "k2")  # refused by the controls: nothing written, the key not used up
+    assert seen == [337, 236] and balance(db, 1) == 236
+    assert spend_checked(101, "k1")[1] is False  # a replay is not a new spend: the controls are not asked
+    with pytest.raises(ledger.InsufficientCredits):
+        spend_checked(237, "k3")  # not enough credits is said before the controls are asked
+    assert seen == [337, 236] and history(db, 1, limit=10)[0][0].reference == "k1"
