@@ -109,7 +109,16 @@ def test_charge_refunded_alone_is_enough(db: Database) -> None:
     assert p.apply(charge_refunded_event(p, 300)) == "clawed_back"
     assert p.apply(charge_refunded_event(p, 1000)) == "clawed_back"
     assert p.balance() == 0 and p.order().status == "refunded"
-    assert [(t, a) for t, a, _ in p.entries()] == [("purchase", 333), ("refund", -99), ("refund", -234)]
+    # Each entry names the object that caused it; a second change by the same object gets the next number.
+    assert p.entries() == [("purchase", 333, p.session_id), ("refund", -99, p.charge_id),
+                           ("refund", -234, f"{p.charge_id}#2")]
+
+
+def test_each_clawback_names_its_own_refund(db: Database) -> None:
+    p = paid_order(db)
+    p.apply(refund_event(p, "re_1", 337, "succeeded", "refund.created"))
+    p.apply(refund_event(p, "re_2", 501, "succeeded", "refund.created"))
+    assert p.entries()[1:] == [("refund", -112, "re_1"), ("refund", -167, "re_2")]  # 112.221, then 279.054 in all
 
 
 def test_refund_created_alone_claws_back_and_a_failed_refund_gives_the_credits_back(db: Database) -> None:
@@ -333,6 +342,7 @@ REFUND_NEWS_ORDER = [
     ((100, "failed"), (100, "canceled"), False, "failed"),
     ((100, "some_new_status"), (100, "pending"), False, "some_new_status"),  # unknown statuses rank first
     ((100, "some_new_status"), (100, "succeeded"), True, "succeeded"),
+    ((100, "pending"), (100, "some_new_status"), False, "pending"),
     ((101, "pending"), (100, "failed"), False, "pending"),  # time before rank
 ]
 DISPUTE_NEWS_ORDER = [
