@@ -170,8 +170,10 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str,
     which of two replicas goes first.
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(values).on_conflict_do_nothing()
-    return conn.execute(statement).rowcount == 1
+    # RETURNING, not rowcount: the cursor's rowcount of an INSERT is not kept by every driver (psycopg's
+    # is -1 once SQLAlchemy has closed the cursor), while a returned row is there on both engines.
+    statement = dialect.insert(table).values(values).on_conflict_do_nothing().returning(*table.primary_key)
+    return conn.execute(statement).first() is not None
 
 
 # What the storage raises when it, not our code, fails: the DBAPI's operational errors (locked, full,
