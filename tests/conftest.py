@@ -1,8 +1,16 @@
-"""Fixtures shared by the whole suite: the real backend on loopback, in stub and Stripe mode."""
+"""Fixtures shared by the whole suite: the real backend on loopback, in stub and Stripe mode, on SQLite
+and on PostgreSQL.
+
+The backend's own tests run once per database engine: every test under :data:`BOTH_ENGINES` that uses
+a backend (through ``db_engine``) is run on SQLite, the embedded default, and on a real PostgreSQL
+server that the tests start themselves. Where PostgreSQL is not installed those runs are skipped with
+the command that installs it; under ``CI=true`` they fail.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keyring
@@ -12,18 +20,95 @@ import pytest
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import memory_keyring_class
+from tests.helpers.servers import PostgresServer, RedisServer, ServerUnavailable
 from tests.helpers.stripe_server import FakeStripe
 
 # Generous per-address limits for the shared servers: every test comes from 127.0.0.1. No automatic
 # reconcile in Stripe mode: the tests that reconcile say so, and the others count Stripe's calls.
 SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "CREDITDESK_RECONCILE_INTERVAL": "0"}
 
+ENGINES = ("sqlite", "postgresql")
+# The tests that run on both engines: the backend's suite and its pages in a real browser.
+BOTH_ENGINES = ("tests/backend/", "tests/e2e/test_browser_backend.py")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_engine" in metafunc.fixturenames and metafunc.definition.nodeid.startswith(BOTH_ENGINES):
+        metafunc.parametrize("db_engine", ENGINES, indirect=True, scope="session")
+
+
+def _server_or_skip(start: Callable[[], object]) -> object:
+    """Start a server the tests need; skip where it is not installed, but fail under CI=true."""
+    try:
+        return start()
+    except ServerUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc}: CI must have it (.ci/run installs it)", pytrace=False)
+        pytest.skip(f"{exc}; install it to run these tests")
+
 
 @pytest.fixture(scope="session")
-def stub_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendProcess]:
-    with BackendProcess(tmp_path_factory.mktemp("stub-backend"), SHARED_ENV) as backend:
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole run."""
+    server = _server_or_skip(lambda: PostgresServer().start())
+    assert isinstance(server, PostgresServer)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole run (tests may stop and start it)."""
+    server = _server_or_skip(lambda: RedisServer().start())
+    assert isinstance(server, RedisServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def db_engine(request: pytest.FixtureRequest) -> str:
+    """The database engine the backend runs on: ``sqlite`` unless the test is one of :data:`BOTH_ENGINES`."""
+    return getattr(request, "param", "sqlite")
+
+
+class Databases:
+    """New databases for backends on the engine of the test: ``None`` (the backend's own SQLite file) or the
+    URL of a fresh PostgreSQL database at the newest schema, dropped when the fixture ends."""
+
+    def __init__(self, engine: str, request: pytest.FixtureRequest) -> None:
+        self.engine = engine
+        self._request = request
+        self._made: list[tuple[PostgresServer, str]] = []
+
+    def new(self, *, migrated: bool = True) -> str | None:
+        if self.engine == "sqlite":
+            return None
+        server: PostgresServer = self._request.getfixturevalue("postgres")
+        url = server.create_database(migrated=migrated)
+        self._made.append((server, url))
+        return url
+
+    def drop_all(self) -> None:
+        for server, url in self._made:
+            server.drop_database(url)
+
+
+@pytest.fixture
+def databases(db_engine: str, request: pytest.FixtureRequest) -> Iterator[Databases]:
+    made = Databases(db_engine, request)
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture(scope="session")
+def stub_backend(
+    tmp_path_factory: pytest.TempPathFactory, db_engine: str, request: pytest.FixtureRequest
+) -> Iterator[BackendProcess]:
+    made = Databases(db_engine, request)
+    with BackendProcess(tmp_path_factory.mktemp("stub-backend"), SHARED_ENV, database_url=made.new()) as backend:
         yield backend
     assert backend.ledger_problems() == []
+    made.drop_all()
 
 
 @pytest.fixture
@@ -33,14 +118,16 @@ def stub_api(stub_backend: BackendProcess) -> Api:
 
 
 @pytest.fixture
-def backend_factory(tmp_path: Path) -> Iterator[type]:
-    """Start backends with their own database and environment; all are stopped after the test."""
+def backend_factory(tmp_path: Path, databases: Databases) -> Iterator[type]:
+    """Start backends with their own database (on the test's engine) and environment; all are stopped
+    after the test. ``database_url`` puts several on one database, as replicas."""
     started: list[BackendProcess] = []
 
-    def start(env: dict[str, str] | None = None, name: str = "backend") -> BackendProcess:
+    def start(env: dict[str, str] | None = None, name: str = "backend", *,
+              database_url: str | None = None) -> BackendProcess:
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
-        backend = BackendProcess(folder, env).start()
+        backend = BackendProcess(folder, env, database_url=database_url or databases.new()).start()
         started.append(backend)
         return backend
 

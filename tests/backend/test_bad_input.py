@@ -67,11 +67,15 @@ def assert_clean_error(r: requests.Response) -> None:
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> BackendProcess:
-    from tests.conftest import SHARED_ENV
+def backend(
+    tmp_path_factory: pytest.TempPathFactory, db_engine: str, request: pytest.FixtureRequest
+) -> BackendProcess:
+    from tests.conftest import SHARED_ENV, Databases
 
-    with BackendProcess(tmp_path_factory.mktemp("bad-input"), SHARED_ENV) as backend:
+    made = Databases(db_engine, request)
+    with BackendProcess(tmp_path_factory.mktemp("bad-input"), SHARED_ENV, database_url=made.new()) as backend:
         yield backend
+    made.drop_all()
 
 
 @pytest.mark.parametrize(("method", "path", "body"), CASES)

@@ -1,4 +1,5 @@
-"""The ledger on a real SQLite file: balances add up, references post once, spends never overdraw."""
+"""The ledger on a real database (a SQLite file, and PostgreSQL): balances add up, references post once,
+spends never overdraw."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from sqlalchemy import text
 
 from backend import ledger, migrations
 from backend.db import Database
+from tests.conftest import Databases
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(tmp_path / "ledger.sqlite3")
+def db(tmp_path: Path, databases: Databases) -> Database:
+    database = Database(databases.new() or tmp_path / "ledger.sqlite3")
     migrations.upgrade(database)
     yield database
     with database.read() as conn:

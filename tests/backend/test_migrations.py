@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from backend import migrations
 from backend.db import Database
 from backend.schema import metadata
+from tests.conftest import Databases
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
@@ -75,8 +76,8 @@ def test_serve_upgrades_an_old_database_by_itself_and_its_users_carry_on(tmp_pat
     assert backend.ledger_problems() == []
 
 
-def test_the_migrations_make_exactly_the_schema_the_code_describes(tmp_path: Path) -> None:
-    db = Database(tmp_path / "new.sqlite3")
+def test_the_migrations_make_exactly_the_schema_the_code_describes(tmp_path: Path, databases: Databases) -> None:
+    db = Database(databases.new(migrated=False) or tmp_path / "new.sqlite3")
     try:
         assert migrations.upgrade(db) == (None, migrations.head())
         with db.read() as conn:

@@ -18,7 +18,7 @@ from backend.config import Settings
 from backend.services import Services
 from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET
 from tests.helpers.api import Api
-from tests.helpers.backend import BackendProcess, InProcessServer
+from tests.helpers.backend import InProcessServer
 from tests.helpers.stripe_server import FakeStripe
 
 
@@ -69,12 +69,12 @@ def test_a_locked_database_answers_503_and_the_retry_grants_once(
         services.db.close()
 
 
-def test_a_crash_during_a_storm_of_webhooks_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_a_crash_during_a_storm_of_webhooks_loses_and_doubles_nothing(backend_factory) -> None:
     with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
         fake.webhook_timeout = 3
         env = {**SHARED_ENV, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                "STRIPE_API_BASE": fake.url}
-        backend = BackendProcess(tmp_path, env).start()
+        backend = backend_factory(env)
         try:
             users = [Api(backend.url).register() for _ in range(4)]
             sessions = [users[n % 4].checkout("starter")["sessionId"] for n in range(40)]

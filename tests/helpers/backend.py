@@ -1,36 +1,55 @@
-"""The real backend as a child process on a loopback port, with its own SQLite file and log."""
+"""The real backend as a child process on a loopback port, with its own database and log.
+
+The database is a SQLite file of its own (``CREDITDESK_DB``, as the bundled backend runs) or, given
+``database_url``, a PostgreSQL database (``CREDITDESK_DATABASE_URL``, as replicas run); ``query`` and
+``ledger_problems`` read either through SQLAlchemy, so a test reads the same on both engines.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
+from sqlalchemy import RowMapping, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from backend import ledger
-from backend.db import Database
+from backend.db import Database, sqlite_url
 
 
 class BackendProcess:
-    def __init__(self, tmp: Path, env: dict[str, str] | None = None, *, port: int = 0) -> None:
+    def __init__(
+        self, tmp: Path, env: dict[str, str] | None = None, *, port: int = 0, database_url: str | None = None
+    ) -> None:
         self.tmp = tmp
         self.db_path = tmp / "backend.sqlite3"
+        self._database_url = database_url
+        self.engine = "sqlite" if database_url is None else database_url.split(":", 1)[0].split("+")[0]
         self.log_path = tmp / "backend.log"
         self.extra_env = dict(env or {})
         self.port = port
         self.url = ""
         self.proc: subprocess.Popen[str] | None = None
 
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL database given, or the SQLite file at ``db_path`` (which a test may move)."""
+        return self._database_url or sqlite_url(self.db_path)
+
     def environment(self) -> dict[str, str]:
         """The backend's environment: this machine's, less any Creditdesk or Stripe settings, plus ours."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_"))}
         env.update({"CREDITDESK_DB": str(self.db_path), "PYTHONUNBUFFERED": "1"})
+        if self.engine != "sqlite":
+            env["CREDITDESK_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
         return env
 
@@ -64,6 +83,15 @@ class BackendProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"backend never answered /api/health\n{self.log()}")
 
+    def refused_to_start(self) -> int:
+        """Start, expecting the backend to refuse (a bad setting, a database it cannot use); its exit code."""
+        try:
+            self.start()
+        except RuntimeError:
+            assert self.proc is not None and self.proc.returncode is not None
+            return self.proc.returncode
+        raise AssertionError(f"the backend started at {self.url}")
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -93,13 +121,15 @@ class BackendProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def query(self, sql: str, *params: object) -> list[sqlite3.Row]:
-        with sqlite3.connect(self.db_path, timeout=30) as conn:
-            conn.row_factory = sqlite3.Row
-            return conn.execute(sql, params).fetchall()
+    def query(self, sql: str, *params: object) -> list[RowMapping]:
+        """Run one statement on the backend's database (committed) and return its rows, by column name.
+
+        ``?`` stands for each of ``params`` in turn, on either engine.
+        """
+        return query(self.database_url, sql, *params)
 
     def ledger_problems(self) -> list[str]:
-        db = Database(self.db_path)
+        db = Database(self.database_url, pool_size=1)
         try:
             with db.read() as conn:
                 return ledger.check_invariants(conn)
@@ -111,6 +141,21 @@ class BackendProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def query(database_url: str, sql: str, *params: object) -> list[RowMapping]:
+    """``sql`` with ``?`` placeholders, run once on ``database_url`` in a transaction of its own."""
+    names = iter(range(len(params) + 1))
+    statement = text(re.sub(r"\?", lambda _: f":p{next(names)}", sql))
+    values: dict[str, Any] = {f"p{n}": value for n, value in enumerate(params)}
+    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(statement, values)
+            return list(result.mappings()) if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 class InProcessServer:
