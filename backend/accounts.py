@@ -16,7 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, delete, insert, select
 
-from backend.db import Database, utcnow
+from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import EmailTaken, InvalidCredentials
 from backend.schema import balances, tokens, users
 
@@ -71,14 +71,16 @@ def register(db: Database, email: str, password: str) -> User:
     email = normalise_email(email)
     password_hash = hash_password(password)  # slow on purpose: outside the write lock
     with db.transaction() as conn:
-        if conn.execute(select(users.c.id).where(users.c.email == email)).first():
+        # The unique index on email decides between two sign-ups racing for one address, on any replica:
+        # the second waits for the first and then inserts nothing.
+        added = insert_ignoring_duplicates(
+            conn, users, {"email": email, "password_hash": password_hash, "created_at": utcnow()}
+        )
+        if added is None:
             raise EmailTaken(email)
-        user_id = conn.execute(
-            insert(users).values(email=email, password_hash=password_hash, created_at=utcnow()).returning(users.c.id)
-        ).scalar_one()
         # The balance row exists from the start: the ledger locks it before every change.
-        conn.execute(insert(balances).values(user_id=user_id, balance=0))
-        return User(user_id, email)
+        conn.execute(insert(balances).values(user_id=added.id, balance=0))
+        return User(added.id, email)
 
 
 def authenticate(db: Database, email: str, password: str) -> User:

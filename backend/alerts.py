@@ -69,7 +69,7 @@ def create(conn: Connection, user_id: int, kind: Kind, message: str, data: Mappi
     if dedupe_key is None:
         conn.execute(insert(alerts).values(values))
         return True
-    return insert_ignoring_duplicates(conn, alerts, values)
+    return insert_ignoring_duplicates(conn, alerts, values) is not None
 
 
 def credits(n: int) -> str:

@@ -7,11 +7,16 @@ is quicker than SQLite's busy handler. On PostgreSQL a transaction is an ordinar
 that needs exclusion takes row locks (``SELECT ... FOR UPDATE``, which SQLAlchemy leaves out on
 SQLite) or relies on unique constraints: nothing in this process is what keeps two replicas apart.
 
+When the storage fails (PostgreSQL down or restarting, a lock held too long, a deadlock, SQLite locked,
+full, read-only or gone) a transaction raises :class:`backend.errors.StorageUnavailable`, which says when
+to retry; nothing of it was committed.
+
 The schema is created and changed only by the migrations (:mod:`backend.migrations`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -21,18 +26,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
-from backend.errors import StorageUnavailable
+from backend.errors import ServerBusy, StorageUnavailable
 
 log = logging.getLogger("creditdesk")
 
 BUSY_TIMEOUT_SECONDS = 30
 # How long a client is told to wait when the storage fails: a lock, a full disk or a lost connection.
 STORAGE_RETRY_AFTER_SECONDS = 5
+# PostgreSQL: how long to wait for a connection, and for a row lock another transaction holds, before
+# answering "try again" rather than holding the request; a session idle inside a transaction this long
+# (a replica that froze half-way) is ended by the server, so that it releases its locks.
+CONNECT_TIMEOUT_SECONDS = 5
+POOL_TIMEOUT_SECONDS = 10
+LOCK_TIMEOUT_SECONDS = 15
+IDLE_IN_TRANSACTION_SECONDS = 60
+# PostgreSQL's SQLSTATEs after which the same request may well succeed at once: a serialization failure,
+# a deadlock, a lock wait that timed out, a statement cancelled.
+RETRY_SOON = {"40001": 1, "40P01": 1, "55P03": 2, "57014": 2}
 
 
 def utcnow() -> str:
@@ -65,9 +80,7 @@ class Database:
             self.engine = _sqlite_engine(url)
         else:
             self.path = None
-            if url.drivername == "postgresql":
-                url = url.set(drivername="postgresql+psycopg")
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.engine = _postgresql_engine(url, pool_size)
         # Writers in this process queue here rather than in SQLite's busy handler, whose sleeps (up to
         # 100 ms) overshoot the moment the lock frees; busy_timeout still covers other processes.
         self._write_lock = threading.RLock() if self.is_sqlite else None
@@ -102,22 +115,49 @@ class Database:
             yield conn
 
     @contextmanager
+    def leader_lock(self, name: str) -> Iterator[bool]:
+        """Whether this process is the one doing ``name`` now: yields True to at most one process at a
+        time among all that share the database (and False to the others) until the block ends.
+
+        On PostgreSQL a session-level advisory lock, held on a connection of its own for the block: the
+        server releases it when the block ends or the process dies. On SQLite, one machine, one process
+        in practice: always True.
+        """
+        if self.is_sqlite:
+            yield True
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        with self._storage_faults(), self.engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    conn.commit()
+
+    @contextmanager
     def _storage_faults(self) -> Iterator[None]:
         try:
             yield
         except StorageUnavailable as error:
             self._failed(error)
             raise
+        except exc.TimeoutError as error:  # no free connection in the pool within POOL_TIMEOUT_SECONDS
+            raise ServerBusy("every database connection is in use", retry_after=2) from error
         except STORAGE_ERRORS as error:
             if isinstance(error, exc.DBAPIError) and not _is_storage_fault(error):
                 raise
             self._failed(error)
-            raise StorageUnavailable(_one_line(error), STORAGE_RETRY_AFTER_SECONDS) from error
+            retry_after = RETRY_SOON.get(getattr(getattr(error, "orig", None), "sqlstate", None) or "",
+                                         STORAGE_RETRY_AFTER_SECONDS)
+            raise StorageUnavailable(one_line(error), retry_after) from error
 
     def _failed(self, error: BaseException) -> None:
         if self.failing_since is None:
             self.failing_since = time.time()
-        log.error("storage outcome=unavailable reason=%s", _one_line(error))
+        log.error("storage outcome=unavailable reason=%s", one_line(error))
 
     def _check_file(self) -> None:
         """A SQLite file deleted under a running server would take writes into a file no one can open
@@ -132,6 +172,23 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _postgresql_engine(url: URL, pool_size: int) -> Engine:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    options = " ".join(filter(None, [
+        url.query.get("options"),  # type: ignore[list-item]
+        f"-c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}",
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}",
+    ]))
+    connect_args: dict[str, Any] = {"options": options}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    # pool_size connections per process, as many again in a burst; pre-ping: a connection the server
+    # dropped (a restart, a failover) is replaced before use instead of failing a request.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT_SECONDS,
+                         pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -162,8 +219,9 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
-    """Insert a row unless one with the same unique key exists; returns whether it was inserted.
+def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> Row[Any] | None:
+    """Insert a row unless one with the same unique key exists; returns the new row's primary key, or
+    None when there was one already.
 
     ``INSERT ... ON CONFLICT DO NOTHING`` on both engines. On PostgreSQL a concurrent insert of the
     same key waits for the other transaction and then finds the row: the database itself decides
@@ -173,7 +231,7 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str,
     # RETURNING, not rowcount: the cursor's rowcount of an INSERT is not kept by every driver (psycopg's
     # is -1 once SQLAlchemy has closed the cursor), while a returned row is there on both engines.
     statement = dialect.insert(table).values(values).on_conflict_do_nothing().returning(*table.primary_key)
-    return conn.execute(statement).first() is not None
+    return conn.execute(statement).first()
 
 
 # What the storage raises when it, not our code, fails: the DBAPI's operational errors (locked, full,
@@ -186,6 +244,7 @@ def _is_storage_fault(error: exc.DBAPIError) -> bool:
     return not isinstance(error, exc.IntegrityError | exc.ProgrammingError | exc.DataError | exc.NotSupportedError)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The first line of an error's own message (the driver's, without SQLAlchemy's additions)."""
     original = getattr(error, "orig", None) or error
     return (str(original).splitlines() or [type(original).__name__])[0][:200]

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.db import Database
+from backend.db import Database, one_line
 
 log = logging.getLogger("creditdesk")
 
@@ -74,7 +74,7 @@ def upgrade(db: Database) -> tuple[str | None, str]:
             command.upgrade(_config(conn), "head")
             return before, current(conn) or ""
     except SQLAlchemyError as exc:
-        raise MigrationError(f"cannot migrate the database: {_one_line(exc)}") from exc
+        raise MigrationError(f"cannot migrate the database: {one_line(exc)}") from exc
 
 
 def prepare(db: Database) -> None:
@@ -89,7 +89,7 @@ def prepare(db: Database) -> None:
     try:
         at = current_version(db)
     except SQLAlchemyError as exc:
-        raise MigrationError(f"cannot read the database's schema version: {_one_line(exc)}") from exc
+        raise MigrationError(f"cannot read the database's schema version: {one_line(exc)}") from exc
     if at != head():
         raise MigrationError(
             f"the database is at schema version {at or 'none'} and this backend needs {head()}: "
@@ -116,8 +116,3 @@ def _is_unversioned_0_1_0(conn: Connection) -> bool:
         "the database has tables but no schema version, and they are not those of Creditdesk 0.1.0 "
         f"(found: {', '.join(sorted(found))}); point the backend at a Creditdesk database or an empty one"
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
