@@ -53,7 +53,7 @@ def postgres() -> Iterator[PostgresServer]:
     server = _server_or_skip(lambda: PostgresServer().start())
     assert isinstance(server, PostgresServer)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""In-process fixtures for the backend's logic: a migrated database of its own per test."""
+"""In-process fixtures for the backend's logic: a migrated database of its own per test, on each engine."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import pytest
 
 from backend import ledger, migrations
 from backend.db import Database
+from tests.conftest import Databases
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    """A database at the newest schema; the ledger must add up when the test ends."""
-    database = Database(tmp_path / "backend.sqlite3")
+def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
+    """A database at the newest schema (a SQLite file, or a PostgreSQL database); the ledger must add up
+    when the test ends."""
+    database = Database(databases.new() or tmp_path / "backend.sqlite3")
     migrations.upgrade(database)
     yield database
     with database.read() as conn:

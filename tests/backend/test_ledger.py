@@ -4,24 +4,12 @@ spends never overdraw."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from backend import ledger, migrations
+from backend import ledger
 from backend.db import Database
-from tests.conftest import Databases
-
-
-@pytest.fixture
-def db(tmp_path: Path, databases: Databases) -> Database:
-    database = Database(databases.new() or tmp_path / "ledger.sqlite3")
-    migrations.upgrade(database)
-    yield database
-    with database.read() as conn:
-        assert ledger.check_invariants(conn) == []
-    database.close()
 
 
 def balance(db: Database, user_id: int) -> int:

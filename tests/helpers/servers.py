@@ -86,11 +86,13 @@ def postgres_bindir() -> Path | None:
 
 
 class PostgresServer:
-    """A throw-away PostgreSQL cluster on 127.0.0.1 with a superuser ``postgres`` and no password."""
+    """A throw-away PostgreSQL cluster on 127.0.0.1 with a superuser ``postgres`` and no password; fsync is
+    off unless ``durable`` (benchmarks compare durable commits)."""
 
     TEMPLATE = "creditdesk_template"
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         bindir = postgres_bindir()
         if bindir is None:
             raise ServerUnavailable(f"PostgreSQL is not installed ({INSTALL_POSTGRES})")
@@ -107,17 +109,22 @@ class PostgresServer:
             os.chown(self.folder, self._user.pw_uid, self._user.pw_gid)
 
     def start(self) -> PostgresServer:
-        subprocess.run(
-            [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True, preexec_fn=_child_setup(self._user, None), cwd=self.folder,
-        )
-        for _attempt in range(5):
-            self.port = free_port()
-            # Durability is not what these tests are about: no fsync makes each test's database quick to copy.
-            settings = {"listen_addresses": "127.0.0.1", "port": self.port, "unix_socket_directories": self.folder,
-                        "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-                        "max_connections": 400, "shared_buffers": "64MB", "log_min_messages": "warning"}
+        """Start the server (made on the first start; a later start, after ``stop``, keeps data and port)."""
+        if not self.data.exists():
+            subprocess.run(
+                [str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                 "--locale=C.UTF-8", "--no-sync"],
+                check=True, capture_output=True, preexec_fn=_child_setup(self._user, None), cwd=self.folder,
+            )
+        restart = self.port != 0
+        for _attempt in range(1 if restart else 5):
+            self.port = self.port if restart else free_port()
+            settings: dict[str, object] = {
+                "listen_addresses": "127.0.0.1", "port": self.port, "unix_socket_directories": self.folder,
+                "max_connections": 400, "shared_buffers": "128MB", "log_min_messages": "warning"}
+            if not self.durable:
+                # Durability is not what the tests are about: no fsync makes each test's database quick to copy.
+                settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
             args = [f"-c{name}={value}" for name, value in settings.items()]
             with self.log.open("ab") as log:
                 self.proc = subprocess.Popen(
@@ -181,6 +188,7 @@ class PostgresServer:
             db.close()
 
     def stop(self) -> None:
+        """Stop the server, as an outage would; ``start`` brings it back with its data."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: clients are disconnected
             try:
@@ -188,13 +196,16 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 # --- Redis ------------------------------------------------------------------------------------------
