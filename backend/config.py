@@ -30,6 +30,9 @@ class Settings:
     # repr() because a PostgreSQL URL may hold a password.
     database_url: str | None = field(default=None, repr=False)
     db_pool_size: int = 10
+    # CREDITDESK_REDIS_URL: where replicas share their rate-limit counts (unset: each process counts alone).
+    # Kept out of repr() because it may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
     public_url: str | None = None
     packs_path: Path = field(default_factory=lambda: resources.path("packs.toml"))
     # Secrets are kept out of repr() so that they never reach a log line by accident.
@@ -92,6 +95,8 @@ class Settings:
             kwargs["packs_path"] = Path(packs).expanduser()
         if database_url := get("CREDITDESK_DATABASE_URL"):
             kwargs["database_url"] = database_url
+        if redis_url := get("CREDITDESK_REDIS_URL"):
+            kwargs["redis_url"] = redis_url
         if pool_size := get("CREDITDESK_DB_POOL_SIZE"):
             if not pool_size.isdigit() or not 1 <= int(pool_size) <= 1000:
                 raise ConfigError(f"CREDITDESK_DB_POOL_SIZE must be a whole number from 1 to 1000, not {pool_size!r}.")
@@ -127,6 +132,11 @@ class Settings:
             raise ConfigError(
                 "CREDITDESK_DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE "
                 f"(it starts with {self.database_url.split(':', 1)[0]!r})."
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "CREDITDESK_REDIS_URL must be redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH "
+                f"(it starts with {self.redis_url.split(':', 1)[0]!r})."
             )
         if self.stripe_secret_key and not self.stripe_webhook_secret:
             raise ConfigError(

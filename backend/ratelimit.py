@@ -1,20 +1,53 @@
-"""Rate limits on top of the `limits` package (moving windows, kept in memory)."""
+"""Rate limits on top of the `limits` package (moving windows).
+
+Counted in this process's memory or, given ``CREDITDESK_REDIS_URL``, in Redis, shared by every replica:
+then N replicas together allow what one allows.
+
+When Redis does not answer (within :data:`REDIS_TIMEOUT_SECONDS`), each replica counts on its own in
+memory and says so in its log, and tries Redis again after :data:`REDIS_RETRY_SECONDS`: the limits still
+hold, per replica, so an outage of Redis neither stops sign-ins and purchases nor lets guessing run
+without limit.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 
-from limits import parse_many
-from limits.storage import MemoryStorage
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from backend.errors import RateLimited
 
+log = logging.getLogger("creditdesk")
+
+REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_RETRY_SECONDS = 5.0
+
 
 class RateLimiter:
-    def __init__(self) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, redis_url: str | None = None) -> None:
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: MovingWindowRateLimiter | None = None
+        if redis_url:
+            storage = RedisStorage(
+                redis_url, key_prefix="creditdesk", wrap_exceptions=True,
+                socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            self._shared = MovingWindowRateLimiter(storage)
+        self._redis_down_until = 0.0
+        self._redis_answering = True
+        self._lock = threading.Lock()
+
+    def _limiter(self) -> MovingWindowRateLimiter:
+        """Redis when it is configured and not in a fall-back after a failure; this process's memory else."""
+        if self._shared is not None and time.monotonic() >= self._redis_down_until:
+            return self._shared
+        return self._local
 
     def hit(self, limits: str, *keys: str) -> None:
         """Count one request against ``limits`` for ``keys``; raise RateLimited when over any of them.
@@ -22,14 +55,48 @@ class RateLimiter:
         ``limits`` is one window or several stacked, ``"5/minute;20/hour"``: the longer windows make the
         wait grow for a client that keeps going.
         """
-        over = [item for item in parse_many(limits) if not self._limiter.hit(item, *keys)]
+        items = parse_many(limits)
+        limiter = self._limiter()
+        try:
+            over = [item for item in items if not limiter.hit(item, *keys)]
+        except StorageError as exc:
+            self._redis_failed(exc)
+            limiter = self._local
+            over = [item for item in items if not limiter.hit(item, *keys)]
+        else:
+            if limiter is self._shared:
+                self._redis_answered()
         if not over:
             return
-        reset_at = max(self._limiter.get_window_stats(item, *keys).reset_time for item in over)
-        retry_after = max(1, math.ceil(reset_at - time.time()))
+        retry_after = max(1, math.ceil(self._reset_at(limiter, over, keys) - time.time()))
         raise RateLimited(f"over {limits} for {keys[0]}", retry_after)
 
     def clear(self, limits: str, *keys: str) -> None:
         """Forget what was counted for ``keys`` (a right password ends a run of wrong ones)."""
-        for item in parse_many(limits):
-            self._limiter.clear(item, *keys)
+        for limiter in {self._limiter(), self._local}:
+            for item in parse_many(limits):
+                try:
+                    limiter.clear(item, *keys)
+                except StorageError as exc:
+                    self._redis_failed(exc)
+
+    @staticmethod
+    def _reset_at(limiter: MovingWindowRateLimiter, over: list[RateLimitItem], keys: tuple[str, ...]) -> float:
+        try:
+            return max(limiter.get_window_stats(item, *keys).reset_time for item in over)
+        except StorageError:
+            return time.time() + max(item.get_expiry() for item in over)
+
+    def _redis_failed(self, exc: StorageError) -> None:
+        with self._lock:
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            was_answering, self._redis_answering = self._redis_answering, False
+        if was_answering:
+            log.warning("rate limits: Redis does not answer (%s); this process counts on its own until it does",
+                        type(exc.storage_error).__name__)
+
+    def _redis_answered(self) -> None:
+        if not self._redis_answering:
+            with self._lock:
+                self._redis_answering = True
+            log.info("rate limits: Redis answers again; the counts are shared again")

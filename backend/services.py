@@ -45,7 +45,8 @@ class Services:
                 "and no money moves."
             )
         catalogue = Catalogue.load(settings.packs_path)
-        return cls(settings, public_url, db, catalogue, provider, RateLimiter(), ProviderGateway(provider))
+        return cls(settings, public_url, db, catalogue, provider, RateLimiter(settings.redis_url),
+                   ProviderGateway(provider))
 
     @property
     def stub(self) -> StubProvider | None:

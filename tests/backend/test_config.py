@@ -103,3 +103,16 @@ def test_serve_explains_a_bad_port_or_host_and_a_port_in_use(tmp_path: Path) -> 
         busy.listen()
         r = serve("--port", str(busy.getsockname()[1]))
     assert r.returncode == 2 and "Is another server using that port?" in r.stderr
+
+
+def test_database_and_redis_settings_for_replicas() -> None:
+    settings = Settings.from_env({"CREDITDESK_DATABASE_URL": "postgresql://u:secret-pw@db/creditdesk",
+                                  "CREDITDESK_DB_POOL_SIZE": "7", "CREDITDESK_REDIS_URL": "redis://:other-pw@redis:6379/0"})
+    assert settings.database == "postgresql://u:secret-pw@db/creditdesk" and settings.db_pool_size == 7
+    assert settings.redis_url == "redis://:other-pw@redis:6379/0"
+    assert "secret-pw" not in repr(settings) and "other-pw" not in repr(settings)
+    for name, value, message in (("CREDITDESK_REDIS_URL", "localhost:6379", "CREDITDESK_REDIS_URL must be"),
+                                 ("CREDITDESK_DATABASE_URL", "mysql://db/x", "CREDITDESK_DATABASE_URL must be"),
+                                 ("CREDITDESK_DB_POOL_SIZE", "0", "CREDITDESK_DB_POOL_SIZE must be")):
+        with pytest.raises(ConfigError, match=message):
+            Settings.from_env({name: value})
