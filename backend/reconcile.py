@@ -165,6 +165,10 @@ def default_since(services: Services) -> timedelta:
     return min(MAX_SINCE, gap + timedelta(minutes=10))
 
 
+# The name of the database lock that makes the automatic reconcile run on one replica at a time.
+LEADER_LOCK = "creditdesk.reconcile"
+
+
 class Loop:
     """``serve``'s automatic reconcile: every ``interval`` seconds in a thread of its own, until stopped."""
 
@@ -186,7 +190,13 @@ class Loop:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                reconcile(self._services, since=default_since(self._services), trigger="interval")
+                # Replicas on one PostgreSQL database take turns: the one holding the lock reconciles, the
+                # others skip this round (on SQLite this process always holds it).
+                with self._services.db.leader_lock(LEADER_LOCK) as leading:
+                    if leading:
+                        reconcile(self._services, since=default_since(self._services), trigger="interval")
+                    else:
+                        log.info("reconcile trigger=interval outcome=skipped reason=another_replica_reconciling")
             except Exception:  # a bad day (database gone, a bug) must not end the loop; the next run retries
                 log.exception("reconcile trigger=interval outcome=failed")
             self._stop.wait(max(1.0, self._interval - (time.monotonic() - started)))

@@ -254,3 +254,30 @@ def test_while_redis_is_down_each_replica_limits_on_its_own_and_nothing_fails(
     codes = [Api(backends[n % 2].url, other.token).post("/api/billing/checkout", json={"packId": "starter"}).status_code
              for n in range(11)]
     assert codes == [200] * 10 + [429]  # shared again
+
+
+def test_the_automatic_reconcile_runs_on_one_replica_at_a_time(
+    replicas: Replicas, fake_stripe: FakeStripe, database_url: str
+) -> None:
+    from backend.db import Database
+    from backend.reconcile import LEADER_LOCK
+
+    def runs() -> int:
+        return backends[0].query("SELECT COUNT(*) AS n FROM reconcile_runs WHERE trigger = 'interval'")[0]["n"]
+
+    held_elsewhere = Database(database_url)
+    try:
+        with held_elsewhere.leader_lock(LEADER_LOCK) as leading:  # another replica is reconciling
+            assert leading
+            backends = replicas(2, {**stripe_env(fake_stripe), "CREDITDESK_RECONCILE_INTERVAL": "1"})
+            deadline = time.monotonic() + 20
+            while not all("outcome=skipped" in b.log() for b in backends) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert all("reason=another_replica_reconciling" in b.log() for b in backends)
+            assert runs() == 0
+        deadline = time.monotonic() + 20
+        while runs() < 3 and time.monotonic() < deadline:  # now they take turns, one at a time
+            time.sleep(0.2)
+        assert runs() >= 3
+    finally:
+        held_elsewhere.close()
