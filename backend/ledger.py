@@ -188,8 +188,12 @@ def check_invariants(conn: Connection) -> list[str]:
     problems: list[str] = []
     running: dict[int, int] = {}
     e = ledger_entries
-    rows = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+    # Options of this statement only: Connection.execution_options() would set them on the caller's
+    # connection for good, and on PostgreSQL every later statement (an UPDATE too) would go through a
+    # server-side cursor, which only a SELECT can.
+    rows = conn.execute(
         select(e.c.id, e.c.user_id, e.c.type, e.c.amount, e.c.balance_after).order_by(e.c.id)
+        .execution_options(stream_results=True, yield_per=20_000)
     )
     for entry_id, user_id, entry_type, amount, balance_after in rows:
         total = running.get(user_id, 0) + amount
