@@ -1,7 +1,8 @@
 """The backend as one and as two replicas on PostgreSQL, and webhooks on PostgreSQL beside SQLite.
 
-Part 1, mixed load: 50 users (threads, in two load processes so that the load is not one GIL) each sign
-in, then loop on what the desktop app and its host application do: every few seconds a purchase
+Part 1, mixed load: 50 users (threads, in two load processes so that the load is not one GIL) sign in
+(all at once, measured apart: each is an argon2 verification, 64 MiB and tens of milliseconds of CPU by
+design), then loop on what the desktop app and its host application do: every few seconds a purchase
 (checkout, pay on the stub checkout page, verify-payment), and otherwise history, a spend of one credit
 and the balance. The same load runs against one replica and against two replicas on one PostgreSQL
 database (requests spread round-robin, as a proxy would), in alternating rounds of the same length.
@@ -53,8 +54,8 @@ LOAD_PROCESSES = 2
 # --- the load (runs in child processes: python bench/replicas.py --load-worker JSON) ---------------------
 
 
-def user_loop(urls: list[str], email: str, deadline: float, out: dict[str, list[float]], failures: list[str]) -> None:
-    """One user: sign in, then purchases every few seconds and history, spend and balance in between."""
+def user_loop(urls: list[str], token: str, deadline: float, out: dict[str, list[float]], failures: list[str]) -> None:
+    """One signed-in user: purchases every few seconds, and history, spend and balance in between."""
     http = requests.Session()
     turn = secrets.randbelow(len(urls))
 
@@ -73,10 +74,7 @@ def user_loop(urls: list[str], email: str, deadline: float, out: dict[str, list[
             failures.append(f"{name}: {r.status_code} {r.text[:150]}")
         return r
 
-    r = call("sign in", "POST", "/api/auth/login", json={"email": email, "password": PASSWORD})
-    if r is None or r.status_code != 200:
-        return
-    http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    http.headers["Authorization"] = f"Bearer {token}"
     next_purchase = time.monotonic()
     keys = 0
     while time.monotonic() < deadline:
@@ -96,14 +94,14 @@ def user_loop(urls: list[str], email: str, deadline: float, out: dict[str, list[
 
 
 def load_worker(spec: dict[str, Any]) -> int:
-    """Run ``spec["emails"]`` users until ``spec["deadline"]`` (wall clock) and print what they measured."""
-    out: list[dict[str, list[float]]] = [{} for _ in spec["emails"]]
+    """Run ``spec["tokens"]`` users for ``spec["seconds"]`` from ``spec["start"]`` and print what they measured."""
+    out: list[dict[str, list[float]]] = [{} for _ in spec["tokens"]]
     failures: list[str] = []
     start = spec["start"]
     time.sleep(max(0.0, start - time.time()))
     deadline = time.monotonic() + spec["seconds"]
-    threads = [threading.Thread(target=user_loop, args=(spec["urls"], email, deadline, out[i], failures))
-               for i, email in enumerate(spec["emails"])]
+    threads = [threading.Thread(target=user_loop, args=(spec["urls"], token, deadline, out[i], failures))
+               for i, token in enumerate(spec["tokens"])]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -160,13 +158,13 @@ class Round:
         return sum(len(v) for v in self.latencies.values())
 
 
-def run_round(side: str, urls: list[str], emails: list[str], seconds: float, replica_pids: list[int],
+def run_round(side: str, urls: list[str], tokens: list[str], seconds: float, replica_pids: list[int],
               postmaster: int | None, children_env: dict[str, str]) -> Round:
     start = time.time() + 1.5  # the load processes start and wait for the same moment
-    chunks = [emails[i::LOAD_PROCESSES] for i in range(LOAD_PROCESSES)]
+    chunks = [tokens[i::LOAD_PROCESSES] for i in range(LOAD_PROCESSES)]
     loaders = [subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--load-worker",
-         json.dumps({"urls": urls, "emails": chunk, "seconds": seconds, "start": start})],
+         json.dumps({"urls": urls, "tokens": chunk, "seconds": seconds, "start": start})],
         stdout=subprocess.PIPE, text=True, env=children_env, cwd=ROOT) for chunk in chunks]
     time.sleep(max(0.0, start - time.time()))
     pg_pids = postgres_pids(postmaster)
@@ -231,6 +229,27 @@ def start_backend(name: str, tmp: Path, database_url: str, extra: dict[str, str]
     ).start()
 
 
+def sign_in_all(urls: list[str], emails: list[str]) -> list[str]:
+    """Every user signs in at once, spread over ``urls``; prints how long that took; returns the tokens."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sign_in(n: int) -> tuple[str, float]:
+        began = time.perf_counter()
+        r = requests.post(f"{urls[n % len(urls)]}/api/auth/login", json={"email": emails[n], "password": PASSWORD},
+                          timeout=120)
+        r.raise_for_status()
+        return r.json()["token"], time.perf_counter() - began
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(len(emails)) as pool:
+        results = list(pool.map(sign_in, range(len(emails))))
+    took = time.perf_counter() - began
+    latencies = [latency for _, latency in results]
+    print(f"sign in on {len(urls)} replica(s): {len(emails)} users at once in {took:.1f} s "
+          f"({len(emails) / took:.1f}/s; p50 {percentile(latencies, 50):.0f} ms)", flush=True)
+    return [token for token, _ in results]
+
+
 def mixed_load(args: argparse.Namespace, tmp: Path, database_url: str, postmaster: int | None) -> bool:
     from backend import migrations
     from backend.db import Database
@@ -247,19 +266,21 @@ def mixed_load(args: argparse.Namespace, tmp: Path, database_url: str, postmaste
                               timeout=60)
             r.raise_for_status()
         sides = {"1 replica": [replicas[0]], "2 replicas": replicas}
+        tokens = {side: sign_in_all([c.url for c in group], emails) for side, group in sides.items()}
         env = webhook_bench.child_env()
         print(f"mixed load: {args.users} users, {args.rounds} alternating rounds of {args.seconds:.0f} s, "
               f"{LOAD_PROCESSES} load processes", flush=True)
         # A short warm-up of both sides (not counted): connections, caches, the first imports.
         for side, group in sides.items():
-            run_round(side, [c.url for c in group], emails, 3, [], None, env)
+            run_round(side, [c.url for c in group], tokens[side], 3, [], None, env)
         done: dict[str, list[Round]] = {side: [] for side in sides}
         order = list(sides)
         for index in range(args.rounds):
             side = order[(index + index // 2) % 2]  # A B B A A B ...: each side gets early and late turns
             group = sides[side]
             pids = [c.proc.pid for c in group if c.proc is not None]
-            done[side].append(run_round(side, [c.url for c in group], emails, args.seconds, pids, postmaster, env))
+            done[side].append(run_round(side, [c.url for c in group], tokens[side], args.seconds, pids, postmaster,
+                                        env))
         one, two = (merge_rounds(done[side]) for side in order)
     finally:
         for child in replicas:
