@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from anyio import to_thread
+from sqlalchemy import Connection
 
 from backend import fulfilment, ledger, orders
 from backend.accounts import User
@@ -161,6 +163,46 @@ async def confirm_from_browser(services: Services, session_id: str) -> Order | N
         return order
 
 
+def orders_of_purchases(conn: Connection, user: User, session_ids: Iterable[str]) -> dict[str, Order]:
+    """The user's orders behind purchase ledger entries (whose reference is the Checkout Session id)."""
+    found = {}
+    for session_id in set(session_ids):
+        order = orders.by_session(conn, session_id)
+        if order is not None and order.user_id == user.id:
+            found[session_id] = order
+    return found
+
+
+async def cancel_checkout(services: Services, user: User, session_id: str) -> Order:
+    """``POST /api/billing/cancel``: the app gives up a purchase. Once this returns, the session cannot be paid.
+
+    Unlike the cancel page (where the customer's word comes first), the session is expired at the provider
+    before the order changes: when the provider cannot be reached, nothing changes and
+    :class:`PaymentProviderUnavailable` says to try again. A session found paid is fulfilled and the order
+    answers ``paid``; a settled order (cancelled, expired, paid, ...) answers as it is.
+    """
+    order = await to_thread.run_sync(_order_by_session, services, session_id)
+    if order is None or order.user_id != user.id:
+        raise UnknownSession(session_id)
+    if order.status in SETTLED:
+        return order
+    try:
+        session = await services.payments.expire_session(order.session_id)
+    except PaymentProviderUnavailable:
+        log.warning("payment order=%s outcome=cancel_unconfirmed source=cancel_api", order.id)
+        raise
+    except PaymentProviderError:  # refused (already paid or expired?): the session's own state decides
+        session = await services.payments.retrieve_session(order.session_id)
+    if session.is_paid:
+        return await to_thread.run_sync(_apply_session, services, session, order, "cancel_api")
+    if session.status == "open":
+        raise PaymentProviderUnavailable("the provider did not close the checkout")
+    cancelled = await to_thread.run_sync(_cancel, services, order.id, "cancel_api")
+    log.info("payment order=%s session=%s user=%s source=cancel_api outcome=%s",
+             order.id, order.session_id, order.user_id, cancelled.status if cancelled else None)
+    return cancelled or order
+
+
 async def cancel_from_browser(services: Services, order_id: str) -> Order | None:
     """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid.
 
@@ -186,9 +228,9 @@ async def cancel_from_browser(services: Services, order_id: str) -> Order | None
     return order
 
 
-def _cancel(services: Services, order_id: str) -> Order | None:
+def _cancel(services: Services, order_id: str, source: str = "cancel_page") -> Order | None:
     with services.db.transaction() as conn:
         order = orders.by_id(conn, order_id, lock=True)
         if order is None:
             return None
-        return fulfilment.mark_cancelled(conn, order, source="cancel_page").order
+        return fulfilment.mark_cancelled(conn, order, source=source).order

@@ -1,4 +1,4 @@
-"""``/api/billing``: the packs, starting a checkout, verifying a payment."""
+"""``/api/billing``: the packs, starting a checkout, verifying a payment, cancelling a checkout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from backend import purchases
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
-from backend.api.schemas import CheckoutBody
+from backend.api.schemas import CancelBody, CheckoutBody
 from backend.errors import (
     InvalidReturnUrl,
     PaymentProviderRejected,
@@ -32,7 +32,7 @@ def packs(services: ServicesDep) -> dict[str, object]:
     PaymentProviderRejected))
 async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
     order = await purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
-    return {"sessionId": order.session_id, "url": order.checkout_url}
+    return {"sessionId": order.session_id, "url": order.checkout_url, "orderId": order.id}
 
 
 @router.get("/verify-payment", responses=documented(
@@ -42,3 +42,10 @@ async def verify_payment(
     session_id: Annotated[str, Query(min_length=1, max_length=255)],
 ) -> dict[str, object]:
     return (await purchases.verify_payment(services, user, session_id)).as_json()
+
+
+@router.post("/cancel", responses=documented(
+    BODY_ERRORS, SIGNED_IN, UnknownSession, PaymentProviderUnavailable, PaymentProviderRejected))
+async def cancel(body: CancelBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
+    order = await purchases.cancel_checkout(services, user, body.sessionId)
+    return {"sessionId": order.session_id, "status": order.status}

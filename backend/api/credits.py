@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from backend import ledger, spend_controls, spending, usage
+from backend import ledger, purchases, spend_controls, spending, usage
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import ControlsBody, SpendBody
@@ -37,12 +37,20 @@ def transactions(
 ) -> dict[str, object]:
     with services.db.read() as conn:
         entries, next_cursor = ledger.history(conn, user.id, limit=limit, before=before)
+        bought = purchases.orders_of_purchases(
+            conn, user, (e.reference for e in entries if e.type == "purchase" and e.reference)
+        )
+    rows = []
+    for e in entries:
+        row: dict[str, object] = {"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
+                                  "createdAt": e.created_at, "reference": e.reference, "description": e.description}
+        order = bought.get(e.reference or "") if e.type == "purchase" else None
+        if order is not None:  # what was paid for these credits, and the order behind them (for support)
+            row["orderId"] = order.id
+            row["payment"] = {"amount": order.amount, "currency": order.currency}
+        rows.append(row)
     return {
-        "transactions": [
-            {"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
-             "createdAt": e.created_at, "reference": e.reference, "description": e.description}
-            for e in entries
-        ],
+        "transactions": rows,
         "nextCursor": str(next_cursor) if next_cursor is not None else None,
     }
 

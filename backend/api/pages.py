@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
-from backend import purchases, webhooks
+from backend import orders, purchases, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
 from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
@@ -25,43 +27,71 @@ _templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
-NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+PENDING_REFRESH_SECONDS = 10  # well within the page's limit per checkout
+NONE = "'none'"
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
-TO_THE_APP = {303: {"description": "On to the app's returnUrl, with session_id, state and status"}}
+OUTCOME_PAGE = {200: {"description": "A page stating the payment's outcome; its script hands it to the app's "
+                             "returnUrl (with session_id, state and status) in the background",
+                      "content": HTML}}
 NOT_FOUND_PAGE = {404: {"description": "A page saying the checkout is not known", "content": HTML}}
 RESULT_PAGE_RESPONSES = {
-    **TO_THE_APP, **NOT_FOUND_PAGE, **documented(QUERY_ERRORS),
+    **OUTCOME_PAGE, **NOT_FOUND_PAGE, **documented(QUERY_ERRORS),
     429: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
     503: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
 }
 STUB_RESPONSES = {**NOT_FOUND_PAGE, **documented(QUERY_ERRORS, STORAGE)}
 
 MESSAGES = {
-    "paid": ("Payment received", "{credits} credits were added to your balance. You can close this tab."),
-    "refunded": ("Payment refunded", "This payment was refunded."),
+    "paid": ("Payment received", "{credits} credits were added to your balance."),
+    "refunded": ("Payment refunded", "This payment was refunded and its credits were taken back."),
+    "disputed": ("Payment disputed", "This payment is being disputed with your bank; its credits are on hold."),
+    "charged_back": ("Payment reversed", "Your bank reversed this payment and its credits were taken back."),
     "pending": ("Payment being confirmed",
-                "We have not had the payment confirmed yet. Your credits appear as soon as it is."),
-    "cancelled": ("Checkout cancelled", "Nothing was charged. You can close this tab."),
+                "Your payment has not been confirmed yet. This page updates by itself, and your credits appear "
+                "in Creditdesk as soon as it is."),
+    "cancelled": ("Checkout cancelled", "Nothing was charged."),
     "expired": ("Checkout expired", "This checkout has expired and nothing was charged."),
     "failed": ("Payment failed", "The payment did not go through and nothing was charged."),
 }
 
 
-def page(services: Services, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(stub=services.stub is not None, **context)
-    return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
+def page(services: Services, template: str, status_code: int = 200, *, connect: str | None = None,
+         **context: Any) -> HTMLResponse:
+    """A page with a strict Content-Security-Policy: its one inline script runs by nonce, and it may reach only
+    ``connect`` (the desktop app's loopback listener) besides itself."""
+    nonce = secrets.token_urlsafe(16)
+    html = _templates.get_template(template).render(stub=services.stub is not None, nonce=nonce, **context)
+    policy = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+              f"connect-src {connect or NONE}; base-uri 'none'; frame-ancestors 'none'")
+    return HTMLResponse(html, status_code=status_code, headers={**NO_STORE, "Content-Security-Policy": policy})
 
 
-def result_page(services: Services, order: Order) -> Response:
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def result_page(services: Services, order: Order, *, refresh_pending: bool = False) -> Response:
+    """The payment's real outcome, in the browser, whether or not the app still listens.
+
+    The result is handed to the app's ``returnUrl`` by a background request from the page (see base.html),
+    never by redirecting the browser there: an app that stopped listening would leave the browser on an error
+    page. Chromium's Local Network Access allows that request at once from a backend on loopback (the bundled
+    one); from a public backend Chromium first asks the user, and where that is refused the app still learns of
+    the payment by asking the backend itself.
+    """
+    title, message = MESSAGES.get(order.status, MESSAGES["pending"])
+    handoff = None
     if order.return_url:
-        target = purchases.with_query(
+        handoff = purchases.with_query(
             order.return_url, session_id=order.session_id, state=order.state, status=order.status
         )
-        return RedirectResponse(target, status_code=303, headers=NO_STORE)
-    title, message = MESSAGES.get(order.status, MESSAGES["pending"])
-    return page(services, "result.html", title=title, message=message.format(credits=order.credits),
-                order=order)
+    refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == orders.PENDING else None
+    return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
+                order=order, outcome=order.status, price=format_money(order.amount, order.currency),
+                handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None)
 
 
 def not_found(services: Services) -> HTMLResponse:
@@ -95,7 +125,7 @@ async def success(
         order = await purchases.confirm_from_browser(services, session_id) if session_id else None
     except CreditdeskError as exc:
         return error_page(services, exc)
-    return not_found(services) if order is None else result_page(services, order)
+    return not_found(services) if order is None else result_page(services, order, refresh_pending=True)
 
 
 @router.get("/account/credits/cancel", response_class=HTMLResponse, responses=RESULT_PAGE_RESPONSES)
@@ -120,13 +150,20 @@ def _stub_session(services: Services, session_id: str) -> dict[str, Any] | None:
         return None
 
 
+def _stub_order(services: Services, session_id: str) -> Order | None:
+    with services.db.read() as conn:
+        return orders.by_session(conn, session_id)
+
+
 @router.get("/stub/checkout/{session_id}", response_class=HTMLResponse, responses=STUB_RESPONSES)
 def stub_checkout(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None:
         return not_found(services)
     item = session["line_items"][0]["price_data"]
+    order = _stub_order(services, session_id)
     return page(services, "stub_checkout.html", session=session, product=item["product_data"],
+                outcome=order.status if order is not None else None,
                 price=format_money(session["amount_total"], session["currency"]))
 
 
@@ -143,8 +180,10 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
                  "livemode": False, "created": int(time.time()), "data": {"object": session}}
         webhooks.process_event(services.db, event, source="stub_checkout")
     if session["status"] == "expired":
-        return page(services, "result.html", 410, title="Checkout expired",
-                    message="This checkout has expired and nothing was charged.", order=None)
+        order = _stub_order(services, session_id)
+        status = "cancelled" if order is not None and order.status == orders.CANCELLED else "expired"
+        title, message = MESSAGES[status]
+        return page(services, "result.html", 410, title=title, message=message, order=None, outcome=status)
     target = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
 
@@ -158,7 +197,8 @@ def stub_cancel(session_id: str, services: ServicesDep) -> Response:
 
 
 def format_money(amount: int, currency: str) -> str:
-    """``2500, "usd"`` -> ``"25.00 USD"`` (the stub page's only use; zero-decimal currencies aside)."""
+    """``2500, "usd"`` -> ``"25.00 USD"``: the pages' text without JavaScript; their script writes it as the
+    browser's locale does (``$25.00`` in en-US), as the desktop app does."""
     zero_decimal = {"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof", "pyg", "rwf", "bif", "djf", "gnf",
                     "kmf", "mga", "vuv", "xpf"}
     if currency.lower() in zero_decimal:

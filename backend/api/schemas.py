@@ -39,6 +39,10 @@ Token = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r
 Credits = Annotated[int, Field(ge=0, le=MAX_CREDITS)]
 
 
+class CancelBody(Body):
+    sessionId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
 class SpendBody(Body):
     amount: Annotated[int, Field(ge=1, le=MAX_CREDITS)]
     idempotencyKey: Token

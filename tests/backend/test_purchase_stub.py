@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 import requests
 
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.pages import handoff_query, handoff_url, outcome
 
 RETURN_URL = "http://127.0.0.1:45678/callback"
 
 
-def follow(response: requests.Response, stop_at: str = RETURN_URL) -> requests.Response | str:
-    """Follow 303s like a browser until the redirect leaves for ``stop_at`` (which is not listening)."""
+def follow(response: requests.Response) -> requests.Response:
+    """Follow 303s like a browser; the browser ends on the backend's own page."""
     while response.status_code in (302, 303):
-        location = response.headers["Location"]
-        if location.startswith(stop_at):
-            return location
-        response = requests.get(location, allow_redirects=False, timeout=10)
+        response = requests.get(response.headers["Location"], allow_redirects=False, timeout=10)
     return response
 
 
@@ -42,14 +38,21 @@ def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:
     assert 'id="pay"' in page.text and 'id="cancel"' in page.text
     assert stub_api.verify(checkout["sessionId"]).json()["status"] == "pending"
 
-    location = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
-    query = parse_qs(urlsplit(location).query)
-    assert query == {"session_id": [checkout["sessionId"]], "state": ["s-123_abc"], "status": ["paid"]}
+    page = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    # The browser ends on the backend's page stating the outcome, which hands it to the app in the background.
+    assert page.status_code == 200 and outcome(page.text) == "paid" and "550 credits were added" in page.text
+    assert handoff_query(page.text) == {"session_id": [checkout["sessionId"]], "state": ["s-123_abc"],
+                                        "status": ["paid"]}
+    policy = page.headers["Content-Security-Policy"]
+    assert "connect-src http://127.0.0.1:45678;" in policy and "script-src 'nonce-" in policy
 
     verified = stub_api.verify(checkout["sessionId"]).json()
     assert verified == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550, "balance": 550}
     (entry,) = stub_api.transactions()
     assert entry["type"] == "purchase" and entry["amount"] == 550 and entry["reference"] == checkout["sessionId"]
+    # what was paid, and the order behind it, for the app's history and support
+    assert checkout["orderId"].startswith("ord_") and entry["orderId"] == checkout["orderId"]
+    assert entry["payment"] == {"amount": 2500, "currency": "usd"}
     # paying again (a second click, the back button) grants nothing more
     follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
     assert stub_api.balance() == 550
@@ -58,21 +61,68 @@ def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:
 def test_without_a_return_url_the_success_page_confirms_itself(stub_api: Api) -> None:
     checkout = stub_api.checkout("starter")
     page = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
-    assert isinstance(page, requests.Response) and page.status_code == 200
+    assert page.status_code == 200 and handoff_url(page.text) is None
     assert "Payment received" in page.text and "100 credits" in page.text
+    assert "connect-src 'none'" in page.headers["Content-Security-Policy"]
     assert stub_api.balance() == 100
 
 
-def test_cancel_redirects_with_cancelled_and_the_session_can_no_longer_be_paid(stub_api: Api) -> None:
+def test_cancel_shows_cancelled_and_the_session_can_no_longer_be_paid(stub_api: Api) -> None:
     checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
-    location = follow(requests.post(checkout["url"] + "/cancel", allow_redirects=False, timeout=10))
-    assert parse_qs(urlsplit(location).query)["status"] == ["cancelled"]
+    page = follow(requests.post(checkout["url"] + "/cancel", allow_redirects=False, timeout=10))
+    assert page.status_code == 200 and outcome(page.text) == "cancelled" and "Nothing was charged" in page.text
+    assert handoff_query(page.text)["status"] == ["cancelled"]
     assert stub_api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
-    page = requests.get(checkout["url"], timeout=5)
-    assert "expired" in page.text and 'id="pay"' not in page.text
+    page = requests.get(checkout["url"], timeout=5)  # the checkout page again (the Back button)
+    assert "This checkout was cancelled" in page.text and 'id="pay"' not in page.text
     r = requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10)
-    assert r.status_code == 410
+    assert r.status_code == 410 and "Checkout cancelled" in r.text
     assert stub_api.balance() == 0
+
+
+def test_a_paid_checkout_page_says_so_instead_of_offering_pay(stub_api: Api) -> None:
+    checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
+    follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    page = requests.get(checkout["url"], timeout=5)
+    assert "This checkout is already paid" in page.text and 'id="pay"' not in page.text
+    assert stub_api.balance() == 100
+
+
+def test_the_success_page_while_the_payment_is_pending_refreshes_itself(stub_api: Api) -> None:
+    checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
+    page = requests.get(f"{stub_api.base_url}/account/credits/success",
+                        params={"session_id": checkout["sessionId"]}, timeout=5)
+    assert page.status_code == 200 and outcome(page.text) == "pending"
+    assert '<meta http-equiv="refresh" content="5">' in page.text
+    assert handoff_query(page.text)["status"] == ["pending"]
+
+
+def test_cancel_api_expires_the_checkout(stub_api: Api, stub_backend: BackendProcess) -> None:
+    checkout = stub_api.checkout("standard", returnUrl=RETURN_URL, state="st")
+    r = stub_api.post("/api/billing/cancel", json={"sessionId": checkout["sessionId"]})
+    assert r.status_code == 200 and r.json() == {"sessionId": checkout["sessionId"], "status": "cancelled"}
+    again = stub_api.post("/api/billing/cancel", json={"sessionId": checkout["sessionId"]})
+    assert again.json()["status"] == "cancelled"  # idempotent
+    assert requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10).status_code == 410
+    assert stub_api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
+    assert stub_api.balance() == 0
+
+    paid = stub_api.checkout("starter")
+    follow(requests.post(paid["url"] + "/pay", allow_redirects=False, timeout=10))
+    r = stub_api.post("/api/billing/cancel", json={"sessionId": paid["sessionId"]})
+    assert r.status_code == 200 and r.json()["status"] == "paid" and stub_api.balance() == 100
+
+
+def test_cancel_api_refuses_other_users_and_bad_input(stub_backend: BackendProcess) -> None:
+    alice, mallory = Api(stub_backend.url).register(), Api(stub_backend.url).register()
+    session_id = alice.checkout("starter")["sessionId"]
+    for api, body, status in ((mallory, {"sessionId": session_id}, 404), (alice, {"sessionId": "cs_nope"}, 404),
+                              (alice, {}, 422), (alice, {"sessionId": 7}, 422), (alice, {"sessionId": ""}, 422)):
+        r = api.post("/api/billing/cancel", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["code"]
+    assert Api(stub_backend.url).post("/api/billing/cancel", json={"sessionId": session_id}).status_code == 401
+    assert alice.verify(session_id).json()["status"] == "pending"  # nothing changed
 
 
 def test_success_page_for_an_unknown_session_is_a_404_page(stub_backend: BackendProcess) -> None:

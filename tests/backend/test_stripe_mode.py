@@ -14,6 +14,7 @@ import requests
 from tests.conftest import STRIPE_KEY
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.pages import handoff_url, outcome
 from tests.helpers.stripe_server import FakeStripe
 
 RETURN_URL = "http://127.0.0.1:45679/callback"
@@ -74,8 +75,8 @@ def test_success_page_grants_when_the_webhook_never_comes(stripe_backend: tuple[
     checkout = api.checkout("starter", returnUrl=RETURN_URL, state="st8")
     fake.pay(checkout["sessionId"], deliver=False)
     r = success_page(backend, checkout["sessionId"])
-    assert r.status_code == 303
-    assert r.headers["Location"] == f"{RETURN_URL}?session_id={checkout['sessionId']}&state=st8&status=paid"
+    assert r.status_code == 200 and outcome(r.text) == "paid"
+    assert handoff_url(r.text) == f"{RETURN_URL}?session_id={checkout['sessionId']}&state=st8&status=paid"
     assert api.balance() == 100
 
 
@@ -134,13 +135,14 @@ def test_expiry(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     assert api.verify(other).json()["status"] == "expired" and api.balance() == 0
 
 
-def test_cancel_page_expires_the_session_and_redirects(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+def test_cancel_page_expires_the_session_and_says_so(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()
     checkout = api.checkout("starter", returnUrl=RETURN_URL, state="s")
     cancel_url = fake.sessions[checkout["sessionId"]]["cancel_url"]
     r = requests.get(cancel_url, allow_redirects=False, timeout=30)
-    assert r.status_code == 303 and "status=cancelled" in r.headers["Location"]
+    assert r.status_code == 200 and outcome(r.text) == "cancelled"
+    assert "status=cancelled" in (handoff_url(r.text) or "")
     fake.wait_deliveries(timeout=10)
     assert fake.sessions[checkout["sessionId"]]["status"] == "expired"
     # Cancelled on the customer's word, then expired once Stripe's checkout.session.expired says so;
@@ -148,6 +150,43 @@ def test_cancel_page_expires_the_session_and_redirects(stripe_backend: tuple[Bac
     calls = len(fake.requests)
     assert api.verify(checkout["sessionId"]).json()["status"] == "expired"
     assert len(fake.requests) == calls
+
+
+def test_cancel_api_expires_the_session_at_stripe(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    r = api.post("/api/billing/cancel", json={"sessionId": session_id})
+    assert r.status_code == 200 and r.json() == {"sessionId": session_id, "status": "cancelled"}
+    assert fake.sessions[session_id]["status"] == "expired"  # it can no longer be paid
+    fake.wait_deliveries(timeout=10)  # checkout.session.expired changes nothing more
+    assert api.verify(session_id).json()["status"] == "cancelled"
+
+
+def test_cancel_api_while_stripe_fails_changes_nothing_and_says_retry(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.fail_next(6, 500)  # expire and retrieve, each with the SDK's retries
+    r = api.post("/api/billing/cancel", json={"sessionId": session_id})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "payment_provider_unavailable"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert fake.sessions[session_id]["status"] == "open"
+    assert api.verify(session_id).json()["status"] == "pending"
+
+
+def test_cancel_api_on_a_session_paid_meanwhile_grants_and_answers_paid(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.pay(session_id, deliver=False)  # paid, the webhook not in yet
+    r = api.post("/api/billing/cancel", json={"sessionId": session_id})
+    assert r.status_code == 200 and r.json()["status"] == "paid"
+    assert api.balance() == 100 and grants(backend, session_id) == 1
 
 
 def test_full_refund_delivered_twice_claws_back_once_even_when_spent(
