@@ -115,14 +115,22 @@ class Pack:
 
 
 @dataclass(frozen=True)
+class Payment:
+    amount: int  # minor units (cents)
+    currency: str
+
+
+@dataclass(frozen=True)
 class Transaction:
     id: int
-    type: str  # purchase, spend, refund, adjustment (more may be added)
+    type: str  # purchase, spend, refund, adjustment, dispute, dispute_reversal (more may be added)
     amount: int
     balance_after: int
     created_at: str
     reference: str | None
     description: str | None
+    order_id: str | None = None  # purchases: the order behind them
+    payment: Payment | None = None  # purchases: what was paid for these credits
 
 
 @dataclass(frozen=True)
@@ -135,12 +143,19 @@ class TransactionPage:
 class CheckoutSession:
     session_id: str
     url: str
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    session_id: str
+    status: str  # cancelled (can no longer be paid), or where it stands if it was settled first (paid, ...)
 
 
 @dataclass(frozen=True)
 class PaymentVerification:
     session_id: str
-    status: str  # pending, paid, failed, expired, cancelled, refunded
+    status: str  # pending, paid, failed, expired, cancelled, refunded, disputed, charged_back
     credits_granted: int
     balance: int
 
@@ -392,7 +407,8 @@ class ApiClient:
             items = tuple(
                 Transaction(id=int(t["id"]), type=str(t["type"]), amount=int(t["amount"]),
                             balance_after=int(t["balanceAfter"]), created_at=str(t["createdAt"]),
-                            reference=t.get("reference"), description=t.get("description"))
+                            reference=t.get("reference"), description=t.get("description"),
+                            order_id=_optional_str(t.get("orderId")), payment=_payment(t.get("payment")))
                 for t in b["transactions"]
             )
             cursor = b.get("nextCursor")
@@ -408,7 +424,14 @@ class ApiClient:
         if state is not None:
             body["state"] = state
         response = self._request("POST", "/api/billing/checkout", auth=True, json=body)
-        return self._parse(response, lambda b: CheckoutSession(session_id=str(b["sessionId"]), url=str(b["url"])))
+        return self._parse(response, lambda b: CheckoutSession(session_id=str(b["sessionId"]), url=str(b["url"]),
+                                                               order_id=_optional_str(b.get("orderId"))))
+
+    def cancel(self, session_id: str) -> CancelResult:
+        """Cancel a checkout so that it can no longer be paid. Retried like a GET: cancelling twice is the same."""
+        response = self._request("POST", "/api/billing/cancel", auth=True, idempotent=True,
+                                 json={"sessionId": session_id})
+        return self._parse(response, lambda b: CancelResult(session_id=str(b["sessionId"]), status=str(b["status"])))
 
     def verify_payment(self, session_id: str) -> PaymentVerification:
         response = self._request("GET", "/api/billing/verify-payment", auth=True, params={"session_id": session_id})
@@ -600,6 +623,16 @@ def _is_loopback(url: str) -> bool:
         return ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _payment(value: Any) -> Payment | None:
+    if not isinstance(value, dict):
+        return None
+    return Payment(amount=int(value["amount"]), currency=str(value["currency"]))
 
 
 def _is_read_timeout(exc: requests.RequestException) -> bool:

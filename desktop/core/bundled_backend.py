@@ -1,9 +1,16 @@
-"""The bundled backend: ``python -m backend serve`` as a child process, in stub payments mode, on a free
-loopback port, with its database in the app's data dir. Launched by module name; never imported here."""
+"""The bundled backend: ``python -m backend serve`` as a child process, in stub payments mode, on a loopback
+port, with its database in the app's data dir. Launched by module name; never imported here.
+
+It takes the port it had last time when that is free (so that checkout links of purchases in flight keep
+working across restarts), else a free one. Where it runs is written to ``bundled-backend.json`` in the data dir,
+so that ``creditdesk --diagnostics`` reports on the running one instead of starting another. If it exits when
+nobody asked it to, ``on_exit`` is called (on a helper thread) with its exit code: the app restarts it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -11,17 +18,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-from desktop.core._files import tail_lines
+from desktop.core._files import atomic_write_text, tail_lines
 from desktop.core.api import ApiClient, ApiClientError
 from desktop.core.redact import redact
 
 log = logging.getLogger("creditdesk.bundled_backend")
 
 LISTENING = "listening on "
+RUNTIME_FILE = "bundled-backend.json"
+CANNOT_LISTEN = "cannot listen on"
 # Inherited variables that would change what the bundled backend is: Stripe mode, another public URL.
 _DROPPED_PREFIXES = ("STRIPE_",)
 _DROPPED = {"CREDITDESK_PUBLIC_URL", "CREDITDESK_DB", "CREDITDESK_BACKEND_URL"}
@@ -41,11 +50,15 @@ class BundledBackend:
     def __init__(
         self, data_dir: Path, log_dir: Path | None = None, *, startup_timeout: float = 20.0,
         python: str | None = None, extra_env: Mapping[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir is not None else self.data_dir
         self.db_path = self.data_dir / "backend.sqlite3"
         self.log_path = self.log_dir / "backend.log"
+        self.state_path = self.data_dir / RUNTIME_FILE
+        self.on_exit = on_exit
+        self.starts = 0
         self.startup_timeout = startup_timeout
         self.python = python or sys.executable
         self.extra_env = dict(extra_env or {})
@@ -53,7 +66,8 @@ class BundledBackend:
         self.payments: str | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # the process is being stopped (by us, or after a failed start)
+        self._abandoned = threading.Event()  # the caller called stop(): no more attempts
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -74,9 +88,16 @@ class BundledBackend:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def command(self) -> list[str]:
+    def command(self, port: int = 0) -> list[str]:
         # --exit-with-stdin: the backend stops when our end of its stdin closes, so it never outlives the app.
-        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"]
+        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--exit-with-stdin"]
+
+    def last_port(self) -> int:
+        """The port it had last time (0 if unknown)."""
+        state = read_state(self.state_path)
+        port = state.get("port")
+        return port if isinstance(port, int) and 0 < port < 65536 else 0
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED}
@@ -86,11 +107,25 @@ class BundledBackend:
         return env
 
     def start(self) -> str:
-        """Start the backend and wait until it answers ``/api/health``; returns its URL."""
+        """Start the backend and wait until it answers ``/api/health``; returns its URL. Again after it exited
+        (or was stopped): a restart, on the same port if that is free."""
+        self._abandoned.clear()
+        port = self.last_port()
+        try:
+            return self._start(port)
+        except BundledBackendError as exc:
+            if not port or CANNOT_LISTEN not in str(exc) or self._abandoned.is_set():
+                raise
+            log.info("port %s is taken now; the bundled backend takes another", port)
+            return self._start(0)
+
+    def _start(self, port: int) -> str:
         with self._lock:
-            if self._proc is not None:
-                raise RuntimeError("this BundledBackend was already started")
+            if self._proc is not None and self._proc.poll() is None:
+                raise RuntimeError("this BundledBackend is already running")
+            self._release()
             self._stopping.clear()
+            self.url = None
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("a", encoding="utf-8")
@@ -98,12 +133,13 @@ class BundledBackend:
             self._log.flush()
             try:
                 self._proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-                    self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                    self.command(port), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                     text=True, encoding="utf-8", errors="replace", env=self.environment(),
                 )
             except OSError as exc:
                 self._close_log()
                 raise BundledBackendError(f"Could not start the bundled backend: {exc}") from None
+            proc = self._proc
         deadline = time.monotonic() + self.startup_timeout
         try:
             line = self._first_line(deadline)
@@ -114,10 +150,27 @@ class BundledBackend:
                 self.payments = line.rsplit("(payments: ", 1)[1].split(")")[0]
             self._wait_healthy(deadline)
         except BaseException:
-            self.stop()
+            self._halt()
             raise
+        self.starts += 1
+        write_state(self.state_path, {"url": self.url, "pid": proc.pid, "port": _port_of(self.url)})
+        threading.Thread(target=self._watch, args=(proc,), name="creditdesk-backend-watch", daemon=True).start()
         log.info("bundled backend running at %s (pid %s)", self.url, self.pid)
         return self.url
+
+    def _watch(self, proc: subprocess.Popen[str]) -> None:
+        """Wait for the process to end; if nobody asked it to, say so."""
+        code = proc.wait()
+        if self._stopping.is_set() or proc is not self._proc:
+            return
+        log.warning("the bundled backend exited unexpectedly (code %s)", code)
+        with contextlib.suppress(OSError):
+            write_state(self.state_path, {"port": _port_of(self.url or "")})
+        if self.on_exit is not None:
+            try:
+                self.on_exit(code)
+            except Exception:
+                log.exception("the bundled backend's exit handler failed")
 
     def _first_line(self, deadline: float) -> str:
         """The first stdout line, read on a helper thread so that a silent child cannot block us past the
@@ -184,6 +237,10 @@ class BundledBackend:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate (SIGTERM), then kill after ``timeout`` s. Idempotent; safe from any thread."""
+        self._abandoned.set()
+        self._halt(timeout)
+
+    def _halt(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         with self._lock:
             proc = self._proc
@@ -203,6 +260,18 @@ class BundledBackend:
                     with contextlib.suppress(OSError):
                         proc.kill()
                     proc.wait()
+            if proc is not None and self.url:
+                with contextlib.suppress(OSError):
+                    write_state(self.state_path, {"port": _port_of(self.url)})
+            self._close_log()
+
+    def _release(self) -> None:
+        """Forget an earlier process (it has exited): close our ends of its pipes."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
             self._close_log()
 
     def _close_log(self) -> None:
@@ -210,3 +279,40 @@ class BundledBackend:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+
+
+def _port_of(url: str) -> int:
+    try:
+        return int(url.rsplit(":", 1)[1].split("/")[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def read_state(path: Path) -> dict[str, object]:
+    """``bundled-backend.json``: ``{"url", "pid", "port"}`` while it runs, ``{"port"}`` after; {} if unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(path: Path, state: dict[str, object]) -> None:
+    atomic_write_text(Path(path), json.dumps(state) + "\n")
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the bundled backend an app instance runs now on ``data_dir`` (it may not answer), or None."""
+    state = read_state(Path(data_dir) / RUNTIME_FILE)
+    url, pid = state.get("url"), state.get("pid")
+    if not isinstance(url, str) or not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # it exists, under another user
+    except OSError:
+        return None
+    return url

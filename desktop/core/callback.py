@@ -1,12 +1,16 @@
 """The loopback callback at the end of Checkout (RFC 8252 §7.3, §8.3).
 
 A one-shot HTTP server on 127.0.0.1, on an ephemeral port, in a daemon thread, open only for the purchase
-in flight. The backend sends the browser to ``return_url`` with ``session_id``, ``state`` and ``status``; the
-first request with the right ``state`` and a ``session_id`` is the result, after which the server closes.
-Anything else (wrong state, another path) gets an error page and the listener keeps waiting.
+in flight. The backend's success and cancel pages hand the result to ``return_url`` with ``session_id``,
+``state`` and ``status``, by a background request from the page (the browser itself stays on the backend's
+page, which states the real outcome). The first request with the right ``state`` and a ``session_id`` is the
+result, after which the server closes. Anything else (wrong state, another path) is refused and the listener
+keeps waiting.
 
-The browser may never come back (tab closed, browser not opened): the purchase flow polls the backend too,
-so the listener is a shortcut, never the only way on.
+The result is a hint, never the truth: whatever its ``status`` says, the app asks the backend before it ends a
+purchase. The browser may never come back at all (tab closed, browser not opened, the request refused by the
+browser's Local Network Access rules): the purchase flow polls the backend too, so the listener is a shortcut,
+never the only way on.
 """
 
 from __future__ import annotations
@@ -32,25 +36,13 @@ MAX_SESSION_ID_LENGTH = 255
 @dataclass(frozen=True)
 class CallbackResult:
     session_id: str
-    status: str  # the payment status the backend put in the redirect: paid, pending, cancelled, ...
+    status: str  # what the backend's page said (paid, pending, cancelled, ...): a hint, checked before use
     state_ok: bool = True
 
 
-_PAGES = {
-    "paid": ("Payment received", "Payment received — you can close this tab and return to Creditdesk."),
-    "pending": ("Payment being confirmed",
-                "Your payment is being confirmed. You can close this tab and return to Creditdesk; "
-                "your credits appear there as soon as it is."),
-    "cancelled": ("Checkout cancelled",
-                  "Checkout cancelled — nothing was charged. You can close this tab and return to Creditdesk."),
-    "failed": ("Payment failed",
-               "The payment did not go through and nothing was charged. You can close this tab and return to "
-               "Creditdesk."),
-    "expired": ("Checkout expired",
-                "This checkout has expired and nothing was charged. You can close this tab and return to "
-                "Creditdesk."),
-    "refunded": ("Payment refunded", "This payment was refunded. You can close this tab and return to Creditdesk."),
-}
+RECEIVED_PAGE = ("Creditdesk has it",
+                 "Creditdesk received this checkout's result and is confirming it with the server. You can close "
+                 "this tab and return to Creditdesk.")
 
 
 def _page(title: str, message: str, detail: str | None = None) -> bytes:
@@ -103,6 +95,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._send(405, _page("Not allowed", "This address only answers the browser's return from Checkout."))
 
+    def do_OPTIONS(self) -> None:
+        """A CORS preflight, as Chromium's Private Network Access sent before a public page's request to
+        loopback: allow the plain GET (the state check still guards what it does)."""
+        origin = self.headers.get("Origin", "")
+        self.send_response(204)
+        if origin:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+        self.send_header("Access-Control-Allow-Methods", "GET")
+        self.send_header("Access-Control-Allow-Private-Network", "true")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:
         self.do_HEAD()
 
@@ -134,8 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(409, _page("Already received",
                                   "Creditdesk already has the result of this checkout. You can close this tab."))
             return
-        title, message = _PAGES.get(status, _PAGES["pending"])
-        self._send(200, _page(title, message, f"Reference: {result.session_id}"))
+        if self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate":
+            self._send(200, _page(*RECEIVED_PAGE, f"Reference: {result.session_id}"))
+        else:  # the backend's page handing the result over in the background: nothing to show
+            self._send(204, b"")
         listener._deliver(result)
 
 
@@ -254,14 +262,15 @@ class LoopbackListener:
             return True
 
     def _deliver(self, result: CallbackResult) -> None:
-        # Close first, so that when anyone hears of the result the port no longer answers.
-        self.close()
+        # The result goes out first (the app is waiting on it); closing the port, which waits for the server
+        # loop to notice, comes after. ``_claim`` has already refused every later request.
         log.info("checkout callback received (status=%s)", result.status)
         if self.on_result is not None:
             try:
                 self.on_result(result)
             except Exception:
                 log.exception("the callback handler failed")
+        self.close()
 
     def _time_out(self) -> None:
         with self._lock:

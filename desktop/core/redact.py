@@ -36,7 +36,12 @@ _LONG_TOKEN = re.compile(
     r"[A-Za-z0-9_\-]{32,}"
     r"(?![A-Za-z0-9_\-])"
 )
-_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
+# Any email, whatever its letters (internationalised local parts and domains included): the first character of
+# the local part and the domain stay, for support.
+_LOCAL = r"[\w.!#$%&'*+/=?^`{|}~-]"
+_EMAIL = re.compile(
+    rf"(?<!{_LOCAL})({_LOCAL}){_LOCAL}*@((?:[\w-]+\.)+(?:xn--[\w-]+|[^\W\d_]{{2,}}))(?![\w-])"
+)
 
 
 def _looks_random(candidate: str) -> bool:
@@ -46,10 +51,10 @@ def _looks_random(candidate: str) -> bool:
 
 
 def mask_email(email: str | None) -> str | None:
-    """``john@example.com`` -> ``j***@example.com``."""
+    """``john@example.com`` -> ``j***@example.com``; ``jürgen@bücher.de`` -> ``j***@bücher.de``."""
     if not email:
         return email
-    local, at, domain = email.strip().partition("@")
+    local, at, domain = email.strip().rpartition("@")
     if not at:
         return "***"
     return f"{local[:1]}***@{domain}"

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +67,20 @@ class AppPaths:
         return self.data_dir / "backend.sqlite3"
 
     @property
+    def keyring_index_file(self) -> Path:
+        return self.config_dir / "keyring-entries.json"
+
+    @property
+    def bundled_backend_file(self) -> Path:
+        """Where the bundled backend runs now (URL, process id) and the port it had last."""
+        return self.data_dir / "bundled-backend.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the running app: one instance per data folder."""
+        return self.data_dir / "creditdesk.lock"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "creditdesk.log"
 
@@ -112,23 +126,42 @@ def resolve_backend_url(cli_value: str | None, environ: Mapping[str, str] | None
 
 @dataclass(frozen=True)
 class Settings:
+    """``accounts`` maps a backend identity (see :mod:`desktop.core.identity`) to the email last signed in there.
+    ``last_email`` is the single email of versions before identities, used where ``accounts`` says nothing."""
+
     last_email: str | None = None
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
+    accounts: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
+    def email_for(self, backend: str) -> str | None:
+        """The account last used on ``backend``; ``""`` there means "signed out on purpose"."""
+        if backend in self.accounts:
+            return self.accounts[backend] or None
+        return self.last_email
+
+    def with_email(self, backend: str, email: str | None) -> Settings:
+        return replace(self, accounts={**self.accounts, backend: email or ""})
+
     def to_json(self) -> dict[str, Any]:
-        return {**self.extra, "last_email": self.last_email, "window_geometry": self.window_geometry}
+        return {**self.extra, "last_email": self.last_email, "window_geometry": self.window_geometry,
+                "accounts": dict(self.accounts)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = {"last_email", "window_geometry"}
         values = {k: data.get(k) for k in known}
         for key, value in values.items():
             if value is not None and not isinstance(value, str):
                 log.warning("ignoring the setting %s: not a string", key)
                 values[key] = None
-        extra = {k: v for k, v in data.items() if k not in known}
-        return cls(**values, extra=extra)
+        accounts = data.get("accounts") or {}
+        if not isinstance(accounts, dict):
+            log.warning("ignoring the setting accounts: not an object")
+            accounts = {}
+        accounts = {k: v for k, v in accounts.items() if isinstance(k, str) and isinstance(v, str)}
+        extra = {k: v for k, v in data.items() if k not in known | {"accounts"}}
+        return cls(**values, accounts=accounts, extra=extra)
 
 
 class SettingsStore:
@@ -165,8 +198,15 @@ class SettingsStore:
             atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
 
     def update(self, **changes: Any) -> Settings:
-        """Load, change some fields (``last_email=...``, ``window_geometry=...``), save; returns the result."""
+        """Load, change some fields (``window_geometry=...``), save; returns the result."""
         with self._lock:
             settings = replace(self._load(), **changes)
+            atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
+            return settings
+
+    def remember_email(self, backend: str, email: str | None) -> Settings:
+        """File ``email`` as the account last used on ``backend`` (None: signed out there on purpose)."""
+        with self._lock:
+            settings = self._load().with_email(backend, email)
             atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
             return settings

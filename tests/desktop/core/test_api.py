@@ -18,13 +18,16 @@ from desktop.core.api import (
     ApiClient,
     ApiError,
     BackendUnreachable,
+    CancelResult,
     CheckoutSession,
+    Payment,
     PaymentVerification,
 )
 from desktop.core.callback import LoopbackListener
 from desktop.core.purchase import FlowState, PurchaseFlow
 from tests.desktop.core.conftest import PASSWORD, unique_email
 from tests.helpers.backend import BackendProcess
+from tests.helpers.pages import handoff_url
 
 # -- against the real backend ---------------------------------------------------------------------------------
 
@@ -115,10 +118,13 @@ def test_whole_stub_purchase_through_the_loopback_listener(client: ApiClient) ->
         # The browser: the stub checkout page, then Pay, following the redirects to the loopback listener.
         page = requests.get(session.url, timeout=10)
         assert page.status_code == 200 and "/pay" in page.text
+        # It ends on the backend's page, which hands the result to the listener in the background.
         paid = requests.post(f"{session.url}/pay", timeout=10)
-        assert paid.status_code == 200
-        assert paid.url.startswith(listener.return_url)
-        assert "Payment received" in paid.text
+        assert paid.status_code == 200 and "Payment received" in paid.text
+        assert paid.url.startswith(f"{client.base_url}/account/credits/success")
+        handoff = handoff_url(paid.text)
+        assert handoff is not None and handoff.startswith(listener.return_url + "?")
+        assert requests.get(handoff, headers={"Sec-Fetch-Mode": "no-cors"}, timeout=10).status_code == 204
 
         result = listener.wait(10)
     assert result is not None
@@ -137,6 +143,8 @@ def test_whole_stub_purchase_through_the_loopback_listener(client: ApiClient) ->
     assert [t.type for t in page_.items] == ["purchase"]
     assert page_.items[0].amount == 100 and page_.items[0].balance_after == 100
     assert page_.next_cursor is None
+    assert page_.items[0].payment == Payment(500, "usd") and page_.items[0].order_id == session.order_id
+    assert session.order_id and session.order_id.startswith("ord_")
 
 
 def test_cancel_in_the_browser_reaches_the_listener(client: ApiClient) -> None:
@@ -145,11 +153,22 @@ def test_cancel_in_the_browser_reaches_the_listener(client: ApiClient) -> None:
         answer = requests.post(f"{session.url}/cancel", timeout=10)
         assert answer.status_code == 200
         assert "Checkout cancelled" in answer.text
+        requests.get(handoff_url(answer.text) or "", headers={"Sec-Fetch-Mode": "no-cors"}, timeout=10)
         result = listener.wait(10)
     assert result is not None
     assert (result.session_id, result.status) == (session.session_id, "cancelled")
     assert client.verify_payment(session.session_id).status == "cancelled"
     assert client.balance() == 0
+
+
+def test_cancel_a_checkout(client: ApiClient) -> None:
+    session = client.checkout("starter")
+    assert client.cancel(session.session_id) == CancelResult(session.session_id, "cancelled")
+    assert client.cancel(session.session_id).status == "cancelled"
+    assert requests.post(f"{session.url}/pay", timeout=10).status_code == 410
+    with pytest.raises(ApiError) as unknown:
+        client.cancel("cs_stub_nope")
+    assert unknown.value.status == 404
 
 
 def _buy(client: ApiClient) -> None:

@@ -59,7 +59,7 @@ def test_a_backend_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
 def test_stop_while_starting_ends_start_promptly(tmp_path: Path) -> None:
     # A "backend" that never says where it listens.
     backend = BundledBackend(tmp_path, python=sys.executable, startup_timeout=30)
-    backend.command = lambda: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
+    backend.command = lambda port=0: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -82,7 +82,7 @@ def test_stop_while_starting_ends_start_promptly(tmp_path: Path) -> None:
 
 def test_silent_backend_times_out(tmp_path: Path) -> None:
     backend = BundledBackend(tmp_path, startup_timeout=0.5)
-    backend.command = lambda: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
+    backend.command = lambda port=0: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
     with pytest.raises(BundledBackendError) as caught:
         backend.start()
     assert "within 0.5 s" in str(caught.value)

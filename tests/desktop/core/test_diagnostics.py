@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core.api import ApiClient
-from desktop.core.diagnostics import build_report, mask_email, redact, report_json
+from desktop.core.diagnostics import build_report, mask_email, redact, render_text, report_json
 from desktop.core.pending import PendingPurchase, PendingPurchases
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
@@ -52,8 +52,8 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
     errors = [f"Request failed: 401 with token {token}", f"Stripe said: Invalid API Key provided: {SK}"]
 
     report = build_report(
-        backend_url=stub_backend.url, bundled=False, account_email=email, token_store=tokens, paths=paths,
-        pending=pending, errors=errors, known_secrets=[api.token],
+        backend_url=stub_backend.url, bundled=False, account_email=email, token=token, token_store=tokens,
+        paths=paths, pending=pending, errors=errors,
     )
     text = report_json(report)
     for secret in (token, SK, RK, WHSEC, PASSWORD_IN_LOG, PASSWORD, "hunter2"):
@@ -68,13 +68,20 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
     backend = report["backend"]
     assert backend["reachable"] is True and backend["payments"] == "stub" and backend["version"]
     assert backend["latency_ms"] >= 0 and backend["url"] == stub_backend.url and backend["error"] is None
-    assert report["account"] == {"signed_in": True, "email": mask_email(email)}
+    assert report["account"] == {"signed_in": True, "email": mask_email(email), "balance": 0, "ledger": [],
+                                 "error": None}
     assert report["account"]["email"].startswith("d***@")
     assert report["keyring"]["persistent"] is True
     assert report["paths"] == {"data": str(paths.data_dir), "config": str(paths.config_dir),
                                "log": str(paths.log_dir)}
     assert [p["session_id"] for p in report["purchases"]] == [session.session_id, "cs_old"]
+    assert report["purchases"][0]["at_backend"] == {"status": "pending", "credits_granted": 0}
     assert report["purchases"][1]["finished_at"] and report["purchases"][1]["pack"] == "Pro"
+    assert "error" in report["purchases"][1]["at_backend"]  # the backend does not know cs_old
+    text = render_text(report)
+    assert "\nPurchases (newest first)\n" in text and "at the backend now: pending (0 credits granted)" in text
+    for secret in (token, SK, RK, WHSEC, PASSWORD_IN_LOG, PASSWORD, email):
+        assert secret not in text, secret
     tail = report["log"]["tail"]
     assert len(tail) == 50 and tail[-1] == "the last line"
     assert any("Authorization: [REDACTED]" in line for line in tail)
@@ -86,7 +93,7 @@ def test_report_for_an_unreachable_backend(tmp_path: Path, no_keyring: Any) -> N
                           paths=AppPaths.under(tmp_path), health_timeout=1)
     assert report["backend"]["reachable"] is False
     assert "not answering" in report["backend"]["error"]
-    assert report["account"] == {"signed_in": False, "email": None}
+    assert report["account"]["signed_in"] is False and report["account"]["email"] is None
     assert report["keyring"]["persistent"] is False
     assert "keyring.backends.fail.Keyring" in report["keyring"]["backend"]
     assert report["log"]["tail"] == []  # no log file yet
@@ -117,6 +124,18 @@ def test_redact() -> None:
     assert redact("Creditdesk backend listening on http://127.0.0.1:8787 (payments: stub)") == (
         "Creditdesk backend listening on http://127.0.0.1:8787 (payments: stub)")
     assert redact("john.doe@example.com failed") == "j***@example.com failed"
+
+
+def test_emails_are_masked_whatever_their_letters() -> None:
+    for email, masked in (("jürgen.müller@bücher.de", "j***@bücher.de"), ("用户@例子.中国", "用***@例子.中国"),
+                          ("élodie+credits@exemple.fr", "é***@exemple.fr"),
+                          ("Ωμέγα@παράδειγμα.ελ", "Ω***@παράδειγμα.ελ"),
+                          ("o'brien@xn--bcher-kva.example", "o***@xn--bcher-kva.example")):
+        assert mask_email(email) == masked
+        assert redact(f"signed in as {email}.") == f"signed in as {masked}."
+        assert redact(f'{{"email": "{email}"}}') == f'{{"email": "{masked}"}}'
+    assert render_text(build_report(backend_url=None, signed_out_email="jürgen@bücher.de")).count("bücher") == 1
+    assert "jürgen" not in render_text(build_report(backend_url=None, signed_out_email="jürgen@bücher.de"))
 
 
 def test_mask_email() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from desktop.core.pending import PendingPurchase, PendingPurchases
@@ -24,7 +25,8 @@ def test_add_update_remove(tmp_path: Path) -> None:
     assert added.started_at.endswith("Z")
     store.add(purchase("cs_2", email="b@example.com"))
     store.add(purchase("cs_3", url="http://other:1"))
-    assert [p.session_id for p in store.unfinished(URL + "/", "A@Example.com")] == ["cs_1"]
+    assert [p.session_id for p in store.unfinished(URL, "A@Example.com")] == ["cs_1"]
+    assert store.get("cs_1").backend_id == URL  # filed under the URL's identity when none is given
 
     updated = store.update_status("cs_1", "pending")
     assert updated is not None and updated.finished_at is None
@@ -71,14 +73,36 @@ def test_a_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
 
 def test_file_format(tmp_path: Path) -> None:
     store = PendingPurchases(tmp_path / "pending.json")
-    store.add(purchase("cs_1", started_at="2025-01-01T00:00:00Z"))
+    store.add(replace(purchase("cs_1", started_at="2025-01-01T00:00:00Z"), backend_id="bundled:0123456789abcdef",
+                      order_id="ord_1", amount=500, currency="usd", checkout_url="http://x/stub/checkout/cs_1"))
+    store.record("cs_1", "browser_opened", at="2025-01-01T00:00:01Z")
+    store.update_status("cs_1", "paid", checked_at="2025-01-01T00:00:09Z")
     data = json.loads(store.path.read_text())
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert data["purchases"][0] == {
         "backend_url": URL, "account_email": "a@example.com", "session_id": "cs_1", "pack_id": "starter",
-        "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z", "status": "pending",
-        "finished_at": None,
+        "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z", "status": "paid",
+        "finished_at": data["purchases"][0]["finished_at"], "backend_id": "bundled:0123456789abcdef",
+        "order_id": "ord_1", "amount": 500, "currency": "usd", "checkout_url": "http://x/stub/checkout/cs_1",
+        "last_checked_at": "2025-01-01T00:00:09Z",
+        "events": [{"event": "browser_opened", "at": "2025-01-01T00:00:01Z", "detail": ""},
+                   {"event": "paid", "at": "2025-01-01T00:00:09Z", "detail": ""}],
     }
+
+
+def test_a_file_of_the_first_version_is_read_and_kept(tmp_path: Path) -> None:
+    """Version 1 filed purchases by URL (the bundled backend's changed at every start)."""
+    path = tmp_path / "pending.json"
+    path.write_text(json.dumps({"version": 1, "purchases": [{
+        "backend_url": "http://127.0.0.1:40123", "account_email": "a@example.com", "session_id": "cs_old",
+        "pack_id": "starter", "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z",
+        "status": "pending", "finished_at": None}]}))
+    store = PendingPurchases(path)
+    (old,) = store.unfinished("http://127.0.0.1:40123", "a@example.com")
+    assert old.session_id == "cs_old" and old.events == () and old.amount is None
+    assert store.refile("http://127.0.0.1:40123", "bundled:abc") == 1
+    assert [p.session_id for p in store.unfinished("bundled:abc", "a@example.com")] == ["cs_old"]
+    assert json.loads(path.read_text())["version"] == 2
 
 
 def test_thread_safe(tmp_path: Path) -> None:

@@ -1,0 +1,54 @@
+"""Opening a URL in the user's browser, quietly, and knowing when that failed.
+
+On Linux and the BSDs the desktop's ``xdg-open`` is run with its output thrown away: whatever it starts (a
+browser that logs to stderr, say) never writes into the terminal Creditdesk was started from. ``xdg-open`` exits
+non-zero at once when it cannot open anything; when it is still running after ``wait`` seconds, the browser is
+up (some desktops keep ``xdg-open`` waiting on it). Elsewhere Python's ``webbrowser`` asks the OS (``open`` on
+macOS, the shell on Windows), which prints nothing.
+
+Blocking for up to ``wait`` seconds: call it on a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import webbrowser
+
+log = logging.getLogger("creditdesk.browser")
+
+_XDG = ("linux", "freebsd", "openbsd", "netbsd", "dragonfly")
+
+
+def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
+    """Open ``url``; False when the system could not (then show the link so that the user can copy it)."""
+    if not sys.platform.startswith(_XDG):
+        try:
+            return bool(webbrowser.open(url))
+        except webbrowser.Error as exc:
+            log.warning("the browser could not be opened: %s", exc)
+            return False
+    launcher = shutil.which("xdg-open")
+    if launcher is None:
+        log.warning("xdg-open is not installed: cannot open a browser")
+        return False
+    try:
+        process = subprocess.Popen(  # noqa: S603 (the desktop's own launcher, with a URL we were given)
+            [launcher, url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )
+    except OSError as exc:
+        log.warning("xdg-open could not be started: %s", exc)
+        return False
+    try:
+        code = process.wait(wait)
+    except subprocess.TimeoutExpired:
+        # Still running: the browser is up. Reap it whenever it ends, so that it leaves no zombie.
+        threading.Thread(target=process.wait, name="creditdesk-xdg-open", daemon=True).start()
+        return True
+    if code != 0:
+        log.warning("xdg-open could not open the checkout page (exit code %s)", code)
+    return code == 0
