@@ -1,4 +1,4 @@
-"""``creditdesk``: the desktop app, and ``creditdesk --diagnostics``."""
+"""``creditdesk``: the desktop app; ``creditdesk --diagnostics``; ``creditdesk --version``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("desktop")
 
 
+def version() -> str:
+    from desktop.core.diagnostics import package_version
+
+    return package_version("creditdesk") or "unknown"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="creditdesk", description="Buy and keep track of prepaid credits.")
+    parser.add_argument("--version", action="version", version=f"creditdesk {version()}")
     parser.add_argument("--backend", metavar="URL",
                         help="use the backend at URL (also CREDITDESK_BACKEND_URL) instead of the bundled one")
     parser.add_argument("--diagnostics", action="store_true",
@@ -40,45 +47,72 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
-    """The same report as the panel, for the signed-in account on this machine; no window, no Qt."""
-    from desktop.core.bundled_backend import BundledBackend, BundledBackendError
-    from desktop.core.diagnostics import build_report, report_json
+    """The same report as the panel, for the account signed in on this machine; no window, no Qt.
+
+    It reports on the backend the app uses: the configured one, or the bundled backend the running app has
+    started (found through the data folder), or else the bundled backend started for the report, on the same
+    database. The account is the one last signed in there, if its kept sign-in still works."""
+    from desktop.core.bundled_backend import BundledBackend, BundledBackendError, running_url
+    from desktop.core.diagnostics import build_report, errors_from_log, report_json
+    from desktop.core.identity import BackendIdentity
     from desktop.core.pending import PendingPurchases
     from desktop.core.settings import SettingsStore
+    from desktop.core.signin import legacy_bundled_names, restore_sign_in
     from desktop.core.tokens import TokenStore
 
-    bundled = None
-    errors: list[str] = []
+    started: BundledBackend | None = None
+    errors: list[str] = errors_from_log(paths.log_file)
     if backend_url is None:
         bundled = BundledBackend(paths.data_dir, paths.log_dir)
-        try:
-            backend_url = bundled.start()
-        except BundledBackendError as exc:
-            errors.append(str(exc))
+        identity = BackendIdentity.for_bundled(bundled.db_path)
+        backend_url = running_url(paths.data_dir)
+        if backend_url is None:
+            started = bundled
+            try:
+                backend_url = bundled.start()
+            except BundledBackendError as exc:
+                errors.append(str(exc))
+    else:
+        identity = BackendIdentity.for_url(backend_url)
+    pending = PendingPurchases(paths.pending_file)
+    tokens = TokenStore(index_path=paths.keyring_index_file)
     try:
-        email = SettingsStore(paths.settings_file).load().last_email
-        tokens = TokenStore()
-        signed_in = email if email and backend_url and tokens.load(backend_url, email) else None
-        report = build_report(backend_url=backend_url, bundled=bundled is not None, account_email=signed_in,
-                              token_store=tokens, paths=paths, pending=PendingPurchases(paths.pending_file),
-                              errors=errors, log_file=paths.log_file)
+        email = SettingsStore(paths.settings_file).load().email_for(identity.key)
+        token = None
+        if email and backend_url:
+            try:
+                legacy = legacy_bundled_names(pending.all(), identity.key) if identity.bundled else set()
+                restored = restore_sign_in(backend_url, identity.key, email, tokens, legacy)
+                token = restored.token if restored is not None else None
+            except Exception as exc:  # the report must come out whatever happens
+                errors.append(f"could not check the kept sign-in: {exc}")
+        report = build_report(backend_url=backend_url, identity=identity, bundled=identity.bundled,
+                              account_email=email if token else None, token=token, token_store=tokens,
+                              paths=paths, pending=pending, errors=errors, log_file=paths.log_file,
+                              signed_out_email=None if token else email)
     finally:
-        if bundled is not None:
-            bundled.stop()
+        if started is not None:
+            started.stop()
     print(report_json(report))
     return 0
 
 
-def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str], bool] | None = None,
-                 **window_options: Any) -> MainWindow:
+def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str], bool] | None = None, *,
+                 poll_first_delay: float = 2.0, poll_max_delay: float = 30.0, **controller_options: Any,
+                 ) -> MainWindow:
     """The app's window and controller, with logging to the user's log file (not started yet)."""
+    from desktop.core.browser import open_in_browser
     from desktop.core.logs import setup_logging
+    from desktop.core.settings import SettingsStore
     from desktop.qt.controller import AppController
     from desktop.qt.main_window import MainWindow
 
     recent = setup_logging(paths.log_file)
-    controller = AppController(paths, backend_url=backend_url, recent_errors=recent)
-    return MainWindow(controller, opener, **window_options)
+    controller = AppController(paths, backend_url=backend_url, opener=opener or open_in_browser,
+                               recent_errors=recent, poll=(poll_first_delay, poll_max_delay), **controller_options)
+    # The one read of the app's files on the GUI thread, before the window shows: where it was last time.
+    geometry = SettingsStore(paths.settings_file).load().window_geometry
+    return MainWindow(controller, geometry)
 
 
 # The X11 libraries Qt's xcb platform plugin loads, and the Debian/Ubuntu packages that hold them.
@@ -106,16 +140,29 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     from PySide6.QtCore import QLocale, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from desktop.qt.main_window import app_icon
+    from desktop.qt.single_instance import SingleInstance
 
     app = QApplication.instance() or QApplication(sys.argv)
+    instance = SingleInstance(paths.lock_file)
+    if not instance.acquire():
+        if instance.activate_running():
+            print("creditdesk: Creditdesk is already running; its window was brought to the front.",
+                  file=sys.stderr)
+            return 0
+        print(f"creditdesk: Creditdesk is already running (process {instance.holder or '?'}) but did not answer. "
+              "Close it, or end that process, and start again.", file=sys.stderr)
+        return 1
     if QLocale.system().language() == QLocale.Language.C:  # no LANG set: write numbers and money as en_US does
         QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
+    from desktop.qt.main_window import app_icon
+
     app.setApplicationName("Creditdesk")
     app.setOrganizationName("Creditdesk")
+    app.setApplicationVersion(version())
     app.setDesktopFileName("creditdesk")
     app.setWindowIcon(app_icon())
     window = build_window(paths, backend_url)
+    instance.activated.connect(window.bring_to_front)
     window.show()
     window.controller.start()
     # Ctrl+C in the terminal (or a TERM from the session) closes the window properly, so that a purchase in
@@ -129,3 +176,4 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
         return app.exec()
     finally:
         window.controller.shutdown()
+        instance.release()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
-from tests.helpers.fakes import memory_keyring_class
+from tests.helpers.fakes import FileKeyring, memory_keyring_class
 from tests.helpers.servers import PostgresServer, RedisServer, ServerUnavailable
 from tests.helpers.stripe_server import FakeStripe
 
@@ -181,3 +181,16 @@ def no_keyring() -> Iterator[keyring.backend.KeyringBackend]:
         yield ring
     finally:
         keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def file_keyring(tmp_path: Path) -> Iterator[FileKeyring]:
+    """A working keyring in a file, shared with the app processes the test starts (``ring.env()``)."""
+    previous = keyring.get_keyring()
+    ring = FileKeyring(tmp_path / "keyring.json")
+    keyring.set_keyring(ring)
+    try:
+        yield ring
+    finally:
+        keyring.set_keyring(previous)
+

@@ -1,4 +1,8 @@
-"""The signed-in page: the balance, the packs as cards, and the history."""
+"""The signed-in page: the balance, purchases in flight, the packs as cards, and the history.
+
+The page scrolls as a whole when the window is small, so that the history always shows several rows; the
+history table lets Tab through (Tab moves between controls, the arrow keys between rows).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -19,6 +25,10 @@ from PySide6.QtWidgets import (
 from desktop.core.api import Pack, Transaction
 from desktop.qt import formatting
 from desktop.qt.history_model import HistoryModel
+from desktop.qt.purchase_panel import PurchasePanel
+
+HISTORY_MIN_ROWS = 6
+STALE_STYLE = "color: palette(placeholder-text);"
 
 
 class PackCard(QFrame):
@@ -29,6 +39,7 @@ class PackCard(QFrame):
         self.pack = pack
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setObjectName(f"pack-{pack.id}")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         name = QLabel(pack.name)
         font = name.font()
         font.setBold(True)
@@ -40,22 +51,39 @@ class PackCard(QFrame):
         price_font.setPointSizeF(price_font.pointSizeF() * 1.4)
         self.price.setFont(price_font)
         self.button = QPushButton(f"Buy {pack.name}")
-        self.button.setAccessibleName(f"Buy the {pack.name} pack: {pack.credits} credits for {self.price.text()}")
+        self.button.setAccessibleName(
+            f"Buy the {pack.name} pack: {formatting.number(pack.credits)} credits for {self.price.text()}")
         self.button.clicked.connect(lambda: self.buy.emit(self.pack))
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 14, 16, 14)
+        layout.setContentsMargins(16, 12, 16, 12)
         for widget in (name, credits, self.price):
             layout.addWidget(widget)
-        layout.addSpacing(6)
+        layout.addSpacing(4)
         layout.addWidget(self.button)
 
 
-class AccountPage(QWidget):
+class HistoryTable(QTableView):
+    """A table whose smallest height still shows ``HISTORY_MIN_ROWS`` rows."""
+
+    def minimumSizeHint(self):  # type: ignore[no-untyped-def]
+        hint = super().minimumSizeHint()
+        rows = self.verticalHeader().defaultSectionSize() * HISTORY_MIN_ROWS
+        hint.setHeight(self.horizontalHeader().sizeHint().height() + rows + 2 * self.frameWidth())
+        return hint
+
+
+class AccountPage(QScrollArea):
     buyRequested = Signal(object)  # Pack
     loadOlderRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        body.setObjectName("accountBody")
+        self.setWidget(body)
+
         caption = QLabel("Balance")
         self.balance = QLabel("—")
         self.balance.setObjectName("balance")
@@ -64,17 +92,36 @@ class AccountPage(QWidget):
         font.setPointSizeF(font.pointSizeF() * 3)
         font.setBold(True)
         self.balance.setFont(font)
+        self.stale = QLabel()
+        self.stale.setObjectName("staleNote")
+        self.stale.setWordWrap(True)
+        self.stale.setStyleSheet("color: #b42318;")
+        self.stale.hide()
         self.account = QLabel()
         self.account.setObjectName("accountEmail")
         self.keyring_note = QLabel()
         self.keyring_note.setObjectName("keyringNote")
         self.keyring_note.setWordWrap(True)
         self.keyring_note.hide()
+        self.notice = QLabel()
+        self.notice.setObjectName("notice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #15803d; font-weight: bold;")
+        self.notice.setAccessibleName("News")
+        self.notice.hide()
         top = QVBoxLayout()
         top.addWidget(caption)
         top.addWidget(self.balance)
+        top.addWidget(self.stale)
         top.addWidget(self.account)
         top.addWidget(self.keyring_note)
+        top.addWidget(self.notice)
+
+        self.purchases_box = QGroupBox("Purchases in progress")
+        self.purchases_layout = QVBoxLayout(self.purchases_box)
+        self.purchases_layout.setSpacing(8)
+        self.purchases_box.hide()
+        self.panels: list[PurchasePanel] = []
 
         self.packs_box = QGroupBox("Buy credits")
         self.packs_layout = QHBoxLayout(self.packs_box)
@@ -83,11 +130,13 @@ class AccountPage(QWidget):
 
         history_box = QGroupBox("History")
         self.model = HistoryModel()
-        self.table = QTableView()
+        self.table = HistoryTable()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Transaction history")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move within it
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
@@ -96,7 +145,7 @@ class AccountPage(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         metrics = self.table.fontMetrics()
-        samples = ("Adjustment", "+1,000,000", "Balance after", "12/31/2026 12:59 PM")
+        samples = ("Adjustment", "+1,000,000", "Balance after", "12/31/2026 12:59 PM CEST")
         for column, sample in enumerate(samples):
             self.table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 24)
         self.empty = QLabel("No transactions yet. Buy a pack to get started.")
@@ -110,10 +159,11 @@ class AccountPage(QWidget):
         history_layout.addWidget(self.empty)
         history_layout.addWidget(self.load_older, alignment=Qt.AlignmentFlag.AlignRight)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(18, 18, 18, 12)
-        layout.setSpacing(14)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(18, 14, 18, 12)
+        layout.setSpacing(12)
         layout.addLayout(top)
+        layout.addWidget(self.purchases_box)
         layout.addWidget(self.packs_box)
         layout.addWidget(history_box, stretch=1)
         self.set_history([], False)
@@ -127,6 +177,17 @@ class AccountPage(QWidget):
     def set_balance(self, balance: int | None) -> None:
         self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")
 
+    def set_stale(self, message: str | None) -> None:
+        """``message``: why the figures may be out of date (None: they are current)."""
+        self.stale.setText(message or "")
+        self.stale.setVisible(bool(message))
+        self.balance.setStyleSheet(STALE_STYLE if message else "")
+        self.table.setEnabled(True)
+
+    def show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
     def set_packs(self, packs: list[Pack]) -> None:
         for card in self.cards:
             card.deleteLater()
@@ -137,12 +198,24 @@ class AccountPage(QWidget):
             card = PackCard(pack)
             card.buy.connect(self.buyRequested.emit)
             self.cards.append(card)
-            self.packs_layout.addWidget(card)
-        self.packs_layout.addStretch()
+            self.packs_layout.addWidget(card, stretch=1)
 
-    def set_buying(self, buying: bool) -> None:
+    def set_buying_enabled(self, enabled: bool, why: str = "") -> None:
         for card in self.cards:
-            card.button.setEnabled(not buying)
+            card.button.setEnabled(enabled)
+            card.button.setToolTip("" if enabled else why)
+
+    def add_panel(self, panel: PurchasePanel) -> None:
+        self.panels.append(panel)
+        self.purchases_layout.addWidget(panel)
+        self.purchases_box.show()
+
+    def remove_panel(self, panel: PurchasePanel) -> None:
+        if panel in self.panels:
+            self.panels.remove(panel)
+            self.purchases_layout.removeWidget(panel)
+            panel.deleteLater()
+        self.purchases_box.setVisible(bool(self.panels))
 
     def set_history(self, rows: list[Transaction], has_more: bool) -> None:
         self.model.set_rows(rows)

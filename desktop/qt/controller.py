@@ -1,7 +1,10 @@
-"""The app's state on the GUI thread: the backend, the signed-in account, balance, packs and history.
+"""The app's state on the GUI thread: the backend, the signed-in account, balance, packs, history and the
+purchases in flight.
 
-Every call to the backend runs through the :class:`TaskRunner`; this object only keeps the
-results and tells the widgets through signals.
+Every call to the backend, the keyring or the disk runs on a worker (network and keyring through ``run``; the
+app's own files, in order, through ``write``); this object only keeps the results and tells the widgets through
+signals. The backend is kept there by a :class:`BackendSupervisor`; while it does not answer the figures shown
+are stale and buying is off.
 """
 
 from __future__ import annotations
@@ -9,22 +12,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.core.api import ApiClient, ApiClientError, ApiError, BackendUnreachable, Pack, Transaction
 from desktop.core.bundled_backend import BundledBackend
+from desktop.core.identity import BackendIdentity
 from desktop.core.logs import RecentErrors
-from desktop.core.pending import PendingPurchases
+from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.redact import mask_email
 from desktop.core.settings import AppPaths, SettingsStore
+from desktop.core.signin import Restored, legacy_bundled_names, restore_sign_in, tidy_sign_ins
 from desktop.core.tokens import TokenStore
-from desktop.qt.tasks import TaskRunner
+from desktop.qt.purchase_controller import PurchaseController
+from desktop.qt.supervisor import BackendSupervisor
+from desktop.qt.tasks import Task, TaskRunner
 
 log = logging.getLogger("desktop.controller")
 
 REFRESH_INTERVAL_MS = 30_000
 HISTORY_PAGE = 50
+
+Opener = Callable[[str], bool]
 
 
 def describe(error: BaseException) -> str:
@@ -53,11 +64,13 @@ class Account:
     packs: list[Pack] = field(default_factory=list)
     history: list[Transaction] = field(default_factory=list)
     next_cursor: str | None = None
+    updated_at: datetime | None = None  # when balance and history last came from the backend
 
 
 class AppController(QObject):
-    backendReady = Signal(str)
-    backendFailed = Signal(str)
+    backendReady = Signal(str)  # the first time the backend answers
+    backendFailed = Signal(str)  # it does not (yet): what is wrong and what happens next
+    onlineChanged = Signal(bool)  # the backend answers again / stopped answering (figures are stale)
     healthChanged = Signal(object)  # Health
     signedIn = Signal(str)
     signedOut = Signal(str)  # a reason to show, or ""
@@ -66,23 +79,45 @@ class AppController(QObject):
     packsChanged = Signal(list)
     historyChanged = Signal(list, bool)  # all rows, whether older rows exist
     errorOccurred = Signal(str)
+    purchaseAdded = Signal(object)  # PurchaseController
+    paymentLanded = Signal(str)  # a payment found by the history, not by a purchase in flight: a sentence
 
-    def __init__(self, paths: AppPaths, *, backend_url: str | None, token_store: TokenStore | None = None,
-                 recent_errors: RecentErrors | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, paths: AppPaths, *, backend_url: str | None, opener: Opener,
+                 token_store: TokenStore | None = None, recent_errors: RecentErrors | None = None,
+                 poll: tuple[float, float] = (2.0, 30.0), parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
+        self.opener = opener
+        self.poll = poll
+        self.configured_url = backend_url
         self.backend_url = backend_url
-        self.bundled: BundledBackend | None = None
-        self.tokens = token_store or TokenStore()
+        if backend_url is None:
+            self.bundled: BundledBackend | None = BundledBackend(paths.data_dir, paths.log_dir)
+            self.identity = BackendIdentity.for_bundled(self.bundled.db_path)
+        else:
+            self.bundled = None
+            self.identity = BackendIdentity.for_url(backend_url)
+        self.tokens = token_store or TokenStore(index_path=paths.keyring_index_file)
         self.settings = SettingsStore(paths.settings_file)
         self.pending = PendingPurchases(paths.pending_file)
         self.recent_errors = recent_errors
         self.runner = TaskRunner(self)
+        self.disk = TaskRunner(self, max_threads=1)  # the app's own files, written in order
+        self.supervisor = (BackendSupervisor(self.runner, bundled=self.bundled, parent=self) if self.bundled
+                           else BackendSupervisor(self.runner, url=backend_url, parent=self))
+        self.supervisor.up.connect(self._backend_up)
+        self.supervisor.down.connect(self._backend_down)
         self.api: ApiClient | None = None
         self.health = Health()
         self.account = Account()
+        self.online = False
+        self.last_email: str | None = None
+        self.purchases: list[PurchaseController] = []
+        self._connected = False
         self._refreshing = False
         self._history_loading = False
+        self._restoring = False
+        self._announced: set[str] = set()  # sessions whose payment was already told
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_INTERVAL_MS)
         self._timer.timeout.connect(self.refresh)
@@ -90,31 +125,66 @@ class AppController(QObject):
     # -- start and stop ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect to the configured backend, or start the bundled one (on a worker)."""
-        if self.backend_url:
-            self._connect(self.backend_url)
-            return
-        self.bundled = BundledBackend(self.paths.data_dir, self.paths.log_dir)
-        log.info("starting the bundled backend (stub payments mode)")
-        self.runner.run(self.bundled.start, self._connect, self._bundled_failed)
+        """Find the keyring and read the settings (on workers), and bring the backend up."""
+        self.runner.run(self.tokens.prepare)
+        self.disk.run(lambda: self.settings.load().email_for(self.identity.key), self._settings_loaded)
+        if self.bundled is not None:
+            log.info("starting the bundled backend (stub payments mode)")
+        self.supervisor.start()
 
-    def _bundled_failed(self, error: BaseException) -> None:
-        log.error("the bundled backend did not start: %s", error)
-        self.backendFailed.emit(f"The built-in server did not start. {error}")
+    def _settings_loaded(self, email: str | None) -> None:
+        self.last_email = email
 
-    def _connect(self, url: str) -> None:
+    def _backend_up(self, url: str) -> None:
         self.backend_url = url.rstrip("/")
-        self.api = ApiClient(self.backend_url)
-        log.info("backend at %s", self.backend_url)
-        self.backendReady.emit(self.backend_url)
-        self.check_health()
-        self.load_packs()
-        self._timer.start()
-        self._restore_session()
+        first = not self._connected
+        if self.api is None:
+            self.api = ApiClient(self.backend_url)
+        else:
+            self.api.base_url = self.backend_url  # the bundled backend may have come back on another port
+        self._connected = True
+        self._set_online(True, "Connected")
+        if first:
+            log.info("backend at %s", self.backend_url)
+            self.backendReady.emit(self.backend_url)
+            self.load_packs()
+            self._timer.start()
+            self._restore_session()
+            return
+        if not self.account.packs:
+            self.load_packs()
+        if self.signed_in:
+            self.refresh()
+        elif not self._restoring:
+            self._restore_session()
+
+    def _backend_down(self, message: str) -> None:
+        if not self._connected:
+            self.backendFailed.emit(message)
+        self._set_online(False, message)
+
+    def _set_online(self, online: bool, message: str) -> None:
+        changed = online != self.online
+        self.online = online
+        self.health = Health(online, self.health.payments, self.health.version, message)
+        self.healthChanged.emit(self.health)
+        if changed:
+            self.onlineChanged.emit(online)
+        if online:
+            self.check_health()
+
+    def backend_unreachable(self, message: str) -> None:
+        """A call found the backend not answering: stale figures, buying off, and the supervisor takes over."""
+        self._set_online(False, message)
+        self.supervisor.report_unreachable(message)
 
     def shutdown(self) -> None:
         self._timer.stop()
+        self.supervisor.stop()
+        for purchase in self.purchases:
+            purchase.stop()
         self.runner.wait_for_done(15_000)
+        self.disk.wait_for_done(15_000)
         if self.api is not None:
             self.api.close()
         if self.bundled is not None:
@@ -123,15 +193,17 @@ class AppController(QObject):
     # -- health, packs ------------------------------------------------------------------------------------------
 
     def check_health(self) -> None:
-        api = self._require_api()
+        api = self.api
+        if api is None:
+            return
 
         def done(result: Any) -> None:
             self.health = Health(True, result.payments, result.version, "Connected")
             self.healthChanged.emit(self.health)
 
         def failed(error: BaseException) -> None:
-            self.health = Health(False, self.health.payments, self.health.version, describe(error))
-            self.healthChanged.emit(self.health)
+            if isinstance(error, BackendUnreachable):
+                self.backend_unreachable(describe(error))
 
         self.runner.run(lambda: api.health(timeout=5), done, failed)
 
@@ -142,7 +214,7 @@ class AppController(QObject):
             self.account.packs = packs
             self.packsChanged.emit(packs)
 
-        self.runner.run(api.packs, done, self._report)
+        self.runner.run(api.packs, done, self._auth_error_or_report)
 
     # -- accounts ----------------------------------------------------------------------------------------------
 
@@ -150,39 +222,38 @@ class AppController(QObject):
     def signed_in(self) -> bool:
         return self.account.email is not None
 
+    def _legacy_names(self) -> set[str]:
+        """The bundled backend's names of earlier versions (reading the purchases file: call on a worker)."""
+        if not self.identity.bundled:
+            return set()
+        return legacy_bundled_names(self.pending.all(), self.identity.key)
+
     def _restore_session(self) -> None:
-        """Sign in again with the token kept for the last account, if it still works."""
-        email = self.settings.load().last_email
-        if not email:
-            self.signedOut.emit("")
-            return
-        url = self.backend_url or ""
+        """Sign in again with the token kept for the last account on this backend, if it still works."""
+        url, key, tokens = self.backend_url or "", self.identity.key, self.tokens
+        self._restoring = True
 
-        def restore() -> tuple[str, int] | None:
+        def restore() -> Restored | None:
             # The keyring can be slow (an IPC call, even an unlock prompt): off the GUI thread with the rest.
-            token = self.tokens.load(url, email)
-            if not token:
+            email = self.settings.load().email_for(key)
+            self.last_email = email
+            if not email:
                 return None
-            probe = ApiClient(url, token)
-            try:
-                return token, probe.balance()
-            finally:
-                probe.close()
+            return restore_sign_in(url, key, email, tokens, self._legacy_names())
 
-        def done(result: tuple[str, int] | None) -> None:
+        def done(result: Restored | None) -> None:
+            self._restoring = False
             if result is None:
                 self.signedOut.emit("")
                 return
-            token, balance = result
-            self._require_api().token = token
-            self._signed_in(email, token, balance)
+            self._require_api().token = result.token
+            self._signed_in(result.email, result.token, result.balance)
 
         def failed(error: BaseException) -> None:
-            if isinstance(error, ApiError) and error.status == 401:
-                self.runner.run(lambda: self.tokens.delete(url, email))
-                self.signedOut.emit("Your session has ended; please sign in again.")
-            else:
-                self.signedOut.emit(describe(error))
+            self._restoring = False
+            if isinstance(error, BackendUnreachable):
+                self.backend_unreachable(describe(error))
+            self.signedOut.emit(describe(error))
 
         self.runner.run(restore, done, failed)
 
@@ -195,35 +266,124 @@ class AppController(QObject):
 
         def failed(error: BaseException) -> None:
             wrong = isinstance(error, ApiError) and error.code == "invalid_credentials"
+            if isinstance(error, BackendUnreachable):
+                self.backend_unreachable(describe(error))
             self.authFailed.emit(describe(error), wrong)
 
         self.runner.run(lambda: call(email, password), done, failed)
 
     def _signed_in(self, email: str, token: str, balance: int | None) -> None:
+        previous = [p for p in self.purchases if p.email.lower() != email.lower()]
+        for purchase in previous:  # another account's purchases: they stay on disk for when it is back
+            purchase.stop()
+            self.purchases.remove(purchase)
         self.account = Account(email=email, packs=self.account.packs)
-        url = self.backend_url or ""
-        self.runner.run(lambda: self.tokens.save(url, email, token))
-        self.settings.update(last_email=email)
-        log.info("signed in as %s", email)
+        self.last_email = email
+        url, key, tokens = self.backend_url or "", self.identity.key, self.tokens
+
+        def keep() -> None:
+            tokens.save(key, email, token)
+            self.settings.remember_email(key, email)
+            others = {p.account_email for p in self.pending.all()}
+            tidy_sign_ins(url, key, email, tokens, self._legacy_names(), others)
+
+        self.runner.run(keep)
+        log.info("signed in as %s", mask_email(email))
         self.signedIn.emit(email)
         if balance is not None:
             self.set_balance(balance)
         self.refresh()
+        for purchase in self.purchases:
+            purchase.signed_in_again()
+        self._resume_unfinished(email)
 
     def sign_out(self) -> None:
         api = self._require_api()
         self._forget_token()
-        self.account = Account(packs=self.account.packs)
+        self._end_account()
         token_api = ApiClient(api.base_url, api.token)
         api.token = None
         # Revoke the token on the server too; signing out locally does not wait for it.
         self.runner.run(token_api.logout, lambda _: token_api.close(), lambda _: token_api.close())
         self.signedOut.emit("")
 
+    def session_ended(self) -> None:
+        """The backend no longer knows the sign-in (401): ask for it again; purchases wait meanwhile."""
+        if not self.signed_in:
+            return
+        self._forget_token()
+        self._end_account()
+        if self.api is not None:
+            self.api.token = None
+        self.signedOut.emit("Your session has ended; please sign in again. Purchases in flight carry on after.")
+
+    def _end_account(self) -> None:
+        for purchase in self.purchases:
+            purchase.signed_out()
+        self.account = Account(packs=self.account.packs)
+
+    def _forget_token(self) -> None:
+        key, email = self.identity.key, self.account.email
+        if email:
+            self.runner.run(lambda: self.tokens.delete(key, email))
+
+    # -- buying -----------------------------------------------------------------------------------------------
+
+    @property
+    def can_buy(self) -> bool:
+        return self.online and self.signed_in and self.api is not None
+
+    def buy(self, pack: Pack) -> PurchaseController | None:
+        """Start a purchase (several may be in flight)."""
+        if not self.can_buy:
+            return None
+        purchase = self._new_purchase()
+        purchase.start(pack)
+        return purchase
+
+    def _new_purchase(self) -> PurchaseController:
+        first, cap = self.poll
+        purchase = PurchaseController(self, first_delay=first, max_delay=cap, parent=self)
+        purchase.finished.connect(self._purchase_finished)
+        self.purchases.append(purchase)
+        self.purchaseAdded.emit(purchase)
+        return purchase
+
+    def _purchase_finished(self, purchase: PurchaseController) -> None:
+        if purchase.session_id and purchase.flow.payment_status == "paid":
+            self._announced.add(purchase.session_id)
+
+    def dismiss(self, purchase: PurchaseController) -> None:
+        """The user closed a finished purchase's panel."""
+        if purchase in self.purchases and purchase.flow.is_terminal:
+            self.purchases.remove(purchase)
+            purchase.deleteLater()
+
+    def _resume_unfinished(self, email: str) -> None:
+        """Pick up this account's purchases that an earlier run (or sign-in) left in flight."""
+        key = self.identity.key
+
+        def find() -> list[PendingPurchase]:
+            for name in self._legacy_names():  # purchases of earlier versions, filed under an old URL
+                self.pending.refile(name, key)
+            return self.pending.unfinished(key, email)
+
+        def done(records: list[PendingPurchase]) -> None:
+            if self.account.email != email:
+                return
+            live = {p.session_id for p in self.purchases}
+            for record in records:
+                if record.session_id not in live:
+                    log.info("resuming an unfinished purchase: session=%s", record.session_id)
+                    self._new_purchase().resume(record)
+
+        self.disk.run(find, done, self._report)
+
     # -- balance and history -----------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Health, balance and the newest page of history; skipped while a refresh is under way."""
+        """Health, balance and the newest page of history; skipped while a refresh is under way. Older pages
+        already loaded stay, and new rows go on top."""
         if self.api is None:
             return
         self.check_health()
@@ -237,17 +397,49 @@ class AppController(QObject):
 
         def done(result: tuple[int, Any]) -> None:
             self._refreshing = False
+            if not self.signed_in:
+                return
             balance, page = result
             self.set_balance(balance)
-            self.account.history = list(page.items)
-            self.account.next_cursor = page.next_cursor
-            self.historyChanged.emit(self.account.history, page.next_cursor is not None)
+            self._merge_history(list(page.items), page.next_cursor)
+            self.account.updated_at = datetime.now(UTC)
 
         def failed(error: BaseException) -> None:
             self._refreshing = False
             self._auth_error_or_report(error)
 
         self.runner.run(fetch, done, failed)
+
+    def _merge_history(self, newest: list[Transaction], cursor: str | None) -> None:
+        account = self.account
+        first_load = account.updated_at is None and not account.history
+        known = {t.id for t in account.history}
+        new = [t for t in newest if t.id not in known]
+        if not account.history or (len(new) == len(newest) and cursor is not None):
+            # The first page, or more new rows than a page holds: start again from the newest.
+            account.history, account.next_cursor = newest, cursor
+        else:
+            account.history = new + account.history
+        if not first_load:
+            self._announce(new)
+        self.historyChanged.emit(account.history, account.next_cursor is not None)
+
+    def _announce(self, rows: list[Transaction]) -> None:
+        """A payment that landed without a purchase in flight telling of it (paid after it was cancelled or
+        expired here, or in another app) is announced, never silent."""
+        live = {p.session_id: p for p in self.purchases}
+        for row in rows:
+            if row.type != "purchase" or not row.reference or row.reference in self._announced:
+                continue
+            self._announced.add(row.reference)
+            purchase = live.get(row.reference)
+            if purchase is not None and not purchase.flow.is_terminal:
+                purchase.check_now()  # its own panel tells
+                continue
+            if purchase is not None and purchase.flow.payment_status == "paid":
+                continue
+            what = row.description or "a purchase"
+            self.paymentLanded.emit(f"A payment went through: {row.amount:,} credits were added ({what}).")
 
     def load_older(self) -> None:
         if self.api is None or not self.account.next_cursor or self._history_loading:
@@ -258,13 +450,13 @@ class AppController(QObject):
         def done(page: Any) -> None:
             self._history_loading = False
             known = {t.id for t in self.account.history}
-            self.account.history += [t for t in page.items if t.id not in known]
+            self.account.history = self.account.history + [t for t in page.items if t.id not in known]
             self.account.next_cursor = page.next_cursor
             self.historyChanged.emit(self.account.history, page.next_cursor is not None)
 
         def failed(error: BaseException) -> None:
             self._history_loading = False
-            self._report(error)
+            self._auth_error_or_report(error)
 
         self.runner.run(lambda: api.transactions(limit=HISTORY_PAGE, before=cursor), done, failed)
 
@@ -276,21 +468,11 @@ class AppController(QObject):
 
     def _auth_error_or_report(self, error: BaseException) -> None:
         if isinstance(error, ApiError) and error.status == 401 and self.signed_in:
-            self._forget_token()
-            self.account = Account(packs=self.account.packs)
-            if self.api is not None:
-                self.api.token = None
-            self.signedOut.emit("Your session has ended; please sign in again.")
+            self.session_ended()
             return
         if isinstance(error, BackendUnreachable):
-            self.health = Health(False, self.health.payments, self.health.version, describe(error))
-            self.healthChanged.emit(self.health)
+            self.backend_unreachable(describe(error))
         self._report(error)
-
-    def _forget_token(self) -> None:
-        url, email = self.backend_url or "", self.account.email
-        if email:
-            self.runner.run(lambda: self.tokens.delete(url, email))
 
     def _report(self, error: BaseException) -> None:
         message = describe(error)
@@ -302,14 +484,24 @@ class AppController(QObject):
             raise RuntimeError("the backend is not connected yet")
         return self.api
 
-    def new_client(self) -> ApiClient:
-        """A client of its own for long-running work (a purchase), sharing the signed-in token."""
-        api = self._require_api()
-        return ApiClient(api.base_url, api.token)
+    def describe(self, error: BaseException) -> str:
+        return describe(error)
 
     def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
-            on_error: Callable[[BaseException], None] | None = None) -> Any:
+            on_error: Callable[[BaseException], None] | None = None) -> Task:
+        """Network and keyring work on a worker; the callbacks run on the GUI thread."""
         return self.runner.run(fn, on_done, on_error)
+
+    def write(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None) -> Task:
+        """The app's own files, on the one disk worker, in the order asked."""
+        return self.disk.run(fn, on_done, self._disk_failed)
+
+    def _disk_failed(self, error: BaseException) -> None:
+        log.error("could not write the app's files: %s", error)
+        self.errorOccurred.emit(f"Could not save the app's data: {error}")
+
+    def save_geometry(self, geometry: str) -> None:
+        self.write(lambda: self.settings.update(window_geometry=geometry))
 
 
 def build_diagnostics(controller: AppController) -> Callable[[], dict[str, Any]]:
@@ -320,12 +512,15 @@ def build_diagnostics(controller: AppController) -> Callable[[], dict[str, Any]]
     backend_url, email = controller.backend_url, controller.account.email
     errors = controller.recent_errors.messages() if controller.recent_errors else []
     token = api.token if api is not None else None
+    supervisor = controller.supervisor
 
     def build() -> dict[str, Any]:
         return build_report(
-            backend_url=backend_url, bundled=controller.bundled is not None, account_email=email,
-            token_store=controller.tokens, paths=controller.paths, pending=controller.pending, errors=errors,
-            log_file=controller.paths.log_file, known_secrets=[token], health_timeout=10.0,
+            backend_url=backend_url, identity=controller.identity, bundled=controller.bundled is not None,
+            account_email=email, token=token, token_store=controller.tokens, paths=controller.paths,
+            pending=controller.pending, errors=errors, log_file=controller.paths.log_file, health_timeout=10.0,
+            supervision={"restarts": supervisor.restarts, "problem": supervisor.last_problem,
+                         "online": controller.online},
         )
 
     return build

@@ -1,7 +1,12 @@
-"""Help → Diagnostics: the support report, with Copy and Save."""
+"""Help → Diagnostics: the support report, readable, with Copy (JSON, for support's tools) and Save.
+
+A window of its own (not modal): the app works on while it is open. The report is built on a worker, and
+"Save report…" writes on the disk worker: the readable report, or the JSON where the file name ends in .json.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +22,36 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.diagnostics import report_json
+from desktop.core.diagnostics import render_text, report_json
 from desktop.qt.controller import AppController, build_diagnostics, describe
+
+TEXT_FILTER = "Text files (*.txt)"
+JSON_FILTER = "JSON files (*.json)"
 
 
 class DiagnosticsDialog(QDialog):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self.report: dict[str, Any] | None = None
         self.report_text = ""
+        self.file_dialog: QFileDialog | None = None
         self.setWindowTitle("Creditdesk diagnostics")
-        self.resize(760, 560)
-        intro = QLabel("This report helps support find what is wrong. It holds no passwords, tokens or keys; "
-                       "your email is partly hidden.")
+        self.resize(820, 600)
+        intro = QLabel("This report helps support find what is wrong, such as a payment whose credits do not "
+                       "show. It holds no passwords, tokens or keys; your email is partly hidden.")
         intro.setWordWrap(True)
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setAccessibleName("Diagnostics report")
         self.status = QLabel()
+        self.status.setObjectName("diagnosticsStatus")
+        self.status.setWordWrap(True)
         self.refresh_button = QPushButton("&Refresh")
         self.copy_button = QPushButton("&Copy report")
+        self.copy_button.setToolTip("Copies the report as JSON, for support's tools.")
         self.save_button = QPushButton("&Save report…")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         for button in (self.refresh_button, self.copy_button, self.save_button):
@@ -45,7 +59,7 @@ class DiagnosticsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.refresh_button.clicked.connect(self.refresh)
         self.copy_button.clicked.connect(self.copy)
-        self.save_button.clicked.connect(self.save)
+        self.save_button.clicked.connect(self.choose_file)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addWidget(self.text, stretch=1)
@@ -59,7 +73,8 @@ class DiagnosticsDialog(QDialog):
         self.controller.run(build_diagnostics(self.controller), self._show, self._failed)
 
     def _show(self, report: dict[str, Any]) -> None:
-        self.report_text = report_json(report)
+        self.report = report
+        self.report_text = render_text(report)
         self.text.setPlainText(self.report_text)
         self.status.setText("Ready.")
         self._set_ready(True)
@@ -73,20 +88,35 @@ class DiagnosticsDialog(QDialog):
             button.setEnabled(ready)
 
     def copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.report_text)
-        self.status.setText("Copied to the clipboard.")
+        if self.report is not None:
+            QGuiApplication.clipboard().setText(report_json(self.report))
+            self.status.setText("Copied to the clipboard (as JSON).")
 
-    def save(self, path: str | None = None) -> bool:
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save diagnostics report",
-                                                  str(Path.home() / "creditdesk-diagnostics.json"),
-                                                  "JSON files (*.json)")
-        if not path:
-            return False
-        try:
-            Path(path).write_text(self.report_text + "\n", encoding="utf-8")
-        except OSError as exc:
-            self.status.setText(f"Could not save the report: {exc.strerror}.")
-            return False
-        self.status.setText(f"Saved to {path}.")
-        return True
+    def choose_file(self) -> QFileDialog:
+        """Ask where to save (a window-modal question; the answer arrives through ``fileSelected``)."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        dialog = QFileDialog(self, "Save diagnostics report", str(Path.home() / f"creditdesk-diagnostics-{stamp}.txt"),
+                             f"{TEXT_FILTER};;{JSON_FILTER}")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("txt")
+        dialog.fileSelected.connect(self.save)
+        self.file_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def save(self, path: str) -> None:
+        """Write the report to ``path`` on the disk worker; the status line says how it went."""
+        if not path or self.report is None:
+            return
+        target = Path(path)
+        content = report_json(self.report) + "\n" if target.suffix.lower() == ".json" else self.report_text
+        self.status.setText(f"Saving to {target}…")
+
+        def done(_: Any) -> None:
+            self.status.setText(f"Saved to {target}.")
+
+        def failed(error: BaseException) -> None:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            self.status.setText(f"Could not save the report to {target}: {reason}.")
+
+        self.controller.disk.run(lambda: target.write_text(content, encoding="utf-8"), done, failed)

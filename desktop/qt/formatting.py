@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from PySide6.QtCore import QDate, QDateTime, QLocale, QTime
+from PySide6.QtCore import QDate, QDateTime, QLocale, QTime, QTimeZone
 
 # ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
@@ -45,14 +46,42 @@ def signed(value: int, locale: QLocale | None = None) -> str:
     return f"{locale.positiveSign()}{text}" if value > 0 else f"{locale.negativeSign()}{text}" if value < 0 else text
 
 
-def timestamp(iso: str, locale: QLocale | None = None) -> str:
-    """An ISO 8601 UTC time from the API, in local time and the locale's short format."""
+def _four_digit_year(date_format: str) -> str:
+    """A locale's short date format with the year written in full (``M/d/yy`` -> ``M/d/yyyy``)."""
+    return re.sub(r"(?<!y)y{1,2}(?!y)", "yyyy", date_format)
+
+
+def _moment(moment: datetime, zone: QTimeZone | None) -> QDateTime:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return QDateTime.fromMSecsSinceEpoch(int(moment.timestamp() * 1000), zone or QTimeZone.systemTimeZone())
+
+
+def when(moment: datetime, locale: QLocale | None = None, zone: QTimeZone | None = None) -> str:
+    """A moment in the user's time zone, as their locale writes a short date (with all four digits of the year)
+    and time, followed by the zone: ``11/26/2026 9:05 AM UTC``, ``26.11.2026 10:05 MEZ``."""
+    locale = locale or QLocale()
+    local = _moment(moment, zone)
+    pattern = f"{_four_digit_year(locale.dateFormat(QLocale.FormatType.ShortFormat))} " \
+              f"{locale.timeFormat(QLocale.FormatType.ShortFormat)}"
+    abbreviation = local.timeZoneAbbreviation()
+    text = locale.toString(local, pattern)
+    return f"{text} {abbreviation}" if abbreviation else text
+
+
+def clock(moment: datetime, locale: QLocale | None = None, zone: QTimeZone | None = None) -> str:
+    """The time of day of a moment, in the user's time zone and locale: ``9:05 AM``."""
+    locale = locale or QLocale()
+    return locale.toString(_moment(moment, zone).time(), locale.timeFormat(QLocale.FormatType.ShortFormat))
+
+
+def timestamp(iso: str, locale: QLocale | None = None, zone: QTimeZone | None = None) -> str:
+    """An ISO 8601 UTC time from the API, as :func:`when` writes it."""
     try:
         parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
-    when = QDateTime.fromSecsSinceEpoch(int(parsed.timestamp())).toLocalTime()
-    return (locale or QLocale()).toString(when, QLocale.FormatType.ShortFormat)
+    return when(parsed, locale, zone)
 
 
 def local_datetime(moment: datetime, locale: QLocale | None = None) -> str:

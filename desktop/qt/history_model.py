@@ -2,6 +2,8 @@
 
 Rows are formatted once, when they arrive: Qt asks ``data()`` for every cell and role whenever it
 measures or paints, and formatting dates and numbers there made each refresh stall the window.
+New rows are inserted (on top, or below when older pages load), never a reset, so that the view keeps
+its selection and scroll position across refreshes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from PySide6.QtGui import QColor
 from desktop.core.api import Transaction
 from desktop.qt import formatting
 
-TYPE_LABELS = {"purchase": "Purchase", "spend": "Spent", "refund": "Refund", "adjustment": "Adjustment"}
+TYPE_LABELS = {"purchase": "Purchase", "spend": "Spent", "refund": "Refund", "adjustment": "Adjustment",
+               "dispute": "Disputed", "dispute_reversal": "Dispute won"}
 COLUMNS = ("Type", "Amount", "Balance after", "Date", "Description")
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 NEGATIVE = QColor("#b42318")
@@ -22,13 +25,22 @@ NEGATIVE = QColor("#b42318")
 Index = QModelIndex | QPersistentModelIndex
 
 
+def describe(row: Transaction) -> str:
+    """The description, with what was paid for a purchase: ``Standard pack · paid $25.00``."""
+    text = row.description or ""
+    if row.payment is not None:
+        paid = f"paid {formatting.money(row.payment.amount, row.payment.currency)}"
+        text = f"{text} · {paid}" if text else paid.capitalize()
+    return text
+
+
 def display(row: Transaction) -> tuple[str, str, str, str, str]:
     return (
-        TYPE_LABELS.get(row.type, row.type.title()),
+        TYPE_LABELS.get(row.type, row.type.replace("_", " ").capitalize()),
         formatting.signed(row.amount),
         formatting.number(row.balance_after),
         formatting.timestamp(row.created_at),
-        row.description,
+        describe(row),
     )
 
 
@@ -39,17 +51,29 @@ class HistoryModel(QAbstractTableModel):
         self._text: list[tuple[str, str, str, str, str]] = []
 
     def set_rows(self, rows: list[Transaction]) -> None:
-        """Show ``rows``; when they only add older rows after the current ones, append instead of resetting."""
+        """Show ``rows``. When they are the current rows with new ones before and/or after them, insert those
+        (selection and scroll position stay); anything else resets the model."""
         rows = list(rows)
-        count = len(self.rows)
-        if count and len(rows) > count and rows[:count] == self.rows:
-            self.beginInsertRows(QModelIndex(), count, len(rows) - 1)
-            self.rows = rows
-            self._text += [display(row) for row in rows[count:]]
-            self.endInsertRows()
-            return
         if rows == self.rows:
             return
+        count = len(self.rows)
+        if count:
+            ids = [row.id for row in rows]
+            first = self.rows[0].id
+            start = ids.index(first) if first in ids else -1
+            if start >= 0 and rows[start:start + count] == self.rows:
+                if start:
+                    self.beginInsertRows(QModelIndex(), 0, start - 1)
+                    self.rows = rows[:start] + self.rows
+                    self._text = [display(row) for row in rows[:start]] + self._text
+                    self.endInsertRows()
+                if len(rows) > len(self.rows):
+                    old = len(self.rows)
+                    self.beginInsertRows(QModelIndex(), old, len(rows) - 1)
+                    self.rows = rows
+                    self._text += [display(row) for row in rows[old:]]
+                    self.endInsertRows()
+                return
         self.beginResetModel()
         self.rows = rows
         self._text = [display(row) for row in rows]
@@ -75,5 +99,7 @@ class HistoryModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and column == 1 and self.rows[index.row()].amount < 0:
             return NEGATIVE
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"Reference: {self.rows[index.row()].reference}"
+            row = self.rows[index.row()]
+            order = f"\nOrder: {row.order_id}" if row.order_id else ""
+            return f"Reference: {row.reference}{order}"
         return None

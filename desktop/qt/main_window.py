@@ -1,17 +1,22 @@
-"""The main window: starting, signing in, and the account page; menus and the status bar."""
+"""The main window: starting, signing in, and the account page with its purchases; menus and the status bar.
+
+Nothing here is modal for longer than a question takes to answer: purchases in flight are panels on the
+account page, Diagnostics is a window of its own, and the menus, Quit and the close button work throughout.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from datetime import UTC, datetime
 
-from PySide6.QtCore import QByteArray, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QPushButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -19,19 +24,26 @@ from PySide6.QtWidgets import (
 
 import resources
 from desktop.core.api import Pack
-from desktop.core.purchase import FlowState, PurchaseFlow
+from desktop.core.diagnostics import package_version
+from desktop.core.purchase import FlowState
+from desktop.qt import formatting
 from desktop.qt.account_page import AccountPage
 from desktop.qt.controller import AppController, Health
 from desktop.qt.diagnostics_dialog import DiagnosticsDialog
-from desktop.qt.purchase_controller import Opener, PurchaseController
-from desktop.qt.purchase_dialog import PurchaseDialog
+from desktop.qt.purchase_controller import PurchaseController
+from desktop.qt.purchase_panel import PurchasePanel
 from desktop.qt.sign_in import SignInPage
 from desktop.qt.spend_ui import SpendUi
 
 log = logging.getLogger("desktop.window")
 
+PREFERRED_SIZE = QSize(940, 720)
+MINIMUM_SIZE = QSize(480, 360)
+TICK_MS = 30_000  # the panels' "expires in"
+
 
 def open_in_system_browser(url: str) -> bool:
+    """Qt's way (for platforms without xdg-open); the app uses :func:`desktop.core.browser.open_in_browser`."""
     return QDesktopServices.openUrl(QUrl(url))
 
 
@@ -41,38 +53,43 @@ def app_icon() -> QIcon:
     return icon
 
 
+def app_version() -> str:
+    return package_version("creditdesk") or "unknown"
+
+
 class StartingPage(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QLabel("Starting Creditdesk…")
+        self.label.setObjectName("startingMessage")
         self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setMaximumWidth(280)
         self.progress.setTextVisible(False)
+        self.retry_button = QPushButton("&Try again now")
+        self.retry_button.hide()
         layout = QVBoxLayout(self)
         layout.addStretch()
         layout.addWidget(self.label)
         layout.addWidget(self.progress, alignment=Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.retry_button, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addStretch()
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: AppController, opener: Opener | None = None, *,
-                 poll_first_delay: float = 2.0, poll_max_delay: float = 30.0) -> None:
+    def __init__(self, controller: AppController, geometry: str | None = None) -> None:
         super().__init__()
         self.controller = controller
-        self.opener: Callable[[str], bool] = opener or open_in_system_browser
-        self._poll = (poll_first_delay, poll_max_delay)
-        self.purchase: PurchaseController | None = None
-        self.purchase_dialog: PurchaseDialog | None = None
-        self.resumed: list[PurchaseController] = []
         self.diagnostics: DiagnosticsDialog | None = None
+        self.about_box: QMessageBox | None = None
+        self.panels: dict[PurchaseController, PurchasePanel] = {}
 
         self.setWindowTitle("Creditdesk")
         self.setWindowIcon(app_icon())
-        self.resize(920, 680)
+        self.setMinimumSize(MINIMUM_SIZE)
         self.starting = StartingPage()
         self.sign_in = SignInPage()
         self.account = AccountPage()
@@ -88,7 +105,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.spend_ui = SpendUi(self, controller)  # the Credits menu: spending, usage, alerts, spend controls
-        self._restore_geometry()
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self._tick_panels)
+        self._tick.start()
+        self.fit_to_screen(geometry)
 
     # -- set-up -----------------------------------------------------------------------------------------------
 
@@ -98,65 +119,153 @@ class MainWindow(QMainWindow):
         self.refresh_action.triggered.connect(self.controller.refresh)
         self.sign_out_action = QAction("Sign &out", self)
         self.sign_out_action.triggered.connect(self.controller.sign_out)
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action.triggered.connect(self.close)
         for action in (self.refresh_action, self.sign_out_action):
             file_menu.addAction(action)
             action.setEnabled(False)
         file_menu.addSeparator()
-        file_menu.addAction(quit_action)
+        file_menu.addAction(self.quit_action)
+        self.buy_menu = self.menuBar().addMenu("&Buy")
+        self.buy_actions: list[QAction] = []
         help_menu = self.menuBar().addMenu("&Help")
         self.diagnostics_action = QAction("&Diagnostics…", self, shortcut=QKeySequence("Ctrl+Shift+D"))
         self.diagnostics_action.triggered.connect(self.show_diagnostics)
-        about = QAction("&About Creditdesk", self)
-        about.triggered.connect(self._about)
+        self.about_action = QAction("&About Creditdesk", self)
+        self.about_action.triggered.connect(self._about)
         help_menu.addAction(self.diagnostics_action)
-        help_menu.addAction(about)
+        help_menu.addAction(self.about_action)
+        self._set_buy_actions([])
+
+    def _set_buy_actions(self, packs: list[Pack]) -> None:
+        """Buy ▸ <pack>, with Ctrl+1, Ctrl+2, ... (the same as the cards' buttons)."""
+        self.buy_menu.clear()
+        self.buy_actions = []
+        for number, pack in enumerate(packs, start=1):
+            action = QAction(f"Buy {pack.name} ({formatting.number(pack.credits)} credits, "
+                             f"{formatting.money(pack.amount, pack.currency)})", self)
+            if number <= 9:
+                action.setShortcut(QKeySequence(f"Ctrl+{number}"))
+            action.triggered.connect(lambda _=False, p=pack: self.buy(p))
+            self.buy_menu.addAction(action)
+            self.buy_actions.append(action)
+        if not packs:
+            placeholder = self.buy_menu.addAction("No packs yet")
+            placeholder.setEnabled(False)
+        self._update_buying()
 
     def _connect(self) -> None:
         c = self.controller
         c.backendReady.connect(lambda url: self.starting.label.setText(f"Connecting to {url}…"))
         c.backendFailed.connect(self._backend_failed)
+        c.onlineChanged.connect(self._online_changed)
         c.healthChanged.connect(self._show_health)
         c.signedIn.connect(self._signed_in)
         c.signedOut.connect(self._signed_out)
         c.authFailed.connect(self.sign_in.failed)
         c.balanceChanged.connect(self.account.set_balance)
-        c.packsChanged.connect(self.account.set_packs)
+        c.packsChanged.connect(self._packs_changed)
         c.historyChanged.connect(self.account.set_history)
         c.errorOccurred.connect(lambda message: self.statusBar().showMessage(message, 10_000))
+        c.purchaseAdded.connect(self._purchase_added)
+        c.paymentLanded.connect(self._payment_landed)
         self.sign_in.submitted.connect(c.sign_in)
         self.account.buyRequested.connect(self.buy)
         self.account.loadOlderRequested.connect(c.load_older)
+        self.starting.retry_button.clicked.connect(c.supervisor.retry_now)
 
-    def _restore_geometry(self) -> None:
-        geometry = self.controller.settings.load().window_geometry
+    def fit_to_screen(self, geometry: str | None = None) -> None:
+        """Restore the saved geometry (or take the preferred size), then make the window fit the screen's
+        available area at any scaling."""
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
+        else:
+            self.resize(PREFERRED_SIZE)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        # Leave room for the window manager's frame (not known before the window is shown).
+        room = QSize(max(available.width() - 16, MINIMUM_SIZE.width()),
+                     max(available.height() - 48, MINIMUM_SIZE.height()))
+        size = self.size().boundedTo(room)
+        if size != self.size():
+            self.resize(size)
+        frame = QRect(self.pos(), self.size())
+        if not available.contains(frame):
+            x = min(max(frame.x(), available.x()), available.right() - size.width())
+            y = min(max(frame.y(), available.y()), available.bottom() - size.height() - 32)
+            self.move(max(x, available.x()), max(y, available.y()))
 
     # -- reactions --------------------------------------------------------------------------------------------
 
     def _backend_failed(self, message: str) -> None:
         self.starting.progress.hide()
-        self.starting.label.setText(message + "\n\nSee Help → Diagnostics for details.")
+        self.starting.label.setText(message + "\n\nHelp → Diagnostics has the details.")
+        self.starting.retry_button.show()
+
+    def _online_changed(self, online: bool) -> None:
+        if online:
+            self.starting.progress.show()
+            self.starting.retry_button.hide()
+        self._update_buying()
+        self._show_stale()
+
+    def _show_stale(self) -> None:
+        c = self.controller
+        if c.online:
+            self.account.set_stale(None)
+            return
+        updated = c.account.updated_at
+        since = f" These figures are from {formatting.clock(updated)}." if updated else ""
+        self.account.set_stale(f"Not up to date: {c.health.message}{since} Buying is off until the server is back.")
 
     def _show_health(self, health: Health) -> None:
         mode = {"stub": "stub payments (no real money)", "stripe": "Stripe payments"}.get(health.payments, "")
         state = "connected" if health.reachable else "not reachable"
-        parts = [f"Backend {self.controller.backend_url}", mode, state]
+        parts = [f"Backend {self.controller.backend_url or self.controller.identity.label}", mode, state]
         self.backend_label.setText(" · ".join(p for p in parts if p))
         self.backend_label.setToolTip(health.message)
         self.backend_label.setStyleSheet("" if health.reachable else "color: #b42318;")
+        if not health.reachable:
+            self._show_stale()
+
+    def _packs_changed(self, packs: list[Pack]) -> None:
+        self.account.set_packs(packs)
+        self._set_buy_actions(packs)
+
+    def _update_buying(self) -> None:
+        c = self.controller
+        enabled = c.can_buy
+        why = "" if enabled else ("The server is not answering." if not c.online else "Sign in first.")
+        self.account.set_buying_enabled(enabled, why)
+        for action in self.buy_actions:
+            action.setEnabled(enabled)
 
     def _signed_in(self, email: str) -> None:
         tokens = self.controller.tokens
         self.account.set_email(email, "" if tokens.persistent else tokens.where)
         self.account.set_balance(self.controller.account.balance)
-        self.account.set_packs(self.controller.account.packs)
+        self.account.show_notice("")
         self.pages.setCurrentWidget(self.account)
         self.refresh_action.setEnabled(True)
         self.sign_out_action.setEnabled(True)
-        self._resume_unfinished(email)
+        for purchase, panel in list(self.panels.items()):
+            if purchase not in self.controller.purchases:  # another account's, stopped
+                self._remove_panel(purchase)
+            else:
+                panel.show()
+        self._update_buying()
+        self._focus_first_action()
+
+    def _focus_first_action(self) -> None:
+        """After sign-in the keyboard starts at the first Buy button (or a purchase's first action)."""
+        for panel in self.account.panels:
+            if panel.check_button.isEnabled():
+                panel.check_button.setFocus()
+                return
+        if self.account.cards:
+            self.account.cards[0].button.setFocus()
 
     def _signed_out(self, reason: str) -> None:
         self.pages.setCurrentWidget(self.sign_in)
@@ -164,59 +273,60 @@ class MainWindow(QMainWindow):
         self.sign_out_action.setEnabled(False)
         self.account.set_balance(None)
         self.account.set_history([], False)
-        self.sign_in.reset(reason, self.controller.settings.load().last_email or "")
+        self._update_buying()
+        self.sign_in.reset(reason, self.controller.last_email or "")
 
     # -- buying -----------------------------------------------------------------------------------------------
 
-    def buy(self, pack: Pack) -> None:
-        if self.purchase is not None and not self.purchase.flow.is_terminal:
-            if self.purchase_dialog is not None:
-                self.purchase_dialog.show()
-                self.purchase_dialog.raise_()
-            return
-        first, cap = self._poll
-        purchase = PurchaseController(self.controller, self.opener, first_delay=first, max_delay=cap, parent=self)
-        self.purchase = purchase
+    def buy(self, pack: Pack) -> PurchaseController | None:
+        purchase = self.controller.buy(pack)
+        if purchase is None:
+            self.statusBar().showMessage("Buying is not possible right now: the server is not answering.", 10_000)
+        return purchase
+
+    def _purchase_added(self, purchase: PurchaseController) -> None:
+        panel = PurchasePanel(purchase)
+        panel.dismissed.connect(self._dismiss)
+        self.panels[purchase] = panel
+        self.account.add_panel(panel)
         purchase.callbackReceived.connect(self.bring_to_front)
         purchase.finished.connect(self._purchase_finished)
-        self.account.set_buying(True)
-        purchase.start(pack)
-        dialog = PurchaseDialog(purchase, self)
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
-        self.purchase_dialog = dialog
-        dialog.show()
 
-    def _purchase_finished(self, flow: PurchaseFlow) -> None:
-        self.account.set_buying(False)
+    def _purchase_finished(self, purchase: PurchaseController) -> None:
+        flow = purchase.flow
         if flow.state is FlowState.PAID:
             self.bring_to_front()
-            self.statusBar().showMessage(f"{flow.credits_granted:,} credits added.", 15_000)
-
-    def _resume_unfinished(self, email: str) -> None:
-        backend_url = self.controller.backend_url or ""
-        for pending in self.controller.pending.unfinished(backend_url, email):
-            first, cap = self._poll
-            purchase = PurchaseController(self.controller, self.opener, first_delay=first, max_delay=cap,
-                                          parent=self)
-            purchase.finished.connect(self._resumed_finished)
-            self.resumed.append(purchase)
-            self.statusBar().showMessage(f"Checking your unfinished purchase of the {pending.pack_name} pack…")
-            purchase.resume(pending)
-
-    def _resumed_finished(self, flow: PurchaseFlow) -> None:
-        if flow.state is FlowState.PAID:
             self.statusBar().showMessage(
-                f"Your earlier purchase went through: {flow.credits_granted:,} credits added.", 20_000)
-        elif flow.state is not FlowState.GAVE_UP:
-            self.statusBar().showMessage("An earlier purchase did not complete; nothing was charged.", 20_000)
+                f"Payment received: {formatting.number(flow.credits_granted)} credits added "
+                f"({purchase.pack_name} pack).", 20_000)
+        elif purchase.resumed:
+            self.statusBar().showMessage(f"An earlier purchase ended: {purchase.message}", 20_000)
+
+    def _dismiss(self, purchase: PurchaseController) -> None:
+        self._remove_panel(purchase)
+        self.controller.dismiss(purchase)
+        self._focus_first_action()
+
+    def _remove_panel(self, purchase: PurchaseController) -> None:
+        panel = self.panels.pop(purchase, None)
+        if panel is not None:
+            self.account.remove_panel(panel)
+
+    def _payment_landed(self, message: str) -> None:
+        self.account.show_notice(message)
+        self.statusBar().showMessage(message, 30_000)
+        self.bring_to_front()
+
+    def _tick_panels(self) -> None:
+        now = datetime.now(UTC)
+        for panel in self.panels.values():
+            panel.tick(now)
 
     def bring_to_front(self) -> None:
         self.setWindowState((self.windowState() & ~Qt.WindowState.WindowMinimized) | Qt.WindowState.WindowActive)
         self.show()
         self.raise_()
         self.activateWindow()
-        if self.purchase_dialog is not None and self.purchase_dialog.isVisible():
-            self.purchase_dialog.raise_()  # without a window manager the dialog would end up behind
 
     # -- help -------------------------------------------------------------------------------------------------
 
@@ -229,16 +339,19 @@ class MainWindow(QMainWindow):
         self.diagnostics.raise_()
         return self.diagnostics
 
-    def _about(self) -> None:
-        QMessageBox.about(self, "About Creditdesk",
-                          "<b>Creditdesk</b><p>Buy prepaid credits and keep track of them.</p>")
+    def _about(self) -> QMessageBox:
+        """Help → About (window-modal: a question's worth of waiting)."""
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "About Creditdesk",
+                          f"<b>Creditdesk {app_version()}</b><p>Buy prepaid credits and keep track of them.</p>",
+                          QMessageBox.StandardButton.Close, self)
+        box.setIconPixmap(app_icon().pixmap(64, 64))
+        box.open()
+        self.about_box = box
+        return box
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        for purchase in [self.purchase, *self.resumed]:
-            if purchase is not None:
-                if not purchase.flow.is_terminal:
-                    purchase.give_up()  # remembered on disk; checked again at the next start
-                purchase.close_listener()
-        self.controller.settings.update(window_geometry=bytes(self.saveGeometry().toBase64().data()).decode())
+        # Purchases in flight stay on disk and are picked up at the next start (the controller's shutdown stops
+        # their checks and closes their listeners).
+        self.controller.save_geometry(bytes(self.saveGeometry().toBase64().data()).decode())
         self.spend_ui.close()
         super().closeEvent(event)

@@ -1,72 +1,106 @@
-"""Drives one purchase: loopback listener, checkout, the system browser, callback and polling.
+"""Drives one purchase: loopback listener, checkout, the system browser, hand-off hints, polling, cancelling.
 
-The pure state machine is :class:`desktop.core.purchase.PurchaseFlow`; this class feeds it the
-results of work done on workers and timers, and keeps the purchase on disk until it ends.
+The pure state machine is :class:`desktop.core.purchase.PurchaseFlow`; this class feeds it the results of work
+done on workers and timers, and keeps the purchase (with its timeline) on disk until it ends. Several purchases
+may be in flight at once, each with its own controller, and the rest of the app keeps working meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from desktop.core.api import ApiClient, ApiError, Pack, PaymentVerification
+from desktop.core.api import ApiError, BackendUnreachable, CancelResult, Pack, PaymentVerification
 from desktop.core.callback import CallbackResult, LoopbackListener
-from desktop.core.pending import PendingPurchase
+from desktop.core.pending import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PendingPurchase, utcnow_iso
 from desktop.core.purchase import FlowState, PurchaseFlow
-from desktop.qt.controller import AppController, describe
 from desktop.qt.tasks import Task
 
 log = logging.getLogger("desktop.purchase")
 
-LISTENER_TIMEOUT_SECONDS = 3600  # the listener gives up after an hour; polling still finds the payment
-# A purchase resumed at start-up is checked this many times, then left for the next start: its session may
-# stay open (unpaid) for up to a day, and nobody is waiting on it.
-RESUMED_MAX_CHECKS = 6
-# When a purchase ends before the browser came back (a poll found the payment, or the user stopped waiting),
-# the listener still answers the browser for this long, so that it shows our page and not an error.
-LISTENER_GRACE_MS = 120_000
+# Checkout Sessions live 24 hours: Stripe's default, and the stub's; the backend sets no other expiry.
+CHECKOUT_LIFETIME = timedelta(hours=24)
 
-Opener = Callable[[str], bool]
+# What a backend status means for someone waiting on it.
+STATUS_WORDS = {
+    "pending": "not paid yet", "paid": "paid", "cancelled": "cancelled", "expired": "expired",
+    "failed": "the payment failed", "refunded": "refunded", "disputed": "disputed",
+    "charged_back": "reversed by the bank",
+}
+
+
+def parse_time(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class PurchaseController(QObject):
-    changed = Signal()  # read .flow and .message
-    callbackReceived = Signal()  # the browser came back: bring the app to the front
-    finished = Signal(object)  # the PurchaseFlow, in a terminal state
+    changed = Signal()  # read .flow, .message, .last_learned
+    answered = Signal(str)  # the answer to "Check now", as a sentence
+    callbackReceived = Signal()  # the browser handed the result over: bring the app to the front
+    finished = Signal(object)  # this controller, its flow in a terminal state
 
     _callback = Signal(object)  # from the listener's thread to the GUI thread
 
-    def __init__(self, controller: AppController, opener: Opener, *, first_delay: float = 2.0,
-                 max_delay: float = 30.0, parent: QObject | None = None) -> None:
+    def __init__(self, controller: Any, *, first_delay: float = 2.0, max_delay: float = 30.0,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.opener = opener
         self.flow = PurchaseFlow(first_delay=first_delay, max_delay=max_delay)
         self.pack_name = ""
         self.credits = 0
+        self.amount: int | None = None
+        self.currency: str | None = None
+        self.order_id: str | None = None
+        self.email = controller.account.email or ""
+        self.started_at = datetime.now(UTC)
         self.browser_opened: bool | None = None
-        self.max_checks: int | None = None
-        self.api: ApiClient = controller.new_client()
+        self.resumed = False
+        self.last_learned: tuple[datetime, str] | None = None  # when, and what the app last learned
         self.listener: LoopbackListener | None = None
         self._verify_task: Task | None = None
+        self._answer_wanted = False
+        self._stopped = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._poll)
+        self._expiry = QTimer(self)
+        self._expiry.setSingleShot(True)
+        self._expiry.timeout.connect(self.check_now)
         self._callback.connect(self._on_callback, Qt.ConnectionType.QueuedConnection)
+
+    def __repr__(self) -> str:
+        return f"PurchaseController({self.pack_name!r}, {self.flow!r})"
+
+    @property
+    def session_id(self) -> str | None:
+        return self.flow.session_id
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.started_at + CHECKOUT_LIFETIME
+
+    def time_left(self, now: datetime | None = None) -> timedelta:
+        return max(timedelta(0), self.expires_at - (now or datetime.now(UTC)))
 
     # -- starting ---------------------------------------------------------------------------------------------
 
     def start(self, pack: Pack) -> None:
         """Open the listener, create the checkout and send the browser to it."""
         self.pack_name, self.credits = pack.name, pack.credits
+        self.amount, self.currency = pack.amount, pack.currency
         self.flow.begin(pack.id)
-        listener = LoopbackListener(on_result=self._callback.emit, timeout_seconds=LISTENER_TIMEOUT_SECONDS)
+        listener = LoopbackListener(on_result=self._callback.emit,
+                                    timeout_seconds=CHECKOUT_LIFETIME.total_seconds())
         self.listener = listener
-        api = self.api
+        api = self.controller.api
 
         def create() -> Any:
             listener.start()
@@ -75,133 +109,249 @@ class PurchaseController(QObject):
         def done(session: Any) -> None:
             if not self.flow.started(session.session_id, session.url):
                 return
-            log.info("purchase started: pack=%s session=%s", pack.id, session.session_id)
-            self.controller.pending.add(PendingPurchase(
-                backend_url=api.base_url, account_email=self.controller.account.email or "",
+            self.order_id = session.order_id
+            self.started_at = datetime.now(UTC)
+            log.info("purchase started: pack=%s session=%s order=%s", pack.id, session.session_id, session.order_id)
+            record = PendingPurchase(
+                backend_url=api.base_url, backend_id=self.controller.identity.key, account_email=self.email,
                 session_id=session.session_id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
-                started_at=_now(), status="pending",
-            ))
+                started_at=_iso(self.started_at), status="pending", order_id=session.order_id,
+                amount=pack.amount, currency=pack.currency, checkout_url=session.url,
+            ).with_event(CREATED, _iso(self.started_at))
+            self.controller.write(lambda: self.controller.pending.add(record))
+            self._arm_expiry()
             self.open_checkout()
             self._step()
 
         def failed(error: BaseException) -> None:
             self.controller.run(listener.close)  # close() waits for the server thread: not on the GUI thread
-            self.flow.start_failed(describe(error))
+            message = self.controller.describe(error)
+            log.warning("a purchase could not start: pack=%s: %s", pack.id, message)
+            self.flow.start_failed(message)
+            if isinstance(error, BackendUnreachable):
+                self.controller.backend_unreachable(message)
             self._step()
 
         self.controller.run(create, done, failed)
         self.changed.emit()
 
-    def resume(self, purchase: PendingPurchase) -> None:
-        """Finish checking a purchase left in flight by an earlier run (no browser, no listener)."""
-        self.pack_name, self.credits = purchase.pack_name, purchase.credits
-        self.max_checks = RESUMED_MAX_CHECKS
-        self.flow.begin(purchase.pack_id)
-        self.flow.started(purchase.session_id, "")
-        self.flow.poll()
+    def resume(self, record: PendingPurchase) -> None:
+        """Carry on with a purchase left in flight by an earlier run (no listener: the browser's hand-off for it
+        went to a port that is closed now; polling finds the payment)."""
+        self.resumed = True
+        self.pack_name, self.credits = record.pack_name, record.credits
+        self.amount, self.currency, self.order_id = record.amount, record.currency, record.order_id
+        self.email = record.account_email
+        self.started_at = parse_time(record.started_at) or datetime.now(UTC)
+        checked = parse_time(record.last_checked_at)
+        if checked is not None:
+            self.last_learned = (checked, STATUS_WORDS.get(record.status, record.status))
+        self.flow.pack_id = record.pack_id
+        self.flow.resume(record.session_id, record.checkout_url, record.status)
+        self._arm_expiry()
         self._step()
+
+    def _arm_expiry(self) -> None:
+        """Check once more right after the session expires: the backend then says so, and the panel too."""
+        left = self.time_left().total_seconds()
+        if left > 0:
+            self._expiry.start(int(min(left + 5, 2**31 / 1000 - 1) * 1000))
 
     # -- user actions -----------------------------------------------------------------------------------------
 
-    def open_checkout(self) -> bool:
-        """Open (again) the checkout page in the system browser."""
+    def open_checkout(self) -> None:
+        """Open (again) the checkout page in the system browser (the opener runs on a worker: it may wait)."""
         url = self.flow.checkout_url
         if not url or self.flow.is_terminal:
-            return False
-        try:
-            self.browser_opened = bool(self.opener(url))
-        except Exception as exc:
-            log.warning("the browser could not be opened: %s", exc)
-            self.browser_opened = False
-        if not self.browser_opened:
-            log.warning("the system browser did not open the checkout page")
-        self.changed.emit()
-        return self.browser_opened
+            return
+        opener, session_id = self.controller.opener, self.flow.session_id or ""
+
+        def done(opened: Any) -> None:
+            self.browser_opened = bool(opened)
+            if not self.browser_opened:
+                log.warning("the system browser did not open the checkout page")
+            event = BROWSER_OPENED if self.browser_opened else BROWSER_FAILED
+            self.controller.write(lambda: self.controller.pending.record(session_id, event))
+            self.changed.emit()
+
+        def failed(error: BaseException) -> None:
+            log.warning("the browser could not be opened: %s", error)
+            done(False)
+
+        self.controller.run(lambda: opener(url), done, failed)
 
     def check_now(self) -> None:
+        """Ask the backend now; the answer always comes, through ``answered``."""
+        state = self.flow.state
+        if state is FlowState.PAUSED:
+            self.answered.emit("Sign in again to check this purchase.")
+            return
+        if state is FlowState.CANCELLING:
+            self.answered.emit("Cancelling the checkout…")
+            return
+        if self.flow.is_terminal or state in (FlowState.IDLE, FlowState.STARTING):
+            self.answered.emit(self.message)
+            return
+        self._answer_wanted = True
         if self.flow.poll():
             self._step()
+        # else a verify is running: its answer is the answer
 
-    def give_up(self) -> None:
-        """Stop waiting. The purchase stays remembered: the next start checks it again."""
+    def cancel(self) -> None:
+        """Cancel the purchase: the backend expires the checkout, so that it can no longer be paid."""
+        if not self.flow.cancel():
+            return
         if self._verify_task is not None:
             self._verify_task.cancel()
             self._verify_task = None
-        if self.flow.give_up():
+        self._timer.stop()
+        session_id, api = self.flow.session_id or "", self.controller.api
+
+        def done(result: CancelResult) -> None:
+            self._learned(result.status)
+            self.controller.write(lambda: self.controller.pending.update_status(
+                session_id, result.status, finished=False, checked_at=utcnow_iso()))
+            self.flow.cancel_answered(result.status)
+            self._step()
+
+        def failed(error: BaseException) -> None:
+            message = self.controller.describe(error)
+            signed_out = isinstance(error, ApiError) and error.status == 401
+            retry_after = error.retry_after if isinstance(error, ApiError) else None
+            self.flow.cancel_failed(f"The checkout could not be cancelled: {message}", signed_out=signed_out,
+                                    retry_after=retry_after)
+            self.answered.emit(f"The checkout could not be cancelled: {message}")
+            if signed_out:
+                self.controller.session_ended()
+            elif isinstance(error, BackendUnreachable):
+                self.controller.backend_unreachable(message)
+            self._step()
+
+        self.controller.run(lambda: api.cancel(session_id), done, failed)
+        self.changed.emit()
+
+    def stop(self) -> None:
+        """The app is closing (or another account signed in): stop checking; the purchase stays on disk and is
+        picked up at the next start."""
+        self._stopped = True
+        self._timer.stop()
+        self._expiry.stop()
+        if self._verify_task is not None:
+            self._verify_task.cancel()
+            self._verify_task = None
+        self.close_listener()
+
+    def close_listener(self) -> None:
+        """Stop answering the browser (blocks briefly: at exit, or on a worker)."""
+        if self.listener is not None:
+            self.listener.close()
+
+    def signed_out(self) -> None:
+        """The sign-in ended: stop asking until it is back (a 401 elsewhere, or the user signed out)."""
+        self._timer.stop()
+        if self._verify_task is not None:
+            self._verify_task.cancel()
+            self._verify_task = None
+        if self.flow.state in (FlowState.WAITING, FlowState.VERIFYING):
+            self.flow.verify_failed("Your sign-in has ended.", signed_out=True)
+        self.changed.emit()
+
+    def signed_in_again(self) -> None:
+        if self.flow.signed_in_again():
             self._step()
 
     # -- the flow ---------------------------------------------------------------------------------------------
 
     @Slot(object)
     def _on_callback(self, result: CallbackResult) -> None:
-        log.info("checkout callback: status=%s", result.status)
-        if self.flow.callback(result):
-            self.callbackReceived.emit()
-            self._step()
+        log.info("checkout hand-off from the browser: status=%s (a hint; confirming with the backend)",
+                 result.status)
+        if self._stopped or not self.flow.callback(result):
+            return
+        session_id = self.flow.session_id or ""
+        self.controller.write(lambda: self.controller.pending.record(session_id, RETURNED, result.status))
+        self.callbackReceived.emit()
+        self._step()
 
     def _poll(self) -> None:
         if self.flow.poll():
             self._step()
 
     def _step(self) -> None:
+        if self._stopped:
+            return
         state = self.flow.state
-        if state is FlowState.WAITING and self.max_checks is not None and self.flow.polls >= self.max_checks:
-            self.flow.give_up()
-            state = self.flow.state
         if state is FlowState.WAITING:
             self._timer.start(int(self.flow.next_poll_delay() * 1000))
         elif state is FlowState.VERIFYING:
             self._timer.stop()
             self._verify()
+        elif state is FlowState.PAUSED:
+            self._timer.stop()
         elif self.flow.is_terminal:
             self._finish()
         self.changed.emit()
+
+    def _learned(self, status: str) -> None:
+        self.last_learned = (datetime.now(UTC), STATUS_WORDS.get(status, status))
 
     def _verify(self) -> None:
         if self._verify_task is not None:
             return
         session_id = self.flow.session_id or ""
-        api = self.api
+        api = self.controller.api
 
         def done(result: PaymentVerification) -> None:
             self._verify_task = None
-            if result.status != self.flow.payment_status:
-                self.controller.pending.update_status(session_id, result.status, finished=False)
+            self._learned(result.status)
+            checked = utcnow_iso()
+            self.controller.write(lambda: self.controller.pending.update_status(
+                session_id, result.status, finished=False, checked_at=checked))
             self.flow.verified(result.status, result.credits_granted, result.balance)
+            self._answer()
             self._step()
 
         def failed(error: BaseException) -> None:
             self._verify_task = None
-            fatal = isinstance(error, ApiError) and error.status in (401, 404)
+            message = self.controller.describe(error)
+            signed_out = isinstance(error, ApiError) and error.status == 401
+            fatal = isinstance(error, ApiError) and error.status == 404
             retry_after = error.retry_after if isinstance(error, ApiError) else None
-            self.flow.verify_failed(describe(error), fatal=fatal, retry_after=retry_after)
+            self.last_learned = (datetime.now(UTC), f"no answer ({message})")
+            self.flow.verify_failed(message, fatal=fatal, signed_out=signed_out, retry_after=retry_after)
+            if signed_out:
+                self.controller.session_ended()
+            elif isinstance(error, BackendUnreachable):
+                self.controller.backend_unreachable(message)
+            self._answer()
             self._step()
 
         self._verify_task = self.controller.run(lambda: api.verify_payment(session_id), done, failed)
 
+    def _answer(self) -> None:
+        if not self._answer_wanted:
+            return
+        self._answer_wanted = False
+        _, what = self.last_learned or (datetime.now(UTC), "no answer")
+        self.answered.emit(f"Checked just now: {what}.")
+
     def _finish(self) -> None:
         self._timer.stop()
+        self._expiry.stop()
         listener = self.listener
         if listener is not None and not listener.closed:
-            delay = LISTENER_GRACE_MS if self.flow.callback_status is None else 0
-            QTimer.singleShot(delay, self, lambda: self.controller.run(listener.close))
+            self.controller.run(listener.close)
         flow = self.flow
-        if flow.session_id and flow.state is not FlowState.GAVE_UP:
-            self.controller.pending.update_status(flow.session_id, flow.payment_status or flow.state.value,
-                                                  finished=True)
+        if flow.session_id:
+            session_id, status = flow.session_id, flow.payment_status or flow.state.value
+            self.controller.write(lambda: self.controller.pending.update_status(session_id, status, finished=True))
         log.info("purchase ended: session=%s state=%s", flow.session_id, flow.state.value)
         if flow.state is FlowState.PAID and flow.balance is not None:
             self.controller.set_balance(flow.balance)
         self.controller.refresh()
-        self.api.close()
-        self.finished.emit(flow)
+        self.finished.emit(self)
 
-    def close_listener(self) -> None:
-        """At exit: stop answering the browser (blocks briefly)."""
-        if self.listener is not None:
-            self.listener.close()
-
-    # -- for the dialog -----------------------------------------------------------------------------------------
+    # -- for the panel --------------------------------------------------------------------------------------------
 
     @property
     def message(self) -> str:
@@ -209,25 +359,27 @@ class PurchaseController(QObject):
         state = flow.state
         if state is FlowState.STARTING:
             return "Preparing the checkout…"
+        if state is FlowState.CANCELLING:
+            return "Cancelling the checkout…"
+        if state is FlowState.PAUSED:
+            return "Your sign-in has ended. Sign in again to keep checking this purchase; nothing is lost."
         if state in (FlowState.WAITING, FlowState.VERIFYING):
-            if flow.payment_status == "cancelled":
-                return "The checkout was left without paying. You can open it again or stop waiting."
-            if self.browser_opened is False:
-                return ("Your browser did not open. Use “Open checkout again”, or copy the link below into a "
-                        "browser, and pay there.")
             if flow.verify_failures and flow.error:
                 return f"{flow.error} Trying again shortly."
-            return "Complete the payment in your browser. This window updates by itself when it is done."
+            if self.browser_opened is False:
+                return ("Your browser did not open. Open the checkout again, or copy the link into a browser, and "
+                        "pay there.")
+            if self.resumed and self.browser_opened is None:
+                return "Waiting for your payment: this purchase was started earlier and is not finished."
+            if flow.error:  # a cancel that did not go through, say
+                return flow.error
+            return "Waiting for your payment in the browser. This updates by itself."
         if state is FlowState.PAID:
             balance = f" Your balance is now {flow.balance:,}." if flow.balance is not None else ""
             return f"Payment received: {flow.credits_granted:,} credits were added.{balance}"
-        if state is FlowState.CANCELLED:
-            return "The checkout was cancelled. Nothing was charged."
-        if state is FlowState.GAVE_UP:
-            return ("Stopped waiting. If you complete the payment later, the credits are added and Creditdesk "
-                    "checks it again the next time it starts.")
         return flow.error or "The purchase did not complete."
 
 
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+

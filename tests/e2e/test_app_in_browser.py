@@ -2,28 +2,27 @@
 
 The app runs offscreen against the real backend on loopback. Its injected "open URL" function hands the
 checkout URL to a headless Chromium (one per test, started before the window), which opens the checkout
-page, clicks Pay or Cancel and follows the redirects through Checkout's success or cancel URL to the app's
-own loopback callback. The window must then show what happened: the purchase dialog's message, the new
-balance and the history row.
+page, clicks Pay or Cancel and follows the redirects to Checkout's success or cancel URL, where the backend's
+page states the outcome and hands it to the app's loopback listener in the background. The window must then
+show what happened: the purchase panel's message, the new balance and the history row. And when the app has
+quit before the user pays, Chromium must still end on the outcome page, and the next start finds the payment.
 
 * stub mode: the backend's stub checkout page;
 * Stripe mode: the backend with Stripe keys against the tests' Stripe-compatible server, whose hosted page
   marks the session paid, sends the signed webhook and redirects Chromium to the success URL, with the
   webhook arriving before the redirect, after it, or never (the success page and verify-payment alone).
 
-The app polls the backend only after a minute here, so what the window shows comes from Chromium arriving
-at the callback. Screenshots of Chromium at the callback page and of the app's window after the purchase go
-to ``test-artifacts/``. Chromium's own error page anywhere on the way fails the test. Skipped when Chromium
+The app polls the backend only after a minute here, so what the window shows comes from Chromium's hand-off.
+Screenshots of Chromium at the outcome page and of the app's window after the purchase go to
+``test-artifacts/``. Chromium's own error page anywhere on the way fails the test. Skipped when Chromium
 is not installed (failed under ``CI=true``): ``apt-get install chromium chromium-driver``.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -38,28 +37,29 @@ from tests.helpers.stripe_server import WEBHOOK_MODES, FakeStripe
 pytestmark = pytest.mark.timeout(60)
 
 NO_POLLING = 60.0  # seconds before the app's first poll of the backend: longer than any of these tests
-CALLBACK_URL = re.compile(r"^http://127\.0\.0\.1:\d+/callback\?")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ChromiumOpener:
     """The app's injected "open URL" function, handing the checkout URL to a real Chromium.
 
-    The app calls it on the GUI thread, so it only records the URL and starts a thread that drives the
-    browser: open the checkout page, click ``button``, and wait until the browser shows the app's callback
-    page with ``heading``. Selenium's driver is not thread-safe: the test uses the browser again only after
-    ``join()``.
+    The app calls it on a worker thread, so it only records the URL and starts a thread that drives the
+    browser: open the checkout page, click ``button`` (unless None: the user pays later, see ``pay_now``),
+    and wait until the browser shows the backend's outcome page with ``heading`` and its hand-off to the app
+    is over. Selenium's driver is not thread-safe: the test uses the browser again only after ``join()``.
     """
 
-    def __init__(self, browser: Browser, button: str, *, checkout_text: str, heading: str) -> None:
+    def __init__(self, browser: Browser, button: str | None, *, checkout_text: str, heading: str,
+                 handoff: str = "told") -> None:
         self.browser = browser
         self.button = button
         self.checkout_text = checkout_text
         self.heading = heading
+        self.handoff = handoff
         self.opened: list[str] = []
         self.opened_on_gui_thread: list[bool] = []
         self.checkout_page = ""
-        self.callback_page = ""
+        self.outcome_page = ""
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -86,44 +86,47 @@ class ChromiumOpener:
             raise self.error
 
     def _browse(self, url: str) -> None:
-        browser = self.browser
         try:
-            browser.open(url)
-            browser.assert_not_error_page()
-            self.checkout_page = browser.wait_for_text(self.checkout_text, timeout=10)
-            browser.click(self.button)
-            # Through Checkout's success (or cancel) URL on the backend to the app's loopback listener;
-            # Chromium's error page on the way ends the wait at once and fails below.
-            browser.wait_until(lambda: CALLBACK_URL.match(browser.url) or browser.error_page_reason(),
-                               timeout=20, message="the browser arriving at the app's loopback callback")
-            browser.assert_not_error_page()
-            self.callback_page = browser.wait_for_text(self.heading, timeout=10)
+            self.browser.open(url)
+            self.browser.assert_not_error_page()
+            self.checkout_page = self.browser.wait_for_text(self.checkout_text, timeout=10)
+            if self.button is not None:
+                self.pay_now()
         except BaseException as exc:
             self.error = exc
+
+    def pay_now(self) -> None:
+        """Click the button and wait for the outcome page (through the redirects; Chromium's error page on the
+        way ends the wait at once and fails)."""
+        browser = self.browser
+        browser.click(self.button or "#pay")
+        browser.wait_until(lambda: "/account/credits/" in browser.url or browser.error_page_reason(),
+                           timeout=20, message="the browser arriving at the backend's outcome page")
+        browser.assert_not_error_page()
+        self.outcome_page = browser.wait_for_text(self.heading, timeout=10)
+        browser.wait_until(lambda: browser.attribute("#handoff", "data-state") == self.handoff, timeout=10,
+                           message=f"the hand-off to the app ending {self.handoff!r}")
+        browser.assert_not_error_page()
 
 
 def buy(qtbot: Any, window: MainWindow, opener: ChromiumOpener, card: int) -> Any:
     """Click Buy on a pack card and let Chromium go through checkout; returns the PurchaseController."""
     window.account.cards[card].button.click()
-    purchase = window.purchase
-    assert purchase is not None and window.purchase_dialog is not None
+    qtbot.waitUntil(lambda: bool(window.controller.purchases), timeout=5_000)
+    purchase = window.controller.purchases[-1]
     qtbot.waitUntil(lambda: opener.finished, timeout=30_000)  # the GUI thread keeps running meanwhile
     opener.join()
     assert opener.opened == [purchase.flow.checkout_url]
-    assert opener.opened_on_gui_thread == [True]
+    assert opener.opened_on_gui_thread == [False]  # the system browser is launched from a worker
     return purchase
 
 
-def assert_at_callback(browser: Browser, purchase: Any, status: str) -> None:
-    """Chromium shows the app's own callback page, for this purchase's session and ``status``."""
+def assert_at_outcome(browser: Browser, purchase: Any, backend_url: str, status: str) -> None:
+    """Chromium shows the backend's page for this purchase's session, stating ``status``."""
     browser.assert_not_error_page()
-    url = browser.url
-    assert url.startswith(purchase.listener.return_url + "?"), url
-    query = parse_qs(urlsplit(url).query)
-    assert query["session_id"] == [purchase.flow.session_id]
-    assert query["status"] == [status]
-    assert purchase.flow.session_id in browser.text()  # "Reference: cs_..."
-    assert purchase.listener.closed  # one-shot: the port closed once the callback was in
+    assert browser.url.startswith(f"{backend_url}/account/credits/"), browser.url
+    assert browser.attribute("#outcome", "data-status") == status
+    assert purchase.flow.session_id in browser.text()  # "reference cs_..."
 
 
 def assert_png(path: Path, min_width: int, min_height: int) -> None:
@@ -141,15 +144,9 @@ def assert_png(path: Path, min_width: int, min_height: int) -> None:
 
 
 def screenshots(request: pytest.FixtureRequest, browser: Browser, window: MainWindow) -> None:
-    """Chromium at the callback page and the app's window after the purchase, into test-artifacts/."""
-    page = browser.screenshot(suffix="-callback")
+    """Chromium at the outcome page and the app's window after the purchase, into test-artifacts/."""
+    page = browser.screenshot(suffix="-outcome")
     assert_png(page, 400, 300)
-    if window.purchase_dialog is not None and window.purchase_dialog.isVisible():
-        dialog_shot = artifact_path(f"{request.node.name}-purchase-dialog")
-        assert window.purchase_dialog.grab().save(str(dialog_shot), "PNG")
-        assert_png(dialog_shot, 200, 40)
-        window.purchase_dialog.close_button.click()
-        assert not window.purchase_dialog.isVisible()
     window_shot = artifact_path(f"{request.node.name}-app-window")
     assert window.grab().save(str(window_shot), "PNG")
     assert_png(window_shot, 400, 300)
@@ -164,10 +161,9 @@ def purchase_grants(backend: BackendProcess, session_id: str) -> int:
 
 def assert_paid_in_the_window(qtbot: Any, window: MainWindow, purchase: Any) -> None:
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=10_000)
-    assert purchase.flow.callback_status == "paid" and purchase.flow.polls == 0  # Chromium's arrival did it
-    dialog = window.purchase_dialog
-    assert dialog is not None
-    assert dialog.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
+    assert purchase.flow.callback_status == "paid" and purchase.flow.polls == 0  # Chromium's hand-off did it
+    panel = window.panels[purchase]
+    assert panel.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits", timeout=10_000)
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1, timeout=10_000)
     model = window.account.model
@@ -186,9 +182,9 @@ def test_pay_on_the_stub_checkout_page_in_chromium(
     purchase = buy(qtbot, window, opener, card=1)
 
     assert opener.opened[0].startswith(f"{stub_backend.url}/stub/checkout/")
-    assert "25.00 USD" in opener.checkout_page
-    assert_at_callback(browser, purchase, "paid")
-    assert "Payment received" in opener.callback_page
+    assert "$25.00" in opener.checkout_page  # as the app writes it
+    assert_at_outcome(browser, purchase, stub_backend.url, "paid")
+    assert "550 credits were added" in opener.outcome_page
     assert_paid_in_the_window(qtbot, window, purchase)
     assert purchase_grants(stub_backend, purchase.flow.session_id) == 1
     screenshots(request, browser, window)
@@ -202,11 +198,13 @@ def test_cancel_on_the_stub_checkout_page_in_chromium(
     sign_up(qtbot, window)
     purchase = buy(qtbot, window, opener, card=0)
 
-    assert "5.00 USD" in opener.checkout_page
-    assert_at_callback(browser, purchase, "cancelled")
+    assert "$5.00" in opener.checkout_page
+    assert_at_outcome(browser, purchase, stub_backend.url, "cancelled")
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.CANCELLED, timeout=10_000)
-    assert purchase.flow.callback_status == "cancelled" and purchase.flow.polls == 0
-    assert window.purchase_dialog.message.text() == "The checkout was cancelled. Nothing was charged."
+    # the hand-off said cancelled, and the backend confirmed it before the purchase ended
+    assert purchase.flow.callback_status == "cancelled" and purchase.flow.payment_status == "cancelled"
+    assert purchase.flow.polls == 0
+    assert window.panels[purchase].message.text() == "The checkout was cancelled. Nothing was charged."
     assert all(card.button.isEnabled() for card in window.account.cards)
     assert window.account.balance.text() == "0 credits"
     assert window.account.model.rowCount() == 0
@@ -232,7 +230,7 @@ def test_pay_on_the_stripe_hosted_checkout_page_in_chromium(
 
     assert opener.opened[0] == f"{fake.url}/pay/{session_id}"
     assert "$25.00" in opener.checkout_page
-    assert_at_callback(browser, purchase, "paid")
+    assert_at_outcome(browser, purchase, backend.url, "paid")
     assert_paid_in_the_window(qtbot, window, purchase)
     assert fake.sessions[session_id]["status"] == "complete"
     assert fake.sessions[session_id]["payment_status"] == "paid"
@@ -248,3 +246,32 @@ def test_pay_on_the_stripe_hosted_checkout_page_in_chromium(
         assert [d["status"] for d in completed] == [200], completed
     assert window.account.balance.text() == "550 credits"
     screenshots(request, browser, window)
+
+
+def test_paying_in_chromium_after_the_app_quit_shows_the_outcome_and_the_next_start_finds_it(
+    browser: Browser, qtbot: Any, make_window: Any, stub_backend: BackendProcess, request: pytest.FixtureRequest,
+) -> None:
+    """Buy, leave the checkout open, quit the app, then pay: the browser must not show "This site can't be
+    reached" (the app's port is closed now), and the app, started again, shows the credits."""
+    opener = ChromiumOpener(browser, None, checkout_text="Standard", heading="Payment received", handoff="missed")
+    window = make_window(stub_backend.url, opener, poll=NO_POLLING)
+    sign_up(qtbot, window)
+    purchase = buy(qtbot, window, opener, card=1)
+    session_id = purchase.flow.session_id
+    window.close()
+    window.controller.shutdown()  # the app has quit: its listener is closed
+    assert purchase.listener is not None and purchase.listener.closed
+
+    opener.pay_now()
+    assert_at_outcome(browser, purchase, stub_backend.url, "paid")
+    assert "550 credits were added" in browser.text()
+    assert_png(browser.screenshot(suffix="-after-quit"), 400, 300)
+
+    again = make_window(stub_backend.url, lambda url: True, poll=0.2)
+    qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=20_000)
+    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
+    (resumed,) = again.controller.purchases
+    assert resumed.session_id == session_id
+    qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
+    qtbot.waitUntil(lambda: again.account.balance.text() == "550 credits", timeout=20_000)
+    assert purchase_grants(stub_backend, session_id) == 1

@@ -2,8 +2,10 @@
 
 Chromium (headless) opens the checkout page the backend answered with: the backend's stub checkout page in
 stub mode, or the Stripe-compatible server's hosted page in Stripe mode. It clicks Pay or Cancel and follows
-the redirects through Checkout's success or cancel URL to the desktop app's ``LoopbackListener``, which must
-show its own page (not Chromium's error page) and hand over the session id and status.
+the redirects to Checkout's success or cancel URL, where the backend's page states the payment's real outcome
+and hands it to the desktop app's ``LoopbackListener`` in the background. The browser must end on that page,
+never on Chromium's error page: with the app listening, after it stopped listening, and when Chromium's Local
+Network Access rules refuse a public page the loopback request.
 
 Screenshots of the final page go to ``test-artifacts/``. Skipped when Chromium is not installed (failed under
 ``CI=true``): ``apt-get install chromium chromium-driver``.
@@ -18,7 +20,7 @@ import pytest
 from desktop.core.callback import CallbackResult, LoopbackListener
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
-from tests.helpers.browser import Browser, browser_fixture  # noqa: F401  (the ``browser`` fixture)
+from tests.helpers.browser import Browser, browser_fixture, public_address_space, require_chromium  # noqa: F401
 from tests.helpers.stripe_server import WEBHOOK_MODES, FakeStripe
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,13 +40,20 @@ def purchase_grants(backend: BackendProcess, session_id: str) -> int:
     return int(rows[0]["n"])
 
 
-def arrive_at_callback(browser: Browser, listener: LoopbackListener, heading: str) -> CallbackResult:
-    """Wait for the browser to show the listener's page; return what the listener received."""
-    browser.wait_for_url(listener.return_url + "?", timeout=20)
+def at_outcome(browser: Browser, backend_url: str, heading: str, handoff: str) -> None:
+    """The browser shows the backend's outcome page (not an error page), and the hand-off went as expected:
+    ``told`` (the app's listener took it) or ``missed`` (nobody listening, or the browser refused it)."""
+    browser.wait_for_url(f"{backend_url}/account/credits/", timeout=20)
     browser.assert_not_error_page()
     browser.wait_for_text(heading, timeout=10)
+    browser.wait_until(lambda: browser.attribute("#handoff", "data-state") == handoff, timeout=10,
+                       message=f"the hand-off ending {handoff!r}")
+    browser.assert_not_error_page()
+
+
+def handed_over(listener: LoopbackListener) -> CallbackResult:
     result = listener.wait(10)
-    assert result is not None, "the listener never received the callback"
+    assert result is not None, "the listener never received the hand-off"
     assert result.state_ok
     assert listener.closed  # one-shot: the port is closed once the result is in
     return result
@@ -60,12 +69,15 @@ def test_stub_checkout_pay_in_the_browser(
     browser.open(checkout["url"])
     browser.assert_not_error_page()
     page = browser.wait_for_text("Standard")
-    assert "25.00 USD" in page
+    assert "$25.00" in page  # written as the browser's locale writes it, as the app does
     browser.click("#pay")
 
-    result = arrive_at_callback(browser, listener, "Payment received")
+    at_outcome(browser, stub_backend.url, "Payment received", "told")
+    result = handed_over(listener)
     assert (result.session_id, result.status) == (checkout["sessionId"], "paid")
-    assert checkout["sessionId"] in browser.text()  # the listener's page names the reference
+    text = browser.text()
+    assert "550 credits were added to your balance" in text and checkout["sessionId"] in text
+    assert "Creditdesk has been told" in text
     shot = browser.screenshot()
     assert shot.is_file() and shot.stat().st_size > 1000
 
@@ -76,6 +88,12 @@ def test_stub_checkout_pay_in_the_browser(
                                "balance": 550}
     assert purchase_grants(stub_backend, checkout["sessionId"]) == 1
 
+    # Back: the checkout page says it is paid instead of offering Pay again.
+    browser.back()
+    browser.wait_for_text("This checkout is already paid", timeout=10)
+    assert browser.attribute("#pay", "id") is None
+    browser.screenshot(suffix="-back")
+
 
 def test_stub_checkout_cancel_in_the_browser(
     browser: Browser, stub_backend: BackendProcess, listener: LoopbackListener
@@ -85,16 +103,64 @@ def test_stub_checkout_cancel_in_the_browser(
 
     browser.open(checkout["url"])
     browser.assert_not_error_page()
-    assert "5.00 USD" in browser.wait_for_text("Starter")
+    assert "$5.00" in browser.wait_for_text("Starter")
     browser.click("#cancel")
 
-    result = arrive_at_callback(browser, listener, "Checkout cancelled")
+    at_outcome(browser, stub_backend.url, "Checkout cancelled", "told")
+    result = handed_over(listener)
     assert (result.session_id, result.status) == (checkout["sessionId"], "cancelled")
     browser.screenshot()
 
     assert api.balance() == 0
     assert api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
     assert purchase_grants(stub_backend, checkout["sessionId"]) == 0
+    browser.back()
+    browser.wait_for_text("This checkout was cancelled", timeout=10)
+    assert browser.attribute("#pay", "id") is None
+
+
+def test_paying_after_the_app_stopped_listening_shows_the_outcome(
+    browser: Browser, stub_backend: BackendProcess,
+) -> None:
+    """The app quit, was killed or closed the purchase: its port is closed when the browser comes back."""
+    listener = LoopbackListener().start()
+    api = Api(stub_backend.url).register()
+    checkout = api.checkout("standard", returnUrl=listener.return_url, state=listener.state)
+    browser.open(checkout["url"])
+    browser.wait_for_text("Standard")
+    listener.close()
+
+    browser.click("#pay")
+    at_outcome(browser, stub_backend.url, "Payment received", "missed")
+    assert "550 credits were added to your balance" in browser.text()
+    assert "Creditdesk shows this payment the next time it checks" in browser.text()
+    browser.screenshot()
+    assert api.balance() == 550
+
+
+@pytest.mark.parametrize("permission", ["refused", "allowed"])
+def test_a_public_backend_under_local_network_access(
+    stub_backend: BackendProcess, listener: LoopbackListener, permission: str,
+) -> None:
+    """A backend on the internet: Chromium lets its page reach the app's loopback listener only with the user's
+    permission. Refused, the page still states the outcome (the app learns it by polling); allowed, the
+    hand-off arrives at once."""
+    require_chromium()
+    api = Api(stub_backend.url).register()
+    checkout = api.checkout("standard", returnUrl=listener.return_url, state=listener.state)
+    with Browser(flags=(public_address_space(stub_backend.port),)) as browser:
+        if permission == "allowed":
+            browser.grant_loopback_access()
+        browser.open(checkout["url"])
+        browser.wait_for_text("Standard")
+        browser.click("#pay")
+        at_outcome(browser, stub_backend.url, "Payment received", "told" if permission == "allowed" else "missed")
+        browser.screenshot()
+    if permission == "allowed":
+        assert handed_over(listener).status == "paid"
+    else:
+        assert listener.wait(0.5) is None and not listener.closed
+    assert api.verify(checkout["sessionId"]).json()["status"] == "paid"
 
 
 @pytest.mark.parametrize("webhook_mode", WEBHOOK_MODES)
@@ -114,7 +180,8 @@ def test_stripe_hosted_checkout_in_the_browser(
     assert "$25.00" in browser.wait_for_text("Total due")
     browser.click("#pay")
 
-    result = arrive_at_callback(browser, listener, "Payment received")
+    at_outcome(browser, backend.url, "Payment received", "told")
+    result = handed_over(listener)
     assert (result.session_id, result.status) == (session_id, "paid")
     browser.screenshot()
 

@@ -76,6 +76,12 @@ return {
 """
 
 
+def public_address_space(port: int) -> str:
+    """A flag making Chromium treat the server on 127.0.0.1:``port`` as a public site (a backend on the internet),
+    so that its pages fall under Local Network Access when they reach loopback."""
+    return f"--ip-address-space-overrides=127.0.0.1:{port}=public"
+
+
 def chromium_available() -> bool:
     """True when both the browser and its driver are installed and executable."""
     return all(os.path.isfile(path) and os.access(path, os.X_OK) for path in (CHROMIUM, CHROMEDRIVER))
@@ -109,9 +115,11 @@ class Browser:
 
     def __init__(
         self, *, name: str | None = None, width: int = 1280, height: int = 900, page_load_timeout: float = 20,
+        flags: tuple[str, ...] = (),
     ) -> None:
         #: used to name screenshots; defaults to the running test's name
         self.name = name
+        self.flags = flags
         self.width = width
         self.height = height
         self.page_load_timeout = page_load_timeout
@@ -132,7 +140,7 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="creditdesk-chromium-")
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS:
+        for flag in (*CHROMIUM_FLAGS, *self.flags):
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={self._profile}")
         options.add_argument(f"--window-size={self.width},{self.height}")
@@ -171,6 +179,14 @@ class Browser:
             raise RuntimeError("the Browser is not started")
         return self._driver
 
+    # -- the network's rules -----------------------------------------------------------------------------
+
+    def grant_loopback_access(self) -> None:
+        """Allow pages to reach loopback addresses, as a user does by answering Chromium's Local Network Access
+        prompt with "Allow" (headless Chromium denies it otherwise)."""
+        self.driver.execute_cdp_cmd("Browser.setPermission", {
+            "permission": {"name": "loopback-network"}, "setting": "granted"})
+
     # -- navigation and reading --------------------------------------------------------------------------
 
     def open(self, url: str) -> None:
@@ -196,6 +212,17 @@ class Browser:
 
     def title(self) -> str:
         return str(self.driver.title)
+
+    def back(self) -> None:
+        """The Back button."""
+        self.driver.back()
+
+    def attribute(self, css: str, name: str) -> str | None:
+        """An attribute of the first element matching ``css`` (None when there is no such element)."""
+        from selenium.webdriver.common.by import By
+
+        found = self.driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].get_attribute(name) if found else None
 
     # -- acting and waiting ------------------------------------------------------------------------------
 

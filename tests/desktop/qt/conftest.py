@@ -60,9 +60,8 @@ def make_window(qtbot: Any, tmp_path: Path, memory_keyring: Any) -> Iterator[Cal
 
 
 def shutdown(window: MainWindow) -> None:
-    for dialog in (window.purchase_dialog, window.diagnostics):
-        if dialog is not None:
-            dialog.done(0)
+    if window.diagnostics is not None:
+        window.diagnostics.done(0)
     if not window.isHidden():
         window.close()
     window.controller.shutdown()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QLocale
+from datetime import UTC, datetime
+
+from PySide6.QtCore import QLocale, QTimeZone
 
 from desktop.qt import formatting
 
@@ -26,7 +28,24 @@ def test_numbers() -> None:
     assert formatting.number(1234567, DE) == "1.234.567"
 
 
-def test_timestamps_are_local_and_short() -> None:
-    text = formatting.timestamp("2026-11-26T09:05:31.640Z", US)
-    assert "26" in text and "/" in text
+BERLIN = QTimeZone(b"Europe/Berlin")
+NEW_YORK = QTimeZone(b"America/New_York")
+
+
+def test_timestamps_have_four_digit_years_in_the_locale_and_time_zone() -> None:
+    at = "2026-11-26T09:05:31.640Z"
+    assert formatting.timestamp(at, US, NEW_YORK) == "11/26/2026 4:05\u202fAM EST"
+    assert formatting.timestamp(at, DE, BERLIN) == "26.11.2026 10:05 CET"
+    assert formatting.timestamp("2026-07-01T12:00:00Z", DE, BERLIN) == "01.07.2026 14:00 CEST"
+    assert formatting.timestamp("2026-11-26T23:30:00Z", US, BERLIN).startswith("11/27/2026")  # the next day there
     assert formatting.timestamp("not a date", US) == "not a date"
+
+
+def test_the_year_is_written_in_full_in_every_locale() -> None:
+    for locale in (US, DE, JP, QLocale(QLocale.Language.French, QLocale.Country.France),
+                   QLocale(QLocale.Language.English, QLocale.Country.UnitedKingdom)):
+        assert "2026" in formatting.timestamp("2026-01-02T03:04:05Z", locale, BERLIN), locale.name()
+
+
+def test_clock() -> None:
+    assert formatting.clock(datetime(2026, 11, 26, 9, 5, tzinfo=UTC), US, NEW_YORK) == "4:05\u202fAM"

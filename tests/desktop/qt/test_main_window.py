@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from PySide6.QtWidgets import QAbstractButton
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QAbstractButton, QApplication
 
 from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.fakes import FakeBrowser
 
 
 def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
@@ -152,5 +155,47 @@ def test_every_control_is_named_and_reachable_from_the_keyboard(qtbot: Any, make
             assert button.accessibleName() or button.text().strip("&"), button
             assert button.focusPolicy() != 0, button  # Qt.NoFocus
     menus = [action.text() for action in window.menuBar().actions()]
-    assert menus == ["&File", "&Credits", "&Help"]
+    assert menus == ["&File", "&Buy", "&Credits", "&Help"]
     assert window.refresh_action.shortcut().toString() and window.diagnostics_action.shortcut().toString()
+    assert [a.shortcut().toString() for a in window.buy_actions] == ["Ctrl+1", "Ctrl+2", "Ctrl+3"]
+    assert window.buy_actions[1].text() == "Buy Standard (550 credits, $25.00)"
+
+
+def test_tab_reaches_every_buy_button_and_is_not_trapped_in_the_history(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    api = Api(stub_backend.url).register()
+    requests.post(api.checkout("starter")["url"] + "/pay", timeout=10)
+    window = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=20_000)
+    window.activateWindow()
+    window.sign_in.email.setText(api.user["email"])
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.account.model.rowCount() == 1 and len(window.account.cards) == 3,
+                    timeout=10_000)
+    qtbot.waitUntil(lambda: all(c.button.isEnabled() for c in window.account.cards), timeout=10_000)
+    window.account.cards[0].button.setFocus()
+    reached = []
+    for _ in range(12):
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        reached.append(QApplication.focusWidget())
+    buttons = [card.button for card in window.account.cards]
+    assert buttons[1] in reached and buttons[2] in reached
+    table = window.account.table
+    assert table in reached
+    after_table = reached[reached.index(table) + 1]
+    assert after_table is not table  # Tab moves on; the arrow keys move within the table
+    assert buttons[0] in reached  # and round again
+    for button in buttons:
+        assert button.focusPolicy() & Qt.FocusPolicy.TabFocus
+
+
+def test_ctrl_number_buys_a_pack(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: window.buy_actions and window.buy_actions[0].isEnabled(), timeout=10_000)
+    window.activateWindow()
+    QTest.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: len(window.controller.purchases) == 1, timeout=5_000)
+    assert window.controller.purchases[0].pack_name == "Standard"

@@ -1,187 +1,303 @@
-"""Buying a pack from the window, with the injected opener playing the system browser."""
+"""Buying packs from the window: purchases are panels in the main window, never a modal dialog.
+
+The injected opener plays the system browser (tests/helpers/fakes.py); the backend is the real one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
+from PySide6.QtWidgets import QApplication
 
 from desktop.core.purchase import FlowState
-from tests.desktop.qt.conftest import sign_up
+from desktop.qt.main_window import MainWindow
+from desktop.qt.purchase_controller import PurchaseController
+from desktop.qt.purchase_panel import PurchasePanel
+from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
+from tests.helpers.pages import outcome
 
 
-def buy(qtbot: Any, window: Any, card: int = 1) -> Any:
+def buy(qtbot: Any, window: MainWindow, card: int = 1) -> tuple[PurchaseController, PurchasePanel]:
+    before = len(window.controller.purchases)
     window.account.cards[card].button.click()
-    assert window.purchase is not None
-    return window.purchase
+    qtbot.waitUntil(lambda: len(window.controller.purchases) == before + 1, timeout=5_000)
+    purchase = window.controller.purchases[-1]
+    return purchase, window.panels[purchase]
 
 
-def test_a_whole_purchase_updates_the_balance_and_history(qtbot: Any, make_window: Any,
-                                                          stub_backend: BackendProcess) -> None:
+def waiting(qtbot: Any, purchase: PurchaseController) -> None:
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING and purchase.browser_opened is not None,
+                    timeout=10_000)
+
+
+def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
     browser = FakeBrowser("pay")
     window = make_window(stub_backend.url, browser)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window)
-    dialog = window.purchase_dialog
-    assert dialog.isVisible() and dialog.windowTitle() == "Buying the Standard pack"
+    purchase, panel = buy(qtbot, window)
+    assert panel.isVisible() and QApplication.activeModalWidget() is None
+    assert panel.title.text() == "Standard pack: 550 credits for $25.00"
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     browser.wait()
-    assert browser.callback_statuses == [200] and "Payment received" in browser.callback_pages[0]
-    assert purchase.listener.closed
-    assert dialog.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
-    assert dialog.close_button.isVisible() and not dialog.cancel_button.isVisible()
+    assert browser.handoff_statuses == [204]  # the backend page's background hand-off reached the app
+    assert outcome(browser.pages[0]) == "paid" and "550 credits were added" in browser.pages[0]
+    assert purchase.flow.callback_status == "paid" and purchase.flow.polls == 0
+    assert purchase.listener is not None
+    qtbot.waitUntil(lambda: purchase.listener.closed)
+    assert panel.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
+    assert panel.dismiss_button.isVisible() and not panel.cancel_button.isVisible()
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits")
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1)
-    assert window.account.model.index(0, 1).data() == "+550"
+    model = window.account.model
+    assert model.index(0, 1).data() == "+550" and model.index(0, 4).data() == "Standard pack · paid $25.00"
+    assert "2" in model.index(0, 3).data() and len(model.index(0, 3).data().split()[0].split("/")[-1]) == 4
     assert all(card.button.isEnabled() for card in window.account.cards)
+    window.controller.disk.wait_for_done(5_000)
     (record,) = window.controller.pending.recent()
-    assert record.status == "paid" and record.finished_at
-    dialog.close_button.click()
-    assert not dialog.isVisible()
+    assert record.status == "paid" and record.finished_at and record.order_id.startswith("ord_")
+    assert [e.event for e in record.events] == ["created", "browser_opened", "returned", "paid"]
+    assert record.events[2].detail == "paid"
+    panel.dismiss_button.click()
+    assert window.controller.purchases == [] and not window.account.purchases_box.isVisible()
 
 
-def test_cancel_in_the_browser_ends_the_purchase(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
-    browser = FakeBrowser("cancel")
-    window = make_window(stub_backend.url, browser)
+def test_the_app_works_while_a_purchase_waits(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    assert QApplication.activeModalWidget() is None
+    assert panel.time_left.text().startswith("Expires in 23 h 5")
+    assert window.refresh_action.isEnabled() and window.sign_out_action.isEnabled()
+    assert all(card.button.isEnabled() for card in window.account.cards)  # another purchase may start
+    dialog = window.show_diagnostics()
+    assert dialog.isVisible() and not dialog.isModal()
+    dialog.close()
+    window.close()  # Quit and the close button work with a purchase in flight
+    assert not window.isVisible()
+
+
+def test_several_purchases_in_flight(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    browser = FakeBrowser("close_tab")
+    window = make_window(stub_backend.url, browser, poll=60)
+    sign_up(qtbot, window)
+    first, first_panel = buy(qtbot, window, 0)
+    waiting(qtbot, first)
+    second, second_panel = buy(qtbot, window, 2)
+    waiting(qtbot, second)
+    assert window.account.panels == [first_panel, second_panel]
+    requests.post(f"{second.flow.checkout_url}/pay", timeout=10, allow_redirects=False)  # paid elsewhere
+    second_panel.check_button.click()
+    qtbot.waitUntil(lambda: second.flow.state is FlowState.PAID, timeout=10_000)
+    assert first.flow.state is FlowState.WAITING
+    qtbot.waitUntil(lambda: window.account.balance.text() == "1,200 credits")
+
+
+def test_a_cancelled_hand_off_is_checked_with_the_backend(qtbot: Any, make_window: Any,
+                                                          stub_backend: BackendProcess) -> None:
+    browser = FakeBrowser("cancel")
+    window = make_window(stub_backend.url, browser, poll=60)
+    sign_up(qtbot, window)
+    purchase, panel = buy(qtbot, window, 0)
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.CANCELLED, timeout=15_000)
-    assert window.purchase_dialog.message.text() == "The checkout was cancelled. Nothing was charged."
+    assert purchase.flow.callback_status == "cancelled" and purchase.flow.payment_status == "cancelled"
+    assert panel.message.text() == "The checkout was cancelled. Nothing was charged."
     assert window.account.balance.text() == "0 credits"
-    assert window.controller.pending.recent()[0].status == "cancelled"
 
 
-def test_a_callback_with_a_wrong_state_is_refused_and_polling_finds_the_payment(
+def test_a_forged_cancelled_callback_does_not_end_the_purchase(qtbot: Any, make_window: Any,
+                                                               stub_backend: BackendProcess) -> None:
+    """Whoever holds the session id can read the hand-off from the success page and forge one."""
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    sign_up(qtbot, window)
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    listener = purchase.listener
+    assert listener is not None
+    query = urlencode({"session_id": purchase.session_id, "state": listener.state, "status": "cancelled"})
+    assert requests.get(f"{listener.return_url}?{query}", timeout=5).status_code == 200
+    qtbot.waitUntil(lambda: purchase.flow.callback_status == "cancelled", timeout=5_000)
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)  # the backend says pending
+    assert not purchase.flow.is_terminal and "not paid yet" in panel.learned.text()
+    requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
+    panel.check_button.click()
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=10_000)
+
+
+def test_a_hand_off_with_a_wrong_state_is_refused_and_polling_finds_the_payment(
     qtbot: Any, make_window: Any, stub_backend: BackendProcess,
 ) -> None:
     browser = FakeBrowser("wrong_state")
     window = make_window(stub_backend.url, browser)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window)
-    qtbot.waitUntil(lambda: browser.callback_statuses == [400], timeout=15_000)
-    assert not purchase.listener.closed  # still waiting for the real browser
+    purchase, _ = buy(qtbot, window)
+    qtbot.waitUntil(lambda: browser.handoff_statuses == [400], timeout=15_000)
+    assert purchase.listener is not None and not purchase.listener.closed  # still waiting for the real one
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     assert purchase.flow.polls >= 1 and purchase.flow.callback_status is None
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits")
 
 
-def test_no_callback_at_all_polling_finds_the_payment(qtbot: Any, make_window: Any,
+def test_no_hand_off_at_all_polling_finds_the_payment(qtbot: Any, make_window: Any,
                                                       stub_backend: BackendProcess) -> None:
     browser = FakeBrowser("pay_no_return")
     window = make_window(stub_backend.url, browser)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 2)
+    purchase, _ = buy(qtbot, window, 2)
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     assert purchase.flow.callback_status is None and purchase.flow.credits_granted == 1200
-    # The browser arrives late, after polling found the payment: it still gets our page, not an error.
-    (late,) = browser.callback_urls
-    answer = requests.get(late, timeout=10)
-    assert answer.status_code == 200 and "Payment received" in answer.text
+    assert outcome(browser.pages[0]) == "paid"  # the browser showed the outcome all the same
 
 
-def test_when_the_browser_does_not_open_the_link_is_shown_and_check_now_finds_the_payment(
+def test_when_the_browser_does_not_open_the_link_is_shown_and_copied(
     qtbot: Any, make_window: Any, stub_backend: BackendProcess,
 ) -> None:
     browser = FakeBrowser("fail")
     window = make_window(stub_backend.url, browser, poll=60)  # no automatic poll within the test
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
-    dialog = window.purchase_dialog
-    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
-    assert "did not open" in dialog.message.text()
-    assert dialog.link.isVisible() and dialog.link.text() == purchase.flow.checkout_url
+    purchase, panel = buy(qtbot, window, 0)
+    qtbot.waitUntil(lambda: purchase.browser_opened is False, timeout=10_000)
+    assert "did not open" in panel.message.text()
+    assert panel.link.isVisible() and panel.link.text() == purchase.flow.checkout_url
+    panel.copy_button.click()
+    assert QApplication.clipboard().text() == purchase.flow.checkout_url
     requests.post(purchase.flow.checkout_url + "/pay", timeout=10, allow_redirects=False)  # paid elsewhere
-    dialog.check_button.click()
+    panel.check_button.click()
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=10_000)
     assert browser.opened == [purchase.flow.checkout_url]
-    dialog.close_button.click()
+
+
+def test_check_now_is_always_answered(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    sign_up(qtbot, window)
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    panel.check_button.click()
+    assert "Checking…" in panel.learned.text()
+    qtbot.waitUntil(lambda: "Checked just now: not paid yet." in panel.learned.text(), timeout=10_000)
+    assert panel.learned.text().startswith("Last checked ")
+    assert purchase.flow.state is FlowState.WAITING
 
 
 def test_open_checkout_again(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
     browser = FakeBrowser("close_tab")
     window = make_window(stub_backend.url, browser, poll=60)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
-    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
     browser.action = "pay"
-    window.purchase_dialog.reopen_button.click()
+    panel.reopen_button.click()
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     assert len(browser.opened) == 2
 
 
-def test_stop_waiting_then_a_restart_finishes_the_purchase(qtbot: Any, make_window: Any,
-                                                           stub_backend: BackendProcess, tmp_path: Any) -> None:
-    browser = FakeBrowser("close_tab")
-    window = make_window(stub_backend.url, browser, poll=60)
+def test_cancel_purchase_expires_the_checkout(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
-    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
-    window.purchase_dialog.cancel_button.click()  # "Stop waiting"
-    assert purchase.flow.state is FlowState.GAVE_UP and "checks it again" in purchase.message
-    url = purchase.flow.checkout_url
-    window.close()  # the app quits with the purchase in flight
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.CANCELLED, timeout=10_000)
+    assert panel.message.text() == "The checkout was cancelled. Nothing was charged."
+    assert requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False).status_code == 410
+    window.controller.disk.wait_for_done(5_000)
+    assert window.controller.pending.get(purchase.session_id).status == "cancelled"
+
+
+def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    email = sign_up(qtbot, window)
+    purchase, _ = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    url, session_id = purchase.flow.checkout_url, purchase.session_id
+    window.close()
+    window.controller.shutdown()
+    (pending,) = window.controller.pending.unfinished(stub_backend.url, email)
+    assert pending.session_id == session_id and pending.pack_name == "Starter"
 
     requests.post(url + "/pay", timeout=10, allow_redirects=False)  # the user paid in the open tab
     again = make_window(stub_backend.url, FakeBrowser("close_tab"))
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=10_000)
+    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=10_000)
+    resumed = again.controller.purchases[0]
+    qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=15_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "100 credits", timeout=15_000)
-    qtbot.waitUntil(lambda: "earlier purchase went through" in again.statusBar().currentMessage())
-    assert again.controller.pending.unfinished(stub_backend.url, again.controller.account.email) == []
-
-
-def test_closing_the_window_mid_purchase_remembers_it(qtbot: Any, make_window: Any,
-                                                      stub_backend: BackendProcess) -> None:
-    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
-    email = sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
-    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
-    window.close()
-    (pending,) = window.controller.pending.unfinished(stub_backend.url, email)
-    assert pending.session_id == purchase.flow.session_id and pending.pack_name == "Starter"
+    assert "Payment received" in again.statusBar().currentMessage()
+    again.controller.disk.wait_for_done(5_000)
+    assert again.controller.pending.unfinished(stub_backend.url, email) == []
 
 
 def test_the_purchase_survives_the_backend_going_away(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
     backend = backend_factory()
     window = make_window(backend.url, FakeBrowser("close_tab"), poll=0.3)
     sign_up(qtbot, window)
-    purchase = buy(qtbot, window, 0)
-    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
     url = purchase.flow.checkout_url
     backend.stop()
     qtbot.waitUntil(lambda: purchase.flow.verify_failures >= 1, timeout=20_000)
-    assert "not answering" in window.purchase_dialog.message.text()
+    assert "not answering" in panel.message.text()
+    qtbot.waitUntil(lambda: not window.account.cards[0].button.isEnabled(), timeout=10_000)  # buying is off
     backend.start()  # the same port: the checkout link still works
     requests.post(url + "/pay", timeout=10, allow_redirects=False)
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=30_000)
+    qtbot.waitUntil(lambda: window.account.cards[0].button.isEnabled(), timeout=30_000)
 
 
-def test_buy_is_refused_by_the_server_with_a_message(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
+def test_buy_refused_by_the_server_says_why(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
     backend = backend_factory()
     window = make_window(backend.url, FakeBrowser("close_tab"))
     sign_up(qtbot, window)
     api = Api(backend.url, window.controller.api.token)
     for _ in range(10):
         api.checkout("starter")  # this user's checkouts for the minute are used up
-    purchase = buy(qtbot, window, 0)
+    purchase, panel = buy(qtbot, window, 0)
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.FAILED, timeout=10_000)
-    assert window.purchase_dialog.message.text().startswith("Too many attempts")
+    assert panel.message.text().startswith("Too many attempts")
+    assert purchase.listener is not None
     qtbot.waitUntil(lambda: purchase.listener.closed)
+    qtbot.waitUntil(lambda: any("could not start" in m for m in window.controller.recent_errors.messages()))
 
 
-def test_an_unpaid_purchase_from_last_time_is_checked_a_few_times_then_left_for_later(
+def test_a_401_while_checking_asks_to_sign_in_and_then_carries_on(
     qtbot: Any, make_window: Any, stub_backend: BackendProcess,
 ) -> None:
     window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
     email = sign_up(qtbot, window)
-    buy(qtbot, window, 0)
-    qtbot.waitUntil(lambda: window.purchase.flow.state is FlowState.WAITING, timeout=10_000)
-    window.close()  # never paid
+    purchase, panel = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    Api(stub_backend.url, window.controller.api.token).post("/api/auth/logout")  # the session ends elsewhere
+    panel.check_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    assert "sign in again" in window.sign_in.message.text()
+    assert purchase.flow.state is FlowState.PAUSED and not purchase.flow.is_terminal
+    window.controller.disk.wait_for_done(5_000)
+    assert window.controller.pending.get(purchase.session_id).finished_at is None  # never marked finished
 
-    again = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=0.05)
-    qtbot.waitUntil(lambda: bool(again.resumed) and again.resumed[0].flow.is_terminal, timeout=20_000)
-    resumed = again.resumed[0]
-    assert resumed.flow.state is FlowState.GAVE_UP and resumed.flow.polls == resumed.max_checks
-    assert len(again.controller.pending.unfinished(stub_backend.url, email)) == 1  # checked again next time
+    requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
+    window.sign_in.email.setText(email)
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
+    assert window.controller.purchases == [purchase]  # the same purchase, not a second one
+
+
+def test_a_payment_that_lands_without_a_purchase_in_flight_is_announced(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"))
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: window.account.empty.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: window.controller.account.updated_at is not None, timeout=10_000)
+    other_app = Api(stub_backend.url, window.controller.api.token)
+    requests.post(other_app.checkout("pro")["url"] + "/pay", timeout=10)
+    window.refresh_action.trigger()
+    qtbot.waitUntil(lambda: window.account.notice.isVisible(), timeout=10_000)
+    assert window.account.notice.text() == "A payment went through: 1,200 credits were added (Pro pack)."
