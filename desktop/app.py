@@ -18,14 +18,25 @@ log = logging.getLogger("desktop")
 
 
 def version() -> str:
-    from desktop.core.diagnostics import package_version
+    from desktop.core.version import package_version
 
     return package_version("creditdesk") or "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked (not at every start)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"creditdesk {version()}")
+        parser.exit()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="creditdesk", description="Buy and keep track of prepaid credits.")
-    parser.add_argument("--version", action="version", version=f"creditdesk {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--backend", metavar="URL",
                         help="use the backend at URL (also CREDITDESK_BACKEND_URL) instead of the bundled one")
     parser.add_argument("--diagnostics", action="store_true",
@@ -115,20 +126,30 @@ def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str
     return MainWindow(controller, geometry)
 
 
-# The X11 libraries Qt's xcb platform plugin loads, and the Debian/Ubuntu packages that hold them.
-XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1",
-                 "xkbcommon-x11": "libxkbcommon-x11-0"}
+# The X11 libraries Qt's xcb platform plugin loads (by their sonames), and the Debian/Ubuntu packages that hold them.
+XCB_LIBRARIES = {"libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
+                 "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0"}
+
+
+def _loadable(soname: str) -> bool:
+    """Whether the dynamic linker finds a library (as Qt will load it; quick, unlike ctypes.util's search)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname)
+    except OSError:
+        return False
+    return True
 
 
 def missing_display_libraries() -> list[str]:
     """On Linux under X11, the system packages Qt needs and does not find (Qt itself would just abort)."""
-    import ctypes.util
     import os
 
     platform = os.environ.get("QT_QPA_PLATFORM", "")
     if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY") or platform not in ("", "xcb"):
         return []
-    return [package for library, package in XCB_LIBRARIES.items() if ctypes.util.find_library(library) is None]
+    return [package for library, package in XCB_LIBRARIES.items() if not _loadable(library)]
 
 
 def run_app(paths: AppPaths, backend_url: str | None) -> int:
@@ -158,7 +179,6 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
 
     app.setApplicationName("Creditdesk")
     app.setOrganizationName("Creditdesk")
-    app.setApplicationVersion(version())
     app.setDesktopFileName("creditdesk")
     app.setWindowIcon(app_icon())
     window = build_window(paths, backend_url)

@@ -18,7 +18,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
@@ -32,37 +31,32 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from desktop.core.models import (
+    ApiClientError,
+    ApiError,
+    AuthResult,
+    BackendUnreachable,
+    CancelResult,
+    CheckoutSession,
+    Health,
+    Pack,
+    Payment,
+    PaymentVerification,
+    SpendResult,
+    Transaction,
+    TransactionPage,
+    User,
+)
 from desktop.core.spend_models import Alert, AlertPage, ConfirmationRequest, SpendControls, Usage
+
+__all__ = ["ApiClient", "ApiClientError", "ApiError", "AuthResult", "BackendUnreachable", "CancelResult",
+           "CheckoutSession", "Health", "Pack", "Payment", "PaymentVerification", "SpendDeclined", "SpendResult",
+           "Transaction", "TransactionPage", "User"]
 
 log = logging.getLogger("creditdesk.api")
 
 CONNECT_TIMEOUT = 3.0
 RETRY_STATUSES = (502, 503, 504)
-
-
-class ApiClientError(Exception):
-    """Base of the errors :class:`ApiClient` raises; ``str(error)`` is a sentence for the user."""
-
-    message: str
-
-
-class ApiError(ApiClientError):
-    """The backend answered with an error (the contract's ``{"error": {"code", "message", "details"?}}``).
-
-    ``details`` holds the facts some errors carry for the client (a cap and when it resets, a confirmation token).
-    """
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None,
-                 details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.details: Mapping[str, Any] | None = details
-
-    def __repr__(self) -> str:
-        return f"ApiError(status={self.status}, code={self.code!r}, message={self.message!r})"
 
 
 class SpendDeclined(ApiClientError):
@@ -72,98 +66,6 @@ class SpendDeclined(ApiClientError):
         self.message = f"The spend of {request.amount:,} credits was not confirmed; nothing was spent."
         super().__init__(self.message)
         self.request = request
-
-
-class BackendUnreachable(ApiClientError):
-    """No answer: connection refused, DNS failure, TLS failure or timeout."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"BackendUnreachable({self.message!r})"
-
-
-@dataclass(frozen=True)
-class Health:
-    status: str
-    payments: str  # "stripe" or "stub"
-    version: str
-    latency_ms: float
-
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    email: str
-
-
-@dataclass(frozen=True)
-class AuthResult:
-    token: str = field(repr=False)
-    user: User
-
-
-@dataclass(frozen=True)
-class Pack:
-    id: str
-    name: str
-    credits: int
-    amount: int  # minor units (cents)
-    currency: str
-
-
-@dataclass(frozen=True)
-class Payment:
-    amount: int  # minor units (cents)
-    currency: str
-
-
-@dataclass(frozen=True)
-class Transaction:
-    id: int
-    type: str  # purchase, spend, refund, adjustment, dispute, dispute_reversal (more may be added)
-    amount: int
-    balance_after: int
-    created_at: str
-    reference: str | None
-    description: str | None
-    order_id: str | None = None  # purchases: the order behind them
-    payment: Payment | None = None  # purchases: what was paid for these credits
-
-
-@dataclass(frozen=True)
-class TransactionPage:
-    items: tuple[Transaction, ...]
-    next_cursor: str | None  # pass as ``before=`` for the next (older) page; None on the last page
-
-
-@dataclass(frozen=True)
-class CheckoutSession:
-    session_id: str
-    url: str
-    order_id: str | None = None
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    session_id: str
-    status: str  # cancelled (can no longer be paid), or where it stands if it was settled first (paid, ...)
-
-
-@dataclass(frozen=True)
-class PaymentVerification:
-    session_id: str
-    status: str  # pending, paid, failed, expired, cancelled, refunded, disputed, charged_back
-    credits_granted: int
-    balance: int
-
-
-@dataclass(frozen=True)
-class SpendResult:
-    transaction_id: int
-    balance: int
 
 
 _FALLBACK_MESSAGES = {

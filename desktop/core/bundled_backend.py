@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO
 
 from desktop.core._files import atomic_write_text, tail_lines
-from desktop.core.api import ApiClient, ApiClientError
 from desktop.core.redact import redact
 
 log = logging.getLogger("creditdesk.bundled_backend")
@@ -206,6 +205,8 @@ class BundledBackend:
             return line
 
     def _wait_healthy(self, deadline: float) -> None:
+        from desktop.core.api import ApiClient, ApiClientError  # the HTTP stack, on this worker only
+
         assert self.url is not None
         client = ApiClient(self.url, timeout=1.0, retries=0)
         try:

@@ -22,22 +22,18 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from desktop.core.models import CallbackResult
+
+__all__ = ["CALLBACK_PATH", "CallbackResult", "LoopbackListener"]
 
 log = logging.getLogger("creditdesk.callback")
 
 CALLBACK_PATH = "/callback"
 MAX_SESSION_ID_LENGTH = 255
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    session_id: str
-    status: str  # what the backend's page said (paid, pending, cancelled, ...): a hint, checked before use
-    state_ok: bool = True
 
 
 RECEIVED_PAGE = ("Creditdesk has it",

@@ -14,7 +14,6 @@ timeouts: call it on a worker thread from the GUI.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import platform
 import re
@@ -31,6 +30,7 @@ from desktop.core.pending import PendingPurchase, PendingPurchases
 from desktop.core.redact import REDACTED, mask_email, redact
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
+from desktop.core.version import package_version
 
 __all__ = ["REDACTED", "build_report", "errors_from_log", "mask_email", "package_version", "redact",
            "render_text", "report_json"]
@@ -38,17 +38,6 @@ __all__ = ["REDACTED", "build_report", "errors_from_log", "mask_email", "package
 REPORT_VERSION = 2
 LEDGER_ROWS = 20
 _PROBLEM_LINE = re.compile(r"\s(WARNING|ERROR|CRITICAL)\s")
-
-
-def package_version(*names: str) -> str | None:
-    """The installed version of the first of ``names`` that is installed (read from metadata, never by
-    importing the package: importing PySide6 here would be slow and is forbidden in the core)."""
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def errors_from_log(log_file: Path, n: int = 20) -> list[str]:

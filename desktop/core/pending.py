@@ -67,6 +67,10 @@ class PendingPurchase:
     last_checked_at: str | None = None  # when the app last had an answer from the backend about it
     events: tuple[Event, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        if not self.backend_id:  # filed under its URL's identity (all that version 1 knew)
+            object.__setattr__(self, "backend_id", normalize_url(self.backend_url))
+
     @property
     def finished(self) -> bool:
         return self.finished_at is not None
@@ -97,8 +101,6 @@ class PendingPurchase:
             for name in ("finished_at", "order_id", "currency", "checkout_url", "last_checked_at")
         ) or not (item.amount is None or isinstance(item.amount, int)):
             raise TypeError("a field has the wrong type")
-        if not item.backend_id:
-            item = replace(item, backend_id=normalize_url(item.backend_url))
         return item
 
 
@@ -161,8 +163,7 @@ class PendingPurchases:
         """Remember a purchase (replacing one with the same session id)."""
         if not purchase.started_at:
             purchase = replace(purchase, started_at=utcnow_iso())
-        purchase = replace(purchase, backend_url=purchase.backend_url.rstrip("/"),
-                           backend_id=purchase.backend_id or normalize_url(purchase.backend_url))
+        purchase = replace(purchase, backend_url=purchase.backend_url.rstrip("/"))
         if purchase.status in FINISHED_STATUSES and purchase.finished_at is None:
             purchase = replace(purchase, finished_at=utcnow_iso())
         with self._lock:

@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from desktop.core.callback import CallbackResult
+from desktop.core.models import CallbackResult
 
 
 class FlowState(StrEnum):

@@ -17,12 +17,12 @@ import json
 import logging
 import threading
 from pathlib import Path
-
-import keyring
-import keyring.backend
-import keyring.errors
+from typing import TYPE_CHECKING
 
 from desktop.core._files import atomic_write_text
+
+if TYPE_CHECKING:
+    import keyring.backend
 
 log = logging.getLogger("creditdesk.tokens")
 
@@ -75,6 +75,8 @@ class TokenStore:
         with self._lock:
             if not self._resolved:
                 try:
+                    import keyring  # imported here: it is slow, and the window is up by now
+
                     found = keyring.get_keyring()
                 except Exception as exc:  # a broken keyring configuration must not stop the app
                     self._problem = f"keyring unavailable: {type(exc).__name__}"
@@ -115,6 +117,8 @@ class TokenStore:
                 "you will be asked to sign in again next time.")
 
     def _degrade(self, action: str, exc: BaseException) -> None:
+        import keyring.errors
+
         if self._problem is None:
             self._problem = "keyring failed" if not isinstance(exc, keyring.errors.NoKeyringError) else "no keyring"
             log.warning("the keyring (%s) failed to %s (%s); keeping sign-ins for this session only",
@@ -187,6 +191,8 @@ class TokenStore:
             self._index(key, False)
             if ring is None or self._backend_class in _NOT_PERSISTENT:
                 return
+            import keyring.errors
+
             try:
                 ring.delete_password(self.service, key)
             except keyring.errors.PasswordDeleteError:

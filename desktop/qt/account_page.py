@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.api import Pack, Transaction
+from desktop.core.models import Pack, Transaction
 from desktop.qt import formatting
 from desktop.qt.history_model import HistoryModel
 from desktop.qt.purchase_panel import PurchasePanel

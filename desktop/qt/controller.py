@@ -13,22 +13,25 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from desktop.core.api import ApiClient, ApiClientError, ApiError, BackendUnreachable, Pack, Transaction
 from desktop.core.bundled_backend import BundledBackend
 from desktop.core.identity import BackendIdentity
 from desktop.core.logs import RecentErrors
+from desktop.core.models import ApiClientError, ApiError, BackendUnreachable, Pack, Transaction
 from desktop.core.pending import PendingPurchase, PendingPurchases
 from desktop.core.redact import mask_email
 from desktop.core.settings import AppPaths, SettingsStore
-from desktop.core.signin import Restored, legacy_bundled_names, restore_sign_in, tidy_sign_ins
 from desktop.core.tokens import TokenStore
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.supervisor import BackendSupervisor
 from desktop.qt.tasks import Task, TaskRunner
+
+if TYPE_CHECKING:
+    from desktop.core.api import ApiClient
+    from desktop.core.signin import Restored
 
 log = logging.getLogger("desktop.controller")
 
@@ -125,8 +128,7 @@ class AppController(QObject):
     # -- start and stop ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Find the keyring and read the settings (on workers), and bring the backend up."""
-        self.runner.run(self.tokens.prepare)
+        """Read the settings (on the disk worker) and bring the backend up."""
         self.disk.run(lambda: self.settings.load().email_for(self.identity.key), self._settings_loaded)
         if self.bundled is not None:
             log.info("starting the bundled backend (stub payments mode)")
@@ -139,6 +141,8 @@ class AppController(QObject):
         self.backend_url = url.rstrip("/")
         first = not self._connected
         if self.api is None:
+            from desktop.core.api import ApiClient  # the HTTP stack, loaded once the window is up
+
             self.api = ApiClient(self.backend_url)
         else:
             self.api.base_url = self.backend_url  # the bundled backend may have come back on another port
@@ -183,12 +187,12 @@ class AppController(QObject):
         self.supervisor.stop()
         for purchase in self.purchases:
             purchase.stop()
+        if self.bundled is not None:
+            self.bundled.stop()  # first: it also ends a start under way, which a worker may be waiting on
         self.runner.wait_for_done(15_000)
         self.disk.wait_for_done(15_000)
         if self.api is not None:
             self.api.close()
-        if self.bundled is not None:
-            self.bundled.stop()
 
     # -- health, packs ------------------------------------------------------------------------------------------
 
@@ -226,6 +230,8 @@ class AppController(QObject):
         """The bundled backend's names of earlier versions (reading the purchases file: call on a worker)."""
         if not self.identity.bundled:
             return set()
+        from desktop.core.signin import legacy_bundled_names
+
         return legacy_bundled_names(self.pending.all(), self.identity.key)
 
     def _restore_session(self) -> None:
@@ -234,7 +240,11 @@ class AppController(QObject):
         self._restoring = True
 
         def restore() -> Restored | None:
-            # The keyring can be slow (an IPC call, even an unlock prompt): off the GUI thread with the rest.
+            # Finding the keyring imports every keyring backend (some run helper programs) and talking to it
+            # can be slow (an IPC call, even an unlock prompt): off the GUI thread, after the window is up.
+            from desktop.core.signin import restore_sign_in
+
+            tokens.prepare()
             email = self.settings.load().email_for(key)
             self.last_email = email
             if not email:
@@ -282,6 +292,8 @@ class AppController(QObject):
         url, key, tokens = self.backend_url or "", self.identity.key, self.tokens
 
         def keep() -> None:
+            from desktop.core.signin import tidy_sign_ins
+
             tokens.save(key, email, token)
             self.settings.remember_email(key, email)
             others = {p.account_email for p in self.pending.all()}
@@ -301,6 +313,8 @@ class AppController(QObject):
         api = self._require_api()
         self._forget_token()
         self._end_account()
+        from desktop.core.api import ApiClient
+
         token_api = ApiClient(api.base_url, api.token)
         api.token = None
         # Revoke the token on the server too; signing out locally does not wait for it.

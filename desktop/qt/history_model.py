@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from desktop.core.api import Transaction
+from desktop.core.models import Transaction
 from desktop.qt import formatting
 
 TYPE_LABELS = {"purchase": "Purchase", "spend": "Spent", "refund": "Refund", "adjustment": "Adjustment",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QIcon, QKeySequence
@@ -23,17 +24,18 @@ from PySide6.QtWidgets import (
 )
 
 import resources
-from desktop.core.api import Pack
-from desktop.core.diagnostics import package_version
+from desktop.core.models import Pack
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting
 from desktop.qt.account_page import AccountPage
 from desktop.qt.controller import AppController, Health
-from desktop.qt.diagnostics_dialog import DiagnosticsDialog
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.purchase_panel import PurchasePanel
 from desktop.qt.sign_in import SignInPage
 from desktop.qt.spend_ui import SpendUi
+
+if TYPE_CHECKING:
+    from desktop.qt.diagnostics_dialog import DiagnosticsDialog
 
 log = logging.getLogger("desktop.window")
 
@@ -54,6 +56,8 @@ def app_icon() -> QIcon:
 
 
 def app_version() -> str:
+    from desktop.core.version import package_version
+
     return package_version("creditdesk") or "unknown"
 
 
@@ -331,6 +335,8 @@ class MainWindow(QMainWindow):
     # -- help -------------------------------------------------------------------------------------------------
 
     def show_diagnostics(self) -> DiagnosticsDialog:
+        from desktop.qt.diagnostics_dialog import DiagnosticsDialog
+
         if self.diagnostics is None:
             self.diagnostics = DiagnosticsDialog(self.controller, self)
         else:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from desktop.core.api import ApiError, BackendUnreachable, CancelResult, Pack, PaymentVerification
-from desktop.core.callback import CallbackResult, LoopbackListener
+from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, CancelResult, Pack, PaymentVerification
 from desktop.core.pending import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PendingPurchase, utcnow_iso
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.qt.tasks import Task
+
+if TYPE_CHECKING:
+    from desktop.core.callback import LoopbackListener
 
 log = logging.getLogger("desktop.purchase")
 
@@ -64,7 +66,7 @@ class PurchaseController(QObject):
         self.browser_opened: bool | None = None
         self.resumed = False
         self.last_learned: tuple[datetime, str] | None = None  # when, and what the app last learned
-        self.listener: LoopbackListener | None = None
+        self.listener: LoopbackListener | None = None  # the loopback server of a purchase started here
         self._verify_task: Task | None = None
         self._answer_wanted = False
         self._stopped = False
@@ -94,6 +96,8 @@ class PurchaseController(QObject):
 
     def start(self, pack: Pack) -> None:
         """Open the listener, create the checkout and send the browser to it."""
+        from desktop.core.callback import LoopbackListener
+
         self.pack_name, self.credits = pack.name, pack.credits
         self.amount, self.currency = pack.amount, pack.currency
         self.flow.begin(pack.id)

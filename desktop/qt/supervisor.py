@@ -13,7 +13,6 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from desktop.core.api import ApiClient
 from desktop.core.bundled_backend import BundledBackend
 from desktop.qt.tasks import TaskRunner
 
@@ -105,6 +104,8 @@ class BackendSupervisor(QObject):
 
     @staticmethod
     def _probe(url: str) -> str:
+        from desktop.core.api import ApiClient
+
         client = ApiClient(url, timeout=5, retries=0)
         try:
             client.health(timeout=5)

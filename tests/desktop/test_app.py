@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes.util
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ def test_missing_x11_libraries_are_named_with_their_packages(monkeypatch: pytest
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else f"lib{name}.so")
+    monkeypatch.setattr(app, "_loadable", lambda soname: soname != "libxcb-cursor.so.0")
     assert app.missing_display_libraries() == ["libxcb-cursor0"]
     assert app.run_app(None, None) == 1  # type: ignore[arg-type]
     assert "sudo apt install libxcb-cursor0" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""What the backend's HTTP API speaks of, as plain data, and the errors of calling it.
+
+Kept apart from :mod:`desktop.core.api` (which needs ``requests``) so that the window can be built without
+loading the HTTP stack: the app paints its window first and talks to the backend after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ApiClientError(Exception):
+    """Base of the errors :class:`ApiClient` raises; ``str(error)`` is a sentence for the user."""
+
+    message: str
+
+
+class ApiError(ApiClientError):
+    """The backend answered with an error (the contract's ``{"error": {"code", "message", "details"?}}``).
+
+    ``details`` holds the facts some errors carry for the client (a cap and when it resets, a confirmation token).
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None,
+                 details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.details: Mapping[str, Any] | None = details
+
+    def __repr__(self) -> str:
+        return f"ApiError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class BackendUnreachable(ApiClientError):
+    """No answer: connection refused, DNS failure, TLS failure or timeout."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"BackendUnreachable({self.message!r})"
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    payments: str  # "stripe" or "stub"
+    version: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    token: str = field(repr=False)
+    user: User
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    name: str
+    credits: int
+    amount: int  # minor units (cents)
+    currency: str
+
+
+@dataclass(frozen=True)
+class Payment:
+    amount: int  # minor units (cents)
+    currency: str
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: int
+    type: str  # purchase, spend, refund, adjustment, dispute, dispute_reversal (more may be added)
+    amount: int
+    balance_after: int
+    created_at: str
+    reference: str | None
+    description: str | None
+    order_id: str | None = None  # purchases: the order behind them
+    payment: Payment | None = None  # purchases: what was paid for these credits
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    items: tuple[Transaction, ...]
+    next_cursor: str | None  # pass as ``before=`` for the next (older) page; None on the last page
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    session_id: str
+    url: str
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    session_id: str
+    status: str  # cancelled (can no longer be paid), or where it stands if it was settled first (paid, ...)
+
+
+@dataclass(frozen=True)
+class PaymentVerification:
+    session_id: str
+    status: str  # pending, paid, failed, expired, cancelled, refunded, disputed, charged_back
+    credits_granted: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class SpendResult:
+    transaction_id: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What the backend's page handed to the app's loopback listener."""
+
+    session_id: str
+    status: str  # what the backend's page said (paid, pending, cancelled, ...): a hint, checked before use
+    state_ok: bool = True
