@@ -93,7 +93,7 @@ def test_the_success_page_while_the_payment_is_pending_refreshes_itself(stub_api
     page = requests.get(f"{stub_api.base_url}/account/credits/success",
                         params={"session_id": checkout["sessionId"]}, timeout=5)
     assert page.status_code == 200 and outcome(page.text) == "pending"
-    assert '<meta http-equiv="refresh" content="5">' in page.text
+    assert '<meta http-equiv="refresh" content="10">' in page.text
     assert handoff_query(page.text)["status"] == ["pending"]
 
 

@@ -69,8 +69,9 @@ class ChromiumOpener:
         if self._thread is not None:  # one purchase, one checkout tab
             self.error = self.error or AssertionError(f"the app opened a second checkout: {url}")
             return False
-        self._thread = threading.Thread(target=self._browse, args=(url,), name="chromium-checkout", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._browse, args=(url,), name="chromium-checkout", daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: the test's thread looks at it meanwhile
         return True
 
     @property

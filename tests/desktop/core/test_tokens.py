@@ -67,3 +67,23 @@ def test_explicit_backend(memory_keyring: Any) -> None:
     assert not store.persistent
     store.save(URL, "a@example.com", TOKEN)
     assert memory_keyring.entries == {}
+
+
+def test_the_store_keeps_an_index_of_its_entries(memory_keyring: Any, tmp_path: Any) -> None:
+    index = tmp_path / "keyring-entries.json"
+    store = TokenStore(index_path=index)
+    store.save("bundled:abc", "a@example.com", TOKEN)
+    store.save(URL, "b@example.com", TOKEN + "2")
+    assert TokenStore(index_path=index).known_keys() == ["bundled:abc a@example.com", f"{URL} b@example.com"]
+    assert TOKEN not in index.read_text()  # names only
+    store.delete("bundled:abc", "a@example.com")
+    assert store.known_keys() == [f"{URL} b@example.com"]
+    index.write_text("{not json")
+    assert store.known_keys() == []
+
+
+def test_the_keyring_is_looked_up_on_first_use(memory_keyring: Any) -> None:
+    store = TokenStore()
+    assert "not looked up yet" in repr(store)
+    store.prepare()
+    assert store.persistent and "MemoryKeyring" in repr(store)

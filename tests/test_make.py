@@ -1,0 +1,31 @@
+"""The two commands: `make run` installs what the app needs, `make test` the test tools too."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def planned(target: str) -> str:
+    """What ``make <target>`` would run on a machine where nothing is installed yet (``-n -B``: dry, all)."""
+    if shutil.which("make") is None:
+        pytest.fail("make is not installed")
+    out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_make_run_installs_the_app_without_the_test_tools() -> None:
+    plan = planned("run")
+    installs = [line for line in plan.splitlines() if "pip install" in line and "-c requirements/lock.txt" in line]
+    assert installs and all(line.rstrip().endswith("-e .") for line in installs), installs
+    assert "[test]" not in plan and "creditdesk" in plan.splitlines()[-1]
+
+
+def test_make_test_installs_the_test_tools() -> None:
+    plan = planned("test")
+    assert '-e ".[test]"' in plan and "pytest" in plan
