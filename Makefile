@@ -1,35 +1,43 @@
 # Two commands set everything up: `make run` and `make test`.
-# Both create (or reuse) .venv and install the project from pinned versions.
+# Both create (or reuse) .venv and install the project from pinned versions: `make run` what the app
+# needs, `make test` the test tools as well.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+APP    := $(VENV)/.installed-app
+TOOLS  := $(VENV)/.installed-test
 
 .PHONY: run backend test lint bench mutate lock clean
 
-$(STAMP): pyproject.toml requirements/lock.txt
+$(APP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test]"
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e .
+	touch $(APP)
 
-run: $(STAMP)
+$(TOOLS): $(APP)
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test]"
+	touch $(TOOLS)
+
+run: $(APP)
 	$(BIN)/creditdesk
 
-backend: $(STAMP)
+backend: $(APP)
 	$(BIN)/creditdesk-backend serve
 
-lint: $(STAMP)
+lint: $(TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(TOOLS)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/usage.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/startup.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/handoff.py
 
 # Mutation testing of the money modules ([tool.mutmut] in pyproject.toml): a surviving mutant is a rule
 # no test holds. One worker, so it shares the machine; `make mutate MUTANTS='backend.clawbacks.*'` does one module.
