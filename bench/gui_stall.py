@@ -205,14 +205,15 @@ def helper_main(delay: float) -> int:
 
 
 def _browse(url: str, emit: Callable[[dict[str, Any]], None]) -> None:
-    """The fake browser: get the checkout page, press Pay, follow the redirects to the app's callback."""
+    """The fake browser: get the checkout page, press Pay, follow the redirects to the backend's outcome page
+    and hand the result to the app's loopback listener, as the page's script does."""
     from tests.helpers.fakes import FakeBrowser
 
     browser = FakeBrowser("pay")
     browser(url)
     with contextlib.suppress(BaseException):  # raises the first of browser.errors: all are reported below
         browser.wait(timeout=3600)
-    emit({"browsed": {"statuses": browser.callback_statuses,
+    emit({"browsed": {"statuses": browser.handoff_statuses,
                       "errors": [f"{type(exc).__name__}: {exc}" for exc in browser.errors]}})
 
 
@@ -618,7 +619,7 @@ class Session:
 
         def buy() -> None:
             w.account.cards[1].button.click()  # Standard, 550 credits
-            purchase.append(w.purchase)
+            purchase.append(c.purchases[-1] if c.purchases else None)
 
         self.phase("purchase", buy,
                    lambda: (purchase[0] is not None and purchase[0].flow.state is FlowState.PAID
@@ -632,11 +633,11 @@ class Session:
             why = "connection refused" if "refused" in error else error[:100]
             self.notes.append(f"purchase: paid, but the browser's return to the app failed ({why}): a status poll"
                               " had ended the purchase and closed the loopback listener")
-        elif self.browser.callback_statuses != [200]:
+        elif self.browser.callback_statuses != [204]:
             self.notes.append(f"purchase: paid, but the app answered the browser's return with "
                               f"{self.browser.callback_statuses}")
-        if w.purchase_dialog is not None:
-            w.purchase_dialog.close_button.click()
+        if purchase and purchase[0] is not None and purchase[0] in w.panels:
+            w.panels[purchase[0]].dismiss_button.click()
 
         dialog: list[Any] = []
 
@@ -646,8 +647,8 @@ class Session:
         self.phase("diagnostics", diagnostics,
                    lambda: dialog[0].copy_button.isEnabled() or "not be built" in dialog[0].status.text(),
                    "the diagnostics report")
-        if dialog[0].report_text:
-            backend = json.loads(dialog[0].report_text)["backend"]
+        if dialog[0].report:
+            backend = dialog[0].report["backend"]
             state = "reachable" if backend["reachable"] else f"not reachable ({backend['error']})"
             self.notes.append(f"diagnostics report: backend {state}")
         dialog[0].done(0)
@@ -785,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             if sampler is not None:
                 sampler.stop()
             if window is not None:
-                for dialog in (window.purchase_dialog, window.diagnostics):
+                for dialog in (window.diagnostics,):
                     if dialog is not None:
                         dialog.done(0)
                 window.close()

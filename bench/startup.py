@@ -1,0 +1,123 @@
+"""Cold start: from launching ``creditdesk`` to its window painted, against a bare PySide6 window.
+
+Each run is a new process, as a user's start is: the interpreter starts, imports, builds the window and
+paints it. The app runs as ``make run`` starts it (``desktop.app.main``: single-instance lock, logging, the
+bundled backend started on a worker) with a fresh home folder; a wrapper around its ``build_window`` watches
+for the window's first paint, prints the time and quits. The baseline is a process that imports PySide6,
+shows a QMainWindow with a label and prints the time of its first paint; an empty ``python -c pass`` is
+shown too. Runs alternate between the kinds, so that a busy machine slows all alike.
+
+    .venv/bin/python bench/startup.py [--runs 9]
+
+Prints each kind's median and spread in milliseconds and the app's ratio to the bare window (the aim: at
+most 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AIM = 2.0
+
+BARE = r"""
+import sys, time
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+
+app = QApplication(sys.argv)
+window = QMainWindow()
+window.setCentralWidget(QLabel("Hello"))
+window.resize(940, 720)
+
+class FirstPaint(QObject):
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.Type.Paint and watched is window:
+            print(time.monotonic(), flush=True)
+            window.removeEventFilter(self)
+            QTimer.singleShot(0, app.quit)
+        return False
+
+watcher = FirstPaint()
+window.installEventFilter(watcher)
+window.show()
+app.exec()
+"""
+
+APP = r"""
+import sys, time
+import desktop.app as creditdesk
+
+build_window = creditdesk.build_window
+
+def watched_build_window(*args, **kwargs):
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    window = build_window(*args, **kwargs)
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event):
+            if event.type() == QEvent.Type.Paint and watched is window:
+                print(time.monotonic(), flush=True)
+                window.removeEventFilter(self)
+                QTimer.singleShot(0, QApplication.instance().quit)
+            return False
+
+    window._first_paint = FirstPaint()
+    window.installEventFilter(window._first_paint)
+    return window
+
+creditdesk.build_window = watched_build_window
+sys.exit(creditdesk.main([]))
+"""
+
+EMPTY = "import time; print(time.monotonic(), flush=True)"
+
+
+def run(code: str, env: dict[str, str]) -> float:
+    """Seconds from launching ``code`` in a new interpreter to the time it prints."""
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"the run failed ({out.returncode}): {out.stderr[-2000:]}")
+    return float(out.stdout.split()[0]) - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDITDESK_", "STRIPE_"))}
+    base_env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    kinds = {"python -c pass": EMPTY, "bare PySide6 window": BARE, "creditdesk": APP}
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    with tempfile.TemporaryDirectory(prefix="creditdesk-bench-") as tmp:
+        for n in range(args.runs + 1):  # the first round warms the OS's file cache and is not counted
+            for kind, code in kinds.items():
+                env = {**base_env, "CREDITDESK_HOME": str(Path(tmp) / f"home-{n}")}
+                seconds = run(code, env)
+                if n:
+                    times[kind].append(seconds)
+    print(f"cold start to the first paint, {args.runs} runs each (platform {base_env['QT_QPA_PLATFORM']}):")
+    medians = {}
+    for kind, values in times.items():
+        medians[kind] = statistics.median(values)
+        print(f"  {kind:<22} median {medians[kind] * 1000:7.1f} ms   "
+              f"min {min(values) * 1000:7.1f}   max {max(values) * 1000:7.1f}")
+    ratio = medians["creditdesk"] / medians["bare PySide6 window"]
+    print(f"creditdesk / bare PySide6 window: {ratio:.2f}x (aim: at most {AIM:g}x) "
+          f"{'met' if ratio <= AIM else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
