@@ -39,7 +39,11 @@ class PackCard(QFrame):
         self.pack = pack
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setObjectName(f"pack-{pack.id}")
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # The cards share the row's width equally (their own widths differ with their texts), never narrower
+        # than their content.
+        policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        policy.setHorizontalStretch(1)
+        self.setSizePolicy(policy)
         name = QLabel(pack.name)
         font = name.font()
         font.setBold(True)
@@ -60,6 +64,7 @@ class PackCard(QFrame):
             layout.addWidget(widget)
         layout.addSpacing(4)
         layout.addWidget(self.button)
+        self.setMinimumWidth(self.minimumSizeHint().width())
 
 
 class HistoryTable(QTableView):
@@ -68,7 +73,8 @@ class HistoryTable(QTableView):
     def minimumSizeHint(self):  # type: ignore[no-untyped-def]
         hint = super().minimumSizeHint()
         rows = self.verticalHeader().defaultSectionSize() * HISTORY_MIN_ROWS
-        hint.setHeight(self.horizontalHeader().sizeHint().height() + rows + 2 * self.frameWidth())
+        scrollbar = self.horizontalScrollBar().sizeHint().height()  # when the columns are wider than the view
+        hint.setHeight(self.horizontalHeader().sizeHint().height() + rows + scrollbar + 2 * self.frameWidth())
         return hint
 
 

@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QIcon, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QGuiApplication,
+    QIcon,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
@@ -89,6 +97,7 @@ class MainWindow(QMainWindow):
         self.controller = controller
         self.diagnostics: DiagnosticsDialog | None = None
         self.about_box: QMessageBox | None = None
+        self._fitted = False
         self.panels: dict[PurchaseController, PurchasePanel] = {}
 
         self.setWindowTitle("Creditdesk")
@@ -180,26 +189,41 @@ class MainWindow(QMainWindow):
 
     def fit_to_screen(self, geometry: str | None = None) -> None:
         """Restore the saved geometry (or take the preferred size), then make the window fit the screen's
-        available area at any scaling."""
+        available area at any scaling. Once shown, the window manager's frame is known: see showEvent."""
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
         else:
             self.resize(PREFERRED_SIZE)
+        self._fit(QRect(self.pos(), self.size()), frame=QSize(16, 48))
+
+    def _fit(self, outer: QRect, frame: QSize) -> None:
+        """Resize and move so that ``outer`` (the window with its frame, of ``frame`` extra size) lies within the
+        screen's available area."""
         screen = self.screen() or QGuiApplication.primaryScreen()
         if screen is None:
             return
         available = screen.availableGeometry()
-        # Leave room for the window manager's frame (not known before the window is shown).
-        room = QSize(max(available.width() - 16, MINIMUM_SIZE.width()),
-                     max(available.height() - 48, MINIMUM_SIZE.height()))
+        room = QSize(max(available.width() - frame.width(), MINIMUM_SIZE.width()),
+                     max(available.height() - frame.height(), MINIMUM_SIZE.height()))
         size = self.size().boundedTo(room)
         if size != self.size():
             self.resize(size)
-        frame = QRect(self.pos(), self.size())
-        if not available.contains(frame):
-            x = min(max(frame.x(), available.x()), available.right() - size.width())
-            y = min(max(frame.y(), available.y()), available.bottom() - size.height() - 32)
-            self.move(max(x, available.x()), max(y, available.y()))
+        width, height = size.width() + frame.width(), size.height() + frame.height()
+        x = min(max(outer.x(), available.x()), available.x() + available.width() - width)
+        y = min(max(outer.y(), available.y()), available.y() + available.height() - height)
+        x, y = max(x, available.x()), max(y, available.y())
+        if (x, y) != (outer.x(), outer.y()):
+            self.move(x, y)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            QTimer.singleShot(0, self._fit_with_frame)
+
+    def _fit_with_frame(self) -> None:
+        outer = self.frameGeometry()
+        self._fit(outer, QSize(outer.width() - self.width(), outer.height() - self.height()))
 
     # -- reactions --------------------------------------------------------------------------------------------
 
