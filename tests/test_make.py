@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,9 @@ def planned(target: str) -> str:
     """What ``make <target>`` would run on a machine where nothing is installed yet (``-n -B``: dry, all)."""
     if shutil.which("make") is None:
         pytest.fail("make is not installed")
-    out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env=env)
     return out.stdout
 
 
