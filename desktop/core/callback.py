@@ -156,12 +156,15 @@ class LoopbackListener:
 
     def __init__(
         self, on_result: Callable[[CallbackResult], None] | None = None, *, timeout_seconds: float | None = None,
-        path: str = CALLBACK_PATH,
+        path: str = CALLBACK_PATH, port: int = 0, state: str | None = None,
     ) -> None:
+        """``port`` and ``state``: listen again for a purchase of an earlier run, at the return URL its checkout
+        was given (``start`` raises OSError when that port is taken now)."""
         self.on_result = on_result
         self.timeout_seconds = timeout_seconds
         self.path = path
-        self.state = secrets.token_urlsafe(32)
+        self.requested_port = port
+        self.state = state or secrets.token_urlsafe(32)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
@@ -186,7 +189,7 @@ class LoopbackListener:
         with self._lock:
             if self._server is not None or self._closed:
                 raise RuntimeError("a LoopbackListener can be started once")
-            server = _Server(("127.0.0.1", 0), _Handler)  # IPv4 loopback only, ephemeral port
+            server = _Server(("127.0.0.1", self.requested_port), _Handler)  # IPv4 loopback only, ephemeral port
             server.listener = self
             self._server = server
             self._thread = threading.Thread(
@@ -221,6 +224,10 @@ class LoopbackListener:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and not self._closed
 
     def check_state(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode("utf-8", "surrogateescape"), self.state.encode())

@@ -64,6 +64,8 @@ class PendingPurchase:
     amount: int | None = None  # what the pack costs, in minor units
     currency: str | None = None
     checkout_url: str | None = None
+    return_url: str | None = None  # where the app's loopback listener took the browser's hand-off
+    state: str | None = field(default=None, repr=False)  # the listener's state, to listen there again
     last_checked_at: str | None = None  # when the app last had an answer from the backend about it
     events: tuple[Event, ...] = field(default_factory=tuple)
 
@@ -98,7 +100,8 @@ class PendingPurchase:
             raise TypeError("a field is not a string")
         if not isinstance(item.credits, int) or not all(
             getattr(item, name) is None or isinstance(getattr(item, name), str)
-            for name in ("finished_at", "order_id", "currency", "checkout_url", "last_checked_at")
+            for name in ("finished_at", "order_id", "currency", "checkout_url", "return_url", "state",
+                         "last_checked_at")
         ) or not (item.amount is None or isinstance(item.amount, int)):
             raise TypeError("a field has the wrong type")
         return item

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
@@ -121,6 +122,7 @@ class PurchaseController(QObject):
                 session_id=session.session_id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
                 started_at=_iso(self.started_at), status="pending", order_id=session.order_id,
                 amount=pack.amount, currency=pack.currency, checkout_url=session.url,
+                return_url=listener.return_url, state=listener.state,
             ).with_event(CREATED, _iso(self.started_at))
             self.controller.write(lambda: self.controller.pending.add(record))
             self._arm_expiry()
@@ -140,8 +142,8 @@ class PurchaseController(QObject):
         self.changed.emit()
 
     def resume(self, record: PendingPurchase) -> None:
-        """Carry on with a purchase left in flight by an earlier run (no listener: the browser's hand-off for it
-        went to a port that is closed now; polling finds the payment)."""
+        """Carry on with a purchase left in flight by an earlier run: listen again where its checkout hands the
+        result over (if that port is free), and check it at once; polling finds the payment in any case."""
         self.resumed = True
         self.pack_name, self.credits = record.pack_name, record.credits
         self.amount, self.currency, self.order_id = record.amount, record.currency, record.order_id
@@ -153,7 +155,25 @@ class PurchaseController(QObject):
         self.flow.pack_id = record.pack_id
         self.flow.resume(record.session_id, record.checkout_url, record.status)
         self._arm_expiry()
+        self._listen_again(record)
         self._step()
+
+    def _listen_again(self, record: PendingPurchase) -> None:
+        port = _port_of(record.return_url)
+        if not port or not record.state or self.time_left().total_seconds() <= 0:
+            return
+        from desktop.core.callback import LoopbackListener
+
+        listener = LoopbackListener(on_result=self._callback.emit, port=port, state=record.state,
+                                    timeout_seconds=self.time_left().total_seconds())
+        self.listener = listener
+
+        def failed(error: BaseException) -> None:
+            log.info("cannot listen again on port %s (%s); the purchase is checked by polling", port, error)
+            if self.listener is listener:
+                self.listener = None
+
+        self.controller.run(listener.start, None, failed)
 
     def _arm_expiry(self) -> None:
         """Check once more right after the session expires: the backend then says so, and the panel too."""
@@ -382,6 +402,13 @@ class PurchaseController(QObject):
             balance = f" Your balance is now {flow.balance:,}." if flow.balance is not None else ""
             return f"Payment received: {flow.credits_granted:,} credits were added.{balance}"
         return flow.error or "The purchase did not complete."
+
+
+def _port_of(url: str | None) -> int:
+    try:
+        return int(urlsplit(url or "").port or 0)
+    except ValueError:
+        return 0
 
 
 def _iso(when: datetime) -> str:

@@ -84,7 +84,7 @@ def test_file_format(tmp_path: Path) -> None:
         "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z", "status": "paid",
         "finished_at": data["purchases"][0]["finished_at"], "backend_id": "bundled:0123456789abcdef",
         "order_id": "ord_1", "amount": 500, "currency": "usd", "checkout_url": "http://x/stub/checkout/cs_1",
-        "last_checked_at": "2025-01-01T00:00:09Z",
+        "return_url": None, "state": None, "last_checked_at": "2025-01-01T00:00:09Z",
         "events": [{"event": "browser_opened", "at": "2025-01-01T00:00:01Z", "detail": ""},
                    {"event": "paid", "at": "2025-01-01T00:00:09Z", "detail": ""}],
     }

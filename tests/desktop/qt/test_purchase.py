@@ -19,7 +19,7 @@ from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
-from tests.helpers.pages import outcome
+from tests.helpers.pages import handoff_url, outcome
 
 
 def buy(qtbot: Any, window: MainWindow, card: int = 1) -> tuple[PurchaseController, PurchasePanel]:
@@ -301,3 +301,28 @@ def test_a_payment_that_lands_without_a_purchase_in_flight_is_announced(
     window.refresh_action.trigger()
     qtbot.waitUntil(lambda: window.account.notice.isVisible(), timeout=10_000)
     assert window.account.notice.text() == "A payment went through: 1,200 credits were added (Pro pack)."
+
+
+def test_after_a_restart_the_app_listens_again_where_the_checkout_hands_over(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    sign_up(qtbot, window)
+    purchase, _ = buy(qtbot, window, 0)
+    waiting(qtbot, purchase)
+    return_url, state = purchase.listener.return_url, purchase.listener.state
+    window.close()
+    window.controller.shutdown()
+
+    again = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
+    resumed = again.controller.purchases[0]
+    qtbot.waitUntil(lambda: resumed.flow.state is FlowState.WAITING and resumed.listener is not None
+                    and resumed.listener.listening, timeout=10_000)
+    assert resumed.listener.return_url == return_url
+    page = requests.post(f"{resumed.flow.checkout_url}/pay", timeout=10)  # the user pays in the old tab
+    handoff = handoff_url(page.text)
+    assert handoff is not None and handoff.startswith(return_url) and f"state={state}" in handoff
+    assert requests.get(handoff, headers={"Sec-Fetch-Mode": "no-cors"}, timeout=10).status_code == 204
+    qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
+    assert resumed.flow.callback_status == "paid"  # the hand-off did it, not a poll
