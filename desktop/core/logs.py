@@ -34,20 +34,29 @@ class RecentErrors(logging.Handler):
         return list(self.records)
 
 
+# The app's loggers: the Qt layer's ("desktop.*") and the core's ("creditdesk.*"; the backend is never imported
+# into the app's process, so these are the app's own).
+APP_LOGGERS = ("desktop", "creditdesk")
+
+
 def setup_logging(log_file: Path, *, level: int = logging.INFO) -> RecentErrors:
-    """Log the ``desktop`` loggers to ``log_file`` (rotating at 1 MB, 3 backups); returns the error keeper."""
+    """Log the app's loggers to ``log_file`` (rotating at 1 MB, 3 backups), and nowhere else (not the terminal);
+    returns the error keeper."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger("desktop")
-    for handler in list(root.handlers):
-        if getattr(handler, "_creditdesk", False):
-            root.removeHandler(handler)
-            handler.close()
     file_handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=3,
                                                         encoding="utf-8")
     file_handler.setFormatter(RedactingFormatter(FORMAT))
     recent = RecentErrors()
     for handler in (file_handler, recent):
         handler._creditdesk = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level)
+    for name in APP_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_creditdesk", False):
+                logger.removeHandler(handler)
+                if handler not in (file_handler, recent):
+                    handler.close()
+        logger.addHandler(file_handler)
+        logger.addHandler(recent)
+        logger.setLevel(level)
     return recent
