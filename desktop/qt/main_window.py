@@ -327,7 +327,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"Payment received: {formatting.number(flow.credits_granted)} credits added "
                 f"({purchase.pack_name} pack).", 20_000)
-        elif purchase.resumed:
+        elif purchase.resumed and not any(t.event == "cancel" for t in flow.history):
             self.statusBar().showMessage(f"An earlier purchase ended: {purchase.message}", 20_000)
 
     def _dismiss(self, purchase: PurchaseController) -> None:

@@ -153,6 +153,7 @@ class PurchasePanel(QFrame):
         self.setAccessibleDescription(f"{title}. {purchase.message}")
 
     def tick(self, now: datetime | None = None) -> None:
-        """Once a minute or so: the time left."""
+        """Every half minute: the time left; an answer to "Check now" is no longer "just now"."""
+        self.answer_text = ""
         if not self.purchase.flow.is_terminal:
             self.update_view(now or datetime.now(UTC))

@@ -16,6 +16,7 @@ from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
 SIGNED_IN = {("post", "/api/auth/logout"), ("post", "/api/billing/checkout"), ("get", "/api/billing/verify-payment"),
+             ("post", "/api/billing/cancel"),
              ("get", "/api/credits/balance"), ("get", "/api/credits/transactions"), ("post", "/api/credits/spend"),
              ("get", "/api/credits/controls"), ("put", "/api/credits/controls"), ("get", "/api/credits/usage"),
              ("get", "/api/credits/transactions.csv"), ("get", "/api/alerts"), ("post", "/api/alerts/read"),
@@ -27,6 +28,7 @@ CONTRACT = {
     ("post", "/api/auth/login"): {200, 401, 429},
     ("post", "/api/billing/checkout"): {200, 400, 404, 429, 502, 503},
     ("get", "/api/billing/verify-payment"): {200, 404, 429, 502, 503},
+    ("post", "/api/billing/cancel"): {200, 404, 502, 503},
     ("post", "/api/credits/spend"): {200, 402, 403, 409, 428},
     ("get", "/api/credits/usage"): {200, 422},
     ("post", "/api/webhooks/stripe"): {200, 400, 503},
