@@ -242,7 +242,8 @@ class PurchaseFlow:
         self.payment_status = status
         if balance is not None:
             self.balance = balance
-        return self._end("cancel_answered", status)
+        # The backend expired the session for the user; Stripe's own word for that may arrive first: "expired".
+        return self._end("cancel_answered", "cancelled" if status == "expired" else status)
 
     def cancel_failed(self, error: str, *, signed_out: bool = False, retry_after: float | None = None) -> bool:
         """The cancel did not go through: the purchase is still in flight (and may still be paid)."""

@@ -185,6 +185,13 @@ def test_cancel_while_a_verify_runs_ignores_the_verify_answer() -> None:
     assert flow.error == "The checkout was cancelled. Nothing was charged."
 
 
+def test_a_cancel_answered_expired_is_the_users_cancel() -> None:
+    flow = waiting_flow()
+    flow.cancel()
+    assert flow.cancel_answered("expired") and flow.state is F.CANCELLED
+    assert flow.error == "The checkout was cancelled. Nothing was charged." and flow.payment_status == "expired"
+
+
 def test_a_failed_cancel_keeps_the_purchase_in_flight() -> None:
     flow = waiting_flow()
     flow.cancel()
