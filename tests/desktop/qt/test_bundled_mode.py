@@ -63,6 +63,7 @@ def test_when_its_port_is_taken_the_bundled_backend_takes_another_and_keeps_its_
     first.close()
     first.controller.shutdown()
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the old connections' TIME_WAIT
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         second = make_window(None)
