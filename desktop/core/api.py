@@ -36,8 +36,10 @@ from desktop.core.models import (
     ApiError,
     AuthResult,
     BackendUnreachable,
+    CancelledDownload,
     CancelResult,
     CheckoutSession,
+    FileNotSaved,
     Health,
     Pack,
     Payment,
@@ -46,12 +48,13 @@ from desktop.core.models import (
     Transaction,
     TransactionPage,
     User,
+    new_idempotency_key,
 )
 from desktop.core.spend_models import Alert, AlertPage, ConfirmationRequest, SpendControls, Usage
 
 __all__ = ["ApiClient", "ApiClientError", "ApiError", "AuthResult", "BackendUnreachable", "CancelResult",
-           "CheckoutSession", "Health", "Pack", "Payment", "PaymentVerification", "SpendDeclined", "SpendResult",
-           "Transaction", "TransactionPage", "User"]
+           "CancelledDownload", "CheckoutSession", "FileNotSaved", "Health", "Pack", "Payment", "PaymentVerification",
+           "SpendDeclined", "SpendResult", "Transaction", "TransactionPage", "User", "new_idempotency_key"]
 
 log = logging.getLogger("creditdesk.api")
 
@@ -471,25 +474,6 @@ class ApiClient:
             with contextlib.suppress(OSError):
                 partial.unlink()
         return written
-
-
-class CancelledDownload(ApiClientError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class FileNotSaved(ApiClientError):
-    """A download could not be written to disk (full, read-only, gone); nothing is left half-written."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def new_idempotency_key() -> str:
-    """A fresh key for one spend: a spend repeated with the same key is made once."""
-    return f"spend-{uuid.uuid4().hex}"
 
 
 class _BearerAuth(requests.auth.AuthBase):

@@ -6,6 +6,7 @@ loading the HTTP stack: the app paints its window first and talks to the backend
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,26 @@ class PaymentVerification:
 class SpendResult:
     transaction_id: int
     balance: int
+
+
+class CancelledDownload(ApiClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FileNotSaved(ApiClientError):
+    """A download could not be written to disk (full, read-only, gone); nothing is left half-written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one spend: a spend repeated with the same key is made once."""
+    return f"spend-{uuid.uuid4().hex}"
+
 
 
 @dataclass(frozen=True)

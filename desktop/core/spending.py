@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from desktop.core.api import ApiError
+from desktop.core.models import ApiError
 from desktop.core.spend_models import ConfirmationRequest
 
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}

@@ -11,14 +11,17 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, QTimeZone, Signal
 
 from desktop.core.alert_inbox import AlertInbox
-from desktop.core.api import ApiClient, SpendResult
+from desktop.core.models import SpendResult
 from desktop.core.spend_models import Alert, AlertPage, SpendControls
 from desktop.qt.controller import AppController, describe
+
+if TYPE_CHECKING:
+    from desktop.core.api import ApiClient  # the HTTP stack: loaded once the window is up
 
 log = logging.getLogger("desktop.spending")
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.api import SpendResult, new_idempotency_key
+from desktop.core.models import SpendResult, new_idempotency_key
 from desktop.core.spending import Fix, Refusal, refusal_for
 from desktop.qt import formatting
 from desktop.qt.controller import describe

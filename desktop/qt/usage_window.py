@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.api import CancelledDownload
+from desktop.core.models import CancelledDownload
 from desktop.core.spend_models import Usage
 from desktop.core.usage import forecast_text, totals_text
 from desktop.qt import formatting
