@@ -35,6 +35,12 @@ def sign_in(qtbot: Any, window: MainWindow, email: str) -> None:
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
 
 
+def signed_in_again(qtbot: Any, window: MainWindow, email: str) -> None:
+    """A restart in the default mode: the sign-in kept in the keyring is restored, no password asked."""
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=30_000)
+    assert window.controller.account.email == email
+
+
 def notices(window: MainWindow) -> list[tuple[str, str]]:
     return [(n.title, n.message) for n in window.spend_ui.notifier.shown]
 
@@ -208,7 +214,7 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
 
 
 def test_alerts_reach_the_user_once_across_restarts_of_the_app(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
-    """The default mode: the bundled backend, on another port at every start."""
+    """The default mode: the bundled backend (its identity, and the sign-in kept, across restarts)."""
     first = make_window(None)
     email = sign_up(qtbot, first)
     api = api_for(first)
@@ -224,17 +230,16 @@ def test_alerts_reach_the_user_once_across_restarts_of_the_app(qtbot: Any, make_
         assert closed.post("/api/credits/spend", json={"amount": 100, "idempotencyKey": "away"}).status_code == 200
 
     second = make_window(None)
-    sign_in(qtbot, second, email)
+    signed_in_again(qtbot, second, email)
     qtbot.waitUntil(lambda: notices(second) == [
         ("Low balance", "Your balance is 450 credits, below your alert level of 500 credits.")], timeout=10_000)
-    assert second.controller.backend_url != first.controller.backend_url
     second.spend_ui.spending.poll_alerts()
     qtbot.wait(300)
     second.close()
     second.controller.shutdown()
 
     third = make_window(None)
-    sign_in(qtbot, third, email)
+    signed_in_again(qtbot, third, email)
     qtbot.waitUntil(lambda: third.spend_ui.alerts_button.text() == "2 new alerts", timeout=10_000)
     qtbot.wait(300)
     assert notices(third) == []  # both were shown before; the inbox still has them, unread
@@ -279,7 +284,7 @@ def test_the_credits_menu_is_for_signed_in_users(qtbot: Any, make_window: Any, s
     window = make_window(stub_backend.url)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
     ui = window.spend_ui
-    assert [a.text() for a in window.menuBar().actions()] == ["&File", "&Credits", "&Help"]
+    assert [a.text() for a in window.menuBar().actions()] == ["&File", "&Buy", "&Credits", "&Help"]
     assert not any(a.isEnabled() for a in ui.menu.actions()) and not ui.alerts_button.isVisible()
     sign_up(qtbot, window)
     assert all(a.isEnabled() for a in ui.menu.actions()) and ui.alerts_button.isVisible()
