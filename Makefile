@@ -44,7 +44,7 @@ bench: $(TOOLS)
 MUTANTS ?=
 MUTATION_STAMP := $(VENV)/.mutation-installed
 
-$(MUTATION_STAMP): $(STAMP)
+$(MUTATION_STAMP): $(TOOLS)
 	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test,mutation]"
 	touch $(MUTATION_STAMP)
 
