@@ -118,6 +118,8 @@ class AppController(QObject):
         self.purchases: list[PurchaseController] = []
         self._connected = False
         self._refreshing = False
+        self._refresh_again = False
+        self._balance_version = 0  # counts set_balance calls: a refresh's older answer does not undo a newer one
         self._history_loading = False
         self._restoring = False
         self._announced: set[str] = set()  # sessions whose payment was already told
@@ -396,31 +398,41 @@ class AppController(QObject):
     # -- balance and history -----------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Health, balance and the newest page of history; skipped while a refresh is under way. Older pages
-        already loaded stay, and new rows go on top."""
+        """Health, balance and the newest page of history. Older pages already loaded stay, and new rows go on
+        top. Asked while a refresh is under way (which may have read the balance before a payment), another one
+        follows it."""
         if self.api is None:
             return
         self.check_health()
-        if not self.signed_in or self._refreshing:
+        if not self.signed_in:
+            return
+        if self._refreshing:
+            self._refresh_again = True
             return
         api = self.api
-        self._refreshing = True
+        self._refreshing, self._refresh_again = True, False
+        balance_version = self._balance_version
 
         def fetch() -> tuple[int, Any]:
             return api.balance(), api.transactions(limit=HISTORY_PAGE)
 
-        def done(result: tuple[int, Any]) -> None:
+        def settle() -> None:
             self._refreshing = False
-            if not self.signed_in:
-                return
-            balance, page = result
-            self.set_balance(balance)
-            self._merge_history(list(page.items), page.next_cursor)
-            self.account.updated_at = datetime.now(UTC)
+            if self._refresh_again:
+                self.refresh()
+
+        def done(result: tuple[int, Any]) -> None:
+            if self.signed_in:
+                balance, page = result
+                if self._balance_version == balance_version:  # not older than a balance set meanwhile
+                    self.set_balance(balance)
+                self._merge_history(list(page.items), page.next_cursor)
+                self.account.updated_at = datetime.now(UTC)
+            settle()
 
         def failed(error: BaseException) -> None:
-            self._refreshing = False
             self._auth_error_or_report(error)
+            settle()
 
         self.runner.run(fetch, done, failed)
 
@@ -475,6 +487,7 @@ class AppController(QObject):
         self.runner.run(lambda: api.transactions(limit=HISTORY_PAGE, before=cursor), done, failed)
 
     def set_balance(self, balance: int) -> None:
+        self._balance_version += 1
         self.account.balance = balance
         self.balanceChanged.emit(balance)
 

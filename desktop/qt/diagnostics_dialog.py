@@ -6,6 +6,7 @@ A window of its own (not modal): the app works on while it is open. The report i
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core._files import atomic_write_text
 from desktop.core.diagnostics import render_text, report_json
 from desktop.qt.controller import AppController, build_diagnostics, describe
 
@@ -119,4 +121,9 @@ class DiagnosticsDialog(QDialog):
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             self.status.setText(f"Could not save the report to {target}: {reason}.")
 
-        self.controller.disk.run(lambda: target.write_text(content, encoding="utf-8"), done, failed)
+        def write() -> None:
+            if not target.parent.is_dir():  # a folder that is not there is an error, not something to create
+                raise FileNotFoundError(errno.ENOENT, "No such folder", str(target.parent))
+            atomic_write_text(target, content)  # never a half-written report where the user looks
+
+        self.controller.disk.run(write, done, failed)

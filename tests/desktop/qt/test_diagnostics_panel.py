@@ -80,7 +80,7 @@ def test_the_panel_answers_where_are_my_credits_without_secrets(
     assert target.read_text(encoding="utf-8") == panel.report_text
     as_json = tmp_path / "report.json"
     save_through_the_dialog(qtbot, panel, as_json)
-    qtbot.waitUntil(lambda: as_json.exists(), timeout=10_000)
+    qtbot.waitUntil(lambda: panel.status.text() == f"Saved to {as_json}.", timeout=10_000)
     assert json.loads(as_json.read_text())["purchases"][0]["session_id"] == purchase.session_id
     panel.save(str(tmp_path / "no-such-folder" / "r.txt"))
     qtbot.waitUntil(lambda: panel.status.text().startswith("Could not save the report"), timeout=10_000)
