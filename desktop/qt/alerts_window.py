@@ -84,9 +84,12 @@ class AlertsWindow(QDialog):
         layout.addWidget(switches_box)
         self.resize(620, 560)
 
-        spending.alertsChanged.connect(lambda _page: self.reload())
+        spending.alertsChanged.connect(self._alerts_changed)
         spending.mutedChanged.connect(self._show_muted)
         self._show_muted(spending.muted)
+        self.reload()
+
+    def _alerts_changed(self, _page: object) -> None:
         self.reload()
 
     # -- the list -----------------------------------------------------------------------------------------------

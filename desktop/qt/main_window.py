@@ -94,6 +94,9 @@ class StartingPage(QWidget):
 class MainWindow(QMainWindow):
     def __init__(self, controller: AppController, geometry: str | None = None) -> None:
         super().__init__()
+        # The window owns the controller: it is deleted with the window, on the GUI thread, never by a worker
+        # thread that happens to drop the last Python reference to it (Qt's timers cannot stop there).
+        controller.setParent(self)
         self.controller = controller
         self.diagnostics: DiagnosticsDialog | None = None
         self.about_box: QMessageBox | None = None
@@ -169,7 +172,9 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.controller
-        c.backendReady.connect(lambda url: self.starting.label.setText(f"Connecting to {url}…"))
+        # Bound methods, not lambdas, for the controller's signals: a slot of this window is disconnected when
+        # the window is deleted, while a lambda would still run on it (the controller may outlive it).
+        c.backendReady.connect(self._backend_ready)
         c.backendFailed.connect(self._backend_failed)
         c.onlineChanged.connect(self._online_changed)
         c.healthChanged.connect(self._show_health)
@@ -179,13 +184,19 @@ class MainWindow(QMainWindow):
         c.balanceChanged.connect(self.account.set_balance)
         c.packsChanged.connect(self._packs_changed)
         c.historyChanged.connect(self.account.set_history)
-        c.errorOccurred.connect(lambda message: self.statusBar().showMessage(message, 10_000))
+        c.errorOccurred.connect(self._show_error)
         c.purchaseAdded.connect(self._purchase_added)
         c.paymentLanded.connect(self._payment_landed)
         self.sign_in.submitted.connect(c.sign_in)
         self.account.buyRequested.connect(self.buy)
         self.account.loadOlderRequested.connect(c.load_older)
         self.starting.retry_button.clicked.connect(c.supervisor.retry_now)
+
+    def _backend_ready(self, url: str) -> None:
+        self.starting.label.setText(f"Connecting to {url}…")
+
+    def _show_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10_000)
 
     def fit_to_screen(self, geometry: str | None = None) -> None:
         """Restore the saved geometry (or take the preferred size), then make the window fit the screen's

@@ -101,7 +101,7 @@ class SpendDialog(QDialog):
             signal = field.valueChanged if isinstance(field, QSpinBox) else field.textChanged
             signal.connect(self._edited)
 
-        spending.controlsChanged.connect(lambda _controls: self._controls_changed())
+        spending.controlsChanged.connect(self._on_controls_changed)
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
@@ -155,6 +155,9 @@ class SpendDialog(QDialog):
         self.adjustSize()
         if refusal.fix in label:
             self.fix_button.setFocus()
+
+    def _on_controls_changed(self, _controls: object) -> None:
+        self._controls_changed()
 
     def _controls_changed(self) -> None:
         """The user's time zone may have changed since the refusal was written: write it again."""

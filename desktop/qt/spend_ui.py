@@ -60,11 +60,17 @@ class SpendUi(QObject):
         self.alerts_button.hide()
         window.statusBar().addPermanentWidget(self.alerts_button)
 
-        app.signedIn.connect(lambda _: self._signed_in(True))
-        app.signedOut.connect(lambda _: self._signed_in(False))
+        app.signedIn.connect(self._on_signed_in)
+        app.signedOut.connect(self._on_signed_out)
         self.spending.alertsChanged.connect(self._show_unread)
         self.spending.notify.connect(self._notify)
         self.notifier.clicked.connect(self.show_alerts)
+
+    def _on_signed_in(self, _email: object) -> None:
+        self._signed_in(True)
+
+    def _on_signed_out(self, _reason: object) -> None:
+        self._signed_in(False)
 
     def _signed_in(self, signed_in: bool) -> None:
         for action in (self.use_action, self.usage_action, self.alerts_action, self.controls_action):

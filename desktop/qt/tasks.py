@@ -44,7 +44,10 @@ class _Runnable(QRunnable):
             ok = True
         except Exception as exc:
             result, ok = exc, False
-        self._runner._finished.emit(self._task.id, ok, result)
+        try:
+            self._runner._finished.emit(self._task.id, ok, result)
+        except RuntimeError:  # the runner was deleted meanwhile (its window closed): no one awaits the result
+            log.debug("task %d finished after its runner was deleted", self._task.id)
 
 
 class TaskRunner(QObject):
