@@ -8,12 +8,15 @@ import logging
 import socket
 import sys
 import threading
-from typing import NoReturn
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend import __version__
+from backend import __version__, orders
 from backend.config import ConfigError, Settings
+from backend.db import iso_utc
 from backend.errors import (
     CreditdeskError,
     InvalidAdjustment,
@@ -23,6 +26,9 @@ from backend.errors import (
     UnknownUser,
 )
 from backend.migrations import MigrationError
+
+if TYPE_CHECKING:
+    from backend.services import Services
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--exit-with-stdin", action="store_true",
                            help="stop when standard input closes (the desktop app uses this so that its bundled "
                                 "backend never outlives it, even after a crash)")
+    serve_cmd.add_argument("--linger", type=seconds, default=0, metavar="SECONDS",
+                           help="with --exit-with-stdin: once standard input closes, keep serving while a checkout "
+                                "is still open, for at most SECONDS, so that it can still be paid and its outcome "
+                                "shown (default 0)")
     commands.add_parser("check", help="check that the ledger adds up; exit 1 if it does not")
     commands.add_parser("migrate", help="bring the database's schema up to date (SQLite or PostgreSQL)")
     user_cmd = commands.add_parser("user", help="one account: balance, orders, recent ledger, events")
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin)
+            return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin, linger=args.linger)
         return _admin(settings, args)
     except ConfigError as exc:
         print(f"creditdesk-backend: {exc}", file=sys.stderr)
@@ -122,7 +132,7 @@ def port_number(text: str) -> int:
     return port
 
 
-def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False) -> int:
+def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False, linger: float = 0) -> int:
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -165,7 +175,7 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
                             proxy_headers=False)
     server = uvicorn.Server(config)
     if exit_with_stdin:
-        threading.Thread(target=_stop_at_end_of_stdin, args=(server,), daemon=True).start()
+        threading.Thread(target=_stop_at_end_of_stdin, args=(server, services, linger), daemon=True).start()
     loop = None
     if settings.payments_mode == "stripe" and settings.reconcile_interval > 0:
         from backend.reconcile import Loop
@@ -188,10 +198,44 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(cause).__name__
 
 
-def _stop_at_end_of_stdin(server: object) -> None:
-    """The parent holds our stdin open; when it exits, however it exits, the pipe closes and we stop."""
+def _stop_at_end_of_stdin(server: object, services: Services, linger: float) -> None:
+    """The parent holds our stdin open; when it exits, however it exits, the pipe closes and we stop.
+
+    With ``linger``, not while a checkout is still open (for at most ``linger`` seconds): the desktop app's
+    bundled backend is the server of its stub checkout pages and of their outcome pages, so a user who quit
+    the app (or whose app died) can still pay in the browser and see what happened.
+    """
+    log = logging.getLogger("creditdesk")
     with contextlib.suppress(OSError, ValueError):
         while sys.stdin.buffer.read(4096):
             pass
-    logging.getLogger("creditdesk").info("standard input closed: stopping")
+    until = time.monotonic() + linger
+    told = False
+    while time.monotonic() < until:
+        try:
+            with services.db.read() as conn:
+                open_now = orders.count_open(conn, created_since=iso_utc(datetime.now(UTC) - CHECKOUT_LIFETIME))
+        except CreditdeskError:
+            break
+        if not open_now:
+            break
+        if not told:
+            log.info("standard input closed: serving %d open checkout(s) for up to %d s more", open_now, linger)
+            told = True
+        time.sleep(LINGER_CHECK_SECONDS)
+    log.info("standard input closed: stopping")
     server.should_exit = True  # type: ignore[attr-defined]
+
+
+LINGER_CHECK_SECONDS = 1.0
+CHECKOUT_LIFETIME = timedelta(hours=24)  # a Checkout Session's, Stripe's and the stub's
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and a week of seconds")
+    return value

@@ -90,6 +90,13 @@ def by_user(conn: Connection, user_id: int) -> list[Order]:
     return [Order.from_row(row) for row in rows]
 
 
+def count_open(conn: Connection, *, created_since: str) -> int:
+    """How many checkouts made since ``created_since`` are still waiting to be paid."""
+    o = orders_table.c
+    query = sa.select(sa.func.count()).where(o.status == PENDING, o.created_at >= created_since)
+    return int(conn.execute(query).scalar_one())
+
+
 def unsettled(conn: Connection, *, created_since: str) -> list[Order]:
     """Orders whose payment may still change without a refund or dispute: pending ones of any age, and
     cancelled ones made since ``created_since`` (their session may not have been expired at the provider)."""

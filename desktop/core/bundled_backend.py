@@ -5,6 +5,11 @@ It takes the port it had last time when that is free (so that checkout links of 
 working across restarts), else a free one. Where it runs is written to ``bundled-backend.json`` in the data dir,
 so that ``creditdesk --diagnostics`` reports on the running one instead of starting another. If it exits when
 nobody asked it to, ``on_exit`` is called (on a helper thread) with its exit code: the app restarts it.
+
+It is also the server of its stub checkout pages and their outcome pages. So when the app goes away (quit with
+a purchase in flight, :meth:`BundledBackend.release`, or killed) it keeps serving while a checkout is open, for
+at most LINGER_SECONDS (``serve --linger``), so that the user can still pay and see the outcome; the next start
+stops such a lingering backend and takes its port, and with it the checkout links.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +34,7 @@ from desktop.core.redact import redact
 log = logging.getLogger("creditdesk.bundled_backend")
 
 LISTENING = "listening on "
+LINGER_SECONDS = 30 * 60
 RUNTIME_FILE = "bundled-backend.json"
 CANNOT_LISTEN = "cannot listen on"
 # Inherited variables that would change what the bundled backend is: Stripe mode, another public URL.
@@ -90,7 +97,7 @@ class BundledBackend:
     def command(self, port: int = 0) -> list[str]:
         # --exit-with-stdin: the backend stops when our end of its stdin closes, so it never outlives the app.
         return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--exit-with-stdin"]
+                "--exit-with-stdin", "--linger", str(LINGER_SECONDS)]
 
     def last_port(self) -> int:
         """The port it had last time (0 if unknown)."""
@@ -109,6 +116,7 @@ class BundledBackend:
         """Start the backend and wait until it answers ``/api/health``; returns its URL. Again after it exited
         (or was stopped): a restart, on the same port if that is free."""
         self._abandoned.clear()
+        self._stop_lingering()
         port = self.last_port()
         try:
             return self._start(port)
@@ -236,6 +244,38 @@ class BundledBackend:
             message += f"\nLast lines of the log:\n{log_tail}"
         return BundledBackendError(message)
 
+    def release(self) -> None:
+        """Let it go as the app quits with purchases in flight: it stops by itself once no checkout is open (at
+        once if none is), else serves them for a while (see the module's docstring). Idempotent."""
+        self._abandoned.set()
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            self._close_log()
+        if proc is not None:
+            log.info("bundled backend released (pid %s): it stops once no checkout is open", proc.pid)
+
+    def _stop_lingering(self) -> None:
+        """Stop a backend an earlier run of the app left serving open checkouts, so as to take its port."""
+        state = read_state(self.state_path)
+        pid = state.get("pid")
+        if not isinstance(pid, int) or (self._proc is not None and self._proc.pid == pid and self.running):
+            return
+        if not _is_bundled_backend(pid, self.db_path):
+            return
+        log.info("stopping the bundled backend an earlier run left serving checkouts (pid %s)", pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate (SIGTERM), then kill after ``timeout`` s. Idempotent; safe from any thread."""
         self._abandoned.set()
@@ -280,6 +320,31 @@ class BundledBackend:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, under another user
+    with contextlib.suppress(OSError):  # our own child (the app restarted in one process): reap it
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    return True
+
+
+def _is_bundled_backend(pid: int, db_path: Path) -> bool:
+    """Whether process ``pid`` is a bundled backend serving ``db_path`` (so that a pid reused since by another
+    program is left alone). Read from /proc where there is one; elsewhere, never assumed."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (b"backend" in argv and b"serve" in argv and b"--exit-with-stdin" in argv
+            and f"CREDITDESK_DB={db_path}".encode() in environ)
 
 
 def _port_of(url: str) -> int:

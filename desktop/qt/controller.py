@@ -187,9 +187,12 @@ class AppController(QObject):
     def shutdown(self) -> None:
         self._timer.stop()
         self.supervisor.stop()
+        in_flight = [purchase for purchase in self.purchases if purchase.flow.is_active]
         for purchase in self.purchases:
             purchase.stop()
-        if self.bundled is not None:
+        if self.bundled is not None and in_flight and self.bundled.running:
+            self.bundled.release()  # it serves their checkout pages until they are paid or cancelled (or a while)
+        elif self.bundled is not None:
             self.bundled.stop()  # first: it also ends a start under way, which a worker may be waiting on
         self.runner.wait_for_done(15_000)
         self.disk.wait_for_done(15_000)

@@ -276,3 +276,29 @@ def test_paying_in_chromium_after_the_app_quit_shows_the_outcome_and_the_next_st
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "550 credits", timeout=20_000)
     assert purchase_grants(stub_backend, session_id) == 1
+
+
+def test_in_the_default_mode_paying_after_the_app_quit_shows_the_outcome_and_the_next_start_finds_it(
+    browser: Browser, qtbot: Any, make_window: Any, memory_keyring: Any,
+) -> None:
+    """As `make run` runs: the bundled backend is the server of the checkout page, so it must outlive the app
+    while that checkout is open; the next start takes it over on the same port and finds the payment."""
+    opener = ChromiumOpener(browser, None, checkout_text="Standard", heading="Payment received", handoff="missed")
+    window = make_window(None, opener, poll=NO_POLLING)
+    sign_up(qtbot, window)
+    purchase = buy(qtbot, window, opener, card=1)
+    url = window.controller.backend_url
+    window.close()
+    window.controller.shutdown()  # the app has quit
+
+    opener.pay_now()
+    assert_at_outcome(browser, purchase, url, "paid")
+    assert "550 credits were added" in browser.text()
+
+    again = make_window(None, lambda url: True, poll=0.2)
+    qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=30_000)
+    assert again.controller.backend_url == url
+    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
+    (resumed,) = again.controller.purchases
+    qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
+    qtbot.waitUntil(lambda: again.account.balance.text() == "550 credits", timeout=20_000)

@@ -16,6 +16,7 @@ import requests
 
 from desktop.core.api import ApiClient
 from desktop.core.bundled_backend import BundledBackend, BundledBackendError
+from tests.helpers.api import Api
 
 
 def test_starts_in_stub_mode_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,3 +130,67 @@ def test_the_bundled_backend_does_not_outlive_a_crashed_app(tmp_path: Path) -> N
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError("the bundled backend kept running after the app died")
+
+
+def wait_until_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_released_with_a_checkout_open_it_serves_it_until_it_is_paid_then_stops(tmp_path: Path) -> None:
+    """The app quit with a purchase in flight: the checkout page it opened still works, and shows the outcome."""
+    backend = BundledBackend(tmp_path)
+    try:
+        url = backend.start()
+        pid = backend.pid
+        assert pid is not None
+        api = Api(url).register()
+        checkout_url = api.checkout("standard")["url"]
+        backend.release()
+        time.sleep(2)  # more than it takes to stop when nothing is open
+        assert requests.get(checkout_url, timeout=5).status_code == 200
+        paid = requests.post(f"{checkout_url}/pay", timeout=10)  # the browser follows to the outcome page
+        assert paid.status_code == 200 and "550 credits were added" in paid.text
+        assert wait_until_gone(pid, 10), "it kept running once nothing was open"
+        assert "serving 1 open checkout(s)" in (tmp_path / "backend.log").read_text()
+    finally:
+        backend.stop()
+
+
+def test_released_with_nothing_open_it_stops_at_once(tmp_path: Path) -> None:
+    backend = BundledBackend(tmp_path)
+    try:
+        backend.start()
+        pid = backend.pid
+        assert pid is not None
+        backend.release()
+        assert wait_until_gone(pid, 5)
+    finally:
+        backend.stop()
+
+
+def test_the_next_start_stops_a_lingering_backend_and_takes_its_port(tmp_path: Path) -> None:
+    first = BundledBackend(tmp_path)
+    second = BundledBackend(tmp_path)  # the app started again
+    try:
+        url = first.start()
+        pid = first.pid
+        assert pid is not None
+        checkout_url = Api(url).register().checkout("starter")["url"]
+        first.release()
+        assert second.start() == url  # the same port: the checkout link keeps working
+        assert wait_until_gone(pid, 1)
+        assert second.pid != pid
+        assert requests.get(checkout_url, timeout=5).status_code == 200
+    finally:
+        first.stop()
+        second.stop()
