@@ -21,6 +21,8 @@ log = logging.getLogger("desktop.supervisor")
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # A bundled backend that dies sooner than this after coming up counts as failing to start: the wait grows.
 STABLE_SECONDS = 60.0
+# A bundled backend whose process runs but that has not answered this many probes in a row is hung: restarted.
+HUNG_PROBES = 3
 
 
 def backoff(attempt: int) -> float:
@@ -47,6 +49,7 @@ class BackendSupervisor(QObject):
         self.restarts = 0
         self.last_problem: str | None = None
         self._up_since = 0.0
+        self._unanswered = 0  # probes in a row that a running bundled backend did not answer
         self._busy = False
         self._stopped = False
         self._timer = QTimer(self)
@@ -96,7 +99,15 @@ class BackendSupervisor(QObject):
         self._busy = True
         if self.bundled is not None:
             bundled = self.bundled
-            work = bundled.start if not bundled.running else (lambda: self._probe(bundled.url or ""))
+            if not bundled.running:
+                work = bundled.start
+            elif self._unanswered >= HUNG_PROBES:
+                log.warning("the built-in server has not answered %d times in a row; restarting it", self._unanswered)
+                self.restarts += 1
+                self._unanswered = 0
+                work = lambda: self._restart(bundled)  # noqa: E731
+            else:
+                work = lambda: self._probe(bundled.url or "")  # noqa: E731
         else:
             url = self.url or ""
             work = lambda: self._probe(url)  # noqa: E731
@@ -113,8 +124,14 @@ class BackendSupervisor(QObject):
             client.close()
         return url
 
+    @staticmethod
+    def _restart(bundled: BundledBackend) -> str:
+        bundled.stop()  # a hung process does not stop when asked: it is killed
+        return bundled.start()
+
     def _answered(self, url: str) -> None:
         self._busy = False
+        self._unanswered = 0
         if self._stopped:
             return
         if self.attempt or self.last_problem:
@@ -133,7 +150,10 @@ class BackendSupervisor(QObject):
         self.attempt += 1
         self.is_up = False
         wait = backoff(self.attempt + 1)
-        if self.bundled is not None:
+        if self.bundled is not None and self.bundled.running:
+            self._unanswered += 1
+            message = f"The built-in server does not answer: {error} Trying again in {wait:g} s."
+        elif self.bundled is not None:
             message = (f"The built-in server could not be started: {error} "
                        f"Trying again in {wait:g} s.")
         else:

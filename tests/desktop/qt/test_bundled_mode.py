@@ -6,6 +6,7 @@ URL of the day); a backend that dies is restarted; a backend given by URL that d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -139,6 +140,27 @@ def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures
     assert window.backend_label.text().endswith("· connected")
     window.account.cards[0].button.click()  # and buying works again
     qtbot.waitUntil(lambda: window.account.balance.text() == "200 credits", timeout=20_000)
+
+
+def test_a_hung_bundled_backend_is_killed_and_restarted(qtbot: Any, make_window: Any, memory_keyring: Any) -> None:
+    """Its process runs but answers nothing (stopped here with SIGSTOP): after a few probes it is restarted."""
+    window = make_window(None)
+    sign_up(qtbot, window)
+    bundled = window.controller.bundled
+    assert bundled is not None and bundled.pid
+    url, pid = window.controller.backend_url, bundled.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        window.controller.refresh()
+        qtbot.waitUntil(lambda: window.account.stale.isVisible(), timeout=30_000)
+        assert not any(card.button.isEnabled() for card in window.account.cards)
+        qtbot.waitUntil(lambda: bundled.running and bundled.pid != pid, timeout=90_000)
+        qtbot.waitUntil(lambda: not window.account.stale.isVisible(), timeout=30_000)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert window.controller.backend_url == url and window.controller.supervisor.restarts == 1
+    assert all(card.button.isEnabled() for card in window.account.cards)
 
 
 def free_port() -> int:
