@@ -8,6 +8,7 @@ controls, or confirm the spend (the same idempotency key goes with the confirmat
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -110,6 +111,27 @@ class SpendDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(440)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Enter in a field spends; on a button, presses that button. (QDialog's own rule would press the
+        first button made, the refusal's fix, whatever had the focus.)"""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not isinstance(self.focusWidget(), QPushButton):
+            if self.spend_button.isEnabled():
+                self.spend_button.click()
+            return
+        super().keyPressEvent(event)
+
+    def start_over(self) -> None:
+        """Opened again after it was closed: a new spend, not the last one again (Enter or Alt+S would repeat
+        it). The amount stays, selected, so that typing replaces it."""
+        if self.spend_button.isEnabled():  # not while a spend is under way
+            self.description.clear()
+            self.feature.clear()
+            self.status.clear()
+            self.refusal = None
+            self.refusal_box.hide()
+        self.amount.setFocus()
+        self.amount.selectAll()
 
     # -- sending ------------------------------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class SpendUi(QObject):
         self.alerts_button = QPushButton()
         self.alerts_button.setObjectName("alertsButton")
         self.alerts_button.setFlat(True)
+        # Flat, it would show no focus at all: underlined when Tab reaches it.
+        self.alerts_button.setStyleSheet("QPushButton:focus { text-decoration: underline; }")
         self.alerts_button.clicked.connect(self.show_alerts)
         self.alerts_button.hide()
         window.statusBar().addPermanentWidget(self.alerts_button)
@@ -106,6 +108,8 @@ class SpendUi(QObject):
             self.spend_dialog = SpendDialog(self.spending, self.window)
             self.spend_dialog.buyRequested.connect(self._buy)
             self.spend_dialog.controlsRequested.connect(self.show_controls)
+        elif not self.spend_dialog.isVisible():
+            self.spend_dialog.start_over()
         self._present(self.spend_dialog)
         return self.spend_dialog
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from PySide6.QtCore import Qt
 
 from desktop.qt import spend_controller
 from desktop.qt.main_window import MainWindow
@@ -292,3 +293,23 @@ def test_the_credits_menu_is_for_signed_in_users(qtbot: Any, make_window: Any, s
     window.sign_out_action.trigger()
     assert ui.usage_window is not None and not ui.usage_window.isVisible()
     assert not ui.use_action.isEnabled()
+
+
+def test_enter_spends_and_use_credits_opened_again_starts_a_new_spend(qtbot: Any, make_window: Any,
+                                                                      stub_backend: BackendProcess) -> None:
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api, "starter")
+    dialog = window.spend_ui.show_spend()
+    dialog.amount.setValue(7)
+    dialog.description.setText("Export a report")
+    dialog.description.setFocus()
+    qtbot.keyClick(dialog.description, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: dialog.status.text() == "Spent 7 credits. Your balance is 93 credits.")
+    dialog.close()
+
+    assert window.spend_ui.show_spend() is dialog
+    assert dialog.description.text() == "" and dialog.status.text() == ""  # not the last spend, ready to repeat
+    assert dialog.focusWidget() in (dialog.amount, dialog.amount.lineEdit())
+    assert api.balance() == 93
