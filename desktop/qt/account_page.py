@@ -6,6 +6,8 @@ history table lets Tab through (Tab moves between controls, the arrow keys betwe
 
 from __future__ import annotations
 
+import itertools
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -85,6 +87,7 @@ class AccountPage(QScrollArea):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a Tab stop that shows no focus and does nothing: skipped
         self.setFrameShape(QFrame.Shape.NoFrame)
         body = QWidget()
         body.setObjectName("accountBody")
@@ -205,6 +208,7 @@ class AccountPage(QScrollArea):
             card.buy.connect(self.buyRequested.emit)
             self.cards.append(card)
             self.packs_layout.addWidget(card, stretch=1)
+        self.order_tabs()
 
     def set_buying_enabled(self, enabled: bool, why: str = "") -> None:
         for card in self.cards:
@@ -215,6 +219,16 @@ class AccountPage(QScrollArea):
         self.panels.append(panel)
         self.purchases_layout.addWidget(panel)
         self.purchases_box.show()
+        self.order_tabs()
+
+    def order_tabs(self) -> None:
+        """Tab goes down the page as it is shown: the purchases in progress, the packs, the history. (Qt's own
+        order is the order widgets were made in, and a purchase's panel is made after the packs.)"""
+        stops: list[QWidget] = [button for panel in self.panels for button in panel.buttons()]
+        stops += [card.button for card in self.cards]
+        stops += [self.table, self.load_older]
+        for first, second in itertools.pairwise(stops):
+            QWidget.setTabOrder(first, second)
 
     def remove_panel(self, panel: PurchasePanel) -> None:
         if panel in self.panels:

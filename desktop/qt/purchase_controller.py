@@ -341,7 +341,7 @@ class PurchaseController(QObject):
             signed_out = isinstance(error, ApiError) and error.status == 401
             fatal = isinstance(error, ApiError) and error.status == 404
             retry_after = error.retry_after if isinstance(error, ApiError) else None
-            self.last_learned = (datetime.now(UTC), f"no answer ({message})")
+            self.last_learned = (datetime.now(UTC), f"no answer ({message.rstrip('.')})")
             self.flow.verify_failed(message, fatal=fatal, signed_out=signed_out, retry_after=retry_after)
             if signed_out:
                 self.controller.session_ended()

@@ -60,11 +60,13 @@ class PurchasePanel(QFrame):
                                           | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.link.setAccessibleName("Checkout link")
 
-        self.reopen_button = QPushButton("&Open checkout again")
-        self.copy_button = QPushButton("Cop&y link")
-        self.check_button = QPushButton("Check &now")
-        self.cancel_button = QPushButton("Cancel p&urchase")
-        self.dismiss_button = QPushButton("&Dismiss")
+        # No Alt+letter keys: with several purchases in flight every panel would claim the same ones. Tab reaches
+        # them, in the order they are shown.
+        self.reopen_button = QPushButton("Open checkout again")
+        self.copy_button = QPushButton("Copy link")
+        self.check_button = QPushButton("Check now")
+        self.cancel_button = QPushButton("Cancel purchase")
+        self.dismiss_button = QPushButton("Dismiss")
         for button, name in ((self.reopen_button, "Open the checkout page again in the browser"),
                              (self.copy_button, "Copy the checkout link"),
                              (self.check_button, "Check the payment now"),
@@ -108,6 +110,10 @@ class PurchasePanel(QFrame):
         self.show_answer("Checking…")
         self.purchase.check_now()
 
+    def buttons(self) -> list[QPushButton]:
+        """Its buttons in the order they are shown."""
+        return [self.reopen_button, self.copy_button, self.check_button, self.cancel_button, self.dismiss_button]
+
     def show_answer(self, text: str) -> None:
         self.answer_text = text
         self.update_view()
@@ -133,7 +139,7 @@ class PurchasePanel(QFrame):
             when, what = purchase.last_learned
             learned = f"Last checked {formatting.clock(when)}: {what}."
         if self.answer_text and not ended:
-            learned = f"{learned}  {self.answer_text}".strip()
+            learned = self.answer_text  # the same news as the last check's, said as the answer to "Check now"
         self.learned.setText(learned)
         self.learned.setVisible(bool(learned))
         has_link = bool(flow.checkout_url) and in_flight

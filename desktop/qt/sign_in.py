@@ -43,7 +43,7 @@ class SignInPage(QWidget):
         self.sign_in_button = QPushButton("&Sign in")
         self.sign_in_button.setDefault(True)
         self.sign_in_button.setAccessibleName("Sign in")
-        self.create_button = QPushButton("&Create account")
+        self.create_button = QPushButton("Create &account")  # Alt+C is the Credits menu
         self.create_button.setAccessibleName("Create account")
         buttons = QHBoxLayout()
         buttons.addStretch()

@@ -187,6 +187,7 @@ def test_tab_reaches_every_buy_button_and_is_not_trapped_in_the_history(
     after_table = reached[reached.index(table) + 1]
     assert after_table is not table  # Tab moves on; the arrow keys move within the table
     assert buttons[0] in reached  # and round again
+    assert window.account not in reached  # the page's scroll area, which would show no focus, is no stop
     for button in buttons:
         assert button.focusPolicy() & Qt.FocusPolicy.TabFocus
 
@@ -199,3 +200,25 @@ def test_ctrl_number_buys_a_pack(qtbot: Any, make_window: Any, stub_backend: Bac
     QTest.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: len(window.controller.purchases) == 1, timeout=5_000)
     assert window.controller.purchases[0].pack_name == "Standard"
+
+
+def test_tab_goes_down_the_page_through_the_purchases_in_progress_first(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
+    sign_up(qtbot, window)
+    for card in (0, 1):
+        window.account.cards[card].button.click()
+        qtbot.waitUntil(lambda card=card: len(window.account.panels) == card + 1, timeout=10_000)
+    first, second = window.account.panels
+    qtbot.waitUntil(lambda: first.reopen_button.isEnabled() and second.reopen_button.isEnabled(), timeout=10_000)
+    window.activateWindow()
+    first.reopen_button.setFocus()
+    reached = [first.reopen_button]
+    for _ in range(10):
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        reached.append(QApplication.focusWidget())
+    shown = [b for b in first.buttons() + second.buttons() if b.isVisible() and b.isEnabled()]
+    cards = [card.button for card in window.account.cards]
+    assert reached[:len(shown)] == shown  # the first panel's buttons, then the second's
+    assert reached[len(shown)] is cards[0]  # then the packs below them
