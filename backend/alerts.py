@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from backend import ledger
 from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["low_balance", "cap_80", "cap_100", "purchase_confirmed", "purchase_failed", "purchase_expired",
                "clawback", "clawback_reversed", "test"]
-KINDS: tuple[str, ...] = ("low_balance", "cap_80", "cap_100", "purchase_confirmed", "purchase_failed",
-                          "purchase_expired", "clawback", "clawback_reversed", "test")
+KINDS: tuple[str, ...] = get_args(Kind)
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
@@ -97,10 +96,15 @@ def on_ledger_entry(conn: Connection, entry: ledger.Entry) -> None:
                 "balance": entry.balance_after, "reference": entry.reference})
 
 
+# Run for every ledger entry: built once (building a statement costs more than running it).
+_THRESHOLDS = select(low_balance_thresholds.c.threshold, low_balance_thresholds.c.armed).where(
+    low_balance_thresholds.c.user_id == bindparam("user_id"))
+
+
 def _low_balance(conn: Connection, entry: ledger.Entry) -> None:
     t = low_balance_thresholds.c
     balance = entry.balance_after
-    rows = conn.execute(select(t.threshold, t.armed).where(t.user_id == entry.user_id)).all()
+    rows = conn.execute(_THRESHOLDS, {"user_id": entry.user_id}).all()
     crossed = sorted((threshold for threshold, armed in rows if armed and balance < threshold), reverse=True)
     rearmed = [threshold for threshold, armed in rows if not armed and balance > threshold]
     if crossed:

@@ -179,10 +179,8 @@ def facts(conn: Connection, payment_intent: str, currency: str) -> MoneyFacts:
     )
 
 
-def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
-    """The most recent refund or dispute of a payment, else its charge: what a settlement at fulfilment names.
-
-    One query, since fulfilment asks it for every payment (most of which have no refund or dispute)."""
+def _latest_cause() -> sa.Select[Any]:
+    payment_intent = sa.bindparam("payment_intent")
     news = sa.union_all(
         sa.select(sa.literal("refund").label("kind"), refunds.c.id, refunds.c.as_of)
         .where(refunds.c.payment_intent == payment_intent),
@@ -192,7 +190,17 @@ def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
         sa.select(sa.literal("charge").label("kind"), payment_refunds.c.charge_id, sa.literal(-1).label("as_of"))
         .where(payment_refunds.c.payment_intent == payment_intent, payment_refunds.c.charge_id.is_not(None)),
     ).subquery()
-    row = conn.execute(sa.select(news).order_by(news.c.as_of.desc()).limit(1)).first()
+    return sa.select(news).order_by(news.c.as_of.desc()).limit(1)
+
+
+_LATEST_CAUSE = _latest_cause()  # built once: it is asked for every payment granted
+
+
+def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
+    """The most recent refund or dispute of a payment, else its charge: what a settlement at fulfilment names.
+
+    One query, since fulfilment asks it for every payment (most of which have no refund or dispute)."""
+    row = conn.execute(_LATEST_CAUSE, {"payment_intent": payment_intent}).first()
     return Cause(row.kind, row.id) if row else None
 
 

@@ -14,11 +14,14 @@ never takes a balance below zero.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import Executable
 
 from backend import alerts
 from backend.db import insert_ignoring_duplicates, utcnow
@@ -54,8 +57,19 @@ class Entry:
         )
 
 
+# Statements of the paths every purchase and spend takes, built once: building a statement costs more than
+# running it. The values come as parameters.
+_BALANCE = select(balances.c.balance).where(balances.c.user_id == bindparam("user_id"))
+_LOCK_BALANCE = _BALANCE.with_for_update()
+_SET_BALANCE = update(balances).where(balances.c.user_id == bindparam("of_user")).values(balance=bindparam("to"))
+_ENTRY = select(ledger_entries).where(
+    ledger_entries.c.user_id == bindparam("user_id"), ledger_entries.c.type == bindparam("type"),
+    ledger_entries.c.reference == bindparam("reference"),
+)
+
+
 def balance(conn: Connection, user_id: int) -> int:
-    value = conn.execute(select(balances.c.balance).where(balances.c.user_id == user_id)).scalar()
+    value = conn.execute(_BALANCE, {"user_id": user_id}).scalar()
     return value or 0
 
 
@@ -64,21 +78,20 @@ def locked_balance(conn: Connection, user_id: int) -> int:
 
     Everything that changes a user's ledger or depends on their balance staying put (spend controls, alert
     thresholds) takes this lock first, so that it happens one at a time per user on every engine."""
-    query = select(balances.c.balance).where(balances.c.user_id == user_id).with_for_update()
-    value = conn.execute(query).scalar()
+    value = conn.execute(_LOCK_BALANCE, {"user_id": user_id}).scalar()
     if value is None:
         insert_ignoring_duplicates(conn, balances, {"user_id": user_id, "balance": 0})
-        value = conn.execute(query).scalar_one()
+        value = conn.execute(_LOCK_BALANCE, {"user_id": user_id}).scalar_one()
     return int(value)
 
 
 def find(conn: Connection, user_id: int, type: str, reference: str) -> Entry | None:
-    row = conn.execute(
-        select(ledger_entries).where(
-            ledger_entries.c.user_id == user_id, ledger_entries.c.type == type, ledger_entries.c.reference == reference
-        )
-    ).mappings().first()
+    row = _entry_row(conn, user_id, type, reference)
     return Entry.from_row(row) if row else None
+
+
+def _entry_row(conn: Connection, user_id: int, type: str, reference: str) -> Mapping[str, Any] | None:
+    return conn.execute(_ENTRY, {"user_id": user_id, "type": type, "reference": reference}).mappings().first()
 
 
 def post(
@@ -104,17 +117,16 @@ def post(
         raise ValueError(f"unknown entry type {type!r}")
     if amount == 0:
         raise ValueError("a ledger entry moves a non-zero amount")
-    current = locked_balance(conn, user_id)
-    if find(conn, user_id, type, reference) is not None:
+    balance_after = locked_balance(conn, user_id) + amount
+    # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then.
+    row = conn.execute(_insert_entry(conn.dialect.name), {
+        "user_id": user_id, "type": type, "amount": amount, "balance_after": balance_after, "reference": reference,
+        "description": description, "created_at": created_at or utcnow(), "fingerprint": fingerprint,
+        "feature": feature,
+    }).mappings().first()
+    if row is None:
         return None
-    balance_after = current + amount
-    row = conn.execute(
-        insert(ledger_entries).values(
-            user_id=user_id, type=type, amount=amount, balance_after=balance_after, reference=reference,
-            description=description, created_at=created_at or utcnow(), fingerprint=fingerprint, feature=feature,
-        ).returning(*ledger_entries.c)
-    ).mappings().one()
-    conn.execute(update(balances).where(balances.c.user_id == user_id).values(balance=balance_after))
+    conn.execute(_SET_BALANCE, {"of_user": user_id, "to": balance_after})
     entry = Entry.from_row(row)
     alerts.on_ledger_entry(conn, entry)
     return entry
@@ -142,12 +154,7 @@ def spend(
     if amount <= 0:
         raise ValueError("a spend takes a positive number of credits")
     current = locked_balance(conn, user_id)
-    existing = conn.execute(
-        select(ledger_entries).where(
-            ledger_entries.c.user_id == user_id, ledger_entries.c.type == "spend",
-            ledger_entries.c.reference == idempotency_key,
-        )
-    ).mappings().first()
+    existing = _entry_row(conn, user_id, "spend", idempotency_key)
     if existing is not None:
         if existing["fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key)
@@ -162,6 +169,12 @@ def spend(
     )
     assert entry is not None  # the reference was checked above, inside the same transaction
     return entry, True
+
+
+@functools.cache
+def _insert_entry(dialect_name: str) -> Executable:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(ledger_entries).on_conflict_do_nothing().returning(*ledger_entries.c)
 
 
 def history(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,24 +51,30 @@ def insert(conn: Connection, order: Order) -> None:
     conn.execute(sa.insert(orders_table).values(asdict(order)))
 
 
-def _one(conn: Connection, where: Any, *, lock: bool) -> Order | None:
-    query = sa.select(orders_table).where(where)
-    if lock:  # PostgreSQL: hold the row until the transaction ends (SQLite's write lock already does)
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+def _one(conn: Connection, column: str, value: str, *, lock: bool) -> Order | None:
+    row = conn.execute(_select_by(column, lock), {"value": value}).mappings().first()
     return Order.from_row(row) if row else None
 
 
+@functools.cache
+def _select_by(column: str, lock: bool) -> sa.Select[Any]:
+    """Built once: fulfilment runs these for every webhook, and building a statement costs more than running it."""
+    query = sa.select(orders_table).where(orders_table.c[column] == sa.bindparam("value"))
+    if lock:  # PostgreSQL: hold the row until the transaction ends (SQLite's write lock already does)
+        query = query.with_for_update()
+    return query
+
+
 def by_session(conn: Connection, session_id: str, *, lock: bool = False) -> Order | None:
-    return _one(conn, orders_table.c.session_id == session_id, lock=lock)
+    return _one(conn, "session_id", session_id, lock=lock)
 
 
 def by_id(conn: Connection, order_id: str, *, lock: bool = False) -> Order | None:
-    return _one(conn, orders_table.c.id == order_id, lock=lock)
+    return _one(conn, "id", order_id, lock=lock)
 
 
 def by_payment_intent(conn: Connection, payment_intent: str, *, lock: bool = False) -> Order | None:
-    return _one(conn, orders_table.c.payment_intent == payment_intent, lock=lock)
+    return _one(conn, "payment_intent", payment_intent, lock=lock)
 
 
 def update(conn: Connection, order_id: str, **changes: object) -> Order:
@@ -77,10 +84,12 @@ def update(conn: Connection, order_id: str, **changes: object) -> Order:
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     changes["updated_at"] = utcnow()
-    row = conn.execute(
-        sa.update(orders_table).where(orders_table.c.id == order_id).values(changes).returning(orders_table)
-    ).mappings().one()
+    row = conn.execute(_UPDATE, {**changes, "order_id": order_id}).mappings().one()
     return Order.from_row(row)
+
+
+# The changed columns come as parameters (SQLAlchemy sets those it is given), so this is built once.
+_UPDATE = sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id")).returning(orders_table)
 
 
 def by_user(conn: Connection, user_id: int) -> list[Order]:

@@ -308,11 +308,15 @@ def _money(
 
 
 def _note(conn: Connection, processed: Processed, *, replayed: bool = False) -> None:
-    values: dict[str, Any] = {"outcome": processed.outcome, "detail": processed.detail or None,
-                              "order_id": processed.order_id, "processed_at": utcnow()}
-    if replayed:
-        values["attempts"] = webhook_events.c.attempts + 1
-    conn.execute(webhook_events.update().where(webhook_events.c.id == processed.event_id).values(values))
+    values = {"event_id": processed.event_id, "outcome": processed.outcome, "detail": processed.detail or None,
+              "order_id": processed.order_id, "processed_at": utcnow()}
+    conn.execute(_NOTE_REPLAY if replayed else _NOTE, values)
+
+
+# Built once (each event runs them; building a statement costs more than running it).
+_NOTE = webhook_events.update().where(webhook_events.c.id == sa.bindparam("event_id"))
+_NOTE_REPLAY = _NOTE.values(attempts=webhook_events.c.attempts + 1)
+_OUTCOME = sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id"))
 
 
 def _keep_failed(
@@ -381,7 +385,7 @@ def _already_processed(db: Database, event_id: str) -> bool:
     """Whether the event's effects are committed (a row still "processing" is another transaction's,
     not yet committed: that case goes on to the write path, which waits for it)."""
     with db.read() as conn:
-        outcome = conn.execute(sa.select(webhook_events.c.outcome).where(webhook_events.c.id == event_id)).scalar()
+        outcome = conn.execute(_OUTCOME, {"event_id": event_id}).scalar()
     return outcome is not None and outcome != "processing"
 
 
