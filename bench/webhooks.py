@@ -525,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
         backend = Child(
             "backend", [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0"],
             child_env(CREDITDESK_DB=str(backend_db), STRIPE_SECRET_KEY="sk_test_bench",  # noqa: S106
-                      STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_API_BASE="http://127.0.0.1:9"),
+                      STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_API_BASE="http://127.0.0.1:9",
+                      # No automatic reconcile: it would re-check the seeded orders with a Stripe that is not
+                      # there, work the baseline does not do and that is not the webhook's.
+                      CREDITDESK_RECONCILE_INTERVAL="0"),
             tmp / "backend.log",
         )
         baseline = Child(
