@@ -4,9 +4,11 @@ What does not need the provider must never wait on it. So every provider call ma
 goes through one :class:`ProviderGateway`, which
 
 * runs it on a small pool of its own threads, not the server's shared thread pool, so that calls
-  hanging on a slow provider cannot starve sign-in, balances or webhooks; when that pool is full, a
-  new call is refused at once rather than queued behind the hanging ones;
-* gives up on it after ``deadline`` seconds (the provider's client has its own, shorter, timeouts);
+  hanging on a slow provider cannot starve sign-in, balances or webhooks; calls beyond the pool wait
+  for a thread (a burst of checkouts is served, not refused), up to ``waiting`` of them, and a call
+  beyond those is refused at once;
+* gives up on it after ``deadline`` seconds, waiting included (the provider's client has its own,
+  shorter, timeouts), and a call given up on before it started never starts;
 * trips a circuit breaker (purgatory) after ``failure_threshold`` failures in a row, so that while
   the provider keeps failing, calls fail fast for ``open_seconds`` instead of each waiting out the
   timeouts; ``/api/health`` shows it;
@@ -49,6 +51,7 @@ class ProviderGateway:
         provider: PaymentProvider,
         *,
         workers: int = 8,
+        waiting: int = 64,
         deadline: float = 10.0,
         failure_threshold: int = 5,
         open_seconds: float = 30.0,
@@ -58,9 +61,9 @@ class ProviderGateway:
         self.name = provider.name
         self.deadline = deadline
         self.session_ttl = session_ttl
-        self._workers = workers
+        self._capacity = workers + waiting
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"{provider.name}-calls")
-        self._busy = 0  # calls submitted and not finished, including those given up on
+        self._busy = 0  # calls submitted and not finished (running or waiting), including those given up on
         self._busy_lock = threading.Lock()
         # Only a provider that is down counts: a refusal or an unknown session means it is up.
         self._breakers = AsyncCircuitBreakerFactory(
@@ -129,10 +132,10 @@ class ProviderGateway:
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         with self._busy_lock:
-            if self._busy >= self._workers:
-                # Every thread is waiting on the provider already: this call would only queue behind them.
+            if self._busy >= self._capacity:
+                # Every thread is busy and as many calls wait already as could start before the deadline.
                 # Refused before the breaker, which must count the provider's failures, not ours.
-                raise PaymentProviderUnavailable("every provider thread is busy", retry_after=5)
+                raise PaymentProviderUnavailable("too many calls to the provider are waiting", retry_after=5)
             self._busy += 1
         submitted = False
         try:
@@ -145,6 +148,7 @@ class ProviderGateway:
                     try:
                         result = await asyncio.wait_for(asyncio.wrap_future(future), self.deadline)
                     except TimeoutError:
+                        future.cancel()  # one still waiting for a thread never starts: no late checkout
                         raise PaymentProviderUnavailable(f"no answer within {self.deadline:g} s") from None
             except OpenedState as exc:
                 self._opened(exc.opened_at)

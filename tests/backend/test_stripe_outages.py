@@ -105,6 +105,55 @@ def test_a_hanging_stripe_holds_up_nothing_else(stripe_backend: tuple[BackendPro
     assert backend.query("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 1  # only the one made before
 
 
+def checkout_request(order_id: str) -> CheckoutRequest:
+    return CheckoutRequest(
+        order_id=order_id, user_id=1, user_email="a@example.com", pack=Pack("starter", "Starter", 100, 500, "usd"),
+        success_url="http://127.0.0.1:9/s", cancel_url="http://127.0.0.1:9/c")
+
+
+def test_a_burst_of_checkouts_on_a_slow_but_working_stripe_is_served_not_refused() -> None:
+    """More checkouts at once than the gateway has threads: the others wait for a thread, within the deadline."""
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        gateway = ProviderGateway(StripeProvider(STRIPE_KEY, fake.url), workers=4, waiting=32)
+        fake.fault("hang", delay=0.3)  # every call answers, after 0.3 s
+
+        async def burst() -> list[Any]:
+            return await asyncio.gather(*(gateway.create_checkout(checkout_request(f"ord_burst_{n}"))
+                                          for n in range(20)))
+
+        try:
+            sessions = asyncio.run(burst())
+        finally:
+            gateway.close()
+        assert len({session.id for session in sessions}) == 20
+        assert gateway.health() == {"state": "available"}
+
+
+def test_calls_beyond_the_waiting_room_are_refused_at_once_and_a_call_given_up_on_never_starts() -> None:
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        gateway = ProviderGateway(StripeProvider(STRIPE_KEY, fake.url), workers=1, waiting=1, deadline=0.5)
+        fake.fault("hang", delay=2.0)
+
+        async def scenario() -> None:
+            running = asyncio.ensure_future(gateway.create_checkout(checkout_request("ord_running")))
+            waiting = asyncio.ensure_future(gateway.create_checkout(checkout_request("ord_waiting")))
+            await asyncio.sleep(0.1)
+            began = time.monotonic()
+            with pytest.raises(PaymentProviderUnavailable) as refused:
+                await gateway.create_checkout(checkout_request("ord_refused"))
+            assert time.monotonic() - began < 0.4 and refused.value.retry_after >= 1
+            for call in (running, waiting):
+                with pytest.raises(PaymentProviderUnavailable):
+                    await call
+            await asyncio.sleep(2.5)  # the running call's answer comes and goes; the waiting one was dropped
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            gateway.close()
+        assert fake.calls("/v1/checkout/sessions", "POST") == 1
+
+
 def test_the_breaker_opens_fails_fast_and_closes_again(tmp_path: Path) -> None:
     with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
         provider = StripeProvider(STRIPE_KEY, fake.url)
