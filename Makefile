@@ -28,6 +28,7 @@ backend: $(APP)
 
 lint: $(TOOLS)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: lint

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 
 from backend import ledger
 from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
@@ -50,7 +50,7 @@ class Alert:
     data: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Alert:
         return cls(id=row["id"], kind=row["kind"], created_at=row["created_at"], read_at=row["read_at"],
                    message=row["message"], data=json.loads(row["data"]))
 

@@ -180,7 +180,7 @@ def facts(conn: Connection, payment_intent: str, currency: str) -> MoneyFacts:
 
 
 def _latest_cause() -> sa.Select[Any]:
-    payment_intent = sa.bindparam("payment_intent")
+    payment_intent: sa.BindParameter[str] = sa.bindparam("payment_intent")
     news = sa.union_all(
         sa.select(sa.literal("refund").label("kind"), refunds.c.id, refunds.c.as_of)
         .where(refunds.c.payment_intent == payment_intent),

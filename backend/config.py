@@ -74,7 +74,7 @@ class Settings:
     @property
     def stripe_livemode(self) -> bool:
         """Whether the Stripe key is a live one: only events of the same mode are applied."""
-        return bool(self.stripe_secret_key) and self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
+        return (self.stripe_secret_key or "").startswith(("sk_live_", "rk_live_"))
 
     @property
     def payments_mode(self) -> str:

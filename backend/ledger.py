@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
@@ -49,7 +49,7 @@ class Entry:
     feature: str | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Entry:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Entry:
         return cls(
             id=row["id"], user_id=row["user_id"], type=row["type"], amount=row["amount"],
             balance_after=row["balance_after"], reference=row["reference"],
@@ -90,7 +90,7 @@ def find(conn: Connection, user_id: int, type: str, reference: str) -> Entry | N
     return Entry.from_row(row) if row else None
 
 
-def _entry_row(conn: Connection, user_id: int, type: str, reference: str) -> Mapping[str, Any] | None:
+def _entry_row(conn: Connection, user_id: int, type: str, reference: str) -> RowMapping | None:
     return conn.execute(_ENTRY, {"user_id": user_id, "type": type, "reference": reference}).mappings().first()
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping
 
 from backend.db import utcnow
 from backend.order_status import AFTER_PAYMENT, CANCELLED, PENDING
@@ -43,7 +43,7 @@ class Order:
         return self.credits if self.status in AFTER_PAYMENT else 0
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Order:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Order:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 

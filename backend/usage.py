@@ -125,7 +125,7 @@ def by_description(conn: Connection, user_id: int, window: Window, spent_total: 
     shown = rows if len(rows) <= BY_DESCRIPTION_ROWS else rows[:BY_DESCRIPTION_ROWS - 1]
     found: list[dict[str, object]] = [{"description": r.label, "spent": -int(r.total)} for r in shown]
     if len(rows) > len(shown):
-        found.append({"description": "Everything else", "spent": spent_total - sum(int(r["spent"]) for r in found),
+        found.append({"description": "Everything else", "spent": spent_total + sum(int(r.total) for r in shown),
                       "rest": True})
     return found
 

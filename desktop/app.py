@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from desktop.core.settings import AppPaths, InvalidBackendUrl, resolve_backend_url
 
@@ -163,7 +163,7 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
 
     from desktop.qt.single_instance import SingleInstance
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv))
     instance = SingleInstance(paths.lock_file)
     if not instance.acquire():
         if instance.activate_running():

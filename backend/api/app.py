@@ -66,7 +66,7 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         response = respond(PAYLOAD_TOO_LARGE)
-        await response({"type": "http"}, _no_receive, send)  # type: ignore[arg-type]
+        await response({"type": "http"}, _no_receive, send)
 
 
 async def _no_receive() -> Message:

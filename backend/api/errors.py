@@ -160,7 +160,7 @@ def error_body(code: str, message: str, details: dict[str, object] | None = None
 
 def answer_for(exc: errors.CreditdeskError) -> Answer:
     for cls in type(exc).__mro__:
-        answer = ANSWERS.get(cls)  # type: ignore[call-overload]
+        answer = ANSWERS.get(cls)
         if answer is not None:
             return answer
     return INTERNAL

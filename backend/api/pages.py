@@ -32,16 +32,18 @@ PENDING_REFRESH_SECONDS = 10  # well within the page's limit per checkout
 NONE = "'none'"
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
-OUTCOME_PAGE = {200: {"description": "A page stating the payment's outcome; its script hands it to the app's "
-                             "returnUrl (with session_id, state and status) in the background",
-                      "content": HTML}}
-NOT_FOUND_PAGE = {404: {"description": "A page saying the checkout is not known", "content": HTML}}
-RESULT_PAGE_RESPONSES = {
+Responses = dict[int | str, dict[str, Any]]
+OUTCOME_PAGE: Responses = {200: {
+    "description": "A page stating the payment's outcome; its script hands it to the app's returnUrl (with "
+                   "session_id, state and status) in the background",
+    "content": HTML}}
+NOT_FOUND_PAGE: Responses = {404: {"description": "A page saying the checkout is not known", "content": HTML}}
+RESULT_PAGE_RESPONSES: Responses = {
     **OUTCOME_PAGE, **NOT_FOUND_PAGE, **documented(QUERY_ERRORS),
     429: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
     503: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
 }
-STUB_RESPONSES = {**NOT_FOUND_PAGE, **documented(QUERY_ERRORS, STORAGE)}
+STUB_RESPONSES: Responses = {**NOT_FOUND_PAGE, **documented(QUERY_ERRORS, STORAGE)}
 
 MESSAGES = {
     "paid": ("Payment received", "{credits} credits were added to your balance."),

@@ -9,7 +9,9 @@ sqlite-utils) and stamped as the first version before the later ones run, so it 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
+from typing import cast
 
 import sqlite_utils
 from alembic import command
@@ -104,7 +106,8 @@ def current_version(db: Database) -> str | None:
 
 def _is_unversioned_0_1_0(conn: Connection) -> bool:
     if conn.dialect.name == "sqlite":
-        found = {t.name: set(t.columns_dict) for t in sqlite_utils.Database(conn.connection.dbapi_connection).tables}
+        db = sqlite_utils.Database(cast(sqlite3.Connection, conn.connection.driver_connection))
+        found = {t.name: set(t.columns_dict) for t in db.tables}
     else:
         inspector = inspect(conn)
         found = {name: {c["name"] for c in inspector.get_columns(name)} for name in inspector.get_table_names()}

@@ -47,8 +47,9 @@ def setup_logging(log_file: Path, *, level: int = logging.INFO) -> RecentErrors:
                                                         encoding="utf-8")
     file_handler.setFormatter(RedactingFormatter(FORMAT))
     recent = RecentErrors()
-    for handler in (file_handler, recent):
-        handler._creditdesk = True  # type: ignore[attr-defined]
+    ours: tuple[logging.Handler, ...] = (file_handler, recent)
+    for mine in ours:
+        mine._creditdesk = True  # type: ignore[attr-defined]
     for name in APP_LOGGERS:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -72,7 +72,7 @@ class PackCard(QFrame):
 class HistoryTable(QTableView):
     """A table whose smallest height still shows ``HISTORY_MIN_ROWS`` rows."""
 
-    def minimumSizeHint(self):  # type: ignore[no-untyped-def]
+    def minimumSizeHint(self) -> QSize:
         hint = super().minimumSizeHint()
         rows = self.verticalHeader().defaultSectionSize() * HISTORY_MIN_ROWS
         scrollbar = self.horizontalScrollBar().sizeHint().height()  # when the columns are wider than the view

@@ -122,10 +122,10 @@ class SpendControlsWindow(QDialog):
         hint.setWordWrap(True)
         hint.setEnabled(False)
         alerts_layout = QVBoxLayout(alerts_box)
-        row = QHBoxLayout()
-        row.addWidget(alerts_label)
-        row.addWidget(self.thresholds, 1)
-        alerts_layout.addLayout(row)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(alerts_label)
+        threshold_row.addWidget(self.thresholds, 1)
+        alerts_layout.addLayout(threshold_row)
         alerts_layout.addWidget(hint)
 
         self.status = QLabel()
@@ -138,7 +138,7 @@ class SpendControlsWindow(QDialog):
         self.save_button.clicked.connect(self.save)
         self.revert_button.clicked.connect(lambda: self.show_controls(self.controls) if self.controls else None)
         close.clicked.connect(self.close)
-        QShortcut(QKeySequence.StandardKey.Save, self, activated=self.save)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Save), self).activated.connect(self.save)
 
         history_box = QGroupBox("Changes")
         self.history = QTableWidget(0, 4)

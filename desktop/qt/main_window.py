@@ -131,11 +131,11 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        self.refresh_action = QAction("&Refresh", self, shortcut=QKeySequence.StandardKey.Refresh)
+        self.refresh_action = QAction("&Refresh", self, shortcut=QKeySequence(QKeySequence.StandardKey.Refresh))
         self.refresh_action.triggered.connect(self.controller.refresh)
         self.sign_out_action = QAction("Sign &out", self)
         self.sign_out_action.triggered.connect(self.controller.sign_out)
-        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
         self.quit_action.triggered.connect(self.close)
         for action in (self.refresh_action, self.sign_out_action):
             file_menu.addAction(action)
