@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from requests.adapters import HTTPAdapter
 
 from desktop.app import build_window
 from desktop.core.settings import AppPaths
 from desktop.qt.main_window import MainWindow
+from tests.helpers.api import Api
 
 PASSWORD = "correct horse battery"
 
@@ -65,6 +67,15 @@ def shutdown(window: MainWindow) -> None:
     if not window.isHidden():
         window.close()
     window.controller.shutdown()
+
+
+def user_with_history(backend_url: str, spends: int = 55) -> Api:
+    """A user who bought the Pro pack and spent 1 credit ``spends`` times: more history than one page."""
+    api = Api(backend_url).register()
+    requests.post(api.checkout("pro")["url"] + "/pay", timeout=10)
+    for n in range(spends):
+        api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": f"k{n}", "description": f"Job {n}"})
+    return api
 
 
 def sign_up(qtbot: Any, window: MainWindow, email: str | None = None) -> str:

@@ -14,7 +14,7 @@ import requests
 from PySide6.QtCore import QItemSelectionModel
 
 from desktop.core.settings import AppPaths
-from tests.desktop.qt.conftest import PASSWORD
+from tests.desktop.qt.conftest import PASSWORD, user_with_history
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
@@ -102,10 +102,7 @@ def sign_in(qtbot: Any, window: Any, email: str) -> None:
 
 def test_a_refresh_keeps_the_older_pages_and_the_selection(qtbot: Any, make_window: Any,
                                                           stub_backend: BackendProcess) -> None:
-    api = Api(stub_backend.url).register()
-    requests.post(api.checkout("pro")["url"] + "/pay", timeout=10)
-    for n in range(55):
-        api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": f"k{n}", "description": f"Job {n}"})
+    api = user_with_history(stub_backend.url)
     window = make_window(stub_backend.url)
     sign_in(qtbot, window, api.user["email"])
     model, table = window.account.model, window.account.table

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QApplication
 
-from tests.desktop.qt.conftest import PASSWORD, sign_up
+from tests.desktop.qt.conftest import PASSWORD, sign_up, user_with_history
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
@@ -125,10 +125,7 @@ def test_sign_in_is_rate_limited_with_a_clear_message(qtbot: Any, make_window: A
 
 def test_history_shows_newest_first_and_loads_older_pages(qtbot: Any, make_window: Any,
                                                           stub_backend: BackendProcess) -> None:
-    api = Api(stub_backend.url).register()
-    requests.post(api.checkout("pro")["url"] + "/pay", timeout=10)
-    for n in range(55):
-        api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": f"k{n}", "description": f"Job {n}"})
+    api = user_with_history(stub_backend.url)
     window = make_window(stub_backend.url)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
     window.sign_in.email.setText(api.user["email"])
