@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import http.client
 import json
 import random
 import threading
@@ -241,5 +242,6 @@ class WebhooksMixin(FakeStripeState):
                 return response.status, response.read().decode("utf-8", "replace"), None
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode("utf-8", "replace"), None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            # Like Stripe, a delivery cut off half-way (the server died while answering) is a failed one.
             return 0, "", repr(exc)
