@@ -12,21 +12,21 @@ from PySide6.QtWidgets import QDialog, QPushButton
 
 from desktop.core.alert_inbox import notices
 from desktop.core.spend_models import Alert, AlertPage
-from desktop.qt.alerts_window import AlertsWindow
 from desktop.qt.controller import AppController
-from desktop.qt.controls_window import SpendControlsWindow
 from desktop.qt.notifier import Notifier
 from desktop.qt.spend_controller import SpendController
-from desktop.qt.spend_dialog import SpendDialog
-from desktop.qt.usage_window import SaveChooser, UsageWindow, ask_where_to_save
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the windows load when first opened: the main window paints sooner (bench/startup.py)
+    from desktop.qt.alerts_window import AlertsWindow
+    from desktop.qt.controls_window import SpendControlsWindow
     from desktop.qt.main_window import MainWindow
+    from desktop.qt.spend_dialog import SpendDialog
+    from desktop.qt.usage_window import SaveChooser, UsageWindow
 
 
 class SpendUi(QObject):
     def __init__(self, window: MainWindow, app: AppController, *, use_tray: bool | None = None,
-                 choose_path: SaveChooser = ask_where_to_save) -> None:
+                 choose_path: SaveChooser | None = None) -> None:
         super().__init__(window)
         self.window = window
         self.app = app
@@ -105,6 +105,8 @@ class SpendUi(QObject):
 
     def show_spend(self) -> SpendDialog:
         if self.spend_dialog is None:
+            from desktop.qt.spend_dialog import SpendDialog
+
             self.spend_dialog = SpendDialog(self.spending, self.window)
             self.spend_dialog.buyRequested.connect(self._buy)
             self.spend_dialog.controlsRequested.connect(self.show_controls)
@@ -115,7 +117,10 @@ class SpendUi(QObject):
 
     def show_usage(self) -> UsageWindow:
         if self.usage_window is None:
-            self.usage_window = UsageWindow(self.spending, self.window, choose_path=self.choose_path)
+            from desktop.qt.usage_window import UsageWindow, ask_where_to_save
+
+            self.usage_window = UsageWindow(self.spending, self.window,
+                                            choose_path=self.choose_path or ask_where_to_save)
         else:
             self.usage_window.refresh()
         self._present(self.usage_window)
@@ -123,12 +128,16 @@ class SpendUi(QObject):
 
     def show_alerts(self) -> AlertsWindow:
         if self.alerts_window is None:
+            from desktop.qt.alerts_window import AlertsWindow
+
             self.alerts_window = AlertsWindow(self.spending, self.notifier.where, self.window)
         self._present(self.alerts_window)
         return self.alerts_window
 
     def show_controls(self) -> SpendControlsWindow:
         if self.controls_window is None:
+            from desktop.qt.controls_window import SpendControlsWindow
+
             self.controls_window = SpendControlsWindow(self.spending, self.window)
         self._present(self.controls_window)
         return self.controls_window
