@@ -159,3 +159,87 @@ def test_spend_controls_see_the_balance_once_the_key_is_new_and_the_balance_cove
     with pytest.raises(ledger.InsufficientCredits):
         spend_checked(237, "k3")  # not enough credits is said before the controls are asked
     assert seen == [337, 236] and history(db, 1, limit=10)[0][0].reference == "k1"
+
+
+@pytest.mark.parametrize("amount", [0, -7])
+def test_a_spend_of_nothing_or_less_is_refused_and_writes_nothing(db: Database, amount: int) -> None:
+    grant(db, 1, 337, "cs_1")
+    with pytest.raises(ValueError, match=r"^a spend takes a positive number of credits$"):
+        spend(db, 1, amount, f"k{amount}")
+    assert balance(db, 1) == 337
+    assert len(history(db, 1, limit=10)[0]) == 1
+
+
+def test_a_spend_keeps_what_it_was_for_and_when(db: Database) -> None:
+    grant(db, 1, 337, "cs_1")
+    with db.transaction() as conn:
+        entry, new = ledger.spend(conn, user_id=1, amount=113, idempotency_key="k1", description="Export a report",
+                                  fingerprint="f", feature="export", created_at="2026-11-26T10:00:00.123Z")
+        bare, _ = ledger.spend(conn, user_id=1, amount=1, idempotency_key="k2", description="", fingerprint="f")
+    assert new and (entry.amount, entry.balance_after) == (-113, 224)
+    assert (entry.description, entry.feature, entry.reference) == ("Export a report", "export", "k1")
+    assert entry.created_at == "2026-11-26T10:00:00.123Z"
+    assert (bare.description, bare.feature) == ("", None) and bare.created_at.endswith("Z")
+    assert history(db, 1, limit=2)[0] == [bare, entry]  # read back as written
+
+
+@pytest.mark.parametrize(("entries", "limit", "pages"), [
+    (3, 3, [3]),  # exactly a page: no cursor to an empty page
+    (4, 3, [3, 1]),
+    (7, 3, [3, 3, 1]),
+])
+def test_history_pages_end_where_the_entries_do(db: Database, entries: int, limit: int, pages: list[int]) -> None:
+    for n in range(entries):
+        grant(db, 1, 10 + n, f"cs_{n}")
+    seen, before = [], None
+    sizes = []
+    while True:
+        page, before = history(db, 1, limit=limit, **({"before": before} if before else {}))
+        sizes.append(len(page))
+        seen += page
+        if before is None:
+            break
+    assert sizes == pages
+    assert [e.amount for e in seen] == [10 + n for n in reversed(range(entries))]
+
+
+@pytest.mark.parametrize(("tampering", "problem"), [
+    # A spend that took nothing is no spend.
+    ("UPDATE ledger_entries SET amount = 0, balance_after = 337 WHERE type = 'spend'",
+     "entry {spend}: a spend left balance 337"),
+    # Neither is one that left the balance below zero.
+    ("UPDATE ledger_entries SET amount = -338, balance_after = -1 WHERE type = 'spend'",
+     "entry {spend}: a spend left balance -1"),
+])
+def test_check_invariants_finds_a_bad_spend(db: Database, tampering: str, problem: str) -> None:
+    grant(db, 1, 337, "cs_1")
+    spent, _ = spend(db, 1, 113, "k1")
+    with db.transaction() as conn:
+        conn.execute(text(tampering))
+        conn.execute(text("UPDATE balances SET balance = (SELECT balance_after FROM ledger_entries "
+                          "WHERE type = 'spend') WHERE user_id = 1"))
+        assert ledger.check_invariants(conn) == [problem.format(spend=spent.id)]
+        conn.execute(text("UPDATE ledger_entries SET amount = -113, balance_after = 224 WHERE type = 'spend'"))
+        conn.execute(text("UPDATE balances SET balance = 224 WHERE user_id = 1"))
+
+
+@pytest.mark.parametrize(("spent", "problems"), [
+    (337, []),  # entries that sum to nothing need no balance row (it is made at the first change)
+    (113, ["user 1: cached balance 0 != sum of entries 224"]),
+])
+def test_check_invariants_without_a_balance_row(db: Database, spent: int, problems: list[str]) -> None:
+    grant(db, 1, 337, "cs_1")
+    spend(db, 1, spent, "k1")
+    with db.transaction() as conn:
+        conn.execute(text("DELETE FROM balances WHERE user_id = 1"))
+        assert ledger.check_invariants(conn) == problems
+        conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (1, :b)"), {"b": 337 - spent})
+
+
+@pytest.mark.parametrize(("stray", "problems"), [(0, []), (1, ["user 2: balance 1 with no entries"])])
+def test_check_invariants_and_a_balance_with_no_entries(db: Database, stray: int, problems: list[str]) -> None:
+    grant(db, 1, 337, "cs_1")
+    with db.transaction() as conn:
+        conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (2, :b)"), {"b": stray})
+        assert ledger.check_invariants(conn) == problems
+        conn.execute(text("UPDATE balances SET balance = 0 WHERE user_id = 2"))
