@@ -243,3 +243,20 @@ def test_check_invariants_and_a_balance_with_no_entries(db: Database, stray: int
         conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (2, :b)"), {"b": stray})
         assert ledger.check_invariants(conn) == problems
         conn.execute(text("UPDATE balances SET balance = 0 WHERE user_id = 2"))
+
+
+@pytest.mark.parametrize(("type_", "amount", "message"), [
+    ("purchase", 0, r"^a ledger entry moves a non-zero amount$"),
+    ("gift", 7, r"^unknown entry type 'gift'$"),
+])
+def test_post_refuses_an_entry_that_moves_nothing_or_is_of_no_known_type(
+    db: Database, type_: str, amount: int, message: str,
+) -> None:
+    with pytest.raises(ValueError, match=message), db.transaction() as conn:
+        ledger.post(conn, user_id=1, type=type_, amount=amount, reference="cs_1")  # type: ignore[arg-type]
+    assert history(db, 1, limit=5)[0] == []
+
+
+def test_an_entry_posted_without_a_description_has_none(db: Database) -> None:
+    entry = grant(db, 1, 337, "cs_1")
+    assert entry is not None and entry.description == ""
