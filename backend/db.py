@@ -187,6 +187,12 @@ class Database:
         """A SQLite file deleted under a running server would take writes into a file no one can open
         again: refuse them instead, until it is back."""
         if self._file_made and self.path is not None and not self.path.exists():
+            # Let go of the file that was there: whatever comes back at this path (the folder moved back, a
+            # copy restored) is opened anew, not written past through a connection to the old one.
+            if self._sqlite_writer is not None:
+                self._sqlite_writer.close()
+                self._sqlite_writer = None
+            self.engine.dispose()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
 
     @property

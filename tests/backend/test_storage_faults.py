@@ -19,8 +19,11 @@ import pytest
 import requests
 from sqlalchemy.engine import Engine
 
+from backend import ledger, migrations
 from backend.api.app import create_app
 from backend.config import Settings
+from backend.db import Database
+from backend.errors import StorageUnavailable
 from backend.services import Services
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
@@ -208,3 +211,32 @@ def test_serve_on_a_read_only_disk_says_so_in_one_line(small_disk: Path) -> None
     assert migrate.returncode == 0, migrate.stderr
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     assert_one_line_refusal(serve_on(target), target)
+
+
+def test_a_database_restored_from_a_copy_gets_the_writes_that_follow(tmp_path: Path) -> None:
+    """The file goes, and a copy of it comes back at its path (a restore from a backup): the writes after
+    that land in the copy, which the server and everyone else now open, not in the file that went."""
+    path = tmp_path / "data" / "backend.sqlite3"
+    db = Database(path)
+    migrations.upgrade(db)
+    try:
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="purchase", amount=337, reference="cs_1")
+        with sqlite3.connect(path) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (tmp_path / "data").rename(tmp_path / "aside")
+        with pytest.raises(StorageUnavailable, match="is gone"), db.transaction():
+            pass
+        (tmp_path / "data").mkdir()
+        path.write_bytes((tmp_path / "aside" / "backend.sqlite3").read_bytes())  # a new file, a new inode
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="spend", amount=-113, reference="k1")
+    finally:
+        db.close()
+    restored = Database(path)
+    try:
+        with restored.read() as conn:
+            assert ledger.balance(conn, 1) == 224
+            assert ledger.check_invariants(conn) == []
+    finally:
+        restored.close()
