@@ -79,8 +79,8 @@ def register(db: Database, email: str, password: str) -> User:
         if added is None:
             raise EmailTaken(email)
         # The balance row exists from the start: the ledger locks it before every change.
-        conn.execute(insert(balances).values(user_id=added.id, balance=0))
-        return User(added.id, email)
+        conn.execute(insert(balances).values(user_id=added["id"], balance=0))
+        return User(added["id"], email)
 
 
 def authenticate(db: Database, email: str, password: str) -> User:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 
-from backend import ledger
+from backend import ledger, prepared
 from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
 from backend.order_status import EXPIRED, FAILED, PAID, PENDING
 from backend.schema import alerts, low_balance_thresholds
@@ -104,7 +104,8 @@ _THRESHOLDS = select(low_balance_thresholds.c.threshold, low_balance_thresholds.
 def _low_balance(conn: Connection, entry: ledger.Entry) -> None:
     t = low_balance_thresholds.c
     balance = entry.balance_after
-    rows = conn.execute(_THRESHOLDS, {"user_id": entry.user_id}).all()
+    found = prepared.run(conn, _THRESHOLDS, {"user_id": entry.user_id}).rows
+    rows = [(row["threshold"], row["armed"]) for row in found]
     crossed = sorted((threshold for threshold, armed in rows if armed and balance < threshold), reverse=True)
     rearmed = [threshold for threshold, armed in rows if not armed and balance > threshold]
     if crossed:

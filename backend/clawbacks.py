@@ -24,7 +24,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import ledger, orders
+from backend import ledger, orders, prepared
 from backend.db import insert_ignoring_duplicates, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
@@ -200,8 +200,8 @@ def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
     """The most recent refund or dispute of a payment, else its charge: what a settlement at fulfilment names.
 
     One query, since fulfilment asks it for every payment (most of which have no refund or dispute)."""
-    row = conn.execute(_LATEST_CAUSE, {"payment_intent": payment_intent}).first()
-    return Cause(row.kind, row.id) if row else None
+    row = prepared.run(conn, _LATEST_CAUSE, {"payment_intent": payment_intent}).first()
+    return Cause(row["kind"], row["id"]) if row else None
 
 
 # --- settling an order ------------------------------------------------------------------------------

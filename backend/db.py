@@ -21,18 +21,19 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
+from backend import prepared
 from backend.errors import ServerBusy, StorageUnavailable
 
 log = logging.getLogger("creditdesk")
@@ -75,6 +76,7 @@ class Database:
     def __init__(self, target: str | Path, *, pool_size: int = 10) -> None:
         url = make_url(target if isinstance(target, str) and "://" in target else sqlite_url(target))
         self.url: URL = url
+        self.url_text = str(url)  # rendered once (its password hidden): a key for what is kept per database
         self.is_sqlite = url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self.path: Path | None = Path(url.database or "")
@@ -87,6 +89,8 @@ class Database:
         # 100 ms) overshoot the moment the lock frees; busy_timeout still covers other processes.
         self._write_lock = threading.RLock() if self.is_sqlite else None
         self._sqlite_writer: Connection | None = None
+        self._sqlite_reader: Connection | None = None  # for peek(), used outside any transaction
+        self._reader_lock = threading.Lock()
         self.failing_since: float | None = None
         self._file_made = False  # the SQLite file exists once a write has committed
 
@@ -131,6 +135,32 @@ class Database:
         if self._sqlite_writer is None:
             self._sqlite_writer = self.engine.connect().execution_options(creditdesk_write=True)
         return self._sqlite_writer
+
+    def peek(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row of one read-only statement built once, or None.
+
+        For a point lookup on the hot path (has this event been processed?). On SQLite it runs on a connection
+        kept for these lookups, outside any transaction: a single statement reads one consistent snapshot,
+        and a transaction on a pooled connection costs several times what the lookup does. On PostgreSQL it
+        is a read transaction."""
+        if not self.is_sqlite:
+            with self.read() as conn:
+                return conn.execute(statement, dict(params)).scalar()
+        with self._storage_faults(), self._reader_lock:
+            try:
+                if self._sqlite_reader is None:
+                    self._sqlite_reader = self.engine.connect()  # never begun: each statement reads on its own
+                return prepared.run_outside_transaction(
+                    self._sqlite_reader.connection.driver_connection, self.engine.dialect, statement, params
+                ).scalar()
+            except BaseException:
+                self._drop_reader()
+                raise
+
+    def _drop_reader(self) -> None:
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.close()
+            self._sqlite_reader = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -192,6 +222,8 @@ class Database:
             if self._sqlite_writer is not None:
                 self._sqlite_writer.close()
                 self._sqlite_writer = None
+            with self._reader_lock:
+                self._drop_reader()
             self.engine.dispose()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
 
@@ -206,6 +238,8 @@ class Database:
                 if self._sqlite_writer is not None:
                     self._sqlite_writer.close()
                     self._sqlite_writer = None
+            with self._reader_lock:
+                self._drop_reader()
         self.engine.dispose()
 
 
@@ -254,7 +288,7 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> Row[Any] | None:
+def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> dict[str, Any] | None:
     """Insert a row unless one with the same unique key exists; returns the new row's primary key, or
     None when there was one already.
 
@@ -262,7 +296,7 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str,
     same key waits for the other transaction and then finds the row: the database itself decides
     which of two replicas goes first.
     """
-    return conn.execute(_insert_ignoring(conn.dialect.name, table), values).first()
+    return prepared.run(conn, _insert_ignoring(conn.dialect.name, table), values).first()
 
 
 @functools.cache

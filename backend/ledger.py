@@ -23,7 +23,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from backend import alerts
+from backend import alerts, prepared
 from backend.db import insert_ignoring_duplicates, utcnow
 from backend.errors import IdempotencyConflict, InsufficientCredits
 from backend.schema import balances, ledger_entries
@@ -69,7 +69,7 @@ _ENTRY = select(ledger_entries).where(
 
 
 def balance(conn: Connection, user_id: int) -> int:
-    value = conn.execute(_BALANCE, {"user_id": user_id}).scalar()
+    value = prepared.run(conn, _BALANCE, {"user_id": user_id}).scalar()
     return value or 0
 
 
@@ -78,10 +78,10 @@ def locked_balance(conn: Connection, user_id: int) -> int:
 
     Everything that changes a user's ledger or depends on their balance staying put (spend controls, alert
     thresholds) takes this lock first, so that it happens one at a time per user on every engine."""
-    value = conn.execute(_LOCK_BALANCE, {"user_id": user_id}).scalar()
+    value = prepared.run(conn, _LOCK_BALANCE, {"user_id": user_id}).scalar()
     if value is None:
         insert_ignoring_duplicates(conn, balances, {"user_id": user_id, "balance": 0})
-        value = conn.execute(_LOCK_BALANCE, {"user_id": user_id}).scalar_one()
+        value = prepared.run(conn, _LOCK_BALANCE, {"user_id": user_id}).scalar_one()
     return int(value)
 
 
@@ -90,8 +90,8 @@ def find(conn: Connection, user_id: int, type: str, reference: str) -> Entry | N
     return Entry.from_row(row) if row else None
 
 
-def _entry_row(conn: Connection, user_id: int, type: str, reference: str) -> RowMapping | None:
-    return conn.execute(_ENTRY, {"user_id": user_id, "type": type, "reference": reference}).mappings().first()
+def _entry_row(conn: Connection, user_id: int, type: str, reference: str) -> dict[str, Any] | None:
+    return prepared.run(conn, _ENTRY, {"user_id": user_id, "type": type, "reference": reference}).first()
 
 
 def post(
@@ -119,14 +119,14 @@ def post(
         raise ValueError("a ledger entry moves a non-zero amount")
     balance_after = locked_balance(conn, user_id) + amount
     # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then.
-    row = conn.execute(_insert_entry(conn.dialect.name), {
+    row = prepared.run(conn, _insert_entry(conn.dialect.name), {
         "user_id": user_id, "type": type, "amount": amount, "balance_after": balance_after, "reference": reference,
         "description": description, "created_at": created_at or utcnow(), "fingerprint": fingerprint,
         "feature": feature,
-    }).mappings().first()
+    }).first()
     if row is None:
         return None
-    conn.execute(_SET_BALANCE, {"of_user": user_id, "to": balance_after})
+    prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after})
     entry = Entry.from_row(row)
     alerts.on_ledger_entry(conn, entry)
     return entry

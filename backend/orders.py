@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, RowMapping
 
+from backend import prepared
 from backend.db import utcnow
 from backend.order_status import AFTER_PAYMENT, CANCELLED, PENDING
 from backend.schema import orders as orders_table
@@ -52,7 +53,7 @@ def insert(conn: Connection, order: Order) -> None:
 
 
 def _one(conn: Connection, column: str, value: str, *, lock: bool) -> Order | None:
-    row = conn.execute(_select_by(column, lock), {"value": value}).mappings().first()
+    row = prepared.run(conn, _select_by(column, lock), {"value": value}).first()
     return Order.from_row(row) if row else None
 
 
@@ -84,7 +85,7 @@ def update(conn: Connection, order_id: str, **changes: object) -> Order:
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     changes["updated_at"] = utcnow()
-    row = conn.execute(_UPDATE, {**changes, "order_id": order_id}).mappings().one()
+    row = prepared.run(conn, _UPDATE, {**changes, "order_id": order_id}).one()
     return Order.from_row(row)
 
 

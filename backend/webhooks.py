@@ -24,7 +24,7 @@ import stripe
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend import clawbacks, fulfilment, orders
+from backend import clawbacks, fulfilment, orders, prepared
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import (
     CreditdeskError,
@@ -310,7 +310,7 @@ def _money(
 def _note(conn: Connection, processed: Processed, *, replayed: bool = False) -> None:
     values = {"event_id": processed.event_id, "outcome": processed.outcome, "detail": processed.detail or None,
               "order_id": processed.order_id, "processed_at": utcnow()}
-    conn.execute(_NOTE_REPLAY if replayed else _NOTE, values)
+    prepared.run(conn, _NOTE_REPLAY if replayed else _NOTE, values)
 
 
 # Built once (each event runs them; building a statement costs more than running it).
@@ -368,11 +368,11 @@ class _RecentEvents:
         self._lock = threading.Lock()
 
     def ids(self, db: Database) -> OrderedDict[str, None]:
-        return self._ids.get(str(db.url), OrderedDict())
+        return self._ids.get(db.url_text, OrderedDict())
 
     def add(self, db: Database, event_id: str) -> None:
         with self._lock:
-            ids = self._ids.setdefault(str(db.url), OrderedDict())
+            ids = self._ids.setdefault(db.url_text, OrderedDict())
             ids[event_id] = None
             if len(ids) > self.RECENT:
                 ids.popitem(last=False)
@@ -384,8 +384,7 @@ _recent = _RecentEvents()
 def _already_processed(db: Database, event_id: str) -> bool:
     """Whether the event's effects are committed (a row still "processing" is another transaction's,
     not yet committed: that case goes on to the write path, which waits for it)."""
-    with db.read() as conn:
-        outcome = conn.execute(_OUTCOME, {"event_id": event_id}).scalar()
+    outcome = db.peek(_OUTCOME, {"event_id": event_id})
     return outcome is not None and outcome != "processing"
 
 

@@ -29,7 +29,8 @@ def create_app(services: Services) -> FastAPI:
                 "paymentProvider": services.payments.health(),
                 "storage": "available" if services.db.healthy else "unavailable"}
 
-    for module in (auth, billing, credits, alerts, webhooks, pages):
+    # The webhook first: routes are tried in order, and Stripe's deliveries come in bursts.
+    for module in (webhooks, auth, billing, credits, alerts, pages):
         app.include_router(module.router)
 
     install_error_handlers(app)

@@ -1,0 +1,119 @@
+"""Statements of the hot path, compiled once and run on SQLite's own cursor.
+
+Every webhook that grants credits runs about a dozen statements. Through SQLAlchemy's ``Connection.execute``
+each costs some 20 µs of Python before and after SQLite's own work (an execution context, a result object),
+more than SQLite takes for these point lookups by key, and that overhead is what bounded the backend's
+webhook throughput (``bench/webhooks.py``). :func:`run` compiles a Core statement once per dialect and set
+of parameters, then on SQLite gives the values straight to the driver's cursor, with the same type
+conversions SQLAlchemy would make, and wraps the driver's errors in SQLAlchemy's exceptions as
+``Connection.execute`` does, so that :mod:`backend.db` sees storage faults alike. On PostgreSQL, and for any
+statement whose compiled form needs more than that (defaults computed in Python, expanding ``IN``), it is
+``Connection.execute``.
+
+Only for statements built once (module level): the compiled forms are kept per statement object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy.sql.expression import Executable
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a statement answered: its rows as dicts of column name to value, and the rows it changed."""
+
+    rows: list[dict[str, Any]]
+    rowcount: int
+
+    def first(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> dict[str, Any]:
+        if len(self.rows) != 1:
+            raise exc.NoResultFound("expected one row") if not self.rows else exc.MultipleResultsFound(
+                "expected one row")
+        return self.rows[0]
+
+    def scalar_one(self) -> Any:
+        return next(iter(self.one().values()))
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return next(iter(self.rows[0].values())) if self.rows else None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    compiled: Any  # the SQLCompiler: its construct_params() adds the values bound at build time
+    binds: tuple[tuple[str, Processor], ...]  # positional parameters in order, each with its conversion
+    results: tuple[Processor, ...]  # a conversion per result column, in order (empty: none needed)
+
+
+def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
+    """Execute ``statement`` with ``params`` inside ``conn``'s transaction."""
+    if conn.dialect.name == "sqlite" and conn.in_transaction():
+        compiled = _compile(statement, conn.dialect, tuple(sorted(params)))
+        if compiled is not None:
+            return _execute(conn.connection.driver_connection, conn.dialect, compiled, params)
+    result = conn.execute(statement, dict(params))
+    rows = [dict(row) for row in result.mappings()] if result.returns_rows else []
+    return Rows(rows, result.rowcount)
+
+
+def run_outside_transaction(driver_connection: Any, dialect: Dialect, statement: Executable,
+                            params: Mapping[str, Any]) -> Rows:
+    """Execute one read on a SQLite driver connection in autocommit mode: a single statement reads one
+    consistent snapshot without BEGIN and COMMIT (:meth:`backend.db.Database.peek`)."""
+    compiled = _compile(statement, dialect, tuple(sorted(params)))
+    if compiled is None:
+        raise ValueError("this statement cannot run on the driver's cursor")
+    return _execute(driver_connection, dialect, compiled, params)
+
+
+def _execute(driver_connection: Any, dialect: Dialect, compiled: _Compiled, params: Mapping[str, Any]) -> Rows:
+    values = compiled.compiled.construct_params(params)
+    args = [convert(values[name]) if convert is not None else values[name] for name, convert in compiled.binds]
+    dbapi = dialect.loaded_dbapi
+    try:
+        cursor = driver_connection.execute(compiled.sql, args)
+        try:
+            raw = cursor.fetchall() if cursor.description else []
+            names = [column[0] for column in cursor.description] if cursor.description else []
+            rowcount = cursor.rowcount
+        finally:
+            cursor.close()
+    except dbapi.Error as error:
+        raise exc.DBAPIError.instance(compiled.sql, args, error, dbapi.Error, dialect=dialect) from error
+    if compiled.results and raw:
+        raw = [tuple(convert(value) if convert is not None else value
+                     for convert, value in zip(compiled.results, row, strict=True)) for row in raw]
+    return Rows([dict(zip(names, row, strict=True)) for row in raw], rowcount)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled | None:
+    """The statement compiled for ``dialect`` with these parameter names (an INSERT or UPDATE sets the columns
+    it is given, as ``Connection.execute`` compiles it); None if it needs SQLAlchemy's execution."""
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    needs_execution_context = (
+        compiled.positiontup is None or compiled.insert_prefetch or compiled.update_prefetch
+        or compiled.literal_execute_params or compiled.post_compile_params
+    )
+    if needs_execution_context:
+        return None
+    binds = tuple(
+        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in compiled.positiontup
+    )
+    columns = list(getattr(statement, "exported_columns", ()))
+    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    return _Compiled(compiled.string, compiled, binds, results if any(results) else ())

@@ -1,0 +1,186 @@
+"""The hot path's statements run on SQLite's cursor answer exactly what SQLAlchemy's execution answers, fail
+with SQLAlchemy's exceptions, and fall back to it where its execution is needed; ``Database.peek``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Connection, exc
+
+from backend import alerts, clawbacks, ledger, orders, prepared, spend_controls, webhooks
+from backend.db import Database, insert_ignoring_duplicates, utcnow
+from backend.errors import StorageUnavailable
+from backend.schema import webhook_events
+from tests.helpers.payments import charge_refunded_event, database, paid_order, refund_event
+
+WHEN = "2026-11-26T12:00:00.000Z"
+
+
+def _statements(p: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, statement, parameters) of every statement the webhook's grant runs, for a paid order ``p``."""
+    return [
+        ("an order by session, locked", orders._select_by("session_id", True), {"value": p.session_id}),
+        ("an order by payment intent", orders._select_by("payment_intent", False), {"value": p.payment_intent}),
+        ("no order", orders._select_by("id", False), {"value": "ord_none"}),
+        ("an order updated", orders._UPDATE, {"order_id": p.order_id, "status": "paid", "updated_at": WHEN,
+                                              "payment_intent": p.payment_intent}),
+        ("a balance", ledger._BALANCE, {"user_id": p.user_id}),
+        ("a balance, locked", ledger._LOCK_BALANCE, {"user_id": p.user_id}),
+        ("a balance set", ledger._SET_BALANCE, {"of_user": p.user_id, "to": 1001}),
+        ("an entry", ledger._ENTRY, {"user_id": p.user_id, "type": "purchase", "reference": p.session_id}),
+        ("an entry posted", ledger._insert_entry("sqlite"), {
+            "user_id": p.user_id, "type": "adjustment", "amount": -7, "balance_after": 326, "reference": "r-1",
+            "description": "", "created_at": WHEN, "fingerprint": None, "feature": "export"}),
+        ("an entry posted twice", ledger._insert_entry("sqlite"), {
+            "user_id": p.user_id, "type": "purchase", "amount": 333, "balance_after": 666,
+            "reference": p.session_id, "description": "", "created_at": WHEN, "fingerprint": None, "feature": None}),
+        ("thresholds (booleans)", alerts._THRESHOLDS, {"user_id": p.user_id}),
+        ("the latest refund", clawbacks._LATEST_CAUSE, {"payment_intent": p.payment_intent}),
+        ("an event noted", webhooks._NOTE, {"event_id": "evt_seen", "outcome": "granted", "detail": None,
+                                            "order_id": p.order_id, "processed_at": WHEN}),
+        ("an event noted again", webhooks._NOTE_REPLAY, {"event_id": "evt_seen", "outcome": "no_change",
+                                                         "detail": "x", "order_id": None, "processed_at": WHEN}),
+        ("an event's outcome", webhooks._OUTCOME, {"event_id": "evt_seen"}),
+    ]
+
+
+@pytest.fixture
+def paid(tmp_path: Path) -> Any:
+    db = database(tmp_path / "backend.sqlite3")
+    p = paid_order(db)
+    p.apply(refund_event(p, "re_1", 100, "succeeded"))
+    p.apply(charge_refunded_event(p, 100))
+    with db.transaction() as conn:
+        spend_controls.update_controls(conn, p.user_id, {"lowBalanceAlerts": [50, 5000]})
+        insert_ignoring_duplicates(conn, webhook_events, {
+            "id": "evt_seen", "type": "checkout.session.completed", "outcome": "granted", "received_at": WHEN,
+            "body": "{}", "livemode": False, "created": 1, "source": "webhook", "object_id": p.session_id})
+    yield p
+    db.close()
+
+
+def _both_ways(db: Database, statement: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+    """What SQLAlchemy's execution and the driver's cursor answer, each in a transaction then rolled back."""
+
+    def answer(run: Callable[[Connection], Any]) -> Any:
+        with db.engine.connect() as conn, conn.begin() as transaction:
+            found = run(conn)
+            transaction.rollback()
+            return found
+
+    def by_sqlalchemy(conn: Connection) -> Any:
+        result = conn.execute(statement, params)
+        if result.returns_rows:
+            return [dict(row) for row in result.mappings()]
+        return result.rowcount  # (of a RETURNING statement, SQLAlchemy's is 0 once the rows are read)
+
+    def by_cursor(conn: Connection) -> Any:
+        assert prepared._compile(statement, conn.dialect, tuple(sorted(params))) is not None, "falls back"
+        rows = prepared.run(conn, statement, params)
+        return rows.rows if list(statement.exported_columns) else rows.rowcount
+
+    return answer(by_sqlalchemy), answer(by_cursor)
+
+
+_NAMES = [name for name, _, _ in _statements(SimpleNamespace(session_id="", payment_intent="", order_id="", user_id=0))]
+
+
+@pytest.mark.parametrize("index", range(len(_NAMES)), ids=_NAMES)
+def test_each_statement_of_the_grant_answers_as_sqlalchemy_does(paid: Any, index: int) -> None:
+    _, statement, params = _statements(paid)[index]
+    expected, found = _both_ways(paid.db, statement, params)
+    assert found == expected
+    if isinstance(found, list):
+        types = [[type(value) for value in row.values()] for row in expected]
+        assert [[type(value) for value in row.values()] for row in found] == types
+
+
+def test_booleans_come_back_as_booleans(paid: Any) -> None:
+    with paid.db.transaction() as conn:
+        rows = prepared.run(conn, alerts._THRESHOLDS, {"user_id": paid.user_id}).rows
+    assert sorted((row["threshold"], row["armed"]) for row in rows) == [(50, True), (5000, False)]
+
+
+def test_a_refused_write_raises_sqlalchemys_integrity_error_and_writes_nothing(paid: Any) -> None:
+    before = paid.balance()
+    with pytest.raises(exc.IntegrityError) as info, paid.db.transaction() as conn:
+        prepared.run(conn, ledger._SET_BALANCE, {"of_user": paid.user_id, "to": 5})
+        prepared.run(conn, ledger._insert_entry("sqlite"), {
+            "user_id": paid.user_id, "type": "adjustment", "amount": None, "balance_after": 5, "reference": "r",
+            "description": "", "created_at": WHEN, "fingerprint": None, "feature": None})
+    assert isinstance(info.value.orig, sqlite3.IntegrityError) and "INSERT INTO ledger_entries" in str(info.value)
+    with paid.db.read() as conn:
+        assert ledger.find(conn, paid.user_id, "adjustment", "r") is None
+    assert paid.balance() == before != 5  # the balance set before the failure was rolled back with it
+
+
+def test_a_peek_at_a_file_that_is_not_a_database_is_storage_unavailable_until_one_is_back(tmp_path: Path) -> None:
+    path = tmp_path / "backend.sqlite3"
+    path.write_bytes(b"not a database " * 512)
+    db = Database(path)
+    with pytest.raises(StorageUnavailable) as info:
+        db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"})
+    assert info.value.retry_after >= 1 and "not a database" in str(info.value)
+    assert not db.healthy
+    path.unlink()
+    database(path).close()  # a good database back at the path: the failed connection was let go of
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"}) is None
+    db.close()
+
+
+def test_a_statement_with_a_default_computed_in_python_goes_through_sqlalchemy(tmp_path: Path) -> None:
+    db = Database(tmp_path / "own.sqlite3")
+    table = sa.Table("stamped", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("at", sa.String, default=utcnow))
+    table.create(db.engine)
+    statement = sa.insert(table).returning(table.c.at)
+    try:
+        with db.transaction() as conn:
+            assert prepared._compile(statement, conn.dialect, ("id",)) is None
+            assert prepared.run(conn, statement, {"id": 1}).scalar_one().endswith("Z")
+    finally:
+        db.close()
+
+
+def test_outside_a_transaction_it_is_sqlalchemys_execution(paid: Any) -> None:
+    with paid.db.engine.connect() as conn:
+        assert not conn.in_transaction()
+        assert prepared.run(conn, ledger._BALANCE, {"user_id": paid.user_id}).scalar() == paid.balance()
+
+
+def test_peek_sees_every_commit_and_answers_none_for_nothing(paid: Any) -> None:
+    db = paid.db
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_new"}) is None
+    with db.transaction() as conn:  # committed after the peeking connection was opened
+        insert_ignoring_duplicates(conn, webhook_events, {
+            "id": "evt_new", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
+            "livemode": False, "created": 2, "source": "webhook", "object_id": "re_2"})
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_new"}) == "recorded"
+
+
+def test_peek_answers_alike_on_both_engines(db: Database) -> None:
+    with db.transaction() as conn:
+        insert_ignoring_duplicates(conn, webhook_events, {
+            "id": "evt_1", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
+            "livemode": True, "created": 2, "source": "webhook", "object_id": "re_2"})
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_1"}) == "recorded"
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_2"}) is None
+    assert db.peek(sa.select(webhook_events.c.livemode).where(webhook_events.c.id == sa.bindparam("event_id")),
+                   {"event_id": "evt_1"}) is True
+
+
+def test_rows_answers_like_a_result() -> None:
+    rows = prepared.Rows([{"a": 1, "b": 2}], 1)
+    assert (rows.first(), rows.one(), rows.scalar(), rows.scalar_one()) == ({"a": 1, "b": 2},) * 2 + (1, 1)
+    none = prepared.Rows([], 0)
+    assert none.first() is None and none.scalar() is None
+    with pytest.raises(exc.NoResultFound):
+        none.one()
+    with pytest.raises(exc.MultipleResultsFound):
+        prepared.Rows([{"a": 1}, {"a": 2}], 2).one()
