@@ -53,9 +53,11 @@ class Rows:
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    compiled: Any  # the SQLCompiler: its construct_params() adds the values bound at build time
-    binds: tuple[tuple[str, Processor], ...]  # positional parameters in order, each with its conversion
-    results: tuple[Processor, ...]  # a conversion per result column, in order (empty: none needed)
+    # Per placeholder, in order: the caller's parameter of that name (given) or else the value bound when the
+    # statement was built (a literal), and the conversion SQLAlchemy applies to it (none needed: empty).
+    binds: tuple[tuple[str, bool, Any], ...]
+    conversions: tuple[Processor, ...]
+    results: tuple[Processor, ...]  # a conversion per result column, in order (none needed: empty)
 
 
 def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
@@ -80,8 +82,10 @@ def run_outside_transaction(driver_connection: Any, dialect: Dialect, statement:
 
 
 def _execute(driver_connection: Any, dialect: Dialect, compiled: _Compiled, params: Mapping[str, Any]) -> Rows:
-    values = compiled.compiled.construct_params(params)
-    args = [convert(values[name]) if convert is not None else values[name] for name, convert in compiled.binds]
+    args = [params[key] if given else value for key, given, value in compiled.binds]
+    if compiled.conversions:
+        args = [value if convert is None else convert(value)
+                for convert, value in zip(compiled.conversions, args, strict=True)]
     dbapi = dialect.loaded_dbapi
     try:
         cursor = driver_connection.execute(compiled.sql, args)
@@ -110,10 +114,15 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
     )
     if needs_execution_context:
         return None
-    binds = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in compiled.positiontup
-    )
+    binds, conversions = [], []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        given = bind.key in keys
+        if bind.callable is not None or (bind.required and not given):
+            return None  # a value computed at execution, or one missing: SQLAlchemy's to work out or refuse
+        binds.append((bind.key, given, None if given else bind.value))
+        conversions.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
     columns = list(getattr(statement, "exported_columns", ()))
     results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
-    return _Compiled(compiled.string, compiled, binds, results if any(results) else ())
+    return _Compiled(compiled.string, tuple(binds), tuple(conversions) if any(conversions) else (),
+                     results if any(results) else ())

@@ -134,7 +134,7 @@ def test_a_peek_at_a_file_that_is_not_a_database_is_storage_unavailable_until_on
     db.close()
 
 
-def test_a_statement_with_a_default_computed_in_python_goes_through_sqlalchemy(tmp_path: Path) -> None:
+def test_a_value_computed_in_python_or_missing_is_left_to_sqlalchemy(tmp_path: Path) -> None:
     db = Database(tmp_path / "own.sqlite3")
     table = sa.Table("stamped", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("at", sa.String, default=utcnow))
@@ -144,6 +144,12 @@ def test_a_statement_with_a_default_computed_in_python_goes_through_sqlalchemy(t
         with db.transaction() as conn:
             assert prepared._compile(statement, conn.dialect, ("id",)) is None
             assert prepared.run(conn, statement, {"id": 1}).scalar_one().endswith("Z")
+            computed = sa.select(sa.bindparam("at", callable_=lambda: "computed"))
+            assert prepared._compile(computed, conn.dialect, ()) is None
+            assert prepared.run(conn, computed, {}).scalar() == "computed"
+            missing = sa.select(table.c.at).where(table.c.id == sa.bindparam("id"))
+            with pytest.raises(exc.StatementError, match="id"):  # as SQLAlchemy refuses it
+                prepared.run(conn, missing, {})
     finally:
         db.close()
 
