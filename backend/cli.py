@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend import __version__, orders
+from backend import __version__, logs, orders
 from backend.config import ConfigError, Settings
 from backend.db import iso_utc
 from backend.errors import (
@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The server logs what it does; the admin commands print their answer and log only trouble.
-    level = logging.INFO if args.command == "serve" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what changed ourselves
+    serving = args.command == "serve"
+    logs.configure(logging.INFO if serving else logging.WARNING, in_background=serving)
     try:
         settings = Settings.from_env()
         if args.command == "serve":

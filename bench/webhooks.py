@@ -8,7 +8,7 @@ Two scenarios, each delivered to both servers over HTTP on loopback:
    (32) at a time: Stripe's retries. A duplicate should not need the write lock.
 
 The backend is ``python -m backend serve`` in Stripe mode. The baseline is the same stack doing the
-least a webhook handler can: the same uvicorn set-up and access log, FastAPI behind the same body
+least a webhook handler can: the same uvicorn set-up, logging and access log, FastAPI behind the same body
 limit, the same signature check (``backend.webhooks.verify``), then one insert through the same
 ``Database`` (SQLAlchemy, ``BEGIN IMMEDIATE``, ``synchronous=FULL``) behind the same in-process write
 lock, on the same thread pool. The load comes from a separate process of asyncio keep-alive
@@ -237,7 +237,9 @@ def serve_baseline(db_path: Path) -> int:
 
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from backend import logs
+
+    logs.configure(logging.INFO, in_background=True)  # the backend's own logging, as serve sets it up
     # IPPROTO_TCP, as serve does: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

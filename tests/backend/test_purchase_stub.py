@@ -21,7 +21,7 @@ def follow(response: requests.Response) -> requests.Response:
 def test_health_says_stub_mode(stub_backend: BackendProcess) -> None:
     body = requests.get(f"{stub_backend.url}/api/health", timeout=5).json()
     assert body["status"] == "ok" and body["payments"] == "stub" and body["version"]
-    assert "Stub payments mode" in stub_backend.log()
+    assert "Stub payments mode" in stub_backend.log_with("Stub payments mode")
 
 
 def test_packs_come_from_the_catalogue(stub_backend: BackendProcess) -> None:

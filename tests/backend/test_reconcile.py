@@ -91,7 +91,7 @@ def test_serve_in_stripe_mode_heals_a_webhook_outage_by_itself(backend_factory) 
         while api.balance() != 600 and time.monotonic() < deadline:  # nobody asks: no verify, no page
             time.sleep(0.2)
         assert api.balance() == 600
-        assert "reconcile trigger=interval" in backend.log()
+        assert "reconcile trigger=interval" in backend.log_with("reconcile trigger=interval")
         assert backend.ledger_problems() == []
 
 

@@ -121,6 +121,14 @@ class BackendProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def log_with(self, *texts: str, timeout: float = 10.0) -> str:
+        """The log once it holds every one of ``texts``, or as it is after ``timeout``: the server's lines are
+        written by its logging thread, a moment after the answer they go with."""
+        deadline = time.monotonic() + timeout
+        while not all(text in (log := self.log()) for text in texts) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return log
+
     def query(self, sql: str, *params: object) -> list[RowMapping]:
         """Run one statement on the backend's database (committed) and return its rows, by column name.
 

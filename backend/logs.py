@@ -1,0 +1,61 @@
+"""The backend's log: one line a record on stderr, written by a thread of its own while serving.
+
+A server's request threads hand their records to a queue and a listener thread formats and writes them
+(the standard library's QueueHandler and QueueListener). So a thread answering a webhook never waits on the
+stream, or on another thread's write to it: with every thread writing to stderr itself, the two lines a
+granted payment logs cost more than all the statements that grant it (``bench/webhooks.py`` measured
+that). The admin commands log only trouble, and write it at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import logging.handlers
+import queue
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def configure(level: int, *, in_background: bool) -> None:
+    """Send every logger's records at ``level`` and above to stderr; ``in_background``: through the queue
+    and its thread (drained at exit, so that no line is lost when the server stops)."""
+    global _listener
+    root = logging.getLogger()
+    root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what changed ourselves
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter(FORMAT))
+    if not in_background:
+        root.addHandler(stream)
+        return
+    # What a record costs its thread, once the line is written elsewhere: the logging HOWTO's "Optimization"
+    # settings for what FORMAT does not show (the caller's file and line, thread and process names).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root.addHandler(_Enqueue(records))
+    _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
+    _listener.start()
+    atexit.register(stop)
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands the record over as it is: the listener formats it. (The stdlib's QueueHandler formats it first,
+    so that it could cross to another process; this queue stays in the process.)"""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+def stop() -> None:
+    """Write what is queued and stop the thread (at exit; safe to call twice)."""
+    global _listener
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()
