@@ -84,17 +84,17 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin, linger=args.linger)
         return _admin(settings, args)
     except ConfigError as exc:
-        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        say(f"creditdesk-backend: {exc}")
         return 2
     except MigrationError as exc:
-        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        say(f"creditdesk-backend: {exc}")
         return 1
     except (UnknownUser, UnknownOrder, UnknownEvent, InvalidAdjustment, InvalidSince) as exc:
-        print(f"creditdesk-backend: {exc}", file=sys.stderr)
+        say(f"creditdesk-backend: {exc}")
         return 2
     except (CreditdeskError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        print(f"creditdesk-backend: {type(exc).__name__}: {reason[0] if reason else 'no details'}", file=sys.stderr)
+        say(f"creditdesk-backend: {type(exc).__name__}: {reason[0] if reason else 'no details'}")
         return 1
 
 
@@ -131,6 +131,12 @@ def port_number(text: str) -> int:
     return port
 
 
+def say(message: str) -> None:
+    """The server's last word on stderr, after every line it logged before."""
+    logs.stop()
+    print(message, file=sys.stderr)
+
+
 def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False, linger: float = 0) -> int:
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
@@ -147,21 +153,21 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     try:
         sock.bind((host, port))
     except socket.gaierror as exc:
-        print(f"creditdesk-backend: cannot listen on {host}: {exc.strerror}. Give an address of this machine "
-              "with --host, such as 127.0.0.1.", file=sys.stderr)
+        say(f"creditdesk-backend: cannot listen on {host}: {exc.strerror}. Give an address of this machine "
+              "with --host, such as 127.0.0.1.")
         return 2
     except OSError as exc:
-        print(f"creditdesk-backend: cannot listen on {host}:{port}: {exc.strerror}. "
-              "Is another server using that port? Choose another with --port.", file=sys.stderr)
+        say(f"creditdesk-backend: cannot listen on {host}:{port}: {exc.strerror}. "
+              "Is another server using that port? Choose another with --port.")
         return 2
     actual_port = sock.getsockname()[1]
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
     try:
         services = Services.build(settings, f"http://{url_host}:{actual_port}")
     except (StorageUnavailable, OSError, SQLAlchemyError) as exc:
-        print(f"creditdesk-backend: cannot open the database {settings.database_name}: {one_line(exc)}. "
+        say(f"creditdesk-backend: cannot open the database {settings.database_name}: {one_line(exc)}. "
               "Check that the disk has room and that this user may write there (CREDITDESK_DB or "
-              "CREDITDESK_DATABASE_URL).", file=sys.stderr)
+              "CREDITDESK_DATABASE_URL).")
         return 1
     app = create_app(services)
     # The first line on stdout says where the server is; `--port 0` callers read it.

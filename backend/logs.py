@@ -54,8 +54,16 @@ class _Enqueue(logging.handlers.QueueHandler):
 
 
 def stop() -> None:
-    """Write what is queued and stop the thread (at exit; safe to call twice)."""
+    """Write what is queued, stop the thread, and write any later record at once: at exit, or before a last
+    word on stderr that has to come after the lines before it. Safe to call twice."""
     global _listener
     listener, _listener = _listener, None
-    if listener is not None:
-        listener.stop()
+    if listener is None:
+        return
+    listener.stop()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _Enqueue):
+            root.removeHandler(handler)
+    for handler in listener.handlers:
+        root.addHandler(handler)

@@ -66,3 +66,19 @@ def test_the_admin_commands_write_at_once_and_only_trouble() -> None:
     """)
     assert result.stderr.splitlines()[-1].endswith("WARNING creditdesk: written before the next line of stdout")
     assert "not shown" not in result.stderr and result.stdout == "done\n"
+
+
+def test_a_last_word_comes_after_every_line_logged_before_it_and_later_lines_still_show() -> None:
+    result = run("""
+        import logging
+        from backend import logs
+        from backend.cli import say
+        logs.configure(logging.INFO, in_background=True)
+        for i in range(300):
+            logging.getLogger("creditdesk").error("storage outcome=unavailable reason=disk full %d", i)
+        say("creditdesk-backend: cannot open the database: disk full.")
+        logging.getLogger("creditdesk").warning("after the last word")
+    """)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 302 and lines[-2] == "creditdesk-backend: cannot open the database: disk full."
+    assert lines[-1].endswith("WARNING creditdesk: after the last word")
