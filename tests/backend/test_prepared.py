@@ -115,6 +115,7 @@ def test_a_refused_write_raises_sqlalchemys_integrity_error_and_writes_nothing(p
             "user_id": paid.user_id, "type": "adjustment", "amount": None, "balance_after": 5, "reference": "r",
             "description": "", "created_at": WHEN, "fingerprint": None, "feature": None})
     assert isinstance(info.value.orig, sqlite3.IntegrityError) and "INSERT INTO ledger_entries" in str(info.value)
+    assert paid.user_id in info.value.params and "adjustment" in info.value.params  # for the log, as SQLAlchemy
     with paid.db.read() as conn:
         assert ledger.find(conn, paid.user_id, "adjustment", "r") is None
     assert paid.balance() == before != 5  # the balance set before the failure was rolled back with it
@@ -150,6 +151,37 @@ def test_a_value_computed_in_python_or_missing_is_left_to_sqlalchemy(tmp_path: P
             missing = sa.select(table.c.at).where(table.c.id == sa.bindparam("id"))
             with pytest.raises(exc.StatementError, match="id"):  # as SQLAlchemy refuses it
                 prepared.run(conn, missing, {})
+        with pytest.raises(ValueError, match="cannot run on the driver's cursor"):  # peek takes built statements
+            db.peek(computed, {})
+    finally:
+        db.close()
+
+
+class Cents(sa.types.TypeDecorator[str]):
+    """Stored as an integer of cents, read back as a text of euros: conversions both ways."""
+
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> int | None:
+        return None if value is None else round(float(value) * 100)
+
+    def process_result_value(self, value: int | None, dialect: Any) -> str | None:
+        return None if value is None else f"{value / 100:.2f}"
+
+
+def test_values_are_converted_both_ways_as_sqlalchemy_converts_them(tmp_path: Path) -> None:
+    db = Database(tmp_path / "own.sqlite3")
+    table = sa.Table("prices", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("price", Cents), sa.Column("paid", sa.Boolean))
+    table.create(db.engine)
+    insert = sa.insert(table).returning(table.c.price, table.c.paid)
+    stored = sa.select(sa.literal_column("price"), sa.literal_column("paid")).select_from(table)
+    try:
+        with db.transaction() as conn:
+            assert prepared.run(conn, insert, {"id": 1, "price": "12.34", "paid": True}).one() == {
+                "price": "12.34", "paid": True}
+            assert conn.execute(stored).one() == (1234, 1)  # what SQLite holds
     finally:
         db.close()
 
