@@ -144,7 +144,8 @@ def test_a_value_computed_in_python_or_missing_is_left_to_sqlalchemy(tmp_path: P
     try:
         with db.transaction() as conn:
             assert prepared._compile(statement, conn.dialect, ("id",)) is None
-            assert prepared.run(conn, statement, {"id": 1}).scalar_one().endswith("Z")
+            inserted = prepared.run(conn, statement, {"id": 1})
+            assert inserted.scalar_one().endswith("Z") and inserted.rowcount == 1
             computed = sa.select(sa.bindparam("at", callable_=lambda: "computed"))
             assert prepared._compile(computed, conn.dialect, ()) is None
             assert prepared.run(conn, computed, {}).scalar() == "computed"
@@ -184,6 +185,21 @@ def test_values_are_converted_both_ways_as_sqlalchemy_converts_them(tmp_path: Pa
             assert conn.execute(stored).one() == (1234, 1)  # what SQLite holds
     finally:
         db.close()
+
+
+class _RollBack(Exception):
+    pass
+
+
+def test_the_grant_statements_bypass_sqlalchemys_execution_on_sqlite(paid: Any) -> None:
+    """What the module is for: SQLAlchemy executes the BEGIN, and none of the statements."""
+    executed: list[str] = []
+    sa.event.listen(paid.db.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    with pytest.raises(_RollBack), paid.db.transaction() as conn:
+        for _, statement, params in _statements(paid):
+            prepared.run(conn, statement, params)
+        raise _RollBack
+    assert executed == ["BEGIN IMMEDIATE"]
 
 
 def test_outside_a_transaction_it_is_sqlalchemys_execution(paid: Any) -> None:
