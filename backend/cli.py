@@ -154,11 +154,11 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
         sock.bind((host, port))
     except socket.gaierror as exc:
         say(f"creditdesk-backend: cannot listen on {host}: {exc.strerror}. Give an address of this machine "
-              "with --host, such as 127.0.0.1.")
+            "with --host, such as 127.0.0.1.")
         return 2
     except OSError as exc:
         say(f"creditdesk-backend: cannot listen on {host}:{port}: {exc.strerror}. "
-              "Is another server using that port? Choose another with --port.")
+            "Is another server using that port? Choose another with --port.")
         return 2
     actual_port = sock.getsockname()[1]
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
@@ -166,8 +166,8 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
         services = Services.build(settings, f"http://{url_host}:{actual_port}")
     except (StorageUnavailable, OSError, SQLAlchemyError) as exc:
         say(f"creditdesk-backend: cannot open the database {settings.database_name}: {one_line(exc)}. "
-              "Check that the disk has room and that this user may write there (CREDITDESK_DB or "
-              "CREDITDESK_DATABASE_URL).")
+            "Check that the disk has room and that this user may write there (CREDITDESK_DB or "
+            "CREDITDESK_DATABASE_URL).")
         return 1
     app = create_app(services)
     # The first line on stdout says where the server is; `--port 0` callers read it.

@@ -219,12 +219,7 @@ class Database:
         if self._file_made and self.path is not None and not self.path.exists():
             # Let go of the file that was there: whatever comes back at this path (the folder moved back, a
             # copy restored) is opened anew, not written past through a connection to the old one.
-            if self._sqlite_writer is not None:
-                self._sqlite_writer.close()
-                self._sqlite_writer = None
-            with self._reader_lock:
-                self._drop_reader()
-            self.engine.dispose()
+            self._let_go()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
 
     @property
@@ -233,8 +228,12 @@ class Database:
         return self.failing_since is None
 
     def close(self) -> None:
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Close every connection: the SQLite writer and reader, and the pool's."""
         if self._write_lock is not None:
-            with self._write_lock:
+            with self._write_lock:  # (re-entered when the writer itself finds the file gone)
                 if self._sqlite_writer is not None:
                     self._sqlite_writer.close()
                     self._sqlite_writer = None
