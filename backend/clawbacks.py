@@ -2,16 +2,22 @@
 
 The one rule, held at every moment for each order: credits clawed back =
 floor(credits * min(amount, R + D) / amount), where R sums the payment's refunds that are pending or
-succeeded and D the disputed amount of its disputes that are open or lost, both in the order's
-currency. Stripe's refund and dispute objects are kept with their latest known status; after each
-change the order is settled again (:func:`settle`), and the difference between the new figure and
-what was clawed back so far becomes one ledger entry that names the Stripe object that caused it.
+succeeded and D the disputed amount of its disputes that have not ended in the merchant's favour (open,
+under appeal, lost, prevented, or in a status we do not know), both in the order's currency. Stripe's
+refund and dispute objects are kept with their latest known status; after each change the order is
+settled again (:func:`settle`), and the difference between the new figure and what was clawed back so
+far becomes one ledger entry that names the Stripe object that caused it.
 Running it twice, or for events in any order, finds no difference the second time.
 
 Refunds may reach us as refund objects (``refund.*``, ``charge.refund.updated``), as the charge's
 cumulative ``amount_refunded`` (``charge.refunded``, whose charge no longer lists its refunds), or
 both: R is the larger of the two views, so one refund seen both ways counts once. The charge's figure
-is a snapshot: refunds known to have failed or been cancelled after it are taken out of it.
+is a snapshot: refunds it counted (made by its time) and known to have failed or been cancelled after
+it are taken out of it.
+
+A refund or dispute naming only its charge is matched to its payment through the charge; a payment's
+grant and its refunds and disputes take the payment's lock (:func:`lock_payment`) so that neither misses
+the other when they are handled at the same moment by different connections or replicas.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from backend import ledger, orders, prepared
-from backend.db import insert_ignoring_duplicates, utcnow
+from backend.db import insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
 from backend.schema import disputes, ledger_entries, payment_refunds, refunds
@@ -35,13 +41,21 @@ log = logging.getLogger("creditdesk.payments")
 # Stripe's refund statuses: the money is leaving or left, or it came back.
 REFUND_COUNTED = frozenset({"pending", "requires_action", "succeeded"})
 REFUND_GIVEN_BACK = frozenset({"failed", "canceled"})
-# Stripe's dispute statuses: open (inquiries too, while they last), lost, or over in the merchant's favour.
-DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review"})
-DISPUTE_LOST = frozenset({"lost"})
-# For two events of the same second, the status further along wins (a succeeded refund can still fail).
+# Stripe's dispute statuses (stripe-python's Dispute.status lists them). While a dispute is open (an
+# inquiry, a chargeback, or an appeal after a loss) the money is with the cardholder; lost and prevented
+# (resolved before a chargeback by refunding the cardholder) are final. Only a dispute that ended in the
+# merchant's favour gives credits back: a status we do not know counts as an open dispute, never as an end.
+DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review",
+                          "appeal_needs_response", "appeal_under_review"})
+DISPUTE_LOST = frozenset({"lost", "prevented"})
+DISPUTE_GIVEN_BACK = frozenset({"won", "warning_closed"})
+DISPUTE_KNOWN = DISPUTE_OPEN | DISPUTE_LOST | DISPUTE_GIVEN_BACK
+# For two events of the same second, the status further along wins (a succeeded refund can still fail; an
+# appeal comes after a loss, and ends in a win or a loss).
 STATUS_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2, "canceled": 2,
                "warning_needs_response": 0, "warning_under_review": 1, "needs_response": 1, "under_review": 2,
-               "won": 3, "lost": 3, "warning_closed": 3}
+               "lost": 3, "prevented": 3, "appeal_needs_response": 4, "appeal_under_review": 5,
+               "won": 6, "warning_closed": 6}
 
 Kind = Literal["refund", "dispute", "charge"]
 
@@ -81,6 +95,7 @@ class RefundNews:
     currency: str
     status: str
     as_of: int  # the event's time at Stripe
+    created: int | None = None  # when Stripe created the refund: whether a charge's snapshot counted it
 
 
 @dataclass(frozen=True)
@@ -110,11 +125,14 @@ def record_refund(conn: Connection, news: RefundNews) -> bool:
     """Keep the refund's newest known status; returns whether this news was newer than what we had."""
     return _record(conn, refunds, news.id, news.as_of, {
         "payment_intent": news.payment_intent, "charge_id": news.charge_id, "amount": news.amount,
-        "currency": news.currency, "status": news.status,
+        "currency": news.currency, "status": news.status, "created": news.created,
     })
 
 
 def record_dispute(conn: Connection, news: DisputeNews) -> bool:
+    if news.status not in DISPUTE_KNOWN:
+        log.warning("payment dispute=%s status=%s outcome=unknown_dispute_status treated_as=open",
+                    news.id, _printable(news.status))
     return _record(conn, disputes, news.id, news.as_of, {
         "payment_intent": news.payment_intent, "charge_id": news.charge_id, "amount": news.amount,
         "currency": news.currency, "status": news.status, "reason": news.reason,
@@ -164,19 +182,50 @@ def facts(conn: Connection, payment_intent: str, currency: str) -> MoneyFacts:
     ).mappings().first()
     by_charge = 0
     if snapshot is not None and snapshot["currency"] in (None, currency):
+        # Refunds that failed or were cancelled after the snapshot, of those it counted: made by then (a
+        # refund kept before its creation time was, is assumed counted, as it was then).
         failed_since = sum(r["amount"] for r in found_refunds
-                           if r["status"] in REFUND_GIVEN_BACK and r["as_of"] >= snapshot["as_of"])
+                           if r["status"] in REFUND_GIVEN_BACK and r["as_of"] >= snapshot["as_of"]
+                           and (r["created"] is None or r["created"] <= snapshot["as_of"]))
         by_charge = max(0, snapshot["amount_refunded"] - failed_since)
     found_disputes = conn.execute(
         sa.select(disputes).where(disputes.c.payment_intent == payment_intent, disputes.c.currency == currency)
     ).mappings().all()
-    counted = [d for d in found_disputes if d["status"] in DISPUTE_OPEN | DISPUTE_LOST]
+    counted = [d for d in found_disputes if d["status"] not in DISPUTE_GIVEN_BACK]
     return MoneyFacts(
         refunded=max(by_objects, by_charge),
         disputed=sum(d["amount"] for d in counted),
-        disputes_open=any(d["status"] in DISPUTE_OPEN for d in counted),
+        disputes_open=any(d["status"] not in DISPUTE_LOST for d in counted),  # open, or a status we do not know
         disputes_lost=any(d["status"] in DISPUTE_LOST for d in counted),
     )
+
+
+def lock_payment(conn: Connection, payment_intent: str) -> None:
+    """Take the payment's lock until the transaction ends: its grant and its refunds and disputes take it
+    before they read each other's facts.
+
+    The grant finds the order by its session and only then writes the payment intent on it; a refund
+    finds the order by that payment intent. Without this lock, on PostgreSQL, a refund handled while the
+    grant is not yet committed finds no paid order and is only kept, and the grant, which read the
+    refunds before the refund committed, settles nothing: the credits are never clawed back. With it, the
+    second of the two waits for the first and then reads what it committed."""
+    lock_until_commit(conn, f"payment:{payment_intent}")
+
+
+def payment_of_charge(conn: Connection, charge_id: str) -> str | None:
+    """The payment intent a charge belongs to, as far as the refunds, disputes and charges we keep say."""
+    for table in (payment_refunds, refunds, disputes):
+        found = conn.execute(
+            sa.select(table.c.payment_intent)
+            .where(table.c.charge_id == charge_id, table.c.payment_intent.is_not(None)).limit(1)
+        ).scalar()
+        if found:
+            return str(found)
+    return None
+
+
+def _printable(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")[:64]
 
 
 def _latest_cause() -> sa.Select[Any]:
@@ -300,8 +349,9 @@ def refund_news(obj: Mapping[str, Any], as_of: int) -> RefundNews | None:
     if obj.get("object") != "refund" or not refund_id or amount is None or not isinstance(currency, str) \
             or not isinstance(status, str):
         return None
+    created = obj.get("created")
     return RefundNews(refund_id, _id(obj.get("payment_intent")), _id(obj.get("charge")), amount, currency.lower(),
-                      status, as_of)
+                      status, as_of, created if isinstance(created, int) and not isinstance(created, bool) else None)
 
 
 def dispute_news(obj: Mapping[str, Any], as_of: int) -> DisputeNews | None:

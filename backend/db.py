@@ -180,7 +180,7 @@ class Database:
         if self.is_sqlite:
             yield True
             return
-        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        key = _lock_key(name)
         with self._storage_faults(), self.engine.connect() as conn:
             held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
             conn.commit()
@@ -240,6 +240,27 @@ class Database:
             with self._reader_lock:
                 self._drop_reader()
         self.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    """A name as the 64-bit key of a PostgreSQL advisory lock (two names sharing a key only queue together)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def lock_until_commit(conn: Connection, name: str) -> None:
+    """Hold the lock called ``name`` until the write transaction on ``conn`` ends.
+
+    For facts that live in rows not yet written, so that no row lock can guard them: a payment's grant
+    and its refunds and disputes are kept apart by the payment's name (see :mod:`backend.fulfilment`).
+    On PostgreSQL a transaction-level advisory lock, which the server releases at COMMIT or ROLLBACK (or
+    when the replica dies); transactions of every replica that take it queue in turn. On SQLite every
+    write transaction already holds the database's one write lock, so there is nothing more to take.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_XACT_LOCK, {"key": _lock_key(name)})
 
 
 def _postgresql_engine(url: URL, pool_size: int) -> Engine:

@@ -112,6 +112,10 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
     if order.status in AFTER_PAYMENT:
         return Result(ALREADY_GRANTED, order)
     assert next_status(order.status, Happening.SESSION_PAID) == PAID  # money wins from every unpaid status
+    if session.payment_intent:
+        # Before the refunds and disputes of this payment are read (below), and before the order names the
+        # payment: a refund handled meanwhile on another connection either committed already or waits.
+        clawbacks.lock_payment(conn, session.payment_intent)
     entry = ledger.post(
         conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
         description=f"{order.pack_name} pack",

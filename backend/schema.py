@@ -109,6 +109,7 @@ payment_refunds = Table(
     Column("updated_at", Text),
     Column("currency", Text),
     Column("as_of", BigInteger, nullable=False, server_default="0"),
+    Index("idx_payment_refunds_charge_id", "charge_id"),
 )
 
 # Stripe's refund objects, each with its latest known status (pending, succeeded, failed, canceled ...).
@@ -122,7 +123,9 @@ refunds = Table(
     Column("status", Text, nullable=False),
     Column("as_of", BigInteger, nullable=False),
     Column("updated_at", Text, nullable=False),
+    Column("created", BigInteger),  # when Stripe created the refund (null for refunds kept before 0006)
     Index("idx_refunds_payment_intent", "payment_intent"),
+    Index("idx_refunds_charge_id", "charge_id"),
 )
 
 # Stripe's dispute objects, each with its latest known status (needs_response, won, lost ...).
@@ -138,6 +141,7 @@ disputes = Table(
     Column("as_of", BigInteger, nullable=False),
     Column("updated_at", Text, nullable=False),
     Index("idx_disputes_payment_intent", "payment_intent"),
+    Index("idx_disputes_charge_id", "charge_id"),
 )
 
 # Every verified Stripe event, kept whole with what processing it did: one row per event id, which is

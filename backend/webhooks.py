@@ -10,13 +10,14 @@ the stub checkout all come through :func:`process_event`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -264,17 +265,40 @@ def _process(
         refund = clawbacks.refund_news(obj, as_of)
         if refund is None:
             raise MalformedEvent("the refund lacks an id, amount, currency or status")
-        if refund.payment_intent is None:
-            return Processed(event_id, event_type, IGNORED, "the refund names no payment intent")
-        return _money(conn, event_id, event_type, refund.payment_intent, refund.currency,
-                      clawbacks.Cause("refund", refund.id), lambda: clawbacks.record_refund(conn, refund))
+        payment_intent = refund.payment_intent or _payment_of_charge(conn, refund.charge_id)
+        if payment_intent is None:
+            return _charge_only(conn, event_id, event_type, refund.charge_id,
+                                functools.partial(clawbacks.record_refund, conn, refund))
+        refund = replace(refund, payment_intent=payment_intent)
+        return _money(conn, event_id, event_type, payment_intent, refund.currency,
+                      clawbacks.Cause("refund", refund.id), functools.partial(clawbacks.record_refund, conn, refund))
     dispute = clawbacks.dispute_news(obj, as_of)
     if dispute is None:
         raise MalformedEvent("the dispute lacks an id, amount, currency or status")
-    if dispute.payment_intent is None:
-        return Processed(event_id, event_type, IGNORED, "the dispute names no payment intent")
-    return _money(conn, event_id, event_type, dispute.payment_intent, dispute.currency,
-                  clawbacks.Cause("dispute", dispute.id), lambda: clawbacks.record_dispute(conn, dispute))
+    payment_intent = dispute.payment_intent or _payment_of_charge(conn, dispute.charge_id)
+    if payment_intent is None:
+        return _charge_only(conn, event_id, event_type, dispute.charge_id,
+                            functools.partial(clawbacks.record_dispute, conn, dispute))
+    dispute = replace(dispute, payment_intent=payment_intent)
+    return _money(conn, event_id, event_type, payment_intent, dispute.currency,
+                  clawbacks.Cause("dispute", dispute.id), functools.partial(clawbacks.record_dispute, conn, dispute))
+
+
+def _payment_of_charge(conn: Connection, charge_id: str | None) -> str | None:
+    """A refund or dispute that names no payment intent is matched through its charge."""
+    return clawbacks.payment_of_charge(conn, charge_id) if charge_id else None
+
+
+def _charge_only(
+    conn: Connection, event_id: str, event_type: str, charge_id: str | None, record: Callable[[], bool]
+) -> Processed:
+    """News naming a charge whose payment we do not know yet: kept, and matched by reconcile, which asks
+    Stripe for the charge's payment (:func:`backend.reconcile.reconcile`)."""
+    if charge_id is None:
+        return Processed(event_id, event_type, IGNORED, "it names neither a payment intent nor a charge")
+    record()
+    return Processed(event_id, event_type, RECORDED, "it names only its charge, whose payment is not known yet; "
+                     "reconcile matches it")
 
 
 def _related_order_id(conn: Connection, event_type: str, obj: Mapping[str, Any]) -> str | None:
@@ -292,6 +316,7 @@ def _money(
     cause: clawbacks.Cause, record: Any,
 ) -> Processed:
     """A refund or dispute: keep the news, then settle the payment's order if it is known and paid."""
+    clawbacks.lock_payment(conn, payment_intent)  # before the order is read: see lock_payment
     order = orders.by_payment_intent(conn, payment_intent, lock=True)
     if order is not None and currency is not None and currency != order.currency:
         return Processed(event_id, event_type, REFUSED,

@@ -286,9 +286,10 @@ def _stripe(name: str, **fields: object) -> dict[str, object]:
 
 def test_a_refund_and_a_dispute_are_read_whole() -> None:
     refund = _stripe("refund", id="re_1", amount=337, currency="EUR", status="pending", payment_intent="pi_1",
-                     charge={"id": "ch_1", "object": "charge"})  # expanded or not, the id is what is kept
+                     charge={"id": "ch_1", "object": "charge"}, created=1_900_000_003)  # expanded or not, the id
     assert refund_news(refund, 1_900_000_007) == RefundNews("re_1", "pi_1", "ch_1", 337, "eur", "pending",
-                                                            1_900_000_007)
+                                                            1_900_000_007, 1_900_000_003)
+    assert refund_news({**refund, "created": "soon"}, 1).created is None  # type: ignore[union-attr]
     dispute = _stripe("dispute", id="dp_1", amount=337, currency="EUR", status="lost", reason="fraudulent",
                       payment_intent={"id": "pi_1"}, charge="ch_1")
     assert dispute_news(dispute, 1_900_000_007) == DisputeNews("dp_1", "pi_1", "ch_1", 337, "eur", "lost",
