@@ -353,6 +353,13 @@ DISPUTE_NEWS_ORDER = [
     ((100, "under_review"), (100, "lost"), True, "lost"),
     ((100, "won"), (100, "under_review"), False, "won"),
     ((100, "needs_response"), (100, "warning_under_review"), False, "needs_response"),
+    # An appeal comes after a loss and ends in a win or a loss.
+    ((100, "lost"), (100, "appeal_needs_response"), True, "appeal_needs_response"),
+    ((100, "appeal_needs_response"), (100, "appeal_under_review"), True, "appeal_under_review"),
+    ((100, "appeal_under_review"), (100, "won"), True, "won"),
+    ((100, "appeal_under_review"), (100, "lost"), False, "appeal_under_review"),  # same second: see next
+    ((100, "appeal_under_review"), (101, "lost"), True, "lost"),
+    ((100, "needs_response"), (100, "prevented"), True, "prevented"),
 ]
 
 
@@ -416,3 +423,110 @@ def test_each_entry_says_in_the_users_history_what_happened_to_which_pack(db: Da
         ("dispute", -166, "Dispute on Odd pack (refunded 0, disputed 501 of 1000 USD)"),
         ("dispute_reversal", 166, "Dispute closed in your favour for Odd pack (refunded 0, disputed 0 of 1000 USD)"),
     ]
+
+
+# --- dispute statuses: only an end in the merchant's favour gives back ---------------------------------
+
+# The statuses a dispute goes through, and after each: the balance (333 credits for 1,000 cents, 501 of them
+# disputed, so 166 credits held) and the order's status.
+DISPUTE_LIVES = {
+    "appeal won": [("needs_response", 167, "disputed"), ("lost", 167, "charged_back"),
+                   ("appeal_needs_response", 167, "disputed"), ("appeal_under_review", 167, "disputed"),
+                   ("won", 333, "paid")],
+    "appeal lost": [("needs_response", 167, "disputed"), ("lost", 167, "charged_back"),
+                    ("appeal_needs_response", 167, "disputed"), ("lost", 167, "charged_back")],
+    "prevented": [("prevented", 167, "charged_back")],
+    "inquiry prevented": [("warning_needs_response", 167, "disputed"), ("prevented", 167, "charged_back")],
+    "unknown while open": [("needs_response", 167, "disputed"), ("arbitration_pending", 167, "disputed")],
+    "unknown at first": [("some_future_status", 167, "disputed"), ("under_review", 167, "disputed")],
+    "unknown then won": [("needs_response", 167, "disputed"), ("some_future_status", 167, "disputed"),
+                         ("won", 333, "paid")],
+}
+
+
+@pytest.mark.parametrize("life", DISPUTE_LIVES)
+def test_every_dispute_status_holds_or_gives_back_as_stripe_means_it(db: Database, life: str) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    for status, balance, order_status in DISPUTE_LIVES[life]:
+        p.apply(dispute_event(p, "dp_1", 501, status))
+        assert (status, p.balance(), p.order().status) == (status, balance, order_status)
+    assert sum(amount for _, amount, _ in p.entries()) == p.balance()
+
+
+def test_a_dispute_status_we_do_not_know_is_kept_and_logged_and_gives_nothing_back(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    p.apply(dispute_event(p, "dp_1", 1000, "needs_response", "charge.dispute.created"))
+    assert p.apply(dispute_event(p, "dp_1", 1000, "resolved\x1b[2J", "charge.dispute.closed")) == "no_change"
+    assert p.balance() == 0 and p.order().status == "disputed"
+    assert _kept(db, "disputes", "dp_1") == "resolved\x1b[2J"
+    line = next(r.getMessage() for r in caplog.records if "unknown_dispute_status" in r.getMessage())
+    assert "dp_1" in line and "\x1b" not in line and "\\x1b" in line
+
+
+# --- matched through the charge ----------------------------------------------------------------------
+
+
+def _without_payment_intent(event: dict[str, object]) -> dict[str, object]:
+    event["data"]["object"]["payment_intent"] = None  # type: ignore[index]
+    return event
+
+
+def test_a_refund_naming_only_its_charge_is_matched_through_a_charge_we_know(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    p.apply(charge_refunded_event(p, 0))  # the charge, with its payment, as charge.refunded shows it
+    assert p.apply(_without_payment_intent(refund_event(p, "re_1", 337, "succeeded", "refund.created"))) \
+        == "clawed_back"
+    assert p.balance() == 333 - 112
+    # And a dispute naming only its charge, once a refund has linked the charge to its payment.
+    q = paid_order(db, credits=333, amount=1000)
+    q.apply(refund_event(q, "re_2", 1, "succeeded", "refund.created"))
+    assert q.apply(_without_payment_intent(dispute_event(q, "dp_2", 501, "needs_response"))) == "clawed_back"
+    assert q.balance() == 333 - 167
+    with db.read() as conn:
+        assert conn.execute(text("SELECT payment_intent FROM disputes WHERE id = 'dp_2'")).scalar_one() \
+            == q.payment_intent
+
+
+def test_a_refund_naming_a_charge_we_do_not_know_is_kept_for_reconcile(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    assert p.apply(_without_payment_intent(refund_event(p, "re_1", 337, "succeeded", "refund.created"))) \
+        == "recorded"
+    assert p.balance() == 333
+    with db.read() as conn:
+        assert conn.execute(text("SELECT charge_id FROM refunds WHERE id = 're_1'")).scalar_one() == p.charge_id
+    nothing = _without_payment_intent(refund_event(p, "re_2", 337, "succeeded", "refund.created"))
+    nothing["data"]["object"]["charge"] = None  # type: ignore[index]
+    assert p.apply(nothing) == "ignored"
+
+
+# --- a charge's snapshot and the refunds it did not count -----------------------------------------------
+
+
+def test_a_refund_made_after_the_charges_snapshot_that_fails_is_not_taken_out_of_it(db: Database) -> None:
+    p = paid_order(db, credits=720, amount=1200)
+    # Only the charge's snapshot knows of the first refund (600 of 1,200); a second, of 400, is made later
+    # and fails: the snapshot never counted it, so 600 stay refunded (360 credits), not 200 (120).
+    p.apply(charge_refunded_event(p, 600, created=1_900_000_100))
+    assert p.balance() == 720 - 360
+    later = refund_event(p, "re_b", 400, "pending", "refund.created", created=1_900_000_200)
+    later["data"]["object"]["created"] = 1_900_000_200
+    p.apply(later)
+    assert p.balance() == 720 - 360  # the larger view: the snapshot's 600 (before Stripe's next snapshot)
+    failed = refund_event(p, "re_b", 400, "failed", "refund.failed", created=1_900_000_300)
+    failed["data"]["object"]["created"] = 1_900_000_200
+    p.apply(failed)
+    assert p.balance() == 720 - 360 and p.order().amount_refunded == 600
+
+
+def test_a_refund_the_snapshot_counted_that_fails_later_is_taken_out_of_it(db: Database) -> None:
+    p = paid_order(db, credits=720, amount=1200)
+    made = refund_event(p, "re_a", 400, "succeeded", "refund.created", created=1_900_000_050)
+    made["data"]["object"]["created"] = 1_900_000_050
+    p.apply(charge_refunded_event(p, 1000, created=1_900_000_100))  # counts re_a and another 600
+    assert p.balance() == 720 - 600
+    failed = refund_event(p, "re_a", 400, "failed", "refund.failed", created=1_900_000_300)
+    failed["data"]["object"]["created"] = 1_900_000_050
+    p.apply(failed)
+    assert p.balance() == 720 - 360 and p.order().amount_refunded == 600

@@ -17,7 +17,14 @@ from backend import fulfilment
 from backend.db import Database
 from backend.payments.base import SessionState
 from tests.helpers.concurrency import all_at_once
-from tests.helpers.payments import Purchase, charge_refunded_event, dispute_event, new_order, refund_event, session_event
+from tests.helpers.payments import (
+    Purchase,
+    charge_refunded_event,
+    dispute_event,
+    new_order,
+    refund_event,
+    session_event,
+)
 
 ROUNDS = 12
 
