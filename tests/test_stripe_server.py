@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.helpers.stripe_server import FakeStripe, decode_form, fixture, format_amount
+from tests.helpers.stripe_server import FakeStripe, decode_form, fixture, format_amount, stripe_statuses
+from tests.helpers.stripe_server.disputes import DISPUTE_CLOSED_STATUSES, DISPUTE_OPEN_STATUSES
 
 API_KEY = "sk_test_creditdesk_0123456789"
 SECRET = "whsec_test_creditdesk"
@@ -778,6 +779,37 @@ def test_an_inquiry_closes_or_escalates(fake: FakeStripe, client: stripe.StripeC
     }
     assert [t["amount"] for t in escalated.object["balance_transactions"]] == [-2500]
     assert fake.close_dispute(escalating.id, "won").types[-1] == "charge.dispute.funds_reinstated"
+
+
+def test_a_lost_dispute_is_appealed_and_the_appeal_won_or_lost(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    for end, net in (("won", 0), ("lost", -4000)):
+        opened = fake.open_dispute(paid(fake, client, key=end))
+        fake.close_dispute(opened.id, "lost")
+        appealed = fake.update_dispute(opened.id, status="appeal_needs_response")
+        assert appealed.types == ["charge.dispute.updated"]
+        assert appealed.events[0]["data"]["previous_attributes"] == {"status": "lost"}
+        evidence = client.v1.disputes.update(opened.id, params={"evidence": {"uncategorized_text": "Used."}})
+        assert evidence.status == "appeal_under_review"
+        with pytest.raises(stripe.InvalidRequestError):  # Stripe refuses refunds while the funds are withdrawn
+            client.v1.refunds.create(params={"payment_intent": evidence.payment_intent, "amount": 1})
+        closed = fake.close_dispute(opened.id, end)
+        assert closed.object["status"] == end
+        dispute = client.v1.disputes.retrieve(opened.id)
+        assert sum(t.net for t in dispute.balance_transactions) == net
+    assert set(DISPUTE_OPEN_STATUSES + DISPUTE_CLOSED_STATUSES) == stripe_statuses(stripe.Dispute)
+
+
+def test_a_prevented_dispute_refunds_the_cardholder_without_a_fee(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    prevented = fake.open_dispute(paid(fake, client), prevented=True)
+    assert prevented.types == ["charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.closed"]
+    dispute = client.v1.disputes.retrieve(prevented.id)
+    assert (dispute.status, dispute.payment_method_details.card.case_type) == ("prevented", "resolution")
+    [withdrawal] = dispute.balance_transactions
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-2500, 0, -2500)
+    with pytest.raises(ValueError, match="cannot go from"):
+        fake.close_dispute(prevented.id, "won")
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stripe
 from sqlalchemy import text
 
 from backend import ledger, webhooks
 from backend.clawbacks import (
+    DISPUTE_KNOWN,
+    REFUND_COUNTED,
+    REFUND_GIVEN_BACK,
     ChargeRefundsNews,
     DisputeNews,
     RefundNews,
@@ -38,7 +42,7 @@ from tests.helpers.payments import (
     refund_event,
     session_event,
 )
-from tests.helpers.stripe_server import fixture
+from tests.helpers.stripe_server import fixture, stripe_statuses
 
 
 @pytest.fixture
@@ -442,6 +446,12 @@ DISPUTE_LIVES = {
     "unknown then won": [("needs_response", 167, "disputed"), ("some_future_status", 167, "disputed"),
                          ("won", 333, "paid")],
 }
+
+
+def test_every_dispute_status_stripe_python_knows_is_one_we_know() -> None:
+    """A new status in stripe-python fails here: decide what it means for the credits before trusting it."""
+    assert stripe_statuses(stripe.Dispute) == DISPUTE_KNOWN
+    assert {"pending", "requires_action", "succeeded", "failed", "canceled"} == REFUND_COUNTED | REFUND_GIVEN_BACK
 
 
 @pytest.mark.parametrize("life", DISPUTE_LIVES)

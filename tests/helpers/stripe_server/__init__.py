@@ -53,7 +53,7 @@ from .faults import FAULT_KINDS, Fault
 from .server import FakeStripe
 from .state import REFUND_EVENT_STYLES, WEBHOOK_MODES, StripeChange
 from .webhooks import WebhookDrop
-from .wire import API_VERSION, StripeError, decode_form, fixture, format_amount, new_id
+from .wire import API_VERSION, StripeError, decode_form, fixture, format_amount, new_id, stripe_statuses
 
 __all__ = [
     "API_VERSION",
@@ -69,4 +69,5 @@ __all__ = [
     "fixture",
     "format_amount",
     "new_id",
+    "stripe_statuses",
 ]

@@ -1,4 +1,5 @@
-"""Disputes (inquiries and chargebacks) from opening to won, lost or warning_closed, with Stripe's events."""
+"""Disputes (inquiries and chargebacks) from opening to won, lost or warning_closed, appeals after a loss, and
+disputes prevented before a chargeback, with Stripe's events (the statuses of stripe-python's Dispute.status)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,23 @@ from .wire import (
     words,
 )
 
-#: a dispute's statuses while it is open; inquiries ("warning_*") withdraw no funds unless they escalate
-DISPUTE_OPEN_STATUSES = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
-DISPUTE_CLOSED_STATUSES = ("won", "lost", "warning_closed")
-#: the moves ``update_dispute`` makes: evidence goes under review; an inquiry can escalate to a chargeback
+#: a dispute's statuses while it is open; inquiries ("warning_*") withdraw no funds unless they escalate; an
+#: appeal ("appeal_*") reopens a lost dispute, the funds staying withdrawn until it is won
+DISPUTE_OPEN_STATUSES = ("warning_needs_response", "warning_under_review", "needs_response", "under_review",
+                         "appeal_needs_response", "appeal_under_review")
+#: "prevented": resolved before it became a chargeback (Visa RDR), the cardholder refunded from the balance
+DISPUTE_CLOSED_STATUSES = ("won", "lost", "warning_closed", "prevented")
+#: the statuses in which the funds are withdrawn (Stripe then refuses refunds of the charge)
+FUNDS_WITHDRAWN_STATUSES = ("needs_response", "under_review", "lost", "appeal_needs_response",
+                            "appeal_under_review", "prevented")
+#: the moves ``update_dispute`` makes: evidence goes under review; an inquiry can escalate to a chargeback; a
+#: lost dispute can be appealed
 DISPUTE_MOVES = {
     "warning_needs_response": ("warning_under_review", "needs_response"),
     "warning_under_review": ("needs_response",),
     "needs_response": ("under_review",),
+    "lost": ("appeal_needs_response",),
+    "appeal_needs_response": ("appeal_under_review",),
 }
 #: how ``close_dispute`` can end each open status
 DISPUTE_ENDS = {
@@ -36,6 +46,8 @@ DISPUTE_ENDS = {
     "warning_under_review": ("warning_closed",),
     "needs_response": ("won", "lost"),
     "under_review": ("won", "lost"),
+    "appeal_needs_response": ("won", "lost"),
+    "appeal_under_review": ("won", "lost"),
 }
 DISPUTE_FEE = 1500  # Stripe's dispute fee, in cents
 EVIDENCE_DAYS = 7
@@ -59,6 +71,7 @@ class DisputesMixin(FakeStripeState):
         *,
         reason: str = "fraudulent",
         inquiry: bool = False,
+        prevented: bool = False,
         currency: str | None = None,
         livemode: bool = False,
         deliver: bool = True,
@@ -69,6 +82,9 @@ class DisputesMixin(FakeStripeState):
         ``charge.dispute.created`` and ``charge.dispute.funds_withdrawn``. An inquiry (``inquiry=True``,
         ``warning_needs_response``) withdraws nothing: ``charge.dispute.created`` only. ``currency``
         labels the dispute with another currency than the payment's; ``livemode=True`` makes it live.
+        ``prevented=True``: resolved by dispute prevention before it became a chargeback (status
+        ``prevented``, case type ``resolution``): the amount is withdrawn without a fee, events
+        ``charge.dispute.created``, ``charge.dispute.funds_withdrawn`` and ``charge.dispute.closed``.
         """
         if reason not in DISPUTE_REASONS:
             raise ValueError(f"reason must be one of {sorted(DISPUTE_REASONS)}")
@@ -78,13 +94,18 @@ class DisputesMixin(FakeStripeState):
             if not 0 < amount <= charge["amount"]:
                 raise ValueError(f"a dispute's amount is between 1 and the charge's {charge['amount']}")
             dispute = self._new_dispute(charge, amount, reason, inquiry, currency, livemode)
+            if prevented:
+                dispute["status"] = "prevented"
+                dispute["payment_method_details"]["card"]["case_type"] = "resolution"
             charge["disputed"] = True
             events = []
             if not inquiry:
-                self._move_funds(dispute, withdraw=True)
+                self._move_funds(dispute, withdraw=True, fee=not prevented)
             events.append(self._dispute_event("charge.dispute.created", dispute))
             if not inquiry:
                 events.append(self._dispute_event("charge.dispute.funds_withdrawn", dispute))
+            if prevented:
+                events.append(self._dispute_event("charge.dispute.closed", dispute))
             change = StripeChange(copy.deepcopy(dispute), events)
         self._send(change.events, deliver)
         return change
@@ -97,9 +118,10 @@ class DisputesMixin(FakeStripeState):
         metadata: dict[str, str] | None = None,
         deliver: bool = True,
     ) -> StripeChange:
-        """Change an open dispute: ``status`` (evidence under review, or an inquiry escalating to a
-        chargeback, which withdraws the funds) and/or ``metadata``. Events: ``charge.dispute.updated``
-        with ``previous_attributes``, and ``charge.dispute.funds_withdrawn`` on escalation."""
+        """Change a dispute: ``status`` (evidence under review, an inquiry escalating to a chargeback, which
+        withdraws the funds, or a lost dispute appealed: ``appeal_needs_response``, then
+        ``appeal_under_review``) and/or ``metadata``. Events: ``charge.dispute.updated`` with
+        ``previous_attributes``, and ``charge.dispute.funds_withdrawn`` on escalation."""
         with self._lock:
             dispute = self._known_dispute(dispute_id)
             if status is not None and status not in DISPUTE_MOVES.get(dispute["status"], ()):
@@ -109,9 +131,9 @@ class DisputesMixin(FakeStripeState):
         return change
 
     def close_dispute(self, dispute_id: str, status: str, *, deliver: bool = True) -> StripeChange:
-        """The bank decides: a chargeback is ``won`` (funds and fee reinstated: ``charge.dispute.closed``
-        and ``charge.dispute.funds_reinstated``) or ``lost`` (``charge.dispute.closed``); an inquiry ends
-        ``warning_closed`` (``charge.dispute.closed``)."""
+        """The bank decides: a chargeback, or its appeal, is ``won`` (funds and fee reinstated:
+        ``charge.dispute.closed`` and ``charge.dispute.funds_reinstated``) or ``lost``
+        (``charge.dispute.closed``); an inquiry ends ``warning_closed`` (``charge.dispute.closed``)."""
         with self._lock:
             dispute = self._known_dispute(dispute_id)
             if status not in DISPUTE_ENDS.get(dispute["status"], ()):
@@ -173,10 +195,7 @@ class DisputesMixin(FakeStripeState):
 
     def _charged_back(self, charge_id: str) -> bool:
         """Whether a chargeback holds the charge's funds (Stripe then refuses refunds)."""
-        return any(
-            d["charge"] == charge_id and d["status"] in ("needs_response", "under_review", "lost")
-            for d in self.disputes.values()
-        )
+        return any(d["charge"] == charge_id and d["status"] in FUNDS_WITHDRAWN_STATUSES for d in self.disputes.values())
 
     def _dispute_event(
         self,
@@ -189,9 +208,11 @@ class DisputesMixin(FakeStripeState):
             type, dispute, previous_attributes=previous, request=request, livemode=dispute["livemode"]
         )
 
-    def _move_funds(self, dispute: dict[str, Any], *, withdraw: bool) -> None:
-        """Add the balance transaction that withdraws (or reinstates) the disputed amount and the fee."""
+    def _move_funds(self, dispute: dict[str, Any], *, withdraw: bool, fee: bool = True) -> None:
+        """Add the balance transaction that withdraws (or reinstates) the disputed amount and the fee (none for
+        a prevented dispute)."""
         sign = -1 if withdraw else 1
+        dispute_fee = DISPUTE_FEE if fee else 0
         txn = fixture("balance_transaction")
         txn.update(
             id=new_id("txn_"),
@@ -200,17 +221,17 @@ class DisputesMixin(FakeStripeState):
             created=self.now(),
             currency=dispute["currency"],
             description=f"Chargeback {'withdrawal' if withdraw else 'reversal'} for {dispute['charge']}",
-            fee=-sign * DISPUTE_FEE,
+            fee=-sign * dispute_fee,
             fee_details=[
                 {
-                    "amount": -sign * DISPUTE_FEE,
+                    "amount": -sign * dispute_fee,
                     "application": None,
                     "currency": dispute["currency"],
                     "description": "Dispute fee",
                     "type": "stripe_fee",
                 }
-            ],
-            net=sign * (dispute["amount"] + DISPUTE_FEE),
+            ] if fee else [],
+            net=sign * (dispute["amount"] + dispute_fee),
             reporting_category="dispute" if withdraw else "dispute_reversal",
             source=dispute["id"],
             status="available",
@@ -287,7 +308,9 @@ class DisputesMixin(FakeStripeState):
         submit = as_bool(params["submit"], "submit") if "submit" in params else True
         status = None
         if evidence and submit:
-            status = "warning_under_review" if dispute["status"].startswith("warning_") else "under_review"
+            status = {"warning_needs_response": "warning_under_review", "warning_under_review": "warning_under_review",
+                      "appeal_needs_response": "appeal_under_review", "appeal_under_review": "appeal_under_review",
+                      }.get(dispute["status"], "under_review")
         metadata = as_dict(params["metadata"], "metadata") if "metadata" in params else None
         change = self._update_dispute(dispute, status, metadata, request, evidence)
         return self._expand(dispute, params), change.events

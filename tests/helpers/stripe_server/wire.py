@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import string
+import typing
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -322,3 +323,10 @@ def list_object(
     else:
         page, has_more = candidates[:limit], len(candidates) > limit
     return {"object": "list", "data": copy.deepcopy(page), "has_more": has_more, "url": url}
+
+
+def stripe_statuses(resource: type) -> set[str]:
+    """The statuses stripe-python's type of ``resource`` lists (``status: Union[Literal[...], str]``)."""
+    annotation = resource.__annotations__["status"]
+    literal = next(arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is typing.Literal)
+    return set(typing.get_args(literal))
