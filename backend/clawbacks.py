@@ -23,7 +23,7 @@ the other when they are handled at the same moment by different connections or r
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -322,6 +322,67 @@ def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: Mon
 def _describe(entry_type: str) -> str:
     return {"refund": "Refund of", "refund_reversal": "Refund reversed for", "dispute": "Dispute on",
             "dispute_reversal": "Dispute closed in your favour for"}[entry_type]
+
+
+# --- Stripe's truth, re-read: what reconcile does for recently paid orders ---------------------------------
+
+
+def matched_through_charge(conn: Connection, charge_id: str, payment_intent: str) -> int:
+    """Name the payment of the refunds and disputes kept with only their charge; returns how many."""
+    changed = 0
+    for table in (refunds, disputes):
+        changed += conn.execute(table.update().where(
+            table.c.charge_id == charge_id, table.c.payment_intent.is_(None)).values(payment_intent=payment_intent)
+        ).rowcount
+    return changed
+
+
+def unmatched_charges(conn: Connection, limit: int = 100) -> list[str]:
+    """Charges named by refunds or disputes we keep without their payment."""
+    query = sa.union(
+        sa.select(refunds.c.charge_id).where(refunds.c.payment_intent.is_(None), refunds.c.charge_id.is_not(None)),
+        sa.select(disputes.c.charge_id).where(disputes.c.payment_intent.is_(None), disputes.c.charge_id.is_not(None)),
+    ).limit(limit)
+    return [str(charge) for charge in conn.execute(query).scalars()]
+
+
+def resync(conn: Connection, order: Order, stripe_refunds: Sequence[Mapping[str, Any]],
+           stripe_disputes: Sequence[Mapping[str, Any]]) -> Settlement:
+    """Bring what we keep of a paid order's refunds and disputes to what Stripe says now, then settle it.
+
+    Inside a write transaction that holds the payment's lock and the order's row. An object we do not
+    have is kept as of its creation; one whose status differs is kept as just newer than what we hold, so
+    that any event still to come (made after the state Stripe shows) replaces it in turn. Settled even when
+    nothing differs: a refund kept while its grant was not committed (an older version's race) is applied.
+    """
+    assert order.payment_intent
+    cause: Cause | None = None
+    sources: tuple[tuple[Kind, sa.Table, Sequence[Mapping[str, Any]]], ...] = (
+        ("refund", refunds, stripe_refunds), ("dispute", disputes, stripe_disputes))
+    for kind, table, objects in sources:
+        for obj in objects:
+            object_id, status = _id(obj.get("id")), obj.get("status")
+            if object_id is None or not isinstance(status, str):
+                continue
+            stored = conn.execute(sa.select(table.c.as_of, table.c.status, table.c.payment_intent)
+                                  .where(table.c.id == object_id)).mappings().first()
+            if stored is not None and stored["status"] == status and stored["payment_intent"]:
+                continue
+            created = obj.get("created")
+            as_of = stored["as_of"] + 1 if stored is not None else created if isinstance(created, int) else 0
+            shaped = {**obj, "payment_intent": order.payment_intent}
+            news = refund_news(shaped, as_of) if kind == "refund" else dispute_news(shaped, as_of)
+            if news is None:
+                continue
+            if isinstance(news, RefundNews):
+                record_refund(conn, news)
+            else:
+                record_dispute(conn, news)
+            log.info("payment order=%s %s=%s outcome=resynced status=%s", order.id, kind, object_id,
+                     _printable(status))
+            cause = Cause(kind, object_id)
+    cause = cause or latest_cause(conn, order.payment_intent) or Cause("charge", order.payment_intent)
+    return settle(conn, order, cause)
 
 
 # --- reading Stripe's objects -----------------------------------------------------------------------

@@ -141,6 +141,10 @@ def run_reconcile(settings: Settings, since_text: str, *, as_json: bool, public_
     print(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
     for c in report.orders_changed:
         print(f"    {c.order_id}  {c.before} -> {c.after}")
+    print(f"  paid orders whose refunds and disputes were re-read: {report.payments_checked}; "
+          f"settled anew: {len(report.payments_changed)}")
+    for pc in report.payments_changed:
+        print(f"    {pc.order_id}  {pc.outcome} {abs(pc.credits)} credits -> {pc.status}")
     if report.pruned_deliveries or report.pruned_bodies:
         print(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
               f"{report.pruned_bodies} event bodies dropped")

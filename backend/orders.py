@@ -115,3 +115,11 @@ def unsettled(conn: Connection, *, created_since: str) -> list[Order]:
         (o.status == PENDING) | ((o.status == CANCELLED) & (o.created_at >= created_since))
     )
     return [Order.from_row(row) for row in conn.execute(query.order_by(o.created_at)).mappings()]
+
+
+def paid_changed_since(conn: Connection, updated_since: str, limit: int) -> list[Order]:
+    """Orders paid (or clawed back since) whose row changed since ``updated_since``, oldest change first."""
+    o = orders_table.c
+    query = sa.select(orders_table).where(o.status.in_(sorted(AFTER_PAYMENT)), o.updated_at >= updated_since,
+                                          o.payment_intent.is_not(None))
+    return [Order.from_row(row) for row in conn.execute(query.order_by(o.updated_at).limit(limit)).mappings()]

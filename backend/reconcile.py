@@ -4,7 +4,10 @@ Webhooks get lost: the endpoint was down, the signing secret was wrong, Stripe g
 days. :func:`reconcile` reads Stripe's Events API for the event types Creditdesk acts on and feeds
 every event not yet processed through the webhook's own path (:func:`backend.webhooks.process_event`),
 then asks the provider about every order still pending (and recently cancelled ones) and expires the
-lapsed. Everything it does is idempotent, so it is safe at any time, twice, or while webhooks arrive.
+lapsed. Last, as dj-stripe re-syncs an object on its events, it re-reads from Stripe the refunds and
+disputes of every order paid or changed in the window, and of the charges that refunds or disputes named
+without their payment, and settles any difference (:func:`backend.clawbacks.resync`). Everything it
+does is idempotent, so it is safe at any time, twice, or while webhooks arrive.
 ``serve`` in Stripe mode runs it on an interval (:class:`Loop`).
 """
 
@@ -19,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from backend import fulfilment, orders, webhooks
-from backend.db import utcnow
+from backend import clawbacks, fulfilment, orders, webhooks
+from backend.db import iso_utc, utcnow
 from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, SessionNotFound
-from backend.order_status import Happening
+from backend.order_status import AFTER_PAYMENT, Happening
 from backend.schema import reconcile_runs, webhook_events
 from backend.services import Services
 
@@ -56,6 +59,14 @@ class OrderChange:
     after: str
 
 
+@dataclass(frozen=True)
+class PaymentChange:
+    order_id: str
+    outcome: str  # clawed_back or given_back
+    credits: int
+    status: str
+
+
 @dataclass
 class Report:
     since: str
@@ -65,6 +76,8 @@ class Report:
     orders_checked: int = 0
     orders_changed: list[OrderChange] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    payments_checked: int = 0
+    payments_changed: list[PaymentChange] = field(default_factory=list)
     pruned_deliveries: int = 0
     pruned_bodies: int = 0
 
@@ -76,6 +89,9 @@ class Report:
             "ordersChecked": self.orders_checked,
             "ordersChanged": [{"orderId": c.order_id, "sessionId": c.session_id, "before": c.before,
                                "after": c.after} for c in self.orders_changed],
+            "paymentsChecked": self.payments_checked,
+            "paymentsChanged": [{"orderId": c.order_id, "outcome": c.outcome, "credits": c.credits,
+                                 "status": c.status} for c in self.payments_changed],
             "errors": self.errors, "prunedDeliveries": self.pruned_deliveries, "prunedBodies": self.pruned_bodies,
         }
 
@@ -89,6 +105,7 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
             started_at=utcnow(), since=report.since, trigger=trigger).returning(reconcile_runs.c.id)).scalar_one()
     _catch_up_events(services, int(start.timestamp()), report)
     _recheck_orders(services, now, report)
+    _resync_payments(services, iso_utc(start), report)
     retention = timedelta(days=services.settings.event_retention_days)
     before = (now - retention).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     report.pruned_deliveries, report.pruned_bodies = webhooks.prune(services.db, before=before)
@@ -150,6 +167,53 @@ def _recheck_orders(services: Services, now: datetime, report: Report) -> None:
         after = result.order.status if result.order else current.status
         if after != current.status:
             report.orders_changed.append(OrderChange(order.id, order.session_id, current.status, after))
+
+
+# At most this many paid orders are re-read in one run (two Stripe calls each); the next run goes on.
+RESYNC_LIMIT = 500
+
+
+def _resync_payments(services: Services, updated_since: str, report: Report) -> None:
+    """Stripe's truth about refunds and disputes, for the payments that may lack some of it."""
+    with services.db.read() as conn:
+        charges = clawbacks.unmatched_charges(conn)
+    for charge_id in charges:
+        try:
+            payment_intent = services.provider.payment_of_charge(charge_id)
+        except PaymentProviderError as exc:
+            report.errors.append(f"charge {charge_id}: {exc}")
+            continue
+        if payment_intent is None:
+            continue
+        with services.db.transaction() as conn:
+            clawbacks.lock_payment(conn, payment_intent)
+            clawbacks.matched_through_charge(conn, charge_id, payment_intent)
+            order = orders.by_payment_intent(conn, payment_intent, lock=True)
+            settlement = clawbacks.resync(conn, order, (), ()) if order and order.status in AFTER_PAYMENT else None
+        _note_settlement(report, settlement)
+    with services.db.read() as conn:
+        paid = orders.paid_changed_since(conn, updated_since, RESYNC_LIMIT)
+    for order in paid:
+        assert order.payment_intent
+        report.payments_checked += 1
+        try:
+            stripe_refunds = services.provider.list_refunds(order.payment_intent)
+            stripe_disputes = services.provider.list_disputes(order.payment_intent)
+        except PaymentProviderError as exc:
+            report.errors.append(f"order {order.id}: {exc}")
+            continue
+        with services.db.transaction() as conn:
+            clawbacks.lock_payment(conn, order.payment_intent)
+            current = orders.by_id(conn, order.id, lock=True)
+            assert current is not None
+            settlement = clawbacks.resync(conn, current, stripe_refunds, stripe_disputes)
+        _note_settlement(report, settlement)
+
+
+def _note_settlement(report: Report, settlement: clawbacks.Settlement | None) -> None:
+    if settlement is not None and settlement.credits:
+        report.payments_changed.append(PaymentChange(settlement.order.id, settlement.outcome, settlement.credits,
+                                                     settlement.order.status))
 
 
 def default_since(services: Services) -> timedelta:

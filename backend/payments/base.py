@@ -120,3 +120,15 @@ class PaymentProvider(Protocol):
     def list_events(self, types: Collection[str], created_since: int) -> Iterator[dict[str, Any]]:
         """The provider's events of these types since a Unix time, newest first (reconcile reads them)."""
         ...
+
+    def list_refunds(self, payment_intent: str) -> list[dict[str, Any]]:
+        """Every refund of a payment, as Stripe's refund objects (reconcile re-reads them)."""
+        ...
+
+    def list_disputes(self, payment_intent: str) -> list[dict[str, Any]]:
+        """Every dispute of a payment, as Stripe's dispute objects."""
+        ...
+
+    def payment_of_charge(self, charge_id: str) -> str | None:
+        """The payment intent a charge belongs to (``None`` when it has none or the provider does not know it)."""
+        ...

@@ -81,6 +81,41 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise translate(exc) from exc
 
+    def list_refunds(self, payment_intent: str) -> list[dict[str, Any]]:
+        return self._list(self._client.v1.refunds, {"payment_intent": payment_intent}, "refund")
+
+    def list_disputes(self, payment_intent: str) -> list[dict[str, Any]]:
+        return self._list(self._client.v1.disputes, {"payment_intent": payment_intent}, "dispute")
+
+    def payment_of_charge(self, charge_id: str) -> str | None:
+        try:
+            charge = _as_dict(self._client.v1.charges.retrieve(charge_id))
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
+                return None
+            raise translate(exc) from exc
+        payment_intent = charge.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        return payment_intent if isinstance(payment_intent, str) and payment_intent else None
+
+    # A payment has a handful of refunds and disputes at most: more than this is not an answer to trust.
+    MAX_LISTED = 1000
+
+    def _list(self, service: Any, params: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        try:
+            for item in service.list(params={**params, "limit": 100}).auto_paging_iter():
+                data = _as_dict(item)
+                if data.get("object") != kind:
+                    raise PaymentProviderUnavailable(f"Stripe answered something other than a {kind} list")
+                found.append(data)
+                if len(found) > self.MAX_LISTED:
+                    raise PaymentProviderUnavailable(f"Stripe listed more than {self.MAX_LISTED} {kind}s of a payment")
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        return found
+
 
 def _as_dict(answer: Any) -> dict[str, Any]:
     to_dict = getattr(answer, "to_dict", None)

@@ -83,6 +83,16 @@ class StubProvider:
         """None: the stub checkout applies its one event as it happens."""
         return iter(())
 
+    def list_refunds(self, payment_intent: str) -> list[dict[str, Any]]:
+        """None: the stub takes no money, so it gives none back."""
+        return []
+
+    def list_disputes(self, payment_intent: str) -> list[dict[str, Any]]:
+        return []
+
+    def payment_of_charge(self, charge_id: str) -> str | None:
+        return None
+
     def pay(self, session_id: str) -> dict[str, Any]:
         """Complete an open session as paid; returns the session (unchanged if it was not open)."""
         session = self.session_object(session_id)

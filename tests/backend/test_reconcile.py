@@ -9,10 +9,22 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
 
-from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET
+import pytest
+
+from backend import clawbacks, ledger, reconcile, webhooks
+from backend.api.app import create_app
+from backend.config import Settings
+from backend.schema import orders as orders_table
+from backend.services import Services
+from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET, Databases
 from tests.helpers.api import Api
-from tests.helpers.backend import BackendProcess
+from tests.helpers.backend import BackendProcess, InProcessServer
 from tests.helpers.stripe_server import FakeStripe
 
 Stripe = tuple[BackendProcess, FakeStripe]
@@ -101,3 +113,105 @@ def test_reconcile_refuses_a_bad_period_in_one_line_and_caps_it_at_30_days(strip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "72h" in bad.stderr
     capped = backend.admin("reconcile", "--since", "90d")
     assert capped.returncode == 0 and "30 days" in capped.stderr
+
+
+# --- re-reading Stripe's truth about paid orders (in process, on both engines) ------------------------------
+
+
+@dataclass
+class InProcess:
+    services: Services
+    fake: FakeStripe
+    api: Api
+
+    def reconcile(self) -> reconcile.Report:
+        return reconcile.reconcile(self.services, since=timedelta(hours=72), trigger="command")
+
+    def lost_beyond_the_events_api(self, make: Callable[[], T]) -> T:
+        """What Stripe does while the endpoint is down, 31 days ago: its events are past the Events API's reach."""
+        self.fake.set_clock(time.time() - 31 * 24 * 3600)
+        try:
+            with self.fake.drop_webhooks():
+                return make()
+        finally:
+            self.fake.set_clock(None)
+            self.fake.wait_deliveries()
+
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, databases: Databases) -> Iterator[InProcess]:
+    """A backend in Stripe mode served from this process, so that a test can reach its database and services."""
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        settings = Settings(db_path=tmp_path / "db.sqlite3", database_url=databases.new(),
+                            stripe_secret_key=STRIPE_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+                            stripe_api_base=fake.url, reconcile_interval=0,
+                            auth_limit_per_address="100000/minute")
+        services = Services.build(settings, "http://127.0.0.1:9")
+        try:
+            with InProcessServer(create_app(services)) as server:
+                fake.webhook_url = f"{server.url}/api/webhooks/stripe"
+                yield InProcess(services, fake, Api(server.url).register())
+                fake.wait_deliveries()
+            with services.db.read() as conn:
+                assert ledger.check_invariants(conn) == []
+        finally:
+            services.db.close()
+
+
+def _paid(p: InProcess, pack: str = "standard") -> str:
+    session_id = p.api.checkout(pack)["sessionId"]
+    p.fake.pay(session_id)
+    p.fake.wait_deliveries()
+    return session_id
+
+
+def test_reconcile_settles_a_refund_that_was_kept_but_never_clawed_back(in_process: InProcess) -> None:
+    """What the grant's race left behind before the payment's lock: the refund kept, the credits not taken."""
+    p = in_process
+    session_id = _paid(p)
+    refund = p.lost_beyond_the_events_api(lambda: p.fake.create_refund(session_id, 1337).object)
+    with p.services.db.transaction() as conn:  # kept, as the losing side of the race kept it
+        news = clawbacks.refund_news(refund, refund["created"])
+        assert news is not None and clawbacks.record_refund(conn, news)
+    assert p.api.balance() == 550
+    report = p.reconcile()
+    assert p.api.balance() == 550 - 550 * 1337 // 2500  # 294.14: 294 credits back
+    assert report.payments_checked == 1
+    assert [(c.outcome, c.credits, c.status) for c in report.payments_changed] == [("clawed_back", -294, "paid")]
+    assert p.reconcile().payments_changed == []  # and once only
+
+
+def test_reconcile_learns_of_refunds_and_dispute_ends_whose_events_were_lost(in_process: InProcess) -> None:
+    p = in_process
+    refunded, disputed = _paid(p), _paid(p, "pro")
+    dispute = p.fake.open_dispute(disputed, 3001)  # 1200 * 3001 // 5000 = 720.24: 720 credits held
+    p.fake.wait_deliveries()
+    assert p.api.balance() == 550 + 1200 - 720
+    p.lost_beyond_the_events_api(lambda: (p.fake.create_refund(refunded, 2500),
+                                          p.fake.close_dispute(dispute.id, "won")))
+    assert p.api.balance() == 550 + 1200 - 720
+    report = p.reconcile()
+    assert p.api.balance() == 1200
+    assert sorted((c.outcome, c.credits, c.status) for c in report.payments_changed) == [
+        ("clawed_back", -550, "refunded"), ("given_back", 720, "paid")]
+    assert report.errors == []
+
+
+def test_reconcile_matches_a_dispute_that_named_only_its_charge(in_process: InProcess) -> None:
+    p = in_process
+    session_id = _paid(p)
+    opened = p.fake.open_dispute(session_id, 1001, deliver=False)  # 550 * 1001 // 2500 = 220.22
+    created = opened.event("charge.dispute.created")
+    created["data"]["object"]["payment_intent"] = None
+    assert webhooks.process_event(p.services.db, created).outcome == "recorded"
+    assert p.api.balance() == 550
+    # The payment was long ago: only the charge (asked of Stripe) links the dispute to it.
+    with p.services.db.transaction() as conn:
+        conn.execute(orders_table.update().values(updated_at="2000-01-01T00:00:00.000Z"))
+    report = p.reconcile()
+    assert p.api.balance() == 550 - 220
+    assert [(c.outcome, c.credits, c.status) for c in report.payments_changed] == [
+        ("clawed_back", -220, "disputed")]
