@@ -133,6 +133,36 @@ def test_duplicate_webhooks_over_three_replicas_racing_verify_and_the_success_pa
     assert backends[0].ledger_problems() == []
 
 
+def test_refunds_and_disputes_racing_their_grant_on_two_replicas_are_clawed_back_every_time(
+    replicas: Replicas, fake_stripe: FakeStripe
+) -> None:
+    """The grant on one replica (its webhook, or verify-payment), the full refund or dispute on the other, at once."""
+    fake = fake_stripe
+    backends = replicas(2, stripe_env(fake))
+    users = [Api(backends[0].url).register() for _ in range(2)]  # within the checkout limit of each
+    races = []
+    for n in range(18):
+        api = users[n % 2]
+        session_id = api.checkout("standard")["sessionId"]
+        paid = fake.pay(session_id, deliver=False)
+        if n % 3 == 2:
+            taken = fake.open_dispute(session_id, deliver=False).event("charge.dispute.created")
+        else:
+            taken = fake.create_refund(session_id, 2500, deliver=False).event(
+                "refund.created" if n % 3 == 0 else "charge.refunded")
+        grant: Callable[[], object] = (
+            (lambda e=paid: post_event(fake, e, backends[0])) if n % 2 == 0
+            else (lambda s=session_id, a=api: Api(backends[0].url, a.token).verify(s).status_code))
+        races.append((session_id, grant, lambda e=taken: post_event(fake, e, backends[1])))
+    for _, grant, take in races:
+        assert run_all_at_once([grant, take], threads=2) == [200, 200]
+    statuses = {row["session_id"]: row["status"] for row in backends[0].query("SELECT session_id, status FROM orders")}
+    assert [api.balance() for api in users] == [0, 0], statuses
+    assert sorted(statuses.values()) == ["disputed"] * 6 + ["refunded"] * 12
+    for session_id, _, _ in races:
+        assert grants(backends[0], session_id) == 1
+
+
 def test_spends_over_three_replicas_never_take_more_than_the_balance(replicas: Replicas) -> None:
     backends = replicas(3)
     api = Api(backends[0].url).register()
