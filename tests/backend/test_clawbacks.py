@@ -14,25 +14,32 @@ import pytest
 import stripe
 from sqlalchemy import text
 
-from backend import ledger, webhooks
+from backend import ledger, orders, webhooks
 from backend.clawbacks import (
     DISPUTE_KNOWN,
     REFUND_COUNTED,
     REFUND_GIVEN_BACK,
+    Cause,
     ChargeRefundsNews,
     DisputeNews,
     RefundNews,
     charge_refunds_news,
     credits_clawed_back,
     dispute_news,
+    matched_through_charge,
     payment_intent_of,
+    payment_of_charge,
     record_charge_refunds,
     record_dispute,
     record_refund,
     refund_news,
+    resync,
+    settle,
+    unmatched_charges,
 )
 from backend.db import Database
 from tests.helpers.payments import (
+    Purchase,
     charge_refunded_event,
     database,
     dispute_event,
@@ -67,6 +74,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
     (1, 1000, 999, 0, 0),
     (1, 1000, 1000, 0, 1),  # a 1-credit clawback, only at the full amount
     (1200, 5000, 1337, 0, 320),  # 320.88
+    (7, 1, 1, 0, 7),  # a payment of one cent, refunded
 ])
 def test_the_rule(credits: int, amount: int, refunded: int, disputed: int, expected: int) -> None:
     assert credits_clawed_back(credits=credits, amount=amount, refunded=refunded, disputed=disputed) == expected
@@ -74,7 +82,7 @@ def test_the_rule(credits: int, amount: int, refunded: int, disputed: int, expec
 
 @pytest.mark.parametrize("bad", [dict(amount=0), dict(refunded=-1), dict(disputed=-1), dict(credits=-1)])
 def test_the_rule_refuses_impossible_figures(bad: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a positive amount paid and no negative figures"):
         credits_clawed_back(**{"credits": 333, "amount": 1000, "refunded": 0, "disputed": 0, **bad})
 
 
@@ -540,3 +548,116 @@ def test_a_refund_the_snapshot_counted_that_fails_later_is_taken_out_of_it(db: D
     failed["data"]["object"]["created"] = 1_900_000_050
     p.apply(failed)
     assert p.balance() == 720 - 360 and p.order().amount_refunded == 600
+
+
+
+@pytest.mark.parametrize(("created", "failed_at", "balance"), [
+    (1_900_000_100, 1_900_000_100, 1000),  # made and failed in the snapshot's own second: counted, taken out
+    (1_900_000_100, 1_900_000_099, 600),  # failed before the snapshot: the snapshot already left it out
+    (1_900_000_101, 1_900_000_200, 600),  # made after the snapshot: never counted, nothing to take out
+    (None, 1_900_000_200, 1000),  # kept before refunds had their creation time: taken out, as then
+], ids=str)
+def test_the_snapshot_and_a_failed_refund_at_its_edges(
+    db: Database, created: int | None, failed_at: int, balance: int
+) -> None:
+    p = paid_order(db, credits=1000, amount=1000)  # a credit a cent: every cent counts
+    p.apply(charge_refunded_event(p, 400, created=1_900_000_100))
+    assert p.balance() == 600
+    with db.transaction() as conn:
+        record_refund(conn, RefundNews("re_a", p.payment_intent, p.charge_id, 400, "usd", "failed", failed_at, created))
+        order = orders.by_id(conn, p.order_id, lock=True)
+        assert order is not None
+        settle(conn, order, Cause("refund", "re_a"))
+    assert p.balance() == balance
+
+
+def test_only_the_payments_own_refunds_and_disputes_in_its_currency_count(db: Database) -> None:
+    p, other = paid_order(db), paid_order(db)
+    with db.transaction() as conn:
+        record_refund(conn, RefundNews("re_eur", p.payment_intent, p.charge_id, 500, "eur", "succeeded", 1))
+        record_dispute(conn, DisputeNews("dp_eur", p.payment_intent, p.charge_id, 500, "eur", "lost", None, 1))
+        record_refund(conn, RefundNews("re_x", other.payment_intent, other.charge_id, 500, "usd", "succeeded", 1))
+        record_dispute(conn, DisputeNews("dp_x", other.payment_intent, other.charge_id, 500, "usd", "lost", None, 1))
+        order = orders.by_id(conn, p.order_id, lock=True)
+        assert order is not None
+        assert settle(conn, order, Cause("refund", "re_eur")).outcome == "no_change"
+    assert p.balance() == 333
+
+
+def test_a_charge_is_matched_to_its_payment_by_any_row_that_names_both(db: Database) -> None:
+    with db.transaction() as conn:
+        record_refund(conn, RefundNews("re_alone", None, "ch_1", 1, "usd", "succeeded", 1))  # the charge alone
+        assert payment_of_charge(conn, "ch_1") is None
+        record_refund(conn, RefundNews("re_both", "pi_1", "ch_1", 1, "usd", "succeeded", 2))
+        assert payment_of_charge(conn, "ch_1") == "pi_1"
+        assert payment_of_charge(conn, "ch_2") is None
+        record_dispute(conn, DisputeNews("dp_alone", None, "ch_1", 1, "usd", "lost", None, 1))
+        assert unmatched_charges(conn) == ["ch_1"]
+        assert matched_through_charge(conn, "ch_1", "pi_1") == 2
+        assert unmatched_charges(conn) == []
+        assert matched_through_charge(conn, "ch_1", "pi_other") == 0  # only those that lacked their payment
+        assert payment_of_charge(conn, "ch_1") == "pi_1"
+
+
+# --- re-reading Stripe's truth (reconcile): resync ------------------------------------------------------
+
+
+def _stripe_refund(p: Purchase, refund_id: str, amount: int, status: str, created: int = 1_900_000_000) -> dict:
+    return _stripe("refund", id=refund_id, amount=amount, currency=p.currency, status=status, created=created,
+                   payment_intent=None, charge=p.charge_id)  # listed by payment: its own field may be null
+
+
+def _stripe_dispute(p: Purchase, dispute_id: str, amount: int, status: str, created: int = 1_900_000_000) -> dict:
+    return _stripe("dispute", id=dispute_id, amount=amount, currency=p.currency, status=status, created=created,
+                   payment_intent=p.payment_intent, charge=p.charge_id)
+
+
+def _resync(p: Purchase, refunds: list[dict], disputes: list[dict]) -> tuple[str, int]:
+    with p.db.transaction() as conn:
+        order = orders.by_id(conn, p.order_id, lock=True)
+        assert order is not None
+        settlement = resync(conn, order, refunds, disputes)
+    return settlement.outcome, settlement.credits
+
+
+def test_resync_keeps_what_stripe_has_now_and_settles_once(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    assert _resync(p, [], []) == ("no_change", 0)
+    assert _resync(p, [_stripe_refund(p, "re_1", 501, "succeeded")], []) == ("clawed_back", -166)  # 166.833
+    assert _resync(p, [_stripe_refund(p, "re_1", 501, "succeeded")], []) == ("no_change", 0)  # once
+    with db.read() as conn:
+        assert conn.execute(text("SELECT payment_intent, as_of FROM refunds WHERE id = 're_1'")).one() \
+            == (p.payment_intent, 1_900_000_000)  # kept as of its creation, under the payment it was listed for
+    # Stripe says it failed since; what we kept is replaced by news just newer than it.
+    assert _resync(p, [_stripe_refund(p, "re_1", 501, "failed")], []) == ("given_back", 166)
+    with db.read() as conn:
+        assert conn.execute(text("SELECT status, as_of FROM refunds WHERE id = 're_1'")).one() \
+            == ("failed", 1_900_000_001)
+    # An event made after the state Stripe showed still replaces it.
+    assert p.apply(refund_event(p, "re_1", 501, "succeeded", created=1_900_000_002)) == "clawed_back"
+    assert p.balance() == 333 - 166
+
+
+def test_resync_gives_back_a_dispute_won_while_its_events_were_lost(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    p.apply(dispute_event(p, "dp_1", 1000, "needs_response", "charge.dispute.created", created=1_900_000_050))
+    assert p.balance() == 0
+    assert _resync(p, [], [_stripe_dispute(p, "dp_1", 1000, "won")]) == ("given_back", 333)
+    assert p.order().status == "paid" and p.entries()[-1] == ("dispute_reversal", 333, "dp_1")
+
+
+def test_resync_settles_news_that_was_kept_but_never_applied(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    with db.transaction() as conn:  # what the grant's race left before the payment's lock
+        record_refund(conn, RefundNews("re_1", p.payment_intent, p.charge_id, 1000, "usd", "succeeded", 1))
+    assert _resync(p, [_stripe_refund(p, "re_1", 1000, "succeeded", created=1)], []) == ("clawed_back", -333)
+    assert p.entries()[-1] == ("refund", -333, "re_1") and p.order().status == "refunded"
+
+
+def test_resync_skips_what_is_not_a_refund_or_dispute(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    junk = [{"id": "re_x", "object": "refund"}, {"object": "refund", "status": "succeeded"},
+            {**_stripe_refund(p, "re_y", 5, "succeeded"), "amount": "five"}]
+    assert _resync(p, junk, [{"id": "dp_x", "status": 7}]) == ("no_change", 0)
+    with db.read() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM refunds")).scalar_one() == 0
