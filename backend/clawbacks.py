@@ -30,7 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import ledger, orders, prepared
+from backend import ledger, metrics, orders, prepared
 from backend.db import insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
@@ -284,6 +284,7 @@ def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
         order = orders.update(conn, order.id, credits_clawed_back=target, amount_refunded=money.refunded,
                               amount_disputed=money.disputed, status=status)
     if delta:
+        metrics.credits_moved("clawed_back" if delta > 0 else "given_back", delta)
         log.info("payment order=%s session=%s user=%s outcome=%s credits=%d cause=%s status=%s",
                  order.id, order.session_id, order.user_id, "clawed_back" if delta > 0 else "given_back",
                  abs(delta), cause.id, order.status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import socket
 import sys
 import threading
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The server logs what it does; the admin commands print their answer and log only trouble.
     serving = args.command == "serve"
-    logs.configure(logging.INFO if serving else logging.WARNING, in_background=serving)
+    log_format = os.environ.get("CREDITDESK_LOG_FORMAT", "").strip().lower()
+    logs.configure(logging.INFO if serving else logging.WARNING, in_background=serving,
+                   log_format=log_format if log_format in logs.LOG_FORMATS else "text")
     try:
         settings = Settings.from_env()
         if args.command == "serve":
@@ -139,6 +142,7 @@ def say(message: str) -> None:
 
 def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False, linger: float = 0) -> int:
     import uvicorn
+    from asgi_correlation_id import CorrelationIdFilter
     from sqlalchemy.exc import SQLAlchemyError
 
     from backend.api.app import create_app
@@ -170,6 +174,17 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
             "CREDITDESK_DATABASE_URL).")
         return 1
     app = create_app(services)
+    logs.add_filter(CorrelationIdFilter(default_value=None))
+    if settings.metrics_port is not None:
+        from backend import metrics
+
+        try:
+            metrics_host, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            say(f"creditdesk-backend: cannot serve the metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                f"{exc.strerror}. Choose another CREDITDESK_METRICS_PORT.")
+            return 2
+        logging.getLogger("creditdesk").info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
     # The first line on stdout says where the server is; `--port 0` callers read it.
     print(f"Creditdesk backend listening on http://{url_host}:{actual_port} "
           f"(payments: {services.provider.name})", flush=True)

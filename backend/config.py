@@ -56,6 +56,12 @@ class Settings:
     # The success and cancel pages need no sign-in: hits per client address, and per checkout.
     page_limit_per_address: str = "120/minute"
     page_limit_per_checkout: str = "12/minute"
+    # CREDITDESK_LOG_FORMAT: text (one line a record) or json (JSON lines with the request id).
+    log_format: str = "text"
+    # CREDITDESK_METRICS_PORT: Prometheus metrics on a port of their own (unset: not served), on
+    # CREDITDESK_METRICS_HOST (loopback unless a scraper elsewhere needs them).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def database(self) -> str:
@@ -113,6 +119,16 @@ class Settings:
             kwargs["event_retention_days"] = int(retention)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
             kwargs["auth_limit_per_address"] = per_address
+        if (log_format := get("CREDITDESK_LOG_FORMAT")) is not None:
+            if log_format.lower() not in ("text", "json"):
+                raise ConfigError(f"CREDITDESK_LOG_FORMAT is text or json, not {log_format!r}.")
+            kwargs["log_format"] = log_format.lower()
+        if (metrics_port := get("CREDITDESK_METRICS_PORT")) is not None:
+            if not metrics_port.isdigit() or not 0 <= int(metrics_port) <= 65535:
+                raise ConfigError(f"CREDITDESK_METRICS_PORT is a port number (0 to 65535), not {metrics_port!r}.")
+            kwargs["metrics_port"] = int(metrics_port)
+        if metrics_host := get("CREDITDESK_METRICS_HOST"):
+            kwargs["metrics_host"] = metrics_host
         if proxies := get("CREDITDESK_TRUSTED_PROXIES"):
             kwargs["trusted_proxies"] = parse_networks("CREDITDESK_TRUSTED_PROXIES", proxies)
         settings = cls(

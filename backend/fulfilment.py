@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from backend import alerts, clawbacks, ledger, orders
+from backend import alerts, clawbacks, ledger, metrics, orders
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
 from backend.payments.base import PURCHASE_TYPE, SessionState
@@ -126,6 +126,7 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
         return Result(ALREADY_GRANTED, paid)
     log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
              paid.id, session.id, paid.user_id, source, paid.credits)
+    metrics.credits_moved("granted", paid.credits)
     # Refunds or disputes may have arrived before the payment's own event: apply them now.
     cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent else None
     if cause is not None:

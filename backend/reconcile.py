@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from backend import clawbacks, fulfilment, orders, webhooks
+from backend import clawbacks, fulfilment, metrics, orders, webhooks
 from backend.db import iso_utc, utcnow
 from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, Happening
@@ -115,6 +115,8 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
             orders_checked=report.orders_checked, orders_changed=len(report.orders_changed),
             error="; ".join(report.errors)[:2000] or None,
         ))
+    metrics.reconcile_finished(trigger, partial=bool(report.errors), events_applied=len(report.events_applied),
+                               finished_at=time.time())
     log.info("reconcile trigger=%s since=%s events_seen=%d events_applied=%d orders_checked=%d orders_changed=%d "
              "errors=%d", trigger, report.since, report.events_seen, len(report.events_applied),
              report.orders_checked, len(report.orders_changed), len(report.errors))

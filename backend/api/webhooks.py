@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend import webhooks
+from backend import metrics, webhooks
 from backend.api.errors import PAYLOAD_TOO_LARGE, documented
 from backend.errors import (
     CreditdeskError,
@@ -37,6 +37,7 @@ async def stripe_webhook(request: Request) -> Response:
         await run_in_threadpool(webhooks.keep_rejected, services.db, payload, exc)  # for support to see
         raise
     if webhooks.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
+        metrics.webhook_processed(webhooks.DUPLICATE)
         return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
                         media_type="application/json")
     try:
@@ -48,5 +49,6 @@ async def stripe_webhook(request: Request) -> Response:
         # Nothing was committed; Stripe retries and the event is processed then.
         log.exception("payment webhook outcome=retry_later")
         raise StorageUnavailable("the event could not be processed now", retry_after=10) from None
+    metrics.webhook_processed(processed.outcome)
     return Response(content=json.dumps({"received": True, "outcome": processed.outcome}),
                     media_type="application/json")

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
+from backend import metrics
 from backend.errors import PaymentProviderUnavailable
 from backend.payments.base import CheckoutRequest, CreatedSession, PaymentProvider, SessionState
 
@@ -74,6 +75,7 @@ class ProviderGateway:
         self._in_flight: dict[str, asyncio.Future[SessionState]] = {}
         self._state = AVAILABLE
         self._open_until = 0.0
+        metrics.watch_breaker(lambda: self.health()["state"] == UNAVAILABLE)
 
     # --- the provider's operations ------------------------------------------------------------------
 
@@ -131,6 +133,19 @@ class ProviderGateway:
         self._sessions[session.id] = (now + self.session_ttl, session)
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            result = await self._guarded(function, *args)
+        except PaymentProviderUnavailable:
+            metrics.stripe_call(function.__name__, time.perf_counter() - started, "unavailable")
+            raise
+        except Exception:
+            metrics.stripe_call(function.__name__, time.perf_counter() - started, "refused")
+            raise
+        metrics.stripe_call(function.__name__, time.perf_counter() - started, "ok")
+        return result
+
+    async def _guarded(self, function: Callable[..., T], *args: Any) -> T:
         with self._busy_lock:
             if self._busy >= self._capacity:
                 # Every thread is busy and as many calls wait already as could start before the deadline.

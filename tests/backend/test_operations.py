@@ -1,0 +1,107 @@
+"""What an operator runs the backend with: liveness and readiness, Prometheus metrics on a port of their
+own, JSON log lines carrying the request's id, and the settings that turn them on."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from backend.config import ConfigError, Settings
+from tests.conftest import SHARED_ENV
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+
+def test_liveness_and_readiness(backend_factory) -> None:
+    backend = backend_factory(SHARED_ENV)
+    live = requests.get(f"{backend.url}/api/health/live", timeout=10)
+    assert live.status_code == 200 and live.json()["status"] == "ok"
+    ready = requests.get(f"{backend.url}/api/health/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready" and body["checks"]["database"]["state"] == "available"
+    assert body["checks"]["database"]["schema"] == body["checks"]["database"]["needs"]
+    assert body["checks"]["paymentProvider"] == {"state": "available"}
+
+
+def test_a_replica_whose_database_is_gone_is_not_ready_but_still_live(tmp_path: Path) -> None:
+    backend = BackendProcess(tmp_path, SHARED_ENV).start()
+    try:
+        backend.db_path.unlink()  # a SQLite file deleted under the server: a read finds no schema
+        ready = requests.get(f"{backend.url}/api/health/ready", timeout=10)
+        assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+        assert ready.json()["status"] == "not_ready" and ready.json()["error"]["code"] == "not_ready"
+        assert ready.json()["checks"]["database"]["state"] in ("not_migrated", "unavailable")
+        assert requests.get(f"{backend.url}/api/health/live", timeout=10).status_code == 200
+    finally:
+        backend.stop()
+
+
+def _scrape(backend: BackendProcess) -> str:
+    found = re.search(r"metrics at (http://127\.0\.0\.1:\d+)/metrics", backend.log_with("metrics at"))
+    assert found, backend.log()
+    return requests.get(f"{found[1]}/metrics", timeout=10).text
+
+
+def _value(metrics: str, name: str, **labels: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_are_off_by_default_and_on_a_port_of_their_own(backend_factory) -> None:
+    quiet = backend_factory(SHARED_ENV, name="quiet")
+    assert requests.get(f"{quiet.url}/metrics", timeout=10).status_code == 404
+    assert "metrics at" not in quiet.log()
+
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_METRICS_PORT": "0"}, name="metered")
+    api = Api(backend.url).register()
+    checkout = api.checkout("standard")
+    assert requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10).status_code in (302, 303)
+    assert api.verify(checkout["sessionId"]).json()["status"] == "paid"
+    api.get("/api/credits/transactions")
+    metrics = _scrape(backend)
+    assert _value(metrics, "creditdesk_http_requests_total", method="POST", route="/api/auth/register",
+                  status="201") == 1
+    assert _value(metrics, "creditdesk_http_requests_total", method="GET", route="/api/billing/verify-payment",
+                  status="200") == 1
+    assert _value(metrics, "creditdesk_credits_total", movement="granted") == 550
+    assert "creditdesk_stripe_breaker_open 0.0" in metrics
+    assert checkout["sessionId"] not in metrics and api.user["email"] not in metrics  # templates, not values
+
+
+def test_json_log_lines_carry_the_request_id(backend_factory) -> None:
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_LOG_FORMAT": "json"})
+    request_id = str(uuid.uuid4())
+    r = requests.get(f"{backend.url}/api/billing/packs", headers={"X-Request-ID": request_id}, timeout=10)
+    assert r.headers["X-Request-ID"] == request_id
+    assert requests.get(f"{backend.url}/api/health", timeout=10).headers["X-Request-ID"] != request_id
+    log = backend.log_with(request_id)
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    access = [line for line in lines if line.get("requestId") == request_id]
+    assert access and "/api/billing/packs" in access[0]["message"]
+
+
+@pytest.mark.parametrize(("env", "problem"), [
+    ({"CREDITDESK_LOG_FORMAT": "xml"}, "CREDITDESK_LOG_FORMAT is text or json"),
+    ({"CREDITDESK_METRICS_PORT": "ninety"}, "CREDITDESK_METRICS_PORT is a port number"),
+    ({"CREDITDESK_METRICS_PORT": "70000"}, "CREDITDESK_METRICS_PORT is a port number"),
+])
+def test_operations_settings_refuse_what_they_cannot_use(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        Settings.from_env(env)
+
+
+def test_operations_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env({"CREDITDESK_LOG_FORMAT": "JSON", "CREDITDESK_METRICS_PORT": "9464",
+                                  "CREDITDESK_METRICS_HOST": "::"})
+    assert (settings.log_format, settings.metrics_port, settings.metrics_host) == ("json", 9464, "::")
+    defaults = Settings.from_env({})
+    assert (defaults.log_format, defaults.metrics_port, defaults.metrics_host) == ("text", None, "127.0.0.1")
