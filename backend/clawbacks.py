@@ -266,14 +266,14 @@ class Settlement:
 def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
     """Bring a paid order's clawback and status in line with its money facts; inside a write transaction
     that holds the order's row (``orders.by_* (lock=True)``)."""
-    if order.status not in AFTER_PAYMENT or not order.payment_intent:
+    if order.status not in AFTER_PAYMENT or not order.payment_intent or order.amount_charged <= 0:
         return Settlement("not_paid", order)
     money = facts(conn, order.payment_intent, order.currency)
-    target = credits_clawed_back(credits=order.credits, amount=order.amount, refunded=money.refunded,
+    target = credits_clawed_back(credits=order.credits, amount=order.amount_charged, refunded=money.refunded,
                                  disputed=money.disputed)
     delta = target - order.credits_clawed_back
     status = next_status(order.status, after_payment(
-        amount=order.amount, refunded=money.refunded, disputes_open=money.disputes_open,
+        amount=order.amount_charged, refunded=money.refunded, disputes_open=money.disputes_open,
         disputes_lost=money.disputes_lost,
     )) or order.status
     if delta:
@@ -301,7 +301,7 @@ def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: Mon
     currency = order.currency.upper()
     description = (
         f"{_describe(entry_type)} {order.pack_name} pack "
-        f"(refunded {money.refunded}, disputed {money.disputed} of {order.amount} {currency})"
+        f"(refunded {money.refunded}, disputed {money.disputed} of {order.amount_charged} {currency})"
     )
     # One entry per change, named by the object that caused it; a second change caused by the same
     # object (rare: several steps of rounding) gets the next number.

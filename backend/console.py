@@ -17,6 +17,7 @@ from tabulate import tabulate
 from backend import ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
+from backend.orders import Order
 from backend.services import Services
 
 
@@ -42,6 +43,18 @@ def _money(amount: int, currency: str) -> str:
     return f"{amount / 100:.2f} {currency.upper()}"
 
 
+def _paid(order: Order) -> str:
+    """What the payment took, with its discount and tax where there were any."""
+    if order.amount_paid is None:
+        return ""
+    parts = [_money(order.amount_paid, order.currency)]
+    if order.amount_discount:
+        parts.append(f"-{_money(order.amount_discount, order.currency)} discount")
+    if order.amount_tax:
+        parts.append(f"{_money(order.amount_tax, order.currency)} tax")
+    return ", ".join(parts)
+
+
 def user(settings: Settings, email: str, *, as_json: bool) -> int:
     with database(settings) as db:
         report = support.user_report(db, email)
@@ -52,6 +65,8 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
                 "id": o.id, "sessionId": o.session_id, "pack": o.pack_id, "amount": o.amount, "currency": o.currency,
                 "status": o.status, "creditsGranted": o.credits_granted, "creditsClawedBack": o.credits_clawed_back,
                 "amountRefunded": o.amount_refunded, "amountDisputed": o.amount_disputed,
+                "amountPaid": o.amount_paid, "amountDiscount": o.amount_discount, "amountTax": o.amount_tax,
+                "refusal": o.refusal,
                 "paymentIntent": o.payment_intent, "createdAt": o.created_at, "updatedAt": o.updated_at,
             } for o in report.orders],
             "ledger": [{"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
@@ -63,11 +78,14 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
     print(f"Account {report.user.id}  {report.user.email}")
     print(f"Balance {report.balance} credits\n")
     print("Orders, newest first")
-    print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), o.status, o.credits_granted,
-                   o.credits_clawed_back, _money(o.amount_refunded, o.currency),
+    print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), _paid(o), o.status,
+                   o.credits_granted, o.credits_clawed_back, _money(o.amount_refunded, o.currency),
                    _money(o.amount_disputed, o.currency), o.created_at] for o in report.orders],
-                 ["order", "checkout session", "pack", "paid", "status", "granted", "clawed back", "refunded",
-                  "disputed", "created"]))
+                 ["order", "checkout session", "pack", "price", "paid", "status", "granted", "clawed back",
+                  "refunded", "disputed", "created"]))
+    for o in report.orders:
+        if o.refusal:
+            print(f"  ! {o.id}: {o.refusal}")
     print(f"\nLast {len(report.entries)} ledger entries")
     print(_table([[e.id, e.created_at, e.type, f"{e.amount:+d}", e.balance_after, e.reference, e.description]
                   for e in report.entries],

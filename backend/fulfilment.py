@@ -40,8 +40,15 @@ class Result:
 
 
 def mismatches(order: Order, session: SessionState) -> list[str]:
-    """Why this session cannot pay for this order (empty when it can)."""
+    """Why this session cannot pay for this order (empty when it can).
+
+    The money rule: the session's subtotal (its line items at their list price) is the pack's price, in the
+    order's currency. Its total may differ, by a promotion code's discount or by exclusive tax: the credits
+    granted are the pack's whatever was paid, and the order keeps the total, discount and tax. (A session
+    without a subtotal, in an older shape, must total the pack's price.)"""
     meta = session.metadata
+    price = ("amount_subtotal", session.amount_subtotal) if session.amount_subtotal is not None else (
+        "amount_total", session.amount_total)
     expected = {
         "metadata.type": (meta.get("type"), PURCHASE_TYPE),
         "metadata.orderId": (meta.get("orderId"), order.id),
@@ -49,7 +56,7 @@ def mismatches(order: Order, session: SessionState) -> list[str]:
         "metadata.packId": (meta.get("packId"), order.pack_id),
         "metadata.credits": (meta.get("credits"), str(order.credits)),
         "client_reference_id": (session.client_reference_id, str(order.user_id)),
-        "amount_total": (session.amount_total, order.amount),
+        price[0]: (price[1], order.amount),
         "currency": (session.currency, order.currency),
     }
     return [name for name, (seen, wanted) in expected.items() if seen != wanted]
@@ -66,7 +73,13 @@ def _order_for(conn: Connection, session: SessionState, source: str) -> Result |
             "payment order=%s session=%s user=%s source=%s outcome=refused reason=mismatch fields=%s",
             order.id, session.id, order.user_id, source, ",".join(problems),
         )
-        return Result(REFUSED, order, f"the session does not match the order: {', '.join(problems)}")
+        detail = f"the session does not match the order: {', '.join(problems)}"
+        refusal = f"paid but refused: {detail}"
+        if session.is_paid and order.status not in AFTER_PAYMENT and order.refusal != refusal:
+            # Money was taken and no credits given: the order says why, for support (`user`), and reconcile
+            # keeps it as it is rather than letting it lapse.
+            order = orders.update(conn, order.id, refusal=refusal)
+        return Result(REFUSED, order, detail)
     return order
 
 
@@ -120,7 +133,9 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
         conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
         description=f"{order.pack_name} pack",
     )
-    paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent)
+    paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent,
+                         amount_paid=session.amount_total, amount_discount=session.amount_discount,
+                         amount_tax=session.amount_tax, refusal=None)
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(ALREADY_GRANTED, paid)

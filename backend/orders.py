@@ -37,6 +37,16 @@ class Order:
     created_at: str
     updated_at: str
     amount_disputed: int = 0
+    amount_paid: int | None = None  # the session's total once paid (None before, and for orders paid before 0007)
+    amount_discount: int = 0
+    amount_tax: int = 0
+    refusal: str | None = None  # why a payment of this order was refused
+
+    @property
+    def amount_charged(self) -> int:
+        """What the payment took, which refunds and disputes are measured against: the total paid where we
+        know it, else the list price (what orders paid before totals were kept were charged)."""
+        return self.amount if self.amount_paid is None else self.amount_paid
 
     @property
     def credits_granted(self) -> int:

@@ -162,7 +162,9 @@ def _recheck_orders(services: Services, now: datetime, report: Report) -> None:
             assert current is not None
             if session is not None:
                 result = fulfilment.apply_session(conn, session, source="reconcile")
-            elif current.created_at < lapsed_before:  # the provider forgot it and it is long past its life
+            elif current.created_at < lapsed_before and current.refusal is None:
+                # The provider forgot it and it is long past its life. (A payment refused stays as it is,
+                # with its reason, for support: money was taken.)
                 result = fulfilment.move(conn, current, Happening.SESSION_EXPIRED, source="reconcile")
             else:
                 continue

@@ -92,6 +92,12 @@ orders = Table(
     Column("updated_at", Text),
     # The disputed amount (disputes open or lost) that the clawback counts, beside amount_refunded.
     Column("amount_disputed", Amount, nullable=False, server_default="0"),
+    # What Stripe took, once paid: the total (list price less discounts plus exclusive tax), and the two.
+    Column("amount_paid", Amount),
+    Column("amount_discount", Amount, nullable=False, server_default="0"),
+    Column("amount_tax", Amount, nullable=False, server_default="0"),
+    # Why a payment of this order was refused (money taken, no credits): for support, never silent.
+    Column("refusal", Text),
     Index("idx_orders_session_id", "session_id", unique=True),
     Index("idx_orders_payment_intent", "payment_intent"),
     Index("idx_orders_user_id_created_at", "user_id", "created_at"),

@@ -40,15 +40,20 @@ class SessionState:
     id: str
     status: str  # open | complete | expired
     payment_status: str  # paid | unpaid | no_payment_required
-    amount_total: int | None
+    amount_total: int | None  # what the customer paid: the subtotal less discounts plus exclusive tax
     currency: str | None
     client_reference_id: str | None
     payment_intent: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    amount_subtotal: int | None = None  # the line items' total: the pack's list price
+    amount_discount: int = 0  # total_details.amount_discount (promotion codes, coupons)
+    amount_tax: int = 0  # total_details.amount_tax (Stripe Tax: exclusive tax is added to the total)
 
     @property
     def is_paid(self) -> bool:
-        return self.status == "complete" and self.payment_status == "paid"
+        """Complete and paid; or complete with nothing to pay (a discount of the whole price), which Stripe
+        reports as ``no_payment_required`` and makes no payment intent for."""
+        return self.status == "complete" and self.payment_status in ("paid", "no_payment_required")
 
     @classmethod
     def from_stripe(cls, obj: Any) -> SessionState:
@@ -62,6 +67,8 @@ class SessionState:
         if not isinstance(metadata, Mapping):
             raise MalformedSession("metadata is not an object")
         amount = obj.get("amount_total")
+        details = obj.get("total_details")
+        details = details if isinstance(details, Mapping) else {}
         payment_intent = obj.get("payment_intent")
         if isinstance(payment_intent, Mapping):  # expanded
             payment_intent = payment_intent.get("id")
@@ -69,12 +76,20 @@ class SessionState:
             id=session_id,
             status=str(obj.get("status") or ""),
             payment_status=str(obj.get("payment_status") or ""),
-            amount_total=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            amount_total=_amount(amount),
             currency=str(obj["currency"]).lower() if obj.get("currency") else None,
             client_reference_id=str(obj["client_reference_id"]) if obj.get("client_reference_id") else None,
             payment_intent=payment_intent if isinstance(payment_intent, str) else None,
             metadata={str(k): str(v) for k, v in metadata.items()},
+            amount_subtotal=_amount(obj.get("amount_subtotal")),
+            amount_discount=_amount(details.get("amount_discount")) or 0,
+            amount_tax=_amount(details.get("amount_tax")) or 0,
         )
+
+
+def _amount(value: Any) -> int | None:
+    """A money amount in minor units as Stripe gives it, or None for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62 else None
 
 
 def session_params(request: CheckoutRequest) -> dict[str, Any]:

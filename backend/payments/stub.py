@@ -42,6 +42,7 @@ class StubProvider:
             "payment_status": "unpaid",
             "amount_subtotal": request.pack.amount,
             "amount_total": request.pack.amount,
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
             "currency": request.pack.currency,
             "client_reference_id": params["client_reference_id"],
             "customer_email": params["customer_email"],

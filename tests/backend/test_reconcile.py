@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from backend import clawbacks, ledger, reconcile, webhooks
+from backend import clawbacks, ledger, reconcile, support, webhooks
 from backend.api.app import create_app
 from backend.config import Settings
 from backend.schema import orders as orders_table
@@ -215,3 +215,19 @@ def test_reconcile_matches_a_dispute_that_named_only_its_charge(in_process: InPr
     assert p.api.balance() == 550 - 220
     assert [(c.outcome, c.credits, c.status) for c in report.payments_changed] == [
         ("clawed_back", -220, "disputed")]
+
+
+def test_a_refused_payment_stays_with_its_reason_and_is_not_expired_by_its_age(in_process: InProcess) -> None:
+    p = in_process
+    session_id = p.api.checkout("standard")["sessionId"]
+    p.fake.sessions[session_id]["metadata"]["credits"] = "5500"  # not what the order sold: refused
+    p.fake.pay(session_id)
+    p.fake.wait_deliveries()
+    with p.services.db.transaction() as conn:  # three days on, and Stripe no longer finds the session
+        conn.execute(orders_table.update().values(created_at="2020-01-01T00:00:00.000Z"))
+    del p.fake.sessions[session_id]
+    report = p.reconcile()
+    assert report.orders_changed == [] and p.api.balance() == 0
+    [order] = [o for o in support.user_report(p.services.db, p.api.user["email"]).orders]
+    assert order.status == "pending"
+    assert order.refusal == "paid but refused: the session does not match the order: metadata.credits"

@@ -6,6 +6,7 @@ webhook secret absent from the backend's log.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -274,7 +275,7 @@ def test_tampered_amount_or_metadata_grants_nothing(stripe_backend: tuple[Backen
     api = Api(backend.url).register()
     session_id = api.checkout("starter")["sessionId"]
     fake.pay(session_id, deliver=False)
-    for field, value in (("amount_total", 1), ("currency", "eur"), ("client_reference_id", "999999"),
+    for field, value in (("amount_subtotal", 1), ("currency", "eur"), ("client_reference_id", "999999"),
                          ("metadata", {**fake.sessions[session_id]["metadata"], "credits": "1000000"}),
                          ("metadata", {**fake.sessions[session_id]["metadata"], "type": "donation"})):
         tampered = {**fake.sessions[session_id], field: value}
@@ -312,3 +313,40 @@ def test_stripe_mode_refuses_to_start_without_the_webhook_secret(tmp_path) -> No
     backend = BackendProcess(tmp_path, {"STRIPE_SECRET_KEY": STRIPE_KEY})
     assert backend.refused_to_start() == 2
     assert "STRIPE_WEBHOOK_SECRET" in backend.log() and STRIPE_KEY not in backend.log()
+
+
+def test_a_promotion_code_or_tax_changes_what_is_paid_not_the_credits(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    discounted, taxed, free = (api.checkout("standard")["sessionId"] for _ in range(3))
+    fake.pay(discounted, discount=833)  # 2500 less a third, rounded to the cent
+    fake.pay(taxed, tax=213)
+    fake.pay(free, discount=2500)  # the whole price: Stripe takes nothing and makes no payment
+    fake.wait_deliveries()
+    assert fake.sessions[free]["payment_status"] == "no_payment_required"
+    assert api.balance() == 3 * 550
+    report = json.loads(backend.admin("user", api.user["email"], "--json").stdout)
+    paid = {o["sessionId"]: (o["status"], o["amountPaid"], o["amountDiscount"], o["amountTax"], o["refusal"])
+            for o in report["orders"]}
+    assert paid == {discounted: ("paid", 1667, 833, 0, None), taxed: ("paid", 2713, 0, 213, None),
+                    free: ("paid", 0, 2500, 0, None)}
+    text = backend.admin("user", api.user["email"]).stdout
+    assert "16.67 USD, -8.33 USD discount" in text and "27.13 USD, 2.13 USD tax" in text
+    # A refund of the discounted payment's whole total takes back all of its credits.
+    fake.create_refund(discounted, 1667)
+    fake.wait_deliveries()
+    assert api.balance() == 2 * 550
+
+
+def test_a_refused_payment_says_why_to_support(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    fake.sessions[session_id]["currency"] = "eur"  # not what the order sold
+    fake.pay(session_id)
+    fake.wait_deliveries()
+    assert api.balance() == 0
+    text = backend.admin("user", api.user["email"]).stdout
+    assert "paid but refused: the session does not match the order: currency" in text

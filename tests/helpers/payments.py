@@ -100,6 +100,7 @@ def session_event(p: Purchase, type: str = "checkout.session.completed", *, paid
     session = fixture("checkout.session")
     session.update(
         id=p.session_id, status=status, payment_status="paid" if paid else "unpaid", amount_total=p.amount,
+        amount_subtotal=p.amount, total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         currency=p.currency, client_reference_id=str(p.user_id), payment_intent=p.payment_intent if paid else None,
         metadata={"userId": str(p.user_id), "packId": "odd", "credits": str(p.credits), "orderId": p.order_id,
                   "type": "credit_purchase"},

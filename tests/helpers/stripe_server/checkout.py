@@ -359,19 +359,35 @@ class CheckoutMixin(FakeStripeState):
 
     # ---- state changes (what the customer or Stripe does) -----------------------------------------
 
-    def pay(self, session_id: str, *, deliver: bool = True) -> dict[str, Any]:
-        """Complete the session with a card: paid, PaymentIntent + Charge; ``checkout.session.completed``."""
-        return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver)
+    def pay(self, session_id: str, *, discount: int = 0, tax: int = 0, deliver: bool = True) -> dict[str, Any]:
+        """Complete the session with a card: paid, PaymentIntent + Charge; ``checkout.session.completed``.
+
+        ``discount`` (a promotion code the customer entered) comes off the subtotal and ``tax`` (Stripe Tax,
+        exclusive) is added, as ``total_details`` says; a discount of the whole subtotal completes the session
+        with ``payment_status`` ``no_payment_required`` and no PaymentIntent, as Stripe does."""
+        return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver, discount=discount, tax=tax)
 
     def pay_async(self, session_id: str, *, deliver: bool = True) -> dict[str, Any]:
         """Complete with a delayed method (bank debit): unpaid, PaymentIntent processing."""
         return self._pay(session_id, ("processing", "pending", "unpaid"), deliver)
 
-    def _pay(self, session_id: str, statuses: tuple[str, str, str], deliver: bool) -> dict[str, Any]:
+    def _pay(
+        self, session_id: str, statuses: tuple[str, str, str], deliver: bool, *, discount: int = 0, tax: int = 0
+    ) -> dict[str, Any]:
         """Complete an open session; ``statuses`` are the PaymentIntent's, the Charge's and the session's."""
         intent_status, charge_status, payment_status = statuses
         with self._lock:
             session = self._open_session(session_id, "pay")
+            if not 0 <= discount <= session["amount_subtotal"] or tax < 0:
+                raise ValueError("a discount is at most the subtotal, and tax is not negative")
+            if discount or tax:
+                self._apply_totals(session, discount, tax)
+            if session["amount_total"] == 0:
+                session.update(payment_status="no_payment_required")
+                self._complete(session, None, "no_payment_required")
+                event = self.make_event("checkout.session.completed", session)
+                self._send([event], deliver)
+                return event
             pi = self._new_payment_intent(session, intent_status)
             charge = self._new_charge(session, pi, charge_status)
             pi["latest_charge"] = charge["id"]
@@ -455,12 +471,25 @@ class CheckoutMixin(FakeStripeState):
             raise ValueError(f"session {session_id} has no delayed payment in progress (use pay_async first)")
         return session, pi, self.charges[pi["latest_charge"]]
 
-    def _complete(self, session: dict[str, Any], pi: dict[str, Any], payment_status: str) -> None:
+    def _apply_totals(self, session: dict[str, Any], discount: int, tax: int) -> None:
+        """A promotion code's discount and exclusive tax, on the session and its line item, as Stripe shows them."""
+        total = session["amount_subtotal"] - discount + tax
+        session.update(amount_total=total,
+                       total_details={"amount_discount": discount, "amount_shipping": 0, "amount_tax": tax})
+        if discount:
+            session["discounts"] = [{"coupon": new_id("co_", 8), "promotion_code": new_id("promo_")}]
+        if tax:
+            session["automatic_tax"] = {"enabled": True, "liability": {"type": "self"}, "provider": "stripe",
+                                        "status": "complete"}
+        for item in self._line_items.get(session["id"], []):
+            item.update(amount_discount=discount, amount_tax=tax, amount_total=total)
+
+    def _complete(self, session: dict[str, Any], pi: dict[str, Any] | None, payment_status: str) -> None:
         email = session["customer_email"] or "jenny.rosen@example.com"
         session.update(
             status="complete",
             payment_status=payment_status,
-            payment_intent=pi["id"],
+            payment_intent=pi["id"] if pi else None,
             url=None,
             collected_information={"business_name": None, "individual_name": None, "shipping_details": None},
             customer_details={

@@ -1,0 +1,102 @@
+"""Fulfilment's money rule, in process on both engines: a paid session is granted when its subtotal is the
+pack's price, whatever its total after a promotion code's discount or exclusive tax; the order keeps what
+was paid; anything still refused says why, and stays for support."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backend.db import Database
+from backend.payments.base import SessionState
+from tests.helpers.payments import Purchase, new_order, refund_event, session_event
+
+
+def _session(p: Purchase, **changes: Any) -> dict[str, Any]:
+    event = session_event(p)
+    obj = event["data"]["object"]
+    obj.update(amount_subtotal=p.amount)
+    details = changes.pop("total_details", None)
+    if details:
+        obj["total_details"] = {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0, **details}
+    obj.update(changes)
+    return event
+
+
+# (what Stripe says of the session, the outcome, the order's amount_paid, discount and tax, its refusal)
+TOTALS = {
+    "list price": ({}, "granted", (1000, 0, 0)),
+    "promotion code": ({"amount_total": 667, "total_details": {"amount_discount": 333}}, "granted", (667, 333, 0)),
+    "exclusive tax": ({"amount_total": 1191, "total_details": {"amount_tax": 191}}, "granted", (1191, 0, 191)),
+    "both": ({"amount_total": 858, "total_details": {"amount_discount": 333, "amount_tax": 191}}, "granted",
+             (858, 333, 191)),
+    "all discounted": ({"amount_total": 0, "payment_status": "no_payment_required", "payment_intent": None,
+                        "total_details": {"amount_discount": 1000}}, "granted", (0, 1000, 0)),
+    "another subtotal": ({"amount_subtotal": 999, "amount_total": 999}, "refused", None),
+    "another currency": ({"currency": "eur"}, "refused", None),
+    "no subtotal, total at the price": ({"amount_subtotal": None}, "granted", (1000, 0, 0)),
+    "no subtotal, another total": ({"amount_subtotal": None, "amount_total": 667}, "refused", None),
+    "not paid": ({"payment_status": "unpaid"}, "not_paid", None),
+}
+
+
+@pytest.mark.parametrize("case", TOTALS)
+def test_a_paid_session_is_granted_by_its_subtotal_and_the_order_keeps_what_was_paid(db: Database, case: str) -> None:
+    changes, outcome, kept = TOTALS[case]
+    p = new_order(db, credits=333, amount=1000)
+    assert p.apply(_session(p, **changes)) == outcome
+    order = p.order()
+    if outcome == "granted":
+        assert p.balance() == 333 and order.status == "paid"  # the pack's credits, whatever was paid
+        assert (order.amount_paid, order.amount_discount, order.amount_tax) == kept
+        assert order.refusal is None
+    else:
+        assert p.balance() == 0 and order.status == "pending" and order.amount_paid is None
+        assert (order.refusal is not None) == (outcome == "refused")
+
+
+def test_a_refusal_says_why_and_a_later_good_session_clears_it(db: Database) -> None:
+    p = new_order(db, credits=333, amount=1000)
+    assert p.apply(_session(p, amount_subtotal=999, currency="eur")) == "refused"
+    assert p.order().refusal == "paid but refused: the session does not match the order: amount_subtotal, currency"
+    assert p.apply(_session(p)) == "granted"
+    assert p.order().refusal is None and p.balance() == 333
+
+
+def test_refunds_of_a_discounted_payment_are_measured_against_what_was_paid(db: Database) -> None:
+    p = new_order(db, credits=333, amount=1000)
+    p.apply(_session(p, amount_total=667, total_details={"amount_discount": 333}))
+    assert p.apply(refund_event(p, "re_1", 334, "succeeded", "refund.created")) == "clawed_back"
+    assert p.balance() == 333 - 166  # 333 * 334 // 667 = 166.75: half the payment, half the credits
+    assert p.apply(refund_event(p, "re_2", 333, "succeeded", "refund.created")) == "clawed_back"
+    assert p.balance() == 0 and p.order().status == "refunded"
+
+
+def test_refunds_of_a_taxed_payment_are_measured_against_its_total(db: Database) -> None:
+    p = new_order(db, credits=333, amount=1000)
+    p.apply(_session(p, amount_total=1191, total_details={"amount_tax": 191}))
+    p.apply(refund_event(p, "re_1", 1000, "succeeded", "refund.created"))
+    assert p.balance() == 333 - 279 and p.order().status == "paid"  # 333 * 1000 // 1191 = 279.6
+    p.apply(refund_event(p, "re_2", 191, "succeeded", "refund.created"))
+    assert p.balance() == 0 and p.order().status == "refunded"
+
+
+def test_a_session_is_paid_when_complete_and_paid_or_owing_nothing() -> None:
+    def state(status: str, payment_status: str) -> SessionState:
+        return SessionState("cs_1", status, payment_status, 0, "usd", None, None)
+
+    assert state("complete", "paid").is_paid and state("complete", "no_payment_required").is_paid
+    assert not state("complete", "unpaid").is_paid and not state("open", "paid").is_paid
+    assert not state("expired", "no_payment_required").is_paid
+
+
+def test_the_session_reads_stripes_totals_and_ignores_what_is_not_an_amount() -> None:
+    obj = {"object": "checkout.session", "id": "cs_1", "amount_subtotal": 1000, "amount_total": 858,
+           "total_details": {"amount_discount": 333, "amount_tax": 191, "amount_shipping": 0}}
+    state = SessionState.from_stripe(obj)
+    assert (state.amount_subtotal, state.amount_total, state.amount_discount, state.amount_tax) == (1000, 858, 333, 191)
+    odd = SessionState.from_stripe({**obj, "amount_subtotal": "1000", "amount_total": True,
+                                    "total_details": {"amount_discount": -5, "amount_tax": None}})
+    assert (odd.amount_subtotal, odd.amount_total, odd.amount_discount, odd.amount_tax) == (None, None, 0, 0)
+    assert SessionState.from_stripe({**obj, "total_details": None}).amount_discount == 0
