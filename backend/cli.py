@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile", help="catch up with Stripe's Events API and re-check orders waiting on checkout")
     reconcile_cmd.add_argument("--since", default="72h", help="how far back: 90m, 72h, 30d (at most 30d)")
     reconcile_cmd.add_argument("--json", action="store_true", help="print JSON")
+    setup_cmd = commands.add_parser(
+        "stripe-setup", help="create (or check) the Stripe webhook endpoint: the pinned API version, the event "
+                             "types handled; prints its signing secret once")
+    setup_cmd.add_argument("--url", help="the backend's public base URL (default: CREDITDESK_PUBLIC_URL)")
     args = parser.parse_args(argv)
 
     # The server logs what it does; the admin commands print their answer and log only trouble.
@@ -117,6 +121,8 @@ def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return console.events(settings, order=args.order, session=args.session, type=args.type, as_json=args.json)
         case "replay":
             return console.replay(settings, args.event_id)
+        case "stripe-setup":
+            return console.stripe_setup(settings, args.url)
         case "reconcile":
             return console.run_reconcile(settings, args.since, as_json=args.json,
                                          public_url=settings.public_url or "http://127.0.0.1:8787")

@@ -133,8 +133,14 @@ def events(settings: Settings, *, order: str | None, session: str | None, type: 
 
 
 def replay(settings: Settings, event_id: str) -> int:
+    provider = None
+    if settings.stripe_secret_key:  # a session event of another API version is read as Stripe has it now
+        from backend.payments.stripe_provider import StripeProvider
+
+        provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
     with database(settings) as db:
-        processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode)
+        processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode,
+                                    sessions=provider.retrieve_session if provider else None)
     detail = f" ({processed.detail})" if processed.detail else ""
     print(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
     return 0
@@ -191,3 +197,44 @@ def migrate(settings: Settings) -> int:
     else:
         print(f"migrated the database from schema version {before or 'none'} to {after}")
     return 0
+
+
+def stripe_setup(settings: Settings, url: str | None) -> int:
+    from backend.errors import PaymentProviderError
+    from backend.payments import stripe_setup
+    from backend.payments.stripe_provider import StripeProvider, translate
+
+    if not settings.stripe_secret_key:
+        print("creditdesk-backend: stripe-setup needs STRIPE_SECRET_KEY (the secret key of the Stripe account "
+              "whose webhook endpoint to set up).", file=sys.stderr)
+        return 2
+    public_url = (url or settings.public_url or "").rstrip("/")
+    if not public_url.startswith(("https://", "http://")):
+        print("creditdesk-backend: stripe-setup needs the backend's public URL: --url https://credits.example.com "
+              "or CREDITDESK_PUBLIC_URL.", file=sys.stderr)
+        return 2
+    import stripe
+
+    provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
+    try:
+        setup = stripe_setup.set_up(provider.client, public_url, webhooks.HANDLED)
+    except stripe.StripeError as exc:
+        error: PaymentProviderError = translate(exc)
+        print(f"creditdesk-backend: Stripe did not set up the endpoint: {error}", file=sys.stderr)
+        return 1
+    events = len(webhooks.HANDLED)
+    if setup.created:
+        print(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
+        print(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+        print("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
+        print(setup.secret)
+        return 0
+    if not setup.problems:
+        print(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
+              f"{stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+        print("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
+        return 0
+    print(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")
+    for problem in setup.problems:
+        print(f"  - {problem}")
+    return 1

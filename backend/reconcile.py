@@ -134,7 +134,8 @@ def _catch_up_events(services: Services, created_since: int, report: Report) -> 
                 continue
             try:
                 processed = webhooks.process_event(services.db, event, source="reconcile",
-                                                   livemode=services.settings.stripe_livemode)
+                                                   livemode=services.settings.stripe_livemode,
+                                                   sessions=services.provider.retrieve_session)
             except MalformedEvent as exc:
                 report.errors.append(f"event {event_id}: {exc}")
                 continue

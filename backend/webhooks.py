@@ -32,10 +32,11 @@ from backend.errors import (
     InvalidSignature,
     MalformedEvent,
     MalformedSession,
+    SessionNotFound,
     UnknownEvent,
     WebhooksNotConfigured,
 )
-from backend.payments.base import SessionState
+from backend.payments.base import STRIPE_API_VERSION, SessionState
 from backend.schema import failed_deliveries, webhook_events
 
 log = logging.getLogger("creditdesk.payments")
@@ -156,10 +157,17 @@ def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | Malfor
         _keep_failed(db, payload, valid=True, outcome="malformed", error=str(error))
 
 
-def receive(db: Database, event: Any, payload: bytes, *, livemode: bool) -> Processed:
+# How fulfilment reads a Checkout Session at the pinned API version: the provider's retrieve_session.
+SessionLookup = Callable[[str], SessionState]
+
+
+def receive(
+    db: Database, event: Any, payload: bytes, *, livemode: bool, sessions: SessionLookup | None = None
+) -> Processed:
     """Process a verified delivery once; keep it with its reason if it cannot be processed."""
     try:
-        return process_event(db, event, livemode=livemode, body=payload.decode("utf-8", errors="replace"))
+        return process_event(db, event, livemode=livemode, body=payload.decode("utf-8", errors="replace"),
+                             sessions=sessions)
     except MalformedEvent as exc:
         _keep_failed(db, payload, valid=True, outcome="malformed", error=str(exc), event=event)
         raise
@@ -170,9 +178,11 @@ def receive(db: Database, event: Any, payload: bytes, *, livemode: bool) -> Proc
 
 
 def process_event(
-    db: Database, event: Any, *, source: str = "webhook", livemode: bool = False, body: str | None = None
+    db: Database, event: Any, *, source: str = "webhook", livemode: bool = False, body: str | None = None,
+    sessions: SessionLookup | None = None,
 ) -> Processed:
-    """Apply one verified event and keep it; ``livemode`` is the mode of our Stripe key."""
+    """Apply one verified event and keep it; ``livemode`` is the mode of our Stripe key; ``sessions`` reads a
+    Checkout Session at the pinned API version, for events rendered at another (see :func:`_as_pinned`)."""
     event_id, event_type, obj = _parts(event)
     if _already_processed(db, event_id):
         # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
@@ -180,6 +190,7 @@ def process_event(
         processed = Processed(event_id, event_type, DUPLICATE)
         _log(processed, source)
         return processed
+    current = _as_pinned(event, event_type, obj, sessions)  # before the write lock: it may ask Stripe
     created = event.get("created")
     with db.transaction() as conn:
         # Claim the event first: on PostgreSQL a concurrent delivery of the same event waits here for
@@ -193,14 +204,34 @@ def process_event(
         if not claimed:
             processed = Processed(event_id, event_type, DUPLICATE)
         else:
-            processed = _process(conn, event, event_type, obj, source, livemode)
+            processed = _process(conn, event, event_type, obj, source, livemode, current)
             _note(conn, processed)
     _recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
     _log(processed, source)
     return processed
 
 
-def replay(db: Database, event_id: str, *, livemode: bool) -> Processed:
+def _as_pinned(
+    event: Mapping[str, Any], event_type: str, obj: Mapping[str, Any], sessions: SessionLookup | None
+) -> SessionState | None:
+    """The event's Checkout Session as Stripe renders it at the pinned API version, when the event was rendered
+    at another (``None`` when it was not, or there is no provider to ask).
+
+    Stripe renders a webhook at its endpoint's API version, and the Events API at the account's: under
+    Adaptive Pricing a session of an older version carries the customer's currency and amount, which would
+    not match the order. The session read now is the truth fulfilment decides on. When Stripe cannot be
+    reached, PaymentProviderError goes up: the delivery fails with 503 and Stripe retries it."""
+    version = event.get("api_version")
+    if event_type not in SESSION_EVENTS or sessions is None or not isinstance(version, str) \
+            or version == STRIPE_API_VERSION or not isinstance(obj.get("id"), str):
+        return None
+    try:
+        return sessions(str(obj["id"]))
+    except SessionNotFound:  # not one of ours at this provider: the event as it came is judged
+        return None
+
+
+def replay(db: Database, event_id: str, *, livemode: bool, sessions: SessionLookup | None = None) -> Processed:
     """Run a stored event through the same path again; a no-op where its effect is already in the ledger.
 
     Takes the kept event, or else the newest signed delivery of that id that failed to process.
@@ -222,17 +253,19 @@ def replay(db: Database, event_id: str, *, livemode: bool) -> Processed:
         raise UnknownEvent(f"no stored event {event_id}")
     event = json.loads(body)
     if not stored:
-        return process_event(db, event, source="replay", livemode=livemode, body=body)
+        return process_event(db, event, source="replay", livemode=livemode, body=body, sessions=sessions)
     _, event_type, obj = _parts(event)
+    current = _as_pinned(event, event_type, obj, sessions)
     with db.transaction() as conn:
-        processed = _process(conn, event, event_type, obj, "replay", livemode)
+        processed = _process(conn, event, event_type, obj, "replay", livemode, current)
         _note(conn, processed, replayed=True)
     _log(processed, "replay")
     return processed
 
 
 def _process(
-    conn: Connection, event: Mapping[str, Any], event_type: str, obj: Mapping[str, Any], source: str, livemode: bool
+    conn: Connection, event: Mapping[str, Any], event_type: str, obj: Mapping[str, Any], source: str, livemode: bool,
+    current: SessionState | None = None,
 ) -> Processed:
     event_id = str(event["id"])
     if event.get("livemode") is not livemode and event.get("livemode") in (True, False):
@@ -249,6 +282,8 @@ def _process(
             session = SessionState.from_stripe(obj)
         except MalformedSession as exc:
             raise MalformedEvent(str(exc)) from exc
+        if current is not None and current.id == session.id:
+            session = current
         if event_type == "checkout.session.async_payment_failed":
             result = fulfilment.mark_failed(conn, session, source=source)
         else:

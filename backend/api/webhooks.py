@@ -42,7 +42,8 @@ async def stripe_webhook(request: Request) -> Response:
                         media_type="application/json")
     try:
         processed = await run_in_threadpool(
-            webhooks.receive, services.db, event, payload, livemode=services.settings.stripe_livemode)
+            webhooks.receive, services.db, event, payload, livemode=services.settings.stripe_livemode,
+            sessions=services.provider.retrieve_session)
     except CreditdeskError:
         raise
     except Exception:

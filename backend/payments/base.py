@@ -16,6 +16,13 @@ from backend.errors import MalformedSession
 
 PURCHASE_TYPE = "credit_purchase"
 
+# The Stripe API version every call is made at and every object is read at (stripe-python 16.1 pins it).
+# The webhook endpoint must use it too (`creditdesk-backend stripe-setup` makes it so): an event rendered at
+# another version (the endpoint's, or the account's for the Events API) may carry other shapes, such as a
+# Checkout Session's amount in the customer's currency under Adaptive Pricing before 2025; fulfilment then
+# reads the session as Stripe renders it at this version (backend/webhooks.py).
+STRIPE_API_VERSION = "2026-10-28.endive"
+
 
 @dataclass(frozen=True)
 class CheckoutRequest:

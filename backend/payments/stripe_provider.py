@@ -15,7 +15,13 @@ from backend.errors import (
     PaymentProviderUnavailable,
     SessionNotFound,
 )
-from backend.payments.base import CheckoutRequest, CreatedSession, SessionState, session_params
+from backend.payments.base import (
+    STRIPE_API_VERSION,
+    CheckoutRequest,
+    CreatedSession,
+    SessionState,
+    session_params,
+)
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -33,10 +39,16 @@ class StripeProvider:
         kwargs = {"base_addresses": {"api": api_base}} if api_base else {}
         self._client = stripe.StripeClient(
             secret_key,
+            stripe_version=STRIPE_API_VERSION,
             http_client=stripe.RequestsClient(timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)),
             max_network_retries=NETWORK_RETRIES,
             **kwargs,  # type: ignore[arg-type]
         )
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        """The SDK's client, at the pinned API version (``stripe-setup`` uses it for webhook endpoints)."""
+        return self._client
 
     def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
         try:

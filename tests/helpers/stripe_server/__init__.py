@@ -11,6 +11,8 @@ API (form-encoded, ``Authorization: Bearer <key>``, ``Idempotency-Key`` honoured
         ``/v1/charges/{id}/refunds``, ``/v1/prices/{id}``, ``/v1/products/{id}``
     refunds: POST/GET ``/v1/refunds``, GET/POST ``/v1/refunds/{id}``, POST ``/v1/refunds/{id}/cancel``
     disputes: GET ``/v1/disputes``, GET/POST ``/v1/disputes/{id}``, POST ``/v1/disputes/{id}/close``
+    webhook endpoints: POST/GET ``/v1/webhook_endpoints``, GET/POST/DELETE ``.../{id}`` (the secret only in the
+        create answer)
     events: GET ``/v1/events`` (``type`` with ``*``, ``types[]``, ``created[gt|gte|lt|lte]``,
         ``delivery_success``, ``limit``, ``starting_after``, ``ending_before``; newest first; only the
         last 30 days by ``fake.now()``) and GET ``/v1/events/{id}``
@@ -29,7 +31,11 @@ What a test does as the customer, the bank or Stripe (``deliver=False`` makes ev
         "warning_closed")``, ``disputes_of(session)`` -> ``StripeChange``; ``charge.dispute.created``,
         ``.updated``, ``.closed``, ``.funds_withdrawn``, ``.funds_reinstated`` as Stripe sends them
     ``make_event(type, obj, previous_attributes=, livemode=, store=)``: any event, kept in the Events API
-        unless ``store=False``; ``fake.livemode = True`` makes every event live-mode until set back
+        unless ``store=False``; ``fake.livemode = True`` makes every event live-mode until set back;
+        ``fake.event_api_version`` renders events at another API version (a session with
+        ``presentment_details`` then shows the customer's currency and amounts before 2025-03-31)
+    ``pay(session, discount=, tax=)``: a promotion code's discount and exclusive tax (all discounted:
+        ``no_payment_required``, no PaymentIntent)
     the clock: ``now()``, ``set_clock(when | None)``, ``advance_clock(seconds)`` (``created`` times,
         the Events API's 30 days; webhook signatures keep the wall clock)
 

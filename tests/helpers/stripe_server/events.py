@@ -21,6 +21,21 @@ from .wire import (
     words,
 )
 
+#: Before this API version, a Checkout Session under Adaptive Pricing showed the customer's currency and amounts
+PRESENTMENT_IN_AMOUNTS_UNTIL = "2025-03-31"
+
+
+def _render_presentment(obj: dict[str, Any]) -> None:
+    """A session with ``presentment_details`` as an older API version renders it: in the customer's currency."""
+    details = obj.get("presentment_details") if obj.get("object") == "checkout.session" else None
+    if not details:
+        return
+    rate = details["presentment_amount"] / obj["amount_total"] if obj.get("amount_total") else 1
+    obj.update(currency=details["presentment_currency"], amount_total=details["presentment_amount"],
+               amount_subtotal=round((obj.get("amount_subtotal") or 0) * rate))
+    obj.pop("presentment_details")
+
+
 #: Stripe lists and retrieves events of the last 30 days only
 EVENT_RETENTION = 30 * 24 * 3600
 MAX_EVENT_TYPES = 20
@@ -53,10 +68,13 @@ class EventsMixin(FakeStripeState):
             data["object"]["livemode"] = True
         if previous_attributes is not None:
             data["previous_attributes"] = copy.deepcopy(previous_attributes)
+        version = self.event_api_version or self.api_version
+        if version < PRESENTMENT_IN_AMOUNTS_UNTIL:
+            _render_presentment(data["object"])
         event.update(
             id=new_id("evt_"),
             object="event",
-            api_version=self.api_version,
+            api_version=version,
             created=self.now(),
             data=data,
             livemode=live,

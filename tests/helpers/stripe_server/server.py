@@ -16,6 +16,7 @@ from typing import Any
 
 from .checkout import CheckoutMixin
 from .disputes import DisputesMixin
+from .endpoints import EndpointsMixin
 from .events import EventsMixin
 from .faults import FaultsMixin
 from .handler import Handler
@@ -26,7 +27,8 @@ from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
 
 
 class FakeStripe(
-    CheckoutMixin, RefundsMixin, DisputesMixin, EventsMixin, WebhooksMixin, FaultsMixin, HostedPageMixin
+    CheckoutMixin, RefundsMixin, DisputesMixin, EventsMixin, WebhooksMixin, FaultsMixin, HostedPageMixin,
+    EndpointsMixin,
 ):
     """An in-process Stripe stand-in on ``http://127.0.0.1:<random port>``; see the package docstring.
 
@@ -105,6 +107,11 @@ class FakeStripe(
             ("POST", rf"/v1/disputes{one}/close", self._api_close_dispute),
             ("GET", r"/v1/events", self._api_list_events),
             ("GET", rf"/v1/events{one}", self._api_get_event),
+            ("POST", r"/v1/webhook_endpoints", self._api_create_endpoint),
+            ("GET", r"/v1/webhook_endpoints", self._api_list_endpoints),
+            ("GET", rf"/v1/webhook_endpoints{one}", self._api_get_endpoint),
+            ("POST", rf"/v1/webhook_endpoints{one}", self._api_update_endpoint),
+            ("DELETE", rf"/v1/webhook_endpoints{one}", self._api_delete_endpoint),
             ("GET", rf"/v1/prices{one}", self._getter("price", self.prices)),
             ("GET", rf"/v1/products{one}", self._getter("product", self.products)),
         ]

@@ -97,6 +97,11 @@ class FakeStripeState:
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.api_version = API_VERSION
+        #: the API version events are rendered at (a webhook endpoint's or the account's), when not the fake's
+        #: own: under Adaptive Pricing, before 2025-03-31.basil, a Checkout Session's amounts and currency were
+        #: the customer's (``presentment_details``), and so they are in events rendered at such a version
+        self.event_api_version: str | None = None
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
 
         # ---- settings a test may change at any time
         self.webhook_url: str | None = None
