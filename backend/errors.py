@@ -61,6 +61,10 @@ class UnknownSession(CreditdeskError):
     """No checkout session with that id belongs to the signed-in user."""
 
 
+class PaymentProcessing(CreditdeskError):
+    """The checkout is complete and its payment (a bank debit) is still clearing: it can no longer be cancelled."""
+
+
 # --- the payment provider ---------------------------------------------------------------------------
 
 

@@ -21,13 +21,14 @@ from backend.accounts import User
 from backend.db import utcnow
 from backend.errors import (
     InvalidReturnUrl,
+    PaymentProcessing,
     PaymentProviderError,
     PaymentProviderUnavailable,
     SessionNotFound,
     UnknownPack,
     UnknownSession,
 )
-from backend.order_status import CANCELLED, PENDING, SETTLED
+from backend.order_status import PENDING, SETTLED
 from backend.orders import Order
 from backend.payments.base import CheckoutRequest, SessionState
 from backend.services import Services
@@ -195,6 +196,9 @@ async def cancel_checkout(services: Services, user: User, session_id: str) -> Or
         session = await services.payments.retrieve_session(order.session_id)
     if session.is_paid:
         return await to_thread.run_sync(_apply_session, services, session, order, "cancel_api")
+    if session.status == "complete":  # paid with a delayed method, still clearing: it is the bank's now
+        log.info("payment order=%s outcome=cancel_refused reason=payment_processing source=cancel_api", order.id)
+        raise PaymentProcessing(order.session_id)
     if session.status == "open":
         raise PaymentProviderUnavailable("the provider did not close the checkout")
     cancelled = await to_thread.run_sync(_cancel, services, order.id, "cancel_api")
@@ -204,15 +208,29 @@ async def cancel_checkout(services: Services, user: User, session_id: str) -> Or
 
 
 async def cancel_from_browser(services: Services, order_id: str) -> Order | None:
-    """The cancel page: the customer left Checkout. Expire the session so that it can no longer be paid.
+    """The cancel page's button (a POST): the customer gives up the checkout. Expire the session so that it can
+    no longer be paid, and mark the order cancelled.
 
-    The order is marked cancelled first, on the customer's word; the ``expired`` event our own expiry
-    causes then makes it ``expired`` (the order state machine), and a session that turns out to be paid
-    is fulfilled all the same.
+    The session is expired first. A session the provider finds paid is fulfilled, and one completed with a
+    payment still clearing (a bank debit) stays as it is: it can no longer be cancelled. When the provider
+    cannot be reached the order is cancelled on the customer's word all the same; the session lapses by
+    itself, and money wins if it is paid meanwhile (the order state machine). A settled order is answered as
+    it is.
     """
-    order = await to_thread.run_sync(_cancel, services, order_id)
-    if order is None or order.status != CANCELLED:
+    order = await to_thread.run_sync(_order_by_id, services, order_id)
+    if order is None or order.status in SETTLED:
         return order
+    session = await _expire_for_customer(services, order)
+    if session is not None and session.is_paid:
+        return await to_thread.run_sync(_apply_session, services, session, order, "cancel_page")
+    if session is not None and session.status == "complete":
+        log.info("payment order=%s outcome=cancel_refused reason=payment_processing source=cancel_page", order.id)
+        return order
+    return await to_thread.run_sync(_cancel, services, order_id) or order
+
+
+async def _expire_for_customer(services: Services, order: Order) -> SessionState | None:
+    """The session after asking the provider to expire it; None when the provider could not be reached."""
     session: SessionState | None = None
     try:
         session = await services.payments.expire_session(order.session_id)
@@ -223,9 +241,17 @@ async def cancel_from_browser(services: Services, order_id: str) -> Order | None
             session = await services.payments.retrieve_session(order.session_id)
         except PaymentProviderError:
             log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
-    if session is not None and session.is_paid:
-        return await to_thread.run_sync(_apply_session, services, session, order, "cancel_page")
-    return order
+    return session
+
+
+def _order_by_id(services: Services, order_id: str) -> Order | None:
+    with services.db.read() as conn:
+        return orders.by_id(conn, order_id)
+
+
+async def order_to_cancel(services: Services, order_id: str) -> Order | None:
+    """The order a cancel page is about, read only: the page asks before anything changes."""
+    return await to_thread.run_sync(_order_by_id, services, order_id)
 
 
 def _cancel(services: Services, order_id: str, source: str = "cancel_page") -> Order | None:

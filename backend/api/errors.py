@@ -42,6 +42,11 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
         400, "invalid_return_url", "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>."),
     errors.UnknownSession: Answer(404, "unknown_session",
                                   "No checkout session with that id belongs to this account."),
+    errors.PaymentProcessing: Answer(
+        409, "payment_processing",
+        "This checkout was completed with a payment the bank is still processing (which can take days), so it "
+        "can no longer be cancelled: the credits are added when the payment clears, and nothing is charged if "
+        "it fails."),
     errors.PaymentProviderUnavailable: Answer(
         503, "payment_provider_unavailable",
         "The payment provider could not be reached; nothing was charged. " + TRY_AGAIN),

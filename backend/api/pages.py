@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
+from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -16,6 +17,7 @@ from backend import orders, purchases, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
 from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
+from backend.order_status import CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
 from backend.services import Services
 
@@ -54,6 +56,10 @@ MESSAGES = {
                 "Your payment has not been confirmed yet. This page updates by itself, and your credits appear "
                 "in Creditdesk as soon as it is."),
     "cancelled": ("Checkout cancelled", "Nothing was charged."),
+    "processing": ("Payment being processed",
+                   "This checkout was completed with a payment your bank is still processing (which can take a few "
+                   "days), so it can no longer be cancelled. Your credits appear in Creditdesk when it clears; if it "
+                   "fails, nothing is charged."),
     "expired": ("Checkout expired", "This checkout has expired and nothing was charged."),
     "failed": ("Payment failed", "The payment did not go through and nothing was charged."),
 }
@@ -66,7 +72,7 @@ def page(services: Services, template: str, status_code: int = 200, *, connect: 
     nonce = secrets.token_urlsafe(16)
     html = _templates.get_template(template).render(stub=services.stub is not None, nonce=nonce, **context)
     policy = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
-              f"connect-src {connect or NONE}; base-uri 'none'; frame-ancestors 'none'")
+              f"connect-src {connect or NONE}; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
     return HTMLResponse(html, status_code=status_code, headers={**NO_STORE, "Content-Security-Policy": policy})
 
 
@@ -75,7 +81,8 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def result_page(services: Services, order: Order, *, refresh_pending: bool = False) -> Response:
+def result_page(services: Services, order: Order, *, refresh_pending: bool = False, shown: str | None = None
+                ) -> Response:
     """The payment's real outcome, in the browser, whether or not the app still listens.
 
     The result is handed to the app's ``returnUrl`` by a background request from the page (see base.html),
@@ -84,15 +91,17 @@ def result_page(services: Services, order: Order, *, refresh_pending: bool = Fal
     one); from a public backend Chromium first asks the user, and where that is refused the app still learns of
     the payment by asking the backend itself.
     """
-    title, message = MESSAGES.get(order.status, MESSAGES["pending"])
+    status = shown or order.status
+    title, message = MESSAGES.get(status, MESSAGES["pending"])
     handoff = None
     if order.return_url:
         handoff = purchases.with_query(
-            order.return_url, session_id=order.session_id, state=order.state, status=order.status
+            order.return_url, session_id=order.session_id, state=order.state,
+            status=order.status if status == "processing" else status,
         )
-    refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == orders.PENDING else None
+    refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == PENDING else None
     return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
-                order=order, outcome=order.status, price=format_money(order.amount, order.currency),
+                order=order, outcome=status, price=format_money(order.amount, order.currency),
                 handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None)
 
 
@@ -132,14 +141,50 @@ async def success(
 
 @router.get("/account/credits/cancel", response_class=HTMLResponse, responses=RESULT_PAGE_RESPONSES)
 async def cancel(
+    services: ServicesDep, address: ClientAddressDep, order_id: Annotated[str, Query(max_length=255)] = "",
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    """Checkout's cancel URL. A GET changes nothing (a browser's prefetch or a link scanner follows it too): it
+    asks, and its button POSTs. An order no longer waiting for payment shows its outcome. ``done`` is what the
+    button did, for the words only: ``cancelled`` (an order that Stripe's expiry made ``expired`` meanwhile is
+    shown as the customer's cancel) or ``processing`` (a payment still clearing could not be cancelled)."""
+    try:
+        limit_page_hits(services, address, "page-order", order_id)
+        order = await purchases.order_to_cancel(services, order_id) if order_id else None
+    except CreditdeskError as exc:
+        return error_page(services, exc)
+    if order is None:
+        return not_found(services)
+    if done == "cancelled" and order.status in (CANCELLED, EXPIRED):
+        return result_page(services, order, shown="cancelled")
+    if done == "processing" and order.status == PENDING:
+        return result_page(services, order, shown="processing")
+    if order.status != PENDING:
+        return result_page(services, order)
+    return page(services, "cancel.html", title="Cancel this purchase?", order=order, outcome="asking",
+                price=format_money(order.amount, order.currency))
+
+
+@router.post("/account/credits/cancel", status_code=303, responses={
+    303: {"description": "Cancelled (or found paid, or still clearing): on to the page that says so"},
+    **RESULT_PAGE_RESPONSES})
+async def cancel_confirmed(
     services: ServicesDep, address: ClientAddressDep, order_id: Annotated[str, Query(max_length=255)] = ""
 ) -> Response:
+    """The cancel page's button: expire the checkout and mark the order cancelled, then show the outcome (the
+    page at the cancel URL, by a redirect, so that reloading it posts nothing again)."""
     try:
         limit_page_hits(services, address, "page-order", order_id)
         order = await purchases.cancel_from_browser(services, order_id) if order_id else None
     except CreditdeskError as exc:
         return error_page(services, exc)
-    return not_found(services) if order is None else result_page(services, order)
+    if order is None:
+        return not_found(services)
+    done = {PENDING: "processing", CANCELLED: "cancelled", EXPIRED: "cancelled"}.get(
+        order.status, "")
+    query = urlencode({"order_id": order.id, **({"done": done} if done else {})})
+    return RedirectResponse(f"{services.public_url}/account/credits/cancel?{query}", status_code=303,
+                            headers=NO_STORE)
 
 
 def _stub_session(services: Services, session_id: str) -> dict[str, Any] | None:
@@ -183,7 +228,7 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
         webhooks.process_event(services.db, event, source="stub_checkout")
     if session["status"] == "expired":
         order = _stub_order(services, session_id)
-        status = "cancelled" if order is not None and order.status == orders.CANCELLED else "expired"
+        status = "cancelled" if order is not None and order.status == CANCELLED else "expired"
         title, message = MESSAGES[status]
         return page(services, "result.html", 410, title=title, message=message, order=None, outcome=status)
     target = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
@@ -191,11 +236,21 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
 
 
 @router.post("/stub/checkout/{session_id}/cancel", status_code=303, responses=STUB_RESPONSES)
-def stub_cancel(session_id: str, services: ServicesDep) -> Response:
-    session = _stub_session(services, session_id)
+async def stub_cancel(session_id: str, services: ServicesDep) -> Response:
+    """The stub checkout page's Cancel button: the customer's own POST, so the checkout is cancelled at once (as
+    the cancel page's button does), then the browser goes on to the cancel URL, which shows the outcome."""
+    session = await to_thread.run_sync(_stub_session, services, session_id)
     if session is None:
         return not_found(services)
-    return RedirectResponse(session["cancel_url"], status_code=303, headers=NO_STORE)
+    order = await to_thread.run_sync(_stub_order, services, session_id)
+    if order is not None:
+        try:
+            order = await purchases.cancel_from_browser(services, order.id)
+        except CreditdeskError as exc:
+            return error_page(services, exc)
+    done = "cancelled" if order is not None and order.status in (CANCELLED, EXPIRED) else ""
+    return RedirectResponse(session["cancel_url"] + (f"&done={done}" if done else ""), status_code=303,
+                            headers=NO_STORE)
 
 
 def format_money(amount: int, currency: str) -> str:

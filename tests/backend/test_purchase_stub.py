@@ -80,6 +80,26 @@ def test_cancel_shows_cancelled_and_the_session_can_no_longer_be_paid(stub_api: 
     assert stub_api.balance() == 0
 
 
+def test_the_cancel_url_asks_and_only_a_post_cancels(stub_api: Api, stub_backend: BackendProcess) -> None:
+    checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
+    [order] = stub_backend.query("SELECT id FROM orders WHERE session_id = ?", checkout["sessionId"])
+    cancel_url = f"{stub_backend.url}/account/credits/cancel"
+    for _ in range(3):
+        asked = requests.get(cancel_url, params={"order_id": order["id"]}, timeout=10)
+        assert asked.status_code == 200 and outcome(asked.text) == "asking" and handoff_url(asked.text) is None
+        assert "form-action 'self'" in asked.headers["Content-Security-Policy"]
+    assert stub_api.verify(checkout["sessionId"]).json()["status"] == "pending"
+    posted = requests.post(cancel_url, params={"order_id": order["id"]}, allow_redirects=False, timeout=10)
+    assert posted.status_code == 303
+    page = follow(posted)
+    assert outcome(page.text) == "cancelled" and handoff_query(page.text)["status"] == ["cancelled"]
+    assert stub_api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
+    again = requests.get(cancel_url, params={"order_id": order["id"]}, timeout=10)
+    assert outcome(again.text) == "cancelled"  # a cancelled order is not offered for cancelling again
+    unknown = requests.post(cancel_url, params={"order_id": "ord_nothing"}, allow_redirects=False, timeout=10)
+    assert unknown.status_code == 404
+
+
 def test_a_paid_checkout_page_says_so_instead_of_offering_pay(stub_api: Api) -> None:
     checkout = stub_api.checkout("starter", returnUrl=RETURN_URL, state="st")
     follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))

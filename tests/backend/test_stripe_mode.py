@@ -137,13 +137,22 @@ def test_expiry(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     assert api.verify(other).json()["status"] == "expired" and api.balance() == 0
 
 
-def test_cancel_page_expires_the_session_and_says_so(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
+def test_cancel_page_asks_and_its_button_expires_the_session(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()
     checkout = api.checkout("starter", returnUrl=RETURN_URL, state="s")
     cancel_url = fake.sessions[checkout["sessionId"]]["cancel_url"]
-    r = requests.get(cancel_url, allow_redirects=False, timeout=30)
-    assert r.status_code == 200 and outcome(r.text) == "cancelled"
+    for _ in range(3):  # a browser's prefetch, a link scanner, the customer: a GET changes nothing
+        asked = requests.get(cancel_url, allow_redirects=False, timeout=30)
+        assert asked.status_code == 200 and outcome(asked.text) == "asking" and 'id="confirm-cancel"' in asked.text
+        assert handoff_url(asked.text) is None
+    assert fake.sessions[checkout["sessionId"]]["status"] == "open"
+    assert api.verify(checkout["sessionId"]).json()["status"] == "pending"
+    assert fake.calls("/v1/checkout/sessions/*/expire", "POST") == 0
+    posted = requests.post(cancel_url, allow_redirects=False, timeout=30)
+    assert posted.status_code == 303 and posted.headers["Location"].endswith("&done=cancelled")
+    r = requests.get(backend.url + posted.headers["Location"], allow_redirects=False, timeout=30)
+    assert r.status_code == 200 and outcome(r.text) == "cancelled" and "Nothing was charged" in r.text
     assert "status=cancelled" in (handoff_url(r.text) or "")
     fake.wait_deliveries(timeout=10)
     assert fake.sessions[checkout["sessionId"]]["status"] == "expired"
@@ -183,6 +192,28 @@ def test_cancel_api_while_stripe_fails_changes_nothing_and_says_retry(
     assert fake.sessions[session_id]["status"] == "open"
     rows = backend.query("SELECT status FROM orders WHERE session_id = ?", session_id)
     assert [row["status"] for row in rows] == ["pending"]  # the order is as it was
+
+
+def test_a_checkout_paid_by_bank_debit_still_clearing_cannot_be_cancelled(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    session_id = api.checkout("standard")["sessionId"]
+    fake.pay_async(session_id)  # complete, payment_status unpaid: the debit takes days
+    fake.wait_deliveries()
+    r = api.post("/api/billing/cancel", json={"sessionId": session_id})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "payment_processing"
+    assert "can no longer be cancelled" in r.json()["error"]["message"]
+    cancel_url = fake.sessions[session_id]["cancel_url"]
+    posted = requests.post(cancel_url, allow_redirects=True, timeout=30)  # the cancel page's button too
+    assert posted.status_code == 200 and outcome(posted.text) == "processing"
+    assert "can no longer be" in posted.text and "cancelled" in posted.text
+    assert api.verify(session_id).json()["status"] == "pending"
+    fake.async_succeed(session_id)
+    fake.wait_deliveries()
+    assert api.verify(session_id).json()["status"] == "paid" and api.balance() == 550
+    assert [row["status"] for row in backend.query("SELECT status FROM orders")] == ["paid"]
 
 
 def test_cancel_api_on_a_session_paid_meanwhile_grants_and_answers_paid(

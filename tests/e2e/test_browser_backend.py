@@ -95,6 +95,35 @@ def test_stub_checkout_pay_in_the_browser(
     browser.screenshot(suffix="-back")
 
 
+def test_the_cancel_url_asks_and_only_its_button_cancels(
+    browser: Browser, stub_backend: BackendProcess, listener: LoopbackListener
+) -> None:
+    """Checkout's back link (Stripe's cancel URL) opened, reloaded, prefetched: nothing changes until the
+    customer presses Cancel purchase; Back to checkout returns to a checkout that can still be paid."""
+    api = Api(stub_backend.url).register()
+    checkout = api.checkout("starter", returnUrl=listener.return_url, state=listener.state)
+    order_id = stub_backend.query("SELECT id FROM orders WHERE session_id = ?", checkout["sessionId"])[0]["id"]
+    cancel_url = f"{stub_backend.url}/account/credits/cancel?order_id={order_id}"
+
+    for _ in range(2):
+        browser.open(cancel_url)
+        browser.assert_not_error_page()
+        browser.wait_for_text("Cancel this purchase?")
+    assert api.verify(checkout["sessionId"]).json()["status"] == "pending"
+    browser.click("#back-to-checkout")
+    browser.wait_for_url(f"{stub_backend.url}/stub/checkout/")
+    browser.wait_for_text("Starter")
+    browser.open(cancel_url)
+    browser.wait_for_text("Cancel this purchase?")
+    browser.screenshot(suffix="-asking")
+    browser.click("#confirm-cancel")
+
+    at_outcome(browser, stub_backend.url, "Checkout cancelled", "told")
+    assert handed_over(listener).status == "cancelled"
+    assert api.verify(checkout["sessionId"]).json()["status"] == "cancelled"
+    browser.screenshot()
+
+
 def test_stub_checkout_cancel_in_the_browser(
     browser: Browser, stub_backend: BackendProcess, listener: LoopbackListener
 ) -> None:
