@@ -17,8 +17,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -80,6 +82,9 @@ class Report:
     payments_changed: list[PaymentChange] = field(default_factory=list)
     pruned_deliveries: int = 0
     pruned_bodies: int = 0
+    # Stopped before the end of Stripe's events (too many, too long, or the server stopping), or some event
+    # could not be used: what was done is done, and the next run goes on from the same point.
+    partial: bool = False
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -93,17 +98,31 @@ class Report:
             "paymentsChanged": [{"orderId": c.order_id, "outcome": c.outcome, "credits": c.credits,
                                  "status": c.status} for c in self.payments_changed],
             "errors": self.errors, "prunedDeliveries": self.pruned_deliveries, "prunedBodies": self.pruned_bodies,
+            "partial": self.partial,
         }
 
 
-def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: str = "command") -> Report:
+@dataclass(frozen=True)
+class Bounds:
+    """How far one run reads Stripe's Events API: at most ``max_events`` events (a hundred a page) and
+    ``seconds`` of reading, and not past ``stopping()`` (the server shutting down). Stripe keeps 30 days of
+    events; a run cut short records itself as partial, and the next one reads the rest."""
+
+    max_events: int = 10_000
+    seconds: float = 240.0
+    clock: Callable[[], float] = time.monotonic
+    stopping: Callable[[], bool] = lambda: False
+
+
+def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: str = "command",
+              bounds: Bounds | None = None) -> Report:
     now = datetime.now(UTC)
     start = now - min(since, MAX_SINCE)
     report = Report(since=start.isoformat(timespec="seconds").replace("+00:00", "Z"), trigger=trigger)
     with services.db.transaction() as conn:
         run_id = conn.execute(reconcile_runs.insert().values(
             started_at=utcnow(), since=report.since, trigger=trigger).returning(reconcile_runs.c.id)).scalar_one()
-    _catch_up_events(services, int(start.timestamp()), report)
+    _catch_up_events(services, int(start.timestamp()), report, bounds or Bounds())
     _recheck_orders(services, now, report)
     _resync_payments(services, iso_utc(start), report)
     retention = timedelta(days=services.settings.event_retention_days)
@@ -113,36 +132,66 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
         conn.execute(reconcile_runs.update().where(reconcile_runs.c.id == run_id).values(
             finished_at=utcnow(), events_seen=report.events_seen, events_applied=len(report.events_applied),
             orders_checked=report.orders_checked, orders_changed=len(report.orders_changed),
-            error="; ".join(report.errors)[:2000] or None,
+            error=(("partial: " if report.partial else "") + "; ".join(report.errors))[:2000] or None,
         ))
-    metrics.reconcile_finished(trigger, partial=bool(report.errors), events_applied=len(report.events_applied),
-                               finished_at=time.time())
+    metrics.reconcile_finished(trigger, partial=report.partial or bool(report.errors),
+                               events_applied=len(report.events_applied), finished_at=time.time())
     log.info("reconcile trigger=%s since=%s events_seen=%d events_applied=%d orders_checked=%d orders_changed=%d "
-             "errors=%d", trigger, report.since, report.events_seen, len(report.events_applied),
-             report.orders_checked, len(report.orders_changed), len(report.errors))
+             "errors=%d partial=%s", trigger, report.since, report.events_seen, len(report.events_applied),
+             report.orders_checked, len(report.orders_changed), len(report.errors), report.partial)
     return report
 
 
-def _catch_up_events(services: Services, created_since: int, report: Report) -> None:
+def _catch_up_events(services: Services, created_since: int, report: Report, bounds: Bounds) -> None:
+    """Feed every event Stripe lists that we have not kept through the webhook's path, within ``bounds``.
+
+    An event that cannot be used (no id, an id that is not text, no data) is kept as a failed delivery for
+    support and the run goes on with the rest: one bad event must not keep the good ones from being applied."""
+    deadline = bounds.clock() + bounds.seconds
+    events = services.provider.list_events(sorted(webhooks.HANDLED), created_since)
     try:
-        for event in services.provider.list_events(sorted(webhooks.HANDLED), created_since):
+        for event in events:
+            if report.events_seen >= bounds.max_events or bounds.clock() > deadline or bounds.stopping():
+                why = ("the server is stopping" if bounds.stopping() else
+                       f"{report.events_seen} events read" if report.events_seen >= bounds.max_events else
+                       f"{bounds.seconds:g} s of reading")
+                report.partial = True
+                report.errors.append(f"Stripe's Events API: stopped after {why}; the next run reads on")
+                break
             report.events_seen += 1
-            event_id = event.get("id")
-            with services.db.read() as conn:
-                known = conn.execute(sa.select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first()
-            if known:
-                continue
-            try:
-                processed = webhooks.process_event(services.db, event, source="reconcile",
-                                                   livemode=services.settings.stripe_livemode,
-                                                   sessions=services.provider.retrieve_session)
-            except MalformedEvent as exc:
-                report.errors.append(f"event {event_id}: {exc}")
-                continue
-            if processed.outcome != webhooks.DUPLICATE:  # a webhook may have brought it meanwhile
-                report.events_applied.append(processed)
+            _catch_up_one(services, event, report)
     except PaymentProviderError as exc:
+        report.partial = True
         report.errors.append(f"Stripe's Events API: {exc}")
+    finally:
+        close = getattr(events, "close", None)
+        if callable(close):
+            close()
+
+
+def _catch_up_one(services: Services, event: Any, report: Report) -> None:
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 255 or "\x00" in event_id:
+        webhooks.keep_malformed(services.db, event, "reconcile: an event from Stripe's Events API without a "
+                                                    "usable id")
+        report.partial = True
+        report.errors.append("an event without a usable id: kept as a failed delivery")
+        return
+    with services.db.read() as conn:
+        known = conn.execute(sa.select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first()
+    if known:
+        return
+    try:
+        processed = webhooks.process_event(services.db, event, source="reconcile",
+                                           livemode=services.settings.stripe_livemode,
+                                           sessions=services.provider.retrieve_session)
+    except MalformedEvent as exc:
+        webhooks.keep_malformed(services.db, event, f"reconcile: {exc}")
+        report.partial = True
+        report.errors.append(f"event {event_id}: {exc}; kept as a failed delivery")
+        return
+    if processed.outcome != webhooks.DUPLICATE:  # a webhook may have brought it meanwhile
+        report.events_applied.append(processed)
 
 
 def _recheck_orders(services: Services, now: datetime, report: Report) -> None:
@@ -263,7 +312,8 @@ class Loop:
                 # others skip this round (on SQLite this process always holds it).
                 with self._services.db.leader_lock(LEADER_LOCK) as leading:
                     if leading:
-                        reconcile(self._services, since=default_since(self._services), trigger="interval")
+                        reconcile(self._services, since=default_since(self._services), trigger="interval",
+                                  bounds=Bounds(stopping=self._stop.is_set))
                     else:
                         log.info("reconcile trigger=interval outcome=skipped reason=another_replica_reconciling")
             except Exception:  # a bad day (database gone, a bug) must not end the loop; the next run retries

@@ -161,6 +161,16 @@ def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | Malfor
 SessionLookup = Callable[[str], SessionState]
 
 
+def keep_malformed(db: Database, event: Any, reason: str) -> None:
+    """Keep an event that cannot be processed (from reconcile: signed by Stripe's API, not by a header), whole,
+    as a failed delivery support sees; it is never processed."""
+    try:
+        body = json.dumps(event, default=str).encode()
+    except (TypeError, ValueError):
+        body = repr(event).encode()
+    _keep_failed(db, body, valid=True, outcome="malformed", error=reason[:500], event=event)
+
+
 def receive(
     db: Database, event: Any, payload: bytes, *, livemode: bool, sessions: SessionLookup | None = None
 ) -> Processed:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import text
 
 from backend import clawbacks, ledger, reconcile, support, webhooks
 from backend.api.app import create_app
@@ -231,3 +232,49 @@ def test_a_refused_payment_stays_with_its_reason_and_is_not_expired_by_its_age(i
     [order] = [o for o in support.user_report(p.services.db, p.api.user["email"]).orders]
     assert order.status == "pending"
     assert order.refusal == "paid but refused: the session does not match the order: metadata.credits"
+
+
+# --- a bad Events API -----------------------------------------------------------------------------------
+
+
+def test_an_events_api_that_never_ends_is_read_within_bounds_and_the_run_is_partial(in_process: InProcess) -> None:
+    p = in_process
+    p.fake.fault("endless", path="/v1/events")
+    ticks = iter(range(1_000_000))
+    report = reconcile.reconcile(p.services, since=timedelta(hours=1), trigger="command",
+                                 bounds=reconcile.Bounds(max_events=25, seconds=3600, clock=lambda: next(ticks)))
+    assert report.partial and report.events_seen == 25
+    assert "stopped after 25 events read" in report.errors[0]
+    assert p.fake.calls("/v1/events", "GET") == 26  # and the page whose event was left for the next run
+    # The time bound, on an injected clock: 10 s a read, a minute allowed.
+    clock = iter(range(0, 10_000, 10))
+    timed = reconcile.reconcile(p.services, since=timedelta(hours=1), trigger="command",
+                                bounds=reconcile.Bounds(seconds=60, clock=lambda: next(clock)))
+    assert timed.partial and "60 s of reading" in timed.errors[0] and timed.events_seen == 6
+    # Stopping the server stops the run at once.
+    stopped = reconcile.reconcile(p.services, since=timedelta(hours=1), trigger="interval",
+                                  bounds=reconcile.Bounds(stopping=lambda: True))
+    assert stopped.partial and stopped.events_seen == 0 and "the server is stopping" in stopped.errors[0]
+    with p.services.db.read() as conn:
+        recorded = conn.execute(text("SELECT error FROM reconcile_runs ORDER BY id")).scalars().all()
+    assert all(error.startswith("partial: ") for error in recorded)
+
+
+def test_bad_events_are_kept_as_failed_deliveries_and_the_good_ones_applied(in_process: InProcess) -> None:
+    p = in_process
+    sessions = [p.api.checkout("starter")["sessionId"] for _ in range(2)]
+    good = [p.fake.pay(s, deliver=False) for s in sessions]
+    bad_id = {**good[0], "id": {"nested": "evt_1"}}
+    no_data = {**good[0], "id": "evt_nodata", "data": None}
+    no_object = {**good[0], "id": "evt_noobject", "data": {"object": None}}
+    p.fake.fault("page", path="/v1/events", data=[good[1], bad_id, no_data, no_object, good[0]])
+    report = p.reconcile()
+    assert p.api.balance() == 200  # both payments, the one listed after the bad events too
+    assert report.partial and len(report.errors) == 3
+    assert [e.outcome for e in report.events_applied] == ["granted", "granted"]
+    with p.services.db.read() as conn:
+        kept = conn.execute(text("SELECT event_id, outcome, error FROM failed_deliveries ORDER BY id")).all()
+    assert [(event_id, outcome) for event_id, outcome, _ in kept] == [
+        (None, "malformed"), ("evt_nodata", "malformed"), ("evt_noobject", "malformed")]
+    assert "without a usable id" in kept[0][2] and "no data.object" in kept[1][2]
+    assert p.api.balance() == 200 and not p.reconcile().events_applied  # a second run: nothing more

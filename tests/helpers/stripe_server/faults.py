@@ -5,12 +5,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from .state import FakeStripeState, Rule
-from .wire import StripeError
+from .wire import StripeError, new_id
 
-FAULT_KINDS = ("hang", "error", "list", "html")
+FAULT_KINDS = ("hang", "error", "list", "html", "endless", "page")
 
 #: what a faulted request gets: None (answer normally), "close" (no answer at all) or an answer to send
 FaultAnswer = None | Literal["close"] | tuple[int, bytes, str, dict[str, str]]
@@ -37,6 +37,7 @@ class Fault(Rule):
         count: int | None,
         for_seconds: float | None,
         should_retry: bool | None,
+        data: list[Any] | None = None,
     ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {kind!r}")
@@ -46,6 +47,7 @@ class Fault(Rule):
         self.status = status
         self.delay = delay
         self.should_retry = should_retry
+        self.data = data or []
         self.hits = 0
         super().__init__(owner._faults, owner._lock, count, for_seconds)
 
@@ -70,6 +72,7 @@ class FaultsMixin(FakeStripeState):
         count: int | None = None,
         for_seconds: float | None = None,
         should_retry: bool | None = None,
+        data: list[Any] | None = None,
     ) -> Fault:
         """Make matching API requests fail in one of these ways, until ``clear_faults()``:
 
@@ -80,7 +83,11 @@ class FaultsMixin(FakeStripeState):
           ``rate_limit``, 400 ``invalid_request_error``, 402 ``card_error``, 409 ``lock_timeout``);
           ``should_retry`` sets the ``Stripe-Should-Retry`` header the SDK obeys;
         * ``"list"``: answer 200 with a list object, not the object asked for;
-        * ``"html"``: answer 200 with an HTML page, as a web server at a wrong base URL would.
+        * ``"html"``: answer 200 with an HTML page, as a web server at a wrong base URL would;
+        * ``"endless"``: a list page that always says ``has_more`` (a broken pager), each with one new
+          ``customer.created`` event, so that ``starting_after`` always names one;
+        * ``"page"``: a list page of ``data`` as given, raw (objects Stripe would never send: an event whose id is
+          an object, ``"data": null``), ``has_more`` false.
 
         ``path`` is a glob (``*`` matches anything, ``/`` too): ``"/v1/checkout/sessions/*"``; ``method``
         ``"GET"`` or ``"POST"``; neither means every API request. ``count`` limits the rule to that many
@@ -96,6 +103,7 @@ class FaultsMixin(FakeStripeState):
             count=count,
             for_seconds=for_seconds,
             should_retry=should_retry,
+            data=data,
         )
 
     def fail_next(self, n: int = 1, status: int = 500, *, should_retry: bool | None = None) -> None:
@@ -141,6 +149,14 @@ class FaultsMixin(FakeStripeState):
             return 200, json.dumps(body, indent=2).encode(), "application/json", {"Request-Id": request_id}
         if rule.kind == "html":
             return 200, HTML_BODY.encode(), "text/html", {}
+        if rule.kind in ("endless", "page"):
+            data = rule.data if rule.kind == "page" else [{
+                "id": new_id("evt_"), "object": "event", "type": "customer.created", "api_version": None,
+                "created": int(self.now()), "livemode": False, "pending_webhooks": 0,
+                "request": {"id": None, "idempotency_key": None},
+                "data": {"object": {"id": new_id("cus_"), "object": "customer"}}}]
+            body = {"object": "list", "data": data, "has_more": rule.kind == "endless", "url": path}
+            return 200, json.dumps(body).encode(), "application/json", {"Request-Id": request_id}
         error = stripe_failure(rule.status)
         if rule.should_retry is not None:
             error.headers["Stripe-Should-Retry"] = "true" if rule.should_retry else "false"
