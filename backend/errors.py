@@ -175,6 +175,11 @@ class MalformedEvent(CreditdeskError, ValueError):
     """A signed body that is not an event we can process, now or ever (Stripe must not retry it)."""
 
 
+class RefusedEvent(CreditdeskError):
+    """A signed event Creditdesk will never act on (text holding NUL): kept for support, answered 2xx so that
+    Stripe stops sending it."""
+
+
 class UnknownEvent(CreditdeskError):
     """No stored Stripe event with that id (or its body is past the retention period)."""
 

@@ -33,6 +33,9 @@ def configure(level: int, *, in_background: bool, log_format: str = "text") -> N
     root = logging.getLogger()
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we say what changed ourselves
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactNul) for f in access.filters):
+        access.addFilter(RedactNul())
     for handler in list(root.handlers):
         root.removeHandler(handler)
     stream = logging.StreamHandler(sys.stderr)
@@ -49,6 +52,24 @@ def configure(level: int, *, in_background: bool, log_format: str = "text") -> N
     _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=True)
     _listener.start()
     atexit.register(stop)
+
+
+class RedactNul(logging.Filter):
+    """The access log line of a request refused for holding NUL says how long its path and query were, not
+    what they held (an attacker's bytes in support's log are a way in: escape sequences, forged lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            full_path = args[2]
+            if "%00" in full_path.lower() or "\x00" in full_path:
+                path, _, query = full_path.partition("?")
+                unsafe = "%00" in path.lower() or "\x00" in path
+                shown = f"[a path of {len(path)} characters]" if unsafe else path
+                if query:
+                    shown += f"?[a query of {len(query)} characters, refused]"
+                record.args = (args[0], args[1], shown, args[3], args[4])
+        return True
 
 
 def _formatter(log_format: str) -> logging.Formatter:

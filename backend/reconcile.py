@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from backend import clawbacks, fulfilment, metrics, orders, webhooks
 from backend.db import iso_utc, utcnow
-from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, SessionNotFound
+from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, RefusedEvent, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, Happening
 from backend.schema import reconcile_runs, webhook_events
 from backend.services import Services
@@ -182,10 +182,11 @@ def _catch_up_one(services: Services, event: Any, report: Report) -> None:
     if known:
         return
     try:
+        webhooks.check_values(event)  # as the webhook checks a delivery: no NUL, nothing too deep
         processed = webhooks.process_event(services.db, event, source="reconcile",
                                            livemode=services.settings.stripe_livemode,
                                            sessions=services.provider.retrieve_session)
-    except MalformedEvent as exc:
+    except (MalformedEvent, RefusedEvent) as exc:
         webhooks.keep_malformed(services.db, event, f"reconcile: {exc}")
         report.partial = True
         report.errors.append(f"event {event_id}: {exc}; kept as a failed delivery")

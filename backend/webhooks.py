@@ -32,6 +32,7 @@ from backend.errors import (
     InvalidSignature,
     MalformedEvent,
     MalformedSession,
+    RefusedEvent,
     SessionNotFound,
     UnknownEvent,
     WebhooksNotConfigured,
@@ -102,7 +103,7 @@ def verify(payload: bytes, signature: str, secret: str | None) -> Any:
         raise MalformedEvent("the body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvent("the body is not JSON") from None
-    _check_values(event)
+    check_values(event)
     return event
 
 
@@ -129,8 +130,10 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_values(event: Any) -> None:
-    """No deeper than MAX_DEPTH, and every string encodable (no lone surrogates from ``\\ud800``)."""
+def check_values(event: Any) -> None:
+    """No deeper than MAX_DEPTH, and every string encodable (no lone surrogates from ``\\ud800``); a string
+    holding NUL makes the event refused (RefusedEvent), once the whole event is known to be well formed."""
+    nul = False
     todo: list[tuple[Any, int]] = [(event, 1)]
     while todo:
         value, depth = todo.pop()
@@ -146,6 +149,15 @@ def _check_values(event: Any) -> None:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise MalformedEvent("the body holds text that is not valid Unicode") from None
+            nul = nul or "\x00" in value
+    if nul:
+        raise RefusedEvent("text holding the NUL character")
+
+
+def keep_refused(db: Database, payload: bytes, error: RefusedEvent) -> None:
+    """Keep a signed event that will never be processed, for support (its text made safe to store)."""
+    log.warning("payment webhook outcome=refused reason=nul length=%d", len(payload))
+    _keep_failed(db, payload, valid=True, outcome="refused", error=f"the event holds {error}; never processed")
 
 
 def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | MalformedEvent) -> None:
@@ -399,12 +411,17 @@ def _keep_failed(
     try:
         with db.transaction() as conn:
             conn.execute(failed_deliveries.insert().values(
-                received_at=utcnow(), signature_valid=valid, event_id=(event_id or "")[:255] or None,
-                event_type=(event_type or "")[:255] or None, outcome=outcome, error=error,
-                body=body.decode("utf-8", errors="replace"),
+                received_at=utcnow(), signature_valid=valid, event_id=_storable(event_id or "")[:255] or None,
+                event_type=_storable(event_type or "")[:255] or None, outcome=outcome, error=_storable(error),
+                body=_storable(body.decode("utf-8", errors="replace")),
             ))
     except (SQLAlchemyError, CreditdeskError, OSError):  # the database may be what failed: the log still has it
         log.warning("payment webhook outcome=%s not_kept=true", outcome)
+
+
+def _storable(text: str) -> str:
+    """Text any database keeps whole: NUL (which PostgreSQL's text refuses) written as ``\\x00``."""
+    return text.replace("\x00", "\\x00")
 
 
 def prune(db: Database, *, before: str) -> tuple[int, int]:

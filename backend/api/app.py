@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -12,18 +13,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import __version__, health, metrics
 from backend.api import alerts, auth, billing, credits, pages, webhooks
-from backend.api.errors import PAYLOAD_TOO_LARGE, Answer, ApiError, documented, install_error_handlers, respond
+from backend.api.errors import (
+    INVALID_TEXT,
+    PAYLOAD_TOO_LARGE,
+    Answer,
+    ApiError,
+    documented,
+    install_error_handlers,
+    respond,
+)
 from backend.services import Services
 
 log = logging.getLogger("creditdesk")
 
 MAX_BODY_BYTES = 1024 * 1024
+WEBHOOK_PATH = "/api/webhooks/stripe"
 NOT_READY = Answer(503, "not_ready", "This server cannot serve now: its database is unavailable or not migrated.")
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Creditdesk backend", version=__version__, docs_url=None, redoc_url=None)
     app.state.services = services
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(CountRequests)
     # X-Request-ID: the caller's, when it is a UUID, else a new one; on the answer and on every log line.
@@ -82,6 +93,80 @@ class CountRequests:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             metrics.REQUESTS.labels(method=scope["method"], route=template, status=str(status)).inc()
+
+
+class RefuseNul:
+    """Refuse text holding NUL (U+0000) anywhere in a request, in one place, before any route reads it: in the
+    path, the query, or a JSON body (raw or escaped as ``\\u0000``). PostgreSQL's text cannot hold it (it
+    would be a 500 there, and SQLite would keep text that no other program reads back whole), and no field of
+    the API has a use for it. 400 ``invalid_text``; nothing is read further, nothing written, and the log
+    says only how long the request's query was (see backend.logs). Stripe's webhook is left to its own path,
+    which answers a signed event with NUL as refused (backend.webhooks)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == WEBHOOK_PATH:
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or _nul_in_query(scope.get("query_string", b"")):
+            await respond(INVALID_TEXT)(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = b""
+        try:
+            while True:  # at most MAX_BODY_BYTES (BodyLimit, outside, counts it): read it whole, then replay it
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+        except ApiError as refused:  # too large
+            await respond(refused.answer)(scope, _no_receive, send)
+            return
+        if _nul_in_json(body):
+            await respond(INVALID_TEXT)(scope, _no_receive, send)
+            return
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def _nul_in_query(query: bytes) -> bool:
+    return b"%00" in query or b"\x00" in query
+
+
+def _nul_in_json(body: bytes) -> bool:
+    """Whether a JSON body holds NUL in a string (a cheap look first; parsed only when it may)."""
+    if b"\x00" in body:
+        return True
+    if b"\\u0000" not in body.lower():
+        return False
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False  # not JSON: the route answers invalid_json
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
 
 
 class BodyLimit:

@@ -83,6 +83,7 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.InvalidSignature: Answer(400, "invalid_signature",
                                     "The Stripe-Signature header is missing, stale or does not match the body."),
     errors.MalformedEvent: Answer(400, "malformed_event", "The event cannot be processed: {exc}."),
+    errors.RefusedEvent: Answer(400, "refused_event", "The event will not be processed: it holds {exc}."),
     # Support's errors (the admin commands); answered here too should an admin route ever raise them.
     errors.UnknownEvent: Answer(404, "unknown_event", "There is no stored Stripe event with that id."),
     errors.UnknownUser: Answer(404, "unknown_user", "There is no account with that email."),
@@ -96,6 +97,7 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
 }
 # Answers of the HTTP layer itself (no domain error behind them).
 INVALID_JSON = Answer(400, "invalid_json", "The request body is not valid JSON.")
+INVALID_TEXT = Answer(400, "invalid_text", "Text may not contain the NUL character (U+0000).")
 INVALID_FIELDS = Answer(422, "invalid_fields", "These fields are missing or invalid: {fields}.")
 PAYLOAD_TOO_LARGE = Answer(413, "payload_too_large", "The request body is too large.")
 NOT_FOUND = Answer(404, "not_found", "There is nothing at this address.")
@@ -118,8 +120,8 @@ class ErrorBody(BaseModel):
 
 
 # The answers that many routes share, for documented().
-BODY_ERRORS = (INVALID_JSON, INVALID_FIELDS, PAYLOAD_TOO_LARGE)
-QUERY_ERRORS = (INVALID_FIELDS,)
+BODY_ERRORS = (INVALID_JSON, INVALID_TEXT, INVALID_FIELDS, PAYLOAD_TOO_LARGE)
+QUERY_ERRORS = (INVALID_TEXT, INVALID_FIELDS)
 SIGNED_IN = (errors.NotSignedIn, errors.StorageUnavailable)
 STORAGE = (errors.StorageUnavailable,)
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",

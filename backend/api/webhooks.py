@@ -14,6 +14,7 @@ from backend.errors import (
     CreditdeskError,
     InvalidSignature,
     MalformedEvent,
+    RefusedEvent,
     StorageUnavailable,
     WebhooksNotConfigured,
 )
@@ -33,6 +34,11 @@ async def stripe_webhook(request: Request) -> Response:
     try:
         event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
                                 services.settings.stripe_webhook_secret)
+    except RefusedEvent as exc:  # signed, but never to be processed: kept, and 200 so that Stripe stops
+        await run_in_threadpool(webhooks.keep_refused, services.db, payload, exc)
+        metrics.webhook_processed(webhooks.REFUSED)
+        return Response(content=json.dumps({"received": True, "outcome": webhooks.REFUSED}),
+                        media_type="application/json")
     except (InvalidSignature, MalformedEvent) as exc:
         await run_in_threadpool(webhooks.keep_rejected, services.db, payload, exc)  # for support to see
         raise

@@ -124,3 +124,49 @@ def test_webhooks_without_a_secret_are_refused_in_stub_mode(backend: BackendProc
     r = requests.post(f"{backend.url}/api/webhooks/stripe", data=b"{}", timeout=5,
                       headers={"Stripe-Signature": "t=1,v1=00"})
     assert_clean_error(r)
+
+
+# Every text the API reads, with NUL in it (JSON's \u0000; %00 in a query or a path): PostgreSQL's text cannot
+# hold it. Refused as bad input on both engines, nothing written, nothing of it in the log beyond its length.
+NUL = "evil\u0000\u001b]0;pwned\u0007"
+NUL_CASES: list[tuple[str, str, object]] = [
+    ("POST", "/api/auth/register", {"email": f"a{NUL}@example.com", "password": "long enough pw"}),
+    ("POST", "/api/auth/register", {"email": "nul@example.com", "password": f"long enough {NUL}"}),
+    ("POST", "/api/auth/login", {"email": f"a{NUL}@example.com", "password": "long enough pw"}),
+    ("POST", "/api/billing/checkout", {"packId": f"starter{NUL}"}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "returnUrl": f"http://127.0.0.1:9/{NUL}"}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "state": NUL}),
+    ("POST", "/api/billing/cancel", {"sessionId": f"cs_{NUL}"}),
+    ("POST", "/api/credits/spend", {"amount": 1, "idempotencyKey": f"k{NUL}"}),
+    ("POST", "/api/credits/spend", {"amount": 1, "idempotencyKey": "k-nul", "description": NUL}),
+    ("POST", "/api/credits/spend", {"amount": 1, "idempotencyKey": "k-nul", "feature": NUL}),
+    ("PUT", "/api/credits/controls", {"timeZone": f"Europe/Paris{NUL}"}),
+    ("POST", "/api/auth/register", {f"email{NUL}": "a@example.com", "password": "long enough pw"}),
+    ("GET", "/api/billing/verify-payment?session_id=cs_evil%00%1b%5d0", None),
+    ("GET", "/api/credits/transactions?before=1%00", None),
+    ("GET", "/api/credits/usage?granularity=day%00", None),
+    ("GET", "/api/credits/transactions.csv?from=2026-01-01%00", None),
+    ("GET", "/account/credits/success?session_id=cs_evil%00", None),
+    ("GET", "/account/credits/cancel?order_id=ord_evil%00", None),
+    ("POST", "/account/credits/cancel?order_id=ord_evil%00", None),
+    ("GET", "/stub/checkout/cs_evil%00", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), NUL_CASES)
+def test_text_holding_nul_is_refused_as_bad_input(backend: BackendProcess, method: str, path: str,
+                                                  body: object) -> None:
+    api = Api(backend.url).register()
+    before = counts(backend)
+    r = api.request(method, path, json=body) if body is not None else api.request(method, path)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_text", r.text
+    assert counts(backend) == before
+    log = backend.log_with('" 400')
+    assert "pwned" not in log and "%00" not in log and "\x00" not in log and "%1b" not in log
+
+
+def test_a_json_backslash_before_u0000_is_not_nul(backend: BackendProcess) -> None:
+    api = Api(backend.url).register()
+    r = api.post("/api/credits/spend", data=b'{"amount": 1, "idempotencyKey": "k-bs", "description": "a\\\\u0000"}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 402  # read as the six characters \u0000, and refused for want of credits only

@@ -381,3 +381,32 @@ def test_a_refused_payment_says_why_to_support(stripe_backend: tuple[BackendProc
     assert api.balance() == 0
     text = backend.admin("user", api.user["email"]).stdout
     assert "paid but refused: the session does not match the order: currency" in text
+
+
+def test_a_signed_event_holding_nul_is_kept_refused_and_answered_200(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    """Stripe retries anything but 2xx for days: an event Creditdesk will never process is answered 200."""
+    backend, fake = stripe_backend
+    for field in ("id", "type"):
+        event = fake.make_event("customer.created", {"id": "cus_1", "object": "customer"}, store=False)
+        event[field] = f"{event[field]}\u0000\u001b[2J"
+        body = json.dumps(event).encode()
+        for _ in range(2):
+            r = requests.post(f"{backend.url}/api/webhooks/stripe", data=body, timeout=10,
+                              headers={"Stripe-Signature": fake.sign(body), "Content-Type": "application/json"})
+            assert r.status_code == 200 and r.json() == {"received": True, "outcome": "refused"}
+    api = Api(backend.url).register()
+    session_id = api.checkout("starter")["sessionId"]
+    paid = fake.pay(session_id, deliver=False)
+    paid["data"]["object"]["metadata"]["note"] = "\u0000"
+    body = json.dumps(paid).encode()
+    r = requests.post(f"{backend.url}/api/webhooks/stripe", data=body, timeout=10,
+                      headers={"Stripe-Signature": fake.sign(body), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["outcome"] == "refused" and api.balance() == 0
+    rows = backend.query("SELECT outcome, event_id, error FROM failed_deliveries ORDER BY id")
+    assert [row["outcome"] for row in rows] == ["refused"] * 5
+    assert all("\x00" not in (row["event_id"] or "") for row in rows)
+    assert backend.query("SELECT COUNT(*) AS n FROM webhook_events")[0]["n"] == 0
+    log = backend.log_with("reason=nul")
+    assert "\x00" not in log and "[2J" not in log
