@@ -35,6 +35,7 @@ from backend.db import insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
 from backend.schema import disputes, ledger_entries, payment_refunds, refunds
+from backend.visible import visible
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -225,7 +226,7 @@ def payment_of_charge(conn: Connection, charge_id: str) -> str | None:
 
 
 def _printable(text: str) -> str:
-    return text.encode("unicode_escape").decode("ascii")[:64]
+    return visible(text)[:64]
 
 
 def _latest_cause() -> sa.Select[Any]:

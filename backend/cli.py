@@ -22,11 +22,13 @@ from backend.errors import (
     CreditdeskError,
     InvalidAdjustment,
     InvalidSince,
+    NoDatabase,
     UnknownEvent,
     UnknownOrder,
     UnknownUser,
 )
 from backend.migrations import MigrationError
+from backend.visible import visible
 
 if TYPE_CHECKING:
     from backend.services import Services
@@ -61,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     adjust_cmd = commands.add_parser("adjust", help="add (or with a minus sign, take) credits by an adjustment")
     adjust_cmd.add_argument("email")
     adjust_cmd.add_argument("amount", help="whole credits, e.g. 250 or -100")
-    adjust_cmd.add_argument("--reason", required=True, help="why, as the user will see it in their history")
+    adjust_cmd.add_argument("--reason", required=True,
+                            help="why: support's note, kept with the entry and shown by `user`; never shown to the "
+                                 "user, whose history says \"Adjustment by support\"")
+    adjust_cmd.add_argument("--public-note", metavar="TEXT", help="what the user's history says instead")
+    adjust_cmd.add_argument("--allow-negative", action="store_true",
+                            help="take the balance below zero without asking (otherwise asked on a terminal, and "
+                                 "refused without one)")
     adjust_cmd.add_argument("--key", help="an idempotency key: the same key twice adjusts once")
     events_cmd = commands.add_parser("events", help="stored Stripe events with their outcomes")
     events_cmd.add_argument("--order", help="an order id (ord_...)")
@@ -89,14 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             return serve(settings, args.host, args.port, exit_with_stdin=args.exit_with_stdin, linger=args.linger)
-        return _admin(settings, args)
+        try:
+            status = _admin(settings, args)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (`user ... | head`): stop quietly. The Python docs' recipe: point stdout at
+            # devnull, so that the flush at exit does not fail again and print a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        return status
     except ConfigError as exc:
         say(f"creditdesk-backend: {exc}")
         return 2
     except MigrationError as exc:
         say(f"creditdesk-backend: {exc}")
         return 1
-    except (UnknownUser, UnknownOrder, UnknownEvent, InvalidAdjustment, InvalidSince) as exc:
+    except (UnknownUser, UnknownOrder, UnknownEvent, InvalidAdjustment, InvalidSince, NoDatabase) as exc:
         say(f"creditdesk-backend: {exc}")
         return 2
     except (CreditdeskError, SQLAlchemyError) as exc:
@@ -116,7 +132,8 @@ def _admin(settings: Settings, args: argparse.Namespace) -> int:
         case "user":
             return console.user(settings, args.email, as_json=args.json)
         case "adjust":
-            return console.adjust(settings, args.email, args.amount, args.reason, args.key)
+            return console.adjust(settings, args.email, args.amount, args.reason, args.key,
+                                  public_note=args.public_note, allow_negative=args.allow_negative)
         case "events":
             return console.events(settings, order=args.order, session=args.session, type=args.type, as_json=args.json)
         case "replay":
@@ -141,9 +158,10 @@ def port_number(text: str) -> int:
 
 
 def say(message: str) -> None:
-    """The server's last word on stderr, after every line it logged before."""
+    """The server's last word on stderr, after every line it logged before (what a user or Stripe wrote in it
+    made visible: an email or an id can hold escape sequences)."""
     logs.stop()
-    print(message, file=sys.stderr)
+    print(visible(message), file=sys.stderr)
 
 
 def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = False, linger: float = 0) -> int:

@@ -7,22 +7,38 @@ order or event, a bad amount) with one line on stderr and nothing written.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
 from backend import ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
+from backend.errors import AdjustmentBelowZero, NoDatabase
 from backend.orders import Order
 from backend.services import Services
+from backend.visible import visible
+
+
+def require_database(settings: Settings) -> None:
+    """Refuse a SQLite database that is not there, or empty: a mistyped path must not become a new, empty
+    database whose ledger "adds up" (only ``serve`` and ``migrate`` create one)."""
+    if settings.database_url is None or settings.database_url.startswith("sqlite"):
+        path = Path(make_url(settings.database).database or "")
+        if not path.is_file() or path.stat().st_size == 0:
+            raise NoDatabase(f"there is no database at {path}: check CREDITDESK_DB or CREDITDESK_DATABASE_URL "
+                             "(only serve and migrate create one)")
 
 
 @contextmanager
 def database(settings: Settings) -> Iterator[Database]:
+    require_database(settings)
     db = Database(settings.database)
     try:
         migrations.prepare(db)
@@ -36,7 +52,14 @@ def _print_json(value: Any) -> None:
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) if rows else "  (none)"
+    """Rows as a table, every cell's text made visible (see backend.visible): no cell can move the cursor."""
+    safe = [[visible(cell) for cell in row] for row in rows]
+    return tabulate(safe, headers=headers, tablefmt="simple", disable_numparse=True) if rows else "  (none)"
+
+
+def say(line: str = "") -> None:
+    """One line of output, with what users and Stripe wrote in it made visible."""
+    print(visible(line))
 
 
 def _money(amount: int, currency: str) -> str:
@@ -70,14 +93,16 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
                 "paymentIntent": o.payment_intent, "createdAt": o.created_at, "updatedAt": o.updated_at,
             } for o in report.orders],
             "ledger": [{"id": e.id, "type": e.type, "amount": e.amount, "balanceAfter": e.balance_after,
-                        "reference": e.reference, "description": e.description, "createdAt": e.created_at}
+                        "reference": e.reference, "description": e.description, "createdAt": e.created_at,
+                        **({"supportNote": report.notes[e.id]} if e.id in report.notes else {})}
                        for e in report.entries],
             "events": [e.as_json() for e in report.events],
         })
         return 0
-    print(f"Account {report.user.id}  {report.user.email}")
-    print(f"Balance {report.balance} credits\n")
-    print("Orders, newest first")
+    say(f"Account {report.user.id}  {report.user.email}")
+    say(f"Balance {report.balance} credits")
+    say()
+    say("Orders, newest first")
     print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), _paid(o), o.status,
                    o.credits_granted, o.credits_clawed_back, _money(o.amount_refunded, o.currency),
                    _money(o.amount_disputed, o.currency), o.created_at] for o in report.orders],
@@ -85,12 +110,15 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
                   "refunded", "disputed", "created"]))
     for o in report.orders:
         if o.refusal:
-            print(f"  ! {o.id}: {o.refusal}")
-    print(f"\nLast {len(report.entries)} ledger entries")
-    print(_table([[e.id, e.created_at, e.type, f"{e.amount:+d}", e.balance_after, e.reference, e.description]
-                  for e in report.entries],
-                 ["entry", "when", "type", "credits", "balance after", "reference", "description"]))
-    print("\nStripe events about these orders")
+            say(f"  ! {o.id}: {o.refusal}")
+    say()
+    say(f"Last {len(report.entries)} ledger entries")
+    print(_table([[e.id, e.created_at, e.type, f"{e.amount:+d}", e.balance_after, e.reference, e.description,
+                   report.notes.get(e.id, "")] for e in report.entries],
+                 ["entry", "when", "type", "credits", "balance after", "reference", "description (the user sees)",
+                  "support note"]))
+    say()
+    say("Stripe events about these orders")
     print(_events_table(report.events))
     return 0
 
@@ -101,18 +129,38 @@ def _events_table(events: list[support.StoredEvent]) -> str:
                   ["received", "event", "type", "outcome", "detail", "order", "via", "runs"])
 
 
-def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: str | None) -> int:
-    try:
-        amount = int(amount_text.replace("_", ""), 10)
-    except ValueError:
-        amount = 0  # refused below with the same sentence as any other bad amount
+def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: str | None, *,
+           public_note: str | None = None, allow_negative: bool = False) -> int:
+    digits = amount_text.replace("_", "")
+    # ASCII digits only: int() also reads Arabic-Indic or fullwidth digits, which support did not mean to type.
+    # Anything else is refused below with the same sentence as any other bad amount.
+    amount = int(digits, 10) if re.fullmatch(r"[+-]?[0-9]+", digits) else 0
     with database(settings) as db:
-        entry, new = support.adjust(db, email, amount, reason, key)
+        try:
+            entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
+                                        allow_negative=allow_negative)
+        except AdjustmentBelowZero as below:
+            if not _confirmed(f"{visible(email)}: {below}. Go ahead? [y/N] "):
+                print(f"creditdesk-backend: not adjusted: {below}; confirm it at the prompt, or add "
+                      "--allow-negative", file=sys.stderr)
+                return 2
+            entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
+                                        allow_negative=True)
     if new:
-        print(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
+        say(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
     else:
-        print(f"already adjusted with this key: entry {entry.id} ({entry.amount:+d} credits); nothing changed")
+        say(f"already adjusted with this key: entry {entry.id} ({entry.amount:+d} credits); nothing changed")
     return 0
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; never when nobody is there to answer (a script, a pipe): that is a no."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def events(settings: Settings, *, order: str | None, session: str | None, type: str | None, as_json: bool) -> int:
@@ -122,10 +170,11 @@ def events(settings: Settings, *, order: str | None, session: str | None, type: 
     if as_json:
         _print_json({"events": [e.as_json() for e in found], "failedDeliveries": [f.as_json() for f in failed]})
         return 0
-    print(f"{len(found)} stored event(s), newest first")
+    say(f"{len(found)} stored event(s), newest first")
     print(_events_table(found))
     if not (order or session):
-        print("\nDeliveries that could not be processed, newest first")
+        say()
+        say("Deliveries that could not be processed, newest first")
         print(_table([[f.received_at, f.outcome, "yes" if f.signature_valid else "no", f.event_id or "",
                        f.event_type or "", f.error or ""] for f in failed],
                      ["received", "outcome", "signed", "event", "type", "error"]))
@@ -133,6 +182,7 @@ def events(settings: Settings, *, order: str | None, session: str | None, type: 
 
 
 def replay(settings: Settings, event_id: str) -> int:
+    """Run a stored event again; a stored body that is not an event is bad input (exit 2), not a traceback."""
     provider = None
     if settings.stripe_secret_key:  # a session event of another API version is read as Stripe has it now
         from backend.payments.stripe_provider import StripeProvider
@@ -142,38 +192,39 @@ def replay(settings: Settings, event_id: str) -> int:
         processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode,
                                     sessions=provider.retrieve_session if provider else None)
     detail = f" ({processed.detail})" if processed.detail else ""
-    print(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
+    say(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
     return 0
 
 
 def run_reconcile(settings: Settings, since_text: str, *, as_json: bool, public_url: str) -> int:
     since, note = reconcile.parse_since(since_text)
+    require_database(settings)
     services = Services.build(settings, public_url)
     try:
         report = reconcile.reconcile(services, since=since, trigger="command")
     finally:
         services.db.close()
     if note:
-        print(f"creditdesk-backend: {note}", file=sys.stderr)
+        print(f"creditdesk-backend: {visible(note)}", file=sys.stderr)
     if as_json:
         _print_json(report.as_json())
         return 0
-    print(f"Reconciled with {services.provider.name} since {report.since}")
-    print(f"  events read: {report.events_seen}; not seen before and now applied: {len(report.events_applied)}")
+    say(f"Reconciled with {services.provider.name} since {report.since}")
+    say(f"  events read: {report.events_seen}; not seen before and now applied: {len(report.events_applied)}")
     for p in report.events_applied:
-        print(f"    {p.event_id}  {p.type}  -> {p.outcome}" + (f"  ({p.detail})" if p.detail else ""))
-    print(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
+        say(f"    {p.event_id}  {p.type}  -> {p.outcome}" + (f"  ({p.detail})" if p.detail else ""))
+    say(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
     for c in report.orders_changed:
-        print(f"    {c.order_id}  {c.before} -> {c.after}")
-    print(f"  paid orders whose refunds and disputes were re-read: {report.payments_checked}; "
+        say(f"    {c.order_id}  {c.before} -> {c.after}")
+    say(f"  paid orders whose refunds and disputes were re-read: {report.payments_checked}; "
           f"settled anew: {len(report.payments_changed)}")
     for pc in report.payments_changed:
-        print(f"    {pc.order_id}  {pc.outcome} {abs(pc.credits)} credits -> {pc.status}")
+        say(f"    {pc.order_id}  {pc.outcome} {abs(pc.credits)} credits -> {pc.status}")
     if report.pruned_deliveries or report.pruned_bodies:
-        print(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
+        say(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
               f"{report.pruned_bodies} event bodies dropped")
     for error in report.errors:
-        print(f"  could not finish: {error}")
+        say(f"  could not finish: {error}")
     return 0
 
 
@@ -181,8 +232,8 @@ def check(settings: Settings) -> int:
     with database(settings) as db, db.read() as conn:
         problems = ledger.check_invariants(conn)
     for problem in problems:
-        print(problem)
-    print("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
+        say(problem)
+    say("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
 
 
@@ -193,9 +244,9 @@ def migrate(settings: Settings) -> int:
     finally:
         db.close()
     if before == after:
-        print(f"the database is up to date (schema version {after})")
+        say(f"the database is up to date (schema version {after})")
     else:
-        print(f"migrated the database from schema version {before or 'none'} to {after}")
+        say(f"migrated the database from schema version {before or 'none'} to {after}")
     return 0
 
 
@@ -220,21 +271,21 @@ def stripe_setup(settings: Settings, url: str | None) -> int:
         setup = stripe_setup.set_up(provider.client, public_url, webhooks.HANDLED)
     except stripe.StripeError as exc:
         error: PaymentProviderError = translate(exc)
-        print(f"creditdesk-backend: Stripe did not set up the endpoint: {error}", file=sys.stderr)
+        print(f"creditdesk-backend: Stripe did not set up the endpoint: {visible(error)}", file=sys.stderr)
         return 1
     events = len(webhooks.HANDLED)
     if setup.created:
-        print(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
-        print(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
-        print("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
+        say(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
+        say(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+        say("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
         print(setup.secret)
         return 0
     if not setup.problems:
-        print(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
+        say(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
               f"{stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
-        print("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
+        say("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
         return 0
-    print(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")
+    say(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")
     for problem in setup.problems:
-        print(f"  - {problem}")
+        say(f"  - {problem}")
     return 1

@@ -175,6 +175,11 @@ class MalformedEvent(CreditdeskError, ValueError):
     """A signed body that is not an event we can process, now or ever (Stripe must not retry it)."""
 
 
+class NoDatabase(CreditdeskError):
+    """An admin command pointed at a database that is not there (a mistyped path): only ``serve`` and
+    ``migrate`` make one."""
+
+
 class RefusedEvent(CreditdeskError):
     """A signed event Creditdesk will never act on (text holding NUL): kept for support, answered 2xx so that
     Stripe stops sending it."""
@@ -201,6 +206,15 @@ class InvalidSince(CreditdeskError):
 
 class InvalidAdjustment(CreditdeskError):
     """An adjustment needs a whole, non-zero number of credits within bounds, and a reason."""
+
+
+class AdjustmentBelowZero(CreditdeskError):
+    """An adjustment would take a balance below zero, and nobody said that is meant (``--allow-negative``)."""
+
+    def __init__(self, balance: int, after: int) -> None:
+        super().__init__(f"this takes the balance from {balance:,} to {after:,}, below zero")
+        self.balance = balance
+        self.after = after
 
 
 # --- the server itself ------------------------------------------------------------------------------

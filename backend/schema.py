@@ -271,3 +271,11 @@ alerts = Table(
     Index("idx_alerts_user_id_id", "user_id", "id"),
     Index("idx_alerts_user_id_dedupe_key", "user_id", "dedupe_key", unique=True),
 )
+
+# Support's note on an adjustment (`adjust --reason`): for support's eyes, apart from the entry's description,
+# which the user sees in their history.
+adjustment_notes = Table(
+    "adjustment_notes", metadata,
+    Column("entry_id", Id, ForeignKey("ledger_entries.id"), primary_key=True),
+    Column("note", Text, nullable=False),
+)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,9 +18,9 @@ from sqlalchemy import Connection
 from backend import accounts, ledger, orders
 from backend.accounts import User
 from backend.db import Database
-from backend.errors import InvalidAdjustment, UnknownOrder, UnknownUser
+from backend.errors import AdjustmentBelowZero, InvalidAdjustment, UnknownOrder, UnknownUser
 from backend.orders import Order
-from backend.schema import failed_deliveries, webhook_events
+from backend.schema import adjustment_notes, failed_deliveries, webhook_events
 
 log = logging.getLogger("creditdesk.support")
 
@@ -72,6 +72,7 @@ class UserReport:
     orders: list[Order]
     entries: list[ledger.Entry]
     events: list[StoredEvent]
+    notes: dict[int, str] = field(default_factory=dict)  # support's notes on adjustments, by entry id
 
 
 def _user(conn: Connection, email: str) -> User:
@@ -86,15 +87,31 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
     with db.read() as conn:
         user = _user(conn, email)
         found = orders.by_user(conn, user.id)
+        recent = ledger.history(conn, user.id, limit=entries)[0]
+        adjusted = [e.id for e in recent if e.type == "adjustment"]
+        rows = conn.execute(sa.select(adjustment_notes.c.entry_id, adjustment_notes.c.note)
+                            .where(adjustment_notes.c.entry_id.in_(adjusted))).all() if adjusted else []
+        notes = {int(row.entry_id): str(row.note) for row in rows}
         return UserReport(
-            user=user, balance=ledger.balance(conn, user.id), orders=found,
-            entries=ledger.history(conn, user.id, limit=entries)[0],
+            user=user, balance=ledger.balance(conn, user.id), orders=found, entries=recent,
             events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
+            notes=notes,
         )
 
 
-def adjust(db: Database, email: str, amount: int, reason: str, key: str | None = None) -> tuple[ledger.Entry, bool]:
-    """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new)."""
+# What the user's history says of an adjustment when support gives no public note.
+ADJUSTMENT_DESCRIPTION = "Adjustment by support"
+
+
+def adjust(
+    db: Database, email: str, amount: int, reason: str, key: str | None = None, *, public_note: str | None = None,
+    allow_negative: bool = False,
+) -> tuple[ledger.Entry, bool]:
+    """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new).
+
+    ``reason`` is support's note, kept with the entry for support only; the user's history shows
+    ``public_note``, or "Adjustment by support". A balance taken below zero needs ``allow_negative``
+    (AdjustmentBelowZero says so, with the figures, in the same transaction that would have posted it)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_ADJUSTMENT:
         raise InvalidAdjustment(f"the amount must be a whole number of credits, not zero, at most {MAX_ADJUSTMENT:,}")
     reason = reason.strip()
@@ -102,6 +119,9 @@ def adjust(db: Database, email: str, amount: int, reason: str, key: str | None =
         raise InvalidAdjustment("give a reason of 1 to 500 characters")
     if key is not None and not 1 <= len(key) <= 200:
         raise InvalidAdjustment("the key must be 1 to 200 characters")
+    public = (public_note or "").strip() or ADJUSTMENT_DESCRIPTION
+    if len(public) > 500:
+        raise InvalidAdjustment("give a public note of at most 500 characters")
     reference = ADJUSTMENT_PREFIX + (key if key is not None else secrets.token_hex(8))
     with db.transaction() as conn:
         user = _user(conn, email)
@@ -110,9 +130,13 @@ def adjust(db: Database, email: str, amount: int, reason: str, key: str | None =
             if existing.amount != amount:
                 raise InvalidAdjustment(f"the key was used for an adjustment of {existing.amount}, not {amount}")
             return existing, False
+        balance = ledger.balance(conn, user.id)
+        if amount < 0 and balance + amount < 0 and not allow_negative:
+            raise AdjustmentBelowZero(balance, balance + amount)
         entry = ledger.post(conn, user_id=user.id, type="adjustment", amount=amount, reference=reference,
-                            description=reason)
+                            description=public)
         assert entry is not None
+        conn.execute(adjustment_notes.insert().values(entry_id=entry.id, note=reason))
     log.info("adjustment user=%s amount=%d entry=%s", user.id, amount, entry.id)
     return entry, True
 

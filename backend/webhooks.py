@@ -273,7 +273,12 @@ def replay(db: Database, event_id: str, *, livemode: bool, sessions: SessionLook
             raise UnknownEvent(f"event {event_id} is known but its body was not kept (it came before Creditdesk kept "
                                "bodies, or is past the retention period)")
         raise UnknownEvent(f"no stored event {event_id}")
-    event = json.loads(body)
+    try:
+        event = json.loads(body)
+        _parts(event)
+    except (ValueError, RecursionError, MalformedEvent) as exc:
+        raise UnknownEvent(f"the stored body of {event_id} is not an event that can be replayed "
+                           f"({str(exc)[:100] or type(exc).__name__})") from None
     if not stored:
         return process_event(db, event, source="replay", livemode=livemode, body=body, sessions=sessions)
     _, event_type, obj = _parts(event)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from backend import accounts, cli, ledger, migrations
+from backend.db import Database, utcnow
+from backend.schema import failed_deliveries
+from backend.visible import visible
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.stripe_server import FakeStripe
@@ -69,10 +77,14 @@ def test_adjust_once_per_key(stub_backend: BackendProcess) -> None:
     assert first.returncode == 0 and "balance now 250" in first.stdout
     again = stub_backend.admin("adjust", email, "250", "--reason", "Goodwill for the outage", "--key", "case-41")
     assert again.returncode == 0 and "nothing changed" in again.stdout
-    assert stub_backend.admin("adjust", email, "-50", "--reason", "Taken back").returncode == 0
+    assert stub_backend.admin("adjust", email, "-50", "--reason", "Taken back: ticket 7",
+                              "--public-note", "Correction").returncode == 0
     assert api.balance() == 200
-    (entry, *_) = api.transactions()
-    assert (entry["type"], entry["amount"], entry["description"]) == ("adjustment", -50, "Taken back")
+    (taken, given, *_) = api.transactions()
+    assert (taken["type"], taken["amount"], taken["description"]) == ("adjustment", -50, "Correction")
+    assert (given["amount"], given["description"]) == (250, "Adjustment by support")  # the reason stays support's
+    report = json.loads(stub_backend.admin("user", email, "--json").stdout)
+    assert [e.get("supportNote") for e in report["ledger"]] == ["Taken back: ticket 7", "Goodwill for the outage"]
 
 
 @pytest.mark.parametrize("args", [
@@ -81,6 +93,9 @@ def test_adjust_once_per_key(stub_backend: BackendProcess) -> None:
     ["adjust", "{email}", "1.5", "--reason", "x"],
     ["adjust", "{email}", "lots", "--reason", "x"],
     ["adjust", "{email}", "99999999999", "--reason", "x"],
+    ["adjust", "{email}", "\u0661\u0662\u0663", "--reason", "Arabic-Indic digits"],
+    ["adjust", "{email}", "\uff11\uff12", "--reason", "fullwidth digits"],
+    ["adjust", "{email}", "-5", "--reason", "below zero, asked of nobody"],
     ["adjust", "{email}", "5", "--reason", "   "],
     ["adjust", "{email}", "5"],
     ["user", "nobody@example.com"],
@@ -108,3 +123,111 @@ def test_replay_is_a_no_op_where_the_effect_is_already_in_the_ledger(stripe_back
     (stored,) = json.loads(backend.admin("events", "--order", json.loads(
         backend.admin("user", api.user["email"], "--json").stdout)["orders"][0]["id"], "--json").stdout)["events"]
     assert stored["attempts"] == 2 and stored["outcome"] == "already_granted"
+
+
+
+# --- in process: the commands' logic without a process per case ----------------------------------------
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07 fine\r\nforged | row \u202egnp.exe"
+
+
+@pytest.fixture
+def console_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """A migrated database file the commands are pointed at (CREDITDESK_DB), with no Stripe settings."""
+    for name in list(os.environ):
+        if name.startswith(("CREDITDESK_", "STRIPE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CREDITDESK_DB", str(tmp_path / "backend.sqlite3"))
+    db = Database(tmp_path / "backend.sqlite3")
+    migrations.upgrade(db)
+    yield db
+    db.close()
+
+
+def _user_with_hostile_text(db: Database) -> str:
+    user = accounts.register(db, "ann@example.com", "long enough pw")
+    with db.transaction() as conn:
+        ledger.post(conn, user_id=user.id, type="adjustment", amount=500, reference="adj:seed", description="seed")
+        ledger.post(conn, user_id=user.id, type="spend", amount=-7, reference="k1", description=ESCAPES,
+                    feature=ESCAPES)
+    return user.email
+
+
+def test_user_text_is_shown_with_its_control_characters_visible(
+    console_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    email = _user_with_hostile_text(console_db)
+    assert cli.main(["user", email]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out
+    assert "\\x1b[2J\\x1b]0;pwned\\x07 fine\\r\\nforged | row \\u202egnp.exe" in out
+    assert not any(line.startswith("forged") for line in out.splitlines())
+    assert cli.main(["user", email, "--json"]) == 0  # JSON is exact: it escapes by itself
+    assert json.loads(capsys.readouterr().out)["ledger"][0]["description"] == ESCAPES
+
+
+def test_visible_leaves_text_alone_and_writes_controls_out() -> None:
+    assert visible("Café 東京 — ok") == "Café 東京 — ok"
+    assert visible("a\tb\nc\x00d\x7fe\x9bf\u2066g\ufeff") == "a\\tb\\nc\\x00d\\x7fe\\x9bf\\u2066g\\ufeff"
+    assert visible(42) == "42"
+
+
+def test_a_command_on_a_database_that_is_not_there_refuses_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo" / "backend.sqlite3"
+    monkeypatch.setenv("CREDITDESK_DB", str(missing))
+    monkeypatch.delenv("CREDITDESK_DATABASE_URL", raising=False)
+    for args in (["check"], ["user", "a@example.com"], ["events"], ["replay", "evt_1"],
+                 ["adjust", "a@example.com", "5", "--reason", "x"], ["reconcile"]):
+        assert cli.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert f"there is no database at {missing}" in err and err.count("\n") == 1
+    assert not missing.exists() and not missing.parent.exists()
+    assert cli.main(["migrate"]) == 0 and missing.is_file()  # migrate (and serve) make one
+    assert cli.main(["check"]) == 0
+
+
+def test_adjust_below_zero_asks_on_a_terminal_and_is_refused_without_one(
+    console_db: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = accounts.register(console_db, "bob@example.com", "long enough pw")
+    assert cli.main(["adjust", user.email, "100", "--reason", "seed"]) == 0
+    assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 2  # no terminal
+    assert "from 100 to -233, below zero" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    answers = iter(["n", "yes"])
+    monkeypatch.setattr("builtins.input", lambda question: next(answers))
+    assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 2  # said no
+    assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 0  # said yes
+    assert cli.main(["adjust", user.email, "-1", "--reason", "more", "--allow-negative"]) == 0
+    with console_db.read() as conn:
+        assert ledger.balance(conn, user.id) == -234
+
+
+def test_replay_of_a_stored_body_that_is_not_an_event_is_one_line_exit_2(
+    console_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with console_db.transaction() as conn:
+        conn.execute(failed_deliveries.insert().values(
+            received_at=utcnow(), signature_valid=True, event_id="evt_bad", event_type="x", outcome="malformed",
+            error="not JSON", body="{not json"))
+    assert cli.main(["replay", "evt_bad"]) == 2
+    err = capsys.readouterr().err
+    assert "not an event that can be replayed" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database, tmp_path: Path) -> None:
+    email = _user_with_hostile_text(console_db)
+    with console_db.transaction() as conn:
+        for n in range(300):
+            ledger.post(conn, user_id=accounts.find_user(conn, email).id, type="adjustment", amount=1,
+                        reference=f"adj:{n}", description="x" * 200)
+    env = {**os.environ, "CREDITDESK_DB": str(console_db.path)}
+    command = subprocess.Popen([sys.executable, "-m", "backend", "user", email], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert command.stdout is not None and command.stderr is not None
+    first = command.stdout.readline()  # as `| head -1` reads: one line, then the reader goes away
+    command.stdout.close()
+    assert command.wait(60) == 0
+    assert first.startswith(b"Account") and command.stderr.read() == b""
