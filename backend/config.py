@@ -51,6 +51,10 @@ class Settings:
     # windows so that the wait grows for a guesser who keeps going while the owner, elsewhere, signs in.
     auth_limit_per_address: str = "30/minute"
     signin_limit_per_account_and_address: str = "5/minute;15/hour;30/day"
+    # Per account, from every address together (CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT): a ceiling on guessing
+    # from many places at once. Above what one place may try (the limit above), so that one place alone
+    # never locks the owner out; many together do, for the window, and that is the trade.
+    signin_limit_per_account: str = "60/hour;200/day"
     checkout_limit_per_user: str = "10/minute"
     verify_limit_per_user: str = "20/minute"
     # The success and cancel pages need no sign-in: hits per client address, and per checkout.
@@ -119,6 +123,8 @@ class Settings:
             kwargs["event_retention_days"] = int(retention)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
             kwargs["auth_limit_per_address"] = per_address
+        if per_account := get("CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT"):
+            kwargs["signin_limit_per_account"] = per_account
         if (log_format := get("CREDITDESK_LOG_FORMAT")) is not None:
             if log_format.lower() not in ("text", "json"):
                 raise ConfigError(f"CREDITDESK_LOG_FORMAT is text or json, not {log_format!r}.")

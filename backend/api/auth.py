@@ -42,9 +42,12 @@ async def register(body: RegisterBody, services: ServicesDep, address: ClientAdd
 async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
     settings = services.settings
     services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
-    # Per account *and* address: guesses from one place cannot lock the owner out from another.
-    account = ("signin", accounts.normalise_email(body.email), address)
+    # Per account *and* address: guesses from one place cannot lock the owner out from another; and per account
+    # from everywhere, a higher ceiling on guesses from many places at once.
+    email = accounts.normalise_email(body.email)
+    account = ("signin", email, address)
     services.limiter.hit(settings.signin_limit_per_account_and_address, *account)
+    services.limiter.hit(settings.signin_limit_per_account, "signin-account", email)
     answer = await _password_work.run(_login, services, body.email, body.password)
     services.limiter.clear(settings.signin_limit_per_account_and_address, *account)
     return answer

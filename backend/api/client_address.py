@@ -5,6 +5,10 @@ default, so the bundled backend believes no one), and only hop by hop from the r
 vouching for the one before it: the first hop that is not a trusted proxy is the client. A hop that
 is not a bare IP address ends the walk at the last address that was vouched for, so a made-up value
 can never become an address of its own.
+
+An IPv6 client is counted by its /64: one host is given a whole /64 and can take any address in it, so
+counting single addresses would let it make as many fresh ones as it likes. (IPv4 addresses, IPv4 in IPv6
+clothes and the loopback address are counted as they are.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequ
     if address is None:
         return peer or "unknown"
     if not trusted:
-        return str(address)
+        return _counted(address)
     hops = [hop for value in forwarded_for for hop in value.split(",")]
     for hop in reversed(hops):
         if not any(address in network for network in trusted):
@@ -41,4 +45,10 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequ
         if vouched is None:
             break
         address = vouched
+    return _counted(address)
+
+
+def _counted(address: Address) -> str:
+    if isinstance(address, IPv6Address) and not address.is_loopback:
+        return str(IPv6Network((address, 64), strict=False))
     return str(address)

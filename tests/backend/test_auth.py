@@ -7,6 +7,7 @@ import secrets
 import pytest
 import requests
 
+from backend.config import Settings
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
@@ -120,3 +121,38 @@ def test_register_and_login_spell_an_email_the_same_way(
     assert r.status_code == 200 and r.json()["user"]["id"] == api.user["id"]
     r = Api(stub_backend.url).post("/api/auth/register", json={"email": signs_in_as, "password": "another one!"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "email_taken"
+
+
+def test_guesses_from_many_addresses_meet_a_ceiling_per_account(backend_factory) -> None:
+    backend = backend_factory({"CREDITDESK_TRUSTED_PROXIES": "127.0.0.1",
+                               "CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT": "9/hour"})
+    Api(backend.url).register("victim@example.com")
+    botnet = [f"203.0.113.{n}" for n in range(1, 6)]
+    statuses = [login(backend, "victim@example.com", f"guess {n}", address).status_code
+                for n, address in enumerate(botnet * 2)]
+    assert statuses == [401] * 9 + [429]  # each address far from its own limit; together at the ceiling
+    assert login(backend, "victim@example.com", "guess", "198.51.100.99").status_code == 429  # a new place too
+    assert login(backend, "someone-else@example.com", "guess", botnet[0]).status_code == 401  # one account only
+
+
+def test_ipv6_clients_are_counted_by_their_64(backend_factory) -> None:
+    backend = backend_factory({"CREDITDESK_TRUSTED_PROXIES": "127.0.0.1"})
+    Api(backend.url).register("victim@example.com")
+    # One host rotating through the addresses of its /64: one count, as one address would be.
+    rotating = [f"2001:db8:0:1::{n:x}" for n in range(1, 8)]
+    statuses = [login(backend, "victim@example.com", "guess", address).status_code for address in rotating]
+    assert statuses == [401] * 5 + [429] * 2
+    assert login(backend, "victim@example.com", "correct horse battery", "2001:db8:0:2::1").status_code == 200
+
+
+def test_the_ceiling_per_account_is_above_what_one_place_may_try() -> None:
+    """One place alone can never lock the owner out: its own limit stops it below the ceiling, in every window."""
+    from limits import parse_many
+
+    settings = Settings()
+    one_place = {item.get_expiry(): item.amount for item in parse_many(settings.signin_limit_per_account_and_address)}
+    everywhere = parse_many(settings.signin_limit_per_account)
+    for ceiling in everywhere:
+        allowed_from_one_place = min(amount * ceiling.get_expiry() // expiry for expiry, amount in one_place.items()
+                                     if expiry <= ceiling.get_expiry())
+        assert ceiling.amount > allowed_from_one_place, (ceiling, allowed_from_one_place)

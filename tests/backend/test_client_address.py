@@ -21,7 +21,10 @@ PROXIES = parse_networks("CREDITDESK_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16
     ("10.0.0.1", ["evil"], PROXIES, "10.0.0.1"),  # not an IP address: not an address
     ("10.0.0.1", ["6.6.6.6, unknown"], PROXIES, "10.0.0.1"),
     ("10.0.0.1", ["203.0.113.9:4711"], PROXIES, "10.0.0.1"),
-    ("10.0.0.1", [" 2001:db8::1 "], PROXIES, "2001:db8::1"),
+    ("10.0.0.1", [" 2001:db8::1 "], PROXIES, "2001:db8::/64"),  # IPv6: its /64, which one host may hold whole
+    ("10.0.0.1", ["2001:db8::1:2:3:4"], PROXIES, "2001:db8::/64"),
+    ("2001:db8:0:7:a::1", [], (), "2001:db8:0:7::/64"),
+    ("::1", [], (), "::1"),  # loopback as it is
     ("::1", ["::ffff:203.0.113.9"], PROXIES, "203.0.113.9"),  # an IPv4 address in IPv6 clothes
     ("::ffff:10.0.0.1", ["203.0.113.9"], PROXIES, "203.0.113.9"),
     ("10.0.0.1", ["192.168.1.1"], PROXIES, "192.168.1.1"),  # only proxies all the way: the first one
