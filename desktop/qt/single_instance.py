@@ -1,24 +1,55 @@
 """One app per data folder: a second launch brings the first one's window to the front and exits.
 
-The first instance holds a ``QLockFile`` in the data folder (a lock left by a crashed instance is taken over:
-its process is gone) and listens on a ``QLocalServer`` named after that folder. A second launch finds the lock
-held, connects to the server and asks it to come to the front. Two instances would otherwise run two bundled
-backends on one database and show each other stale figures.
+The first instance holds a ``QLockFile`` in the data folder and listens on a ``QLocalServer`` named after
+that folder. A lock left by a crashed instance is taken over (its process is gone), and so is one that names
+no running Creditdesk of this machine: empty, garbage, another host's, or a process id now used by another
+program. A second launch finds the lock held, connects to the server and asks it to come to the front. Two
+instances would otherwise run two bundled backends on one database and show each other stale figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QLockFile, QObject, Signal
+from PySide6.QtCore import QLockFile, QObject, QSysInfo, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger("desktop.instance")
 
 ACTIVATE = b"activate\n"
+
+
+def _this_host() -> str:
+    return QSysInfo.machineHostName()
+
+
+def _held_by_a_running_app(pid: object, host: str) -> bool:
+    """Whether a lock's process is a Creditdesk running on this machine. An unreadable lock (empty, garbage),
+    another host's, or one whose process is gone or is some other program (its id reused) is stale: keeping it
+    would stop the app from ever starting. (A lock of another machine sharing the folder is not ours to honour:
+    that machine's app has a backend of its own.)"""
+    if not isinstance(pid, int) or pid <= 0 or host != _this_host():
+        return False
+    if pid == os.getpid():
+        return True  # this process holds it (another SingleInstance here)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's: not ours to take
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # Linux: is it a Creditdesk (or the Python running it)?
+        try:
+            words = cmdline.read_bytes().replace(b"\x00", b" ").decode(errors="replace").lower()
+        except OSError:
+            return True
+        return any(name in words for name in ("creditdesk", "python", "desktop"))
+    return True
 
 
 def server_name(lock_path: Path) -> str:
@@ -46,8 +77,19 @@ class SingleInstance(QObject):
         if not self._lock.tryLock(200):
             info = self._lock.getLockInfo()  # PySide6: (pid, hostname, appname)
             pid = info[0] if isinstance(info, tuple) and info else None
+            host = info[1] if isinstance(info, tuple) and len(info) > 1 else ""
+            if not _held_by_a_running_app(pid, host):
+                log.warning("taking over a lock file that names no running Creditdesk (%s)",
+                            "unreadable" if not pid else "another host" if host != _this_host() else "stale")
+                with contextlib.suppress(OSError):
+                    self.lock_path.unlink()
+                if self._lock.tryLock(200):
+                    return self._listen()
             self.holder = pid if isinstance(pid, int) and pid > 0 else None
             return False
+        return self._listen()
+
+    def _listen(self) -> bool:
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         QLocalServer.removeServer(self.name)  # a socket file left by a crashed instance; we hold the lock

@@ -106,3 +106,29 @@ def test_a_crashed_instance_does_not_block_the_next_start(tmp_path: Path,
     assert again.poll() is None
     again.send_signal(signal.SIGTERM)
     assert again.wait(30) == 0
+
+
+# A lock file that names no running Creditdesk of this machine never stops the app from starting.
+BAD_LOCKS = {
+    "empty": "",
+    "garbage": "\x00\xff not a lock file",
+    "process 1 (init)": "1\ncreditdesk\n{host}\n",
+    "another host's": "{pid}\ncreditdesk\nsome-other-machine\n",
+    "a process that is gone": "999999\ncreditdesk\n{host}\n",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_LOCKS)
+def test_a_lock_that_names_no_running_app_is_taken_over(tmp_path: Path, kind: str, qapp: object) -> None:
+    from PySide6.QtCore import QSysInfo
+
+    from desktop.qt.single_instance import SingleInstance
+
+    lock = tmp_path / "creditdesk.lock"
+    lock.write_text(BAD_LOCKS[kind].format(host=QSysInfo.machineHostName(), pid=os.getpid()), errors="surrogateescape")
+    instance = SingleInstance(lock)
+    assert instance.acquire(), kind
+    second = SingleInstance(lock)  # while it runs, it is the one: a second instance is refused
+    assert not second.acquire() and second.holder == os.getpid()
+    instance.release()
+
