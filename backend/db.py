@@ -16,9 +16,11 @@ The schema is created and changed only by the migrations (:mod:`backend.migratio
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -80,7 +82,7 @@ class Database:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self.path: Path | None = Path(url.database or "")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             self.engine = _sqlite_engine(url)
         else:
             self.path = None
@@ -93,6 +95,7 @@ class Database:
         self._reader_lock = threading.Lock()
         self.failing_since: float | None = None
         self._file_made = False  # the SQLite file exists once a write has committed
+        self._file_id = _file_id(self.path) if self.path is not None else None  # which file is open
 
     @property
     def dialect(self) -> str:
@@ -146,6 +149,7 @@ class Database:
         if not self.is_sqlite:
             with self.read() as conn:
                 return conn.execute(statement, dict(params)).scalar()
+        self._check_replaced()
         with self._storage_faults(), self._reader_lock:
             try:
                 if self._sqlite_reader is None:
@@ -165,6 +169,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction: one consistent view for the queries inside it."""
+        self._check_replaced()
         with self._storage_faults(), self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -221,6 +226,20 @@ class Database:
             # copy restored) is opened anew, not written past through a connection to the old one.
             self._let_go()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
+        self._check_replaced()
+
+    def _check_replaced(self) -> None:
+        """A SQLite file replaced at its path (deleted, and a backup restored in its place) is a new file: let go
+        of the connections to the old one, so that reads and writes go to the file that is there now, without a
+        restart. One stat() of the path, a microsecond or two."""
+        if self.path is None:
+            return
+        now = _file_id(self.path)
+        if now is not None and now != self._file_id:
+            if self._file_id is not None:
+                log.warning("storage outcome=file_replaced path=%s: opening the new file", self.path)
+                self._let_go()
+            self._file_id = now
 
     @property
     def healthy(self) -> bool:
@@ -261,6 +280,37 @@ def lock_until_commit(conn: Connection, name: str) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(_XACT_LOCK, {"key": _lock_key(name)})
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _private_file(path: Path) -> None:
+    """Make the SQLite file (and its folder, when new) readable by this user only, before SQLite opens it.
+
+    The database holds emails and password hashes. SQLite creates a missing file 0644 less the umask, and its
+    ``-wal`` and ``-shm`` files with the database file's own permissions: so the file is created here first,
+    empty (an empty file is an empty database), 0600, and so are they then; a file made by an older version
+    is made 0600 too. The folder, when it is made here, is 0700."""
+    if str(path) in ("", ":memory:"):
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a folder that cannot be written: SQLite's own error says so when it opens it
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # another user's file, or none: leave it
+            if file.exists() and file.stat().st_mode & 0o077 and file.stat().st_uid == os.getuid():
+                file.chmod(0o600)
 
 
 def _postgresql_engine(url: URL, pool_size: int) -> Engine:

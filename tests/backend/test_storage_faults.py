@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend import ledger, migrations
@@ -24,6 +26,7 @@ from backend.api.app import create_app
 from backend.config import Settings
 from backend.db import Database
 from backend.errors import StorageUnavailable
+from backend.schema import ledger_entries
 from backend.services import Services
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
@@ -79,7 +82,8 @@ def storage_health(backend: BackendProcess) -> str:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with filler.open("wb") as f, contextlib.suppress(OSError):
+    # Outermost: closing the file flushes what its buffer kept of the last write, which fails too.
+    with contextlib.suppress(OSError), filler.open("wb") as f:
         while True:
             f.write(b"\0" * 65536)
             f.flush()
@@ -240,3 +244,74 @@ def test_a_database_restored_from_a_copy_gets_the_writes_that_follow(tmp_path: P
             assert ledger.check_invariants(conn) == []
     finally:
         restored.close()
+
+
+def test_a_file_replaced_while_nothing_was_written_is_read_and_written_anew(tmp_path: Path) -> None:
+    """A backup restored at the path, the server none the wiser: the next read shows the restored figures and
+    the next write lands in the restored file, with no request in between that found the file gone."""
+    path = tmp_path / "backend.sqlite3"
+    db = Database(path)
+    migrations.upgrade(db)
+    try:
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="purchase", amount=337, reference="cs_1")
+        backup = tmp_path / "backup.sqlite3"
+        with sqlite3.connect(path) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)  # a backup as an operator takes it: 337 credits
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="spend", amount=-100, reference="k-after-backup")
+        with db.read() as conn:
+            assert ledger.balance(conn, 1) == 237
+        for file in tmp_path.glob("backend.sqlite3*"):
+            file.unlink()
+        path.write_bytes(backup.read_bytes())  # restored: the spend after the backup is not in it
+        assert db.peek(sa.select(sa.func.count()).select_from(ledger_entries), {}) == 1
+        with db.read() as conn:
+            assert ledger.balance(conn, 1) == 337
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="spend", amount=-113, reference="k-after-restore")
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT balance FROM balances WHERE user_id = 1").fetchone() == (224,)
+
+
+def test_the_database_and_its_wal_and_shm_are_this_users_only(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "new folder" / "backend.sqlite3"
+        db = Database(path)
+        migrations.upgrade(db)
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=1, type="purchase", amount=7, reference="cs_1")
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        assert files == {"backend.sqlite3": 0o600, "backend.sqlite3-wal": 0o600, "backend.sqlite3-shm": 0o600}
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        db.close()
+        # A database an older version made readable by everyone is made this user's only when opened.
+        for file in path.parent.iterdir():
+            file.chmod(0o644)
+        again = Database(path)
+        with again.read() as conn:
+            assert ledger.balance(conn, 1) == 7
+        again.close()
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}["backend.sqlite3"] == 0o600
+    finally:
+        os.umask(old_umask)
+
+
+def test_serve_and_migrate_make_private_files(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        target = tmp_path / "made-by-migrate" / "backend.sqlite3"
+        migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], capture_output=True, text=True,
+                                 timeout=60, env={"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
+        assert migrate.returncode == 0, migrate.stderr
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        (tmp_path / "served").mkdir()
+        with BackendProcess(tmp_path / "served") as backend:
+            Api(backend.url).register()
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in backend.db_path.parent.glob("backend.sqlite3*")}
+        assert modes and set(modes.values()) == {0o600}, modes
+    finally:
+        os.umask(old_umask)
