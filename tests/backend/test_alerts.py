@@ -158,3 +158,28 @@ def test_the_inbox_pages_marks_read_and_keeps_users_apart(db: Database) -> None:
         assert alerts.mark_read(conn, USER, None) == 0
         read = alerts.page(conn, USER, unread_only=False, limit=10)[0]
         assert all(a.read_at for a in read) and len(read) == 5
+
+
+OTHER = 4
+
+
+def test_one_users_thresholds_are_theirs_alone(db: Database) -> None:
+    """Setting, crossing, re-arming or removing one user's threshold leaves another's with the same level as it is."""
+    for user in (USER, OTHER):
+        post(db, 150, f"start-{user}", user=user)
+        thresholds(db, 100, 50, user=user)
+    spend(db, 51, "a", user=USER)  # 99: USER's 100 fires and is disarmed; OTHER's stays armed
+    assert low(db) == [(100, 99)]
+    spend(db, 53, "b", user=OTHER)  # 97: OTHER's own crossing
+    assert [(a.data["threshold"], a.data["balance"]) for a in found(db, OTHER) if a.kind == "low_balance"] == [
+        (100, 97)]
+    post(db, 5, "c", user=USER)  # 104: USER's re-armed, OTHER's not
+    spend(db, 1, "d", user=OTHER)  # 96: no new crossing for OTHER
+    thresholds(db, 50, user=USER)  # USER removes 100
+    with db.read() as conn:
+        assert spend_controls.load(conn, OTHER).low_balance_alerts == (100, 50)
+        assert spend_controls.load(conn, USER).low_balance_alerts == (50,)
+    post(db, 10, "e", user=OTHER)  # 106: OTHER's 100 re-armed
+    spend(db, 7, "f", user=OTHER)  # 99: fires again for OTHER, whose threshold USER's removal left alone
+    assert [a.data["balance"] for a in found(db, OTHER) if a.kind == "low_balance"] == [97, 99]
+    assert low(db) == [(100, 99)]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from backend import alerts, fulfilment, orders
 from backend.db import Database
 from backend.payments.base import SessionState
 from tests.helpers.payments import Purchase, new_order, refund_event, session_event
@@ -100,3 +101,96 @@ def test_the_session_reads_stripes_totals_and_ignores_what_is_not_an_amount() ->
                                     "total_details": {"amount_discount": -5, "amount_tax": None}})
     assert (odd.amount_subtotal, odd.amount_total, odd.amount_discount, odd.amount_tax) == (None, None, 0, 0)
     assert SessionState.from_stripe({**obj, "total_details": None}).amount_discount == 0
+
+
+# --- expiry, failure and cancellation of orders: every way the news comes, from every status ---------------
+
+
+def _state(p: Purchase, status: str, payment_status: str = "unpaid") -> SessionState:
+    obj = _session(p, status=status, payment_status=payment_status, payment_intent=None)["data"]["object"]
+    return SessionState.from_stripe(obj)
+
+
+def _to(db: Database, p: Purchase, status: str) -> None:
+    """Put the order in ``status`` the way the product does, for the table below."""
+    if status == "cancelled":
+        with db.transaction() as conn:
+            order = orders.by_id(conn, p.order_id, lock=True)
+            assert order is not None
+            fulfilment.mark_cancelled(conn, order, source="test")
+    elif status == "expired":
+        _news(db, p, "expire")
+    elif status == "failed":
+        _news(db, p, "fail")
+    elif status == "paid":
+        assert p.apply(_session(p)) == "granted"
+
+
+def _news(db: Database, p: Purchase, news: str) -> fulfilment.Result:
+    with db.transaction() as conn:
+        if news == "expire":
+            return fulfilment.apply_session(conn, _state(p, "expired"), source="test")
+        if news == "fail":
+            return fulfilment.mark_failed(conn, _state(p, "complete"), source="test")
+        if news == "open":
+            return fulfilment.apply_session(conn, _state(p, "open"), source="test")
+        order = orders.by_id(conn, p.order_id, lock=True)
+        assert order is not None
+        return fulfilment.mark_cancelled(conn, order, source="test")
+
+
+# (status before, news) -> (outcome, status after, alert kinds made)
+ORDER_NEWS = {
+    ("pending", "expire"): ("expired", "expired", ["purchase_expired"]),
+    ("pending", "fail"): ("failed", "failed", ["purchase_failed"]),
+    ("pending", "cancel"): ("cancelled", "cancelled", []),
+    ("pending", "open"): ("not_paid", "pending", []),
+    ("cancelled", "expire"): ("expired", "expired", []),  # the customer knows: no alert
+    ("cancelled", "fail"): ("failed", "failed", ["purchase_failed"]),
+    ("cancelled", "cancel"): ("no_change", "cancelled", []),
+    ("expired", "expire"): ("no_change", "expired", []),
+    ("expired", "fail"): ("no_change", "expired", []),
+    ("expired", "cancel"): ("no_change", "expired", []),
+    ("failed", "expire"): ("no_change", "failed", []),
+    ("failed", "cancel"): ("no_change", "failed", []),
+    ("paid", "expire"): ("no_change", "paid", []),  # nothing goes backwards once money was taken
+    ("paid", "fail"): ("no_change", "paid", []),
+    ("paid", "cancel"): ("no_change", "paid", []),
+    ("paid", "open"): ("not_paid", "paid", []),
+}
+
+
+@pytest.mark.parametrize(("before", "news"), ORDER_NEWS, ids=str)
+def test_expiry_failure_and_cancellation_of_orders(db: Database, before: str, news: str) -> None:
+    outcome, after, made = ORDER_NEWS[before, news]
+    p = new_order(db, credits=333, amount=1000)
+    _to(db, p, before)
+    with db.read() as conn:
+        alerts_before = len(alerts.page(conn, p.user_id, unread_only=False, limit=100)[0])
+    result = _news(db, p, news)
+    assert (result.outcome, p.order().status) == (outcome, after)
+    assert result.order is not None and result.order.status == after
+    with db.read() as conn:
+        new = alerts.page(conn, p.user_id, unread_only=False, limit=100)[0]
+    assert [a.kind for a in new[: len(new) - alerts_before]] == made
+    assert p.balance() == (333 if before == "paid" else 0)
+
+
+def test_news_of_a_session_no_order_has_is_refused_and_changes_nothing(db: Database) -> None:
+    p = new_order(db)
+    stranger = SessionState.from_stripe({**_session(p)["data"]["object"], "id": "cs_nobody"})
+    with db.transaction() as conn:
+        for result in (fulfilment.apply_session(conn, stranger, source="test"),
+                       fulfilment.mark_failed(conn, stranger, source="test")):
+            assert (result.outcome, result.order) == ("unknown_order", None)
+            assert result.detail == "no order has this Checkout Session"
+    assert p.order().status == "pending" and p.balance() == 0
+
+
+def test_a_failure_of_a_session_that_is_not_the_orders_is_refused(db: Database) -> None:
+    p = new_order(db, credits=333, amount=1000)
+    with db.transaction() as conn:
+        result = fulfilment.mark_failed(conn, SessionState.from_stripe(
+            {**_session(p)["data"]["object"], "client_reference_id": "999"}), source="test")
+    assert result.outcome == "refused" and "client_reference_id" in result.detail
+    assert p.order().status == "pending"
