@@ -151,7 +151,8 @@ def test_cancel_page_asks_and_its_button_expires_the_session(stripe_backend: tup
     assert fake.calls("/v1/checkout/sessions/*/expire", "POST") == 0
     posted = requests.post(cancel_url, allow_redirects=False, timeout=30)
     assert posted.status_code == 303 and posted.headers["Location"].endswith("&done=cancelled")
-    r = requests.get(backend.url + posted.headers["Location"], allow_redirects=False, timeout=30)
+    assert posted.headers["Location"].startswith(backend.url + "/account/credits/cancel?order_id=")
+    r = requests.get(posted.headers["Location"], allow_redirects=False, timeout=30)
     assert r.status_code == 200 and outcome(r.text) == "cancelled" and "Nothing was charged" in r.text
     assert "status=cancelled" in (handoff_url(r.text) or "")
     fake.wait_deliveries(timeout=10)
