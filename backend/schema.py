@@ -129,7 +129,7 @@ refunds = Table(
     Column("status", Text, nullable=False),
     Column("as_of", BigInteger, nullable=False),
     Column("updated_at", Text, nullable=False),
-    Column("created", BigInteger),  # when Stripe created the refund (null for refunds kept before 0006)
+    Column("created", BigInteger),  # when Stripe created the refund (null for refunds kept before migration 0004)
     Index("idx_refunds_payment_intent", "payment_intent"),
     Index("idx_refunds_charge_id", "charge_id"),
 )

@@ -90,6 +90,8 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.UnknownOrder: Answer(404, "unknown_order", "There is no order with that id."),
     errors.InvalidSince: Answer(422, "invalid_since", "Give the period as minutes, hours or days, such as 72h."),
     errors.InvalidAdjustment: Answer(422, "invalid_adjustment", "The adjustment is not valid: {exc}."),
+    errors.AdjustmentBelowZero: Answer(409, "adjustment_below_zero", "The adjustment was not made: {exc}."),
+    errors.NoDatabase: Answer(503, "no_database", "The server's database is not there; nothing was changed."),
     errors.ServerBusy: Answer(503, "server_busy", "The server is busy. " + TRY_AGAIN),
     errors.StorageUnavailable: Answer(503, "temporarily_unavailable",
                                       "The server cannot reach its storage just now; nothing was changed. "

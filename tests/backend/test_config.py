@@ -80,6 +80,9 @@ def test_serve_reports_a_config_error_without_a_traceback(tmp_path: Path) -> Non
 
 def test_check_command(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db.sqlite3")}
+    migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], env=env, capture_output=True, text=True,
+                             timeout=30)
+    assert migrate.returncode == 0, migrate.stderr
     r = subprocess.run([sys.executable, "-m", "backend", "check"], env=env, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0 and "the ledger adds up" in r.stdout

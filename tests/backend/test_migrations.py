@@ -113,3 +113,41 @@ def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, 
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("creditdesk-backend: ") and "database" in last and "Traceback" not in r.stderr
+
+
+def test_a_database_at_the_last_landed_version_keeps_every_row(tmp_path: Path, databases: Databases) -> None:
+    """0003 (the version before this one's refunds' creation time, orders' totals and support's notes): its rows
+    come through whole, and the new columns say "not known" rather than inventing a value."""
+    from alembic import command
+    from sqlalchemy import text
+
+    db = Database(databases.new(migrated=False) or tmp_path / "at-0003.sqlite3")
+    try:
+        with db.transaction() as conn:
+            command.upgrade(migrations._config(conn), "0003")
+            conn.execute(text(
+                "INSERT INTO users (id, email, password_hash, created_at) VALUES (7, 'old@example.com', '-', 't')"))
+            conn.execute(text(
+                "INSERT INTO orders (id, user_id, pack_id, pack_name, credits, amount, currency, provider, session_id, "
+                "status, payment_intent, amount_refunded, credits_clawed_back, created_at, amount_disputed) VALUES "
+                "('ord_old', 7, 'pro', 'Pro', 1200, 5000, 'usd', 'stripe', 'cs_old', 'paid', 'pi_old', 1337, 320, "
+                "'t', 0)"))
+            conn.execute(text(
+                "INSERT INTO refunds (id, payment_intent, charge_id, amount, currency, status, as_of, updated_at) "
+                "VALUES ('re_old', 'pi_old', 'ch_old', 1337, 'usd', 'succeeded', 5, 't')"))
+            conn.execute(text(
+                "INSERT INTO ledger_entries (user_id, type, amount, balance_after, reference, description, created_at) "
+                "VALUES (7, 'adjustment', 50, 50, 'adj:old', 'Goodwill, as the user saw it', 't')"))
+        before, after = migrations.upgrade(db)
+        assert (before, after) == ("0003", migrations.head())
+        with db.read() as conn:
+            order = conn.execute(text("SELECT credits, amount, status, amount_refunded, credits_clawed_back, "
+                                      "amount_paid, amount_discount, amount_tax, refusal FROM orders")).one()
+            assert tuple(order) == (1200, 5000, "paid", 1337, 320, None, 0, 0, None)
+            assert tuple(conn.execute(text("SELECT id, amount, status, created FROM refunds")).one()) == (
+                "re_old", 1337, "succeeded", None)
+            assert conn.execute(text("SELECT description FROM ledger_entries")).scalar_one() == \
+                "Goodwill, as the user saw it"
+            assert conn.execute(text("SELECT COUNT(*) FROM adjustment_notes")).scalar_one() == 0
+    finally:
+        db.close()

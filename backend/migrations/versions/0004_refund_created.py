@@ -5,7 +5,7 @@ later is taken out of the snapshot only when the snapshot had counted it, which 
 creation time. Refunds and disputes that name only their charge are matched to their payment through
 the charge, hence the indexes.
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-05
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -4,8 +4,8 @@ A Checkout Session with a promotion code or exclusive tax has a total that is no
 it is granted when its subtotal is the pack's, and the order keeps the total, the discount and the tax.
 A payment still refused (money taken, no credits) says why on its order, for support.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from backend.schema import Amount
 
-revision = "0007"
-down_revision = "0006"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@
 shows, is "Adjustment by support" unless ``--public-note`` says otherwise. Adjustments made before keep their
 description: their reason was public then.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-05
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from backend.schema import Id
 
-revision = "0008"
-down_revision = "0007"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
