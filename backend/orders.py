@@ -37,7 +37,7 @@ class Order:
     created_at: str
     updated_at: str
     amount_disputed: int = 0
-    amount_paid: int | None = None  # the session's total once paid (None before, and for orders paid before migration 0005)
+    amount_paid: int | None = None  # the total paid (None until paid, and for orders paid before migration 0005)
     amount_discount: int = 0
     amount_tax: int = 0
     refusal: str | None = None  # why a payment of this order was refused
