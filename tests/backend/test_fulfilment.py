@@ -194,3 +194,80 @@ def test_a_failure_of_a_session_that_is_not_the_orders_is_refused(db: Database) 
             {**_session(p)["data"]["object"], "client_reference_id": "999"}), source="test")
     assert result.outcome == "refused" and "client_reference_id" in result.detail
     assert p.order().status == "pending"
+
+
+# --- what a grant and a move say: to the caller, the user's alerts, support's log, the metrics ------------
+
+
+def test_a_grant_answers_the_paid_order_alerts_the_user_and_logs_for_support(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    from backend import metrics
+
+    def granted() -> float:
+        return metrics.REGISTRY.get_sample_value("creditdesk_credits_total", {"movement": "granted"}) or 0.0
+
+    granted_before = granted()
+    p = new_order(db, credits=333, amount=1000)
+    caplog.set_level("INFO", logger="creditdesk.payments")
+    with db.transaction() as conn:
+        result = fulfilment.apply_session(conn, SessionState.from_stripe(_session(p)["data"]["object"]),
+                                          source="verify")
+    assert result.outcome == "granted" and result.order is not None and result.order.status == "paid"
+    assert result.order.id == p.order_id
+    assert f"payment order={p.order_id} session={p.session_id} user={p.user_id} source=verify outcome=granted " \
+           "credits=333" in caplog.text
+    assert granted() == granted_before + 333
+    with db.read() as conn:
+        [alert] = alerts.page(conn, p.user_id, unread_only=False, limit=10)[0]
+    assert (alert.kind, alert.data["orderId"], alert.data["credits"]) == ("purchase_confirmed", p.order_id, 333)
+    with db.transaction() as conn:  # the same payment told again (another event, verify): granted already
+        again = fulfilment.apply_session(conn, SessionState.from_stripe(_session(p)["data"]["object"]),
+                                         source="webhook")
+    assert again.outcome == "already_granted" and again.order is not None and again.order.status == "paid"
+    assert p.balance() == 333
+
+
+def test_a_grant_whose_ledger_entry_is_already_there_says_so(db: Database) -> None:
+    """The ledger has the purchase (its unique reference) while the order row lagged behind: no second entry."""
+    p = new_order(db, credits=333, amount=1000)
+    from backend import ledger
+
+    with db.transaction() as conn:
+        ledger.post(conn, user_id=p.user_id, type="purchase", amount=333, reference=p.session_id)
+    with db.transaction() as conn:
+        result = fulfilment.apply_session(conn, SessionState.from_stripe(_session(p)["data"]["object"]),
+                                          source="reconcile")
+    assert result.outcome == "already_granted" and result.order is not None and result.order.status == "paid"
+    assert p.balance() == 333 and len(p.entries()) == 1
+
+
+def test_a_move_logs_where_from_and_where_to(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    p = new_order(db)
+    caplog.set_level("INFO", logger="creditdesk.payments")
+    _news(db, p, "expire")
+    assert f"payment order={p.order_id} session={p.session_id} user={p.user_id} source=test outcome=expired " \
+           "from=pending" in caplog.text
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"metadata": {"type": "donation"}}, "metadata.type"),
+    ({"metadata": {"orderId": "ord_other"}}, "metadata.orderId"),
+    ({"metadata": {"userId": "999"}}, "metadata.userId"),
+    ({"metadata": {"packId": "pro"}}, "metadata.packId"),
+    ({"metadata": {"credits": "5000"}}, "metadata.credits"),
+    ({"client_reference_id": "999"}, "client_reference_id"),
+    ({"amount_subtotal": 1}, "amount_subtotal"),
+    ({"amount_subtotal": None, "amount_total": 1}, "amount_total"),
+    ({"currency": "eur"}, "currency"),
+], ids=str)
+def test_a_refusal_names_exactly_what_does_not_match(db: Database, change: dict[str, Any], named: str) -> None:
+    p = new_order(db, credits=333, amount=1000)
+    change = dict(change)  # (the table is shared by both engines' runs)
+    event = _session(p)
+    obj = event["data"]["object"]
+    obj["metadata"] = {**obj["metadata"], **change.pop("metadata", {})}
+    obj.update(change)
+    with db.transaction() as conn:
+        result = fulfilment.apply_session(conn, SessionState.from_stripe(obj), source="test")
+    assert (result.outcome, result.detail) == ("refused", f"the session does not match the order: {named}")
