@@ -59,8 +59,15 @@ class SessionState:
     @property
     def is_paid(self) -> bool:
         """Complete and paid; or complete with nothing to pay (a discount of the whole price), which Stripe
-        reports as ``no_payment_required`` and makes no payment intent for."""
-        return self.status == "complete" and self.payment_status in ("paid", "no_payment_required")
+        reports as ``no_payment_required`` and makes no payment intent for.
+
+        Stripe documents ``no_payment_required`` as "the payment is delayed to a future date, or the session is
+        in setup mode": in payment mode only a total of zero owes nothing now, so a session that says so with
+        a total above zero (or none) is not paid: it would be credits for money never taken."""
+        if self.status != "complete":
+            return False
+        return self.payment_status == "paid" or (self.payment_status == "no_payment_required"
+                                                 and self.amount_total == 0)
 
     @classmethod
     def from_stripe(cls, obj: Any) -> SessionState:

@@ -39,6 +39,10 @@ TOTALS = {
     "no subtotal, total at the price": ({"amount_subtotal": None}, "granted", (1000, 0, 0)),
     "no subtotal, another total": ({"amount_subtotal": None, "amount_total": 667}, "refused", None),
     "not paid": ({"payment_status": "unpaid"}, "not_paid", None),
+    "nothing to pay, yet a total": ({"payment_status": "no_payment_required", "payment_intent": None},
+                                    "not_paid", None),
+    "nothing to pay, no total": ({"amount_total": None, "payment_status": "no_payment_required",
+                                  "payment_intent": None}, "not_paid", None),
 }
 
 
@@ -84,12 +88,16 @@ def test_refunds_of_a_taxed_payment_are_measured_against_its_total(db: Database)
 
 
 def test_a_session_is_paid_when_complete_and_paid_or_owing_nothing() -> None:
-    def state(status: str, payment_status: str) -> SessionState:
-        return SessionState("cs_1", status, payment_status, 0, "usd", None, None)
+    def state(status: str, payment_status: str, total: int | None = 0) -> SessionState:
+        return SessionState("cs_1", status, payment_status, total, "usd", None, None)
 
     assert state("complete", "paid").is_paid and state("complete", "no_payment_required").is_paid
     assert not state("complete", "unpaid").is_paid and not state("open", "paid").is_paid
     assert not state("expired", "no_payment_required").is_paid
+    # "No payment required" with something still to pay is a payment delayed, not one made.
+    assert not state("complete", "no_payment_required", 1).is_paid
+    assert not state("complete", "no_payment_required", None).is_paid
+    assert state("complete", "paid", 1).is_paid
 
 
 def test_the_session_reads_stripes_totals_and_ignores_what_is_not_an_amount() -> None:
