@@ -57,7 +57,7 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
     return tabulate(safe, headers=headers, tablefmt="simple", disable_numparse=True) if rows else "  (none)"
 
 
-def say(line: str = "") -> None:
+def show(line: str = "") -> None:
     """One line of output, with what users and Stripe wrote in it made visible."""
     print(visible(line))
 
@@ -99,10 +99,10 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
             "events": [e.as_json() for e in report.events],
         })
         return 0
-    say(f"Account {report.user.id}  {report.user.email}")
-    say(f"Balance {report.balance} credits")
-    say()
-    say("Orders, newest first")
+    show(f"Account {report.user.id}  {report.user.email}")
+    show(f"Balance {report.balance} credits")
+    show()
+    show("Orders, newest first")
     print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), _paid(o), o.status,
                    o.credits_granted, o.credits_clawed_back, _money(o.amount_refunded, o.currency),
                    _money(o.amount_disputed, o.currency), o.created_at] for o in report.orders],
@@ -110,15 +110,15 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
                   "refunded", "disputed", "created"]))
     for o in report.orders:
         if o.refusal:
-            say(f"  ! {o.id}: {o.refusal}")
-    say()
-    say(f"Last {len(report.entries)} ledger entries")
+            show(f"  ! {o.id}: {o.refusal}")
+    show()
+    show(f"Last {len(report.entries)} ledger entries")
     print(_table([[e.id, e.created_at, e.type, f"{e.amount:+d}", e.balance_after, e.reference, e.description,
                    report.notes.get(e.id, "")] for e in report.entries],
                  ["entry", "when", "type", "credits", "balance after", "reference", "description (the user sees)",
                   "support note"]))
-    say()
-    say("Stripe events about these orders")
+    show()
+    show("Stripe events about these orders")
     print(_events_table(report.events))
     return 0
 
@@ -147,9 +147,9 @@ def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: s
             entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
                                         allow_negative=True)
     if new:
-        say(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
+        show(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
     else:
-        say(f"already adjusted with this key: entry {entry.id} ({entry.amount:+d} credits); nothing changed")
+        show(f"already adjusted with this key: entry {entry.id} ({entry.amount:+d} credits); nothing changed")
     return 0
 
 
@@ -170,11 +170,11 @@ def events(settings: Settings, *, order: str | None, session: str | None, type: 
     if as_json:
         _print_json({"events": [e.as_json() for e in found], "failedDeliveries": [f.as_json() for f in failed]})
         return 0
-    say(f"{len(found)} stored event(s), newest first")
+    show(f"{len(found)} stored event(s), newest first")
     print(_events_table(found))
     if not (order or session):
-        say()
-        say("Deliveries that could not be processed, newest first")
+        show()
+        show("Deliveries that could not be processed, newest first")
         print(_table([[f.received_at, f.outcome, "yes" if f.signature_valid else "no", f.event_id or "",
                        f.event_type or "", f.error or ""] for f in failed],
                      ["received", "outcome", "signed", "event", "type", "error"]))
@@ -192,7 +192,7 @@ def replay(settings: Settings, event_id: str) -> int:
         processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode,
                                     sessions=provider.retrieve_session if provider else None)
     detail = f" ({processed.detail})" if processed.detail else ""
-    say(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
+    show(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
     return 0
 
 
@@ -209,22 +209,22 @@ def run_reconcile(settings: Settings, since_text: str, *, as_json: bool, public_
     if as_json:
         _print_json(report.as_json())
         return 0
-    say(f"Reconciled with {services.provider.name} since {report.since}")
-    say(f"  events read: {report.events_seen}; not seen before and now applied: {len(report.events_applied)}")
+    show(f"Reconciled with {services.provider.name} since {report.since}")
+    show(f"  events read: {report.events_seen}; not seen before and now applied: {len(report.events_applied)}")
     for p in report.events_applied:
-        say(f"    {p.event_id}  {p.type}  -> {p.outcome}" + (f"  ({p.detail})" if p.detail else ""))
-    say(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
+        show(f"    {p.event_id}  {p.type}  -> {p.outcome}" + (f"  ({p.detail})" if p.detail else ""))
+    show(f"  orders waiting on checkout checked: {report.orders_checked}; changed: {len(report.orders_changed)}")
     for c in report.orders_changed:
-        say(f"    {c.order_id}  {c.before} -> {c.after}")
-    say(f"  paid orders whose refunds and disputes were re-read: {report.payments_checked}; "
+        show(f"    {c.order_id}  {c.before} -> {c.after}")
+    show(f"  paid orders whose refunds and disputes were re-read: {report.payments_checked}; "
           f"settled anew: {len(report.payments_changed)}")
     for pc in report.payments_changed:
-        say(f"    {pc.order_id}  {pc.outcome} {abs(pc.credits)} credits -> {pc.status}")
+        show(f"    {pc.order_id}  {pc.outcome} {abs(pc.credits)} credits -> {pc.status}")
     if report.pruned_deliveries or report.pruned_bodies:
-        say(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
+        show(f"  past retention: {report.pruned_deliveries} failed deliveries removed, "
               f"{report.pruned_bodies} event bodies dropped")
     for error in report.errors:
-        say(f"  could not finish: {error}")
+        show(f"  could not finish: {error}")
     return 0
 
 
@@ -232,8 +232,8 @@ def check(settings: Settings) -> int:
     with database(settings) as db, db.read() as conn:
         problems = ledger.check_invariants(conn)
     for problem in problems:
-        say(problem)
-    say("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
+        show(problem)
+    show("the ledger adds up" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
 
 
@@ -244,9 +244,9 @@ def migrate(settings: Settings) -> int:
     finally:
         db.close()
     if before == after:
-        say(f"the database is up to date (schema version {after})")
+        show(f"the database is up to date (schema version {after})")
     else:
-        say(f"migrated the database from schema version {before or 'none'} to {after}")
+        show(f"migrated the database from schema version {before or 'none'} to {after}")
     return 0
 
 
@@ -275,17 +275,17 @@ def stripe_setup(settings: Settings, url: str | None) -> int:
         return 1
     events = len(webhooks.HANDLED)
     if setup.created:
-        say(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
-        say(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
-        say("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
+        show(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
+        show(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+        show("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
         print(setup.secret)
         return 0
     if not setup.problems:
-        say(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
+        show(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
               f"{stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
-        say("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
+        show("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
         return 0
-    say(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")
+    show(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")
     for problem in setup.problems:
-        say(f"  - {problem}")
+        show(f"  - {problem}")
     return 1

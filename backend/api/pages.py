@@ -180,11 +180,16 @@ async def cancel_confirmed(
         return error_page(services, exc)
     if order is None:
         return not_found(services)
-    done = {PENDING: "processing", CANCELLED: "cancelled", EXPIRED: "cancelled"}.get(
-        order.status, "")
+    done = _cancel_outcome(order)
     query = urlencode({"order_id": order.id, **({"done": done} if done else {})})
     return RedirectResponse(f"{services.public_url}/account/credits/cancel?{query}", status_code=303,
                             headers=NO_STORE)
+
+
+def _cancel_outcome(order: Order) -> str:
+    """What a cancel did, as the cancel page's ``done`` says it: ``cancelled`` (also when Stripe's expiry came
+    first), ``processing`` (still pending: a payment clearing), or nothing (paid meanwhile, or failed)."""
+    return {PENDING: "processing", CANCELLED: "cancelled", EXPIRED: "cancelled"}.get(order.status, "")
 
 
 def _stub_session(services: Services, session_id: str) -> dict[str, Any] | None:
@@ -248,7 +253,7 @@ async def stub_cancel(session_id: str, services: ServicesDep) -> Response:
             order = await purchases.cancel_from_browser(services, order.id)
         except CreditdeskError as exc:
             return error_page(services, exc)
-    done = "cancelled" if order is not None and order.status in (CANCELLED, EXPIRED) else ""
+    done = _cancel_outcome(order) if order is not None else ""
     return RedirectResponse(session["cancel_url"] + (f"&done={done}" if done else ""), status_code=303,
                             headers=NO_STORE)
 
