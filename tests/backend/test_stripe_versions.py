@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
+from stripe import StripeClient
 
 from backend import cli, webhooks
 from backend.payments.base import STRIPE_API_VERSION
@@ -31,7 +33,7 @@ def test_the_pinned_version_is_the_sdks_and_every_call_is_made_at_it(stripe_back
 
 def _adaptive(fake: FakeStripe, session_id: str) -> None:
     """The customer pays in euros under Adaptive Pricing: 2,500 US cents shown as 2,301 euro cents."""
-    fake.sessions[session_id]["presentment_details"] = {"presentment_amount": 2301, "presentment_currency": "eur"}
+    fake.adapt_price(session_id, "eur", 2301)
 
 
 def test_a_session_event_of_an_older_api_version_is_read_as_stripe_has_it_now(stripe_backend: Stripe) -> None:
@@ -45,6 +47,30 @@ def test_a_session_event_of_an_older_api_version_is_read_as_stripe_has_it_now(st
     assert (event["api_version"], event["data"]["object"]["currency"]) == ("2024-06-20", "eur")
     assert api.balance() == 550
     assert backend.query("SELECT outcome FROM webhook_events WHERE id = ?", event["id"])[0]["outcome"] == "granted"
+
+
+def test_events_for_an_endpoint_of_an_older_version_are_rendered_at_it_and_read_at_the_pinned_one(
+    stripe_backend: Stripe,
+) -> None:
+    backend, fake = stripe_backend
+    stripe = StripeClient(STRIPE_KEY, base_addresses={"api": fake.url})
+    stripe.v1.webhook_endpoints.create(params={  # made by hand in the dashboard, at the account's old version
+        "url": fake.webhook_url, "api_version": "2024-06-20", "enabled_events": sorted(webhooks.HANDLED)})
+    api = Api(backend.url).register()
+    session_id = api.checkout("standard")["sessionId"]
+    fake.adapt_price(session_id, "eur", 1731)  # 1,880 US cents: 2,500 less 833 off, plus 213 tax
+    event = fake.pay(session_id, discount=833, tax=213)
+    fake.wait_deliveries()
+    shown = event["data"]["object"]
+    assert event["api_version"] == "2024-06-20" and "presentment_details" not in shown
+    assert (shown["currency"], shown["amount_total"], shown["amount_subtotal"]) == ("eur", 1731, 2302)
+    assert shown["currency_conversion"] == {"amount_subtotal": 2500, "amount_total": 1880,
+                                            "fx_rate": "0.920744680851", "source_currency": "usd"}
+    assert (shown["total_details"]["amount_discount"], shown["total_details"]["amount_tax"]) == (767, 196)
+    assert api.balance() == 550
+    [order] = json.loads(backend.admin("user", api.user["email"], "--json").stdout)["orders"]
+    assert (order["currency"], order["amountPaid"], order["amountDiscount"], order["amountTax"],
+            order["refusal"]) == ("usd", 1880, 833, 213, None)  # the order's dollars, not the customer's euros
 
 
 def test_an_older_event_while_stripe_is_unreachable_is_retried_not_refused(stripe_backend: Stripe) -> None:

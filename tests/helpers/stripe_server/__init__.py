@@ -32,8 +32,10 @@ What a test does as the customer, the bank or Stripe (``deliver=False`` makes ev
         ``.updated``, ``.closed``, ``.funds_withdrawn``, ``.funds_reinstated`` as Stripe sends them
     ``make_event(type, obj, previous_attributes=, livemode=, store=)``: any event, kept in the Events API
         unless ``store=False``; ``fake.livemode = True`` makes every event live-mode until set back;
-        ``fake.event_api_version`` renders events at another API version (a session with
-        ``presentment_details`` then shows the customer's currency and amounts before 2025-03-31)
+        ``fake.event_api_version`` renders events at another API version, and so does a webhook endpoint
+        registered for ``webhook_url`` with its ``api_version``; ``adapt_price(session, currency, amount)``
+        (Adaptive Pricing) gives a session ``presentment_details``, which a version before 2025-03-31 shows
+        in its amounts, ``total_details`` and currency, with the session's own in ``currency_conversion``
     ``pay(session, discount=, tax=)``: a promotion code's discount and exclusive tax (all discounted:
         ``no_payment_required``, no PaymentIntent)
     the clock: ``now()``, ``set_clock(when | None)``, ``advance_clock(seconds)`` (``created`` times,

@@ -367,6 +367,16 @@ class CheckoutMixin(FakeStripeState):
         with ``payment_status`` ``no_payment_required`` and no PaymentIntent, as Stripe does."""
         return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver, discount=discount, tax=tax)
 
+    def adapt_price(self, session_id: str, currency: str, amount: int) -> dict[str, Any]:
+        """The customer sees the session in their own currency (Adaptive Pricing): ``amount`` of ``currency``
+        is what they will pay. At today's versions the session shows it in ``presentment_details`` beside its
+        own amounts; events rendered before 2025-03-31 show it in its amounts (events.py)."""
+        with self._lock:
+            session = self._open_session(session_id, "adapt")
+            session.update(adaptive_pricing={"enabled": True},
+                           presentment_details={"presentment_amount": amount, "presentment_currency": currency})
+            return copy.deepcopy(session)
+
     def pay_async(self, session_id: str, *, deliver: bool = True) -> dict[str, Any]:
         """Complete with a delayed method (bank debit): unpaid, PaymentIntent processing."""
         return self._pay(session_id, ("processing", "pending", "unpaid"), deliver)

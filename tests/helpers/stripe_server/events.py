@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from fractions import Fraction
 from typing import Any
 
 from .state import FakeStripeState
@@ -26,13 +27,22 @@ PRESENTMENT_IN_AMOUNTS_UNTIL = "2025-03-31"
 
 
 def _render_presentment(obj: dict[str, Any]) -> None:
-    """A session with ``presentment_details`` as an older API version renders it: in the customer's currency."""
+    """An Adaptive Pricing session (``presentment_details``) as an older API version renders it: its amounts,
+    total_details and currency are the customer's, and ``currency_conversion`` holds the session's own."""
     details = obj.get("presentment_details") if obj.get("object") == "checkout.session" else None
     if not details:
         return
-    rate = details["presentment_amount"] / obj["amount_total"] if obj.get("amount_total") else 1
-    obj.update(currency=details["presentment_currency"], amount_total=details["presentment_amount"],
-               amount_subtotal=round((obj.get("amount_subtotal") or 0) * rate))
+    source_total, source_subtotal = obj.get("amount_total") or 0, obj.get("amount_subtotal") or 0
+    rate = Fraction(details["presentment_amount"], source_total) if source_total else Fraction(1)
+    totals = obj.get("total_details")
+    if isinstance(totals, dict):
+        obj["total_details"] = {**totals, **{k: round(v * rate) for k, v in totals.items() if isinstance(v, int)}}
+    obj.update(
+        currency=details["presentment_currency"], amount_total=details["presentment_amount"],
+        amount_subtotal=round(source_subtotal * rate),
+        currency_conversion={"amount_subtotal": source_subtotal, "amount_total": source_total,
+                             "fx_rate": f"{float(rate):.12g}", "source_currency": obj.get("currency")},
+    )
     obj.pop("presentment_details")
 
 
@@ -68,7 +78,7 @@ class EventsMixin(FakeStripeState):
             data["object"]["livemode"] = True
         if previous_attributes is not None:
             data["previous_attributes"] = copy.deepcopy(previous_attributes)
-        version = self.event_api_version or self.api_version
+        version = self.rendering_version()
         if version < PRESENTMENT_IN_AMOUNTS_UNTIL:
             _render_presentment(data["object"])
         event.update(
@@ -87,6 +97,15 @@ class EventsMixin(FakeStripeState):
                 self._event_seq[event["id"]] = len(self._event_seq)
                 self.events[event["id"]] = event
         return event
+
+    def rendering_version(self) -> str:
+        """The API version events are rendered at: that of the webhook endpoint registered for ``webhook_url``
+        when it has one (Stripe renders an endpoint's deliveries at its version), else ``event_api_version``
+        (the account's default), else the fake's own."""
+        with self._lock:
+            endpoint = next((e for e in self.webhook_endpoints.values()
+                             if self.webhook_url and e["url"] == self.webhook_url and e.get("api_version")), None)
+        return endpoint["api_version"] if endpoint else self.event_api_version or self.api_version
 
     def listed_events(self) -> list[dict[str, Any]]:
         """The stored events the Events API still lists (the last 30 days), newest first."""
