@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import requests
 
 from tests.helpers.api import Api
@@ -56,6 +58,18 @@ def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:
     # paying again (a second click, the back button) grants nothing more
     follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
     assert stub_api.balance() == 550
+
+
+def test_a_stub_payment_is_kept_as_stripe_shapes_one_at_the_list_price(
+    stub_api: Api, stub_backend: BackendProcess
+) -> None:
+    """The stub's session has Stripe's totals (subtotal = total, no discount, no tax): one path for both."""
+    checkout = stub_api.checkout("standard")
+    follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
+    assert stub_api.balance() == 550
+    [order] = json.loads(stub_backend.admin("user", stub_api.user["email"], "--json").stdout)["orders"]
+    assert (order["status"], order["amount"], order["amountPaid"], order["amountDiscount"], order["amountTax"],
+            order["refusal"]) == ("paid", 2500, 2500, 0, 0, None)
 
 
 def test_without_a_return_url_the_success_page_confirms_itself(stub_api: Api) -> None:
