@@ -8,7 +8,9 @@ The full and read-only disks are real: a small tmpfs mounted for the test (this 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -315,3 +317,56 @@ def test_serve_and_migrate_make_private_files(tmp_path: Path) -> None:
         assert modes and set(modes.values()) == {0o600}, modes
     finally:
         os.umask(old_umask)
+
+
+def back_up(database: Path, to: Path) -> Path:
+    """A copy as an operator takes one (SQLite's backup API), whole in its one file once closed."""
+    live, copy = sqlite3.connect(database), sqlite3.connect(to)
+    try:
+        live.backup(copy)
+    finally:
+        copy.close()
+        live.close()
+    return to
+
+
+def test_a_database_deleted_and_restored_is_picked_up_by_the_server_and_the_commands(tmp_path: Path) -> None:
+    """Someone deletes the database by mistake and restores last night's backup, the server running all along:
+    while the file is gone writes are 503 and a command refuses it; once it is back the server reads and writes the
+    restored file without a restart, and the commands see the same figures."""
+    data = tmp_path / "data"
+    data.mkdir()
+    backend = backend_on(data, tmp_path)
+    try:
+        api = Api(backend.url).register("restored@example.com")
+        buy(api)  # 100 credits
+        backup = back_up(backend.db_path, tmp_path / "backup.sqlite3")
+        spend = api.post("/api/credits/spend", json={"amount": 7, "idempotencyKey": "k-before-delete"})
+        assert spend.status_code == 200 and spend.json()["balance"] == 93
+        for file in data.glob("db.sqlite3*"):
+            file.unlink()
+        assert_storage_503(api.post("/api/credits/spend", json={"amount": 5, "idempotencyKey": "k-while-gone"}))
+        gone = backend.admin("user", "restored@example.com")
+        assert gone.returncode == 2 and gone.stderr.startswith(f"creditdesk-backend: there is no database at {data}")
+
+        shutil.copyfile(backup, backend.db_path)  # restored: the spend after the backup is not in it
+        assert api.balance() == 100
+        spend = api.post("/api/credits/spend", json={"amount": 13, "idempotencyKey": "k-after-restore"})
+        assert spend.status_code == 200 and spend.json()["balance"] == 87
+        report = json.loads(backend.admin("user", "restored@example.com", "--json").stdout)
+        assert report["balance"] == 87 and [e["amount"] for e in report["ledger"]] == [-13, 100]
+        assert backend.admin("check").returncode == 0
+
+        # Again, with nothing asked of the server while the file was gone: the next read finds the new file.
+        backup = back_up(backend.db_path, tmp_path / "backup-2.sqlite3")  # 87
+        assert api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": "k-before-2"}).status_code == 200
+        for file in data.glob("db.sqlite3*"):
+            file.unlink()
+        shutil.copyfile(backup, backend.db_path)
+        assert api.balance() == 87
+        spend = api.post("/api/credits/spend", json={"amount": 2, "idempotencyKey": "k-after-2"})
+        assert spend.status_code == 200 and spend.json()["balance"] == 85
+        assert json.loads(backend.admin("user", "restored@example.com", "--json").stdout)["balance"] == 85
+        assert "Traceback" not in backend.log()
+    finally:
+        backend.stop()
