@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input, with what was
+    typed made visible (``unrecognized arguments`` repeats it as it came)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: {visible(message)} (see --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@ order or event, a bad amount) with one line on stderr and nothing written.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from backend.db import Database
 from backend.errors import AdjustmentBelowZero, NoDatabase
 from backend.orders import Order
 from backend.services import Services
-from backend.visible import visible
+from backend.visible import visible, visible_json
 
 
 def require_database(settings: Settings) -> None:
@@ -48,7 +47,7 @@ def database(settings: Settings) -> Iterator[Database]:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(visible_json(value))
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -15,6 +15,8 @@ import logging.handlers
 import queue
 import sys
 
+from backend.visible import visible
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # CREDITDESK_LOG_FORMAT=json: one JSON object a line, for a log collector; ``requestId`` is the request's
 # X-Request-ID where the record was made while answering one (added by serve's filter, see add_filter).
@@ -79,7 +81,16 @@ def _formatter(log_format: str) -> logging.Formatter:
 
         # uvicorn's color_message repeats the message with terminal colours: not for a collector.
         return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES, reserved_attrs=[*RESERVED_ATTRS, "color_message"])
-    return logging.Formatter(FORMAT)
+    return _VisibleFormatter(FORMAT)
+
+
+class _VisibleFormatter(logging.Formatter):
+    """One line a record: what a user or Stripe wrote in a message (an id, a status, an error's text) has its
+    control characters written out (backend.visible), so that it cannot move the cursor on a terminal or forge
+    a line of the log. A traceback, added after the message, is left as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
 
 
 def add_filter(log_filter: logging.Filter) -> None:

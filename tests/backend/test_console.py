@@ -12,8 +12,8 @@ import pytest
 
 from backend import accounts, cli, ledger, migrations
 from backend.db import Database, utcnow
-from backend.schema import failed_deliveries
-from backend.visible import visible
+from backend.schema import failed_deliveries, webhook_events
+from backend.visible import unsafe, visible, visible_json
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.stripe_server import FakeStripe
@@ -128,7 +128,8 @@ def test_replay_is_a_no_op_where_the_effect_is_already_in_the_ledger(stripe_back
 
 # --- in process: the commands' logic without a process per case ----------------------------------------
 
-ESCAPES = "\x1b[2J\x1b]0;pwned\x07 fine\r\nforged | row \u202egnp.exe"
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07 fine\r\nforged | row \u202egnp.exe\x08\x08\x9b2J\u061c"
+SHOWN = "\\x1b[2J\\x1b]0;pwned\\x07 fine\\r\\nforged | row \\u202egnp.exe\\x08\\x08\\x9b2J\\u061c"
 
 
 @pytest.fixture
@@ -159,17 +160,58 @@ def test_user_text_is_shown_with_its_control_characters_visible(
     email = _user_with_hostile_text(console_db)
     assert cli.main(["user", email]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out
-    assert "\\x1b[2J\\x1b]0;pwned\\x07 fine\\r\\nforged | row \\u202egnp.exe" in out
+    assert not any(unsafe(char) for char in out.replace("\n", ""))
+    assert SHOWN in out
     assert not any(line.startswith("forged") for line in out.splitlines())
-    assert cli.main(["user", email, "--json"]) == 0  # JSON is exact: it escapes by itself
-    assert json.loads(capsys.readouterr().out)["ledger"][0]["description"] == ESCAPES
+
+
+def test_json_is_exact_and_carries_no_control_character_either(
+    console_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON escapes C0 by itself, not C1 (U+009B is a CSI), bidi overrides or separators: those are escaped too,
+    as JSON writes any character, so that the values read back are exactly what was stored."""
+    email = _user_with_hostile_text(console_db)
+    assert cli.main(["user", email, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not any(unsafe(char) for char in out.replace("\n", ""))
+    assert "\\u009b2J\\u061c" in out
+    assert json.loads(out)["ledger"][0]["description"] == ESCAPES
+
+
+def test_events_show_what_stripe_wrote_visibly(console_db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    with console_db.transaction() as conn:
+        conn.execute(webhook_events.insert().values(
+            id="evt_\x1b]0;x\x07", type="charge.refunded", outcome="ignored", received_at=utcnow(), detail=ESCAPES))
+        conn.execute(failed_deliveries.insert().values(
+            received_at=utcnow(), signature_valid=True, event_id="evt_2", event_type=ESCAPES, outcome="malformed",
+            error=ESCAPES, body="{}"))
+    assert cli.main(["events"]) == 0
+    out = capsys.readouterr().out
+    assert not any(unsafe(char) for char in out.replace("\n", ""))
+    assert out.count(SHOWN) == 3 and "evt_\\x1b]0;x\\x07" in out
+    assert not any(line.startswith("forged") for line in out.splitlines())
+
+
+def test_a_usage_error_shows_what_was_typed_visibly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["user", "ann@example.com", "\x1b]0;pwned\x07\x1b[2J"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "creditdesk-backend: unrecognized arguments: \\x1b]0;pwned\\x07\\x1b[2J (see --help)\n"
 
 
 def test_visible_leaves_text_alone_and_writes_controls_out() -> None:
     assert visible("Café 東京 — ok") == "Café 東京 — ok"
     assert visible("a\tb\nc\x00d\x7fe\x9bf\u2066g\ufeff") == "a\\tb\\nc\\x00d\\x7fe\\x9bf\\u2066g\\ufeff"
+    # backspace, the one-character CSI, the Arabic letter mark, a tag character, separators, a lone surrogate
+    assert visible("a\x08b\x9b2Jc\u061cd\U000e0041e\u2028f\u2029g\ud800") == \
+        "a\\x08b\\x9b2Jc\\u061cd\\U000e0041e\\u2028f\\u2029g\\ud800"
+    kept = "\U0001f642 e\u0301 \u05e9\u05dc\u05d5\u05dd"  # an emoji, a combining accent, Hebrew
+    assert visible(kept) == kept
     assert visible(42) == "42"
+    value = {"text": ESCAPES + "\U000e0041\x7f", "n": [1, None]}
+    shown = visible_json(value)
+    assert json.loads(shown) == value and not any(unsafe(char) for char in shown.replace("\n", ""))
 
 
 def test_a_command_on_a_database_that_is_not_there_refuses_and_creates_nothing(

@@ -82,3 +82,24 @@ def test_a_last_word_comes_after_every_line_logged_before_it_and_later_lines_sti
     lines = result.stderr.splitlines()
     assert len(lines) == 302 and lines[-2] == "creditdesk-backend: cannot open the database: disk full."
     assert lines[-1].endswith("WARNING creditdesk: after the last word")
+
+
+def test_what_a_user_or_stripe_wrote_in_a_line_cannot_move_the_cursor_or_forge_a_line() -> None:
+    """A dispute status or an error's text from Stripe, an id from a request: written out as backend.visible does
+    for the admin commands' own output. A traceback stays as it is."""
+    result = run(r"""
+        import logging
+        from backend import logs
+        logs.configure(logging.WARNING, in_background=False)
+        log = logging.getLogger("creditdesk.payments")
+        log.warning("payment dispute=%s status=%s", "dp_1", "won\x1b]0;pwned\x07\r\n2026-12-05 ERROR forged\u202e")
+        try:
+            {}["missing"]
+        except KeyError:
+            log.exception("unexpected error on %s", "evt_\x9b2J")
+    """)
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith(r"payment dispute=dp_1 status=won\x1b]0;pwned\x07\r\n2026-12-05 ERROR forged\u202e")
+    assert lines[1].endswith(r"ERROR creditdesk.payments: unexpected error on evt_\x9b2J") and lines[2] == (
+        "Traceback (most recent call last):")
+    assert all(LINE.match(line) for line in lines[:2]) and "\x1b" not in result.stderr
