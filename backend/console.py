@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from tabulate import tabulate
 
 from backend import ledger, migrations, reconcile, support, webhooks
@@ -26,13 +27,32 @@ from backend.visible import visible, visible_json
 
 
 def require_database(settings: Settings) -> None:
-    """Refuse a SQLite database that is not there, or empty: a mistyped path must not become a new, empty
-    database whose ledger "adds up" (only ``serve`` and ``migrate`` create one)."""
+    """Refuse a database that is not there: a mistyped SQLite path must not become a new, empty database whose
+    ledger "adds up" (only ``serve`` and ``migrate`` create one), and a PostgreSQL database must exist and be at
+    this version's schema (``migrate`` brings it there; the commands, like ``serve``, never migrate one)."""
     if settings.database_url is None or settings.database_url.startswith("sqlite"):
         path = Path(make_url(settings.database).database or "")
         if not path.is_file() or path.stat().st_size == 0:
             raise NoDatabase(f"there is no database at {path}: check CREDITDESK_DB or CREDITDESK_DATABASE_URL "
                              "(only serve and migrate create one)")
+        return
+    db = Database(settings.database, pool_size=1)
+    try:
+        # The engine's own connection, not db.read(): a database that cannot be reached is said in the one
+        # line of the command's answer, not also in a storage log line before it.
+        with db.engine.connect() as conn:
+            at = migrations.current(conn)
+    except OperationalError as exc:
+        # libpq gives no SQLSTATE for a refused connection: the server's (English) sentence is all there is.
+        if re.search(r'database ".*" does not exist', str(exc.orig)):
+            raise NoDatabase(f"there is no database {settings.database_name}: check CREDITDESK_DATABASE_URL "
+                             "(create it, then run `creditdesk-backend migrate`)") from None
+        raise
+    finally:
+        db.close()
+    if at != migrations.head():
+        raise NoDatabase(f"the database {settings.database_name} is at schema version {at or 'none'} and this "
+                         f"backend needs {migrations.head()}: run `creditdesk-backend migrate`")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from backend import accounts, cli, ledger, migrations
@@ -16,6 +17,7 @@ from backend.schema import failed_deliveries, webhook_events
 from backend.visible import unsafe, visible, visible_json
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.servers import PostgresServer
 from tests.helpers.stripe_server import FakeStripe
 
 Stripe = tuple[BackendProcess, FakeStripe]
@@ -228,6 +230,39 @@ def test_a_command_on_a_database_that_is_not_there_refuses_and_creates_nothing(
     assert not missing.exists() and not missing.parent.exists()
     assert cli.main(["migrate"]) == 0 and missing.is_file()  # migrate (and serve) make one
     assert cli.main(["check"]) == 0
+
+
+def test_a_command_on_a_postgresql_database_without_the_schema_or_not_there_refuses_and_creates_nothing(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("CREDITDESK_", "STRIPE_")):
+            monkeypatch.delenv(name)
+    url = postgres.create_database(migrated=False)
+    monkeypatch.setenv("CREDITDESK_DATABASE_URL", url)
+
+    def tables() -> int:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+
+    try:
+        for args in (["check"], ["user", "a@example.com"], ["events"], ["replay", "evt_1"],
+                     ["adjust", "a@example.com", "5", "--reason", "x"], ["reconcile"]):
+            assert cli.main(args) == 2, args
+            assert capsys.readouterr().err == (
+                f"creditdesk-backend: the database {url} is at schema version none and this backend needs "
+                f"{migrations.head()}: run `creditdesk-backend migrate`\n")
+        assert tables() == 0
+        typo = url.rsplit("/", 1)[0] + "/no_such_database"
+        monkeypatch.setenv("CREDITDESK_DATABASE_URL", typo)
+        assert cli.main(["user", "a@example.com"]) == 2
+        assert capsys.readouterr().err == (f"creditdesk-backend: there is no database {typo}: check "
+                                           "CREDITDESK_DATABASE_URL (create it, then run `creditdesk-backend "
+                                           "migrate`)\n")
+        monkeypatch.setenv("CREDITDESK_DATABASE_URL", url)
+        assert cli.main(["migrate"]) == 0 and cli.main(["check"]) == 0
+    finally:
+        postgres.drop_database(url)
 
 
 def test_adjust_below_zero_asks_on_a_terminal_and_is_refused_without_one(
