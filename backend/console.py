@@ -20,7 +20,7 @@ from tabulate import tabulate
 from backend import ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
-from backend.errors import AdjustmentBelowZero, NoDatabase
+from backend.errors import AdjustmentBelowZero, MalformedEvent, NoDatabase, UnknownEvent
 from backend.orders import Order
 from backend.services import Services
 from backend.visible import visible, visible_json
@@ -154,6 +154,7 @@ def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: s
     # ASCII digits only: int() also reads Arabic-Indic or fullwidth digits, which support did not mean to type.
     # Anything else is refused below with the same sentence as any other bad amount.
     amount = int(digits, 10) if re.fullmatch(r"[+-]?[0-9]+", digits) else 0
+    support.check_adjustment(amount, reason, key, public_note)  # before the database is opened (or migrated)
     with database(settings) as db:
         try:
             entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
@@ -173,13 +174,18 @@ def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: s
 
 
 def _confirmed(question: str) -> bool:
-    """Ask on the terminal; never when nobody is there to answer (a script, a pipe): that is a no."""
+    """Ask on the terminal; never when nobody is there to answer (a script, a pipe): that is a no, and so is
+    Ctrl-C or Ctrl-D. The question goes to stderr, so that it is seen when stdout is a file."""
     if not sys.stdin.isatty():
         return False
+    print(question, end="", file=sys.stderr, flush=True)
     try:
-        return input(question).strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):
+        print(file=sys.stderr)  # the refusal that follows starts on a line of its own
+    return answer.strip().lower() in ("y", "yes")
 
 
 def events(settings: Settings, *, order: str | None, session: str | None, type: str | None, as_json: bool) -> int:
@@ -208,8 +214,12 @@ def replay(settings: Settings, event_id: str) -> int:
 
         provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
     with database(settings) as db:
-        processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode,
-                                    sessions=provider.retrieve_session if provider else None)
+        try:
+            processed = webhooks.replay(db, event_id, livemode=settings.stripe_livemode,
+                                        sessions=provider.retrieve_session if provider else None)
+        except MalformedEvent as exc:  # an event, but its object lacks what processing needs: nothing written
+            raise UnknownEvent(f"the stored body of {event_id} is not an event that can be replayed "
+                               f"({str(exc)[:100] or type(exc).__name__})") from None
     detail = f" ({processed.detail})" if processed.detail else ""
     show(f"replayed {processed.event_id} ({processed.type}): {processed.outcome}{detail}")
     return 0

@@ -103,15 +103,9 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
 ADJUSTMENT_DESCRIPTION = "Adjustment by support"
 
 
-def adjust(
-    db: Database, email: str, amount: int, reason: str, key: str | None = None, *, public_note: str | None = None,
-    allow_negative: bool = False,
-) -> tuple[ledger.Entry, bool]:
-    """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new).
-
-    ``reason`` is support's note, kept with the entry for support only; the user's history shows
-    ``public_note``, or "Adjustment by support". A balance taken below zero needs ``allow_negative``
-    (AdjustmentBelowZero says so, with the figures, in the same transaction that would have posted it)."""
+def check_adjustment(amount: int, reason: str, key: str | None, public_note: str | None) -> tuple[str, str]:
+    """Refuse a bad adjustment before anything is opened (InvalidAdjustment); returns the note and the
+    description the user's history shows."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_ADJUSTMENT:
         raise InvalidAdjustment(f"the amount must be a whole number of credits, not zero, at most {MAX_ADJUSTMENT:,}")
     reason = reason.strip()
@@ -122,6 +116,19 @@ def adjust(
     public = (public_note or "").strip() or ADJUSTMENT_DESCRIPTION
     if len(public) > 500:
         raise InvalidAdjustment("give a public note of at most 500 characters")
+    return reason, public
+
+
+def adjust(
+    db: Database, email: str, amount: int, reason: str, key: str | None = None, *, public_note: str | None = None,
+    allow_negative: bool = False,
+) -> tuple[ledger.Entry, bool]:
+    """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new).
+
+    ``reason`` is support's note, kept with the entry for support only; the user's history shows
+    ``public_note``, or "Adjustment by support". A balance taken below zero needs ``allow_negative``
+    (AdjustmentBelowZero says so, with the figures, in the same transaction that would have posted it)."""
+    reason, public = check_adjustment(amount, reason, key, public_note)
     reference = ADJUSTMENT_PREFIX + (key if key is not None else secrets.token_hex(8))
     with db.transaction() as conn:
         user = _user(conn, email)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -228,6 +229,9 @@ def test_a_command_on_a_database_that_is_not_there_refuses_and_creates_nothing(
         err = capsys.readouterr().err
         assert f"there is no database at {missing}" in err and err.count("\n") == 1
     assert not missing.exists() and not missing.parent.exists()
+    # A bad amount is refused before any database is opened (or migrated).
+    assert cli.main(["adjust", "a@example.com", "\uff11\uff12", "--reason", "x"]) == 2
+    assert "the amount must be a whole number" in capsys.readouterr().err
     assert cli.main(["migrate"]) == 0 and missing.is_file()  # migrate (and serve) make one
     assert cli.main(["check"]) == 0
 
@@ -271,15 +275,56 @@ def test_adjust_below_zero_asks_on_a_terminal_and_is_refused_without_one(
     user = accounts.register(console_db, "bob@example.com", "long enough pw")
     assert cli.main(["adjust", user.email, "100", "--reason", "seed"]) == 0
     assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 2  # no terminal
-    assert "from 100 to -233, below zero" in capsys.readouterr().err
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
-    answers = iter(["n", "yes"])
-    monkeypatch.setattr("builtins.input", lambda question: next(answers))
+    err = capsys.readouterr().err
+    assert "from 100 to -233, below zero" in err and "--allow-negative" in err and err.count("\n") == 1
+    question = "bob@example.com: this takes the balance from 100 to -233, below zero. Go ahead? [y/N] "
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
     assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 2  # said no
+    assert capsys.readouterr().err.startswith(question + "creditdesk-backend: not adjusted")  # asked on stderr
+    monkeypatch.setattr(sys, "stdin", _Terminal(""))
+    assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 2  # Ctrl-D
+    assert capsys.readouterr().err.startswith(question + "\ncreditdesk-backend: not adjusted")
+    monkeypatch.setattr(sys, "stdin", _Terminal("yes\n"))
     assert cli.main(["adjust", user.email, "-333", "--reason", "chargeback fee"]) == 0  # said yes
+    assert capsys.readouterr().out == "adjusted by -333 credits: entry 2, balance now -233\n"
     assert cli.main(["adjust", user.email, "-1", "--reason", "more", "--allow-negative"]) == 0
     with console_db.read() as conn:
         assert ledger.balance(conn, user.id) == -234
+
+
+class _Terminal(io.StringIO):
+    """Standard input as a terminal whose user types ``answers``."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+MALFORMED = {"id": "evt_m", "type": "checkout.session.completed", "data": {"object": {"id": "cs_x"}}}
+
+
+@pytest.mark.parametrize("kept_as", ["event", "failed delivery"])
+def test_replay_of_an_event_whose_object_is_not_one_is_one_line_exit_2_and_writes_nothing(
+    console_db: Database, capsys: pytest.CaptureFixture[str], kept_as: str
+) -> None:
+    """A body that is an event, but whose session lacks what processing needs (it came from a bad sender, or
+    was kept by an older version)."""
+    with console_db.transaction() as conn:
+        if kept_as == "event":
+            conn.execute(webhook_events.insert().values(id="evt_m", type=MALFORMED["type"], outcome="error",
+                                                        received_at=utcnow(), body=json.dumps(MALFORMED)))
+        else:
+            conn.execute(failed_deliveries.insert().values(
+                received_at=utcnow(), signature_valid=True, event_id="evt_m", event_type=MALFORMED["type"],
+                outcome="error", error="boom", body=json.dumps(MALFORMED)))
+    rows = "SELECT id, outcome, attempts, processed_at FROM webhook_events"
+    with console_db.read() as conn:
+        before = conn.exec_driver_sql(rows).all()
+    assert cli.main(["replay", "evt_m"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("creditdesk-backend: the stored body of evt_m is not an event that can be replayed "
+                   "(not a checkout.session object)\n")
+    with console_db.read() as conn:
+        assert conn.exec_driver_sql(rows).all() == before
 
 
 def test_replay_of_a_stored_body_that_is_not_an_event_is_one_line_exit_2(
@@ -294,17 +339,16 @@ def test_replay_of_a_stored_body_that_is_not_an_event_is_one_line_exit_2(
     assert "not an event that can be replayed" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database, tmp_path: Path) -> None:
+def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database) -> None:
+    """`user ... | head -1`: the reader has read its line and gone, so every write fails with EPIPE (made certain
+    here by closing the pipe's read end first: a reader racing the writer might have read everything)."""
     email = _user_with_hostile_text(console_db)
-    with console_db.transaction() as conn:
-        for n in range(300):
-            ledger.post(conn, user_id=accounts.find_user(conn, email).id, type="adjustment", amount=1,
-                        reference=f"adj:{n}", description="x" * 200)
-    env = {**os.environ, "CREDITDESK_DB": str(console_db.path)}
-    command = subprocess.Popen([sys.executable, "-m", "backend", "user", email], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    assert command.stdout is not None and command.stderr is not None
-    first = command.stdout.readline()  # as `| head -1` reads: one line, then the reader goes away
-    command.stdout.close()
-    assert command.wait(60) == 0
-    assert first.startswith(b"Account") and command.stderr.read() == b""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = subprocess.run([sys.executable, "-m", "backend", "user", email], stdout=write_end,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60,
+                                 env={**os.environ, "CREDITDESK_DB": str(console_db.path)})
+    finally:
+        os.close(write_end)
+    assert (command.returncode, command.stderr) == (0, b"")
