@@ -51,9 +51,10 @@ class Settings:
     # windows so that the wait grows for a guesser who keeps going while the owner, elsewhere, signs in.
     auth_limit_per_address: str = "30/minute"
     signin_limit_per_account_and_address: str = "5/minute;15/hour;30/day"
-    # Per account, from every address together (CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT): a ceiling on guessing
-    # from many places at once. Above what one place may try (the limit above), so that one place alone
-    # never locks the owner out; many together do, for the window, and that is the trade.
+    # Per account, from every address together (CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT): a ceiling on wrong
+    # passwords from many places at once (the owner's right ones never count). Above what one place may try (the
+    # limit above), so that one place alone never locks the owner out; many together do, for the window, and
+    # that is the trade.
     signin_limit_per_account: str = "60/hour;200/day"
     checkout_limit_per_user: str = "10/minute"
     verify_limit_per_user: str = "20/minute"
@@ -122,9 +123,9 @@ class Settings:
                                   f"keeps events 30 days) to 3650; not {retention!r}.")
             kwargs["event_retention_days"] = int(retention)
         if per_address := get("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS"):
-            kwargs["auth_limit_per_address"] = per_address
+            kwargs["auth_limit_per_address"] = parse_limits("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS", per_address)
         if per_account := get("CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT"):
-            kwargs["signin_limit_per_account"] = per_account
+            kwargs["signin_limit_per_account"] = parse_limits("CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT", per_account)
         if (log_format := get("CREDITDESK_LOG_FORMAT")) is not None:
             if log_format.lower() not in ("text", "json"):
                 raise ConfigError(f"CREDITDESK_LOG_FORMAT is text or json, not {log_format!r}.")
@@ -168,6 +169,18 @@ class Settings:
             )
         if self.stripe_secret_key and self.stripe_secret_key.startswith("pk_"):
             raise ConfigError("STRIPE_SECRET_KEY holds a publishable key (pk_...); it needs the secret key (sk_...).")
+
+
+def parse_limits(name: str, text: str) -> str:
+    """A rate limit as the `limits` package reads it (``"5/minute;20/hour"``), checked at start: a typo would
+    otherwise fail every request it applies to."""
+    from limits import parse_many
+
+    try:
+        parse_many(text)
+    except ValueError:
+        raise ConfigError(f"{name} is one or more limits such as 60/hour;200/day, not {text!r}.") from None
+    return text
 
 
 def parse_networks(name: str, text: str) -> tuple[IPv4Network | IPv6Network, ...]:

@@ -55,14 +55,26 @@ class RateLimiter:
         ``limits`` is one window or several stacked, ``"5/minute;20/hour"``: the longer windows make the
         wait grow for a client that keeps going.
         """
+        self._count(limits, keys, counting=True)
+
+    def check(self, limits: str, *keys: str) -> None:
+        """Raise RateLimited when ``limits`` are already full for ``keys``, counting nothing: for a limit that
+        only some outcomes count towards (:meth:`hit` after them), such as failed sign-ins."""
+        self._count(limits, keys, counting=False)
+
+    def _count(self, limits: str, keys: tuple[str, ...], *, counting: bool) -> None:
         items = parse_many(limits)
         limiter = self._limiter()
+
+        def full(on: MovingWindowRateLimiter) -> list[RateLimitItem]:
+            return [item for item in items if not (on.hit(item, *keys) if counting else on.test(item, *keys))]
+
         try:
-            over = [item for item in items if not limiter.hit(item, *keys)]
+            over = full(limiter)
         except StorageError as exc:
             self._redis_failed(exc)
             limiter = self._local
-            over = [item for item in items if not limiter.hit(item, *keys)]
+            over = full(limiter)
         else:
             if limiter is self._shared:
                 self._redis_answered()

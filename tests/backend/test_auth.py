@@ -156,3 +156,19 @@ def test_the_ceiling_per_account_is_above_what_one_place_may_try() -> None:
         allowed_from_one_place = min(amount * ceiling.get_expiry() // expiry for expiry, amount in one_place.items()
                                      if expiry <= ceiling.get_expiry())
         assert ceiling.amount > allowed_from_one_place, (ceiling, allowed_from_one_place)
+
+
+def test_only_wrong_passwords_count_towards_the_ceiling_per_account(backend_factory) -> None:
+    """The owner signing in from one place as often as its own limit lets (a right password clears that one) never
+    meets the ceiling; and a right password clears nothing of what guessers counted towards it."""
+    backend = backend_factory({"CREDITDESK_TRUSTED_PROXIES": "127.0.0.1",
+                               "CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT": "3/hour"})
+    Api(backend.url).register("owner@example.com")
+    home, right = "198.51.100.7", "correct horse battery"
+    assert [login(backend, "owner@example.com", right, home).status_code for _ in range(7)] == [200] * 7
+    assert [login(backend, "owner@example.com", "guess", f"203.0.113.{n}").status_code for n in (1, 2)] == [401] * 2
+    assert login(backend, "owner@example.com", right, home).status_code == 200
+    assert login(backend, "owner@example.com", "guess", "203.0.113.3").status_code == 401
+    r = login(backend, "owner@example.com", right, home)  # three wrong ones from three places: the ceiling
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 3600

@@ -116,6 +116,8 @@ def test_database_and_redis_settings_for_replicas() -> None:
     assert "secret-pw" not in repr(settings) and "other-pw" not in repr(settings)
     for name, value, message in (("CREDITDESK_REDIS_URL", "localhost:6379", "CREDITDESK_REDIS_URL must be"),
                                  ("CREDITDESK_DATABASE_URL", "mysql://db/x", "CREDITDESK_DATABASE_URL must be"),
-                                 ("CREDITDESK_DB_POOL_SIZE", "0", "CREDITDESK_DB_POOL_SIZE must be")):
+                                 ("CREDITDESK_DB_POOL_SIZE", "0", "CREDITDESK_DB_POOL_SIZE must be"),
+                                 ("CREDITDESK_SIGNIN_LIMIT_PER_ACCOUNT", "60 an hour", "such as 60/hour;200/day"),
+                                 ("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS", "30/fortnight", "such as")):
         with pytest.raises(ConfigError, match=message):
             Settings.from_env({name: value})

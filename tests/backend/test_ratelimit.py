@@ -1,0 +1,24 @@
+"""The rate limiter: hit counts, check only looks, and both go on in memory while Redis does not answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.errors import RateLimited
+from backend.ratelimit import RateLimiter
+
+
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:9/0"], ids=["memory", "redis-down"])
+def test_check_counts_nothing_and_refuses_once_hits_fill_the_window(redis_url: str | None) -> None:
+    limiter = RateLimiter(redis_url)
+    for _ in range(5):
+        limiter.check("2/minute;3/hour", "key")  # looking, however often, fills nothing
+    limiter.hit("2/minute;3/hour", "key")
+    limiter.check("2/minute;3/hour", "key")
+    limiter.hit("2/minute;3/hour", "key")
+    with pytest.raises(RateLimited) as refused:
+        limiter.check("2/minute;3/hour", "key")
+    assert 1 <= refused.value.retry_after <= 60
+    limiter.check("2/minute;3/hour", "another key")  # per key
+    with pytest.raises(RateLimited):
+        limiter.hit("2/minute;3/hour", "key")
