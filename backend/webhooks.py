@@ -155,9 +155,19 @@ def check_values(event: Any) -> None:
 
 
 def keep_refused(db: Database, payload: bytes, error: RefusedEvent) -> None:
-    """Keep a signed event that will never be processed, for support (its text made safe to store)."""
+    """Keep a signed event that will never be processed, for support (its text made safe to store): a failed
+    delivery ``malformed``, as reconcile keeps the same event from Stripe's Events API."""
     log.warning("payment webhook outcome=refused reason=nul length=%d", len(payload))
-    _keep_failed(db, payload, valid=True, outcome="refused", error=f"the event holds {error}; never processed")
+    _keep_failed(db, payload, valid=True, outcome="malformed", error=f"the event holds {error}; never processed",
+                 event=_parsed(payload))
+
+
+def _parsed(payload: bytes) -> Any:
+    """The event in a body already verified and parsed once (for its id and type, NUL written out)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
 
 
 def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | MalformedEvent) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import requests
@@ -170,3 +171,81 @@ def test_a_json_backslash_before_u0000_is_not_nul(backend: BackendProcess) -> No
     r = api.post("/api/credits/spend", data=b'{"amount": 1, "idempotencyKey": "k-bs", "description": "a\\\\u0000"}',
                  headers={"Content-Type": "application/json"})
     assert r.status_code == 402  # read as the six characters \u0000, and refused for want of credits only
+
+
+def text_inputs(spec: dict[str, Any]) -> list[tuple[str, str, str, object]]:
+    """Every text a client can send, from the server's own /openapi.json (so a route added later is covered
+    without a row here): each query and path parameter, and each string field of each JSON body, nested ones
+    too; as (method, URL path with query, what it is, body with NUL in that field or None)."""
+    found: list[tuple[str, str, str, object]] = []
+    for path, operations in spec["paths"].items():
+        if path == "/api/webhooks/stripe":  # Stripe's own: a signed event holding NUL is answered 200, refused
+            continue
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                name, where = parameter["name"], parameter["in"]
+                if where == "query":
+                    found.append((method.upper(), f"{path}?{name}=x%00{ESCAPE}", f"query {name}", None))
+                elif where == "path":
+                    found.append((method.upper(), path.replace(f"{{{name}}}", f"x%00{ESCAPE}"), f"path {name}", None))
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body is not None:
+                for field, value in nul_bodies(spec, body):
+                    found.append((method.upper(), path, f"body {field}", value))
+    return found
+
+
+ESCAPE = "%1b%5d0;pwned%07"
+
+
+def nul_bodies(spec: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> list[tuple[str, object]]:
+    """For each string field of an object schema (through $ref, anyOf, nested objects and arrays): a body with
+    NUL in that field and plain values in the required others; and one with NUL in an unknown field's name."""
+    schema = resolve(spec, schema)
+    properties = schema.get("properties", {})
+    plain = {name: plain_value(spec, properties[name]) for name in schema.get("required", [])}
+    bodies: list[tuple[str, object]] = [(f"{prefix}<a field's name>", {**plain, f"note\u0000{NUL}": "x"})]
+    for name, field in properties.items():
+        for kind in alternatives(spec, field):
+            if kind.get("type") == "string":
+                bodies.append((prefix + name, {**plain, name: f"x{NUL}"}))
+            elif kind.get("type") == "array" and resolve(spec, kind.get("items", {})).get("type") == "string":
+                bodies.append((prefix + name, {**plain, name: [f"x{NUL}"]}))
+            elif kind.get("type") == "object" or "properties" in kind:
+                bodies += [(inner, {**plain, name: value}) for inner, value in nul_bodies(spec, kind, f"{name}.")]
+    return bodies
+
+
+def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def alternatives(spec: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [resolve(spec, kind) for kind in schema.get("anyOf", [schema])]
+
+
+def plain_value(spec: dict[str, Any], schema: dict[str, Any]) -> object:
+    kinds = {kind.get("type") for kind in alternatives(spec, schema)}
+    return 1 if "integer" in kinds else True if "boolean" in kinds else [] if "array" in kinds else "x"
+
+
+def test_every_text_input_of_the_api_refuses_nul(backend: BackendProcess) -> None:
+    spec = requests.get(f"{backend.url}/openapi.json", timeout=10).json()
+    inputs = text_inputs(spec)
+    names = {(method, path.split("?")[0], what) for method, path, what, _ in inputs}
+    assert {("POST", "/api/credits/spend", "body description"), ("PUT", "/api/credits/controls", "body timeZone"),
+            ("POST", "/api/auth/login", "body password"), ("GET", "/account/credits/cancel", "query done"),
+            ("POST", "/stub/checkout/x%00" + ESCAPE + "/pay", "path session_id")} <= names
+    api = Api(backend.url).register()
+    before = counts(backend)
+    wrong = []
+    for method, path, what, body in inputs:
+        r = api.request(method, path, json=body) if body is not None else api.request(method, path)
+        if r.status_code != 400 or r.json()["error"]["code"] != "invalid_text":
+            wrong.append((method, path, what, r.status_code, r.text[:200]))
+    assert wrong == []
+    assert counts(backend) == before
+    log = backend.log_with('" 400')
+    assert "pwned" not in log and "%00" not in log and "\x00" not in log and "%1b" not in log
