@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -36,6 +37,8 @@ def _held_by_a_running_app(pid: object, host: str) -> bool:
         return False
     if pid == os.getpid():
         return True  # this process holds it (another SingleInstance here)
+    if os.name != "posix":
+        return True  # (os.kill(pid, 0) is not a probe on Windows) Qt found the process alive: trust it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -43,13 +46,22 @@ def _held_by_a_running_app(pid: object, host: str) -> bool:
     except PermissionError:
         return True  # alive, another user's: not ours to take
     cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # Linux: is it a Creditdesk (or the Python running it)?
+    if cmdline.exists():  # Linux: is it a Creditdesk?
         try:
-            words = cmdline.read_bytes().replace(b"\x00", b" ").decode(errors="replace").lower()
+            argv = cmdline.read_bytes().decode(errors="replace").split("\x00")
         except OSError:
             return True
-        return any(name in words for name in ("creditdesk", "python", "desktop"))
+        return runs_the_app(argv)
     return True
+
+
+def runs_the_app(argv: list[str]) -> bool:
+    """Whether a command line is the app's: the ``creditdesk`` command (or a frozen Creditdesk), or ``python -m
+    desktop``. Not any Python program: a process id that some other one took over is not a running app."""
+    names = [os.path.basename(arg).lower() for arg in argv]
+    if any(name.startswith("creditdesk") and not name.startswith("creditdesk-backend") for name in names):
+        return True
+    return "-mdesktop" in argv or ("-m", "desktop") in itertools.pairwise(argv)
 
 
 def server_name(lock_path: Path) -> str:

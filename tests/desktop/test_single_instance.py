@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -132,3 +133,59 @@ def test_a_lock_that_names_no_running_app_is_taken_over(tmp_path: Path, kind: st
     assert not second.acquire() and second.holder == os.getpid()
     instance.release()
 
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[object]:
+    """Starts a process that only sleeps, under the name given; its pid."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> int:
+        program = tmp_path / name
+        program.symlink_to(sys.executable)
+        started.append(subprocess.Popen([str(program), "-c", "import time; time.sleep(60)"]))
+        return started[-1].pid
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize(("name", "running"), [("python3", False), ("creditdesk", True)])
+def test_a_lock_naming_a_live_process_is_honoured_only_when_it_is_the_app(
+    tmp_path: Path, sleeper: Any, name: str, running: bool, qapp: object,
+) -> None:
+    """A stale lock's process id, taken over by some other Python program, does not keep the app from starting;
+    one naming a running Creditdesk still does."""
+    from PySide6.QtCore import QSysInfo
+
+    from desktop.qt.single_instance import SingleInstance
+
+    pid = sleeper(name)
+    lock = tmp_path / "creditdesk.lock"
+    # As the app writes it: Qt's own check passes (the program's name is the one the process runs).
+    program = Path(os.path.realpath(sys.executable)).name
+    lock.write_text(f"{pid}\n{program}\n{QSysInfo.machineHostName()}\n")
+    instance = SingleInstance(lock)
+    assert instance.acquire() is not running
+    assert instance.holder == (pid if running else None)
+    instance.release()
+
+
+@pytest.mark.parametrize(("argv", "the_app"), [
+    (["/home/ada/.venv/bin/python3", "/home/ada/.venv/bin/creditdesk"], True),
+    (["/opt/Creditdesk/Creditdesk"], True),
+    (["python3", "-m", "desktop"], True),
+    (["python3", "-mdesktop", "--backend", "http://127.0.0.1:8787"], True),
+    (["/usr/bin/python3", "/usr/bin/xdg-desktop-portal-helper"], False),
+    (["python3", "/home/ada/Desktop/script.py"], False),
+    (["python3", "-m", "backend", "serve"], False),
+    (["/home/ada/.venv/bin/python3", "/home/ada/.venv/bin/creditdesk-backend", "serve"], False),
+    (["/sbin/init"], False),
+    ([""], False),
+])
+def test_which_command_lines_run_the_app(argv: list[str], the_app: bool) -> None:
+    from desktop.qt.single_instance import runs_the_app
+
+    assert runs_the_app(argv) is the_app
