@@ -8,7 +8,8 @@ can never become an address of its own.
 
 An IPv6 client is counted by its /64: one host is given a whole /64 and can take any address in it, so
 counting single addresses would let it make as many fresh ones as it likes. (IPv4 addresses, IPv4 in IPv6
-clothes and the loopback address are counted as they are.)
+clothes and the loopback address are counted as they are; so is the IPv4 address inside a NAT64 or Teredo
+address, whose /64 many clients share.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,17 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Sequ
     return _counted(address)
 
 
+# NAT64's well-known prefix (RFC 6052): IPv4 clients reaching an IPv6 server through a translator.
+NAT64 = IPv6Network("64:ff9b::/96")
+
+
 def _counted(address: Address) -> str:
     if isinstance(address, IPv6Address) and not address.is_loopback:
+        # An IPv4 client in an IPv6 address of a translator or tunnel shared by many: counted by its IPv4
+        # address, not by a /64 that every client of that translator is in.
+        if address in NAT64:
+            return str(IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.teredo is not None:
+            return str(address.teredo[1])
         return str(IPv6Network((address, 64), strict=False))
     return str(address)

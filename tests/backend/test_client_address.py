@@ -25,6 +25,12 @@ PROXIES = parse_networks("CREDITDESK_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16
     ("10.0.0.1", ["2001:db8::1:2:3:4"], PROXIES, "2001:db8::/64"),
     ("2001:db8:0:7:a::1", [], (), "2001:db8:0:7::/64"),
     ("::1", [], (), "::1"),  # loopback as it is
+    ("::ffff:203.0.113.9", [], (), "203.0.113.9"),  # IPv4-mapped: its IPv4 address, as it is
+    ("203.0.113.9", [], (), "203.0.113.9"),
+    ("fe80::1:2%eth0", [], (), "fe80::/64"),  # link-local with its zone
+    ("64:ff9b::203.0.113.9", [], (), "203.0.113.9"),  # through NAT64: each IPv4 client on its own
+    ("64:ff9b::198.51.100.7", [], (), "198.51.100.7"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", [], (), "192.0.2.45"),  # Teredo (RFC 4380's example): its client
     ("::1", ["::ffff:203.0.113.9"], PROXIES, "203.0.113.9"),  # an IPv4 address in IPv6 clothes
     ("::ffff:10.0.0.1", ["203.0.113.9"], PROXIES, "203.0.113.9"),
     ("10.0.0.1", ["192.168.1.1"], PROXIES, "192.168.1.1"),  # only proxies all the way: the first one
