@@ -8,8 +8,14 @@ from backend.errors import RateLimited
 from backend.ratelimit import RateLimiter
 
 
-@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:9/0"], ids=["memory", "redis-down"])
-def test_check_counts_nothing_and_refuses_once_hits_fill_the_window(redis_url: str | None) -> None:
+@pytest.mark.parametrize("storage", ["memory", "redis", "redis-down"])
+def test_check_counts_nothing_and_refuses_once_hits_fill_the_window(storage: str,
+                                                                    request: pytest.FixtureRequest) -> None:
+    redis_url = {"memory": None, "redis-down": "redis://127.0.0.1:9/0"}.get(storage)
+    if storage == "redis":
+        redis_server = request.getfixturevalue("redis_server")
+        redis_server.flush()
+        redis_url = redis_server.url
     limiter = RateLimiter(redis_url)
     for _ in range(5):
         limiter.check("2/minute;3/hour", "key")  # looking, however often, fills nothing
