@@ -19,6 +19,23 @@ class ConfigError(Exception):
     """The configuration cannot work; the message tells the operator what to change."""
 
 
+# CREDITDESK_PASSWORD_HASH_PROFILE, for test runs only: ``test`` hashes passwords with argon2's cheapest
+# parameters (microseconds instead of a quarter of a second), so that suites signing up thousands of users run
+# quickly. Never set it where real passwords are kept; unset (the default, and the only production setting) is
+# argon2-cffi's own profile (RFC 9106, low memory). A hash carries its parameters: each verifies under either.
+PASSWORD_HASH_PROFILE = "CREDITDESK_PASSWORD_HASH_PROFILE"  # noqa: S105 (the name of a setting)
+PASSWORD_HASH_PROFILES = ("default", "test")
+
+
+def password_hash_profile(environ: Mapping[str, str] | None = None) -> str:
+    """``default``, or ``test`` when CREDITDESK_PASSWORD_HASH_PROFILE says so (tests only)."""
+    env = os.environ if environ is None else environ
+    value = env.get(PASSWORD_HASH_PROFILE, "").strip().lower() or "default"
+    if value not in PASSWORD_HASH_PROFILES:
+        raise ConfigError(f"{PASSWORD_HASH_PROFILE} is test (for test runs only) or unset, not {value!r}.")
+    return value
+
+
 def default_db_path() -> Path:
     return platformdirs.user_data_path(APP_NAME, appauthor=False) / "backend.sqlite3"
 
@@ -136,6 +153,7 @@ class Settings:
             kwargs["metrics_port"] = int(metrics_port)
         if metrics_host := get("CREDITDESK_METRICS_HOST"):
             kwargs["metrics_host"] = metrics_host
+        password_hash_profile(env)  # a typo stops `serve` at once, not at the first sign-up
         if proxies := get("CREDITDESK_TRUSTED_PROXIES"):
             kwargs["trusted_proxies"] = parse_networks("CREDITDESK_TRUSTED_PROXIES", proxies)
         settings = cls(

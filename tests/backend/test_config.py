@@ -121,3 +121,39 @@ def test_database_and_redis_settings_for_replicas() -> None:
                                  ("CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS", "30/fortnight", "such as")):
         with pytest.raises(ConfigError, match=message):
             Settings.from_env({name: value})
+
+
+PROFILE = "CREDITDESK_PASSWORD_HASH_PROFILE"
+
+
+def test_the_test_password_hash_profile_is_cheap_opt_in_and_verifies_either_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CREDITDESK_PASSWORD_HASH_PROFILE=test (test runs only) hashes with argon2's cheapest parameters; unset is
+    argon2-cffi's own profile; anything else is refused; a hash from either verifies under the other."""
+    from argon2 import PasswordHasher, profiles
+
+    from backend import accounts
+    from backend.config import password_hash_profile
+
+    assert password_hash_profile({}) == "default" and password_hash_profile({PROFILE: " "}) == "default"
+    assert password_hash_profile({PROFILE: "test"}) == "test"
+    with pytest.raises(ConfigError, match="CREDITDESK_PASSWORD_HASH_PROFILE is test"):
+        Settings.from_env({PROFILE: "cheap"})
+
+    hashes = {}
+    for profile in ("", "test"):
+        monkeypatch.setenv(PROFILE, profile)
+        accounts._hasher.cache_clear()
+        hashes[profile] = accounts.hash_password("correct horse battery")
+    accounts._hasher.cache_clear()
+    default = PasswordHasher()
+    assert f"$m={default.memory_cost},t={default.time_cost},p={default.parallelism}$" in hashes[""]
+    cheapest = profiles.CHEAPEST
+    assert f"$m={cheapest.memory_cost},t={cheapest.time_cost},p={cheapest.parallelism}$" in hashes["test"]
+    for profile in ("", "test"):
+        monkeypatch.setenv(PROFILE, profile)
+        accounts._hasher.cache_clear()
+        assert all(accounts._verify_password(made, "correct horse battery") for made in hashes.values())
+        assert not accounts._verify_password(hashes[""], "wrong")
+    accounts._hasher.cache_clear()

@@ -22,6 +22,7 @@ from sqlalchemy import RowMapping, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from backend import ledger
+from backend.config import PASSWORD_HASH_PROFILE
 from backend.db import Database, sqlite_url
 
 
@@ -48,6 +49,8 @@ class BackendProcess:
         """The backend's environment: this machine's, less any Creditdesk or Stripe settings, plus ours."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_"))}
         env.update({"CREDITDESK_DB": str(self.db_path), "PYTHONUNBUFFERED": "1"})
+        # argon2's cheapest parameters, as tests/conftest.py sets for the test run (a test may say otherwise).
+        env[PASSWORD_HASH_PROFILE] = os.environ.get(PASSWORD_HASH_PROFILE, "test")
         if self.engine != "sqlite":
             env["CREDITDESK_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
