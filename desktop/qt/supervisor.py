@@ -23,6 +23,8 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 STABLE_SECONDS = 60.0
 # A bundled backend whose process runs but that has not answered this many probes in a row is hung: restarted.
 HUNG_PROBES = 3
+# Seconds a probe waits for /api/health.
+PROBE_TIMEOUT = 5.0
 
 
 def backoff(attempt: int) -> float:
@@ -117,9 +119,9 @@ class BackendSupervisor(QObject):
     def _probe(url: str) -> str:
         from desktop.core.api import ApiClient
 
-        client = ApiClient(url, timeout=5, retries=0)
+        client = ApiClient(url, timeout=PROBE_TIMEOUT, retries=0)
         try:
-            client.health(timeout=5)
+            client.health(timeout=PROBE_TIMEOUT)
         finally:
             client.close()
         return url

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from desktop.core.identity import BackendIdentity
@@ -21,6 +22,7 @@ from desktop.core.pending import PendingPurchase, PendingPurchases
 from desktop.core.purchase import FlowState
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import account_key
+from desktop.qt import supervisor
 from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
@@ -142,10 +144,18 @@ def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures
     qtbot.waitUntil(lambda: window.account.balance.text() == "200 credits", timeout=20_000)
 
 
-def test_a_hung_bundled_backend_is_killed_and_restarted(qtbot: Any, make_window: Any, memory_keyring: Any) -> None:
+def test_a_hung_bundled_backend_is_killed_and_restarted(
+    qtbot: Any, make_window: Any, memory_keyring: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Its process runs but answers nothing (stopped here with SIGSTOP): after a few probes it is restarted."""
+    # Time is shortened, not waited for: the app's calls and the probes give up after 1 s instead of 10 s and 5 s,
+    # and the supervisor waits a tenth of its usual backoff between probes (51 s in all before, 32 s now; the
+    # controller's health check still waits its own 5 s, twice).
+    monkeypatch.setattr(supervisor, "PROBE_TIMEOUT", 1.0)
+    monkeypatch.setattr(supervisor, "BACKOFF_SECONDS", tuple(s / 10 for s in supervisor.BACKOFF_SECONDS))
     window = make_window(None)
     sign_up(qtbot, window)
+    window.controller.api.timeout = 1.0
     bundled = window.controller.bundled
     assert bundled is not None and bundled.pid
     url, pid = window.controller.backend_url, bundled.pid
