@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 
-from backend import ledger, prepared
-from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
+from backend import entries, prepared
+from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, iso_utc, utcnow
 from backend.order_status import EXPIRED, FAILED, PAID, PENDING
 from backend.schema import alerts, low_balance_thresholds
 
@@ -78,17 +78,17 @@ def credits(n: int) -> str:
 # -- what causes alerts ---------------------------------------------------------------------------------------
 
 
-def on_ledger_entry(conn: Connection, entry: ledger.Entry) -> None:
+def on_ledger_entry(conn: Connection, entry: entries.Entry) -> None:
     """Called by the ledger for each entry it posts, after the user's balance row is locked."""
     _low_balance(conn, entry)
-    if entry.type in ledger.CLAWBACK_TYPES:
+    if entry.type in entries.CLAWBACK_TYPES:
         cause = "a dispute" if entry.type == "dispute" else "a refund"
         create(conn, entry.user_id, "clawback",
                f"{credits(-entry.amount)} were taken back because of {cause}: {entry.description or entry.reference}. "
                f"Your balance is now {credits(entry.balance_after)}.",
                {"transactionId": entry.id, "type": entry.type, "amount": entry.amount,
                 "balance": entry.balance_after, "reference": entry.reference})
-    elif entry.type in ledger.CLAWBACK_REVERSAL_TYPES:
+    elif entry.type in entries.CLAWBACK_REVERSAL_TYPES:
         create(conn, entry.user_id, "clawback_reversed",
                f"{credits(entry.amount)} were given back: {entry.description or entry.reference}. "
                f"Your balance is now {credits(entry.balance_after)}.",
@@ -97,11 +97,12 @@ def on_ledger_entry(conn: Connection, entry: ledger.Entry) -> None:
 
 
 # Run for every ledger entry: built once (building a statement costs more than running it).
-_THRESHOLDS = select(low_balance_thresholds.c.threshold, low_balance_thresholds.c.armed).where(
-    low_balance_thresholds.c.user_id == bindparam("user_id"))
+_THRESHOLDS = prepared.hot("thresholds", select(low_balance_thresholds.c.threshold, low_balance_thresholds.c.armed)
+                           .where(low_balance_thresholds.c.user_id == bindparam("user_id")))
+hot_insert_ignoring("an alert made", alerts)
 
 
-def _low_balance(conn: Connection, entry: ledger.Entry) -> None:
+def _low_balance(conn: Connection, entry: entries.Entry) -> None:
     t = low_balance_thresholds.c
     balance = entry.balance_after
     found = prepared.run(conn, _THRESHOLDS, {"user_id": entry.user_id}).rows

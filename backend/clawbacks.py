@@ -30,8 +30,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import ledger, metrics, orders, prepared
-from backend.db import insert_ignoring_duplicates, lock_until_commit, utcnow
+from backend import entries, ledger, metrics, orders, prepared
+from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
 from backend.schema import disputes, ledger_entries, payment_refunds, refunds
@@ -243,7 +243,10 @@ def _latest_cause() -> sa.Select[Any]:
     return sa.select(news).order_by(news.c.as_of.desc()).limit(1)
 
 
-_LATEST_CAUSE = _latest_cause()  # built once: it is asked for every payment granted
+_LATEST_CAUSE = prepared.hot("the latest refund or dispute", _latest_cause())  # asked for every payment granted
+hot_insert_ignoring("a refund kept", refunds)
+hot_insert_ignoring("a dispute kept", disputes)
+hot_insert_ignoring("a charge's refunds kept", payment_refunds)
 
 
 def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
@@ -296,7 +299,7 @@ def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
 def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: MoneyFacts) -> None:
     taking = credits < 0
     if cause.kind == "dispute":
-        entry_type: ledger.EntryType = "dispute" if taking else "dispute_reversal"
+        entry_type: entries.EntryType = "dispute" if taking else "dispute_reversal"
     else:
         entry_type = "refund" if taking else "refund_reversal"
     currency = order.currency.upper()

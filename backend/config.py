@@ -84,6 +84,8 @@ class Settings:
     # CREDITDESK_METRICS_HOST (loopback unless a scraper elsewhere needs them).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # The hot path's statements on SQLite's own cursor (backend/prepared.py); off runs all through SQLAlchemy.
+    prepared_statements: bool = True
 
     @property
     def database(self) -> str:
@@ -153,6 +155,10 @@ class Settings:
             kwargs["metrics_port"] = int(metrics_port)
         if metrics_host := get("CREDITDESK_METRICS_HOST"):
             kwargs["metrics_host"] = metrics_host
+        if (fast := get("CREDITDESK_PREPARED_STATEMENTS")) is not None:
+            if fast.lower() not in ("on", "off"):
+                raise ConfigError(f"CREDITDESK_PREPARED_STATEMENTS is on or off, not {fast!r}.")
+            kwargs["prepared_statements"] = fast.lower() == "on"
         password_hash_profile(env)  # a typo stops `serve` at once, not at the first sign-up
         if proxies := get("CREDITDESK_TRUSTED_PROXIES"):
             kwargs["trusted_proxies"] = parse_networks("CREDITDESK_TRUSTED_PROXIES", proxies)

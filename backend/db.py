@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
@@ -145,8 +145,11 @@ class Database:
         For a point lookup on the hot path (has this event been processed?). On SQLite it runs on a connection
         kept for these lookups, outside any transaction: a single statement reads one consistent snapshot,
         and a transaction on a pooled connection costs several times what the lookup does. On PostgreSQL it
-        is a read transaction."""
-        if not self.is_sqlite:
+        is a read transaction, and so it is when :mod:`backend.prepared` is turned off. Only a SELECT is
+        taken: a write outside a transaction would commit on its own."""
+        if not isinstance(statement, Select):
+            raise ValueError("peek reads: only a SELECT")
+        if not (self.is_sqlite and prepared.enabled() and prepared.is_hot(statement)):
             with self.read() as conn:
                 return conn.execute(statement, dict(params)).scalar()
         self._check_replaced()
@@ -378,6 +381,11 @@ def _insert_ignoring(dialect_name: str, table: Table) -> Executable:
     # RETURNING, not rowcount: the cursor's rowcount of an INSERT is not kept by every driver (psycopg's
     # is -1 once SQLAlchemy has closed the cursor), while a returned row is there on both engines.
     return dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key)
+
+
+def hot_insert_ignoring(name: str, table: Table) -> None:
+    """Register the duplicate-ignoring insert into ``table`` as one of the hot path's (:mod:`backend.prepared`)."""
+    prepared.hot(name, _insert_ignoring("sqlite", table))
 
 
 # What the storage raises when it, not our code, fails: the DBAPI's operational errors (locked, full,

@@ -15,57 +15,30 @@ never takes a balance below zero.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
 from backend import alerts, prepared
-from backend.db import insert_ignoring_duplicates, utcnow
+from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, utcnow
+from backend.entries import ENTRY_TYPES, Entry, EntryType
 from backend.errors import IdempotencyConflict, InsufficientCredits
 from backend.schema import balances, ledger_entries
 
-EntryType = Literal["purchase", "spend", "refund", "refund_reversal", "dispute", "dispute_reversal", "adjustment"]
-ENTRY_TYPES: tuple[str, ...] = get_args(EntryType)
-# Credits taken back because a payment was refunded or disputed, and entries that give them back. Neither
-# counts as spending.
-CLAWBACK_TYPES: tuple[str, ...] = ("refund", "dispute")
-CLAWBACK_REVERSAL_TYPES: tuple[str, ...] = ("refund_reversal", "dispute_reversal")
-
-
-@dataclass(frozen=True)
-class Entry:
-    id: int
-    user_id: int
-    type: str
-    amount: int
-    balance_after: int
-    reference: str
-    description: str
-    created_at: str
-    feature: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Entry:
-        return cls(
-            id=row["id"], user_id=row["user_id"], type=row["type"], amount=row["amount"],
-            balance_after=row["balance_after"], reference=row["reference"],
-            description=row["description"] or "", created_at=row["created_at"], feature=row.get("feature"),
-        )
-
-
 # Statements of the paths every purchase and spend takes, built once: building a statement costs more than
 # running it. The values come as parameters.
-_BALANCE = select(balances.c.balance).where(balances.c.user_id == bindparam("user_id"))
-_LOCK_BALANCE = _BALANCE.with_for_update()
-_SET_BALANCE = update(balances).where(balances.c.user_id == bindparam("of_user")).values(balance=bindparam("to"))
-_ENTRY = select(ledger_entries).where(
+_BALANCE = prepared.hot("a balance", select(balances.c.balance).where(balances.c.user_id == bindparam("user_id")))
+_LOCK_BALANCE = prepared.hot("a balance, locked", _BALANCE.with_for_update())
+_SET_BALANCE = prepared.hot("a balance set", update(balances).where(balances.c.user_id == bindparam("of_user"))
+                            .values(balance=bindparam("to")))
+_ENTRY = prepared.hot("an entry", select(ledger_entries).where(
     ledger_entries.c.user_id == bindparam("user_id"), ledger_entries.c.type == bindparam("type"),
     ledger_entries.c.reference == bindparam("reference"),
-)
+))
+hot_insert_ignoring("a balance made", balances)
 
 
 def balance(conn: Connection, user_id: int) -> int:
@@ -175,6 +148,9 @@ def spend(
 def _insert_entry(dialect_name: str) -> Executable:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(ledger_entries).on_conflict_do_nothing().returning(*ledger_entries.c)
+
+
+prepared.hot("an entry posted", _insert_entry("sqlite"))
 
 
 def history(

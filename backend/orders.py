@@ -76,6 +76,11 @@ def _select_by(column: str, lock: bool) -> sa.Select[Any]:
     return query
 
 
+for _column in ("id", "session_id", "payment_intent"):
+    prepared.hot(f"an order by {_column}", _select_by(_column, False))
+    prepared.hot(f"an order by {_column}, locked", _select_by(_column, True))
+
+
 def by_session(conn: Connection, session_id: str, *, lock: bool = False) -> Order | None:
     return _one(conn, "session_id", session_id, lock=lock)
 
@@ -100,7 +105,8 @@ def update(conn: Connection, order_id: str, **changes: object) -> Order:
 
 
 # The changed columns come as parameters (SQLAlchemy sets those it is given), so this is built once.
-_UPDATE = sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id")).returning(orders_table)
+_UPDATE = prepared.hot("an order updated", sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id"))
+                       .returning(orders_table))
 
 
 def by_user(conn: Connection, user_id: int) -> list[Order]:

@@ -10,7 +10,11 @@ conversions SQLAlchemy would make, and wraps the driver's errors in SQLAlchemy's
 statement whose compiled form needs more than that (defaults computed in Python, expanding ``IN``), it is
 ``Connection.execute``.
 
-Only for statements built once (module level): the compiled forms are kept per statement object.
+Only for statements built once, at import, and registered by name with :func:`hot`: the compiled forms are
+kept per statement object, and :data:`HOT` is the list the tests go through, each statement run both ways
+(``tests/backend/test_prepared.py``). A statement not registered is simply run by SQLAlchemy.
+:func:`set_enabled` turns the whole path off (``CREDITDESK_PREPARED_STATEMENTS=off``): everything then runs
+through ``Connection.execute``, which is how to rule this module out when a query answers oddly.
 """
 
 from __future__ import annotations
@@ -18,12 +22,41 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy import Connection, Dialect, Select, exc
 from sqlalchemy.sql.expression import Executable
 
 Processor = Callable[[Any], Any] | None
+S = TypeVar("S", bound=Executable)
+
+# The statements of the hot path, by name; and whether they run on SQLite's cursor.
+HOT: dict[str, Executable] = {}
+_HOT_IDS: set[int] = set()
+_enabled = True
+
+
+def hot(name: str, statement: S) -> S:
+    """Register ``statement``, built once at import, as one of the hot path's; returns it."""
+    if HOT.get(name, statement) is not statement:
+        raise ValueError(f"two hot statements are named {name!r}")
+    HOT[name] = statement
+    _HOT_IDS.add(id(statement))
+    return statement
+
+
+def set_enabled(enabled: bool) -> None:
+    """Run the registered statements on SQLite's cursor (the default), or everything through SQLAlchemy."""
+    global _enabled
+    _enabled = enabled
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def is_hot(statement: Executable) -> bool:
+    return id(statement) in _HOT_IDS
 
 
 @dataclass(frozen=True)
@@ -62,7 +95,7 @@ class _Compiled:
 
 def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
     """Execute ``statement`` with ``params`` inside ``conn``'s transaction."""
-    if conn.dialect.name == "sqlite" and conn.in_transaction():
+    if _enabled and conn.dialect.name == "sqlite" and id(statement) in _HOT_IDS and conn.in_transaction():
         compiled = _compile(statement, conn.dialect, tuple(sorted(params)))
         if compiled is not None:
             return _execute(conn.connection.driver_connection, conn.dialect, compiled, params)
@@ -74,7 +107,12 @@ def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> R
 def run_outside_transaction(driver_connection: Any, dialect: Dialect, statement: Executable,
                             params: Mapping[str, Any]) -> Rows:
     """Execute one read on a SQLite driver connection in autocommit mode: a single statement reads one
-    consistent snapshot without BEGIN and COMMIT (:meth:`backend.db.Database.peek`)."""
+    consistent snapshot without BEGIN and COMMIT (:meth:`backend.db.Database.peek`). Only a registered SELECT:
+    outside a transaction a write would commit on its own."""
+    if not isinstance(statement, Select):
+        raise ValueError("only a SELECT runs outside a transaction")
+    if id(statement) not in _HOT_IDS:
+        raise ValueError("only a registered statement runs on the driver's cursor")
     compiled = _compile(statement, dialect, tuple(sorted(params)))
     if compiled is None:
         raise ValueError("this statement cannot run on the driver's cursor")

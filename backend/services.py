@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from backend import prepared
 from backend.catalogue import Catalogue
 from backend.config import Settings
 from backend.db import Database
@@ -32,6 +33,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:
         public_url = (settings.public_url or public_url).rstrip("/")
+        prepared.set_enabled(settings.prepared_statements)
         db = Database(settings.database, pool_size=settings.db_pool_size)
         prepare(db)
         provider: PaymentProvider

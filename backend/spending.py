@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, or_, update
 
-from backend import alerts, ledger, periods, spend_controls
+from backend import alerts, entries, ledger, periods, spend_controls
 from backend.db import Database, iso_utc
 from backend.errors import ConfirmationRequired, SpendCapReached
 from backend.periods import PERIODS
@@ -51,7 +51,7 @@ class SpendRequest:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | None = None) -> ledger.Entry:
+def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | None = None) -> entries.Entry:
     """Spend once per idempotency key, within the user's controls; raises the refusal otherwise."""
     refusal: SpendCapReached | ConfirmationRequired | None = None
     with db.transaction() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from backend import accounts, ledger, orders
 from backend.accounts import User
 from backend.db import Database
+from backend.entries import Entry
 from backend.errors import AdjustmentBelowZero, InvalidAdjustment, UnknownOrder, UnknownUser
 from backend.orders import Order
 from backend.schema import adjustment_notes, failed_deliveries, webhook_events
@@ -70,7 +71,7 @@ class UserReport:
     user: User
     balance: int
     orders: list[Order]
-    entries: list[ledger.Entry]
+    entries: list[Entry]
     events: list[StoredEvent]
     notes: dict[int, str] = field(default_factory=dict)  # support's notes on adjustments, by entry id
 
@@ -122,7 +123,7 @@ def check_adjustment(amount: int, reason: str, key: str | None, public_note: str
 def adjust(
     db: Database, email: str, amount: int, reason: str, key: str | None = None, *, public_note: str | None = None,
     allow_negative: bool = False,
-) -> tuple[ledger.Entry, bool]:
+) -> tuple[Entry, bool]:
     """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new).
 
     ``reason`` is support's note, kept with the entry for support only; the user's history shows

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Integer, Text, and_, column, func, or_, select, values
 
-from backend import ledger, periods
+from backend import entries, ledger, periods
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
 from backend.periods import Period, Window
@@ -50,7 +50,7 @@ class Sums:
             self.spent -= amount
         elif entry_type == "purchase":
             self.purchased += amount
-        elif entry_type in ledger.CLAWBACK_TYPES or entry_type in ledger.CLAWBACK_REVERSAL_TYPES:
+        elif entry_type in entries.CLAWBACK_TYPES or entry_type in entries.CLAWBACK_REVERSAL_TYPES:
             self.clawed_back -= amount
         else:
             self.adjusted += amount
@@ -234,7 +234,10 @@ def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -
         query = select(e.id, e.created_at, e.type, e.amount, e.balance_after, e.description, e.feature, e.reference) \
             .where(e.user_id == user_id, e.created_at >= lo, e.created_at < hi)
         if after is not None:
-            query = query.where(or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
+            # The plain bound on created_at lets the index start at the last page's end; the OR alone would
+            # have each page scan the range from its start again (quadratic in the rows exported).
+            query = query.where(e.created_at >= after[0],
+                                or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
         with db.read() as conn:
             rows = conn.execute(query.order_by(e.created_at, e.id).limit(CSV_PAGE)).all()
         for r in rows:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend import clawbacks, fulfilment, orders, prepared
-from backend.db import Database, insert_ignoring_duplicates, utcnow
+from backend.db import Database, hot_insert_ignoring, insert_ignoring_duplicates, utcnow
 from backend.errors import (
     CreditdeskError,
     InvalidSignature,
@@ -411,9 +411,11 @@ def _note(conn: Connection, processed: Processed, *, replayed: bool = False) -> 
 
 
 # Built once (each event runs them; building a statement costs more than running it).
-_NOTE = webhook_events.update().where(webhook_events.c.id == sa.bindparam("event_id"))
-_NOTE_REPLAY = _NOTE.values(attempts=webhook_events.c.attempts + 1)
-_OUTCOME = sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id"))
+_NOTE = prepared.hot("an event noted", webhook_events.update().where(webhook_events.c.id == sa.bindparam("event_id")))
+_NOTE_REPLAY = prepared.hot("an event noted again", _NOTE.values(attempts=webhook_events.c.attempts + 1))
+_OUTCOME = prepared.hot("an event's outcome",
+                        sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id")))
+hot_insert_ignoring("an event kept", webhook_events)
 
 
 def _keep_failed(

@@ -120,7 +120,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.backend_label)
         self._build_menus()
         self._connect()
-        self.spend_ui = SpendUi(self, controller)  # the Credits menu: spending, usage, alerts, spend controls
+        # The Credits menu: spending, usage, alerts, spend controls.
+        self.spend_ui = SpendUi(self, controller, self.show_packs)
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
         self._tick.timeout.connect(self._tick_panels)
@@ -366,6 +367,12 @@ class MainWindow(QMainWindow):
         self.show()
         self.raise_()
         self.activateWindow()
+
+    def show_packs(self) -> None:
+        """"Buy credits" from a refusal: this window with its packs, the first one focused."""
+        self.bring_to_front()
+        if self.account.cards:
+            self.account.cards[0].button.setFocus()
 
     # -- help -------------------------------------------------------------------------------------------------
 

@@ -4,11 +4,12 @@ window only knows it is there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDialog, QPushButton
+from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 
 from desktop.core.alert_inbox import notices
 from desktop.core.spend_models import Alert, AlertPage
@@ -19,16 +20,19 @@ from desktop.qt.spend_controller import SpendController
 if TYPE_CHECKING:  # the windows load when first opened: the main window paints sooner (bench/startup.py)
     from desktop.qt.alerts_window import AlertsWindow
     from desktop.qt.controls_window import SpendControlsWindow
-    from desktop.qt.main_window import MainWindow
     from desktop.qt.spend_dialog import SpendDialog
     from desktop.qt.usage_window import SaveChooser, UsageWindow
 
 
 class SpendUi(QObject):
-    def __init__(self, window: MainWindow, app: AppController, *, use_tray: bool | None = None,
-                 choose_path: SaveChooser | None = None) -> None:
+    """Installed on ``window``; ``show_packs`` brings the packs to the front when a refusal offers to buy credits
+    (a callback, so that this module needs nothing of the main window but what any QMainWindow has)."""
+
+    def __init__(self, window: QMainWindow, app: AppController, show_packs: Callable[[], None], *,
+                 use_tray: bool | None = None, choose_path: SaveChooser | None = None) -> None:
         super().__init__(window)
         self.window = window
+        self.show_packs = show_packs
         self.app = app
         self.choose_path = choose_path
         self.spending = SpendController(app, parent=self)
@@ -108,7 +112,7 @@ class SpendUi(QObject):
             from desktop.qt.spend_dialog import SpendDialog
 
             self.spend_dialog = SpendDialog(self.spending, self.window)
-            self.spend_dialog.buyRequested.connect(self._buy)
+            self.spend_dialog.buyRequested.connect(self.show_packs)
             self.spend_dialog.controlsRequested.connect(self.show_controls)
         elif not self.spend_dialog.isVisible():
             self.spend_dialog.start_over()
@@ -141,12 +145,6 @@ class SpendUi(QObject):
             self.controls_window = SpendControlsWindow(self.spending, self.window)
         self._present(self.controls_window)
         return self.controls_window
-
-    def _buy(self) -> None:
-        """"Buy credits" from a refusal: the main window with its packs, the first one focused."""
-        self.window.bring_to_front()
-        if self.window.account.cards:
-            self.window.account.cards[0].button.setFocus()
 
     def close(self) -> None:
         """The main window is closing."""

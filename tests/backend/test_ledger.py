@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from backend import ledger
 from backend.db import Database
+from backend.entries import Entry
 
 
 def balance(db: Database, user_id: int) -> int:
@@ -17,17 +18,17 @@ def balance(db: Database, user_id: int) -> int:
         return ledger.balance(conn, user_id)
 
 
-def history(db: Database, user_id: int, **kwargs: int) -> tuple[list[ledger.Entry], int | None]:
+def history(db: Database, user_id: int, **kwargs: int) -> tuple[list[Entry], int | None]:
     with db.read() as conn:
         return ledger.history(conn, user_id, **kwargs)
 
 
-def grant(db: Database, user_id: int, amount: int, reference: str) -> ledger.Entry | None:
+def grant(db: Database, user_id: int, amount: int, reference: str) -> Entry | None:
     with db.transaction() as conn:
         return ledger.post(conn, user_id=user_id, type="purchase", amount=amount, reference=reference)
 
 
-def spend(db: Database, user_id: int, amount: int, key: str, fingerprint: str = "f") -> tuple[ledger.Entry, bool]:
+def spend(db: Database, user_id: int, amount: int, key: str, fingerprint: str = "f") -> tuple[Entry, bool]:
     with db.transaction() as conn:
         return ledger.spend(conn, user_id=user_id, amount=amount, idempotency_key=key, description="",
                             fingerprint=fingerprint)
@@ -145,7 +146,7 @@ def test_spend_controls_see_the_balance_once_the_key_is_new_and_the_balance_cove
         if balance < 300:
             raise RuntimeError("refused by the controls")
 
-    def spend_checked(amount: int, key: str) -> tuple[ledger.Entry, bool]:
+    def spend_checked(amount: int, key: str) -> tuple[Entry, bool]:
         with db.transaction() as conn:
             return ledger.spend(conn, user_id=1, amount=amount, idempotency_key=key, description="",
                                 fingerprint="f", check=refuse_below_300)

@@ -3,8 +3,10 @@ with SQLAlchemy's exceptions, and fall back to it where its execution is needed;
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection, exc
 
-from backend import alerts, clawbacks, ledger, orders, prepared, spend_controls, webhooks
+import backend
+from backend import alerts, ledger, prepared, spend_controls, webhooks
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import StorageUnavailable
 from backend.schema import webhook_events
@@ -22,32 +25,56 @@ from tests.helpers.payments import charge_refunded_event, database, paid_order, 
 WHEN = "2026-11-26T12:00:00.000Z"
 
 
-def _statements(p: Any) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(name, statement, parameters) of every statement the webhook's grant runs, for a paid order ``p``."""
-    return [
-        ("an order by session, locked", orders._select_by("session_id", True), {"value": p.session_id}),
-        ("an order by payment intent", orders._select_by("payment_intent", False), {"value": p.payment_intent}),
-        ("no order", orders._select_by("id", False), {"value": "ord_none"}),
-        ("an order updated", orders._UPDATE, {"order_id": p.order_id, "status": "paid", "updated_at": WHEN,
-                                              "payment_intent": p.payment_intent}),
-        ("a balance", ledger._BALANCE, {"user_id": p.user_id}),
-        ("a balance, locked", ledger._LOCK_BALANCE, {"user_id": p.user_id}),
-        ("a balance set", ledger._SET_BALANCE, {"of_user": p.user_id, "to": 1001}),
-        ("an entry", ledger._ENTRY, {"user_id": p.user_id, "type": "purchase", "reference": p.session_id}),
-        ("an entry posted", ledger._insert_entry("sqlite"), {
+def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Per case, a statement of the hot path by its registered name (``prepared.HOT``) and parameters for a paid
+    order ``p``. Every registered statement has a case at least (a test checks)."""
+    return {
+        "an order by session, locked": ("an order by session_id, locked", {"value": p.session_id}),
+        "an order by session": ("an order by session_id", {"value": p.session_id}),
+        "an order by payment intent": ("an order by payment_intent", {"value": p.payment_intent}),
+        "an order by payment intent, locked": ("an order by payment_intent, locked", {"value": p.payment_intent}),
+        "an order by id, locked": ("an order by id, locked", {"value": p.order_id}),
+        "no order": ("an order by id", {"value": "ord_none"}),
+        "an order updated": ("an order updated", {"order_id": p.order_id, "status": "paid", "updated_at": WHEN,
+                                                  "payment_intent": p.payment_intent}),
+        "a balance": ("a balance", {"user_id": p.user_id}),
+        "a balance, locked": ("a balance, locked", {"user_id": p.user_id}),
+        "a balance set": ("a balance set", {"of_user": p.user_id, "to": 1001}),
+        "a balance made": ("a balance made", {"user_id": 90210, "balance": 0}),
+        "a balance made twice": ("a balance made", {"user_id": p.user_id, "balance": 0}),
+        "an entry": ("an entry", {"user_id": p.user_id, "type": "purchase", "reference": p.session_id}),
+        "an entry posted": ("an entry posted", {
             "user_id": p.user_id, "type": "adjustment", "amount": -7, "balance_after": 326, "reference": "r-1",
             "description": "", "created_at": WHEN, "fingerprint": None, "feature": "export"}),
-        ("an entry posted twice", ledger._insert_entry("sqlite"), {
+        "an entry posted twice": ("an entry posted", {
             "user_id": p.user_id, "type": "purchase", "amount": 333, "balance_after": 666,
             "reference": p.session_id, "description": "", "created_at": WHEN, "fingerprint": None, "feature": None}),
-        ("thresholds (booleans)", alerts._THRESHOLDS, {"user_id": p.user_id}),
-        ("the latest refund", clawbacks._LATEST_CAUSE, {"payment_intent": p.payment_intent}),
-        ("an event noted", webhooks._NOTE, {"event_id": "evt_seen", "outcome": "granted", "detail": None,
-                                            "order_id": p.order_id, "processed_at": WHEN}),
-        ("an event noted again", webhooks._NOTE_REPLAY, {"event_id": "evt_seen", "outcome": "no_change",
-                                                         "detail": "x", "order_id": None, "processed_at": WHEN}),
-        ("an event's outcome", webhooks._OUTCOME, {"event_id": "evt_seen"}),
-    ]
+        "thresholds (booleans)": ("thresholds", {"user_id": p.user_id}),
+        "an alert made": ("an alert made", {"user_id": p.user_id, "kind": "low_balance", "message": "m",
+                                            "data": "{}", "created_at": WHEN, "dedupe_key": "k-1"}),
+        "the latest refund": ("the latest refund or dispute", {"payment_intent": p.payment_intent}),
+        "a refund kept": ("a refund kept", {"id": "re_9", "payment_intent": p.payment_intent, "charge_id": "ch_9",
+                                            "amount": 77, "currency": "eur", "status": "pending", "as_of": 3,
+                                            "updated_at": WHEN, "created": 3}),
+        "a dispute kept": ("a dispute kept", {"id": "du_9", "payment_intent": p.payment_intent, "charge_id": "ch_9",
+                                              "amount": 1000, "currency": "eur", "status": "needs_response",
+                                              "reason": "fraudulent", "as_of": 3, "updated_at": WHEN}),
+        "a charge's refunds kept twice": ("a charge's refunds kept", {
+            "payment_intent": p.payment_intent, "charge_id": "ch_9", "amount_refunded": 1, "updated_at": WHEN,
+            "currency": "eur", "as_of": 3}),
+        "an event kept": ("an event kept", {"id": "evt_9", "type": "refund.updated", "outcome": "recorded",
+                                            "received_at": WHEN, "body": "{}", "livemode": False, "created": 1,
+                                            "source": "webhook", "object_id": "re_9"}),
+        "an event noted": ("an event noted", {"event_id": "evt_seen", "outcome": "granted", "detail": None,
+                                              "order_id": p.order_id, "processed_at": WHEN}),
+        "an event noted again": ("an event noted again", {"event_id": "evt_seen", "outcome": "no_change",
+                                                          "detail": "x", "order_id": None, "processed_at": WHEN}),
+        "an event's outcome": ("an event's outcome", {"event_id": "evt_seen"}),
+    }
+
+
+def _statements(p: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    return [(case, prepared.HOT[name], params) for case, (name, params) in _cases(p).items()]
 
 
 @pytest.fixture
@@ -63,6 +90,17 @@ def paid(tmp_path: Path) -> Any:
             "body": "{}", "livemode": False, "created": 1, "source": "webhook", "object_id": p.session_id})
     yield p
     db.close()
+
+
+@pytest.fixture
+def register() -> Iterator[Callable[[str, Any], Any]]:
+    """``prepared.hot`` for statements of one test: the registry is as it was afterwards."""
+    before, ids = dict(prepared.HOT), set(prepared._HOT_IDS)
+    yield prepared.hot
+    prepared.HOT.clear()
+    prepared.HOT.update(before)
+    prepared._HOT_IDS.clear()
+    prepared._HOT_IDS.update(ids)
 
 
 def _both_ways(db: Database, statement: Any, params: dict[str, Any]) -> tuple[Any, Any]:
@@ -88,7 +126,15 @@ def _both_ways(db: Database, statement: Any, params: dict[str, Any]) -> tuple[An
     return answer(by_sqlalchemy), answer(by_cursor)
 
 
-_NAMES = [name for name, _, _ in _statements(SimpleNamespace(session_id="", payment_intent="", order_id="", user_id=0))]
+_NO_ORDER = SimpleNamespace(session_id="", payment_intent="", order_id="", user_id=0)
+_NAMES = list(_cases(_NO_ORDER))
+
+
+def test_every_registered_statement_has_a_case_and_every_module_that_registers_is_imported() -> None:
+    for module in pkgutil.walk_packages(backend.__path__, "backend."):  # the registry fills in at import
+        if not module.name.startswith(("backend.__main__", "backend.migrations.")):  # alembic's scripts
+            importlib.import_module(module.name)
+    assert set(prepared.HOT) == {name for name, _ in _cases(_NO_ORDER).values()}
 
 
 @pytest.mark.parametrize("index", range(len(_NAMES)), ids=_NAMES)
@@ -135,21 +181,21 @@ def test_a_peek_at_a_file_that_is_not_a_database_is_storage_unavailable_until_on
     db.close()
 
 
-def test_a_value_computed_in_python_or_missing_is_left_to_sqlalchemy(tmp_path: Path) -> None:
+def test_a_value_computed_in_python_or_missing_is_left_to_sqlalchemy(tmp_path: Path, register: Any) -> None:
     db = Database(tmp_path / "own.sqlite3")
     table = sa.Table("stamped", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("at", sa.String, default=utcnow))
     table.create(db.engine)
-    statement = sa.insert(table).returning(table.c.at)
+    statement = register("stamped", sa.insert(table).returning(table.c.at))
     try:
         with db.transaction() as conn:
             assert prepared._compile(statement, conn.dialect, ("id",)) is None
             inserted = prepared.run(conn, statement, {"id": 1})
             assert inserted.scalar_one().endswith("Z") and inserted.rowcount == 1
-            computed = sa.select(sa.bindparam("at", callable_=lambda: "computed"))
+            computed = register("computed", sa.select(sa.bindparam("at", callable_=lambda: "computed")))
             assert prepared._compile(computed, conn.dialect, ()) is None
             assert prepared.run(conn, computed, {}).scalar() == "computed"
-            missing = sa.select(table.c.at).where(table.c.id == sa.bindparam("id"))
+            missing = register("missing", sa.select(table.c.at).where(table.c.id == sa.bindparam("id")))
             with pytest.raises(exc.StatementError, match="id"):  # as SQLAlchemy refuses it
                 prepared.run(conn, missing, {})
         with pytest.raises(ValueError, match="cannot run on the driver's cursor"):  # peek takes built statements
@@ -171,12 +217,12 @@ class Cents(sa.types.TypeDecorator[str]):
         return None if value is None else f"{value / 100:.2f}"
 
 
-def test_values_are_converted_both_ways_as_sqlalchemy_converts_them(tmp_path: Path) -> None:
+def test_values_are_converted_both_ways_as_sqlalchemy_converts_them(tmp_path: Path, register: Any) -> None:
     db = Database(tmp_path / "own.sqlite3")
     table = sa.Table("prices", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("price", Cents), sa.Column("paid", sa.Boolean))
     table.create(db.engine)
-    insert = sa.insert(table).returning(table.c.price, table.c.paid)
+    insert = register("prices", sa.insert(table).returning(table.c.price, table.c.paid))
     stored = sa.select(sa.literal_column("price"), sa.literal_column("paid")).select_from(table)
     try:
         with db.transaction() as conn:
@@ -193,13 +239,67 @@ class _RollBack(Exception):
 
 def test_the_grant_statements_bypass_sqlalchemys_execution_on_sqlite(paid: Any) -> None:
     """What the module is for: SQLAlchemy executes the BEGIN, and none of the statements."""
-    executed: list[str] = []
-    sa.event.listen(paid.db.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    executed = _executed(paid.db)
     with pytest.raises(_RollBack), paid.db.transaction() as conn:
         for _, statement, params in _statements(paid):
             prepared.run(conn, statement, params)
         raise _RollBack
     assert executed == ["BEGIN IMMEDIATE"]
+
+
+def _executed(db: Database) -> list[str]:
+    """The SQL that SQLAlchemy's execution runs on ``db`` from now on."""
+    executed: list[str] = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+    return executed
+
+
+def test_a_statement_not_registered_is_sqlalchemys_execution(paid: Any) -> None:
+    executed = _executed(paid.db)
+    unregistered = sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id"))
+    with paid.db.transaction() as conn:
+        assert prepared.run(conn, unregistered, {"event_id": "evt_seen"}).scalar() == "granted"
+    assert executed[0] == "BEGIN IMMEDIATE" and "FROM webhook_events" in executed[1]
+    assert paid.db.peek(unregistered, {"event_id": "evt_seen"}) == "granted"  # a peek takes it, in a transaction
+
+
+def test_turned_off_everything_is_sqlalchemys_execution_and_answers_alike(paid: Any) -> None:
+    expected = {case: _both_ways(paid.db, statement, params)[0] for case, statement, params in _statements(paid)}
+    executed = _executed(paid.db)
+    prepared.set_enabled(False)
+    try:
+        for case, statement, params in _statements(paid):
+            with paid.db.engine.connect() as conn, conn.begin() as transaction:
+                result = prepared.run(conn, statement, params)
+                found = result.rows if list(statement.exported_columns) else result.rowcount
+                transaction.rollback()
+            assert found == expected[case], case
+        assert paid.db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"}) == "granted"
+    finally:
+        prepared.set_enabled(True)
+    assert len(executed) > 2 * len(expected)  # each statement, and a BEGIN for each
+
+
+@pytest.mark.parametrize("setting", ["", "on", "ON", "off", "no"])
+def test_the_setting_turns_the_cursor_path_on_or_off(setting: str) -> None:
+    from backend.config import ConfigError, Settings
+
+    env = {"CREDITDESK_PREPARED_STATEMENTS": setting}
+    if setting.lower() not in ("", "on", "off"):
+        with pytest.raises(ConfigError, match="CREDITDESK_PREPARED_STATEMENTS is on or off"):
+            Settings.from_env(env)
+    else:
+        assert Settings.from_env(env).prepared_statements is (setting.lower() != "off")
+
+
+def test_peek_takes_only_a_select_and_writes_nothing(db: Database) -> None:
+    with db.transaction() as conn:
+        insert_ignoring_duplicates(conn, webhook_events, {
+            "id": "evt_1", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
+            "livemode": True, "created": 2, "source": "webhook", "object_id": "re_2"})
+    with pytest.raises(ValueError, match="only a SELECT"):
+        db.peek(webhooks._NOTE, {"event_id": "evt_1", "outcome": "forged"})
+    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_1"}) == "recorded"
 
 
 def test_outside_a_transaction_it_is_sqlalchemys_execution(paid: Any) -> None:

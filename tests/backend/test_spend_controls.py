@@ -10,6 +10,7 @@ import pytest
 
 from backend import alerts, ledger, spend_controls, spending
 from backend.db import Database
+from backend.entries import CLAWBACK_REVERSAL_TYPES, CLAWBACK_TYPES, Entry
 from backend.errors import ConfirmationRequired, InsufficientCredits, SpendCapReached
 from tests.helpers.concurrency import all_at_once
 
@@ -32,7 +33,7 @@ def controls(db: Database, user: int = USER, **changes: Any) -> spend_controls.C
 
 
 def spend(db: Database, amount: int, key: str, *, at: str = "2026-11-26 12:00", token: str | None = None,
-          user: int = USER, description: str = "", feature: str | None = None) -> ledger.Entry:
+          user: int = USER, description: str = "", feature: str | None = None) -> Entry:
     """A spend at the instant ``at`` (UTC): a fixed one unless the test is about time."""
     request = spending.SpendRequest(amount, key, description, feature, token)
     return spending.spend(db, user, request, now=utc(at))
@@ -56,7 +57,7 @@ def test_fifty_concurrent_spends_of_ten_against_a_daily_cap_of_one_hundred(db: D
     controls(db, **{"caps.day": 100})
     outcomes = all_at_once(50, lambda n: spend(db, 10, f"race-{n}"))
     refusals = [o for o in outcomes if isinstance(o, SpendCapReached)]
-    assert sum(isinstance(o, ledger.Entry) for o in outcomes) == 10 and len(refusals) == 40
+    assert sum(isinstance(o, Entry) for o in outcomes) == 10 and len(refusals) == 40
     assert all((r.period, r.cap) == ("day", 100) and r.used + 10 > 100 for r in refusals)
     assert balance(db) == 10_000 - 100
     # The cap's alerts were made once each, however many spends reached them together.
@@ -121,12 +122,12 @@ def test_a_cap_of_zero_stops_all_spending(db: Database) -> None:
     assert info.value.details()["used"] == 0
 
 
-@pytest.mark.parametrize("entry_type", [*ledger.CLAWBACK_TYPES, *ledger.CLAWBACK_REVERSAL_TYPES])
+@pytest.mark.parametrize("entry_type", [*CLAWBACK_TYPES, *CLAWBACK_REVERSAL_TYPES])
 def test_clawbacks_and_adjustments_never_count_as_spending(db: Database, entry_type: str) -> None:
     grant(db, 1000, "cs_1", at="2026-11-26 08:00")
     controls(db, **{"caps.day": 100})
     spend(db, 60, "a", at="2026-11-26 09:00")
-    moved = -333 if entry_type in ledger.CLAWBACK_TYPES else 333  # taken back, or given back
+    moved = -333 if entry_type in CLAWBACK_TYPES else 333  # taken back, or given back
     with db.transaction() as conn:
         ledger.post(conn, user_id=USER, type=entry_type, amount=moved, reference="re_1")
         ledger.post(conn, user_id=USER, type="adjustment", amount=-7, reference="support-1")
