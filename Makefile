@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 APP    := $(VENV)/.installed-app
 TOOLS  := $(VENV)/.installed-test
 
-.PHONY: run backend test lint bench mutate lock clean
+.PHONY: run backend test test-fast lint bench mutate lock clean
 
 $(APP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ lint: $(TOOLS)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite in parallel (pytest-xdist): most tests wait on processes they start, so twice the cores pays.
+# `make test WORKERS=1` runs it in one process.
+WORKERS ?= 4
+PYTEST  := QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n $(WORKERS) --dist worksteal
+
 test: lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+	$(PYTEST)
+
+# The edit-run loop: in-process tests only, no PostgreSQL, browser, processes or slow tests (under a minute).
+test-fast: $(TOOLS)
+	$(PYTEST) -m "not (postgresql or browser or subprocess or slow)"
 
 bench: $(TOOLS)
 	$(BIN)/python bench/webhooks.py

@@ -10,8 +10,11 @@ the command that installs it; under ``CI=true`` they fail.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -41,6 +44,60 @@ BOTH_ENGINES = ("tests/backend/", "tests/e2e/test_browser_backend.py")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_engine" in metafunc.fixturenames and metafunc.definition.nodeid.startswith(BOTH_ENGINES):
         metafunc.parametrize("db_engine", ENGINES, indirect=True, scope="session")
+
+
+# -- markers ---------------------------------------------------------------------------------------------------
+# Every test is marked by what it needs, so that `make test-fast` can leave out what is slow to start:
+#   postgresql  runs on a real PostgreSQL server        browser     drives headless Chromium
+#   subprocess  starts processes (backends, servers)    slow        takes seconds of its own
+# The first three are given here from the fixtures and parameters a test uses; a test that starts processes
+# in its own body says so with @pytest.mark.subprocess (or a module's pytestmark). The guard below fails a
+# test that starts a process without being marked, so the fast subset stays honest.
+SPAWNING_FIXTURES = frozenset({"stub_backend", "stub_api", "backend_factory", "stripe_backend", "postgres",
+                               "redis_server", "browser", "client"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("db_engine") == "postgresql" or "postgres" in names:
+            item.add_marker(pytest.mark.postgresql)
+        if "browser" in names or item.nodeid.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.browser)
+        if names & SPAWNING_FIXTURES:
+            item.add_marker(pytest.mark.subprocess)
+
+
+_MAY_SPAWN = ("subprocess", "postgresql", "browser")
+
+
+def _from_find_library() -> bool:
+    """ctypes.util.find_library runs ldconfig, gcc or ld to find a library (keyring's back ends, on first use)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "ctypes.util":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that starts a process without a marker saying it may (see the markers above)."""
+    if any(request.node.get_closest_marker(name) for name in _MAY_SPAWN):
+        return
+    real_init = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        if _from_find_library():
+            real_init(self, *args, **kwargs)
+            return
+        command = args[0] if args else kwargs.get("args")
+        pytest.fail(f"{request.node.nodeid} starts a process ({command!r}): "
+                    "mark it @pytest.mark.subprocess, or make the process a fixture", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 def _server_or_skip(start: Callable[[], object]) -> object:

@@ -46,6 +46,7 @@ def _entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     ({}, ("migrate",), "creditdesk-backend migrate"),
     ({}, ("user", "ann@example.com", "--json"), "creditdesk-backend user ann@example.com --json"),
 ], ids=str)
+@pytest.mark.subprocess
 def test_the_images_entry_point_serves_migrates_or_runs_an_admin_command(
     fake_backend_command: dict[str, str], env: dict[str, str], args: tuple[str, ...], runs: str
 ) -> None:
@@ -54,6 +55,7 @@ def test_the_images_entry_point_serves_migrates_or_runs_an_admin_command(
 
 
 @pytest.mark.parametrize("port", ["", "http", "80; rm -rf /"])
+@pytest.mark.subprocess
 def test_the_entry_point_refuses_a_port_that_is_not_a_number(fake_backend_command: dict[str, str], port: str) -> None:
     r = _entrypoint({**fake_backend_command, "CREDITDESK_PORT": port}, "serve")
     if port == "":  # unset or empty: the default port

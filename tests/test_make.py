@@ -22,6 +22,7 @@ def planned(target: str) -> str:
     return out.stdout
 
 
+@pytest.mark.subprocess
 def test_make_run_installs_the_app_without_the_test_tools() -> None:
     plan = planned("run")
     installs = [line for line in plan.splitlines() if "pip install" in line and "-c requirements/lock.txt" in line]
@@ -29,6 +30,15 @@ def test_make_run_installs_the_app_without_the_test_tools() -> None:
     assert "[test]" not in plan and "creditdesk" in plan.splitlines()[-1]
 
 
+@pytest.mark.subprocess
 def test_make_test_installs_the_test_tools() -> None:
     plan = planned("test")
     assert '-e ".[test]"' in plan and "pytest" in plan
+
+
+@pytest.mark.subprocess
+def test_make_test_runs_in_parallel_and_test_fast_leaves_out_what_is_slow_to_start() -> None:
+    assert " -n 4 " in planned("test")
+    fast = planned("test-fast")
+    assert '-m "not (postgresql or browser or subprocess or slow)"' in fast and " -n 4 " in fast
+    assert "ruff" not in fast  # the loop runs tests only; `make lint` is its own target

@@ -41,6 +41,7 @@ def clean_env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", [["creditdesk-backend"], ["python", "-m", "backend"]])
+@pytest.mark.subprocess
 def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_path: Path, command: list[str]) -> None:
     exe = [str(installed / "bin" / command[0]), *command[1:]]
     proc = subprocess.Popen([*exe, "serve", "--port", "0"], cwd=tmp_path, env=clean_env(tmp_path),
@@ -70,6 +71,7 @@ def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_pat
                                            text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
 
 
+@pytest.mark.subprocess
 def test_the_installed_app_prints_diagnostics_with_its_bundled_backend(installed: Path, tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     env.update({"CREDITDESK_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"})

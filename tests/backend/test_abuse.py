@@ -85,6 +85,7 @@ def test_fifty_sign_ups_at_once_stay_within_300_mb(backend_factory) -> None:
     assert peak_rss_mb(backend.proc.pid) < 300
 
 
+@pytest.mark.subprocess
 def test_importing_the_backend_hashes_no_password() -> None:
     code = """
 import argon2

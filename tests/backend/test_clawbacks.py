@@ -86,6 +86,7 @@ def test_the_rule_refuses_impossible_figures(bad: dict[str, int]) -> None:
         credits_clawed_back(**{"credits": 333, "amount": 1000, "refunded": 0, "disputed": 0, **bad})
 
 
+@pytest.mark.slow  # 1,000 refunds through the real path; the rounding rule itself is pinned above
 def test_333_credits_refunded_one_cent_at_a_time(db: Database) -> None:
     p = paid_order(db, credits=333, amount=1000)
     for cents in range(1, 1001):

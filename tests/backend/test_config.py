@@ -71,6 +71,7 @@ def test_a_bad_catalogue_is_refused_clearly(tmp_path: Path, text: str, message: 
         Catalogue.load(path)
 
 
+@pytest.mark.subprocess
 def test_serve_reports_a_config_error_without_a_traceback(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db"), "CREDITDESK_PACKS": str(tmp_path / "no")}
     r = subprocess.run([sys.executable, "-m", "backend", "serve", "--port", "0"], env=env, capture_output=True,
@@ -78,6 +79,7 @@ def test_serve_reports_a_config_error_without_a_traceback(tmp_path: Path) -> Non
     assert r.returncode == 2 and "cannot read the pack catalogue" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.subprocess
 def test_check_command(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db.sqlite3")}
     migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], env=env, capture_output=True, text=True,
@@ -88,6 +90,7 @@ def test_check_command(tmp_path: Path) -> None:
     assert r.returncode == 0 and "the ledger adds up" in r.stdout
 
 
+@pytest.mark.subprocess
 def test_serve_explains_a_bad_port_or_host_and_a_port_in_use(tmp_path: Path) -> None:
     import socket
 

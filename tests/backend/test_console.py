@@ -339,6 +339,7 @@ def test_replay_of_a_stored_body_that_is_not_an_event_is_one_line_exit_2(
     assert "not an event that can be replayed" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.subprocess
 def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database) -> None:
     """`user ... | head -1`: the reader has read its line and gone, so every write fails with EPIPE (made certain
     here by closing the pipe's read end first: a reader racing the writer might have read everything)."""

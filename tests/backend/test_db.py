@@ -77,6 +77,7 @@ def own_postgres() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.mark.subprocess
 def test_postgresql_down_is_503_with_retry_after_and_the_backend_recovers_when_it_is_back(
     own_postgres: PostgresServer, tmp_path: Path
 ) -> None:

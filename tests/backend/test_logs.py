@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) [\w.]+: .+$")
 
 
@@ -15,6 +17,7 @@ def run(code: str) -> subprocess.CompletedProcess[str]:
                           check=True)
 
 
+@pytest.mark.subprocess
 def test_lines_from_many_threads_are_whole_and_all_written_when_the_process_ends() -> None:
     result = run("""
         import logging, threading
@@ -37,6 +40,7 @@ def test_lines_from_many_threads_are_whole_and_all_written_when_the_process_ends
     assert lines[-1].endswith("WARNING creditdesk.payments: the last line, just before exit")
 
 
+@pytest.mark.subprocess
 def test_an_error_keeps_its_traceback_and_levels_below_the_setting_are_dropped() -> None:
     result = run("""
         import logging
@@ -54,6 +58,7 @@ def test_an_error_keeps_its_traceback_and_levels_below_the_setting_are_dropped()
     assert result.stderr.rstrip().endswith("KeyError: 'missing'")
 
 
+@pytest.mark.subprocess
 def test_the_admin_commands_write_at_once_and_only_trouble() -> None:
     result = run("""
         import logging, sys
@@ -68,6 +73,7 @@ def test_the_admin_commands_write_at_once_and_only_trouble() -> None:
     assert "not shown" not in result.stderr and result.stdout == "done\n"
 
 
+@pytest.mark.subprocess
 def test_a_last_word_comes_after_every_line_logged_before_it_and_later_lines_still_show() -> None:
     result = run("""
         import logging
@@ -84,6 +90,7 @@ def test_a_last_word_comes_after_every_line_logged_before_it_and_later_lines_sti
     assert lines[-1].endswith("WARNING creditdesk: after the last word")
 
 
+@pytest.mark.subprocess
 def test_what_a_user_or_stripe_wrote_in_a_line_cannot_move_the_cursor_or_forge_a_line() -> None:
     """A dispute status or an error's text from Stripe, an id from a request: written out as backend.visible does
     for the admin commands' own output. A traceback stays as it is."""

@@ -47,6 +47,7 @@ def cli(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+@pytest.mark.subprocess
 def test_a_database_made_by_0_1_0_migrates_and_keeps_every_row(tmp_path: Path) -> None:
     db_path = made_by_0_1_0(tmp_path / "old.sqlite3")
     before = rows(db_path)
@@ -62,6 +63,7 @@ def test_a_database_made_by_0_1_0_migrates_and_keeps_every_row(tmp_path: Path) -
     assert again == f"the database is up to date (schema version {migrations.head()})"
 
 
+@pytest.mark.subprocess
 def test_serve_upgrades_an_old_database_by_itself_and_its_users_carry_on(tmp_path: Path) -> None:
     made_by_0_1_0(tmp_path / "backend.sqlite3")
     with BackendProcess(tmp_path) as backend:
@@ -86,6 +88,7 @@ def test_the_migrations_make_exactly_the_schema_the_code_describes(tmp_path: Pat
         db.close()
 
 
+@pytest.mark.subprocess
 def test_an_unknown_database_is_refused_in_one_line_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "other.sqlite3"
     conn = sqlite3.connect(path)
@@ -101,6 +104,7 @@ def test_an_unknown_database_is_refused_in_one_line_and_left_alone(tmp_path: Pat
 
 
 @pytest.mark.parametrize("make", ["directory", "not_a_database"])
+@pytest.mark.subprocess
 def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, make: str) -> None:
     path = tmp_path / "backend.sqlite3"
     if make == "directory":

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.conftest import SHARED_ENV
@@ -58,6 +59,7 @@ def test_openapi_declares_the_bearer_scheme_and_every_error(stub_backend: Backen
                 assert "Retry-After" in response["headers"], (method, path, status)
 
 
+@pytest.mark.subprocess
 def test_schemathesis_finds_no_server_error_and_no_undocumented_status(tmp_path: Path) -> None:
     with BackendProcess(tmp_path, SHARED_ENV) as backend:
         api = Api(backend.url).register()  # signed in, so that fuzzing gets past 401 (until it logs out)

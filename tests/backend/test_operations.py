@@ -29,6 +29,7 @@ def test_liveness_and_readiness(backend_factory) -> None:
     assert body["checks"]["paymentProvider"] == {"state": "available"}
 
 
+@pytest.mark.subprocess
 def test_a_replica_whose_database_is_gone_is_not_ready_but_still_live(tmp_path: Path) -> None:
     backend = BackendProcess(tmp_path, SHARED_ENV).start()
     try:

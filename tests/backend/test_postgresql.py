@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from backend import migrations
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
@@ -49,6 +51,7 @@ def test_serve_refuses_an_unmigrated_database_in_one_line_and_creates_nothing(
     postgres.drop_database(url)
 
 
+@pytest.mark.subprocess
 def test_serve_on_a_database_server_that_does_not_answer_says_so_in_one_line(tmp_path) -> None:
     from tests.helpers.servers import free_port
 

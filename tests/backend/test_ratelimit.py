@@ -9,6 +9,7 @@ from backend.ratelimit import RateLimiter
 
 
 @pytest.mark.parametrize("storage", ["memory", "redis", "redis-down"])
+@pytest.mark.subprocess
 def test_check_counts_nothing_and_refuses_once_hits_fill_the_window(storage: str,
                                                                     request: pytest.FixtureRequest) -> None:
     redis_url = {"memory": None, "redis-down": "redis://127.0.0.1:9/0"}.get(storage)

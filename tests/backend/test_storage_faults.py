@@ -92,6 +92,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.subprocess
 def test_a_full_disk_is_503_and_writes_work_again_once_there_is_room(small_disk: Path, tmp_path: Path) -> None:
     backend = backend_on(small_disk, tmp_path)
     try:
@@ -124,6 +125,7 @@ def test_a_full_disk_is_503_and_writes_work_again_once_there_is_room(small_disk:
         backend.stop()
 
 
+@pytest.mark.subprocess
 def test_a_vanished_database_is_503_not_written_into_the_void(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -197,6 +199,7 @@ def assert_one_line_refusal(r: subprocess.CompletedProcess[str], target: Path) -
 
 
 @pytest.mark.parametrize("case", ["a folder", "not a database", "cannot be made"])
+@pytest.mark.subprocess
 def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, case: str) -> None:
     if case == "a folder":
         target = tmp_path
@@ -210,6 +213,7 @@ def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, 
     assert_one_line_refusal(serve_on(target), target)
 
 
+@pytest.mark.subprocess
 def test_serve_on_a_read_only_disk_says_so_in_one_line(small_disk: Path) -> None:
     target = small_disk / "db.sqlite3"
     migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], capture_output=True, text=True,
@@ -302,6 +306,7 @@ def test_the_database_and_its_wal_and_shm_are_this_users_only(tmp_path: Path) ->
         os.umask(old_umask)
 
 
+@pytest.mark.subprocess
 def test_serve_and_migrate_make_private_files(tmp_path: Path) -> None:
     old_umask = os.umask(0o022)
     try:
@@ -330,6 +335,7 @@ def back_up(database: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.subprocess
 def test_a_database_deleted_and_restored_is_picked_up_by_the_server_and_the_commands(tmp_path: Path) -> None:
     """Someone deletes the database by mistake and restores last night's backup, the server running all along:
     while the file is gone writes are 503 and a command refuses it; once it is back the server reads and writes the

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 
+import pytest
 import requests
 
 from tests.conftest import STRIPE_KEY
@@ -341,6 +342,7 @@ def test_the_secret_key_is_sent_to_stripe_only(stripe_backend: tuple[BackendProc
     assert all(STRIPE_KEY not in answer for answer in answers)
 
 
+@pytest.mark.subprocess
 def test_stripe_mode_refuses_to_start_without_the_webhook_secret(tmp_path) -> None:
     backend = BackendProcess(tmp_path, {"STRIPE_SECRET_KEY": STRIPE_KEY})
     assert backend.refused_to_start() == 2

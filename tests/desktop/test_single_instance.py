@@ -66,6 +66,7 @@ def apps() -> Iterator[list[subprocess.Popen[str]]]:
         app.communicate()
 
 
+@pytest.mark.subprocess
 def test_a_second_launch_brings_the_first_window_to_the_front(tmp_path: Path,
                                                               apps: list[subprocess.Popen[str]]) -> None:
     paths = AppPaths.under(tmp_path)
@@ -88,6 +89,7 @@ def test_a_second_launch_brings_the_first_window_to_the_front(tmp_path: Path,
         requests.get(f"{url}/api/health", timeout=2)
 
 
+@pytest.mark.subprocess
 def test_a_crashed_instance_does_not_block_the_next_start(tmp_path: Path,
                                                           apps: list[subprocess.Popen[str]]) -> None:
     paths = AppPaths.under(tmp_path)
@@ -153,6 +155,7 @@ def sleeper(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.mark.parametrize(("name", "running"), [("python3", False), ("creditdesk", True)])
+@pytest.mark.subprocess
 def test_a_lock_naming_a_live_process_is_honoured_only_when_it_is_the_app(
     tmp_path: Path, sleeper: Any, name: str, running: bool, qapp: object,
 ) -> None:

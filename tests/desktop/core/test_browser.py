@@ -30,6 +30,7 @@ def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.mark.subprocess
 def test_the_browsers_output_stays_out_of_the_terminal(bin_dir: Path, tmp_path: Path,
                                                        capfd: pytest.CaptureFixture[str]) -> None:
     opened = tmp_path / "opened"
@@ -40,11 +41,13 @@ def test_the_browsers_output_stays_out_of_the_terminal(bin_dir: Path, tmp_path: 
     assert captured.out == "" and captured.err == ""
 
 
+@pytest.mark.subprocess
 def test_a_launcher_that_fails_is_noticed(bin_dir: Path) -> None:
     fake_xdg_open(bin_dir, "echo 'no method available for opening' >&2; exit 3")
     assert open_in_browser("http://127.0.0.1:9/checkout") is False
 
 
+@pytest.mark.subprocess
 def test_a_browser_that_keeps_the_launcher_waiting_counts_as_opened(bin_dir: Path) -> None:
     fake_xdg_open(bin_dir, "sleep 30")  # some desktops run the browser in the foreground of xdg-open
     assert open_in_browser("http://127.0.0.1:9/checkout", wait=0.3) is True

@@ -19,6 +19,7 @@ from desktop.core.bundled_backend import BundledBackend, BundledBackendError
 from tests.helpers.api import Api
 
 
+@pytest.mark.subprocess
 def test_starts_in_stub_mode_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stripe settings in the user's environment must not reach the bundled backend (without the webhook
     # secret it would refuse to start; with it, it would sell for real).
@@ -47,6 +48,7 @@ def test_starts_in_stub_mode_and_stops(tmp_path: Path, monkeypatch: pytest.Monke
     assert "Stub payments mode" in (tmp_path / "log" / "backend.log").read_text()
 
 
+@pytest.mark.subprocess
 def test_a_backend_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
     backend = BundledBackend(tmp_path, extra_env={"CREDITDESK_PACKS": str(tmp_path / "missing.toml")})
     with pytest.raises(BundledBackendError) as caught:
@@ -57,6 +59,7 @@ def test_a_backend_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
     assert not backend.running
 
 
+@pytest.mark.subprocess
 def test_stop_while_starting_ends_start_promptly(tmp_path: Path) -> None:
     # A "backend" that never says where it listens.
     backend = BundledBackend(tmp_path, python=sys.executable, startup_timeout=30)
@@ -81,6 +84,7 @@ def test_stop_while_starting_ends_start_promptly(tmp_path: Path) -> None:
     assert not backend.running
 
 
+@pytest.mark.subprocess
 def test_silent_backend_times_out(tmp_path: Path) -> None:
     backend = BundledBackend(tmp_path, startup_timeout=0.5)
     backend.command = lambda port=0: [sys.executable, "-c", "import time; time.sleep(60)"]  # type: ignore[method-assign]
@@ -90,6 +94,7 @@ def test_silent_backend_times_out(tmp_path: Path) -> None:
     assert not backend.running
 
 
+@pytest.mark.subprocess
 def test_core_imports_neither_qt_nor_the_backend() -> None:
     code = (
         "import sys, pkgutil, importlib, desktop.core as core\n"
@@ -102,6 +107,7 @@ def test_core_imports_neither_qt_nor_the_backend() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.subprocess
 def test_the_bundled_backend_does_not_outlive_a_crashed_app(tmp_path: Path) -> None:
     """The app is killed outright (no clean-up runs): its backend notices its stdin close and stops."""
     script = (
@@ -146,6 +152,7 @@ def wait_until_gone(pid: int, seconds: float) -> bool:
     return False
 
 
+@pytest.mark.subprocess
 def test_released_with_a_checkout_open_it_serves_it_until_it_is_paid_then_stops(tmp_path: Path) -> None:
     """The app quit with a purchase in flight: the checkout page it opened still works, and shows the outcome."""
     backend = BundledBackend(tmp_path)
@@ -166,6 +173,7 @@ def test_released_with_a_checkout_open_it_serves_it_until_it_is_paid_then_stops(
         backend.stop()
 
 
+@pytest.mark.subprocess
 def test_released_with_nothing_open_it_stops_at_once(tmp_path: Path) -> None:
     backend = BundledBackend(tmp_path)
     try:
@@ -178,6 +186,7 @@ def test_released_with_nothing_open_it_stops_at_once(tmp_path: Path) -> None:
         backend.stop()
 
 
+@pytest.mark.subprocess
 def test_the_next_start_stops_a_lingering_backend_and_takes_its_port(tmp_path: Path) -> None:
     first = BundledBackend(tmp_path)
     second = BundledBackend(tmp_path)  # the app started again

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from desktop.core.api import ApiClient
 from desktop.core.diagnostics import build_report, mask_email, redact, render_text, report_json
 from desktop.core.pending import PendingPurchase, PendingPurchases
@@ -88,6 +90,7 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
     assert len(report["errors"]) == 2 and "[REDACTED]" in report["errors"][0]
 
 
+@pytest.mark.subprocess
 def test_report_for_an_unreachable_backend(tmp_path: Path, no_keyring: Any) -> None:
     report = build_report(backend_url="http://127.0.0.1:9", token_store=TokenStore(),
                           paths=AppPaths.under(tmp_path), health_timeout=1)
@@ -144,6 +147,7 @@ def test_mask_email() -> None:
     assert mask_email("nonsense") == "***"
 
 
+@pytest.mark.subprocess
 def test_qt_version_is_read_without_importing_qt() -> None:
     code = (
         "import sys\nfrom desktop.core.diagnostics import build_report\n"

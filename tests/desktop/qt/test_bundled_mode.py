@@ -28,6 +28,7 @@ from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
 
 
+@pytest.mark.subprocess
 def test_a_restart_keeps_the_sign_in_and_resumes_the_purchase(qtbot: Any, make_window: Any,
                                                              memory_keyring: Any) -> None:
     first = make_window(None, FakeBrowser("close_tab"), poll=60)
@@ -57,6 +58,7 @@ def test_a_restart_keeps_the_sign_in_and_resumes_the_purchase(qtbot: Any, make_w
     assert list(memory_keyring.entries) == [("creditdesk", account_key(identity.key, email))]  # one, not one a start
 
 
+@pytest.mark.subprocess
 def test_when_its_port_is_taken_the_bundled_backend_takes_another_and_keeps_its_identity(
     qtbot: Any, make_window: Any, memory_keyring: Any,
 ) -> None:
@@ -75,6 +77,7 @@ def test_when_its_port_is_taken_the_bundled_backend_takes_another_and_keeps_its_
         assert second.account.account.text() == f"Signed in as {email}"
 
 
+@pytest.mark.subprocess
 def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window: Any, memory_keyring: Any,
                                                         tmp_path: Path) -> None:
     """Earlier versions filed the bundled backend's sign-ins and purchases under its URL of the day."""
@@ -105,6 +108,7 @@ def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window:
     assert window.controller.pending.get("cs_old").backend_id == window.controller.identity.key  # refiled
 
 
+@pytest.mark.subprocess
 def test_sign_out_forgets_the_token(qtbot: Any, make_window: Any, memory_keyring: Any) -> None:
     window = make_window(None)
     sign_up(qtbot, window)
@@ -117,6 +121,7 @@ def test_sign_out_forgets_the_token(qtbot: Any, make_window: Any, memory_keyring
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.sign_in, timeout=30_000)
 
 
+@pytest.mark.subprocess
 def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures(
     qtbot: Any, make_window: Any, memory_keyring: Any,
 ) -> None:
@@ -144,6 +149,7 @@ def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures
     qtbot.waitUntil(lambda: window.account.balance.text() == "200 credits", timeout=20_000)
 
 
+@pytest.mark.subprocess
 def test_a_hung_bundled_backend_is_killed_and_restarted(
     qtbot: Any, make_window: Any, memory_keyring: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -179,6 +185,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.subprocess
 def test_a_backend_url_that_does_not_answer_says_what_to_do_and_retries(
     qtbot: Any, make_window: Any, tmp_path: Path,
 ) -> None:

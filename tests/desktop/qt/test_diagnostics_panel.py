@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog
 
@@ -121,6 +122,7 @@ def test_diagnostics_command_against_a_running_backend(stub_backend: BackendProc
     assert report["paths"]["data"].startswith(str(tmp_path))
 
 
+@pytest.mark.subprocess
 def test_diagnostics_command_with_the_bundled_backend(tmp_path: Path) -> None:
     result = run_creditdesk(["--diagnostics"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -129,6 +131,7 @@ def test_diagnostics_command_with_the_bundled_backend(tmp_path: Path) -> None:
     assert report["backend"]["payments"] == "stub" and report["backend"]["identity"].startswith("bundled:")
 
 
+@pytest.mark.subprocess
 def test_diagnostics_command_uses_the_running_apps_backend_and_knows_the_account(
     qtbot: Any, make_window: Any, tmp_path: Path, file_keyring: FileKeyring,
 ) -> None:
@@ -151,11 +154,13 @@ def test_diagnostics_command_uses_the_running_apps_backend_and_knows_the_account
     assert window.controller.api.token not in result.stdout
 
 
+@pytest.mark.subprocess
 def test_a_bad_backend_url_is_a_clear_error(tmp_path: Path) -> None:
     result = run_creditdesk(["--diagnostics", "--backend", "ftp://nowhere"], tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("creditdesk: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.subprocess
 def test_version(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_creditdesk(["--version"], tmp_path)
@@ -171,6 +176,7 @@ def test_about_shows_the_version(qtbot: Any, make_window: Any, stub_backend: Bac
     box.close()
 
 
+@pytest.mark.subprocess
 def test_the_app_starts_and_stops_the_bundled_backend(qtbot: Any, make_window: Any) -> None:
     window = make_window(None)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=30_000)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from PySide6.QtCore import QItemSelectionModel
 
@@ -39,6 +40,7 @@ print(json.dumps({"screen": [screen.x(), screen.y(), screen.width(), screen.heig
 """
 
 
+@pytest.mark.subprocess
 def test_the_window_fits_a_small_screen_at_150_percent(tmp_path: Path) -> None:
     config = tmp_path / "screen.json"
     config.write_text(json.dumps(SCALED_SCREEN))

@@ -214,6 +214,7 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
     assert api.get("/api/alerts", params={"unread": "true"}).json()["alerts"] == []
 
 
+@pytest.mark.subprocess
 def test_alerts_reach_the_user_once_across_restarts_of_the_app(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
     """The default mode: the bundled backend (its identity, and the sign-in kept, across restarts)."""
     first = make_window(None)
