@@ -46,6 +46,7 @@ test-fast: $(TOOLS)
 bench: $(TOOLS)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/usage.py
+	$(BIN)/python bench/export.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/startup.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/handoff.py
 

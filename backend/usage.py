@@ -199,12 +199,13 @@ CSV_COLUMNS = ("id", "createdAt", "localTime", "type", "amount", "balanceAfter",
                "reference")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is prefixed
 # with an apostrophe, which spreadsheets show as text and do not display.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset("=+-@\t\r")
 
 
 def _text_cell(value: str | None) -> str:
-    value = value or ""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    if not value:
+        return ""
+    return "'" + value if value[0] in _FORMULA_FIRST else value
 
 
 def csv_range(controls: Controls, first: date | None, last: date | None, *, now: datetime | None = None) -> Window:
@@ -231,19 +232,22 @@ def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -
     lo, hi = iso_utc(window.start), iso_utc(window.end)
     after: tuple[str, int] | None = None
     while True:
+        # Keyset paging with one lower bound, where the last page ended: the index is entered there, so each
+        # page costs its own rows. (With the window's start as a second bound SQLite enters the index at the
+        # start of the window, and the export grows with the square of its rows.)
+        start = lo if after is None else max(lo, after[0])
         query = select(e.id, e.created_at, e.type, e.amount, e.balance_after, e.description, e.feature, e.reference) \
-            .where(e.user_id == user_id, e.created_at >= lo, e.created_at < hi)
+            .where(e.user_id == user_id, e.created_at >= start, e.created_at < hi)
         if after is not None:
-            # The plain bound on created_at lets the index start at the last page's end; the OR alone would
-            # have each page scan the range from its start again (quadratic in the rows exported).
-            query = query.where(e.created_at >= after[0],
-                                or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
+            query = query.where(or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
         with db.read() as conn:
             rows = conn.execute(query.order_by(e.created_at, e.id).limit(CSV_PAGE)).all()
-        for r in rows:
-            local = _parse(r.created_at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-            writer.writerow((r.id, r.created_at, local, r.type, r.amount, r.balance_after, _text_cell(r.description),
-                             _text_cell(r.feature), _text_cell(r.reference)))
+        # The rows unpacked as tuples, the local time by isoformat (three times strftime's speed) and the cells
+        # checked inline: this loop is the export's cost per row (bench/export.py).
+        for entry_id, created_at, entry_type, amount, balance_after, description, feature, reference in rows:
+            local = datetime.fromisoformat(created_at).astimezone(tz).isoformat(" ", "seconds")[:19]
+            writer.writerow((entry_id, created_at, local, entry_type, amount, balance_after,
+                             _text_cell(description), _text_cell(feature), _text_cell(reference)))
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()

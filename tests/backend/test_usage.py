@@ -7,12 +7,14 @@ import io
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from backend import ledger, periods, spend_controls, usage
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
+from tests.helpers.payments import database
 
 USER = 11
 ZONE = "America/New_York"  # falls back on 1 November 2026
@@ -225,3 +227,44 @@ def test_the_whole_history_in_csv_adds_up_to_the_balance(db: Database, history: 
 def test_an_empty_range_is_a_header_only(db: Database) -> None:
     raw, rows = read_csv(db, date(2026, 1, 1), date(2026, 1, 31))
     assert rows == [] and raw.count(b"\r\n") == 1
+
+
+def _export_steps(tmp_path: Path, entries: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    """SQLite's virtual machine steps (in thousands) to export ``entries`` entries, three to each instant, in
+    pages of 7, and the references exported."""
+    db = database(tmp_path / f"export-{entries}.sqlite3")
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    with db.transaction() as conn:
+        for n in range(entries):  # ids do not follow time: the keyset's tie-break on id is what orders a tie
+            ledger.post(conn, user_id=USER, type="purchase", amount=1, reference=f"r-{n}",
+                        created_at=iso_utc(start + timedelta(seconds=(entries - n) // 3)))
+    monkeypatch.setattr(usage, "CSV_PAGE", 7)
+    settings = controls(db, "Asia/Kathmandu")  # UTC+05:45
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    with db.read() as conn:
+        driver = conn.connection.driver_connection
+    driver.set_progress_handler(count, 1000)  # type: ignore[union-attr]
+    raw = b"".join(usage.csv_chunks(db, USER, settings, usage.csv_range(settings, date(2026, 11, 1),
+                                                                         date(2026, 11, 30), now=NOW)))
+    driver.set_progress_handler(None, 1000)  # type: ignore[union-attr]
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    db.close()
+    local = datetime.fromisoformat(rows[0]["createdAt"]).astimezone(periods.zone("Asia/Kathmandu"))
+    assert rows[0]["localTime"] == local.strftime("%Y-%m-%d %H:%M:%S")
+    return steps[0], [r["reference"] for r in rows]
+
+
+def test_the_csv_export_grows_with_its_rows_not_their_square(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page enters the index where the last one ended (keyset paging with one lower bound): ten times the
+    rows is about ten times SQLite's work. Entering it at the window's start made it a hundred."""
+    small, small_refs = _export_steps(tmp_path, 150, monkeypatch)
+    large, large_refs = _export_steps(tmp_path, 1500, monkeypatch)
+    # Every entry once, oldest first, a tie (the same instant) in the order of id, across page boundaries.
+    assert large_refs == [f"r-{n}" for n in sorted(range(1500), key=lambda n: ((1500 - n) // 3, n))]
+    assert len(small_refs) == 150
+    assert large < 15 * small, (small, large)
