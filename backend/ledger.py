@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
-from backend import alerts, prepared
+from backend import alerts, prepared, rollups
 from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, utcnow
 from backend.entries import ENTRY_TYPES, Entry, EntryType
 from backend.errors import IdempotencyConflict, InsufficientCredits
@@ -101,6 +101,7 @@ def post(
         return None
     prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after})
     entry = Entry.from_row(row)
+    rollups.add(conn, entry)
     alerts.on_ledger_entry(conn, entry)
     return entry
 
@@ -204,4 +205,5 @@ def check_invariants(conn: Connection) -> list[str]:
         .group_by(e.c.reference).having(func.count() > 1).order_by(e.c.reference)
     ):
         problems.append(f"purchase {reference} granted {count} times")
+    problems.extend(rollups.problems(conn))
     return problems

@@ -70,6 +70,22 @@ ledger_entries = Table(
     Index("idx_ledger_entries_user_id_created_at", "user_id", "created_at"),
 )
 
+# The usage dashboard's running sums of the ledger (backend/rollups.py), kept with each entry: per user,
+# quarter hour (UTC) and entry type; and per user, UTC day and label, what spends took.
+usage_quarters = Table(
+    "usage_quarters", metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("quarter", Text, primary_key=True),  # the quarter hour's start, written as created_at is
+    Column("type", Text, primary_key=True),
+    Column("amount", Amount, nullable=False),
+)
+usage_labels = Table(
+    "usage_labels", metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("day", Text, primary_key=True),  # YYYY-MM-DD, in UTC
+    Column("label", Text, primary_key=True),  # the spend's feature, else its description
+    Column("amount", Amount, nullable=False),
+)
 orders = Table(
     "orders", metadata,
     Column("id", Text, primary_key=True),

@@ -14,9 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Integer, Text, and_, column, func, or_, select, values
@@ -25,7 +26,7 @@ from backend import entries, ledger, periods
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
 from backend.periods import Period, Window
-from backend.schema import ledger_entries
+from backend.schema import ledger_entries, usage_labels, usage_quarters
 from backend.spend_controls import Controls
 
 MAX_BUCKETS = 400
@@ -93,39 +94,69 @@ def date_range(granularity: Period, first: date | None, last: date | None, today
 def sums_by_window(conn: Connection, user_id: int, windows: Sequence[Window],
                    types: Sequence[str] | None = None) -> list[Sums]:
     """The sums of each window's entries, in one query: the windows' bounds become a small table
-    (``WITH bounds(i, lo, hi) AS (VALUES ...)``) joined to the ledger on its (user_id, created_at) index."""
+    (``WITH bounds(i, lo, hi) AS (VALUES ...)``) joined on an index by time. From the quarter-hour sums
+    (:mod:`backend.rollups`) where every bound falls on a quarter hour, as local midnights do; else from the
+    ledger's entries."""
     if not windows:
         return []
     bounds = values(column("i", Integer), column("lo", Text), column("hi", Text), name="bounds").data(
         [(i, iso_utc(w.start), iso_utc(w.end)) for i, w in enumerate(windows)]
     ).cte("bounds")
-    e = ledger_entries.c
-    condition = and_(e.user_id == user_id, e.created_at >= bounds.c.lo, e.created_at < bounds.c.hi)
+    if all(_on_a_quarter(w.start) and _on_a_quarter(w.end) for w in windows):
+        q = usage_quarters.c
+        user, moment, entry_type, amount, table = q.user_id, q.quarter, q.type, q.amount, usage_quarters
+    else:
+        e = ledger_entries.c
+        user, moment, entry_type, amount, table = e.user_id, e.created_at, e.type, e.amount, ledger_entries
+    condition = and_(user == user_id, moment >= bounds.c.lo, moment < bounds.c.hi)
     if types is not None:
-        condition = and_(condition, e.type.in_(types))
-    query = (select(bounds.c.i, e.type, func.sum(e.amount))
-             .select_from(bounds.join(ledger_entries, condition)).group_by(bounds.c.i, e.type))
+        condition = and_(condition, entry_type.in_(types))
+    query = (select(bounds.c.i, entry_type, func.sum(amount))
+             .select_from(bounds.join(table, condition)).group_by(bounds.c.i, entry_type))
     found = [Sums() for _ in windows]
-    for i, entry_type, total in conn.execute(query):
-        found[int(i)].add(entry_type, int(total))
+    for i, found_type, total in conn.execute(query):
+        found[int(i)].add(found_type, int(total))
     return found
+
+
+def _on_a_quarter(moment: datetime) -> bool:
+    utc = moment.astimezone(UTC)
+    return utc.minute % 15 == 0 and utc.second == 0 and utc.microsecond == 0
 
 
 def by_description(conn: Connection, user_id: int, window: Window, spent_total: int) -> list[dict[str, object]]:
     """Spending in ``window`` by feature (where the spend names one) or description, largest first; what does
-    not fit in the first rows is summed in a last row with ``"rest": true``."""
+    not fit in the first rows is summed in a last row with ``"rest": true``. The whole UTC days of the window
+    are summed from the daily sums (:mod:`backend.rollups`), the hours before and after them from the ledger."""
+    totals: dict[str, int] = defaultdict(int)
+    first_day = datetime.combine(window.start.astimezone(UTC).date(), time(), UTC)
+    if first_day < window.start:
+        first_day += timedelta(days=1)
+    end_day = datetime.combine(window.end.astimezone(UTC).date(), time(), UTC)
+    edges = [(window.start, window.end)]
+    if first_day < end_day:
+        edges = [(window.start, first_day), (end_day, window.end)]
+        u = usage_labels.c
+        for found_label, total in conn.execute(
+            select(u.label, func.sum(u.amount)).where(u.user_id == user_id, u.day >= first_day.date().isoformat(),
+                                                      u.day < end_day.date().isoformat()).group_by(u.label)
+        ):
+            totals[found_label] += int(total)
     e = ledger_entries.c
-    label = func.coalesce(e.feature, e.description, "").label("label")
-    total = func.sum(e.amount).label("total")
-    rows = conn.execute(
-        select(label, total).where(e.user_id == user_id, e.type == "spend", e.created_at >= iso_utc(window.start),
-                                   e.created_at < iso_utc(window.end))
-        .group_by(label).order_by(total, label).limit(BY_DESCRIPTION_ROWS + 1)
-    ).all()
+    label = func.coalesce(e.feature, e.description, "")
+    for lo, hi in edges:
+        if lo < hi:
+            for found_label, total in conn.execute(
+                select(label, func.sum(e.amount)).where(e.user_id == user_id, e.type == "spend",
+                                                        e.created_at >= iso_utc(lo), e.created_at < iso_utc(hi))
+                .group_by(label)
+            ):
+                totals[found_label] += int(total)
+    rows = sorted((total, found_label) for found_label, total in totals.items())[:BY_DESCRIPTION_ROWS + 1]
     shown = rows if len(rows) <= BY_DESCRIPTION_ROWS else rows[:BY_DESCRIPTION_ROWS - 1]
-    found: list[dict[str, object]] = [{"description": r.label, "spent": -int(r.total)} for r in shown]
+    found: list[dict[str, object]] = [{"description": name, "spent": -total} for total, name in shown]
     if len(rows) > len(shown):
-        found.append({"description": "Everything else", "spent": spent_total + sum(int(r.total) for r in shown),
+        found.append({"description": "Everything else", "spent": spent_total + sum(total for total, _ in shown),
                       "rest": True})
     return found
 

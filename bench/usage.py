@@ -50,7 +50,7 @@ def seed(db_path: Path, entries: int) -> str:
     """One bench user (and two others) with ``entries`` entries each; returns the bench user's email."""
     from sqlalchemy import insert, update
 
-    from backend import accounts, migrations
+    from backend import accounts, migrations, rollups
     from backend.db import Database, iso_utc
     from backend.schema import balances, ledger_entries
 
@@ -84,6 +84,8 @@ def seed(db_path: Path, entries: int) -> str:
                 for start in range(0, len(rows), 5000):
                     conn.execute(insert(ledger_entries), rows[start:start + 5000])
                 conn.execute(update(balances).where(balances.c.user_id == user.id).values(balance=balance))
+        with db.transaction() as conn:  # the rows went around ledger.post: the dashboard's sums are made here
+            rollups.rebuild(conn)
     finally:
         db.close()
     return email

@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from backend import ledger
+from backend import ledger, rollups
 from backend.db import Database
 from backend.entries import Entry
 
@@ -219,7 +219,12 @@ def test_check_invariants_finds_a_bad_spend(db: Database, tampering: str, proble
         conn.execute(text(tampering))
         conn.execute(text("UPDATE balances SET balance = (SELECT balance_after FROM ledger_entries "
                           "WHERE type = 'spend') WHERE user_id = 1"))
-        assert ledger.check_invariants(conn) == [problem.format(spend=spent.id)]
+        found = ledger.check_invariants(conn)
+        assert found[0] == problem.format(spend=spent.id)
+        assert found[1:] == [  # the usage dashboard's sums no longer add up to the tampered entry either
+            f"user 1: usage quarters [('{rollups.quarter(spent.created_at)}', 'spend')] differ from the ledger "
+            "(1 in all)",
+            f"user 1: usage labels [('{spent.created_at[:10]}', '')] differ from the ledger (1 in all)"]
         conn.execute(text("UPDATE ledger_entries SET amount = -113, balance_after = 224 WHERE type = 'spend'"))
         conn.execute(text("UPDATE balances SET balance = 224 WHERE user_id = 1"))
 

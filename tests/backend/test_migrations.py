@@ -155,3 +155,40 @@ def test_a_database_at_the_last_landed_version_keeps_every_row(tmp_path: Path, d
             assert conn.execute(text("SELECT COUNT(*) FROM adjustment_notes")).scalar_one() == 0
     finally:
         db.close()
+
+
+def test_a_database_at_0006_gets_the_usage_sums_of_every_entry_it_holds(tmp_path: Path, databases: Databases) -> None:
+    """0007 computes the usage dashboard's sums from the entries already there; the ledger keeps them after."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from backend import ledger, rollups
+
+    db = Database(databases.new(migrated=False) or tmp_path / "at-0006.sqlite3")
+    try:
+        with db.transaction() as conn:
+            command.upgrade(migrations._config(conn), "0006")
+            for user, kind, amount, after, ref, feature, at in [
+                (7, "purchase", 1200, 1200, "cs_1", None, "2026-11-30T23:59:59.999Z"),
+                (7, "spend", -333, 867, "k1", "ocr", "2026-12-01T00:00:00.000Z"),
+                (7, "spend", -7, 860, "k2", None, "2026-12-01T00:14:00.000Z"),
+                (8, "adjustment", 25, 25, "adj:1", None, "2026-12-01T09:31:00.000Z"),
+            ]:
+                conn.execute(text(
+                    "INSERT INTO ledger_entries (user_id, type, amount, balance_after, reference, description, "
+                    "feature, created_at) VALUES (:u, :k, :a, :b, :r, 'Scan', :f, :t)"),
+                    {"u": user, "k": kind, "a": amount, "b": after, "r": ref, "f": feature, "t": at})
+            conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (7, 860), (8, 25)"))
+        assert migrations.upgrade(db) == ("0006", migrations.head())
+        with db.transaction() as conn:
+            assert sorted(tuple(r) for r in conn.execute(text(
+                "SELECT user_id, quarter, type, amount FROM usage_quarters"))) == [
+                (7, "2026-11-30T23:45:00.000Z", "purchase", 1200), (7, "2026-12-01T00:00:00.000Z", "spend", -340),
+                (8, "2026-12-01T09:30:00.000Z", "adjustment", 25)]
+            labels = conn.execute(text("SELECT user_id, day, label, amount FROM usage_labels"))
+            assert sorted(tuple(r) for r in labels) == [(7, "2026-12-01", "Scan", -7), (7, "2026-12-01", "ocr", -333)]
+            ledger.post(conn, user_id=7, type="spend", amount=-11, reference="k3",
+                        created_at="2026-12-01T00:14:30.000Z")
+            assert ledger.check_invariants(conn) == [] and rollups.problems(conn) == []
+    finally:
+        db.close()

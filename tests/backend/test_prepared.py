@@ -19,10 +19,11 @@ import backend
 from backend import alerts, ledger, prepared, spend_controls, webhooks
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import StorageUnavailable
-from backend.schema import webhook_events
+from backend.schema import usage_labels, usage_quarters, webhook_events
 from tests.helpers.payments import charge_refunded_event, database, paid_order, refund_event
 
 WHEN = "2026-11-26T12:00:00.000Z"
+QUARTER = "2026-11-26T12:00:00.000Z"
 
 
 def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -62,6 +63,14 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "a charge's refunds kept twice": ("a charge's refunds kept", {
             "payment_intent": p.payment_intent, "charge_id": "ch_9", "amount_refunded": 1, "updated_at": WHEN,
             "currency": "eur", "as_of": 3}),
+        "a quarter's sum made": ("a quarter's sum added", {"user_id": p.user_id, "quarter": "2026-11-26T12:15:00.000Z",
+                                                           "type": "spend", "amount": -7}),
+        "a quarter's sum added to": ("a quarter's sum added", {"user_id": p.user_id, "quarter": QUARTER,
+                                                               "type": "spend", "amount": -7}),
+        "a label's sum made": ("a label's sum added", {"user_id": p.user_id, "day": "2026-11-27", "label": "ocr",
+                                                       "amount": -7}),
+        "a label's sum added to": ("a label's sum added", {"user_id": p.user_id, "day": QUARTER[:10],
+                                                           "label": "export", "amount": -7}),
         "an event kept": ("an event kept", {"id": "evt_9", "type": "refund.updated", "outcome": "recorded",
                                             "received_at": WHEN, "body": "{}", "livemode": False, "created": 1,
                                             "source": "webhook", "object_id": "re_9"}),
@@ -88,6 +97,8 @@ def paid(tmp_path: Path) -> Any:
         insert_ignoring_duplicates(conn, webhook_events, {
             "id": "evt_seen", "type": "checkout.session.completed", "outcome": "granted", "received_at": WHEN,
             "body": "{}", "livemode": False, "created": 1, "source": "webhook", "object_id": p.session_id})
+        conn.execute(sa.insert(usage_quarters).values(user_id=p.user_id, quarter=QUARTER, type="spend", amount=-3))
+        conn.execute(sa.insert(usage_labels).values(user_id=p.user_id, day=QUARTER[:10], label="export", amount=-3))
     yield p
     db.close()
 

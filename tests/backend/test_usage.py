@@ -63,9 +63,9 @@ def history(db: Database) -> list[tuple[datetime, str, int, str, str | None]]:
 
 
 def expected(entries: list[tuple[datetime, str, int, str, str | None]], period: periods.Period, first: date,
-             last: date) -> dict[date, usage.Sums]:
+             last: date, zone: str = ZONE) -> dict[date, usage.Sums]:
     """What the dashboard should say, counted the slow way: each entry's local date, one by one."""
-    tz = periods.zone(ZONE)
+    tz = periods.zone(zone)
     found: dict[date, usage.Sums] = defaultdict(usage.Sums)
     for moment, kind, amount, _, _ in entries:
         day = moment.astimezone(tz).date()
@@ -74,25 +74,31 @@ def expected(entries: list[tuple[datetime, str, int, str, str | None]], period: 
     return found
 
 
+# Zones whose midnights fall on whole hours, on quarters (+05:45) and on half hours with a half-hour clock change:
+# the dashboard sums quarter hours (backend/rollups.py), which every one of them is made of.
+ZONES = [ZONE, "Asia/Kathmandu", "Australia/Lord_Howe"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
 @pytest.mark.parametrize(("period", "first", "last"), [
     ("day", date(2026, 10, 20), date(2026, 11, 10)),  # across the clock change
     ("week", date(2026, 10, 7), date(2027, 1, 8)),  # starts on a Wednesday
     ("month", date(2026, 9, 1), date(2027, 1, 31)),
 ])
 def test_the_dashboard_adds_up_to_the_ledger(db: Database, history: list, period: periods.Period, first: date,
-                                             last: date) -> None:
-    settings = controls(db)
+                                             last: date, zone: str) -> None:
+    settings = controls(db, zone)
     board = usage.dashboard(db, USER, settings, period, first, last, now=NOW)
-    want = expected(history, period, first, last)
-    assert board["timeZone"] == ZONE and board["from"] == first.isoformat() and board["to"] == last.isoformat()
+    want = expected(history, period, first, last, zone)
+    assert board["timeZone"] == zone and board["from"] == first.isoformat() and board["to"] == last.isoformat()
     got = {date.fromisoformat(b["start"]): b for b in board["buckets"]}
-    assert list(got) == [w.first for w in periods.buckets(period, first, last, periods.zone(ZONE))]
+    assert list(got) == [w.first for w in periods.buckets(period, first, last, periods.zone(zone))]
     for start, bucket in got.items():
         assert {k: v for k, v in bucket.items() if k != "start"} == want[start].as_json(), start
     totals = board["totals"]
     assert totals["spent"] == sum(b["spent"] for b in board["buckets"]) > 0
     # The columns add up to the change of the balance over the range.
-    tz = periods.zone(ZONE)
+    tz = periods.zone(zone)
     before = [e for e in history if e[0].astimezone(tz).date() < first]
     upto = [e for e in history if e[0].astimezone(tz).date() <= last]
     assert totals["openingBalance"] == sum(e[2] for e in before)
@@ -101,16 +107,45 @@ def test_the_dashboard_adds_up_to_the_ledger(db: Database, history: list, period
                                         - totals["clawedBack"] + totals["adjusted"])
 
 
-def test_spending_by_feature_or_description(db: Database, history: list) -> None:
-    board = usage.dashboard(db, USER, controls(db), "month", date(2026, 9, 1), date(2027, 1, 31), now=NOW)
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize(("first", "last"), [
+    (date(2026, 9, 1), date(2027, 1, 31)),  # every entry
+    (date(2026, 10, 14), date(2026, 11, 2)),  # whole UTC days from the daily sums, the hours at the ends not
+    (date(2026, 10, 31), date(2026, 10, 31)),  # one local day: less than a whole UTC day, all from the ledger
+])
+def test_spending_by_feature_or_description(db: Database, history: list, zone: str, first: date, last: date) -> None:
+    board = usage.dashboard(db, USER, controls(db, zone), "day", first, last, now=NOW)
+    tz = periods.zone(zone)
     by_label: dict[str, int] = defaultdict(int)
-    for _, kind, amount, description, feature in history:
-        if kind == "spend":
+    for moment, kind, amount, description, feature in history:
+        if kind == "spend" and first <= moment.astimezone(tz).date() <= last:
             by_label[feature or description] -= amount
     assert board["byDescription"] == sorted(
         ({"description": label, "spent": spent} for label, spent in by_label.items()),
         key=lambda row: (-row["spent"], row["description"]))
     assert sum(row["spent"] for row in board["byDescription"]) == board["totals"]["spent"]
+
+
+def test_a_zone_whose_midnight_is_not_on_a_quarter_hour_is_summed_from_the_ledger(db: Database) -> None:
+    """Liberia was 44 min 30 s behind UTC until May 1972: its midnights fall on no quarter hour."""
+    start = datetime(1971, 3, 1, 12, tzinfo=UTC)
+    post(db, "purchase", 1000, "cs_old", start)
+    for n in range(40):
+        post(db, "spend", -(n % 7 + 1), f"k{n}", start + timedelta(hours=n * 7 + 0.3), description=f"d{n % 3}")
+    # Ten seconds into 10 March there, in the quarter hour that began on the 9th: a quarter's sum would misplace it.
+    post(db, "spend", -5, "k-edge", datetime(1971, 3, 10, 0, 44, 40, tzinfo=UTC))
+    first, last = date(1971, 3, 1), date(1971, 3, 31)
+    board = usage.dashboard(db, USER, controls(db, "Africa/Monrovia"), "day", first, last, now=NOW)
+    tz = periods.zone("Africa/Monrovia")
+    want: dict[date, int] = defaultdict(int)
+    with db.read() as conn:
+        entries = ledger.history(conn, USER, limit=100)[0]
+    for entry in entries:
+        if entry.type == "spend":
+            want[datetime.fromisoformat(entry.created_at).astimezone(tz).date()] -= entry.amount
+    assert {b["start"]: b["spent"] for b in board["buckets"] if b["spent"]} == {
+        d.isoformat(): v for d, v in sorted(want.items())}
+    assert want[date(1971, 3, 10)] >= 5 and board["totals"]["spent"] == sum(n % 7 + 1 for n in range(40)) + 5
 
 
 def test_many_descriptions_end_in_one_row_for_the_rest(db: Database) -> None:
