@@ -282,6 +282,7 @@ def migrate(settings: Settings) -> int:
 def stripe_setup(settings: Settings, url: str | None) -> int:
     from backend.errors import PaymentProviderError
     from backend.payments import stripe_setup
+    from backend.payments.base import STRIPE_API_VERSION
     from backend.payments.stripe_provider import StripeProvider, translate
 
     if not settings.stripe_secret_key:
@@ -305,13 +306,13 @@ def stripe_setup(settings: Settings, url: str | None) -> int:
     events = len(webhooks.HANDLED)
     if setup.created:
         show(f"Created the webhook endpoint {setup.endpoint_id} for {setup.url}")
-        show(f"  API version {stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+        show(f"  API version {STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
         show("Its signing secret, shown this once: set it as STRIPE_WEBHOOK_SECRET wherever the backend runs.")
         print(setup.secret)
         return 0
     if not setup.problems:
         show(f"The webhook endpoint {setup.endpoint_id} for {setup.url} is set up: API version "
-              f"{stripe_setup.STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
+              f"{STRIPE_API_VERSION}, the {events} event types Creditdesk handles.")
         show("(Stripe shows its signing secret only when it is created: the dashboard has it.)")
         return 0
     show(f"The webhook endpoint {setup.endpoint_id} for {setup.url} differs from what Creditdesk needs:")

@@ -377,10 +377,14 @@ def _insert_ignoring(dialect_name: str, table: Table) -> Executable:
     """The statement, built once per table: the values come as parameters, so it compiles once per set of
     columns given and its cache key is worked out once (building a statement per call costs more than
     running it)."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
     # RETURNING, not rowcount: the cursor's rowcount of an INSERT is not kept by every driver (psycopg's
     # is -1 once SQLAlchemy has closed the cursor), while a returned row is there on both engines.
-    return dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key)
+    return insert_for(dialect_name, table).on_conflict_do_nothing().returning(*table.primary_key)
+
+
+def insert_for(dialect_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """The engine's own INSERT, which has ON CONFLICT (both engines spell it alike)."""
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
 
 
 def hot_insert_ignoring(name: str, table: Table) -> None:

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
 from backend import alerts, prepared, rollups
-from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, utcnow
+from backend.db import hot_insert_ignoring, insert_for, insert_ignoring_duplicates, utcnow
 from backend.entries import ENTRY_TYPES, Entry, EntryType
 from backend.errors import IdempotencyConflict, InsufficientCredits
 from backend.schema import balances, ledger_entries
@@ -147,8 +146,7 @@ def spend(
 
 @functools.cache
 def _insert_entry(dialect_name: str) -> Executable:
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(ledger_entries).on_conflict_do_nothing().returning(*ledger_entries.c)
+    return insert_for(dialect_name, ledger_entries).on_conflict_do_nothing().returning(*ledger_entries.c)
 
 
 prepared.hot("an entry posted", _insert_entry("sqlite"))

@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import Executable
 
 from backend import prepared
+from backend.db import insert_for
 from backend.entries import Entry
 from backend.schema import ledger_entries, usage_labels, usage_quarters
 
@@ -53,10 +53,9 @@ def label(feature: str | None, description: str | None) -> str:
 @functools.cache
 def _add_to(dialect_name: str, which: str) -> Executable:
     """``INSERT ... ON CONFLICT DO UPDATE SET amount = amount + the new amount`` (one statement, both engines)."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
     table, keys = (usage_quarters, ["user_id", "quarter", "type"]) if which == "quarters" else \
         (usage_labels, ["user_id", "day", "label"])
-    statement = dialect.insert(table)
+    statement = insert_for(dialect_name, table)
     return statement.on_conflict_do_update(index_elements=keys,
                                            set_={"amount": table.c.amount + statement.excluded.amount})
 

@@ -92,11 +92,13 @@ def verify(payload: bytes, signature: str, secret: str | None) -> Any:
         stripe.WebhookSignature.verify_header(
             payload.decode("utf-8", errors="replace"), signature, secret, SIGNATURE_TOLERANCE_SECONDS
         )
-        if _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_SECONDS:
-            raise stripe.SignatureVerificationError("timestamp in the future", signature, payload)
+        in_the_future = _signed_at(signature) > time.time() + SIGNATURE_TOLERANCE_SECONDS
     except stripe.SignatureVerificationError as exc:
         log.warning("payment webhook outcome=rejected reason=bad_signature")
         raise InvalidSignature from exc
+    if in_the_future:
+        log.warning("payment webhook outcome=rejected reason=bad_signature")
+        raise InvalidSignature
     try:
         event = json.loads(payload, parse_int=_int64, parse_constant=_no_constant)
     except RecursionError:

@@ -16,7 +16,8 @@ from backend.services import Services
 
 # async: FastAPI would otherwise run these (which do no I/O) through its threadpool, a thread hop per request.
 async def get_services(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services
 
 
 # Declares the scheme in /openapi.json; the checks, and the contract's 401 answer, are ours.

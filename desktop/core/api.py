@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -56,6 +56,7 @@ __all__ = ["ApiClient", "ApiClientError", "ApiError", "AuthResult", "BackendUnre
            "CancelledDownload", "CheckoutSession", "FileNotSaved", "Health", "Pack", "Payment", "PaymentVerification",
            "SpendDeclined", "SpendResult", "Transaction", "TransactionPage", "User", "new_idempotency_key"]
 
+T = TypeVar("T")
 log = logging.getLogger("creditdesk.api")
 
 CONNECT_TIMEOUT = 3.0
@@ -242,7 +243,7 @@ class ApiClient:
                         f"The server at {self.base_url} sent an answer Creditdesk does not understand; "
                         "is this a Creditdesk server?")
 
-    def _parse(self, response: requests.Response, build: Any) -> Any:
+    def _parse(self, response: requests.Response, build: Callable[[Any], T]) -> T:
         body = self._json(response)
         try:
             return build(body)

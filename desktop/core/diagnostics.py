@@ -224,7 +224,8 @@ def build_report(
     if log_file is not None:
         report["log"] = {"file": str(log_file),
                          "tail": [redact(line, secrets) for line in tail_lines(Path(log_file), log_lines)]}
-    return _scrub(report, secrets)
+    scrubbed: dict[str, Any] = _scrub(report, secrets)
+    return scrubbed
 
 
 def report_json(report: dict[str, Any]) -> str:
