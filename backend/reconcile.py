@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend import clawbacks, fulfilment, metrics, orders, webhooks
+from backend import clawbacks, event_store, fulfilment, metrics, orders, webhooks
 from backend.db import iso_utc, utcnow
 from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, RefusedEvent, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, Happening
@@ -127,7 +127,7 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
     _resync_payments(services, iso_utc(start), report)
     retention = timedelta(days=services.settings.event_retention_days)
     before = (now - retention).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    report.pruned_deliveries, report.pruned_bodies = webhooks.prune(services.db, before=before)
+    report.pruned_deliveries, report.pruned_bodies = event_store.prune(services.db, before=before)
     with services.db.transaction() as conn:
         conn.execute(reconcile_runs.update().where(reconcile_runs.c.id == run_id).values(
             finished_at=utcnow(), events_seen=report.events_seen, events_applied=len(report.events_applied),
@@ -172,7 +172,7 @@ def _catch_up_events(services: Services, created_since: int, report: Report, bou
 def _catch_up_one(services: Services, event: Any, report: Report) -> None:
     event_id = event.get("id") if isinstance(event, dict) else None
     if not isinstance(event_id, str) or not event_id or len(event_id) > 255 or "\x00" in event_id:
-        webhooks.keep_malformed(services.db, event, "reconcile: an event from Stripe's Events API without a "
+        event_store.keep_malformed(services.db, event, "reconcile: an event from Stripe's Events API without a "
                                                     "usable id")
         report.partial = True
         report.errors.append("an event without a usable id: kept as a failed delivery")
@@ -187,7 +187,7 @@ def _catch_up_one(services: Services, event: Any, report: Report) -> None:
                                            livemode=services.settings.stripe_livemode,
                                            sessions=services.provider.retrieve_session)
     except (MalformedEvent, RefusedEvent) as exc:
-        webhooks.keep_malformed(services.db, event, f"reconcile: {exc}")
+        event_store.keep_malformed(services.db, event, f"reconcile: {exc}")
         report.partial = True
         report.errors.append(f"event {event_id}: {exc}; kept as a failed delivery")
         return

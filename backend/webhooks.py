@@ -1,10 +1,10 @@
 """Stripe events: verified, kept whole, and processed once, in the same transaction that records them.
 
-An event's effects and its row in ``webhook_events`` commit together, so a crash or an error leaves
-neither (and Stripe's retry processes it), while a duplicate finds the row and does nothing. The row
-keeps the whole event with what processing did (outcome, detail, order), so that support can see and
-replay it (:func:`replay`); a delivery that could not be processed (a bad signature, a malformed
-event, an error) is kept in ``failed_deliveries`` with its reason. The webhook, reconcile, replay and
+An event's effects and its row in the event store (:mod:`backend.event_store`) commit together, so a crash or
+an error leaves neither (and Stripe's retry processes it), while a duplicate finds the row and does nothing.
+The row keeps the whole event with what processing did (outcome, detail, order), so that support can see and
+replay it (:func:`replay`); a delivery that could not be processed (a bad signature, a malformed event, an
+error) is kept as a failed delivery with its reason. The webhook, reconcile, replay and
 the stub checkout all come through :func:`process_event`.
 """
 
@@ -13,22 +13,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import sqlalchemy as sa
 import stripe
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from backend import clawbacks, fulfilment, orders, prepared
-from backend.db import Database, hot_insert_ignoring, insert_ignoring_duplicates, utcnow
+from backend import clawbacks, event_store, fulfilment, orders
+from backend.db import Database
 from backend.errors import (
-    CreditdeskError,
     InvalidSignature,
     MalformedEvent,
     MalformedSession,
@@ -38,7 +33,6 @@ from backend.errors import (
     WebhooksNotConfigured,
 )
 from backend.payments.base import STRIPE_API_VERSION, SessionState
-from backend.schema import failed_deliveries, webhook_events
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -60,8 +54,6 @@ CHARGE_EVENTS = frozenset({"charge.refunded"})
 HANDLED = SESSION_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | CHARGE_EVENTS
 
 SIGNATURE_TOLERANCE_SECONDS = 300
-# How much of an unverified body is kept: enough to see what was sent, not a way to fill the disk.
-UNVERIFIED_BODY_LIMIT = 4096
 
 # Outcomes of an event besides fulfilment's and clawbacks' own (granted, clawed_back, ...).
 DUPLICATE = "duplicate"
@@ -156,43 +148,8 @@ def check_values(event: Any) -> None:
         raise RefusedEvent("text holding the NUL character")
 
 
-def keep_refused(db: Database, payload: bytes, error: RefusedEvent) -> None:
-    """Keep a signed event that will never be processed, for support (its text made safe to store): a failed
-    delivery ``malformed``, as reconcile keeps the same event from Stripe's Events API."""
-    log.warning("payment webhook outcome=refused reason=nul length=%d", len(payload))
-    _keep_failed(db, payload, valid=True, outcome="malformed", error=f"the event holds {error}; never processed",
-                 event=_parsed(payload))
-
-
-def _parsed(payload: bytes) -> Any:
-    """The event in a body already verified and parsed once (for its id and type, NUL written out)."""
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-
-
-def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | MalformedEvent) -> None:
-    """Keep a delivery that failed verification, with why (an unverified body only in part)."""
-    if isinstance(error, InvalidSignature):
-        _keep_failed(db, payload[:UNVERIFIED_BODY_LIMIT], valid=False, outcome="rejected_signature",
-                     error="the Stripe-Signature header is missing, stale or does not match the body")
-    else:
-        _keep_failed(db, payload, valid=True, outcome="malformed", error=str(error))
-
-
 # How fulfilment reads a Checkout Session at the pinned API version: the provider's retrieve_session.
 SessionLookup = Callable[[str], SessionState]
-
-
-def keep_malformed(db: Database, event: Any, reason: str) -> None:
-    """Keep an event that cannot be processed (from reconcile: signed by Stripe's API, not by a header), whole,
-    as a failed delivery support sees; it is never processed."""
-    try:
-        body = json.dumps(event, default=str).encode()
-    except (TypeError, ValueError):
-        body = repr(event).encode()
-    _keep_failed(db, body, valid=True, outcome="malformed", error=reason[:500], event=event)
 
 
 def receive(
@@ -203,10 +160,10 @@ def receive(
         return process_event(db, event, livemode=livemode, body=payload.decode("utf-8", errors="replace"),
                              sessions=sessions)
     except MalformedEvent as exc:
-        _keep_failed(db, payload, valid=True, outcome="malformed", error=str(exc), event=event)
+        event_store.keep_failed(db, payload, valid=True, outcome="malformed", error=str(exc), event=event)
         raise
     except Exception as exc:
-        _keep_failed(db, payload, valid=True, outcome="error", error=f"{type(exc).__name__}: {exc}"[:500],
+        event_store.keep_failed(db, payload, valid=True, outcome="error", error=f"{type(exc).__name__}: {exc}"[:500],
                      event=event)
         raise
 
@@ -218,29 +175,20 @@ def process_event(
     """Apply one verified event and keep it; ``livemode`` is the mode of our Stripe key; ``sessions`` reads a
     Checkout Session at the pinned API version, for events rendered at another (see :func:`_as_pinned`)."""
     event_id, event_type, obj = _parts(event)
-    if _already_processed(db, event_id):
+    if event_store.already_processed(db, event_id):
         # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
-        _recent.add(db, event_id)
+        event_store.recent.add(db, event_id)
         processed = Processed(event_id, event_type, DUPLICATE)
         _log(processed, source)
         return processed
     current = _as_pinned(event, event_type, obj, sessions)  # before the write lock: it may ask Stripe
-    created = event.get("created")
     with db.transaction() as conn:
-        # Claim the event first: on PostgreSQL a concurrent delivery of the same event waits here for
-        # this transaction and then finds the row, so it is processed once whichever replica gets it.
-        claimed = insert_ignoring_duplicates(conn, webhook_events, {
-            "id": event_id, "type": event_type, "outcome": "processing", "received_at": utcnow(),
-            "body": body if body is not None else json.dumps(event), "livemode": event.get("livemode") is True,
-            "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
-            "source": source, "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
-        })
-        if not claimed:
+        if not event_store.claim(conn, event, event_id, event_type, obj, source=source, body=body):
             processed = Processed(event_id, event_type, DUPLICATE)
         else:
             processed = _process(conn, event, event_type, obj, source, livemode, current)
             _note(conn, processed)
-    _recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
+    event_store.recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
     _log(processed, source)
     return processed
 
@@ -270,16 +218,7 @@ def replay(db: Database, event_id: str, *, livemode: bool, sessions: SessionLook
 
     Takes the kept event, or else the newest signed delivery of that id that failed to process.
     """
-    with db.read() as conn:
-        body = conn.execute(sa.select(webhook_events.c.body).where(webhook_events.c.id == event_id)).scalar()
-        stored = body is not None or conn.execute(
-            sa.select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first() is not None
-        if body is None:
-            body = conn.execute(
-                sa.select(failed_deliveries.c.body).where(
-                    failed_deliveries.c.event_id == event_id, failed_deliveries.c.signature_valid.is_(True))
-                .order_by(failed_deliveries.c.id.desc()).limit(1)
-            ).scalar()
+    body, stored = event_store.stored_body(db, event_id)
     if body is None:
         if stored:
             raise UnknownEvent(f"event {event_id} is known but its body was not kept (it came before Creditdesk kept "
@@ -407,91 +346,8 @@ def _money(
 
 
 def _note(conn: Connection, processed: Processed, *, replayed: bool = False) -> None:
-    values = {"event_id": processed.event_id, "outcome": processed.outcome, "detail": processed.detail or None,
-              "order_id": processed.order_id, "processed_at": utcnow()}
-    prepared.run(conn, _NOTE_REPLAY if replayed else _NOTE, values)
-
-
-# Built once (each event runs them; building a statement costs more than running it).
-_NOTE = prepared.hot("an event noted", webhook_events.update().where(webhook_events.c.id == sa.bindparam("event_id")))
-_NOTE_REPLAY = prepared.hot("an event noted again", _NOTE.values(attempts=webhook_events.c.attempts + 1))
-_OUTCOME = prepared.hot("an event's outcome",
-                        sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id")))
-hot_insert_ignoring("an event kept", webhook_events)
-
-
-def _keep_failed(
-    db: Database, body: bytes, *, valid: bool, outcome: str, error: str, event: Any = None
-) -> None:
-    event_id = event_type = None
-    if isinstance(event, Mapping):
-        event_id = event.get("id") if isinstance(event.get("id"), str) else None
-        event_type = event.get("type") if isinstance(event.get("type"), str) else None
-    try:
-        with db.transaction() as conn:
-            conn.execute(failed_deliveries.insert().values(
-                received_at=utcnow(), signature_valid=valid, event_id=_storable(event_id or "")[:255] or None,
-                event_type=_storable(event_type or "")[:255] or None, outcome=outcome, error=_storable(error),
-                body=_storable(body.decode("utf-8", errors="replace")),
-            ))
-    except (SQLAlchemyError, CreditdeskError, OSError):  # the database may be what failed: the log still has it
-        log.warning("payment webhook outcome=%s not_kept=true", outcome)
-
-
-def _storable(text: str) -> str:
-    """Text any database keeps whole: NUL (which PostgreSQL's text refuses) written as ``\\x00``."""
-    return text.replace("\x00", "\\x00")
-
-
-def prune(db: Database, *, before: str) -> tuple[int, int]:
-    """Drop what is past the retention period: failed deliveries, and the bodies of processed events
-    (their rows stay, so that a very late duplicate is still a no-op). Returns (deliveries, bodies)."""
-    with db.transaction() as conn:
-        deliveries = conn.execute(failed_deliveries.delete().where(failed_deliveries.c.received_at < before))
-        bodies = conn.execute(webhook_events.update().where(
-            webhook_events.c.received_at < before, webhook_events.c.body.is_not(None)).values(body=None))
-        return deliveries.rowcount, bodies.rowcount
-
-
-def known_duplicate(db: Database, event: Any) -> bool:
-    """Whether this process has seen ``event`` processed already: answered from memory, with no I/O, so the
-    HTTP layer can answer a retry without a thread or the database. A miss proves nothing (another replica,
-    a restart): :func:`process_event` then checks the database."""
-    event_id = event.get("id") if isinstance(event, Mapping) else None
-    if not isinstance(event_id, str) or event_id not in _recent.ids(db):
-        return False
-    log.info("payment event=%s event_id=%s outcome=duplicate", event.get("type"), event_id)
-    return True
-
-
-class _RecentEvents:
-    """The ids of the last RECENT events whose effects this process saw committed, per database."""
-
-    RECENT = 10_000
-
-    def __init__(self) -> None:
-        self._ids: dict[str, OrderedDict[str, None]] = {}
-        self._lock = threading.Lock()
-
-    def ids(self, db: Database) -> OrderedDict[str, None]:
-        return self._ids.get(db.url_text, OrderedDict())
-
-    def add(self, db: Database, event_id: str) -> None:
-        with self._lock:
-            ids = self._ids.setdefault(db.url_text, OrderedDict())
-            ids[event_id] = None
-            if len(ids) > self.RECENT:
-                ids.popitem(last=False)
-
-
-_recent = _RecentEvents()
-
-
-def _already_processed(db: Database, event_id: str) -> bool:
-    """Whether the event's effects are committed (a row still "processing" is another transaction's,
-    not yet committed: that case goes on to the write path, which waits for it)."""
-    outcome = db.peek(_OUTCOME, {"event_id": event_id})
-    return outcome is not None and outcome != "processing"
+    event_store.note(conn, processed.event_id, processed.outcome, processed.detail, processed.order_id,
+                     replayed=replayed)
 
 
 def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:

@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from backend import metrics, webhooks
+from backend import event_store, metrics, webhooks
 from backend.api.errors import PAYLOAD_TOO_LARGE, documented
 from backend.errors import (
     CreditdeskError,
@@ -35,14 +35,14 @@ async def stripe_webhook(request: Request) -> Response:
         event = webhooks.verify(payload, request.headers.get("stripe-signature", ""),
                                 services.settings.stripe_webhook_secret)
     except RefusedEvent as exc:  # signed, but never to be processed: kept, and 200 so that Stripe stops
-        await run_in_threadpool(webhooks.keep_refused, services.db, payload, exc)
+        await run_in_threadpool(event_store.keep_refused, services.db, payload, exc)
         metrics.webhook_processed(webhooks.REFUSED)
         return Response(content=json.dumps({"received": True, "outcome": webhooks.REFUSED}),
                         media_type="application/json")
     except (InvalidSignature, MalformedEvent) as exc:
-        await run_in_threadpool(webhooks.keep_rejected, services.db, payload, exc)  # for support to see
+        await run_in_threadpool(event_store.keep_rejected, services.db, payload, exc)  # for support to see
         raise
-    if webhooks.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
+    if event_store.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
         metrics.webhook_processed(webhooks.DUPLICATE)
         return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
                         media_type="application/json")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, exc
 
 import backend
-from backend import alerts, ledger, prepared, spend_controls, webhooks
+from backend import alerts, event_store, ledger, prepared, spend_controls
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import StorageUnavailable
 from backend.schema import usage_labels, usage_quarters, webhook_events
@@ -183,12 +183,12 @@ def test_a_peek_at_a_file_that_is_not_a_database_is_storage_unavailable_until_on
     path.write_bytes(b"not a database " * 512)
     db = Database(path)
     with pytest.raises(StorageUnavailable) as info:
-        db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"})
+        db.peek(event_store._OUTCOME, {"event_id": "evt_seen"})
     assert info.value.retry_after >= 1 and "not a database" in str(info.value)
     assert not db.healthy
     path.unlink()
     database(path).close()  # a good database back at the path: the failed connection was let go of
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"}) is None
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_seen"}) is None
     db.close()
 
 
@@ -285,7 +285,7 @@ def test_turned_off_everything_is_sqlalchemys_execution_and_answers_alike(paid: 
                 found = result.rows if list(statement.exported_columns) else result.rowcount
                 transaction.rollback()
             assert found == expected[case], case
-        assert paid.db.peek(webhooks._OUTCOME, {"event_id": "evt_seen"}) == "granted"
+        assert paid.db.peek(event_store._OUTCOME, {"event_id": "evt_seen"}) == "granted"
     finally:
         prepared.set_enabled(True)
     assert len(executed) > 2 * len(expected)  # each statement, and a BEGIN for each
@@ -309,8 +309,8 @@ def test_peek_takes_only_a_select_and_writes_nothing(db: Database) -> None:
             "id": "evt_1", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
             "livemode": True, "created": 2, "source": "webhook", "object_id": "re_2"})
     with pytest.raises(ValueError, match="only a SELECT"):
-        db.peek(webhooks._NOTE, {"event_id": "evt_1", "outcome": "forged"})
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_1"}) == "recorded"
+        db.peek(event_store._NOTE, {"event_id": "evt_1", "outcome": "forged"})
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_1"}) == "recorded"
 
 
 def test_outside_a_transaction_it_is_sqlalchemys_execution(paid: Any) -> None:
@@ -321,12 +321,12 @@ def test_outside_a_transaction_it_is_sqlalchemys_execution(paid: Any) -> None:
 
 def test_peek_sees_every_commit_and_answers_none_for_nothing(paid: Any) -> None:
     db = paid.db
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_new"}) is None
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_new"}) is None
     with db.transaction() as conn:  # committed after the peeking connection was opened
         insert_ignoring_duplicates(conn, webhook_events, {
             "id": "evt_new", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
             "livemode": False, "created": 2, "source": "webhook", "object_id": "re_2"})
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_new"}) == "recorded"
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_new"}) == "recorded"
 
 
 def test_peek_answers_alike_on_both_engines(db: Database) -> None:
@@ -334,8 +334,8 @@ def test_peek_answers_alike_on_both_engines(db: Database) -> None:
         insert_ignoring_duplicates(conn, webhook_events, {
             "id": "evt_1", "type": "refund.updated", "outcome": "recorded", "received_at": WHEN, "body": "{}",
             "livemode": True, "created": 2, "source": "webhook", "object_id": "re_2"})
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_1"}) == "recorded"
-    assert db.peek(webhooks._OUTCOME, {"event_id": "evt_2"}) is None
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_1"}) == "recorded"
+    assert db.peek(event_store._OUTCOME, {"event_id": "evt_2"}) is None
     assert db.peek(sa.select(webhook_events.c.livemode).where(webhook_events.c.id == sa.bindparam("event_id")),
                    {"event_id": "evt_1"}) is True
 

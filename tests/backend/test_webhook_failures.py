@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from backend import db as backend_db
-from backend import webhooks
+from backend import event_store
 from backend.api.app import create_app
 from backend.config import Settings
 from backend.services import Services
@@ -56,7 +56,7 @@ def test_a_locked_database_answers_503_and_the_retry_grants_once(
             # A duplicate needs no write lock: it is answered while another writer holds it, from the
             # database when this process does not remember the event (a restart, another replica) and
             # from memory when it does.
-            monkeypatch.setattr(webhooks, "_recent", webhooks._RecentEvents())
+            monkeypatch.setattr(event_store, "recent", event_store.RecentEvents())
             blocker = sqlite3.connect(settings.db_path, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")
             try:
