@@ -34,6 +34,7 @@ from backend import entries, ledger, metrics, orders, prepared
 from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
+from backend.outcomes import Outcome
 from backend.schema import disputes, ledger_entries, payment_refunds, refunds
 from backend.visible import visible
 
@@ -262,7 +263,7 @@ def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
 
 @dataclass(frozen=True)
 class Settlement:
-    outcome: str  # clawed_back, given_back, no_change, not_paid
+    outcome: Outcome  # CLAWED_BACK, GIVEN_BACK, NO_CHANGE or NOT_PAID
     order: Order
     credits: int = 0  # moved by this settlement: negative taken, positive given back
 
@@ -271,7 +272,7 @@ def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
     """Bring a paid order's clawback and status in line with its money facts; inside a write transaction
     that holds the order's row (``orders.by_* (lock=True)``)."""
     if order.status not in AFTER_PAYMENT or not order.payment_intent or order.amount_charged <= 0:
-        return Settlement("not_paid", order)
+        return Settlement(Outcome.NOT_PAID, order)
     money = facts(conn, order.payment_intent, order.currency)
     target = credits_clawed_back(credits=order.credits, amount=order.amount_charged, refunded=money.refunded,
                                  disputed=money.disputed)
@@ -288,12 +289,12 @@ def settle(conn: Connection, order: Order, cause: Cause) -> Settlement:
         order = orders.update(conn, order.id, credits_clawed_back=target, amount_refunded=money.refunded,
                               amount_disputed=money.disputed, status=status)
     if delta:
-        metrics.credits_moved("clawed_back" if delta > 0 else "given_back", delta)
+        metrics.credits_moved(Outcome.CLAWED_BACK if delta > 0 else Outcome.GIVEN_BACK, delta)
         log.info("payment order=%s session=%s user=%s outcome=%s credits=%d cause=%s status=%s",
-                 order.id, order.session_id, order.user_id, "clawed_back" if delta > 0 else "given_back",
+                 order.id, order.session_id, order.user_id, Outcome.CLAWED_BACK if delta > 0 else Outcome.GIVEN_BACK,
                  abs(delta), cause.id, order.status)
-        return Settlement("clawed_back" if delta > 0 else "given_back", order, -delta)
-    return Settlement("no_change", order)
+        return Settlement(Outcome.CLAWED_BACK if delta > 0 else Outcome.GIVEN_BACK, order, -delta)
+    return Settlement(Outcome.NO_CHANGE, order)
 
 
 def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: MoneyFacts) -> None:

@@ -23,13 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from backend import prepared
 from backend.db import Database, hot_insert_ignoring, insert_ignoring_duplicates, utcnow
 from backend.errors import CreditdeskError, InvalidSignature, MalformedEvent, RefusedEvent
+from backend.outcomes import DeliveryOutcome, Outcome
 from backend.schema import failed_deliveries, webhook_events
 
 log = logging.getLogger("creditdesk.payments")
 
 # What is kept of a body whose signature did not verify: enough for support to see what it was.
 UNVERIFIED_BODY_LIMIT = 4096
-PROCESSING = "processing"  # the outcome of a claimed event whose transaction has not committed yet
 
 
 # -- events processed ---------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def claim(conn: Connection, event: Mapping[str, Any], event_id: str, event_type:
     is processed once whichever replica gets it."""
     created = event.get("created")
     return insert_ignoring_duplicates(conn, webhook_events, {
-        "id": event_id, "type": event_type, "outcome": PROCESSING, "received_at": utcnow(),
+        "id": event_id, "type": event_type, "outcome": Outcome.PROCESSING, "received_at": utcnow(),
         "body": body if body is not None else json.dumps(event), "livemode": event.get("livemode") is True,
         "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
         "source": source, "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
@@ -68,7 +68,7 @@ def already_processed(db: Database, event_id: str) -> bool:
     """Whether the event's effects are committed (a row still "processing" is another transaction's,
     not yet committed: that case goes on to the write path, which waits for it)."""
     outcome = db.peek(_OUTCOME, {"event_id": event_id})
-    return outcome is not None and outcome != PROCESSING
+    return outcome is not None and outcome != Outcome.PROCESSING
 
 
 def stored_body(db: Database, event_id: str) -> tuple[str | None, bool]:
@@ -129,8 +129,8 @@ def keep_refused(db: Database, payload: bytes, error: RefusedEvent) -> None:
     """Keep a signed event that will never be processed, for support (its text made safe to store): a failed
     delivery ``malformed``, as reconcile keeps the same event from Stripe's Events API."""
     log.warning("payment webhook outcome=refused reason=nul length=%d", len(payload))
-    keep_failed(db, payload, valid=True, outcome="malformed", error=f"the event holds {error}; never processed",
-                event=_parsed(payload))
+    keep_failed(db, payload, valid=True, outcome=DeliveryOutcome.MALFORMED,
+                error=f"the event holds {error}; never processed", event=_parsed(payload))
 
 
 def _parsed(payload: bytes) -> Any:
@@ -144,10 +144,10 @@ def _parsed(payload: bytes) -> Any:
 def keep_rejected(db: Database, payload: bytes, error: InvalidSignature | MalformedEvent) -> None:
     """Keep a delivery that failed verification, with why (an unverified body only in part)."""
     if isinstance(error, InvalidSignature):
-        keep_failed(db, payload[:UNVERIFIED_BODY_LIMIT], valid=False, outcome="rejected_signature",
+        keep_failed(db, payload[:UNVERIFIED_BODY_LIMIT], valid=False, outcome=DeliveryOutcome.REJECTED_SIGNATURE,
                     error="the Stripe-Signature header is missing, stale or does not match the body")
     else:
-        keep_failed(db, payload, valid=True, outcome="malformed", error=str(error))
+        keep_failed(db, payload, valid=True, outcome=DeliveryOutcome.MALFORMED, error=str(error))
 
 
 def keep_malformed(db: Database, event: Any, reason: str) -> None:
@@ -157,10 +157,11 @@ def keep_malformed(db: Database, event: Any, reason: str) -> None:
         body = json.dumps(event, default=str).encode()
     except (TypeError, ValueError):
         body = repr(event).encode()
-    keep_failed(db, body, valid=True, outcome="malformed", error=reason[:500], event=event)
+    keep_failed(db, body, valid=True, outcome=DeliveryOutcome.MALFORMED, error=reason[:500], event=event)
 
 
-def keep_failed(db: Database, body: bytes, *, valid: bool, outcome: str, error: str, event: Any = None) -> None:
+def keep_failed(db: Database, body: bytes, *, valid: bool, outcome: DeliveryOutcome, error: str,
+                event: Any = None) -> None:
     """Keep a delivery that was not processed, with why; where the database is what failed, the log has it."""
     event_id = event_type = None
     if isinstance(event, Mapping):

@@ -19,22 +19,15 @@ from sqlalchemy import Connection
 from backend import alerts, clawbacks, ledger, metrics, orders
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
+from backend.outcomes import Outcome
 from backend.payments.base import PURCHASE_TYPE, SessionState
 
 log = logging.getLogger("creditdesk.payments")
 
-# What applying a piece of news to an order did (webhook events record it as their outcome).
-GRANTED = "granted"
-ALREADY_GRANTED = "already_granted"
-NOT_PAID = "not_paid"
-REFUSED = "refused"
-UNKNOWN_ORDER = "unknown_order"
-NO_CHANGE = "no_change"
-
 
 @dataclass(frozen=True)
 class Result:
-    outcome: str
+    outcome: str  # an Outcome, or the order's new status where only its status moved
     order: Order | None
     detail: str = ""
 
@@ -66,7 +59,7 @@ def _order_for(conn: Connection, session: SessionState, source: str) -> Result |
     order = orders.by_session(conn, session.id, lock=True)
     if order is None:
         log.warning("payment session=%s source=%s outcome=refused reason=unknown_order", session.id, source)
-        return Result(UNKNOWN_ORDER, None, "no order has this Checkout Session")
+        return Result(Outcome.UNKNOWN_ORDER, None, "no order has this Checkout Session")
     problems = mismatches(order, session)
     if problems:
         log.warning(
@@ -79,7 +72,7 @@ def _order_for(conn: Connection, session: SessionState, source: str) -> Result |
             # Money was taken and no credits given: the order says why, for support (`user`), and reconcile
             # keeps it as it is rather than letting it lapse.
             order = orders.update(conn, order.id, refusal=refusal)
-        return Result(REFUSED, order, detail)
+        return Result(Outcome.REFUSED, order, detail)
     return order
 
 
@@ -93,7 +86,7 @@ def apply_session(conn: Connection, session: SessionState, *, source: str) -> Re
         return _grant(conn, order, session, source)
     if session.status == "expired":
         return move(conn, order, Happening.SESSION_EXPIRED, source=source)
-    return Result(NOT_PAID, order)
+    return Result(Outcome.NOT_PAID, order)
 
 
 def mark_failed(conn: Connection, session: SessionState, *, source: str) -> Result:
@@ -113,7 +106,7 @@ def move(conn: Connection, order: Order, happening: Happening, *, source: str) -
     """Apply a happening that moves the status only (no money): the state machine decides."""
     status = next_status(order.status, happening)
     if status is None:
-        return Result(NO_CHANGE, order)
+        return Result(Outcome.NO_CHANGE, order)
     updated = orders.update(conn, order.id, status=status)
     log.info("payment order=%s session=%s user=%s source=%s outcome=%s from=%s",
              order.id, order.session_id, order.user_id, source, status, order.status)
@@ -123,7 +116,7 @@ def move(conn: Connection, order: Order, happening: Happening, *, source: str) -
 
 def _grant(conn: Connection, order: Order, session: SessionState, source: str) -> Result:
     if order.status in AFTER_PAYMENT:
-        return Result(ALREADY_GRANTED, order)
+        return Result(Outcome.ALREADY_GRANTED, order)
     assert next_status(order.status, Happening.SESSION_PAID) == PAID  # money wins from every unpaid status
     if session.payment_intent:
         # Before the refunds and disputes of this payment are read (below), and before the order names the
@@ -138,12 +131,12 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
                          amount_tax=session.amount_tax, refusal=None)
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
-        return Result(ALREADY_GRANTED, paid)
+        return Result(Outcome.ALREADY_GRANTED, paid)
     log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
              paid.id, session.id, paid.user_id, source, paid.credits)
-    metrics.credits_moved("granted", paid.credits)
+    metrics.credits_moved(Outcome.GRANTED, paid.credits)
     # Refunds or disputes may have arrived before the payment's own event: apply them now.
     cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent else None
     if cause is not None:
         paid = clawbacks.settle(conn, paid, cause).order
-    return Result(GRANTED, paid)
+    return Result(Outcome.GRANTED, paid)

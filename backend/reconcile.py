@@ -28,6 +28,7 @@ from backend import clawbacks, event_store, fulfilment, metrics, orders, webhook
 from backend.db import iso_utc, utcnow
 from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, RefusedEvent, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, Happening
+from backend.outcomes import Outcome
 from backend.schema import reconcile_runs, webhook_events
 from backend.services import Services
 
@@ -191,7 +192,7 @@ def _catch_up_one(services: Services, event: Any, report: Report) -> None:
         report.partial = True
         report.errors.append(f"event {event_id}: {exc}; kept as a failed delivery")
         return
-    if processed.outcome != webhooks.DUPLICATE:  # a webhook may have brought it meanwhile
+    if processed.outcome != Outcome.DUPLICATE:  # a webhook may have brought it meanwhile
         report.events_applied.append(processed)
 
 

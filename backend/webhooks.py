@@ -32,6 +32,7 @@ from backend.errors import (
     UnknownEvent,
     WebhooksNotConfigured,
 )
+from backend.outcomes import DeliveryOutcome, Outcome
 from backend.payments.base import STRIPE_API_VERSION, SessionState
 
 log = logging.getLogger("creditdesk.payments")
@@ -56,17 +57,13 @@ HANDLED = SESSION_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | CHARGE_EVENTS
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Outcomes of an event besides fulfilment's and clawbacks' own (granted, clawed_back, ...).
-DUPLICATE = "duplicate"
-IGNORED = "ignored"
-REFUSED = "refused"
-RECORDED = "recorded"  # kept for later: the payment's order is not known or not paid yet
 
 
 @dataclass(frozen=True)
 class Processed:
     event_id: str
     type: str
-    outcome: str
+    outcome: str  # an Outcome, or the order's new status where only its status moved
     detail: str = ""
     order_id: str | None = None
 
@@ -160,11 +157,11 @@ def receive(
         return process_event(db, event, livemode=livemode, body=payload.decode("utf-8", errors="replace"),
                              sessions=sessions)
     except MalformedEvent as exc:
-        event_store.keep_failed(db, payload, valid=True, outcome="malformed", error=str(exc), event=event)
+        event_store.keep_failed(db, payload, valid=True, outcome=DeliveryOutcome.MALFORMED, error=str(exc), event=event)
         raise
     except Exception as exc:
-        event_store.keep_failed(db, payload, valid=True, outcome="error", error=f"{type(exc).__name__}: {exc}"[:500],
-                     event=event)
+        event_store.keep_failed(db, payload, valid=True, outcome=DeliveryOutcome.ERROR,
+                                error=f"{type(exc).__name__}: {exc}"[:500], event=event)
         raise
 
 
@@ -178,13 +175,13 @@ def process_event(
     if event_store.already_processed(db, event_id):
         # Stripe's retries of an event we have: answered from a read, without queueing for the write lock.
         event_store.recent.add(db, event_id)
-        processed = Processed(event_id, event_type, DUPLICATE)
+        processed = Processed(event_id, event_type, Outcome.DUPLICATE)
         _log(processed, source)
         return processed
     current = _as_pinned(event, event_type, obj, sessions)  # before the write lock: it may ask Stripe
     with db.transaction() as conn:
         if not event_store.claim(conn, event, event_id, event_type, obj, source=source, body=body):
-            processed = Processed(event_id, event_type, DUPLICATE)
+            processed = Processed(event_id, event_type, Outcome.DUPLICATE)
         else:
             processed = _process(conn, event, event_type, obj, source, livemode, current)
             _note(conn, processed)
@@ -248,11 +245,11 @@ def _process(
     event_id = str(event["id"])
     if event.get("livemode") is not livemode and event.get("livemode") in (True, False):
         mode = "live" if event.get("livemode") else "test"
-        return Processed(event_id, event_type, REFUSED,
+        return Processed(event_id, event_type, Outcome.REFUSED,
                          f"a {mode}-mode event, and this server's Stripe key is in the other mode",
                          _related_order_id(conn, event_type, obj))
     if event_type not in HANDLED:
-        return Processed(event_id, event_type, IGNORED, "not an event type Creditdesk acts on")
+        return Processed(event_id, event_type, Outcome.IGNORED, "not an event type Creditdesk acts on")
     created = event.get("created")
     as_of = created if isinstance(created, int) and not isinstance(created, bool) else 0
     if event_type in SESSION_EVENTS:
@@ -270,7 +267,8 @@ def _process(
     if event_type in CHARGE_EVENTS:
         charge_news = clawbacks.charge_refunds_news(obj, as_of)
         if charge_news is None:
-            return Processed(event_id, event_type, IGNORED, "the charge names no payment intent or refunded amount")
+            return Processed(event_id, event_type, Outcome.IGNORED,
+                             "the charge names no payment intent or refunded amount")
         return _money(conn, event_id, event_type, charge_news.payment_intent, charge_news.currency,
                       clawbacks.Cause("charge", charge_news.charge_id),
                       lambda: clawbacks.record_charge_refunds(conn, charge_news))
@@ -308,10 +306,11 @@ def _charge_only(
     """News naming a charge whose payment we do not know yet: kept, and matched by reconcile, which asks
     Stripe for the charge's payment (:func:`backend.reconcile.reconcile`)."""
     if charge_id is None:
-        return Processed(event_id, event_type, IGNORED, "it names neither a payment intent nor a charge")
+        return Processed(event_id, event_type, Outcome.IGNORED,
+                         "it names neither a payment intent nor a charge")
     record()
-    return Processed(event_id, event_type, RECORDED, "it names only its charge, whose payment is not known yet; "
-                     "reconcile matches it")
+    return Processed(event_id, event_type, Outcome.RECORDED,
+                     "it names only its charge, whose payment is not known yet; reconcile matches it")
 
 
 def _related_order_id(conn: Connection, event_type: str, obj: Mapping[str, Any]) -> str | None:
@@ -332,15 +331,15 @@ def _money(
     clawbacks.lock_payment(conn, payment_intent)  # before the order is read: see lock_payment
     order = orders.by_payment_intent(conn, payment_intent, lock=True)
     if order is not None and currency is not None and currency != order.currency:
-        return Processed(event_id, event_type, REFUSED,
+        return Processed(event_id, event_type, Outcome.REFUSED,
                          f"in {currency.upper()}, and the order was paid in {order.currency.upper()}", order.id)
     record()
     if order is None:
         # The news may come before the payment's own event: kept, and applied at fulfilment.
-        return Processed(event_id, event_type, RECORDED, "no paid order has this payment yet")
+        return Processed(event_id, event_type, Outcome.RECORDED, "no paid order has this payment yet")
     settlement = clawbacks.settle(conn, order, cause)
-    if settlement.outcome == "not_paid":
-        return Processed(event_id, event_type, RECORDED, "the order is not paid yet", order.id)
+    if settlement.outcome == Outcome.NOT_PAID:
+        return Processed(event_id, event_type, Outcome.RECORDED, "the order is not paid yet", order.id)
     detail = f"{abs(settlement.credits)} credits; order {settlement.order.status}" if settlement.credits else ""
     return Processed(event_id, event_type, settlement.outcome, detail, order.id)
 

@@ -18,6 +18,7 @@ from backend.errors import (
     StorageUnavailable,
     WebhooksNotConfigured,
 )
+from backend.outcomes import Outcome
 from backend.services import Services
 
 router = APIRouter()
@@ -36,14 +37,14 @@ async def stripe_webhook(request: Request) -> Response:
                                 services.settings.stripe_webhook_secret)
     except RefusedEvent as exc:  # signed, but never to be processed: kept, and 200 so that Stripe stops
         await run_in_threadpool(event_store.keep_refused, services.db, payload, exc)
-        metrics.webhook_processed(webhooks.REFUSED)
-        return Response(content=json.dumps({"received": True, "outcome": webhooks.REFUSED}),
+        metrics.webhook_processed(Outcome.REFUSED)
+        return Response(content=json.dumps({"received": True, "outcome": Outcome.REFUSED}),
                         media_type="application/json")
     except (InvalidSignature, MalformedEvent) as exc:
         await run_in_threadpool(event_store.keep_rejected, services.db, payload, exc)  # for support to see
         raise
     if event_store.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
-        metrics.webhook_processed(webhooks.DUPLICATE)
+        metrics.webhook_processed(Outcome.DUPLICATE)
         return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
                         media_type="application/json")
     try:
