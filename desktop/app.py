@@ -66,7 +66,7 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
     from desktop.core.bundled_backend import BundledBackend, BundledBackendError, running_url
     from desktop.core.diagnostics import build_report, errors_from_log, report_json
     from desktop.core.identity import BackendIdentity
-    from desktop.core.pending import PendingPurchases
+    from desktop.core.purchase_records import PurchaseRecords
     from desktop.core.settings import SettingsStore
     from desktop.core.signin import legacy_bundled_names, restore_sign_in
     from desktop.core.tokens import TokenStore
@@ -85,7 +85,7 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
                 errors.append(str(exc))
     else:
         identity = BackendIdentity.for_url(backend_url)
-    pending = PendingPurchases(paths.pending_file)
+    pending = PurchaseRecords(paths.pending_file)
     tokens = TokenStore(index_path=paths.keyring_index_file)
     try:
         email = SettingsStore(paths.settings_file).load().email_for(identity.key)

@@ -40,10 +40,10 @@ from desktop.core.models import (
     CancelResult,
     CheckoutSession,
     FileNotSaved,
-    Health,
     Pack,
-    Payment,
     PaymentVerification,
+    Price,
+    ServerHealth,
     SpendResult,
     Transaction,
     TransactionPage,
@@ -52,9 +52,27 @@ from desktop.core.models import (
 )
 from desktop.core.spend_models import Alert, AlertPage, ConfirmationRequest, SpendControls, Usage
 
-__all__ = ["ApiClient", "ApiClientError", "ApiError", "AuthResult", "BackendUnreachable", "CancelResult",
-           "CancelledDownload", "CheckoutSession", "FileNotSaved", "Health", "Pack", "Payment", "PaymentVerification",
-           "SpendDeclined", "SpendResult", "Transaction", "TransactionPage", "User", "new_idempotency_key"]
+__all__ = [
+    "ApiClient",
+    "ApiClientError",
+    "ApiError",
+    "AuthResult",
+    "BackendUnreachable",
+    "CancelResult",
+    "CancelledDownload",
+    "CheckoutSession",
+    "FileNotSaved",
+    "Pack",
+    "PaymentVerification",
+    "Price",
+    "ServerHealth",
+    "SpendDeclined",
+    "SpendResult",
+    "Transaction",
+    "TransactionPage",
+    "User",
+    "new_idempotency_key",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("creditdesk.api")
@@ -252,12 +270,12 @@ class ApiClient:
 
     # -- the API ----------------------------------------------------------------------------------------------
 
-    def health(self, *, timeout: float | None = None) -> Health:
+    def health(self, *, timeout: float | None = None) -> ServerHealth:
         """``GET /api/health``, with the round trip in milliseconds."""
         started = time.perf_counter()
         response = self._request("GET", "/api/health", timeout=timeout)
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._parse(response, lambda b: Health(
+        return self._parse(response, lambda b: ServerHealth(
             status=str(b["status"]), payments=str(b["payments"]), version=str(b["version"]),
             latency_ms=round(latency_ms, 1),
         ))
@@ -516,10 +534,10 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _payment(value: Any) -> Payment | None:
+def _payment(value: Any) -> Price | None:
     if not isinstance(value, dict):
         return None
-    return Payment(amount=int(value["amount"]), currency=str(value["currency"]))
+    return Price(amount=int(value["amount"]), currency=str(value["currency"]))
 
 
 def _is_read_timeout(exc: requests.RequestException) -> bool:

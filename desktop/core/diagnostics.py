@@ -26,7 +26,7 @@ from typing import Any
 from desktop.core._files import tail_lines
 from desktop.core.api import ApiClient, ApiClientError, Transaction
 from desktop.core.identity import BackendIdentity
-from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 from desktop.core.redact import REDACTED, mask_email, redact
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
@@ -103,7 +103,7 @@ def _account_section(client: ApiClient | None, email: str | None, signed_out_ema
     return section
 
 
-def _purchase_section(purchase: PendingPurchase, client: ApiClient | None, mine: bool,
+def _purchase_section(purchase: PurchaseRecord, client: ApiClient | None, mine: bool,
                       credited: dict[str, str]) -> dict[str, Any]:
     at_backend: dict[str, Any] | None = None
     if client is not None and mine:
@@ -151,7 +151,7 @@ def build_report(
     token: str | None = None,
     token_store: TokenStore | None = None,
     paths: AppPaths | None = None,
-    pending: PendingPurchases | None = None,
+    pending: PurchaseRecords | None = None,
     errors: Iterable[str] = (),
     log_file: Path | None = None,
     log_lines: int = 50,

@@ -49,7 +49,7 @@ class BackendUnreachable(ApiClientError):
 
 
 @dataclass(frozen=True)
-class Health:
+class ServerHealth:
     status: str
     payments: str  # "stripe" or "stub"
     version: str
@@ -78,7 +78,7 @@ class Pack:
 
 
 @dataclass(frozen=True)
-class Payment:
+class Price:
     amount: int  # minor units (cents)
     currency: str
 
@@ -93,7 +93,7 @@ class Transaction:
     reference: str | None
     description: str | None
     order_id: str | None = None  # purchases: the order behind them
-    payment: Payment | None = None  # purchases: what was paid for these credits
+    payment: Price | None = None  # purchases: what was paid for these credits
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from desktop.core.models import CallbackResult
+from desktop.core.statuses import PaymentStatus
 
 
 class FlowState(StrEnum):
@@ -46,19 +47,17 @@ TERMINAL_STATES = frozenset({FlowState.PAID, FlowState.CANCELLED, FlowState.FAIL
 # States in which the purchase is in flight and the backend may still be asked about it.
 _CHECKABLE = frozenset({FlowState.WAITING, FlowState.VERIFYING})
 
-# The contract's payment statuses.
-PAYMENT_STATUSES = frozenset({"pending", "paid", "failed", "expired", "cancelled", "refunded", "disputed",
-                              "charged_back"})
-
-# Backend answers that end the flow, with the sentence that says why where it did not end as paid.
+# Backend answers that end the flow (every finished status), with the sentence that says why where it did not
+# end as paid.
+S = PaymentStatus
 OUTCOMES: dict[str, tuple[FlowState, str | None]] = {
-    "paid": (FlowState.PAID, None),
-    "cancelled": (FlowState.CANCELLED, "The checkout was cancelled. Nothing was charged."),
-    "expired": (FlowState.EXPIRED, "The checkout expired before it was paid; nothing was charged."),
-    "failed": (FlowState.FAILED, "The payment did not go through and nothing was charged."),
-    "refunded": (FlowState.FAILED, "This payment was refunded."),
-    "disputed": (FlowState.FAILED, "This payment is disputed with the bank."),
-    "charged_back": (FlowState.FAILED, "The bank reversed this payment."),
+    S.PAID: (FlowState.PAID, None),
+    S.CANCELLED: (FlowState.CANCELLED, "The checkout was cancelled. Nothing was charged."),
+    S.EXPIRED: (FlowState.EXPIRED, "The checkout expired before it was paid; nothing was charged."),
+    S.FAILED: (FlowState.FAILED, "The payment did not go through and nothing was charged."),
+    S.REFUNDED: (FlowState.FAILED, "This payment was refunded."),
+    S.DISPUTED: (FlowState.FAILED, "This payment is disputed with the bank."),
+    S.CHARGED_BACK: (FlowState.FAILED, "The bank reversed this payment."),
 }
 
 

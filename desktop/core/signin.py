@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from desktop.core.api import ApiClient, ApiClientError, ApiError
-from desktop.core.pending import PendingPurchase
+from desktop.core.purchase_records import PurchaseRecord
 from desktop.core.tokens import TokenStore, account_key, split_key
 
 log = logging.getLogger("creditdesk.signin")
@@ -35,7 +35,7 @@ class Restored:
     balance: int
 
 
-def legacy_bundled_names(purchases: Iterable[PendingPurchase], backend_key: str) -> set[str]:
+def legacy_bundled_names(purchases: Iterable[PurchaseRecord], backend_key: str) -> set[str]:
     """The bundled backend's names of earlier versions, as its purchases on record still show them."""
     names = set()
     for purchase in purchases:

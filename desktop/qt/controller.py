@@ -21,7 +21,7 @@ from desktop.core.bundled_backend import BundledBackend
 from desktop.core.identity import BackendIdentity
 from desktop.core.logs import RecentErrors
 from desktop.core.models import ApiClientError, ApiError, BackendUnreachable, Pack, Transaction
-from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 from desktop.core.redact import mask_email
 from desktop.core.settings import AppPaths, SettingsStore
 from desktop.core.tokens import TokenStore
@@ -53,7 +53,7 @@ def describe(error: BaseException) -> str:
 
 
 @dataclass
-class Health:
+class BackendState:
     reachable: bool = False
     payments: str = ""
     version: str = ""
@@ -74,7 +74,7 @@ class AppController(QObject):
     backendReady = Signal(str)  # the first time the backend answers
     backendFailed = Signal(str)  # it does not (yet): what is wrong and what happens next
     onlineChanged = Signal(bool)  # the backend answers again / stopped answering (figures are stale)
-    healthChanged = Signal(object)  # Health
+    healthChanged = Signal(object)  # BackendState
     signedIn = Signal(str)
     signedOut = Signal(str)  # a reason to show, or ""
     authFailed = Signal(str, bool)  # message, whether the password was wrong
@@ -102,7 +102,7 @@ class AppController(QObject):
             self.identity = BackendIdentity.for_url(backend_url)
         self.tokens = token_store or TokenStore(index_path=paths.keyring_index_file)
         self.settings = SettingsStore(paths.settings_file)
-        self.pending = PendingPurchases(paths.pending_file)
+        self.pending = PurchaseRecords(paths.pending_file)
         self.recent_errors = recent_errors
         self.runner = TaskRunner(self)
         self.disk = TaskRunner(self, max_threads=1)  # the app's own files, written in order
@@ -111,7 +111,7 @@ class AppController(QObject):
         self.supervisor.up.connect(self._backend_up)
         self.supervisor.down.connect(self._backend_down)
         self.api: ApiClient | None = None
-        self.health = Health()
+        self.health = BackendState()
         self.account = Account()
         self.online = False
         self.last_email: str | None = None
@@ -172,7 +172,7 @@ class AppController(QObject):
     def _set_online(self, online: bool, message: str) -> None:
         changed = online != self.online
         self.online = online
-        self.health = Health(online, self.health.payments, self.health.version, message)
+        self.health = BackendState(online, self.health.payments, self.health.version, message)
         self.healthChanged.emit(self.health)
         if changed:
             self.onlineChanged.emit(online)
@@ -207,7 +207,7 @@ class AppController(QObject):
             return
 
         def done(result: Any) -> None:
-            self.health = Health(True, result.payments, result.version, "Connected")
+            self.health = BackendState(True, result.payments, result.version, "Connected")
             self.healthChanged.emit(self.health)
 
         def failed(error: BaseException) -> None:
@@ -382,12 +382,12 @@ class AppController(QObject):
         """Pick up this account's purchases that an earlier run (or sign-in) left in flight."""
         key = self.identity.key
 
-        def find() -> list[PendingPurchase]:
+        def find() -> list[PurchaseRecord]:
             for name in self._legacy_names():  # purchases of earlier versions, filed under an old URL
                 self.pending.refile(name, key)
             return self.pending.unfinished(key, email)
 
-        def done(records: list[PendingPurchase]) -> None:
+        def done(records: list[PurchaseRecord]) -> None:
             if self.account.email != email:
                 return
             live = {p.session_id for p in self.purchases}

@@ -36,7 +36,7 @@ from desktop.core.models import Pack
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting
 from desktop.qt.account_page import AccountPage
-from desktop.qt.controller import AppController, Health
+from desktop.qt.controller import AppController, BackendState
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.purchase_panel import PurchasePanel
 from desktop.qt.sign_in import SignInPage
@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
         since = f" These figures are from {formatting.clock(updated)}." if updated else ""
         self.account.set_stale(f"Not up to date: {c.health.message}{since} Buying is off until the server is back.")
 
-    def _show_health(self, health: Health) -> None:
+    def _show_health(self, health: BackendState) -> None:
         mode = {"stub": "stub payments (no real money)", "stripe": "Stripe payments"}.get(health.payments, "")
         state = "connected" if health.reachable else "not reachable"
         parts = [f"Backend {self.controller.backend_url or self.controller.identity.label}", mode, state]

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, CancelResult, Pack, PaymentVerification
-from desktop.core.pending import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PendingPurchase, utcnow_iso
 from desktop.core.purchase import FlowState, PurchaseFlow
+from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
+from desktop.core.statuses import PaymentStatus
 from desktop.qt.tasks import Task
 
 if TYPE_CHECKING:
@@ -28,10 +29,11 @@ log = logging.getLogger("desktop.purchase")
 CHECKOUT_LIFETIME = timedelta(hours=24)
 
 # What a backend status means for someone waiting on it.
-STATUS_WORDS = {
-    "pending": "not paid yet", "paid": "paid", "cancelled": "cancelled", "expired": "expired",
-    "failed": "the payment failed", "refunded": "refunded", "disputed": "disputed",
-    "charged_back": "reversed by the bank",
+STATUS_WORDS: dict[str, str] = {
+    PaymentStatus.PENDING: "not paid yet", PaymentStatus.PAID: "paid", PaymentStatus.CANCELLED: "cancelled",
+    PaymentStatus.EXPIRED: "expired", PaymentStatus.FAILED: "the payment failed",
+    PaymentStatus.REFUNDED: "refunded", PaymentStatus.DISPUTED: "disputed",
+    PaymentStatus.CHARGED_BACK: "reversed by the bank",
 }
 
 
@@ -117,7 +119,7 @@ class PurchaseController(QObject):
             self.order_id = session.order_id
             self.started_at = datetime.now(UTC)
             log.info("purchase started: pack=%s session=%s order=%s", pack.id, session.session_id, session.order_id)
-            record = PendingPurchase(
+            record = PurchaseRecord(
                 backend_url=api.base_url, backend_id=self.controller.identity.key, account_email=self.email,
                 session_id=session.session_id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
                 started_at=_iso(self.started_at), status="pending", order_id=session.order_id,
@@ -141,7 +143,7 @@ class PurchaseController(QObject):
         self.controller.run(create, done, failed)
         self.changed.emit()
 
-    def resume(self, record: PendingPurchase) -> None:
+    def resume(self, record: PurchaseRecord) -> None:
         """Carry on with a purchase left in flight by an earlier run: listen again where its checkout hands the
         result over (if that port is free), and check it at once; polling finds the payment in any case."""
         self.resumed = True
@@ -158,7 +160,7 @@ class PurchaseController(QObject):
         self._listen_again(record)
         self._step()
 
-    def _listen_again(self, record: PendingPurchase) -> None:
+    def _listen_again(self, record: PurchaseRecord) -> None:
         port = _port_of(record.return_url)
         if not port or not record.state or self.time_left().total_seconds() <= 0:
             return

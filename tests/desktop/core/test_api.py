@@ -20,8 +20,8 @@ from desktop.core.api import (
     BackendUnreachable,
     CancelResult,
     CheckoutSession,
-    Payment,
     PaymentVerification,
+    Price,
 )
 from desktop.core.callback import LoopbackListener
 from desktop.core.purchase import FlowState, PurchaseFlow
@@ -143,7 +143,7 @@ def test_whole_stub_purchase_through_the_loopback_listener(client: ApiClient) ->
     assert [t.type for t in page_.items] == ["purchase"]
     assert page_.items[0].amount == 100 and page_.items[0].balance_after == 100
     assert page_.next_cursor is None
-    assert page_.items[0].payment == Payment(500, "usd") and page_.items[0].order_id == session.order_id
+    assert page_.items[0].payment == Price(500, "usd") and page_.items[0].order_id == session.order_id
     assert session.order_id and session.order_id.startswith("ord_")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from desktop.core.api import ApiClient
 from desktop.core.diagnostics import build_report, mask_email, redact, render_text, report_json
-from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
 from tests.desktop.core.conftest import PASSWORD, unique_email
@@ -34,10 +34,10 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
     token = api.register(email, PASSWORD).token
     tokens = TokenStore()
     tokens.save(stub_backend.url, email, token)
-    pending = PendingPurchases(paths.pending_file)
+    pending = PurchaseRecords(paths.pending_file)
     session = api.checkout("starter")
-    pending.add(PendingPurchase(stub_backend.url, email, session.session_id, "starter", "Starter", 100))
-    pending.add(PendingPurchase(stub_backend.url, email, "cs_old", "pro", "Pro", 1200, "2020-01-01T00:00:00Z",
+    pending.add(PurchaseRecord(stub_backend.url, email, session.session_id, "starter", "Starter", 100))
+    pending.add(PurchaseRecord(stub_backend.url, email, "cs_old", "pro", "Pro", 1200, "2020-01-01T00:00:00Z",
                                 "paid"))
     paths.log_file.write_text("\n".join([
         *(f"filler line {n}" for n in range(100)),

@@ -258,3 +258,13 @@ def test_a_callback_during_a_verify_asks_for_another_verify_at_once() -> None:
     assert flow.state is F.WAITING
     assert flow.next_poll_delay() == 0.0
     assert flow.next_poll_delay() > 0
+
+
+def test_the_desktop_knows_the_backends_payment_statuses() -> None:
+    """One list of statuses in the desktop (desktop/core/statuses.py), the same as the backend's; every finished
+    one ends the flow."""
+    from backend import order_status
+    from desktop.core.statuses import FINISHED_STATUSES, PAYMENT_STATUSES
+
+    assert set(order_status.STATUSES) == PAYMENT_STATUSES
+    assert set(OUTCOMES) == FINISHED_STATUSES == PAYMENT_STATUSES - {"pending"}

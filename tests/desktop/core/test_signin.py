@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from desktop.core.api import ApiClient, ApiError
-from desktop.core.pending import PendingPurchase
+from desktop.core.purchase_records import PurchaseRecord
 from desktop.core.signin import legacy_bundled_names, restore_sign_in, tidy_sign_ins
 from desktop.core.tokens import TokenStore, account_key
 from tests.desktop.core.conftest import PASSWORD, unique_email
@@ -17,8 +17,8 @@ KEY = "bundled:0123456789abcdef"
 
 
 def test_legacy_names_are_the_bundled_backends_ports_of_the_day() -> None:
-    def purchase(url: str) -> PendingPurchase:
-        return PendingPurchase(url, "a@example.com", f"cs_{url[-5:]}", "starter", "Starter", 100)
+    def purchase(url: str) -> PurchaseRecord:
+        return PurchaseRecord(url, "a@example.com", f"cs_{url[-5:]}", "starter", "Starter", 100)
 
     purchases = [purchase("http://127.0.0.1:41234"), purchase("http://127.0.0.1:8787"),
                  purchase("https://credits.example"), purchase("http://127.0.0.1:50000")]

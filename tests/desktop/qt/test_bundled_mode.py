@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from desktop.core.identity import BackendIdentity
-from desktop.core.pending import PendingPurchase, PendingPurchases
 from desktop.core.purchase import FlowState
+from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import account_key
 from desktop.qt import supervisor
@@ -88,8 +88,8 @@ def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window:
     for port in (41234, 45678):
         memory_keyring.set_password("creditdesk", f"http://127.0.0.1:{port} {email}", f"stale-token-{port}")
     memory_keyring.set_password("creditdesk", f"http://127.0.0.1:8787 {email}", "someone-elses-server")
-    PendingPurchases(paths.pending_file).add(PendingPurchase(old_url, email, "cs_old", "starter", "Starter", 100))
-    PendingPurchases(paths.pending_file).add(PendingPurchase("http://127.0.0.1:45678", email, "cs_older",
+    PurchaseRecords(paths.pending_file).add(PurchaseRecord(old_url, email, "cs_old", "starter", "Starter", 100))
+    PurchaseRecords(paths.pending_file).add(PurchaseRecord("http://127.0.0.1:45678", email, "cs_older",
                                                              "starter", "Starter", 100, status="expired"))
     paths.settings_file.write_text(json.dumps({"last_email": email}))
 

@@ -327,3 +327,10 @@ def test_after_a_restart_the_app_listens_again_where_the_checkout_hands_over(
     assert requests.get(handoff, headers={"Sec-Fetch-Mode": "no-cors"}, timeout=10).status_code == 204
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
     assert resumed.flow.callback_status == "paid"  # the hand-off did it, not a poll
+
+
+def test_every_payment_status_has_words_on_the_purchase_panel() -> None:
+    from desktop.core.statuses import PAYMENT_STATUSES
+    from desktop.qt.purchase_controller import STATUS_WORDS
+
+    assert set(STATUS_WORDS) == PAYMENT_STATUSES

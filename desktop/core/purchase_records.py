@@ -20,11 +20,11 @@ from typing import Any
 
 from desktop.core._files import atomic_write_text, move_aside
 from desktop.core.identity import normalize_url
+from desktop.core.statuses import FINISHED_STATUSES
 
 log = logging.getLogger("creditdesk.pending")
 
 FILE_VERSION = 2
-FINISHED_STATUSES = frozenset({"paid", "failed", "expired", "cancelled", "refunded", "disputed", "charged_back"})
 MAX_EVENTS = 40
 
 # Timeline events, in the order a purchase lives them.
@@ -49,7 +49,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class PendingPurchase:
+class PurchaseRecord:
     backend_url: str  # where the backend was when the purchase started (the bundled one's port may change)
     account_email: str
     session_id: str
@@ -77,7 +77,7 @@ class PendingPurchase:
     def finished(self) -> bool:
         return self.finished_at is not None
 
-    def with_event(self, event: str, at: str | None = None, detail: str = "") -> PendingPurchase:
+    def with_event(self, event: str, at: str | None = None, detail: str = "") -> PurchaseRecord:
         return replace(self, events=(*self.events, Event(event, at or utcnow_iso(), detail))[-MAX_EVENTS:])
 
     def to_json(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class PendingPurchase:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PendingPurchase:
+    def from_json(cls, data: dict[str, Any]) -> PurchaseRecord:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         raw_events = values.pop("events", None) or []
@@ -107,7 +107,7 @@ class PendingPurchase:
         return item
 
 
-class PendingPurchases:
+class PurchaseRecords:
     """Thread-safe store of purchases. Every method reads the file afresh, so two windows (or two app instances,
     barring a race between their writes) see each other's changes. Writes go to disk: call from a worker."""
 
@@ -117,11 +117,11 @@ class PendingPurchases:
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"PendingPurchases({str(self.path)!r})"
+        return f"PurchaseRecords({str(self.path)!r})"
 
     # -- file -------------------------------------------------------------------------------------------------
 
-    def _load(self) -> list[PendingPurchase]:
+    def _load(self) -> list[PurchaseRecord]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -132,17 +132,17 @@ class PendingPurchases:
             data = json.loads(text)
             if not isinstance(data, dict) or not isinstance(data.get("purchases"), list):
                 raise ValueError("not a purchases file")
-            return [PendingPurchase.from_json(item) for item in data["purchases"]]
+            return [PurchaseRecord.from_json(item) for item in data["purchases"]]
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             return self._corrupt(type(exc).__name__)
 
-    def _corrupt(self, why: str) -> list[PendingPurchase]:
+    def _corrupt(self, why: str) -> list[PurchaseRecord]:
         moved = move_aside(self.path)
         log.warning("the pending purchases file %s was corrupt (%s); moved to %s and starting afresh",
                     self.path, why, moved)
         return []
 
-    def _save(self, items: list[PendingPurchase]) -> None:
+    def _save(self, items: list[PurchaseRecord]) -> None:
         unfinished = [p for p in items if not p.finished]
         finished = sorted((p for p in items if p.finished), key=lambda p: p.finished_at or "")
         finished = finished[-self.keep_finished:] if self.keep_finished > 0 else []
@@ -150,7 +150,7 @@ class PendingPurchases:
         payload = {"version": FILE_VERSION, "purchases": [p.to_json() for p in kept]}
         atomic_write_text(self.path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
-    def _change(self, session_id: str, change: Any) -> PendingPurchase | None:
+    def _change(self, session_id: str, change: Any) -> PurchaseRecord | None:
         with self._lock:
             items = self._load()
             for index, item in enumerate(items):
@@ -162,7 +162,7 @@ class PendingPurchases:
 
     # -- API --------------------------------------------------------------------------------------------------
 
-    def add(self, purchase: PendingPurchase) -> PendingPurchase:
+    def add(self, purchase: PurchaseRecord) -> PurchaseRecord:
         """Remember a purchase (replacing one with the same session id)."""
         if not purchase.started_at:
             purchase = replace(purchase, started_at=utcnow_iso())
@@ -176,13 +176,13 @@ class PendingPurchases:
         return purchase
 
     def update_status(self, session_id: str, status: str, *, finished: bool | None = None,
-                      checked_at: str | None = None) -> PendingPurchase | None:
+                      checked_at: str | None = None) -> PurchaseRecord | None:
         """Record the latest payment status (and a timeline event when it changed). ``finished`` defaults to
         whether ``status`` is final; a finished purchase gets ``finished_at``. ``checked_at``: when the backend
         said so."""
         done = status in FINISHED_STATUSES if finished is None else finished
 
-        def change(item: PendingPurchase) -> PendingPurchase:
+        def change(item: PurchaseRecord) -> PurchaseRecord:
             finished_at = (item.finished_at or utcnow_iso()) if done else None
             if status != item.status:
                 item = item.with_event(status, checked_at)
@@ -191,11 +191,11 @@ class PendingPurchases:
 
         return self._change(session_id, change)
 
-    def record(self, session_id: str, event: str, detail: str = "", at: str | None = None) -> PendingPurchase | None:
+    def record(self, session_id: str, event: str, detail: str = "", at: str | None = None) -> PurchaseRecord | None:
         """Add a timeline event (``browser_opened``, ``returned``, ...)."""
         return self._change(session_id, lambda item: item.with_event(event, at, detail))
 
-    def checked(self, session_id: str, at: str | None = None) -> PendingPurchase | None:
+    def checked(self, session_id: str, at: str | None = None) -> PurchaseRecord | None:
         """The backend answered about it (with no news)."""
         return self._change(session_id, lambda item: replace(item, last_checked_at=at or utcnow_iso()))
 
@@ -208,11 +208,11 @@ class PendingPurchases:
             self._save(kept)
             return True
 
-    def get(self, session_id: str) -> PendingPurchase | None:
+    def get(self, session_id: str) -> PurchaseRecord | None:
         with self._lock:
             return next((p for p in self._load() if p.session_id == session_id), None)
 
-    def unfinished(self, backend_id: str, account_email: str) -> list[PendingPurchase]:
+    def unfinished(self, backend_id: str, account_email: str) -> list[PurchaseRecord]:
         """This account's purchases on this backend that have not finished, oldest first."""
         email = _norm_email(account_email)
         with self._lock:
@@ -230,7 +230,7 @@ class PendingPurchases:
                 self._save(moved)
             return count
 
-    def recent(self, n: int = 20, backend_id: str | None = None) -> list[PendingPurchase]:
+    def recent(self, n: int = 20, backend_id: str | None = None) -> list[PurchaseRecord]:
         """The ``n`` most recently started purchases (of ``backend_id``, if given), finished or not, newest first."""
         with self._lock:
             items = self._load()
@@ -238,6 +238,6 @@ class PendingPurchases:
             items = [p for p in items if p.backend_id == backend_id]
         return sorted(items, key=lambda p: p.started_at, reverse=True)[:max(n, 0)]
 
-    def all(self) -> list[PendingPurchase]:
+    def all(self) -> list[PurchaseRecord]:
         with self._lock:
             return self._load()

@@ -7,19 +7,19 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from desktop.core.pending import PendingPurchase, PendingPurchases
+from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 
 URL = "http://127.0.0.1:8787"
 
 
 def purchase(session_id: str, *, email: str = "a@example.com", url: str = URL, started_at: str = "",
-             status: str = "pending") -> PendingPurchase:
-    return PendingPurchase(backend_url=url, account_email=email, session_id=session_id, pack_id="starter",
+             status: str = "pending") -> PurchaseRecord:
+    return PurchaseRecord(backend_url=url, account_email=email, session_id=session_id, pack_id="starter",
                            pack_name="Starter", credits=100, started_at=started_at, status=status)
 
 
 def test_add_update_remove(tmp_path: Path) -> None:
-    store = PendingPurchases(tmp_path / "data" / "pending.json")
+    store = PurchaseRecords(tmp_path / "data" / "pending.json")
     assert store.unfinished(URL, "a@example.com") == []
     added = store.add(purchase("cs_1"))
     assert added.started_at.endswith("Z")
@@ -40,13 +40,13 @@ def test_add_update_remove(tmp_path: Path) -> None:
     assert not store.remove("cs_2")
     assert store.unfinished(URL, "b@example.com") == []
 
-    reopened = PendingPurchases(store.path)
+    reopened = PurchaseRecords(store.path)
     assert {p.session_id for p in reopened.recent(10)} == {"cs_1", "cs_3"}
     assert list(store.path.parent.iterdir()) == [store.path]  # no temporary files left behind
 
 
 def test_recent_is_newest_first_and_keeps_the_last_finished(tmp_path: Path) -> None:
-    store = PendingPurchases(tmp_path / "pending.json", keep_finished=20)
+    store = PurchaseRecords(tmp_path / "pending.json", keep_finished=20)
     for n in range(30):
         store.add(purchase(f"cs_{n:02d}", started_at=f"2025-01-01T00:00:{n:02d}Z"))
         store.update_status(f"cs_{n:02d}", "paid")
@@ -63,16 +63,16 @@ def test_a_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
     path = tmp_path / "pending.json"
     for garbage in ("{not json", '["a list"]', '{"purchases": [{"session_id": 3}]}', "\udcff"):
         path.write_text(garbage, encoding="utf-8", errors="surrogateescape")
-        store = PendingPurchases(path)
+        store = PurchaseRecords(path)
         assert store.recent() == []
         assert not path.exists()
         assert (tmp_path / "pending.json.corrupt").exists()
         store.add(purchase("cs_1"))
-        assert [p.session_id for p in PendingPurchases(path).recent()] == ["cs_1"]
+        assert [p.session_id for p in PurchaseRecords(path).recent()] == ["cs_1"]
 
 
 def test_file_format(tmp_path: Path) -> None:
-    store = PendingPurchases(tmp_path / "pending.json")
+    store = PurchaseRecords(tmp_path / "pending.json")
     store.add(replace(purchase("cs_1", started_at="2025-01-01T00:00:00Z"), backend_id="bundled:0123456789abcdef",
                       order_id="ord_1", amount=500, currency="usd", checkout_url="http://x/stub/checkout/cs_1"))
     store.record("cs_1", "browser_opened", at="2025-01-01T00:00:01Z")
@@ -97,7 +97,7 @@ def test_a_file_of_the_first_version_is_read_and_kept(tmp_path: Path) -> None:
         "backend_url": "http://127.0.0.1:40123", "account_email": "a@example.com", "session_id": "cs_old",
         "pack_id": "starter", "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z",
         "status": "pending", "finished_at": None}]}))
-    store = PendingPurchases(path)
+    store = PurchaseRecords(path)
     (old,) = store.unfinished("http://127.0.0.1:40123", "a@example.com")
     assert old.session_id == "cs_old" and old.events == () and old.amount is None
     assert store.refile("http://127.0.0.1:40123", "bundled:abc") == 1
@@ -106,7 +106,7 @@ def test_a_file_of_the_first_version_is_read_and_kept(tmp_path: Path) -> None:
 
 
 def test_thread_safe(tmp_path: Path) -> None:
-    store = PendingPurchases(tmp_path / "pending.json")
+    store = PurchaseRecords(tmp_path / "pending.json")
 
     def work(n: int) -> None:
         store.add(purchase(f"cs_{n}"))
