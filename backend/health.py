@@ -31,7 +31,7 @@ class Readiness:
 
 def readiness(services: Services) -> Readiness:
     """Ask the database (one round trip) and compare its schema with this code's; blocking I/O."""
-    checks: dict[str, Any] = {"paymentProvider": services.payments.health()}
+    checks: dict[str, Any] = {"paymentProvider": services.gateway.health()}
     try:
         with services.db.read() as conn:
             conn.execute(text("SELECT 1"))

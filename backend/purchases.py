@@ -80,14 +80,14 @@ async def start_checkout(
         cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
     )
     try:
-        created = await services.payments.create_checkout(request)
+        created = await services.gateway.create_checkout(request)
     except PaymentProviderError as exc:
         log.error("payment order=%s user=%s outcome=checkout_failed reason=%s", order_id, user.id, exc)
         raise
     now = utcnow()
     order = Order(
         id=order_id, user_id=user.id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
-        amount=pack.amount, currency=pack.currency, provider=services.payments.name, session_id=created.id,
+        amount=pack.amount, currency=pack.currency, provider=services.gateway.name, session_id=created.id,
         checkout_url=created.url, return_url=return_url, state=state, status=PENDING,
         payment_intent=None, amount_refunded=0, credits_clawed_back=0, created_at=now, updated_at=now,
     )
@@ -110,7 +110,7 @@ async def refresh(services: Services, order: Order, *, source: str) -> Order:
     if order.status in SETTLED:
         return order
     try:
-        session = await services.payments.retrieve_session(order.session_id)
+        session = await services.gateway.retrieve_session(order.session_id)
     except SessionNotFound:
         log.error("payment order=%s session=%s outcome=session_missing_at_provider", order.id, order.session_id)
         return order
@@ -188,12 +188,12 @@ async def cancel_checkout(services: Services, user: User, session_id: str) -> Or
     if order.status in SETTLED:
         return order
     try:
-        session = await services.payments.expire_session(order.session_id)
+        session = await services.gateway.expire_session(order.session_id)
     except PaymentProviderUnavailable:
         log.warning("payment order=%s outcome=cancel_unconfirmed source=cancel_api", order.id)
         raise
     except PaymentProviderError:  # refused (already paid or expired?): the session's own state decides
-        session = await services.payments.retrieve_session(order.session_id)
+        session = await services.gateway.retrieve_session(order.session_id)
     if session.is_paid:
         return await to_thread.run_sync(_apply_session, services, session, order, "cancel_api")
     if session.status == "complete":  # paid with a delayed method, still clearing: it is the bank's now
@@ -233,12 +233,12 @@ async def _expire_for_customer(services: Services, order: Order) -> SessionState
     """The session after asking the provider to expire it; None when the provider could not be reached."""
     session: SessionState | None = None
     try:
-        session = await services.payments.expire_session(order.session_id)
+        session = await services.gateway.expire_session(order.session_id)
     except PaymentProviderUnavailable:
         log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
     except PaymentProviderError:  # refused (already paid or expired?): the session's own state decides
         try:
-            session = await services.payments.retrieve_session(order.session_id)
+            session = await services.gateway.retrieve_session(order.session_id)
         except PaymentProviderError:
             log.warning("payment order=%s outcome=cancel_unconfirmed", order.id)
     return session

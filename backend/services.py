@@ -25,10 +25,12 @@ class Services:
     public_url: str
     db: Database
     catalogue: Catalogue
+    # The payment provider (Stripe or the stub), called directly only off the request path (reconcile, the
+    # admin commands, a webhook's session lookup, all on worker threads).
     provider: PaymentProvider
     limiter: RateLimiter
-    # Every provider call made for a request goes through here (off the server's threads, with a breaker).
-    payments: ProviderGateway
+    # The same provider as requests call it: off the server's threads, with a breaker and a waiting room.
+    gateway: ProviderGateway
 
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:

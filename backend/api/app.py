@@ -44,7 +44,7 @@ def create_app(services: Services) -> FastAPI:
     async def health_summary() -> dict[str, object]:
         # async and free of I/O: answers at once whatever the provider or the disk are doing.
         return {"status": "ok", "payments": services.provider.name, "version": __version__,
-                "paymentProvider": services.payments.health(),
+                "paymentProvider": services.gateway.health(),
                 "storage": "available" if services.db.healthy else "unavailable"}
 
     @app.get("/api/health/live")
