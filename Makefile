@@ -47,6 +47,7 @@ bench: $(TOOLS)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/usage.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/backend_memory.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/startup.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/handoff.py
 

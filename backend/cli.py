@@ -216,8 +216,9 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     # log_config=None: uvicorn logs through our handler on stderr; stdout carries only the line above.
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from any local process; the app
     # believes it only from CREDITDESK_TRUSTED_PROXIES (backend/api/client_address.py).
+    # ws="none": the API has no websockets, and their libraries stay out of memory.
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
-                            proxy_headers=False)
+                            proxy_headers=False, ws="none")
     server = uvicorn.Server(config)
     if exit_with_stdin:
         threading.Thread(target=_stop_at_end_of_stdin, args=(server, services, linger), daemon=True).start()

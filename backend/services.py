@@ -12,7 +12,6 @@ from backend.db import Database
 from backend.migrations import prepare
 from backend.payments.base import PaymentProvider
 from backend.payments.gateway import ProviderGateway
-from backend.payments.stripe_provider import StripeProvider
 from backend.payments.stub import StubProvider
 from backend.ratelimit import RateLimiter
 
@@ -40,6 +39,8 @@ class Services:
         prepare(db)
         provider: PaymentProvider
         if settings.stripe_secret_key:
+            from backend.payments.stripe_provider import StripeProvider  # the SDK only where it is used
+
             provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
             log.info("Stripe payments mode (API at %s)", settings.stripe_api_base or "Stripe")
         else:

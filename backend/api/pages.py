@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-import jinja2
 from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,11 +23,15 @@ from backend.services import Services
 
 router = APIRouter()
 
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(resources.path("templates")),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+
+
+@functools.cache
+def _templates() -> Any:
+    """The pages' templates, loaded at the first page (jinja2 stays out of an idle backend's memory)."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(resources.path("templates")), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 PENDING_REFRESH_SECONDS = 10  # well within the page's limit per checkout
@@ -70,7 +74,7 @@ def page(services: Services, template: str, status_code: int = 200, *, connect: 
     """A page with a strict Content-Security-Policy: its one inline script runs by nonce, and it may reach only
     ``connect`` (the desktop app's loopback listener) besides itself."""
     nonce = secrets.token_urlsafe(16)
-    html = _templates.get_template(template).render(stub=services.stub is not None, nonce=nonce, **context)
+    html = _templates().get_template(template).render(stub=services.stub is not None, nonce=nonce, **context)
     policy = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
               f"connect-src {connect or NONE}; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
     return HTMLResponse(html, status_code=status_code, headers={**NO_STORE, "Content-Security-Policy": policy})

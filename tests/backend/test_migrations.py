@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -192,3 +193,27 @@ def test_a_database_at_0006_gets_the_usage_sums_of_every_entry_it_holds(tmp_path
             assert ledger.check_invariants(conn) == [] and rollups.problems(conn) == []
     finally:
         db.close()
+
+
+def test_the_newest_version_is_read_from_the_file_names_as_alembic_reads_it() -> None:
+    assert migrations.newest() == migrations.head()
+
+
+@pytest.mark.subprocess
+def test_serve_on_a_database_at_the_newest_version_loads_neither_alembic_nor_the_stripe_sdk(tmp_path: Path) -> None:
+    """An idle stub-mode backend (the desktop app's) keeps what it does not use out of memory."""
+    path = tmp_path / "backend.sqlite3"
+    migrations.upgrade(Database(path))
+    probe = ("import sys\n"
+             "from backend import cli, migrations\n"
+             "from backend.config import Settings\n"
+             "from backend.db import Database\n"
+             "migrations.prepare(Database(Settings.from_env().database))\n"
+             "from backend.api.app import create_app\n"
+             "from backend.services import Services\n"
+             "create_app(Services.build(Settings.from_env(), 'http://127.0.0.1:1'))\n"
+             "print(sorted(m for m in ('alembic', 'stripe', 'sqlite_utils', 'jinja2') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "CREDITDESK_DB": str(path)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
