@@ -86,6 +86,27 @@ def test_the_rule_refuses_impossible_figures(bad: dict[str, int]) -> None:
         credits_clawed_back(**{"credits": 333, "amount": 1000, "refunded": 0, "disputed": 0, **bad})
 
 
+# Cumulative refunds (in cents of 1,000) at the rounding rule's edges: just below and at each credit's boundary
+# (333/1000 of a credit a cent), then all of it. Each is one refund event through the real path.
+REFUND_STEPS = [1, 3, 4, 6, 7, 9, 10, 330, 333, 334, 336, 337, 500, 664, 667, 668, 996, 997, 999, 1000]
+
+
+def test_refunds_at_the_rounding_edges_take_exactly_the_credits_paid_for(db: Database) -> None:
+    p = paid_order(db, credits=333, amount=1000)
+    taken = 0
+    for n, total in enumerate(REFUND_STEPS):
+        before = REFUND_STEPS[n - 1] if n else 0
+        outcome = p.apply(refund_event(p, f"re_{total:04d}", total - before, "succeeded", "refund.created"))
+        expected = 333 * total // 1000
+        assert outcome == ("clawed_back" if expected > taken else "no_change"), total
+        taken = expected
+        assert p.balance() == 333 - expected, total
+    order = p.order()
+    assert (order.status, order.credits_clawed_back, order.amount_refunded) == ("refunded", 333, 1000)
+    refunds = [e for e in p.entries() if e[0] == "refund"]
+    assert sum(amount for _, amount, _ in refunds) == -333 and len({ref for _, _, ref in refunds}) == len(refunds)
+
+
 @pytest.mark.slow  # 1,000 refunds through the real path; the rounding rule itself is pinned above
 def test_333_credits_refunded_one_cent_at_a_time(db: Database) -> None:
     p = paid_order(db, credits=333, amount=1000)
