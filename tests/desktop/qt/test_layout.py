@@ -88,10 +88,8 @@ def test_at_its_smallest_the_window_still_shows_several_history_rows(
     qtbot.waitUntil(lambda: min(c.width() for c in cards) > 200
                     and max(c.width() for c in cards) - min(c.width() for c in cards) <= 1)
     window.resize(window.minimumSize())
-    qtbot.wait(50)
     table = window.account.table
-    rows_shown = table.viewport().height() // table.verticalHeader().defaultSectionSize()
-    assert rows_shown >= 6
+    qtbot.waitUntil(lambda: table.viewport().height() // table.verticalHeader().defaultSectionSize() >= 6)
 
 
 def sign_in(qtbot: Any, window: Any, email: str) -> None:

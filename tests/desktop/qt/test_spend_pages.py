@@ -172,7 +172,7 @@ def test_the_computers_time_zone_is_taken_once_at_the_first_sign_in(
     window.sign_out_action.trigger()
     sign_in(qtbot, window, email)
     qtbot.waitUntil(lambda: window.spend_ui.spending.controls is not None)
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: not window.controller.runner.busy)  # whatever the sign-in set off has answered
     assert api.get("/api/credits/controls").json()["timeZone"] == "UTC"
 
 
@@ -190,9 +190,9 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
                                                    "added.") in notices(window), timeout=10_000)
     assert ui.notifier.where == "window" and ui.notifier.toast.isVisible()  # no system tray offscreen
     qtbot.waitUntil(lambda: ui.alerts_button.text() == "1 new alert")
-    for _ in range(3):
-        ui.spending.poll_alerts()
-        qtbot.wait(100)
+    for _ in range(3):  # each poll answered: the alert is not announced again
+        with qtbot.waitSignal(ui.spending.alertsChanged, timeout=10_000):
+            ui.spending.poll_alerts()
     assert len(notices(window)) == 1
 
     inbox = ui.show_alerts()
@@ -235,15 +235,16 @@ def test_alerts_reach_the_user_once_across_restarts_of_the_app(qtbot: Any, make_
     signed_in_again(qtbot, second, email)
     qtbot.waitUntil(lambda: notices(second) == [
         ("Low balance", "Your balance is 450 credits, below your alert level of 500 credits.")], timeout=10_000)
-    second.spend_ui.spending.poll_alerts()
-    qtbot.wait(300)
+    with qtbot.waitSignal(second.spend_ui.spending.alertsChanged, timeout=10_000):
+        second.spend_ui.spending.poll_alerts()
+    assert len(notices(second)) == 1
     second.close()
     second.controller.shutdown()
 
     third = make_window(None)
     signed_in_again(qtbot, third, email)
+    # The unread count is shown by the same answer that would have announced any alert new to this device.
     qtbot.waitUntil(lambda: third.spend_ui.alerts_button.text() == "2 new alerts", timeout=10_000)
-    qtbot.wait(300)
     assert notices(third) == []  # both were shown before; the inbox still has them, unread
 
 
