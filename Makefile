@@ -45,6 +45,7 @@ test-fast: $(TOOLS)
 
 bench: $(TOOLS)
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/spends.py
 	$(BIN)/python bench/usage.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/backend_memory.py

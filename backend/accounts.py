@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from backend import config
+from backend import config, prepared
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import EmailTaken, InvalidCredentials
 from backend.schema import balances, tokens, users
@@ -118,12 +118,15 @@ def issue_token(db: Database, user: User, ttl_seconds: int) -> str:
     return token
 
 
+# Every signed-in request asks it: built once (building a statement costs more than running it).
+_BY_TOKEN = prepared.hot("a user by token", select(users.c.id, users.c.email)
+                         .select_from(tokens.join(users, users.c.id == tokens.c.user_id))
+                         .where(tokens.c.token_hash == bindparam("token_hash"), tokens.c.expires_at > bindparam("now")))
+
+
 def user_for_token(db: Database, token: str) -> User | None:
     with db.read() as conn:
-        row = conn.execute(
-            select(users.c.id, users.c.email).select_from(tokens.join(users, users.c.id == tokens.c.user_id))
-            .where(tokens.c.token_hash == _digest(token), tokens.c.expires_at > time.time())
-        ).mappings().first()
+        row = prepared.run(conn, _BY_TOKEN, {"token_hash": _digest(token), "now": time.time()}).first()
     return User(row["id"], row["email"]) if row else None
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from backend import alerts, ledger, periods
+from backend import alerts, ledger, periods, prepared
 from backend.db import insert_ignoring_duplicates, iso_utc, utcnow
 from backend.periods import PERIODS, Period, Window
 from backend.schema import ledger_entries, low_balance_thresholds, spend_control_changes, spend_controls
@@ -48,11 +48,16 @@ class Controls:
                 "confirmAbove": self.confirm_above, "lowBalanceAlerts": list(self.low_balance_alerts)}
 
 
+# Read by every spend: built once (building a statement costs more than running it).
+_CONTROLS = prepared.hot("spend controls",
+                         select(spend_controls).where(spend_controls.c.user_id == bindparam("user_id")))
+_THRESHOLDS_DOWN = prepared.hot("thresholds, highest first", select(low_balance_thresholds.c.threshold).where(
+    low_balance_thresholds.c.user_id == bindparam("user_id")).order_by(low_balance_thresholds.c.threshold.desc()))
+
+
 def load(conn: Connection, user_id: int) -> Controls:
-    row = conn.execute(select(spend_controls).where(spend_controls.c.user_id == user_id)).mappings().first()
-    t = low_balance_thresholds.c
-    thresholds = tuple(conn.execute(select(t.threshold).where(t.user_id == user_id).order_by(t.threshold.desc()))
-                       .scalars())
+    row = prepared.run(conn, _CONTROLS, {"user_id": user_id}).first()
+    thresholds = tuple(r["threshold"] for r in prepared.run(conn, _THRESHOLDS_DOWN, {"user_id": user_id}).rows)
     if row is None:
         return Controls(low_balance_alerts=thresholds)
     return Controls(

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, exc
 
 import backend
-from backend import alerts, event_store, ledger, prepared, spend_controls
+from backend import accounts, alerts, event_store, ledger, prepared, spend_controls
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import StorageUnavailable
 from backend.schema import usage_labels, usage_quarters, webhook_events
@@ -71,6 +71,9 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
                                                        "amount": -7}),
         "a label's sum added to": ("a label's sum added", {"user_id": p.user_id, "day": QUARTER[:10],
                                                            "label": "export", "amount": -7}),
+        "spend controls": ("spend controls", {"user_id": p.user_id}),
+        "thresholds, highest first": ("thresholds, highest first", {"user_id": p.user_id}),
+        "no user for a token": ("a user by token", {"token_hash": "0" * 64, "now": 1.5}),
         "an event kept": ("an event kept", {"id": "evt_9", "type": "refund.updated", "outcome": "recorded",
                                             "received_at": WHEN, "body": "{}", "livemode": False, "created": 1,
                                             "source": "webhook", "object_id": "re_9"}),
@@ -349,3 +352,13 @@ def test_rows_answers_like_a_result() -> None:
         none.one()
     with pytest.raises(exc.MultipleResultsFound):
         prepared.Rows([{"a": 1}, {"a": 2}], 2).one()
+
+
+def test_a_token_finds_its_user_until_it_expires(db: Database) -> None:
+    user = accounts.register(db, "token@example.com", "password-123")
+    token = accounts.issue_token(db, user, 60)
+    assert accounts.user_for_token(db, token) == user
+    assert accounts.user_for_token(db, token + "x") is None
+    with db.transaction() as conn:
+        conn.execute(sa.text("UPDATE tokens SET expires_at = 1"))
+    assert accounts.user_for_token(db, token) is None

@@ -1,0 +1,275 @@
+"""Spend throughput and latency: ``POST /api/credits/spend`` against a same-stack baseline, in the same run.
+
+Eight users (one per connection, as eight host-application sessions) spend 1 credit at a time with a new
+idempotency key each, ``--concurrency`` (8) connections at once from a separate load-client process pinned
+to its own CPU (the plumbing of ``bench/webhooks.py``), in alternating rounds against:
+
+- the backend, ``python -m backend serve`` in stub mode on SQLite: authentication, spend controls, the
+  ledger's entry and balance, the usage sums and the alerts, in one ``BEGIN IMMEDIATE`` transaction;
+- the baseline, the same stack doing the least a spend can: the same uvicorn set-up and logging, FastAPI,
+  the bearer token looked up as the backend looks it up, then one INSERT of an entry and one UPDATE of the
+  balance in one transaction through the same ``Database`` (``synchronous=FULL``) on the same thread pool.
+
+Also measures the machine's fsync rate in the same folder (4 KB written and fsynced, for a second), which
+bounds what any durable commit can do. Prints spends/s, p50/p99 and server CPU per spend for each side, the
+ratio (aim: at least 0.7 of the baseline), p99 (aim: under 30 ms) and both against the fsync rate, and
+checks that the backend's ledger adds up.
+
+    .venv/bin/python bench/spends.py [--spends 3000] [--concurrency 8] [--rounds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastapi import FastAPI, Request, Response  # noqa: E402 (the baseline's route resolves these by name)
+from webhooks import ROOT, Child, Cpus, Result, child_env, cpu_seconds, merge, pin, verdict  # noqa: E402
+
+AIM_RATIO = 0.7
+AIM_P99_MS = 30.0
+USERS = 8
+PASSWORD = "bench-password-0"  # noqa: S105 (made-up accounts)
+BASELINE_PATH = "/spend"
+BACKEND_PATH = "/api/credits/spend"
+
+
+def seed(db_path: Path, users: int, balance: int) -> list[str]:
+    """``users`` users with ``balance`` credits each; returns a bearer token per user."""
+    from backend import accounts, ledger, migrations
+    from backend.db import Database
+
+    db = Database(db_path)
+    migrations.upgrade(db)
+    tokens = []
+    for n in range(users):
+        user = accounts.register(db, f"spender{n}@example.com", PASSWORD)
+        with db.transaction() as conn:
+            ledger.post(conn, user_id=user.id, type="purchase", amount=balance, reference=f"cs_bench_{n}")
+        tokens.append(accounts.issue_token(db, user, 24 * 3600))
+    db.close()
+    return tokens
+
+
+def baseline_app(db_path: Path) -> FastAPI:
+    """The token looked up as the backend does, then an entry inserted and the balance updated: nothing else."""
+    from sqlalchemy import text
+    from starlette.concurrency import run_in_threadpool
+
+    from backend import accounts
+    from backend.db import Database
+
+    db = Database(db_path)
+
+    def spend(token: str, key: str, amount: int) -> int | None:
+        user = accounts.user_for_token(db, token)
+        if user is None:
+            return None
+        with db.transaction() as conn:
+            balance = conn.execute(text("UPDATE balances SET balance = balance - :a WHERE user_id = :u "
+                                        "RETURNING balance"), {"a": amount, "u": user.id}).scalar_one()
+            conn.execute(text("INSERT INTO ledger_entries (user_id, type, amount, balance_after, reference, "
+                              "description, created_at) VALUES (:u, 'spend', :a, :b, :r, '', :t)"),
+                         {"u": user.id, "a": -amount, "b": balance, "r": key, "t": time.time()})
+        return int(balance)
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post(BASELINE_PATH)
+    async def spend_route(request: Request) -> Response:
+        body = json.loads(await request.body())
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        balance = await run_in_threadpool(spend, token, body["idempotencyKey"], int(body["amount"]))
+        if balance is None:
+            return Response('{"error": "not_signed_in"}', status_code=401, media_type="application/json")
+        return Response(json.dumps({"balance": balance}), media_type="application/json")
+
+    return app
+
+
+def serve_baseline(db_path: Path) -> int:
+    import contextlib
+    import logging
+
+    import uvicorn
+
+    from backend import logs
+
+    logs.configure(logging.INFO, in_background=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    app = baseline_app(db_path)
+    print(f"Baseline listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
+                            proxy_headers=False, ws="none")
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+async def _load(url: str, connections: list[list[tuple[str, bytes]]]) -> dict[str, Any]:
+    """Each connection sends its own requests (token, body) one after the other, keep-alive."""
+    host, port = url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
+    path = "/" + url.removeprefix("http://").split("/", 1)[1]
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def connection(requests_: list[tuple[str, bytes]]) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for token, body in requests_:
+                head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                began = time.perf_counter()
+                writer.write(head + body)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                answer = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - began)
+                status = int(status_line.split()[1]) if status_line else 0
+                if not 200 <= status < 300:
+                    failures.append(f"{status} {answer[:200].decode('utf-8', 'replace')}")
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection(c) for c in connections))
+    return {"seconds": time.perf_counter() - began, "latencies": latencies, "failures": failures}
+
+
+def run_batch(child: Child, path: str, tokens: list[str], spends: int, first_key: int, cpus: Cpus,
+              tmp: Path) -> Result:
+    per = spends // len(tokens)
+    connections = [[(token, json.dumps({"amount": 1, "idempotencyKey": f"k-{first_key + n * per + i}",
+                                        "description": "Export a report"}))
+                    for i in range(per)] for n, token in enumerate(tokens)]
+    job = tmp / f"job-{child.name}-{time.monotonic_ns()}.json"
+    job.write_text(json.dumps({"url": child.url + path, "connections": connections}))
+    pid = child.proc.pid if child.proc is not None else 0
+    pin(pid, cpus.servers)
+    before = cpu_seconds(pid)
+    client = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--load-client", str(job)],
+                              env=child_env(), cwd=ROOT)
+    pin(client.pid, cpus.client)
+    if client.wait(600) != 0:
+        raise RuntimeError(f"the load client failed against {child.name}")
+    after = cpu_seconds(pid)
+    data = json.loads(job.with_suffix(".result").read_text())
+    result = Result(child.name, per * len(tokens), data["seconds"], data["latencies"], data["failures"])
+    if before is not None and after is not None:
+        result.server_cpu = after - before
+    return result
+
+
+def fsync_rate(folder: Path, seconds: float = 1.0) -> float:
+    """fsyncs a second of a 4 KB write in ``folder``: the ceiling of durable commits one after another."""
+    path = folder / "fsync-probe"
+    count, block = 0, os.urandom(4096)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            os.pwrite(fd, block, 0)
+            os.fsync(fd)
+            count += 1
+    finally:
+        os.close(fd)
+        path.unlink()
+    return count / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spends", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=USERS)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--baseline-server", metavar="DB", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--load-client", metavar="JOB", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline_server is not None:
+        return serve_baseline(args.baseline_server)
+    if args.load_client is not None:
+        spec = json.loads(args.load_client.read_text())
+        connections = [[(token, body.encode()) for token, body in c] for c in spec["connections"]]
+        result = asyncio.run(_load(spec["url"], connections))
+        args.load_client.with_suffix(".result").write_text(json.dumps(result))
+        return 0
+
+    from backend import ledger
+    from backend.db import Database
+
+    with tempfile.TemporaryDirectory(prefix="creditdesk-bench-spends-") as tmp_name:
+        tmp = Path(tmp_name)
+        backend_db, base_db = tmp / "backend.sqlite3", tmp / "base.sqlite3"
+        budget = args.spends + 1000
+        backend_tokens = seed(backend_db, args.concurrency, budget)
+        base_tokens = seed(base_db, args.concurrency, budget)
+        fsyncs = fsync_rate(tmp)
+        cpus = Cpus.split()
+        print(f"{args.spends} spends of 1 credit to each side, {args.concurrency} users at a time (one connection "
+              f"each), in {args.rounds} alternating rounds; {cpus.describe()}; this disk: {fsyncs:.0f} fsyncs/s",
+              flush=True)
+        backend = Child("backend", [sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", "0"],
+                        child_env(CREDITDESK_DB=str(backend_db)), tmp / "backend.log")
+        baseline = Child("baseline", [sys.executable, str(Path(__file__).resolve()), "--baseline-server",
+                                      str(base_db)], child_env(), tmp / "baseline.log")
+        sides = [(baseline, BASELINE_PATH, base_tokens), (backend, BACKEND_PATH, backend_tokens)]
+        results: dict[str, list[Result]] = {"baseline": [], "backend": []}
+        try:
+            baseline.start()
+            backend.start()
+            for child, path, tokens in sides:  # warm up, not counted
+                run_batch(child, path, tokens, 8 * len(tokens), 10**8, cpus, tmp)
+            per_round = args.spends // args.rounds
+            for n in range(args.rounds):
+                order = sides if n % 2 == 0 else list(reversed(sides))
+                for child, path, tokens in order:
+                    results[child.name].append(run_batch(child, path, tokens, per_round, n * per_round, cpus, tmp))
+        except RuntimeError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            backend.stop()
+            baseline.stop()
+        base, real = merge(results["baseline"]), merge(results["backend"])
+        rounds = [r.rate / b.rate for r, b in zip(results["backend"], results["baseline"], strict=True)]
+        print()
+        print("  " + base.line().replace("events", "spends"))
+        print("  " + real.line().replace("events", "spends"))
+        ratio = real.rate / base.rate if base.rate else 0.0
+        print(f"  throughput ratio (backend / baseline): {ratio:.2f}, per round {min(rounds):.2f}-{max(rounds):.2f} "
+              f"({verdict(ratio >= AIM_RATIO)} the {AIM_RATIO} aim); p99 {real.percentile(99):.1f} ms "
+              f"({verdict(real.percentile(99) < AIM_P99_MS)} the {AIM_P99_MS:.0f} ms aim)")
+        print(f"  against the disk: the backend commits {real.rate / fsyncs:.2f} spends per fsync the disk can do "
+              f"one after another, the baseline {base.rate / fsyncs:.2f}")
+        db = Database(backend_db)
+        with db.read() as conn:
+            problems = ledger.check_invariants(conn)
+        db.close()
+        print("  ledger: " + ("invariants hold" if not problems else f"{len(problems)} problem(s): {problems[:3]}"))
+        failures = real.failures + base.failures
+        for failure in failures[:5]:
+            print(f"  failure: {failure}")
+        return 1 if failures or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
