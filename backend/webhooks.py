@@ -95,7 +95,7 @@ def verify(payload: bytes, signature: str, secret: str | None) -> Any:
         raise MalformedEvent("the body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvent("the body is not JSON") from None
-    check_values(event)
+    check_values(event, payload)
     return event
 
 
@@ -122,9 +122,18 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def check_values(event: Any) -> None:
+def check_values(event: Any, payload: bytes | None = None) -> None:
     """No deeper than MAX_DEPTH, and every string encodable (no lone surrogates from ``\\ud800``); a string
-    holding NUL makes the event refused (RefusedEvent), once the whole event is known to be well formed."""
+    holding NUL makes the event refused (RefusedEvent), once the whole event is known to be well formed.
+
+    Given the body it was parsed from, most events are cleared from the bytes: a body in strict UTF-8 holds no
+    lone surrogate written raw, and one without any ``\\u`` escape holds none written escaped, nor NUL (JSON
+    has no other way to write NUL in a string), so only the depth is left to walk, container by container. The
+    walk of every string (a third of a webhook's Python time) is for the bodies that escape.
+    """
+    if payload is not None and b"\\u" not in payload and _strict_utf8(payload):
+        _check_depth(event)
+        return
     nul = False
     todo: list[tuple[Any, int]] = [(event, 1)]
     while todo:
@@ -144,6 +153,25 @@ def check_values(event: Any) -> None:
             nul = nul or "\x00" in value
     if nul:
         raise RefusedEvent("text holding the NUL character")
+
+
+def _strict_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_depth(event: Any) -> None:
+    """The depth rule of :func:`check_values` (a value inside a container is one deeper), walking containers only."""
+    todo: list[tuple[Any, int]] = [(event, 1)]
+    while todo:
+        value, depth = todo.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if children and depth >= MAX_DEPTH:
+            raise MalformedEvent("the body is nested too deeply")
+        todo.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 # How fulfilment reads a Checkout Session at the pinned API version: the provider's retrieve_session.

@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastapi import FastAPI, Request, Response  # noqa: E402 (the baseline's route resolves these by name)
-from webhooks import ROOT, Child, Cpus, Result, child_env, cpu_seconds, merge, pin, verdict  # noqa: E402
+from fastapi import FastAPI, Request, Response
+from webhooks import ROOT, Child, Cpus, Result, child_env, cpu_seconds, merge, pin, verdict
 
 AIM_RATIO = 0.7
 AIM_P99_MS = 30.0

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from backend import webhooks
 from backend.db import Database
-from backend.errors import PaymentProviderUnavailable, SessionNotFound
+from backend.errors import MalformedEvent, PaymentProviderUnavailable, RefusedEvent, SessionNotFound
 from backend.payments.base import STRIPE_API_VERSION, SessionState
 from backend.schema import webhook_events
 from tests.helpers.payments import Purchase, new_order, session_event
@@ -107,3 +107,48 @@ def test_an_older_event_of_a_session_stripe_does_not_know_is_judged_as_it_came(d
     gone = Sessions(error=SessionNotFound("no such checkout.session"))
     assert webhooks.process_event(db, _as_old(_now(p)), sessions=gone).outcome == "refused"
     assert p.balance() == 0 and gone.asked == [p.session_id]
+
+
+def _nested(depth: int, container: str) -> bytes:
+    """An event whose data.object holds a value ``depth`` levels deep in all (the event itself is level 1)."""
+    inner = '"x"'
+    for _ in range(depth - 4):  # event > data > object > chain...
+        inner = f'{{"a": {inner}}}' if container == "dict" else f"[{inner}]"
+    return f'{{"id": "evt_1", "type": "t", "data": {{"object": {{"chain": {inner}}}}}}}'.encode()
+
+
+BODIES = {
+    "plain": (b'{"id": "evt_1", "type": "t", "data": {"object": {"name": "caf\xc3\xa9"}}}', None),
+    "64 deep in objects": (_nested(64, "dict"), None),
+    "65 deep in objects": (_nested(65, "dict"), MalformedEvent),
+    "64 deep in arrays": (_nested(64, "list"), None),
+    "65 deep in arrays": (_nested(65, "list"), MalformedEvent),
+    "NUL escaped": (b'{"id": "evt_1", "type": "t", "data": {"object": {"name": "a\\u0000b"}}}', RefusedEvent),
+    "NUL in a key": (b'{"id": "evt_1", "type": "t", "data": {"object": {"a\\u0000": 1}}}', RefusedEvent),
+    "a backslash before u0000": (b'{"id": "evt_1", "type": "t", "data": {"object": {"n": "\\\\u0000"}}}', None),
+    "a lone surrogate escaped": (b'{"id": "evt_1", "type": "t", "data": {"object": {"n": "\\ud800"}}}',
+                                 MalformedEvent),
+    "a lone surrogate written raw": (b'{"id": "evt_1", "type": "t", "data": {"object": {"n": "\xed\xa0\x80"}}}',
+                                     MalformedEvent),
+    "an emoji escaped as a pair": (b'{"id": "evt_1", "type": "t", "data": {"object": {"n": "\\ud83d\\ude00"}}}',
+                                   None),
+    "a scalar": (b"5", None),
+}
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+def test_the_check_from_the_bytes_answers_as_the_walk_of_every_value(name: str) -> None:
+    """check_values clears most bodies from their bytes (no \\u escape, strict UTF-8) and walks only the depth;
+    for every body its answer is the full walk's."""
+    import json
+
+    body, expected = BODIES[name]
+    event = json.loads(body)
+    answers = []
+    for payload in (body, None):
+        try:
+            webhooks.check_values(event, payload)
+            answers.append(None)
+        except (MalformedEvent, RefusedEvent) as exc:
+            answers.append(type(exc))
+    assert answers == [expected, expected]
