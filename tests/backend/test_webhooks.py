@@ -133,6 +133,8 @@ BODIES = {
     "an emoji escaped as a pair": (b'{"id": "evt_1", "type": "t", "data": {"object": {"n": "\\ud83d\\ude00"}}}',
                                    None),
     "a scalar": (b"5", None),
+    "many brackets, shallow": (b'{"id": "evt_1", "type": "t", "data": {"object": {"l": [' + b", ".join([b"[{}]"] * 100)
+                               + b"]}}}", None),
 }
 
 
