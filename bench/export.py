@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import random
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +34,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from usage import start_backend  # noqa: E402 (the same backend start as the usage bench)
 
 PASSWORD = "bench-password-0"  # noqa: S105 (a made-up account)
 LIMIT_SECONDS = 10.0
@@ -71,27 +72,6 @@ def seed(db_path: Path, sizes: list[int]) -> list[str]:
                              "description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("INSERT OR REPLACE INTO balances (user_id, balance) VALUES (?, ?)", (user_id, balance))
     return emails
-
-
-def start_backend(db_path: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "CREDITDESK_"))}
-    env.update({"CREDITDESK_DB": str(db_path), "PYTHONUNBUFFERED": "1"})
-    log = (db_path.parent / "backend.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--port", "0", "--exit-with-stdin"],
-                            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        raise SystemExit(f"the backend did not start: {line!r}")
-    url = line.split("listening on ", 1)[1].split()[0]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/api/health", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    raise SystemExit("the backend never answered /api/health")
 
 
 def rss_kib(pid: int) -> int:

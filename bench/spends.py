@@ -1,8 +1,8 @@
 """Spend throughput and latency: ``POST /api/credits/spend`` against a same-stack baseline, in the same run.
 
-Eight users (one per connection, as eight host-application sessions) spend 1 credit at a time with a new
-idempotency key each, ``--concurrency`` (8) connections at once from a separate load-client process pinned
-to its own CPU (the plumbing of ``bench/webhooks.py``), in alternating rounds against:
+Eight users (eight host-application sessions) spend 1 credit at a time with a new idempotency key each,
+``--concurrency`` (8) connections at once, the users' spends in turn, from a separate load-client process
+pinned to its own CPU (the load client of ``bench/webhooks.py``), in alternating rounds against:
 
 - the backend, ``python -m backend serve`` in stub mode on SQLite: authentication, spend controls, the
   ledger's entry and balance, the usage sums and the alerts, in one ``BEGIN IMMEDIATE`` transaction;
@@ -21,22 +21,19 @@ checks that the backend's ledger adds up.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import FastAPI, Request, Response
-from webhooks import ROOT, Child, Cpus, Result, child_env, cpu_seconds, merge, pin, verdict
+from webhooks import Child, Cpus, Result, child_env, merge, run_job, verdict
 
 AIM_RATIO = 0.7
 AIM_P99_MS = 30.0
@@ -120,63 +117,14 @@ def serve_baseline(db_path: Path) -> int:
     return 0
 
 
-async def _load(url: str, connections: list[list[tuple[str, bytes]]]) -> dict[str, Any]:
-    """Each connection sends its own requests (token, body) one after the other, keep-alive."""
-    host, port = url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
-    path = "/" + url.removeprefix("http://").split("/", 1)[1]
-    latencies: list[float] = []
-    failures: list[str] = []
-
-    async def connection(requests_: list[tuple[str, bytes]]) -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            for token, body in requests_:
-                head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-                began = time.perf_counter()
-                writer.write(head + body)
-                status_line = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                answer = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - began)
-                status = int(status_line.split()[1]) if status_line else 0
-                if not 200 <= status < 300:
-                    failures.append(f"{status} {answer[:200].decode('utf-8', 'replace')}")
-        finally:
-            writer.close()
-
-    began = time.perf_counter()
-    await asyncio.gather(*(connection(c) for c in connections))
-    return {"seconds": time.perf_counter() - began, "latencies": latencies, "failures": failures}
-
-
 def run_batch(child: Child, path: str, tokens: list[str], spends: int, first_key: int, cpus: Cpus,
               tmp: Path) -> Result:
-    per = spends // len(tokens)
-    connections = [[(token, json.dumps({"amount": 1, "idempotencyKey": f"k-{first_key + n * per + i}",
-                                        "description": "Export a report"}))
-                    for i in range(per)] for n, token in enumerate(tokens)]
-    job = tmp / f"job-{child.name}-{time.monotonic_ns()}.json"
-    job.write_text(json.dumps({"url": child.url + path, "connections": connections}))
-    pid = child.proc.pid if child.proc is not None else 0
-    pin(pid, cpus.servers)
-    before = cpu_seconds(pid)
-    client = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--load-client", str(job)],
-                              env=child_env(), cwd=ROOT)
-    pin(client.pid, cpus.client)
-    if client.wait(600) != 0:
-        raise RuntimeError(f"the load client failed against {child.name}")
-    after = cpu_seconds(pid)
-    data = json.loads(job.with_suffix(".result").read_text())
-    result = Result(child.name, per * len(tokens), data["seconds"], data["latencies"], data["failures"])
-    if before is not None and after is not None:
-        result.server_cpu = after - before
-    return result
+    """``spends`` spends of 1 credit, the users' in turn, from the load client of ``bench/webhooks.py``."""
+    requests_ = [({"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
+                  json.dumps({"amount": 1, "idempotencyKey": f"k-{first_key + n}",
+                              "description": "Export a report"}).encode())
+                 for n in range(spends)]
+    return run_job(child, path, requests_, len(tokens), cpus, tmp)
 
 
 def fsync_rate(folder: Path, seconds: float = 1.0) -> float:
@@ -202,16 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=USERS)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--baseline-server", metavar="DB", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--load-client", metavar="JOB", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline_server is not None:
         return serve_baseline(args.baseline_server)
-    if args.load_client is not None:
-        spec = json.loads(args.load_client.read_text())
-        connections = [[(token, body.encode()) for token, body in c] for c in spec["connections"]]
-        result = asyncio.run(_load(spec["url"], connections))
-        args.load_client.with_suffix(".result").write_text(json.dumps(result))
-        return 0
 
     from backend import ledger
     from backend.db import Database

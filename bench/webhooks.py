@@ -358,8 +358,9 @@ class Result:
         return "n/a" if self.server_cpu is None else f"{self.server_cpu / self.events * 1000:5.2f} ms/event"
 
 
-async def _load(url: str, requests_: list[tuple[bytes, str]], concurrency: int) -> dict[str, Any]:
-    """Send every request, ``concurrency`` connections at a time, each request after the last answer."""
+async def _load(url: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: int) -> dict[str, Any]:
+    """Send every request (its own headers, a JSON body), ``concurrency`` connections at a time, each request
+    after the last answer."""
     host, port = url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
     path = "/" + url.removeprefix("http://").split("/", 1)[1]
     todo = list(reversed(requests_))
@@ -371,9 +372,10 @@ async def _load(url: str, requests_: list[tuple[bytes, str]], concurrency: int) 
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while todo:
-                body, signature = todo.pop()
+                headers, body = todo.pop()
+                extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
                 head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                        f"Stripe-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                        f"{extra}Content-Length: {len(body)}\r\n\r\n").encode()
                 began = time.perf_counter()
                 writer.write(head + body)
                 status_line = await reader.readline()
@@ -398,7 +400,7 @@ async def _load(url: str, requests_: list[tuple[bytes, str]], concurrency: int) 
 def run_load_client(job: Path) -> int:
     """``--load-client JOB``: read the job (url, concurrency, requests), run it, write the result beside it."""
     spec = json.loads(job.read_text())
-    requests_ = [(body.encode(), signature) for body, signature in spec["requests"]]
+    requests_ = [(headers, body.encode()) for headers, body in spec["requests"]]
     result = asyncio.run(_load(spec["url"], requests_, spec["concurrency"]))
     job.with_suffix(".result").write_text(json.dumps(result))
     return 0
@@ -444,10 +446,17 @@ def pin(pid: int, cpus: set[int] | None) -> None:
 
 
 def run_batch(child: Child, path: str, payloads: list[bytes], concurrency: int, cpus: Cpus, tmp: Path) -> Result:
-    """One batch from a fresh load-client process; signatures are made just before it starts."""
+    """One batch of signed events from a fresh load-client process; signatures are made just before it starts."""
+    return run_job(child, path, [({"Stripe-Signature": sign(p)}, p) for p in payloads], concurrency, cpus, tmp)
+
+
+def run_job(child: Child, path: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: int, cpus: Cpus,
+            tmp: Path) -> Result:
+    """POST each request (headers, JSON body) from a fresh load-client process pinned to its own CPU, with the
+    server's CPU time measured around it (also used by ``bench/spends.py``)."""
     job = tmp / f"job-{child.name}-{time.monotonic_ns()}.json"
     job.write_text(json.dumps({"url": child.url + path, "concurrency": concurrency,
-                               "requests": [[p.decode(), sign(p)] for p in payloads]}))
+                               "requests": [[headers, body.decode()] for headers, body in requests_]}))
     pid = child.proc.pid if child.proc is not None else 0
     pin(pid, cpus.servers)
     before = cpu_seconds(pid)
@@ -458,7 +467,7 @@ def run_batch(child: Child, path: str, payloads: list[bytes], concurrency: int, 
         raise RuntimeError(f"the load client failed against {child.name}")
     after = cpu_seconds(pid)
     data = json.loads(job.with_suffix(".result").read_text())
-    result = Result(child.name, len(payloads), data["seconds"], data["latencies"], data["failures"])
+    result = Result(child.name, len(requests_), data["seconds"], data["latencies"], data["failures"])
     if before is not None and after is not None:
         result.server_cpu = after - before
     return result
