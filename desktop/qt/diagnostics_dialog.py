@@ -1,6 +1,7 @@
 """Help → Diagnostics: the support report, readable, with Copy (JSON, for support's tools) and Save.
 
-A window of its own (not modal): the app works on while it is open. The report is built on a worker, and
+A window of its own (not modal): the app works on while it is open. The report and its readable text are built
+on a worker, and
 "Save report…" writes on the disk worker: the readable report, or the JSON where the file name ends in .json.
 """
 
@@ -72,11 +73,16 @@ class DiagnosticsDialog(QDialog):
     def refresh(self) -> None:
         self._set_ready(False)
         self.status.setText("Collecting…")
-        self.controller.run(build_diagnostics(self.controller), self._show, self._failed)
+        build = build_diagnostics(self.controller)
 
-    def _show(self, report: dict[str, Any]) -> None:
-        self.report = report
-        self.report_text = render_text(report)
+        def built() -> tuple[dict[str, Any], str]:  # the readable text too, off the GUI thread
+            report = build()
+            return report, render_text(report)
+
+        self.controller.run(built, self._show, self._failed)
+
+    def _show(self, built: tuple[dict[str, Any], str]) -> None:
+        self.report, self.report_text = built
         self.text.setPlainText(self.report_text)
         self.status.setText("Ready.")
         self._set_ready(True)
