@@ -1,8 +1,8 @@
 """Help → Diagnostics: the support report, readable, with Copy (JSON, for support's tools) and Save.
 
 A window of its own (not modal): the app works on while it is open. The report and its readable text are built
-on a worker, and
-"Save report…" writes on the disk worker: the readable report, or the JSON where the file name ends in .json.
+on a worker, and "Save report…" writes on the disk worker: the readable report, or the JSON where the file name
+ends in .json.
 """
 
 from __future__ import annotations
