@@ -60,8 +60,8 @@ def _add_to(dialect_name: str, which: str) -> Executable:
                                            set_={"amount": table.c.amount + statement.excluded.amount})
 
 
-_ADD_QUARTER = prepared.hot("a quarter's sum added", _add_to("sqlite", "quarters"))
-_ADD_LABEL = prepared.hot("a label's sum added", _add_to("sqlite", "labels"))
+prepared.hot("a quarter's sum added", _add_to("sqlite", "quarters"))
+prepared.hot("a label's sum added", _add_to("sqlite", "labels"))
 
 
 def add(conn: Connection, entry: Entry) -> None:
@@ -106,11 +106,12 @@ def _stored(conn: Connection, table: str) -> Iterator[tuple[int, Sums]]:
 
 
 def rebuild(conn: Connection) -> int:
-    """Recompute both tables from the ledger; returns the rows written."""
+    """Recompute both tables from the ledger, one user at a time as the entries stream in (memory holds one
+    user's sums, also for a large ledger in migration 0007); returns the rows written."""
     conn.execute(delete(usage_quarters))
     conn.execute(delete(usage_labels))
     written = 0
-    for user_id, quarters, labels in list(_per_user(conn)):
+    for user_id, quarters, labels in _per_user(conn):
         q_rows = [{"user_id": user_id, "quarter": q, "type": t, "amount": a} for (q, t), a in quarters.items()]
         l_rows = [{"user_id": user_id, "day": d, "label": lb, "amount": a} for (d, lb), a in labels.items()]
         for table, rows in ((usage_quarters, q_rows), (usage_labels, l_rows)):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import FastAPI, Request, Response
-from webhooks import Child, Cpus, Result, child_env, merge, run_job, verdict
+from webhooks import Child, Cpus, Result, child_env, merge, run_job, serve_app, verdict
 
 AIM_RATIO = 0.7
 AIM_P99_MS = 30.0
@@ -97,24 +96,7 @@ def baseline_app(db_path: Path) -> FastAPI:
 
 
 def serve_baseline(db_path: Path) -> int:
-    import contextlib
-    import logging
-
-    import uvicorn
-
-    from backend import logs
-
-    logs.configure(logging.INFO, in_background=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    app = baseline_app(db_path)
-    print(f"Baseline listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
-                            proxy_headers=False, ws="none")
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    return serve_app(lambda: baseline_app(db_path))
 
 
 def run_batch(child: Child, path: str, tokens: list[str], spends: int, first_key: int, cpus: Cpus,

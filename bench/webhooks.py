@@ -237,7 +237,12 @@ def baseline_app(db_path: Path) -> FastAPI:
 
 
 def serve_baseline(db_path: Path) -> int:
-    """Run the baseline as ``creditdesk-backend serve`` runs the backend; the first stdout line says where."""
+    return serve_app(lambda: baseline_app(db_path))
+
+
+def serve_app(make_app: Any) -> int:
+    """Run a baseline app as ``creditdesk-backend serve`` runs the backend (its logging, uvicorn's settings); the
+    first stdout line says where (also used by ``bench/spends.py``)."""
     import logging
 
     import uvicorn
@@ -249,10 +254,10 @@ def serve_baseline(db_path: Path) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    app = baseline_app(db_path)
+    app = make_app()
     print(f"Baseline listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
-                            proxy_headers=False)
+                            proxy_headers=False, ws="none")
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT that stopped it, after shutdown
         uvicorn.Server(config).run(sockets=[sock])
     return 0
