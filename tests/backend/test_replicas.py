@@ -188,6 +188,10 @@ def test_spends_over_three_replicas_never_take_more_than_the_balance(replicas: R
     spends = backends[0].query("SELECT COUNT(*) AS n FROM ledger_entries WHERE type = 'spend' AND user_id = ?",
                                api.user["id"])
     assert spends[0]["n"] == 14
+    # The usage dashboard's running sums, kept by each replica in the spend's transaction, add up too.
+    assert backends[0].ledger_problems() == []
+    totals = Api(backends[1].url, api.token).get("/api/credits/usage").json()["totals"]
+    assert (totals["spent"], totals["purchased"], totals["closingBalance"]) == (98, 100, 2)
 
 
 def test_spends_over_three_replicas_never_pass_a_daily_cap(replicas: Replicas) -> None:
