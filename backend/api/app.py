@@ -17,7 +17,7 @@ from backend.api.errors import (
     INVALID_TEXT,
     PAYLOAD_TOO_LARGE,
     Answer,
-    ApiError,
+    HttpRefusal,
     documented,
     install_error_handlers,
     respond,
@@ -127,7 +127,7 @@ class RefuseNul:
                 body += message.get("body", b"")
                 if not message.get("more_body", False):
                     break
-        except ApiError as refused:  # too large
+        except HttpRefusal as refused:  # too large
             await respond(refused.answer)(scope, _no_receive, send)
             return
         if _nul_in_json(body):
@@ -192,7 +192,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(PAYLOAD_TOO_LARGE)
+                    raise HttpRefusal(PAYLOAD_TOO_LARGE)
             return message
 
         await self.app(scope, limited_receive, send)

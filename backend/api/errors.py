@@ -151,7 +151,7 @@ def _flatten(sources: tuple[Any, ...]) -> list[Any]:
     return flat
 
 
-class ApiError(Exception):
+class HttpRefusal(Exception):
     """An answer the HTTP layer gives by itself (not a domain error), raised from middleware."""
 
     def __init__(self, answer: Answer) -> None:
@@ -197,8 +197,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: errors.CreditdeskError) -> JSONResponse:
         return response_for(exc)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(HttpRefusal)
+    async def api_error(request: Request, exc: HttpRefusal) -> JSONResponse:
         return respond(exc.answer)
 
     @app.exception_handler(RequestValidationError)

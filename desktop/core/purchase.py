@@ -13,7 +13,7 @@ The Qt layer drives it. After every event it looks at ``state``:
   ignored (each event method returns whether it changed anything).
 
 Only the backend ends a purchase. A browser callback is a hint whatever its ``status`` says (anyone holding the
-session id can make one up): it makes the flow verify at once, and the answer decides. Payment statuses from
+session id can make one up): it makes the flow verify at once, and the answer decides. Order statuses from
 the backend map to flow states like this (``OUTCOMES``): ``paid`` → paid; ``cancelled`` → cancelled (the session
 was expired at the provider: it can no longer be paid); ``expired`` → expired; ``failed``, ``refunded``,
 ``disputed`` and ``charged_back`` → failed, with a sentence saying which; ``pending`` and anything unknown →
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from desktop.core.models import CallbackResult
-from desktop.core.statuses import PaymentStatus
+from desktop.core.statuses import OrderStatus
 
 
 class FlowState(StrEnum):
@@ -49,7 +49,7 @@ _CHECKABLE = frozenset({FlowState.WAITING, FlowState.VERIFYING})
 
 # Backend answers that end the flow (every finished status), with the sentence that says why where it did not
 # end as paid.
-S = PaymentStatus
+S = OrderStatus
 OUTCOMES: dict[str, tuple[FlowState, str | None]] = {
     S.PAID: (FlowState.PAID, None),
     S.CANCELLED: (FlowState.CANCELLED, "The checkout was cancelled. Nothing was charged."),

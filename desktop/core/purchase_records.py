@@ -177,7 +177,7 @@ class PurchaseRecords:
 
     def update_status(self, session_id: str, status: str, *, finished: bool | None = None,
                       checked_at: str | None = None) -> PurchaseRecord | None:
-        """Record the latest payment status (and a timeline event when it changed). ``finished`` defaults to
+        """Record the order's latest status (and a timeline event when it changed). ``finished`` defaults to
         whether ``status`` is final; a finished purchase gets ``finished_at``. ``checked_at``: when the backend
         said so."""
         done = status in FINISHED_STATUSES if finished is None else finished

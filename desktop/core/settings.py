@@ -125,7 +125,7 @@ def resolve_backend_url(cli_value: str | None, environ: Mapping[str, str] | None
 
 
 @dataclass(frozen=True)
-class Settings:
+class SavedSettings:
     """``accounts`` maps a backend identity (see :mod:`desktop.core.identity`) to the email last signed in there.
     ``last_email`` is the single email of versions before identities, used where ``accounts`` says nothing."""
 
@@ -140,7 +140,7 @@ class Settings:
             return self.accounts[backend] or None
         return self.last_email
 
-    def with_email(self, backend: str, email: str | None) -> Settings:
+    def with_email(self, backend: str, email: str | None) -> SavedSettings:
         return replace(self, accounts={**self.accounts, backend: email or ""})
 
     def to_json(self) -> dict[str, Any]:
@@ -148,7 +148,7 @@ class Settings:
                 "accounts": dict(self.accounts)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Settings:
+    def from_json(cls, data: dict[str, Any]) -> SavedSettings:
         known = {"last_email", "window_geometry"}
         values = {k: data.get(k) for k in known}
         for key, value in values.items():
@@ -171,18 +171,18 @@ class SettingsStore:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def load(self) -> Settings:
+    def load(self) -> SavedSettings:
         with self._lock:
             return self._load()
 
-    def _load(self) -> Settings:
+    def _load(self) -> SavedSettings:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return Settings()
+            return SavedSettings()
         except (OSError, UnicodeDecodeError) as exc:
             log.warning("cannot read the settings file %s (%s); using defaults", self.path, type(exc).__name__)
-            return Settings()
+            return SavedSettings()
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
@@ -190,21 +190,21 @@ class SettingsStore:
         except ValueError:
             moved = move_aside(self.path)
             log.warning("the settings file %s was corrupt; moved to %s, using defaults", self.path, moved)
-            return Settings()
-        return Settings.from_json(data)
+            return SavedSettings()
+        return SavedSettings.from_json(data)
 
-    def save(self, settings: Settings) -> None:
+    def save(self, settings: SavedSettings) -> None:
         with self._lock:
             atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
 
-    def update(self, **changes: Any) -> Settings:
+    def update(self, **changes: Any) -> SavedSettings:
         """Load, change some fields (``window_geometry=...``), save; returns the result."""
         with self._lock:
             settings = replace(self._load(), **changes)
             atomic_write_text(self.path, json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n")
             return settings
 
-    def remember_email(self, backend: str, email: str | None) -> Settings:
+    def remember_email(self, backend: str, email: str | None) -> SavedSettings:
         """File ``email`` as the account last used on ``backend`` (None: signed out there on purpose)."""
         with self._lock:
             settings = self._load().with_email(backend, email)

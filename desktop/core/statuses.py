@@ -1,4 +1,4 @@
-"""The payment statuses the backend answers (the contract's, as ``backend/order_status.py`` has them): the one
+"""The order statuses the backend answers (the contract's, as ``backend/order_status.py`` has them): the one
 list the desktop reads them from, for the purchase flow, the purchases kept on disk and the words shown."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class PaymentStatus(StrEnum):
+class OrderStatus(StrEnum):
     PENDING = "pending"  # not paid yet
     PAID = "paid"
     FAILED = "failed"
@@ -17,6 +17,6 @@ class PaymentStatus(StrEnum):
     CHARGED_BACK = "charged_back"
 
 
-PAYMENT_STATUSES = frozenset(PaymentStatus)
+ORDER_STATUSES = frozenset(OrderStatus)
 # Every status but pending: the backend has nothing more to say before payment, or the payment was taken.
-FINISHED_STATUSES = PAYMENT_STATUSES - {PaymentStatus.PENDING}
+FINISHED_STATUSES = ORDER_STATUSES - {OrderStatus.PENDING}

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, CancelResult, Pack, PaymentVerification
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
-from desktop.core.statuses import PaymentStatus
+from desktop.core.statuses import OrderStatus
 from desktop.qt.tasks import Task
 
 if TYPE_CHECKING:
@@ -30,10 +30,10 @@ CHECKOUT_LIFETIME = timedelta(hours=24)
 
 # What a backend status means for someone waiting on it.
 STATUS_WORDS: dict[str, str] = {
-    PaymentStatus.PENDING: "not paid yet", PaymentStatus.PAID: "paid", PaymentStatus.CANCELLED: "cancelled",
-    PaymentStatus.EXPIRED: "expired", PaymentStatus.FAILED: "the payment failed",
-    PaymentStatus.REFUNDED: "refunded", PaymentStatus.DISPUTED: "disputed",
-    PaymentStatus.CHARGED_BACK: "reversed by the bank",
+    OrderStatus.PENDING: "not paid yet", OrderStatus.PAID: "paid", OrderStatus.CANCELLED: "cancelled",
+    OrderStatus.EXPIRED: "expired", OrderStatus.FAILED: "the payment failed",
+    OrderStatus.REFUNDED: "refunded", OrderStatus.DISPUTED: "disputed",
+    OrderStatus.CHARGED_BACK: "reversed by the bank",
 }
 
 

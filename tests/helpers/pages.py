@@ -23,6 +23,6 @@ def handoff_query(page: str) -> dict[str, list[str]]:
 
 
 def outcome(page: str) -> str | None:
-    """The payment status the page states (``paid``, ``pending``, ``cancelled``, ...)."""
+    """The order status the page states (``paid``, ``pending``, ``cancelled``, ...)."""
     match = _OUTCOME.search(page)
     return match.group(1) if match else None

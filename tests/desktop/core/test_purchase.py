@@ -264,7 +264,7 @@ def test_the_desktop_knows_the_backends_payment_statuses() -> None:
     """One list of statuses in the desktop (desktop/core/statuses.py), the same as the backend's; every finished
     one ends the flow."""
     from backend import order_status
-    from desktop.core.statuses import FINISHED_STATUSES, PAYMENT_STATUSES
+    from desktop.core.statuses import FINISHED_STATUSES, ORDER_STATUSES
 
-    assert set(order_status.STATUSES) == PAYMENT_STATUSES
-    assert set(OUTCOMES) == FINISHED_STATUSES == PAYMENT_STATUSES - {"pending"}
+    assert set(order_status.STATUSES) == ORDER_STATUSES
+    assert set(OUTCOMES) == FINISHED_STATUSES == ORDER_STATUSES - {"pending"}

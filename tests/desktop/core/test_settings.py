@@ -11,7 +11,7 @@ import pytest
 from desktop.core.settings import (
     AppPaths,
     InvalidBackendUrl,
-    Settings,
+    SavedSettings,
     SettingsStore,
     resolve_backend_url,
 )
@@ -65,12 +65,12 @@ def test_credentials_in_a_backend_url_are_not_echoed() -> None:
 
 def test_settings_round_trip(tmp_path: Path) -> None:
     store = SettingsStore(tmp_path / "config" / "settings.json")
-    assert store.load() == Settings()
+    assert store.load() == SavedSettings()
     geometry = base64.b64encode(b"\x01\xd9\xd0\xcb geometry").decode()
-    store.save(Settings(last_email="a@example.com", window_geometry=geometry))
-    assert SettingsStore(store.path).load() == Settings("a@example.com", geometry)
+    store.save(SavedSettings(last_email="a@example.com", window_geometry=geometry))
+    assert SettingsStore(store.path).load() == SavedSettings("a@example.com", geometry)
     updated = store.update(last_email="b@example.com")
-    assert updated == Settings("b@example.com", geometry)
+    assert updated == SavedSettings("b@example.com", geometry)
     assert store.load() == updated
     assert [p.name for p in store.path.parent.iterdir()] == ["settings.json"]
 
@@ -88,6 +88,6 @@ def test_settings_keep_unknown_keys_and_ignore_wrong_types(tmp_path: Path) -> No
 def test_corrupt_settings_file_is_moved_aside(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text("{{{")
-    assert SettingsStore(path).load() == Settings()
+    assert SettingsStore(path).load() == SavedSettings()
     assert (tmp_path / "settings.json.corrupt").read_text() == "{{{"
     assert not path.exists()

@@ -330,7 +330,7 @@ def test_after_a_restart_the_app_listens_again_where_the_checkout_hands_over(
 
 
 def test_every_payment_status_has_words_on_the_purchase_panel() -> None:
-    from desktop.core.statuses import PAYMENT_STATUSES
+    from desktop.core.statuses import ORDER_STATUSES
     from desktop.qt.purchase_controller import STATUS_WORDS
 
-    assert set(STATUS_WORDS) == PAYMENT_STATUSES
+    assert set(STATUS_WORDS) == ORDER_STATUSES
