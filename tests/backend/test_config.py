@@ -11,6 +11,7 @@ import pytest
 import resources
 from backend.catalogue import Catalogue
 from backend.config import ConfigError, Settings
+from tests.helpers.commands import run_command
 
 
 def test_defaults_are_stub_mode_with_the_bundled_packs() -> None:
@@ -79,14 +80,11 @@ def test_serve_reports_a_config_error_without_a_traceback(tmp_path: Path) -> Non
     assert r.returncode == 2 and "cannot read the pack catalogue" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.subprocess
 def test_check_command(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(tmp_path / "db.sqlite3")}
-    migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], env=env, capture_output=True, text=True,
-                             timeout=30)
+    migrate = run_command(["migrate"], env)
     assert migrate.returncode == 0, migrate.stderr
-    r = subprocess.run([sys.executable, "-m", "backend", "check"], env=env, capture_output=True, text=True,
-                       timeout=30)
+    r = run_command(["check"], env)
     assert r.returncode == 0 and "the ledger adds up" in r.stdout
 
 

@@ -1,4 +1,10 @@
-"""The support console (`creditdesk-backend user|adjust|events|replay`) on the cases support gets."""
+"""The support console (`creditdesk-backend user|adjust|events|replay`) on the cases support gets.
+
+The commands run in the test process (``backend.cli.main``, through ``BackendProcess.admin`` or
+tests/helpers/commands.py), beside a real server where the case needs one. What only a real process shows is
+proved once, at the end: the console script and ``python -m backend`` exiting 0, 1 and 2, a reader that goes
+away, and the question on a real terminal.
+"""
 
 from __future__ import annotations
 
@@ -339,6 +345,60 @@ def test_replay_of_a_stored_body_that_is_not_an_event_is_one_line_exit_2(
     assert "not an event that can be replayed" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+# --- real processes: what support types, where only a process shows it ---------------------------------
+
+
+def _command(*args: str, console_script: bool = False) -> list[str]:
+    """A command line as support types it: the installed console script, or ``python -m backend``."""
+    if console_script:
+        return [str(Path(sys.executable).with_name("creditdesk-backend")), *args]
+    return [sys.executable, "-m", "backend", *args]
+
+
+def _console_env(console_db: Database) -> dict[str, str]:
+    return {**os.environ, "CREDITDESK_DB": str(console_db.path)}
+
+
+@pytest.mark.subprocess
+def test_the_console_script_and_python_m_backend_exit_0_1_and_2(console_db: Database) -> None:
+    """The entry points, and the exit statuses scripts rely on: 0 done, 2 bad input in one line, 1 a fault."""
+    email = _user_with_hostile_text(console_db)
+    env = _console_env(console_db)
+    shown = subprocess.run(_command("user", email, "--json", console_script=True), env=env,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["balance"] == 493 and shown.stderr == ""
+    refused = subprocess.run(_command("adjust", "nobody@example.com", "5", "--reason", "x"), env=env,
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    one_line_refusal(refused)
+    with console_db.transaction() as conn:
+        conn.exec_driver_sql("UPDATE balances SET balance = balance + 1")
+    fault = subprocess.run(_command("check", console_script=True), env=env, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert fault.returncode == 1 and fault.stdout.endswith("1 problem(s)\n") and fault.stderr == ""
+
+
+@pytest.mark.subprocess
+def test_adjust_below_zero_asks_on_a_real_terminal(console_db: Database) -> None:
+    """Standard input a terminal (a pseudo-terminal here): the question on stderr, the answer read from it."""
+    import pty
+
+    user = accounts.register(console_db, "bob@example.com", "long enough pw")
+    with console_db.transaction() as conn:
+        ledger.post(conn, user_id=user.id, type="adjustment", amount=100, reference="adj:seed", description="seed")
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, b"y\n")  # typed ahead: the terminal keeps it until the command reads
+        answered = subprocess.run(_command("adjust", user.email, "-333", "--reason", "chargeback fee"),
+                                  env=_console_env(console_db), stdin=terminal, capture_output=True, text=True,
+                                  timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    question = "bob@example.com: this takes the balance from 100 to -233, below zero. Go ahead? [y/N] "
+    assert (answered.returncode, answered.stderr) == (0, question)
+    assert answered.stdout == "adjusted by -333 credits: entry 2, balance now -233\n"
+
+
 @pytest.mark.subprocess
 def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database) -> None:
     """`user ... | head -1`: the reader has read its line and gone, so every write fails with EPIPE (made certain
@@ -347,9 +407,8 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(console_db: Database) 
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        command = subprocess.run([sys.executable, "-m", "backend", "user", email], stdout=write_end,
-                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60,
-                                 env={**os.environ, "CREDITDESK_DB": str(console_db.path)})
+        command = subprocess.run(_command("user", email), stdout=write_end, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, timeout=60, env=_console_env(console_db))
     finally:
         os.close(write_end)
     assert (command.returncode, command.stderr) == (0, b"")

@@ -19,6 +19,7 @@ from backend.schema import metadata
 from tests.conftest import Databases
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.commands import CommandResult, run_command
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -42,13 +43,11 @@ def rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
         conn.close()
 
 
-def cli(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(db)}
-    return subprocess.run([sys.executable, "-m", "backend", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+def cli(*args: str, db: Path) -> CommandResult:
+    """``creditdesk-backend ARGS`` on the SQLite file ``db`` and nothing else of this machine's settings."""
+    return run_command(list(args), {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(db)})
 
 
-@pytest.mark.subprocess
 def test_a_database_made_by_0_1_0_migrates_and_keeps_every_row(tmp_path: Path) -> None:
     db_path = made_by_0_1_0(tmp_path / "old.sqlite3")
     before = rows(db_path)
@@ -89,7 +88,6 @@ def test_the_migrations_make_exactly_the_schema_the_code_describes(tmp_path: Pat
         db.close()
 
 
-@pytest.mark.subprocess
 def test_an_unknown_database_is_refused_in_one_line_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "other.sqlite3"
     conn = sqlite3.connect(path)

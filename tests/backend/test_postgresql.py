@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from backend import migrations
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.commands import CommandResult, run_command
 from tests.helpers.servers import PostgresServer
 
 
-def cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CREDITDESK_DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "backend", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+def cli(*args: str, database_url: str) -> CommandResult:
+    """``creditdesk-backend ARGS`` on ``database_url`` and nothing else of this machine's settings."""
+    return run_command(list(args), {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                    "CREDITDESK_DATABASE_URL": database_url})
 
 
 def test_migrate_brings_an_empty_database_to_the_newest_schema_once(postgres: PostgresServer) -> None:

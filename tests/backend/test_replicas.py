@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ import requests
 from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.commands import CommandResult, run_command
 from tests.helpers.servers import PostgresServer, RedisServer
 from tests.helpers.stripe_server import FakeStripe
 
@@ -71,10 +70,9 @@ def stripe_env(fake: FakeStripe) -> dict[str, str]:
     return {"STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake.url}
 
 
-def check(database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CREDITDESK_DATABASE_URL": database_url}
-    r = subprocess.run([sys.executable, "-m", "backend", "check"], env=env, capture_output=True, text=True,
-                       timeout=60)
+def check(database_url: str) -> CommandResult:
+    r = run_command(["check"], {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                "CREDITDESK_DATABASE_URL": database_url})
     assert "the ledger adds up" in r.stdout, r.stdout + r.stderr
     return r
 

@@ -33,6 +33,7 @@ from backend.services import Services
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess, InProcessServer
+from tests.helpers.commands import run_command
 
 TABLES = ("users", "tokens", "ledger_entries", "balances", "orders")
 
@@ -216,8 +217,7 @@ def test_serve_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path: Path, 
 @pytest.mark.subprocess
 def test_serve_on_a_read_only_disk_says_so_in_one_line(small_disk: Path) -> None:
     target = small_disk / "db.sqlite3"
-    migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], capture_output=True, text=True,
-                             timeout=60, env={"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
+    migrate = run_command(["migrate"], {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
     assert migrate.returncode == 0, migrate.stderr
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     assert_one_line_refusal(serve_on(target), target)
@@ -311,8 +311,7 @@ def test_serve_and_migrate_make_private_files(tmp_path: Path) -> None:
     old_umask = os.umask(0o022)
     try:
         target = tmp_path / "made-by-migrate" / "backend.sqlite3"
-        migrate = subprocess.run([sys.executable, "-m", "backend", "migrate"], capture_output=True, text=True,
-                                 timeout=60, env={"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
+        migrate = run_command(["migrate"], {"PATH": "/usr/bin:/bin", "CREDITDESK_DB": str(target)})
         assert migrate.returncode == 0, migrate.stderr
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
         (tmp_path / "served").mkdir()

@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from backend import ledger
 from backend.config import PASSWORD_HASH_PROFILE
 from backend.db import Database, sqlite_url
+from tests.helpers.commands import CommandResult, run_command
 
 
 class BackendProcess:
@@ -56,10 +57,10 @@ class BackendProcess:
         env.update(self.extra_env)
         return env
 
-    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``creditdesk-backend ARGS`` with this backend's settings and database, as support would run it."""
-        return subprocess.run([sys.executable, "-m", "backend", *args], env=self.environment(), capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+    def admin(self, *args: str) -> CommandResult:
+        """``creditdesk-backend ARGS`` with this backend's settings and database, as support would run it: in the
+        test process (``backend.cli.main``, see tests/helpers/commands.py), beside the server's process."""
+        return run_command(list(args), self.environment())
 
     def start(self) -> BackendProcess:
         env = self.environment()
