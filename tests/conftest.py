@@ -37,13 +37,22 @@ os.environ.setdefault(PASSWORD_HASH_PROFILE, "test")
 SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "CREDITDESK_RECONCILE_INTERVAL": "0"}
 
 ENGINES = ("sqlite", "postgresql")
-# The tests that run on both engines: the backend's suite and its pages in a real browser.
+# The tests that run on both engines (unless their `engines` marker says otherwise): the backend's suite and its
+# pages in a real browser.
 BOTH_ENGINES = ("tests/backend/", "tests/e2e/test_browser_backend.py")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``db_engine`` over :data:`ENGINES`, or over those a test's ``engines`` marker names (closest first: a
+    test's own, then its module's). A test whose answer cannot depend on the engine (the HTTP shape of an
+    answer, a rate limit, a page) says ``@pytest.mark.engines("sqlite")`` and runs once."""
     if "db_engine" in metafunc.fixturenames and metafunc.definition.nodeid.startswith(BOTH_ENGINES):
-        metafunc.parametrize("db_engine", ENGINES, indirect=True, scope="session")
+        marker = metafunc.definition.get_closest_marker("engines")
+        engines = marker.args if marker else ENGINES
+        assert engines and set(engines) <= set(ENGINES), f"{metafunc.definition.nodeid}: engines{engines!r}"
+        # Parametrised even for one engine: the session's backends are shared by the tests of an engine
+        # (the fixture's cache key is the parameter), and the test's id still says which it ran on.
+        metafunc.parametrize("db_engine", engines, indirect=True, scope="session")
 
 
 # -- markers ---------------------------------------------------------------------------------------------------

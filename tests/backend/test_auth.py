@@ -1,4 +1,12 @@
-"""Accounts: register, login, logout, tokens, and limits on guessing."""
+"""Accounts: register, login, logout, tokens, and limits on guessing.
+
+The limits on guessing are counted in memory (or Redis), never in the database, and a bad token is refused by
+its shape or its hash: those run once, on SQLite (the module's ``engines`` marker). On both engines run what
+writes accounts and tokens and reads them back: signing up, in and out (the token is found by a hot statement,
+run on SQLite's own cursor), an email taken (each engine's INSERT that ignores a duplicate), a token past its
+expiry (a comparison in SQL), and emails spelt with accents, full-width letters or a Unicode domain, stored and
+compared by each engine.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ from backend.config import Settings
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 
+pytestmark = pytest.mark.engines("sqlite")
 
+
+@pytest.mark.engines("sqlite", "postgresql")
 def test_register_login_logout(stub_backend: BackendProcess) -> None:
     email = f"Ada-{secrets.token_hex(4)}@Example.com"
     api = Api(stub_backend.url)
@@ -34,6 +45,7 @@ def test_register_login_logout(stub_backend: BackendProcess) -> None:
     assert api.get("/api/credits/balance").status_code == 200
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_email_taken_and_wrong_password(stub_backend: BackendProcess) -> None:
     api = Api(stub_backend.url).register()
     email = api.user["email"]
@@ -60,6 +72,7 @@ def test_bad_tokens_are_401(stub_backend: BackendProcess) -> None:
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_expired_tokens_stop_working(stub_backend: BackendProcess) -> None:
     api = Api(stub_backend.url).register()
     stub_backend.query("UPDATE tokens SET expires_at = 0 WHERE user_id = ?", api.user["id"])
@@ -106,6 +119,7 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(backend_factory) ->
     assert login(proxied, "junk@example.com", "x", "192.0.2.44").status_code == 401  # a real one is
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 @pytest.mark.parametrize(("registered", "signs_in_as"), [
     ("Jose\u0301@example.com", "José@example.com"),  # a combining accent, and the accented letter
     ("ada@bücher.example", "ADA@xn--bcher-kva.example"),  # a Unicode domain, and its IDNA form

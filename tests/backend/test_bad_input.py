@@ -1,4 +1,11 @@
-"""Bad input of every kind gets a clear 4xx in the contract's shape, never a 500, and writes nothing."""
+"""Bad input of every kind gets a clear 4xx in the contract's shape, never a 500, and writes nothing.
+
+Most of it is refused by the HTTP layer before any database is asked, the same on either engine: those tests
+run once, on SQLite (the module's ``engines`` marker). On both engines run the values the two engines would
+treat differently if one ever got through: text holding NUL (PostgreSQL's text cannot hold it, SQLite stores
+it), long text and numbers beyond 64 bits (:data:`BEYOND_A_COLUMN`), and every text input of the API (from
+/openapi.json) with NUL in it.
+"""
 
 from __future__ import annotations
 
@@ -23,36 +30,45 @@ CASES: list[tuple[str, str, object]] = [
     ("POST", "/api/auth/register", {"email": "a@example.com", "password": "short"}),
     ("POST", "/api/auth/register", {"email": "a@example.com", "password": 12345678}),
     ("POST", "/api/auth/register", {"email": "a@example.com", "password": "long enough pw", "admin": True}),
-    ("POST", "/api/auth/register", {"email": "a@example.com" * 40, "password": "long enough pw"}),
     ("POST", "/api/auth/login", {"email": ["a"], "password": "x"}),
     ("POST", "/api/auth/login", {"email": "a@example.com"}),
     ("POST", "/api/billing/checkout", {"packId": 1}),
     ("POST", "/api/billing/checkout", {"packId": "starter", "amount": 1}),
     ("POST", "/api/billing/checkout", {"packId": "starter", "credits": 1_000_000}),
-    ("POST", "/api/billing/checkout", {"packId": "x" * 10_000}),
-    ("POST", "/api/billing/checkout", {"packId": "starter", "state": "s" * 10_000}),
     ("POST", "/api/credits/spend", {"amount": -5, "idempotencyKey": "k"}),
     ("POST", "/api/credits/spend", {"amount": 0, "idempotencyKey": "k"}),
-    ("POST", "/api/credits/spend", {"amount": HUGE, "idempotencyKey": "k"}),
     ("POST", "/api/credits/spend", {"amount": 1.5, "idempotencyKey": "k"}),
     ("POST", "/api/credits/spend", {"amount": "5", "idempotencyKey": "k"}),
     ("POST", "/api/credits/spend", {"amount": True, "idempotencyKey": "k"}),
     ("POST", "/api/credits/spend", {"amount": 5}),
     ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": ""}),
     ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "with space"}),
-    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k" * 300}),
-    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k", "description": "d" * 600}),
     ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k", "userId": 1}),
     ("GET", "/api/credits/transactions?limit=0", None),
     ("GET", "/api/credits/transactions?limit=100000", None),
     ("GET", "/api/credits/transactions?limit=abc", None),
     ("GET", "/api/credits/transactions?before=-1", None),
-    ("GET", f"/api/credits/transactions?before={HUGE}", None),
     ("GET", "/api/billing/verify-payment", None),
-    ("GET", "/api/billing/verify-payment?session_id=" + "x" * 1000, None),
     ("GET", "/api/nowhere", None),
     ("DELETE", "/api/credits/balance", None),
 ]
+
+
+# Refused before the database, but the engines would not take them alike: an indexed text beyond about 2,700 bytes
+# fails on PostgreSQL (a B-tree entry's limit) and not on SQLite, and a number beyond 64 bits fails in a different
+# place on each.
+BEYOND_A_COLUMN: list[tuple[str, str, object]] = [
+    ("POST", "/api/auth/register", {"email": "a@example.com" * 40, "password": "long enough pw"}),
+    ("POST", "/api/billing/checkout", {"packId": "x" * 10_000}),
+    ("POST", "/api/billing/checkout", {"packId": "starter", "state": "s" * 10_000}),
+    ("POST", "/api/credits/spend", {"amount": HUGE, "idempotencyKey": "k"}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k" * 300}),
+    ("POST", "/api/credits/spend", {"amount": 5, "idempotencyKey": "k", "description": "d" * 600}),
+    ("GET", f"/api/credits/transactions?before={HUGE}", None),
+    ("GET", "/api/billing/verify-payment?session_id=" + "x" * 1000, None),
+]
+
+pytestmark = pytest.mark.engines("sqlite")
 
 
 def counts(backend: BackendProcess) -> dict[str, int]:
@@ -79,13 +95,23 @@ def backend(
     made.drop_all()
 
 
-@pytest.mark.parametrize(("method", "path", "body"), CASES)
-def test_bad_fields(backend: BackendProcess, method: str, path: str, body: object) -> None:
+def refused_writing_nothing(backend: BackendProcess, method: str, path: str, body: object) -> None:
     api = Api(backend.url).register()
     before = counts(backend)
     r = api.request(method, path, json=body) if body is not None else api.request(method, path)
     assert_clean_error(r)
     assert counts(backend) == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CASES)
+def test_bad_fields(backend: BackendProcess, method: str, path: str, body: object) -> None:
+    refused_writing_nothing(backend, method, path, body)
+
+
+@pytest.mark.engines("sqlite", "postgresql")
+@pytest.mark.parametrize(("method", "path", "body"), BEYOND_A_COLUMN)
+def test_values_beyond_what_a_column_holds(backend: BackendProcess, method: str, path: str, body: object) -> None:
+    refused_writing_nothing(backend, method, path, body)
 
 
 @pytest.mark.parametrize("path", ["/api/auth/register", "/api/auth/login", "/api/billing/checkout",
@@ -154,6 +180,7 @@ NUL_CASES: list[tuple[str, str, object]] = [
 ]
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 @pytest.mark.parametrize(("method", "path", "body"), NUL_CASES)
 def test_text_holding_nul_is_refused_as_bad_input(backend: BackendProcess, method: str, path: str,
                                                   body: object) -> None:
@@ -166,6 +193,7 @@ def test_text_holding_nul_is_refused_as_bad_input(backend: BackendProcess, metho
     assert "pwned" not in log and "%00" not in log and "\x00" not in log and "%1b" not in log
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_a_json_backslash_before_u0000_is_not_nul(backend: BackendProcess) -> None:
     api = Api(backend.url).register()
     r = api.post("/api/credits/spend", data=b'{"amount": 1, "idempotencyKey": "k-bs", "description": "a\\\\u0000"}',
@@ -231,6 +259,7 @@ def plain_value(spec: dict[str, Any], schema: dict[str, Any]) -> object:
     return 1 if "integer" in kinds else True if "boolean" in kinds else [] if "array" in kinds else "x"
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_every_text_input_of_the_api_refuses_nul(backend: BackendProcess) -> None:
     spec = requests.get(f"{backend.url}/openapi.json", timeout=10).json()
     inputs = text_inputs(spec)

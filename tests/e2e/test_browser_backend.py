@@ -9,6 +9,11 @@ Network Access rules refuse a public page the loopback request.
 
 Screenshots of the final page go to ``test-artifacts/``. Skipped when Chromium is not installed (failed under
 ``CI=true``): ``apt-get install chromium chromium-driver``.
+
+The pages run once, on SQLite (the module's ``engines`` marker): what the browser shows and hands over is the
+same on either engine, and what the engine decides under them (one grant however the webhook and the success
+page race, before, after or without the redirect; a cancel that expires the session) is held on both engines by
+tests/backend/test_stripe_mode.py and tests/backend/test_purchase_stub.py.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from tests.helpers.backend import BackendProcess
 from tests.helpers.browser import Browser, browser_fixture, public_address_space, require_chromium  # noqa: F401
 from tests.helpers.stripe_server import WEBHOOK_MODES, FakeStripe
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.engines("sqlite")]
 
 
 @pytest.fixture
