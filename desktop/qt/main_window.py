@@ -43,6 +43,7 @@ from desktop.qt.controller import AppController, BackendState
 from desktop.qt.purchase_controller import PurchaseController
 
 if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened
+    from PySide6.QtGui import QFont
     from PySide6.QtWidgets import QMessageBox
 
     from desktop.core.models import Transaction
@@ -123,6 +124,7 @@ class MainWindow(QMainWindow):
         self._sign_in: SignInPage | None = None
         self._account: AccountPage | None = None
         self._spend_ui: SpendUi | None = None
+        self._fixed_font: QFont | None = None  # see warm_fixed_font
 
         self.backend_label = QLabel()
         self.backend_label.setObjectName("backendStatus")
@@ -136,6 +138,7 @@ class MainWindow(QMainWindow):
         self.after_paint.add(self._build_account)
         self.after_paint.load("desktop.core.spend_models")
         self.after_paint.add(self._build_spend_ui)
+        self.after_paint.add(self.warm_fixed_font)
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
         self._tick.timeout.connect(self._tick_panels)
@@ -185,6 +188,15 @@ class MainWindow(QMainWindow):
 
             self._spend_ui = SpendUi(self, self.controller, self.show_packs)
         return self._spend_ui
+
+    def warm_fixed_font(self) -> None:
+        """Help → Diagnostics shows the report in the fixed-width font. Qt loads a font when it is first used
+        (fontconfig's match, the font file), in C++ on the GUI thread: here after the first paint, not as the
+        dialog opens. The window keeps it, so that Qt's cache keeps it loaded."""
+        from PySide6.QtGui import QFontDatabase, QFontMetricsF
+
+        self._fixed_font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        QFontMetricsF(self._fixed_font).height()
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
