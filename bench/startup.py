@@ -10,7 +10,15 @@ shown too. Runs alternate between the kinds, so that a busy machine slows all al
     .venv/bin/python bench/startup.py [--runs 9]
 
 Prints each kind's median and spread in milliseconds and the app's ratio to the bare window (the aim: at
-most 2x).
+most 1.6x).
+
+Measured on the 2-core development machine, three runs of 9 starts each: the app 162-165 ms (median; the
+starts 158-180), the bare window 105-107 ms (103-130): 1.54-1.55x, from 2.02-2.26x. Before its first paint the
+app builds only what that paint shows: the starting page, the menus and the status bar, with the controller (the
+Qt namespace's enums, about 15 ms, come with it). The sign-in and account pages, the Credits menu, the log file,
+the single-instance listener and the bundled backend's start follow the paint, a step per event-loop turn
+(desktop/qt/after_paint.py); the HTTP stack, the keyring and the other windows load when first used.
+tests/desktop/qt/test_startup.py keeps it so.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-AIM = 2.0
+AIM = 1.6
 
 BARE = r"""
 import sys, time

@@ -111,19 +111,23 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
 def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str], bool] | None = None, *,
                  poll_first_delay: float = 2.0, poll_max_delay: float = 30.0, **controller_options: Any,
                  ) -> MainWindow:
-    """The app's window and controller, with logging to the user's log file (not started yet)."""
+    """The app's window and controller, with logging to the user's log file (not started yet; the file opens
+    after the window's first paint)."""
     from desktop.core.browser import open_in_browser
-    from desktop.core.logs import setup_logging
+    from desktop.core.logs import open_log_file, setup_logging
     from desktop.core.settings import SettingsStore
     from desktop.qt.controller import AppController
     from desktop.qt.main_window import MainWindow
 
-    recent = setup_logging(paths.log_file)
+    recent = setup_logging(paths.log_file, open_file=False)
     controller = AppController(paths, backend_url=backend_url, opener=opener or open_in_browser,
                                recent_errors=recent, poll=(poll_first_delay, poll_max_delay), **controller_options)
     # The one read of the app's files on the GUI thread, before the window shows: where it was last time.
     geometry = SettingsStore(paths.settings_file).load().window_geometry
-    return MainWindow(controller, geometry)
+    window = MainWindow(controller, geometry)
+    window.after_paint.load("logging.handlers")
+    window.after_paint.add(lambda: open_log_file(paths.log_file))
+    return window
 
 
 # The X11 libraries Qt's xcb platform plugin loads (by their sonames), and the Debian/Ubuntu packages that hold them.
@@ -183,8 +187,12 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     app.setWindowIcon(app_icon())
     window = build_window(paths, backend_url)
     instance.activated.connect(window.bring_to_front)
+    window.after_paint.load("PySide6.QtNetwork")
+    window.after_paint.add(instance.listen)  # a launch before then waits for it (activate_running)
+    # The bundled backend starts on a worker, but the worker's Python (imports, spawning) would hold the GIL
+    # while the window paints: it starts right after, before the rest of the window is built.
+    window.after_paint.add(window.controller.start, first=True)
     window.show()
-    window.controller.start()
     # Ctrl+C in the terminal (or a TERM from the session) closes the window properly, so that a purchase in
     # flight is remembered. Python only runs signal handlers between bytecodes: a timer gives it some.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -12,11 +12,7 @@ Blocking for up to ``wait`` seconds: call it on a worker thread.
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import sys
-import threading
-import webbrowser
 
 log = logging.getLogger("creditdesk.browser")
 
@@ -25,12 +21,19 @@ _XDG = ("linux", "freebsd", "openbsd", "netbsd", "dragonfly")
 
 def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
     """Open ``url``; False when the system could not (then show the link so that the user can copy it)."""
+    # What it needs is loaded at the first call (a purchase, on a worker), not when the app starts.
     if not sys.platform.startswith(_XDG):
+        import webbrowser
+
         try:
             return bool(webbrowser.open(url))
         except webbrowser.Error as exc:
             log.warning("the browser could not be opened: %s", exc)
             return False
+    import shutil
+    import subprocess
+    import threading
+
     launcher = shutil.which("xdg-open")
     if launcher is None:
         log.warning("xdg-open is not installed: cannot open a browser")

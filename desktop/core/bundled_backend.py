@@ -18,18 +18,19 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from desktop.core._files import atomic_write_text, tail_lines
 from desktop.core.redact import redact
+
+if TYPE_CHECKING:  # subprocess and queue load where a start runs (a worker), not with the app's window
+    import subprocess
 
 log = logging.getLogger("creditdesk.bundled_backend")
 
@@ -127,6 +128,8 @@ class BundledBackend:
             return self._start(0)
 
     def _start(self, port: int) -> str:
+        import subprocess
+
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 raise RuntimeError("this BundledBackend is already running")
@@ -182,6 +185,8 @@ class BundledBackend:
     def _first_line(self, deadline: float) -> str:
         """The first stdout line, read on a helper thread so that a silent child cannot block us past the
         deadline (pipes cannot be polled portably). The thread then drains stdout until the child exits."""
+        import queue
+
         assert self._proc is not None and self._proc.stdout is not None
         stdout = self._proc.stdout
         lines: queue.Queue[str] = queue.Queue()
@@ -282,6 +287,8 @@ class BundledBackend:
         self._halt(timeout)
 
     def _halt(self, timeout: float = 5.0) -> None:
+        import subprocess
+
         self._stopping.set()
         with self._lock:
             proc = self._proc

@@ -6,7 +6,6 @@ loading the HTTP stack: the app paints its window first and talks to the backend
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +144,8 @@ class FileNotSaved(ApiClientError):
 
 def new_idempotency_key() -> str:
     """A fresh key for one spend: a spend repeated with the same key is made once."""
+    import uuid  # at the first spend, not at the app's start
+
     return f"spend-{uuid.uuid4().hex}"
 
 

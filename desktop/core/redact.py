@@ -11,26 +11,28 @@ REDACTED = "[REDACTED]"
 _KEYS = r"(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|[a-z_]*token|api[_-]?key)"
 _KEY_LEAD = rf"(?i)(\b{_KEYS}\b[\"']?\s*[:=]\s*)"
 
-_RULES: list[tuple[re.Pattern[str], str]] = [
+# Patterns, not compiled objects: ``re`` compiles each at its first use and keeps it (its cache), so that
+# importing this module (with the app's window) compiles nothing.
+_RULES: list[tuple[str, str]] = [
     # An Authorization header's whole value, whatever its scheme.
-    (re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+"), rf"\1{REDACTED}"),
+    (r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+", rf"\1{REDACTED}"),
     # Bearer/Basic credentials anywhere else.
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+"), rf"\1\2{REDACTED}"),
+    (r"(?i)\b(bearer|basic)(\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]+", rf"\1\2{REDACTED}"),
     # Stripe secret and restricted keys, webhook signing secrets.
-    (re.compile(r"\b(?:sk|rk)_[A-Za-z0-9_]{4,}"), REDACTED),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_]+"), REDACTED),
+    (r"\b(?:sk|rk)_[A-Za-z0-9_]{4,}", REDACTED),
+    (r"\bwhsec_[A-Za-z0-9+/=_]+", REDACTED),
     # Credentials in a URL: scheme://user:password@host.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
+    (r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", rf"\1{REDACTED}@"),
     # The loopback callback's state in a URL query.
-    (re.compile(r"([?&;]state=)[^&#\s\"']+"), rf"\1{REDACTED}"),
+    (r"([?&;]state=)[^&#\s\"']+", rf"\1{REDACTED}"),
     # password="...", 'token': '...'.
-    (re.compile(_KEY_LEAD + r"([\"'])(.*?)(?<!\\)\2"), rf"\1\2{REDACTED}\2"),
+    (_KEY_LEAD + r"([\"'])(.*?)(?<!\\)\2", rf"\1\2{REDACTED}\2"),
     # password=..., token: ... (unquoted, up to a separator).
-    (re.compile(_KEY_LEAD + r"(?![\"'])(?!\[REDACTED\])[^\s&,;}\]\"']+"), rf"\1{REDACTED}"),
+    (_KEY_LEAD + r"(?![\"'])(?!\[REDACTED\])[^\s&,;}\]\"']+", rf"\1{REDACTED}"),
 ]
 
 # Long runs of token characters. Stripe object ids (cs_..., pi_...) are not secrets and help support.
-_LONG_TOKEN = re.compile(
+_LONG_RUN = (
     r"(?<![A-Za-z0-9_\-])"
     r"(?!(?:cs|pi|ch|evt|ord|cus|pm|re|txn|seti|sub|in|price|prod|py)_)"
     r"[A-Za-z0-9_\-]{32,}"
@@ -39,7 +41,7 @@ _LONG_TOKEN = re.compile(
 # Any email, whatever its letters (internationalised local parts and domains included): the first character of
 # the local part and the domain stay, for support.
 _LOCAL = r"[\w.!#$%&'*+/=?^`{|}~-]"
-_EMAIL = re.compile(
+_EMAIL = (
     rf"(?<!{_LOCAL})({_LOCAL}){_LOCAL}*@((?:[\w-]+\.)+(?:xn--[\w-]+|[^\W\d_]{{2,}}))(?![\w-])"
 )
 
@@ -67,6 +69,6 @@ def redact(text: str, known_secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
-    text = _LONG_TOKEN.sub(lambda m: REDACTED if _looks_random(m.group(0)) else m.group(0), text)
-    return _EMAIL.sub(r"\1***@\2", text)
+        text = re.sub(pattern, replacement, text)
+    text = re.sub(_LONG_RUN, lambda m: REDACTED if _looks_random(m.group(0)) else m.group(0), text)
+    return re.sub(_EMAIL, r"\1***@\2", text)

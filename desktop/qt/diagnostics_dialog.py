@@ -3,6 +3,11 @@
 A window of its own (not modal): the app works on while it is open. The report and its readable text are built
 on a worker, and "Save report…" writes on the disk worker: the readable report, or the JSON where the file name
 ends in .json.
+
+Opening it keeps the GUI thread's turns short (bench/gui_stall.py): the dialog is built and shown in one
+event-loop turn, paints in the next, and only then loads the report's module (``desktop.core.diagnostics``) and
+starts collecting; the main window has loaded the fixed-width font after its own first paint
+(``MainWindow.warm_fixed_font``), which Qt would otherwise load in C++ at ``setFont``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -25,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core._files import atomic_write_text
-from desktop.core.diagnostics import render_text, report_json
+from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics, describe
 
 TEXT_FILTER = "Text files (*.txt)"
@@ -68,14 +74,21 @@ class DiagnosticsDialog(QDialog):
         layout.addWidget(self.text, stretch=1)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
-        self.refresh()
+        self._set_ready(False)
+        self.status.setText("Collecting…")
+        AfterFirstPaint(self).add(self._collect)
 
     def refresh(self) -> None:
         self._set_ready(False)
         self.status.setText("Collecting…")
-        build = build_diagnostics(self.controller)
+        QTimer.singleShot(0, self, self._collect)  # in a turn of its own
+
+    def _collect(self) -> None:
+        build = build_diagnostics(self.controller)  # (which loads desktop.core.diagnostics)
 
         def built() -> tuple[dict[str, Any], str]:  # the readable text too, off the GUI thread
+            from desktop.core.diagnostics import render_text
+
             report = build()
             return report, render_text(report)
 
@@ -96,6 +109,8 @@ class DiagnosticsDialog(QDialog):
             button.setEnabled(ready)
 
     def copy(self) -> None:
+        from desktop.core.diagnostics import report_json
+
         if self.report is not None:
             QGuiApplication.clipboard().setText(report_json(self.report))
             self.status.setText("Copied to the clipboard (as JSON).")
@@ -114,6 +129,8 @@ class DiagnosticsDialog(QDialog):
 
     def save(self, path: str) -> None:
         """Write the report to ``path`` on the disk worker; the status line says how it went."""
+        from desktop.core.diagnostics import report_json
+
         if not path or self.report is None:
             return
         target = Path(path)

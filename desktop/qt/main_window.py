@@ -2,6 +2,11 @@
 
 Nothing here is modal for longer than a question takes to answer: purchases in flight are panels on the
 account page, Diagnostics is a window of its own, and the menus, Quit and the close button work throughout.
+
+At start the window shows the starting page only: the sign-in and account pages and the Credits menu are built
+(and their modules loaded) after the window's first paint, a step per event-loop turn (``after_paint``), or
+when first used if that is sooner. The controller's first answer (``healthChanged``) finishes them: whatever
+it says next has its page.
 """
 
 from __future__ import annotations
@@ -10,11 +15,10 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QGuiApplication,
     QIcon,
     QKeySequence,
@@ -23,7 +27,6 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QStackedWidget,
@@ -35,15 +38,20 @@ import resources
 from desktop.core.models import Pack
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting
-from desktop.qt.account_page import AccountPage
+from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, BackendState
 from desktop.qt.purchase_controller import PurchaseController
-from desktop.qt.purchase_panel import PurchasePanel
-from desktop.qt.sign_in import SignInPage
-from desktop.qt.spend_ui import SpendUi
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened
+    from PySide6.QtGui import QFont
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop.core.models import Transaction
+    from desktop.qt.account_page import AccountPage
     from desktop.qt.diagnostics_dialog import DiagnosticsDialog
+    from desktop.qt.purchase_panel import PurchasePanel
+    from desktop.qt.sign_in import SignInPage
+    from desktop.qt.spend_ui import SpendUi
 
 log = logging.getLogger("desktop.window")
 
@@ -54,13 +62,16 @@ TICK_MS = 30_000  # the panels' "expires in"
 
 def open_in_system_browser(url: str) -> bool:
     """Qt's way (for platforms without xdg-open); the app uses :func:`desktop.core.browser.open_in_browser`."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
     return QDesktopServices.openUrl(QUrl(url))
 
 
 def app_icon() -> QIcon:
-    icon = QIcon(str(resources.path("icons/creditdesk.svg")))
-    icon.addFile(str(resources.path("icons/creditdesk.png")))
-    return icon
+    """256 pixels square: as sharp as the SVG at window and About sizes, and without loading Qt's SVG module
+    (the SVG stays in ``resources/icons`` for desktop files)."""
+    return QIcon(str(resources.path("icons/creditdesk.png")))
 
 
 def app_version() -> str:
@@ -107,12 +118,13 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.setMinimumSize(MINIMUM_SIZE)
         self.starting = StartingPage()
-        self.sign_in = SignInPage()
-        self.account = AccountPage()
         self.pages = QStackedWidget()
-        for page in (self.starting, self.sign_in, self.account):
-            self.pages.addWidget(page)
+        self.pages.addWidget(self.starting)
         self.setCentralWidget(self.pages)
+        self._sign_in: SignInPage | None = None
+        self._account: AccountPage | None = None
+        self._spend_ui: SpendUi | None = None
+        self._fixed_font: QFont | None = None  # see warm_fixed_font
 
         self.backend_label = QLabel()
         self.backend_label.setObjectName("backendStatus")
@@ -120,8 +132,13 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.backend_label)
         self._build_menus()
         self._connect()
-        # The Credits menu: spending, usage, alerts, spend controls.
-        self.spend_ui = SpendUi(self, controller, self.show_packs)
+        self.after_paint = AfterFirstPaint(self)
+        self.after_paint.add(self._build_sign_in)
+        self.after_paint.load("desktop.qt.history_model", "desktop.qt.purchase_panel")
+        self.after_paint.add(self._build_account)
+        self.after_paint.load("desktop.core.spend_models")
+        self.after_paint.add(self._build_spend_ui)
+        self.after_paint.add(self.warm_fixed_font)
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
         self._tick.timeout.connect(self._tick_panels)
@@ -129,6 +146,57 @@ class MainWindow(QMainWindow):
         self.fit_to_screen(geometry)
 
     # -- set-up -----------------------------------------------------------------------------------------------
+
+    @property
+    def sign_in(self) -> SignInPage:
+        return self._build_sign_in()
+
+    @property
+    def account(self) -> AccountPage:
+        return self._build_account()
+
+    @property
+    def spend_ui(self) -> SpendUi:
+        """The Credits menu: spending, usage, alerts, spend controls."""
+        return self._build_spend_ui()
+
+    # Each builds its part once (after the first paint, or when first asked for) and returns it.
+
+    def _build_sign_in(self) -> SignInPage:
+        if self._sign_in is None:
+            from desktop.qt.sign_in import SignInPage
+
+            self._sign_in = SignInPage()
+            self.pages.addWidget(self._sign_in)
+            self._sign_in.submitted.connect(self.controller.sign_in)
+        return self._sign_in
+
+    def _build_account(self) -> AccountPage:
+        if self._account is None:
+            from desktop.qt.account_page import AccountPage
+
+            self._account = AccountPage()
+            self.pages.addWidget(self._account)
+            self._account.buyRequested.connect(self.buy)
+            self._account.loadOlderRequested.connect(self.controller.load_older)
+            self._update_buying()
+        return self._account
+
+    def _build_spend_ui(self) -> SpendUi:
+        if self._spend_ui is None:
+            from desktop.qt.spend_ui import SpendUi
+
+            self._spend_ui = SpendUi(self, self.controller, self.show_packs)
+        return self._spend_ui
+
+    def warm_fixed_font(self) -> None:
+        """Help → Diagnostics shows the report in the fixed-width font. Qt loads a font when it is first used
+        (fontconfig's match, the font file), in C++ on the GUI thread: here after the first paint, not as the
+        dialog opens. The window keeps it, so that Qt's cache keeps it loaded."""
+        from PySide6.QtGui import QFontDatabase, QFontMetricsF
+
+        self._fixed_font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        QFontMetricsF(self._fixed_font).height()
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -181,16 +249,13 @@ class MainWindow(QMainWindow):
         c.healthChanged.connect(self._show_health)
         c.signedIn.connect(self._signed_in)
         c.signedOut.connect(self._signed_out)
-        c.authFailed.connect(self.sign_in.failed)
-        c.balanceChanged.connect(self.account.set_balance)
+        c.authFailed.connect(self._auth_failed)
+        c.balanceChanged.connect(self._balance_changed)
         c.packsChanged.connect(self._packs_changed)
-        c.historyChanged.connect(self.account.set_history)
+        c.historyChanged.connect(self._history_changed)
         c.errorOccurred.connect(self._show_error)
         c.purchaseAdded.connect(self._purchase_added)
         c.paymentLanded.connect(self._payment_landed)
-        self.sign_in.submitted.connect(c.sign_in)
-        self.account.buyRequested.connect(self.buy)
-        self.account.loadOlderRequested.connect(c.load_older)
         self.starting.retry_button.clicked.connect(c.supervisor.retry_now)
 
     def _backend_ready(self, url: str) -> None:
@@ -261,6 +326,7 @@ class MainWindow(QMainWindow):
         self.account.set_stale(f"Not up to date: {c.health.message}{since} Buying is off until the server is back.")
 
     def _show_health(self, health: BackendState) -> None:
+        self.after_paint.finish()  # the controller's first answer: what it says next needs the pages
         mode = {"stub": "stub payments (no real money)", "stripe": "Stripe payments"}.get(health.payments, "")
         state = "connected" if health.reachable else "not reachable"
         parts = [f"Backend {self.controller.backend_url or self.controller.identity.label}", mode, state]
@@ -274,11 +340,21 @@ class MainWindow(QMainWindow):
         self.account.set_packs(packs)
         self._set_buy_actions(packs)
 
+    def _auth_failed(self, message: str, wrong_password: bool) -> None:
+        self.sign_in.failed(message, wrong_password)
+
+    def _balance_changed(self, balance: int) -> None:
+        self.account.set_balance(balance)
+
+    def _history_changed(self, rows: list[Transaction], more: bool) -> None:
+        self.account.set_history(rows, more)
+
     def _update_buying(self) -> None:
         c = self.controller
         enabled = c.can_buy
         why = "" if enabled else ("The server is not answering." if not c.online else "Sign in first.")
-        self.account.set_buying_enabled(enabled, why)
+        if self._account is not None:  # (else it is told when it is built)
+            self._account.set_buying_enabled(enabled, why)
         for action in self.buy_actions:
             action.setEnabled(enabled)
 
@@ -325,6 +401,8 @@ class MainWindow(QMainWindow):
         return purchase
 
     def _purchase_added(self, purchase: PurchaseController) -> None:
+        from desktop.qt.purchase_panel import PurchasePanel
+
         panel = PurchasePanel(purchase)
         panel.dismissed.connect(self._dismiss)
         self.panels[purchase] = panel
@@ -389,6 +467,8 @@ class MainWindow(QMainWindow):
 
     def _about(self) -> QMessageBox:
         """Help → About (window-modal: a question's worth of waiting)."""
+        from PySide6.QtWidgets import QMessageBox
+
         box = QMessageBox(QMessageBox.Icon.NoIcon, "About Creditdesk",
                           f"<b>Creditdesk {app_version()}</b><p>Buy prepaid credits and keep track of them.</p>",
                           QMessageBox.StandardButton.Close, self)
@@ -401,5 +481,7 @@ class MainWindow(QMainWindow):
         # Purchases in flight stay on disk and are picked up at the next start (the controller's shutdown stops
         # their checks and closes their listeners).
         self.controller.save_geometry(bytes(self.saveGeometry().toBase64().data()).decode())
-        self.spend_ui.close()
+        self.after_paint.cancel()
+        if self._spend_ui is not None:
+            self._spend_ui.close()
         super().closeEvent(event)

@@ -1,27 +1,34 @@
 """One app per data folder: a second launch brings the first one's window to the front and exits.
 
 The first instance holds a ``QLockFile`` in the data folder and listens on a ``QLocalServer`` named after
-that folder. A lock left by a crashed instance is taken over (its process is gone), and so is one that names
-no running Creditdesk of this machine: empty, garbage, another host's, or a process id now used by another
-program. A second launch finds the lock held, connects to the server and asks it to come to the front. Two
-instances would otherwise run two bundled backends on one database and show each other stale figures.
+that folder (from just after its window's first paint: Qt's network module loads then, not before; a second
+launch meanwhile tries again for a while). A lock left by a crashed instance is taken over (its process is
+gone), and so is one that names no running Creditdesk of this machine: empty, garbage, another host's, or a
+process id now used by another program. A second launch finds the lock held, connects to the server and asks
+it to come to the front. Two instances would otherwise run two bundled backends on one database and show each
+other stale figures.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
+import time
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QLockFile, QObject, QSysInfo, Signal
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger("desktop.instance")
 
 ACTIVATE = b"activate\n"
+RETRY_SECONDS = 0.05  # between a second launch's tries to reach a first one that does not listen yet
 
 
 def _this_host() -> str:
@@ -66,6 +73,8 @@ def runs_the_app(argv: list[str]) -> bool:
 
 def server_name(lock_path: Path) -> str:
     """A local socket name per data folder and user (sockets live in a shared folder on Unix)."""
+    import hashlib
+
     user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "")
     digest = hashlib.sha256(f"{user}:{Path(lock_path).resolve()}".encode()).hexdigest()[:20]
     return f"creditdesk-{digest}"
@@ -77,14 +86,19 @@ class SingleInstance(QObject):
     def __init__(self, lock_path: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.lock_path = Path(lock_path)
-        self.name = server_name(self.lock_path)
         self._lock = QLockFile(str(self.lock_path))
         self._lock.setStaleLockTime(0)  # stale only when its process is gone, however old
         self._server: QLocalServer | None = None
         self.holder: int | None = None
 
+    @cached_property
+    def name(self) -> str:
+        """The local socket's name."""
+        return server_name(self.lock_path)
+
     def acquire(self) -> bool:
-        """Become the instance; False when another one runs (``holder`` is its process id)."""
+        """Become the instance; False when another one runs (``holder`` is its process id). Then :meth:`listen`
+        for the launches that follow."""
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         if not self._lock.tryLock(200):
             info = self._lock.getLockInfo()  # PySide6: (pid, hostname, appname)
@@ -96,12 +110,17 @@ class SingleInstance(QObject):
                 with contextlib.suppress(OSError):
                     self.lock_path.unlink()
                 if self._lock.tryLock(200):
-                    return self._listen()
+                    return True
             self.holder = pid if isinstance(pid, int) and pid > 0 else None
             return False
-        return self._listen()
+        return True
 
-    def _listen(self) -> bool:
+    def listen(self) -> None:
+        """Answer the launches that follow (the lock is held)."""
+        from PySide6.QtNetwork import QLocalServer
+
+        if self._server is not None:
+            return
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         QLocalServer.removeServer(self.name)  # a socket file left by a crashed instance; we hold the lock
@@ -110,7 +129,6 @@ class SingleInstance(QObject):
                         server.errorString())
         server.newConnection.connect(self._accept)
         self._server = server
-        return True
 
     def _accept(self) -> None:
         assert self._server is not None
@@ -131,11 +149,20 @@ class SingleInstance(QObject):
         socket.disconnectFromServer()
 
     def activate_running(self, timeout_ms: int = 2000) -> bool:
-        """Ask the running instance to come to the front; whether it said it did."""
+        """Ask the running instance to come to the front; whether it said it did. One that has just started
+        may not listen yet: it is tried again until ``timeout_ms``."""
+        from PySide6.QtNetwork import QLocalSocket
+
+        deadline = time.monotonic() + timeout_ms / 1000
         socket = QLocalSocket()
-        socket.connectToServer(self.name)
-        if not socket.waitForConnected(timeout_ms):
-            return False
+        while True:
+            socket.connectToServer(self.name)
+            if socket.waitForConnected(max(int((deadline - time.monotonic()) * 1000), 0)):
+                break
+            socket.abort()
+            if time.monotonic() + RETRY_SECONDS >= deadline:
+                return False
+            time.sleep(RETRY_SECONDS)
         socket.write(ACTIVATE)
         socket.flush()
         answered = socket.waitForReadyRead(timeout_ms) and b"ok" in bytes(socket.readAll().data())
