@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 from backend import alerts
 from backend.api.answers import AlertJson, AlertsAnswer, UnreadAnswer
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import ReadAlertsBody
 
-router = APIRouter(prefix="/api/alerts")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/alerts", responses=documented(INVALID_TEXT))
 
 
 @router.get("", response_model=AlertsAnswer, responses=documented(QUERY_ERRORS, SIGNED_IN))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from backend.alerts import Kind
@@ -161,11 +161,15 @@ class CapsJson(Json):
     month: int | None
 
 
+# A control's value: a time zone, a cap or confirmAbove (null: none), the low-balance thresholds.
+ControlValue = str | int | list[int] | None
+
+
 class ControlChangeJson(Json):
     changedAt: str
-    field: str
-    old: JsonValue
-    new: JsonValue
+    field: str = Field(description="timeZone, caps.day, caps.week, caps.month, confirmAbove or lowBalanceAlerts.")
+    old: ControlValue
+    new: ControlValue
 
 
 class PeriodUseJson(Json):
@@ -196,7 +200,7 @@ class AlertJson(Json):
     createdAt: str
     readAt: str | None
     message: str
-    data: dict[str, JsonValue]
+    data: dict[str, Any] = Field(description="The facts of its kind (docs/api.md lists them).")
 
 
 class AlertsAnswer(Json):

@@ -41,19 +41,19 @@ def create_app(services: Services) -> FastAPI:
     # X-Request-ID: the caller's, when it is a UUID, else a new one; on the answer and on every log line.
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
 
-    @app.get("/api/health", response_model=HealthAnswer)
+    @app.get("/api/health", response_model=HealthAnswer, responses=documented(INVALID_TEXT))
     async def health_summary() -> dict[str, object]:
         # async and free of I/O: answers at once whatever the provider or the disk are doing.
         return {"status": "ok", "payments": services.provider.name, "version": __version__,
                 "paymentProvider": services.gateway.health(),
                 "storage": "available" if services.db.healthy else "unavailable"}
 
-    @app.get("/api/health/live", response_model=LiveAnswer)
+    @app.get("/api/health/live", response_model=LiveAnswer, responses=documented(INVALID_TEXT))
     async def live() -> dict[str, object]:
         """The process serves: a supervisor restarts it only when this stops answering."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/health/ready", response_model=ReadyAnswer, responses=documented(NOT_READY))
+    @app.get("/api/health/ready", response_model=ReadyAnswer, responses=documented(INVALID_TEXT, NOT_READY))
     async def ready() -> dict[str, object] | JSONResponse:
         """The database answers at the schema this code needs: a load balancer sends traffic only then."""
         found = await run_in_threadpool(health.readiness, services)

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Response
 from backend import accounts
 from backend.api.answers import AuthAnswer
 from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
-from backend.api.errors import BODY_ERRORS, SIGNED_IN, STORAGE, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, SIGNED_IN, STORAGE, documented
 from backend.api.offload import BoundedWork
 from backend.api.schemas import LoginBody, RegisterBody
 from backend.errors import EmailTaken, InvalidCredentials, RateLimited, ServerBusy
 from backend.services import Services
 
-router = APIRouter(prefix="/api/auth")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/auth", responses=documented(INVALID_TEXT))
 
 # Sign-up and sign-in hash a password (argon2, slow and memory-hungry on purpose): they run here, as many
 # at once as accounts allows, and a burst waits its turn without taking the server's shared threads.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from backend import purchases
 from backend.api.answers import CancelAnswer, CheckoutAnswer, PacksAnswer, VerificationAnswer
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import CancelBody, CheckoutBody
 from backend.errors import (
     InvalidReturnUrl,
@@ -20,7 +20,8 @@ from backend.errors import (
     UnknownSession,
 )
 
-router = APIRouter(prefix="/api/billing")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/billing", responses=documented(INVALID_TEXT))
 
 
 @router.get("/packs", response_model=PacksAnswer)

@@ -18,7 +18,7 @@ from backend.api.answers import (
     UsageAnswer,
 )
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented, documented_for_non_json
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented, documented_for_non_json
 from backend.api.schemas import ControlsBody, SpendBody
 from backend.errors import (
     ConfirmationRequired,
@@ -28,7 +28,8 @@ from backend.errors import (
     SpendCapReached,
 )
 
-router = APIRouter(prefix="/api/credits")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/credits", responses=documented(INVALID_TEXT))
 
 
 class CsvFile(StreamingResponse):
