@@ -14,6 +14,7 @@ lost payment). After payment the status follows the money facts (:func:`after_pa
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
 
 PENDING = "pending"  # not paid yet
 PAID = "paid"  # credits granted
@@ -24,7 +25,9 @@ REFUNDED = "refunded"  # refunds cover the whole amount
 DISPUTED = "disputed"  # a dispute is open
 CHARGED_BACK = "charged_back"  # a dispute was lost
 
-STATUSES = (PENDING, PAID, FAILED, EXPIRED, CANCELLED, REFUNDED, DISPUTED, CHARGED_BACK)
+# The statuses as one type, which the API's answers declare (and check) an order's status against.
+Status = Literal["pending", "paid", "failed", "expired", "cancelled", "refunded", "disputed", "charged_back"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 # Money was taken: the credits were granted, whatever was clawed back since.
 AFTER_PAYMENT = frozenset({PAID, REFUNDED, DISPUTED, CHARGED_BACK})
 # Statuses about which the provider has nothing more to say before payment: verify-payment does not

@@ -7,14 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend import alerts
+from backend.api.answers import AlertJson, AlertsAnswer, UnreadAnswer
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import ReadAlertsBody
 
-router = APIRouter(prefix="/api/alerts")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/alerts", responses=documented(INVALID_TEXT))
 
 
-@router.get("", responses=documented(QUERY_ERRORS, SIGNED_IN))
+@router.get("", response_model=AlertsAnswer, responses=documented(QUERY_ERRORS, SIGNED_IN))
 def list_alerts(
     services: ServicesDep, user: UserDep,
     unread: bool = False,
@@ -28,13 +30,13 @@ def list_alerts(
             "unread": unread_count}
 
 
-@router.post("/read", responses=documented(BODY_ERRORS, SIGNED_IN))
+@router.post("/read", response_model=UnreadAnswer, responses=documented(BODY_ERRORS, SIGNED_IN))
 def mark_read(body: ReadAlertsBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
     with services.db.transaction() as conn:
         return {"unread": alerts.mark_read(conn, user.id, None if body.all else body.ids)}
 
 
-@router.post("/test", status_code=201, responses=documented(SIGNED_IN))
+@router.post("/test", status_code=201, response_model=AlertJson, responses=documented(SIGNED_IN))
 def send_test(services: ServicesDep, user: UserDep) -> dict[str, object]:
     with services.db.transaction() as conn:
         return alerts.send_test(conn, user.id).as_json()

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import __version__, health, metrics
 from backend.api import alerts, auth, billing, credits, pages, webhooks
+from backend.api.answers import HealthAnswer, LiveAnswer, ReadyAnswer
 from backend.api.errors import (
     INVALID_TEXT,
     PAYLOAD_TOO_LARGE,
@@ -40,24 +41,24 @@ def create_app(services: Services) -> FastAPI:
     # X-Request-ID: the caller's, when it is a UUID, else a new one; on the answer and on every log line.
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=HealthAnswer, responses=documented(INVALID_TEXT))
     async def health_summary() -> dict[str, object]:
         # async and free of I/O: answers at once whatever the provider or the disk are doing.
         return {"status": "ok", "payments": services.provider.name, "version": __version__,
                 "paymentProvider": services.gateway.health(),
                 "storage": "available" if services.db.healthy else "unavailable"}
 
-    @app.get("/api/health/live")
+    @app.get("/api/health/live", response_model=LiveAnswer, responses=documented(INVALID_TEXT))
     async def live() -> dict[str, object]:
         """The process serves: a supervisor restarts it only when this stops answering."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/health/ready", responses=documented(NOT_READY))
-    async def ready() -> JSONResponse:
+    @app.get("/api/health/ready", response_model=ReadyAnswer, responses=documented(INVALID_TEXT, NOT_READY))
+    async def ready() -> dict[str, object] | JSONResponse:
         """The database answers at the schema this code needs: a load balancer sends traffic only then."""
         found = await run_in_threadpool(health.readiness, services)
         if found.ready:
-            return JSONResponse(found.as_json())
+            return found.as_json()
         return JSONResponse({**found.as_json(), "error": {"code": NOT_READY.code, "message": NOT_READY.message}},
                             status_code=NOT_READY.status, headers={"Retry-After": str(health.RETRY_AFTER_SECONDS)})
 

@@ -7,14 +7,16 @@ import contextlib
 from fastapi import APIRouter, Response
 
 from backend import accounts
+from backend.api.answers import AuthAnswer
 from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
-from backend.api.errors import BODY_ERRORS, SIGNED_IN, STORAGE, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, SIGNED_IN, STORAGE, documented
 from backend.api.offload import BoundedWork
 from backend.api.schemas import LoginBody, RegisterBody
 from backend.errors import EmailTaken, InvalidCredentials, RateLimited, ServerBusy
 from backend.services import Services
 
-router = APIRouter(prefix="/api/auth")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/auth", responses=documented(INVALID_TEXT))
 
 # Sign-up and sign-in hash a password (argon2, slow and memory-hungry on purpose): they run here, as many
 # at once as accounts allows, and a burst waits its turn without taking the server's shared threads.
@@ -43,14 +45,15 @@ def _login(services: Services, email: str, password: str, account: str) -> dict[
     return {"token": token, "user": user.as_json()}
 
 
-@router.post("/register", status_code=201,
+@router.post("/register", status_code=201, response_model=AuthAnswer,
              responses=documented(BODY_ERRORS, EmailTaken, RateLimited, ServerBusy, STORAGE))
 async def register(body: RegisterBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
     services.limiter.hit(services.settings.auth_limit_per_address, "auth-address", address)
     return await _password_work.run(_register, services, body.email, body.password)
 
 
-@router.post("/login", responses=documented(BODY_ERRORS, InvalidCredentials, RateLimited, ServerBusy, STORAGE))
+@router.post("/login", response_model=AuthAnswer,
+             responses=documented(BODY_ERRORS, InvalidCredentials, RateLimited, ServerBusy, STORAGE))
 async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDep) -> dict[str, object]:
     settings = services.settings
     services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
@@ -64,7 +67,8 @@ async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDe
     return answer
 
 
-@router.post("/logout", status_code=204, responses=documented(SIGNED_IN))
+@router.post("/logout", status_code=204, response_class=Response, response_model=None,
+             responses=documented(SIGNED_IN))
 def logout(services: ServicesDep, user: UserDep, token: TokenDep) -> Response:
     accounts.revoke_token(services.db, token)
     return Response(status_code=204)

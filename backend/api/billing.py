@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend import purchases
+from backend.api.answers import CancelAnswer, CheckoutAnswer, PacksAnswer, VerificationAnswer
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import CancelBody, CheckoutBody
 from backend.errors import (
     InvalidReturnUrl,
@@ -19,15 +20,16 @@ from backend.errors import (
     UnknownSession,
 )
 
-router = APIRouter(prefix="/api/billing")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/billing", responses=documented(INVALID_TEXT))
 
 
-@router.get("/packs")
+@router.get("/packs", response_model=PacksAnswer)
 def packs(services: ServicesDep) -> dict[str, object]:
     return {"packs": [pack.as_json() for pack in services.catalogue.packs]}
 
 
-@router.post("/checkout", responses=documented(
+@router.post("/checkout", response_model=CheckoutAnswer, responses=documented(
     BODY_ERRORS, SIGNED_IN, UnknownPack, InvalidReturnUrl, RateLimited, PaymentProviderUnavailable,
     PaymentProviderRejected))
 async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
@@ -35,7 +37,7 @@ async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> 
     return {"sessionId": order.session_id, "url": order.checkout_url, "orderId": order.id}
 
 
-@router.get("/verify-payment", responses=documented(
+@router.get("/verify-payment", response_model=VerificationAnswer, responses=documented(
     QUERY_ERRORS, SIGNED_IN, UnknownSession, RateLimited, PaymentProviderUnavailable, PaymentProviderRejected))
 async def verify_payment(
     services: ServicesDep, user: UserDep,
@@ -44,7 +46,7 @@ async def verify_payment(
     return (await purchases.verify_payment(services, user, session_id)).as_json()
 
 
-@router.post("/cancel", responses=documented(
+@router.post("/cancel", response_model=CancelAnswer, responses=documented(
     BODY_ERRORS, SIGNED_IN, UnknownSession, PaymentProviderUnavailable, PaymentProviderRejected))
 async def cancel(body: CancelBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
     order = await purchases.cancel_checkout(services, user, body.sessionId)

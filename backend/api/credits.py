@@ -7,10 +7,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from backend import ledger, purchases, spend_controls, spending, usage
+from backend.api.answers import (
+    BalanceAnswer,
+    ControlsAnswer,
+    SpendAnswer,
+    TransactionsAnswer,
+    UsageAnswer,
+)
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, QUERY_ERRORS, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented, documented_for_non_json
 from backend.api.schemas import ControlsBody, SpendBody
 from backend.errors import (
     ConfirmationRequired,
@@ -20,16 +28,23 @@ from backend.errors import (
     SpendCapReached,
 )
 
-router = APIRouter(prefix="/api/credits")
+# Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
+router = APIRouter(prefix="/api/credits", responses=documented(INVALID_TEXT))
 
 
-@router.get("/balance", responses=documented(SIGNED_IN))
+class CsvFile(StreamingResponse):
+    """The CSV export's answer: its media type, for /openapi.json (the answer says ``charset=utf-8`` too)."""
+
+    media_type = "text/csv"
+
+
+@router.get("/balance", response_model=BalanceAnswer, responses=documented(SIGNED_IN))
 def balance(services: ServicesDep, user: UserDep) -> dict[str, int]:
     with services.db.read() as conn:
         return {"balance": ledger.balance(conn, user.id)}
 
 
-@router.get("/transactions", responses=documented(QUERY_ERRORS, SIGNED_IN))
+@router.get("/transactions", response_model=TransactionsAnswer, responses=documented(QUERY_ERRORS, SIGNED_IN))
 def transactions(
     services: ServicesDep, user: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -55,16 +70,18 @@ def transactions(
     }
 
 
-@router.post("/spend", responses=documented(
+@router.post("/spend", response_model=SpendAnswer, responses=documented(
     BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired))
-def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> dict[str, int]:
+async def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> SpendAnswer:
+    # async, the spend on a worker thread: FastAPI checks the answer of a sync route on a thread of its own,
+    # one more hop on the hot path. The model, built here, is checked as it is (no dict to validate).
     request = spending.SpendRequest(
         amount=body.amount, idempotency_key=body.idempotencyKey, description=body.description or "",
         feature=body.feature, confirmation_token=body.confirmationToken,
     )
-    entry = spending.spend(services.db, user.id, request)
+    entry = await run_in_threadpool(spending.spend, services.db, user.id, request)
     # A replay answers as the first time did: the balance right after this spend.
-    return {"transactionId": entry.id, "balance": entry.balance_after}
+    return SpendAnswer(transactionId=entry.id, balance=entry.balance_after)
 
 
 def _controls_answer(services: ServicesDep, user_id: int) -> dict[str, object]:
@@ -75,19 +92,19 @@ def _controls_answer(services: ServicesDep, user_id: int) -> dict[str, object]:
                 "periods": {u.period: u.as_json() for u in use}}
 
 
-@router.get("/controls", responses=documented(SIGNED_IN))
+@router.get("/controls", response_model=ControlsAnswer, responses=documented(SIGNED_IN))
 def get_controls(services: ServicesDep, user: UserDep) -> dict[str, object]:
     return _controls_answer(services, user.id)
 
 
-@router.put("/controls", responses=documented(BODY_ERRORS, SIGNED_IN))
+@router.put("/controls", response_model=ControlsAnswer, responses=documented(BODY_ERRORS, SIGNED_IN))
 def put_controls(body: ControlsBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
     with services.db.transaction() as conn:
         spend_controls.update_controls(conn, user.id, body.changes())
     return _controls_answer(services, user.id)
 
 
-@router.get("/usage", responses=documented(QUERY_ERRORS, SIGNED_IN, InvalidDateRange))
+@router.get("/usage", response_model=UsageAnswer, responses=documented(QUERY_ERRORS, SIGNED_IN, InvalidDateRange))
 def get_usage(
     services: ServicesDep, user: UserDep,
     granularity: Literal["day", "week", "month"] = "day",
@@ -99,17 +116,21 @@ def get_usage(
     return usage.dashboard(services.db, user.id, controls, granularity, from_, to)
 
 
-@router.get("/transactions.csv", responses=documented(QUERY_ERRORS, SIGNED_IN, InvalidDateRange))
+@router.get("/transactions.csv", response_class=CsvFile, responses={
+    200: {"description": "One row per ledger entry in the range, oldest first, after a header row",
+          "headers": {"Content-Disposition": {"description": 'attachment; filename="creditdesk-transactions-'
+                                                             '<from>-to-<to>.csv"', "schema": {"type": "string"}}}},
+    **documented_for_non_json(QUERY_ERRORS, SIGNED_IN, InvalidDateRange)})
 def transactions_csv(
     services: ServicesDep, user: UserDep,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
-) -> StreamingResponse:
+) -> CsvFile:
     with services.db.read() as conn:
         controls = spend_controls.load(conn, user.id)
     window = usage.csv_range(controls, from_, to)
     name = f"creditdesk-transactions-{window.first.isoformat()}-to-{window.last.isoformat()}.csv"
-    return StreamingResponse(
+    return CsvFile(
         usage.csv_chunks(services.db, user.id, controls, window), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

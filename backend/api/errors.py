@@ -144,6 +144,18 @@ def documented(*sources: Answer | type[errors.CreditdeskError] | tuple[Any, ...]
     }
 
 
+def documented_for_non_json(*sources: Answer | type[errors.CreditdeskError] | tuple[Any, ...]
+                            ) -> dict[int | str, dict[str, Any]]:
+    """:func:`documented`, for a route whose own answer is not JSON (a page, the CSV export): its error answers
+    are JSON all the same and say so, where FastAPI would put the error body under the route's media type.
+    (The reference resolves: the JSON routes put ErrorBody in the components.)"""
+    found = documented(*sources)
+    for response in found.values():
+        del response["model"]
+        response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return found
+
+
 def _flatten(sources: tuple[Any, ...]) -> list[Any]:
     flat: list[Any] = []
     for source in sources:

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 import resources
 from backend import orders, purchases, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
-from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented
+from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented_for_non_json
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.order_status import CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
@@ -44,12 +44,20 @@ OUTCOME_PAGE: Responses = {200: {
                    "session_id, state and status) in the background",
     "content": HTML}}
 NOT_FOUND_PAGE: Responses = {404: {"description": "A page saying the checkout is not known", "content": HTML}}
-RESULT_PAGE_RESPONSES: Responses = {
-    **OUTCOME_PAGE, **NOT_FOUND_PAGE, **documented(QUERY_ERRORS),
+# Bad text or fields in the query are refused before the page (JSON, as everywhere); the rest is a page.
+FAILURE_PAGES: Responses = {
+    **NOT_FOUND_PAGE, **documented_for_non_json(QUERY_ERRORS),
     429: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
     503: {"description": "A page saying to try again later", "content": HTML, "headers": RETRY_AFTER},
 }
-STUB_RESPONSES: Responses = {**NOT_FOUND_PAGE, **documented(QUERY_ERRORS, STORAGE)}
+RESULT_PAGE_RESPONSES: Responses = {**OUTCOME_PAGE, **FAILURE_PAGES}
+STUB_RESPONSES: Responses = {**NOT_FOUND_PAGE, **documented_for_non_json(QUERY_ERRORS, STORAGE)}
+LOCATION = {"Location": {"description": "Where the browser goes on to", "schema": {"type": "string"}}}
+
+
+def redirect(description: str) -> Responses:
+    """A 303 (no body: the browser follows ``Location``)."""
+    return {303: {"description": description, "headers": LOCATION}}
 
 MESSAGES = {
     "paid": ("Payment received", "{credits} credits were added to your balance."),
@@ -169,9 +177,8 @@ async def cancel(
                 price=format_money(order.amount, order.currency))
 
 
-@router.post("/account/credits/cancel", status_code=303, responses={
-    303: {"description": "Cancelled (or found paid, or still clearing): on to the page that says so"},
-    **RESULT_PAGE_RESPONSES})
+@router.post("/account/credits/cancel", status_code=303, response_class=RedirectResponse, responses={
+    **redirect("Cancelled (or found paid, or still clearing): on to the page that says so"), **FAILURE_PAGES})
 async def cancel_confirmed(
     services: ServicesDep, address: ClientAddressDep, order_id: Annotated[str, Query(max_length=255)] = ""
 ) -> Response:
@@ -223,8 +230,9 @@ def stub_checkout(session_id: str, services: ServicesDep) -> Response:
                 price=format_money(session["amount_total"], session["currency"]))
 
 
-@router.post("/stub/checkout/{session_id}/pay", status_code=303, responses={
-    **STUB_RESPONSES, 410: {"description": "A page saying the checkout has expired", "content": HTML}})
+@router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={
+    **redirect("Paid: on to the success URL"), **STUB_RESPONSES,
+    410: {"description": "A page saying the checkout has expired", "content": HTML}})
 def stub_pay(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None or services.stub is None:
@@ -244,7 +252,8 @@ def stub_pay(session_id: str, services: ServicesDep) -> Response:
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
 
 
-@router.post("/stub/checkout/{session_id}/cancel", status_code=303, responses=STUB_RESPONSES)
+@router.post("/stub/checkout/{session_id}/cancel", status_code=303, response_class=RedirectResponse, responses={
+    **redirect("Cancelled: on to the cancel URL, which states the outcome"), **STUB_RESPONSES})
 async def stub_cancel(session_id: str, services: ServicesDep) -> Response:
     """The stub checkout page's Cancel button: the customer's own POST, so the checkout is cancelled at once (as
     the cancel page's button does), then the browser goes on to the cancel URL, which shows the outcome."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from backend import event_store, metrics, webhooks
+from backend.api.answers import WebhookAnswer
 from backend.api.errors import PAYLOAD_TOO_LARGE, documented
 from backend.errors import (
     CreditdeskError,
@@ -25,9 +25,9 @@ router = APIRouter()
 log = logging.getLogger("creditdesk.payments")
 
 
-@router.post("/api/webhooks/stripe", responses=documented(
+@router.post("/api/webhooks/stripe", response_model=WebhookAnswer, responses=documented(
     WebhooksNotConfigured, InvalidSignature, MalformedEvent, PAYLOAD_TOO_LARGE, StorageUnavailable))
-async def stripe_webhook(request: Request) -> Response:
+async def stripe_webhook(request: Request) -> WebhookAnswer:
     # The services straight from the app, not through a dependency: this route takes Stripe's bursts, and
     # resolving a dependency costs about as much as checking the signature (bench/webhooks.py).
     services: Services = request.app.state.services
@@ -38,15 +38,13 @@ async def stripe_webhook(request: Request) -> Response:
     except RefusedEvent as exc:  # signed, but never to be processed: kept, and 200 so that Stripe stops
         await run_in_threadpool(event_store.keep_refused, services.db, payload, exc)
         metrics.webhook_processed(Outcome.REFUSED)
-        return Response(content=json.dumps({"received": True, "outcome": Outcome.REFUSED}),
-                        media_type="application/json")
+        return WebhookAnswer(received=True, outcome=Outcome.REFUSED)
     except (InvalidSignature, MalformedEvent) as exc:
         await run_in_threadpool(event_store.keep_rejected, services.db, payload, exc)  # for support to see
         raise
     if event_store.known_duplicate(services.db, event):  # a retry of what this process did: no thread, no I/O
         metrics.webhook_processed(Outcome.DUPLICATE)
-        return Response(content=json.dumps({"received": True, "outcome": "duplicate"}),
-                        media_type="application/json")
+        return WebhookAnswer(received=True, outcome=Outcome.DUPLICATE)
     try:
         processed = await run_in_threadpool(
             webhooks.receive, services.db, event, payload, livemode=services.settings.stripe_livemode,
@@ -58,5 +56,4 @@ async def stripe_webhook(request: Request) -> Response:
         log.exception("payment webhook outcome=retry_later")
         raise StorageUnavailable("the event could not be processed now", retry_after=10) from None
     metrics.webhook_processed(processed.outcome)
-    return Response(content=json.dumps({"received": True, "outcome": processed.outcome}),
-                    media_type="application/json")
+    return WebhookAnswer(received=True, outcome=processed.outcome)

@@ -1,0 +1,263 @@
+"""What the routes answer: one model per JSON answer, which FastAPI checks each answer against, serialises by,
+and describes in ``/openapi.json``.
+
+Field names are the contract's, in camelCase as the JSON spells them (as in :mod:`backend.api.schemas`).
+Strict and closed: a value of another type, or a key that the model does not name, is a bug of ours that
+fails the request (500, logged) instead of changing the answer unseen. A key that is sometimes left out
+(not ``null``: absent) is an :func:`absent` field. ``...Answer`` is a route's whole answer; ``...Json`` a
+part of one, the JSON of one backend object. The logic below the routes keeps answering plain dicts (its
+``as_json``); only the routes know these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from backend.alerts import Kind
+from backend.order_status import Status
+from backend.periods import Period
+
+
+class Json(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent(description: str) -> Any:
+    """A field left out of the answer when it has no value (declare it ``X | SkipJsonSchema[None]``): never
+    ``null``, and documented as an optional ``X``."""
+    return Field(None, description=description, exclude_if=lambda value: value is None,
+                 json_schema_extra=_no_default)
+
+
+# -- health ---------------------------------------------------------------------------------------------------
+
+class ProviderHealthJson(Json):
+    state: Literal["available", "unavailable", "recovering"]
+    retryAfter: int | SkipJsonSchema[None] = absent("Seconds until the breaker lets a call through (unavailable).")
+
+
+class HealthAnswer(Json):
+    status: Literal["ok"]
+    payments: Literal["stripe", "stub"]
+    version: str
+    paymentProvider: ProviderHealthJson
+    storage: Literal["available", "unavailable"]
+
+
+class LiveAnswer(Json):
+    status: Literal["ok"]
+    version: str
+
+
+class DatabaseCheckJson(Json):
+    state: Literal["available"]
+    schema_: str | None = Field(alias="schema", description="The schema version the database is at.")
+    needs: str = Field(description="The schema version this code needs.")
+
+
+class ChecksJson(Json):
+    paymentProvider: ProviderHealthJson
+    database: DatabaseCheckJson
+
+
+class ReadyAnswer(Json):
+    """A replica that should get traffic. (Not ready is 503: the error body, with ``status`` ``not_ready`` and the
+    ``checks`` beside it.)"""
+
+    status: Literal["ready"]
+    checks: ChecksJson
+
+
+# -- accounts -------------------------------------------------------------------------------------------------
+
+class UserJson(Json):
+    id: int
+    email: str
+
+
+class AuthAnswer(Json):
+    token: str
+    user: UserJson
+
+
+# -- packs and checkout ---------------------------------------------------------------------------------------
+
+class PackJson(Json):
+    id: str
+    name: str
+    credits: int
+    amount: int = Field(description="The price, in the currency's minor unit.")
+    currency: str = Field(description="ISO 4217, lower case.")
+
+
+class PacksAnswer(Json):
+    packs: list[PackJson]
+
+
+class CheckoutAnswer(Json):
+    sessionId: str
+    url: str = Field(description="Where the buyer pays: the provider's Checkout page.")
+    orderId: str
+
+
+class VerificationAnswer(Json):
+    sessionId: str
+    status: Status
+    creditsGranted: int
+    balance: int
+
+
+class CancelAnswer(Json):
+    sessionId: str
+    status: Status
+
+
+# -- credits --------------------------------------------------------------------------------------------------
+
+class BalanceAnswer(Json):
+    balance: int
+
+
+class PaymentJson(Json):
+    amount: int
+    currency: str
+
+
+class TransactionJson(Json):
+    id: int
+    type: str = Field(description="purchase, spend, refund, refund_reversal, dispute, dispute_reversal, "
+                                  "adjustment (more may be added).")
+    amount: int
+    balanceAfter: int
+    createdAt: str
+    reference: str
+    description: str
+    orderId: str | SkipJsonSchema[None] = absent("The order behind a purchase's credits.")
+    payment: PaymentJson | SkipJsonSchema[None] = absent("What was paid for a purchase's credits.")
+
+
+class TransactionsAnswer(Json):
+    transactions: list[TransactionJson]
+    nextCursor: str | None
+
+
+class SpendAnswer(Json):
+    transactionId: int
+    balance: int
+
+
+# -- spend controls, alerts, usage ----------------------------------------------------------------------------
+
+class CapsJson(Json):
+    day: int | None
+    week: int | None
+    month: int | None
+
+
+# A control's value: a time zone, a cap or confirmAbove (null: none), the low-balance thresholds.
+ControlValue = str | int | list[int] | None
+
+
+class ControlChangeJson(Json):
+    changedAt: str
+    field: str = Field(description="timeZone, caps.day, caps.week, caps.month, confirmAbove or lowBalanceAlerts.")
+    old: ControlValue
+    new: ControlValue
+
+
+class PeriodUseJson(Json):
+    cap: int | None
+    used: int
+    startsAt: str
+    resetsAt: str
+
+
+class PeriodsJson(Json):
+    day: PeriodUseJson
+    week: PeriodUseJson
+    month: PeriodUseJson
+
+
+class ControlsAnswer(Json):
+    timeZone: str
+    caps: CapsJson
+    confirmAbove: int | None
+    lowBalanceAlerts: list[int]
+    history: list[ControlChangeJson]
+    periods: PeriodsJson
+
+
+class AlertJson(Json):
+    id: int
+    kind: Kind
+    createdAt: str
+    readAt: str | None
+    message: str
+    data: dict[str, Any] = Field(description="The facts of its kind (docs/api.md lists them).")
+
+
+class AlertsAnswer(Json):
+    alerts: list[AlertJson]
+    nextCursor: str | None
+    unread: int
+
+
+class UnreadAnswer(Json):
+    unread: int
+
+
+class BucketJson(Json):
+    start: str
+    spent: int
+    purchased: int
+    clawedBack: int
+    adjusted: int
+
+
+class TotalsJson(Json):
+    spent: int
+    purchased: int
+    clawedBack: int
+    adjusted: int
+    openingBalance: int
+    closingBalance: int
+
+
+class DescriptionSpendJson(Json):
+    description: str
+    spent: int
+    rest: Literal[True] | SkipJsonSchema[None] = absent("The last row, which sums everything beyond nine rows.")
+
+
+class ForecastJson(Json):
+    dailyAverage7: float
+    dailyAverage30: float
+    daysLeft: int | None
+    daysLeft30: int | None
+    activeDays: int
+    balance: int
+
+
+class UsageAnswer(Json):
+    timeZone: str
+    granularity: Period
+    from_: str = Field(alias="from")
+    to: str
+    buckets: list[BucketJson]
+    totals: TotalsJson
+    byDescription: list[DescriptionSpendJson]
+    forecast: ForecastJson
+
+
+# -- Stripe webhooks ------------------------------------------------------------------------------------------
+
+class WebhookAnswer(Json):
+    received: Literal[True]
+    outcome: str = Field(description="What processing did (docs/api.md lists the outcomes).")
