@@ -59,6 +59,7 @@ def redirect(description: str) -> Responses:
     """A 303 (no body: the browser follows ``Location``)."""
     return {303: {"description": description, "headers": LOCATION}}
 
+
 MESSAGES = {
     "paid": ("Payment received", "{credits} credits were added to your balance."),
     "refunded": ("Payment refunded", "This payment was refunded and its credits were taken back."),
