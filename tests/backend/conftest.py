@@ -10,6 +10,7 @@ import pytest
 from backend import ledger, migrations
 from backend.db import Database
 from tests.conftest import Databases
+from tests.helpers.commands import root_logger_restored
 
 
 @pytest.fixture
@@ -26,18 +27,7 @@ def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
 
 @pytest.fixture(autouse=True)
 def _root_logger_restored() -> Iterator[None]:
-    """The admin commands run in process here (``backend.cli.main``) set up the root logger for a command line,
-    on the stderr of the moment (pytest's capture, closed after the test): put it back as it was, so that later
-    tests do not log into a closed stream."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    """The admin commands run in process here (``backend.cli.main``) set up the root logger for a command line:
+    put it back after each test (see :func:`tests.helpers.commands.root_logger_restored`)."""
+    with root_logger_restored():
+        yield

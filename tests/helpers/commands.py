@@ -89,12 +89,11 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _command_line_state() -> Iterator[None]:
-    """Put back what a command sets for the whole process: the root logger (a command line's handler, on the
-    stderr of the moment) and whether hot statements are prepared."""
+def root_logger_restored() -> Iterator[None]:
+    """Put the root logger back as it was: a command line sets its own handler on the stderr of the moment
+    (pytest's capture, closed after the test), and later tests must not log into a closed stream."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    was_prepared = prepared.enabled()
     try:
         yield
     finally:
@@ -105,4 +104,15 @@ def _command_line_state() -> Iterator[None]:
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _command_line_state() -> Iterator[None]:
+    """Put back what a command sets for the whole process: the root logger and whether hot statements are
+    prepared."""
+    was_prepared = prepared.enabled()
+    try:
+        with root_logger_restored():
+            yield
+    finally:
         prepared.set_enabled(was_prepared)
