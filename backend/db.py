@@ -27,16 +27,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, exc, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
 from backend import prepared
 from backend.errors import ServerBusy, StorageUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 log = logging.getLogger("creditdesk")
 
@@ -383,8 +386,13 @@ def _insert_ignoring(dialect_name: str, table: Table) -> Executable:
 
 
 def insert_for(dialect_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """The engine's own INSERT, which has ON CONFLICT (both engines spell it alike)."""
-    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+    """The engine's own INSERT, which has ON CONFLICT (both engines spell it alike). PostgreSQL's dialect is
+    imported when a PostgreSQL database is used (by its engine first): a SQLite backend leaves its 2 MB out."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def hot_insert_ignoring(name: str, table: Table) -> None:
