@@ -226,21 +226,25 @@ class Database:
 
     def _check_file(self) -> None:
         """A SQLite file deleted under a running server would take writes into a file no one can open
-        again: refuse them instead, until it is back."""
-        if self._file_made and self.path is not None and not self.path.exists():
+        again: refuse them instead, until it is back. (One stat() for this and :meth:`_check_replaced`.)"""
+        if self.path is None:
+            return
+        now = _file_id(self.path)
+        if self._file_made and now is None:
             # Let go of the file that was there: whatever comes back at this path (the folder moved back, a
             # copy restored) is opened anew, not written past through a connection to the old one.
             self._let_go()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
-        self._check_replaced()
+        self._replaced(now)
 
     def _check_replaced(self) -> None:
         """A SQLite file replaced at its path (deleted, and a backup restored in its place) is a new file: let go
         of the connections to the old one, so that reads and writes go to the file that is there now, without a
         restart. One stat() of the path, a microsecond or two."""
-        if self.path is None:
-            return
-        now = _file_id(self.path)
+        if self.path is not None:
+            self._replaced(_file_id(self.path))
+
+    def _replaced(self, now: tuple[int, int] | None) -> None:
         if now is not None and now != self._file_id:
             if self._file_id is not None:
                 log.warning("storage outcome=file_replaced path=%s: opening the new file", self.path)
