@@ -27,16 +27,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, exc, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
 from backend import prepared
 from backend.errors import ServerBusy, StorageUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 log = logging.getLogger("creditdesk")
 
@@ -223,21 +226,25 @@ class Database:
 
     def _check_file(self) -> None:
         """A SQLite file deleted under a running server would take writes into a file no one can open
-        again: refuse them instead, until it is back."""
-        if self._file_made and self.path is not None and not self.path.exists():
+        again: refuse them instead, until it is back. (One stat() for this and :meth:`_check_replaced`.)"""
+        if self.path is None:
+            return
+        now = _file_id(self.path)
+        if self._file_made and now is None:
             # Let go of the file that was there: whatever comes back at this path (the folder moved back, a
             # copy restored) is opened anew, not written past through a connection to the old one.
             self._let_go()
             raise StorageUnavailable(f"the database file {self.path} is gone", STORAGE_RETRY_AFTER_SECONDS)
-        self._check_replaced()
+        self._replaced(now)
 
     def _check_replaced(self) -> None:
         """A SQLite file replaced at its path (deleted, and a backup restored in its place) is a new file: let go
         of the connections to the old one, so that reads and writes go to the file that is there now, without a
         restart. One stat() of the path, a microsecond or two."""
-        if self.path is None:
-            return
-        now = _file_id(self.path)
+        if self.path is not None:
+            self._replaced(_file_id(self.path))
+
+    def _replaced(self, now: tuple[int, int] | None) -> None:
         if now is not None and now != self._file_id:
             if self._file_id is not None:
                 log.warning("storage outcome=file_replaced path=%s: opening the new file", self.path)
@@ -383,8 +390,13 @@ def _insert_ignoring(dialect_name: str, table: Table) -> Executable:
 
 
 def insert_for(dialect_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """The engine's own INSERT, which has ON CONFLICT (both engines spell it alike)."""
-    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+    """The engine's own INSERT, which has ON CONFLICT (both engines spell it alike). PostgreSQL's dialect is
+    imported when a PostgreSQL database is used (by its engine first): a SQLite backend leaves its 2 MB out."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def hot_insert_ignoring(name: str, table: Table) -> None:

@@ -76,25 +76,29 @@ def _order_for(conn: Connection, session: SessionState, source: str) -> Result |
     return order
 
 
-def apply_session(conn: Connection, session: SessionState, *, source: str) -> Result:
-    """Bring the order up to date with the session: grant if paid, note expiry. Inside a transaction."""
+def apply_session(conn: Connection, session: SessionState, *, source: str, logged_by_caller: bool = False) -> Result:
+    """Bring the order up to date with the session: grant if paid, note expiry. Inside a transaction.
+
+    A grant or a move of the status is logged here, one line, unless ``logged_by_caller`` (an event's own line,
+    :func:`backend.webhooks.process_event`, says the outcome with the order, its user and credits); a refusal
+    is logged here always."""
     found = _order_for(conn, session, source)
     if isinstance(found, Result):
         return found
     order = found
     if session.is_paid:
-        return _grant(conn, order, session, source)
+        return _grant(conn, order, session, source, logged_by_caller)
     if session.status == "expired":
-        return move(conn, order, Happening.SESSION_EXPIRED, source=source)
+        return move(conn, order, Happening.SESSION_EXPIRED, source=source, logged_by_caller=logged_by_caller)
     return Result(Outcome.NOT_PAID, order)
 
 
-def mark_failed(conn: Connection, session: SessionState, *, source: str) -> Result:
+def mark_failed(conn: Connection, session: SessionState, *, source: str, logged_by_caller: bool = False) -> Result:
     """A delayed payment method failed: the order will not be paid."""
     found = _order_for(conn, session, source)
     if isinstance(found, Result):
         return found
-    return move(conn, found, Happening.PAYMENT_FAILED, source=source)
+    return move(conn, found, Happening.PAYMENT_FAILED, source=source, logged_by_caller=logged_by_caller)
 
 
 def mark_cancelled(conn: Connection, order: Order, *, source: str) -> Result:
@@ -102,19 +106,22 @@ def mark_cancelled(conn: Connection, order: Order, *, source: str) -> Result:
     return move(conn, order, Happening.CUSTOMER_CANCELLED, source=source)
 
 
-def move(conn: Connection, order: Order, happening: Happening, *, source: str) -> Result:
+def move(
+    conn: Connection, order: Order, happening: Happening, *, source: str, logged_by_caller: bool = False
+) -> Result:
     """Apply a happening that moves the status only (no money): the state machine decides."""
     status = next_status(order.status, happening)
     if status is None:
         return Result(Outcome.NO_CHANGE, order)
     updated = orders.update(conn, order.id, status=status)
-    log.info("payment order=%s session=%s user=%s source=%s outcome=%s from=%s",
-             order.id, order.session_id, order.user_id, source, status, order.status)
+    if not logged_by_caller:
+        log.info("payment order=%s session=%s user=%s source=%s outcome=%s from=%s",
+                 order.id, order.session_id, order.user_id, source, status, order.status)
     alerts.on_order_status(conn, updated, order.status, status)
     return Result(status, updated)
 
 
-def _grant(conn: Connection, order: Order, session: SessionState, source: str) -> Result:
+def _grant(conn: Connection, order: Order, session: SessionState, source: str, logged_by_caller: bool) -> Result:
     if order.status in AFTER_PAYMENT:
         return Result(Outcome.ALREADY_GRANTED, order)
     assert next_status(order.status, Happening.SESSION_PAID) == PAID  # money wins from every unpaid status
@@ -132,8 +139,9 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str) -
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(Outcome.ALREADY_GRANTED, paid)
-    log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
-             paid.id, session.id, paid.user_id, source, paid.credits)
+    if not logged_by_caller:
+        log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
+                 paid.id, session.id, paid.user_id, source, paid.credits)
     metrics.credits_moved(Outcome.GRANTED, paid.credits)
     # Refunds or disputes may have arrived before the payment's own event: apply them now.
     cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent else None

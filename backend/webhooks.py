@@ -65,6 +65,8 @@ class Processed:
     outcome: str  # an Outcome, or the order's new status where only its status moved
     detail: str = ""
     order_id: str | None = None
+    user_id: int | None = None  # the order's user, and the credits the event granted: for its log line
+    credits: int | None = None
 
 
 def verify(payload: bytes, signature: str, secret: str | None) -> Any:
@@ -291,11 +293,16 @@ def _process(
             raise MalformedEvent(str(exc)) from exc
         if current is not None and current.id == session.id:
             session = current
+        # The event's one line (_log) says what fulfilment did, with the order's user and credits.
         if event_type == "checkout.session.async_payment_failed":
-            result = fulfilment.mark_failed(conn, session, source=source)
+            result = fulfilment.mark_failed(conn, session, source=source, logged_by_caller=True)
         else:
-            result = fulfilment.apply_session(conn, session, source=source)
-        return Processed(event_id, event_type, result.outcome, result.detail, result.order.id if result.order else None)
+            result = fulfilment.apply_session(conn, session, source=source, logged_by_caller=True)
+        order = result.order
+        if order is None:
+            return Processed(event_id, event_type, result.outcome, result.detail)
+        return Processed(event_id, event_type, result.outcome, result.detail, order.id, order.user_id,
+                         order.credits if result.outcome == Outcome.GRANTED else None)
     if event_type in CHARGE_EVENTS:
         charge_news = clawbacks.charge_refunds_news(obj, as_of)
         if charge_news is None:
@@ -397,5 +404,11 @@ def _parts(event: Any) -> tuple[str, str, Mapping[str, Any]]:
 
 
 def _log(processed: Processed, source: str) -> None:
-    log.info("payment event=%s event_id=%s order=%s source=%s outcome=%s", processed.type, processed.event_id,
-             processed.order_id, source, processed.outcome)
+    """The event's one line in the log: what it did, to which order and user (and the credits it granted)."""
+    if processed.credits is None:
+        log.info("payment event=%s event_id=%s order=%s user=%s source=%s outcome=%s", processed.type,
+                 processed.event_id, processed.order_id, processed.user_id, source, processed.outcome)
+    else:
+        log.info("payment event=%s event_id=%s order=%s user=%s source=%s outcome=%s credits=%d", processed.type,
+                 processed.event_id, processed.order_id, processed.user_id, source, processed.outcome,
+                 processed.credits)

@@ -8,18 +8,28 @@ Two scenarios, each delivered to both servers over HTTP on loopback:
    (32) at a time: Stripe's retries. A duplicate should not need the write lock.
 
 The backend is ``python -m backend serve`` in Stripe mode. The baseline is the same stack doing the
-least a webhook handler can: the same uvicorn set-up, logging and access log, FastAPI behind the same body
-limit, the same signature check (``backend.webhooks.verify``), then one insert through the same
-``Database`` (SQLAlchemy, ``BEGIN IMMEDIATE``, ``synchronous=FULL``) behind the same in-process write
-lock, on the same thread pool. The load comes from a separate process of asyncio keep-alive
-connections, pinned to its own CPU with the servers on the others, so that it does not steal the
-servers' CPU.
+least a webhook handler that keeps its events can: the same uvicorn set-up, logging and access log (one line
+a delivery, as the backend's one line an event), FastAPI behind the same body limit, the same signature check
+and parse (``backend.webhooks.verify``), then the event kept whole once: one row of its id, type, time and
+body, ``INSERT ... ON CONFLICT DO NOTHING`` through the same ``Database`` (SQLAlchemy, ``BEGIN IMMEDIATE``,
+``synchronous=FULL``) behind the same in-process write lock, on the same thread pool. What the backend does
+beyond that is what protects money: the order read and locked, the ledger entry and balance, the order paid,
+the purchase alert, the refunds that came first, the event's outcome (about a dozen statements in the one
+transaction), and a look for a duplicate before queueing for the write lock. The load comes from a separate
+process of asyncio keep-alive connections, pinned to its own CPU with the servers on the others, so that it
+does not steal the servers' CPU.
 
 Prints events/s, p50/p99 latency and server CPU per event for each side, the ratios, whether the
-goals are met (throughput at least 0.6 of the baseline's, p99 under 50 ms at 8 concurrent, duplicates'
-p99 under 50 ms at 32), and checks that the backend's ledger adds up.
+goals are met (issue 20: throughput at least 0.75 of the baseline's, p99 under 30 ms at 8 concurrent;
+duplicates' p99 under 50 ms at 32), and checks that the backend's ledger adds up.
 
     .venv/bin/python bench/webhooks.py [--events 4000] [--concurrency 8] [--rounds 10] [--duplicates 1000]
+
+Measured on 2 shared cores, three runs with this baseline: backend 755-771 events/s against 1,336-1,386, ratio
+0.55-0.56, p99 18-19 ms, server CPU 1.25-1.28 ms an event against 0.70-0.73; duplicates 2,500-2,670/s, p99
+13 ms. The backend before this baseline's commit, in the same hour: 759/s, 0.56, 1.29 ms an event: the log's
+three lines an event cut to one did not show in throughput then. The ratio aim is not met: the rest of the CPU
+is the money work inside the one transaction (a dozen statements, about 150 us in SQLite and 200 us of Python).
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """
@@ -52,8 +62,9 @@ FIXTURES = ROOT.parent / "shared" / "stripe-fixtures" / "fixtures3-subset.json"
 WEBHOOK_SECRET = "whsec_bench_0123456789abcdef0123456789abcdef"  # noqa: S105 (a test secret)
 WARMUP_EVENTS = 50
 USERS = 5
-AIM_RATIO = 0.6
-AIM_P99_MS = 50.0
+AIM_RATIO = 0.75
+AIM_P99_MS = 30.0
+DUPLICATE_AIM_P99_MS = 50.0
 BACKEND_PATH = "/api/webhooks/stripe"
 BASELINE_PATH = "/webhook"
 
@@ -202,23 +213,27 @@ def check_ledger(db_path: Path, expected: int) -> tuple[list[str], int, int]:
 
 
 def baseline_app(db_path: Path) -> FastAPI:
-    """Verify the signature as the backend does, insert one row as the backend writes: nothing else."""
+    """Verify the signature and parse the event as the backend does, then keep the event whole once (its id, type,
+    time and body in one row, a duplicate ignored), as the backend writes: nothing else."""
     from sqlalchemy import text
     from starlette.concurrency import run_in_threadpool
 
     from backend import webhooks
     from backend.api.app import MAX_BODY_BYTES, BodyLimit
-    from backend.db import Database
+    from backend.db import Database, utcnow
     from backend.errors import CreditdeskError
 
     db = Database(db_path)
     with db.transaction() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, received_at REAL NOT NULL,"
-                          " size INTEGER NOT NULL)"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, type TEXT NOT NULL,"
+                          " received_at TEXT NOT NULL, body TEXT NOT NULL)"))
+    keep = text("INSERT INTO events (id, type, received_at, body) VALUES (:id, :type, :at, :body)"
+                " ON CONFLICT DO NOTHING")
 
-    def insert(size: int) -> None:
+    def insert(event: dict[str, Any], payload: bytes) -> None:
         with db.transaction() as conn:
-            conn.execute(text("INSERT INTO events (received_at, size) VALUES (:t, :n)"), {"t": time.time(), "n": size})
+            conn.execute(keep, {"id": event["id"], "type": event["type"], "at": utcnow(),
+                                "body": payload.decode("utf-8", errors="replace")})
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -227,10 +242,10 @@ def baseline_app(db_path: Path) -> FastAPI:
     async def webhook(request: Request) -> Response:
         payload = await request.body()
         try:
-            webhooks.verify(payload, request.headers.get("stripe-signature", ""), WEBHOOK_SECRET)
+            event = webhooks.verify(payload, request.headers.get("stripe-signature", ""), WEBHOOK_SECRET)
         except CreditdeskError:
             return Response('{"error": "invalid_signature"}', status_code=400, media_type="application/json")
-        await run_in_threadpool(insert, len(payload))
+        await run_in_threadpool(insert, event, payload)
         return Response('{"received": true}', media_type="application/json")
 
     return app
@@ -592,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + dup_real.line())
         dup_ratio = dup_real.rate / dup_base.rate if dup_base.rate else 0.0
         print(f"  throughput ratio (backend / baseline): {dup_ratio:.2f}; p99 {dup_real.percentile(99):.1f} ms "
-              f"({verdict(dup_real.percentile(99) < AIM_P99_MS)} the {AIM_P99_MS:.0f} ms aim)")
+              f"({verdict(dup_real.percentile(99) < DUPLICATE_AIM_P99_MS)} the {DUPLICATE_AIM_P99_MS:.0f} ms aim)")
 
         problems, purchases, paid = check_ledger(backend_db, total)
         print(f"ledger: {purchases} purchase entries, {paid} paid orders (expected {total}); "

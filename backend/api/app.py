@@ -67,7 +67,23 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(module.router)
 
     install_error_handlers(app)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QuietDeliveries) for f in access.filters):
+        access.addFilter(QuietDeliveries())
     return app
+
+
+class QuietDeliveries(logging.Filter):
+    """Leaves out uvicorn's access line of a Stripe delivery answered 2xx: the event's own line (``payment
+    event=... outcome=...``, backend.webhooks) says what came and what was done, so each event logs one line.
+    A delivery refused (4xx) or failed (5xx) keeps its access line. The record is dropped in the thread that
+    makes it, before it is queued for the log's writer (backend.logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and isinstance(args[4], int):
+            return not (200 <= args[4] < 300 and args[2].partition("?")[0] == WEBHOOK_PATH)
+        return True
 
 
 class CountRequests:

@@ -17,7 +17,9 @@ goes through one :class:`ProviderGateway`, which
 
 Why purgatory and not pybreaker: pybreaker holds its lock for the whole guarded call, which would
 serialise every Stripe call behind a hanging one (danielfm/pybreaker#3). The gateway runs on the
-event loop, where purgatory's asyncio breaker needs no lock at all.
+event loop, where purgatory's asyncio breaker needs no lock at all. It is imported at the first provider call,
+not at start: purgatory imports redis-py whenever it is installed (for its Redis store, which we do not use),
+some 15 MB an idle stub-mode backend has no use for (``bench/backend_memory.py``).
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend import metrics
 from backend.errors import PaymentProviderUnavailable
 from backend.payments.base import CheckoutRequest, CreatedSession, PaymentProvider, SessionState
+
+if TYPE_CHECKING:
+    from purgatory import AsyncCircuitBreakerFactory
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -66,11 +68,9 @@ class ProviderGateway:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"{provider.name}-calls")
         self._busy = 0  # calls submitted and not finished (running or waiting), including those given up on
         self._busy_lock = threading.Lock()
-        # Only a provider that is down counts: a refusal or an unknown session means it is up.
-        self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=failure_threshold, default_ttl=open_seconds,
-            exclude=[(BaseException, lambda exc: not isinstance(exc, PaymentProviderUnavailable))],
-        )
+        self._failure_threshold = failure_threshold
+        self._open_seconds = open_seconds
+        self._breakers: AsyncCircuitBreakerFactory | None = None  # made at the first call (see the docstring)
         self._sessions: dict[str, tuple[float, SessionState]] = {}
         self._in_flight: dict[str, asyncio.Future[SessionState]] = {}
         self._state = AVAILABLE
@@ -154,7 +154,9 @@ class ProviderGateway:
             self._busy += 1
         submitted = False
         try:
-            breaker = await self._breakers.get_breaker(CIRCUIT)
+            from purgatory.domain.model import OpenedState
+
+            breaker = await self._breaker_factory().get_breaker(CIRCUIT)
             try:
                 async with breaker:
                     future = self._executor.submit(function, *args)
@@ -182,11 +184,22 @@ class ProviderGateway:
         self._state = AVAILABLE
         return result
 
+    def _breaker_factory(self) -> AsyncCircuitBreakerFactory:
+        if self._breakers is None:
+            from purgatory import AsyncCircuitBreakerFactory
+
+            # Only a provider that is down counts: a refusal or an unknown session means it is up.
+            self._breakers = AsyncCircuitBreakerFactory(
+                default_threshold=self._failure_threshold, default_ttl=self._open_seconds,
+                exclude=[(BaseException, lambda exc: not isinstance(exc, PaymentProviderUnavailable))],
+            )
+        return self._breakers
+
     def _opened(self, opened_at: float) -> None:
-        until = opened_at + self._breakers.default_ttl
+        until = opened_at + self._open_seconds
         if self._state != UNAVAILABLE or until != self._open_until:
             log.warning("payment provider=%s outcome=provider_unavailable failing_fast_for=%ds", self.name,
-                        self._breakers.default_ttl)
+                        self._open_seconds)
         self._state, self._open_until = UNAVAILABLE, until
 
     def _done(self, _: object) -> None:

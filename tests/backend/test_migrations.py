@@ -198,8 +198,10 @@ def test_the_newest_version_is_read_from_the_file_names_as_alembic_reads_it() ->
 
 
 @pytest.mark.subprocess
-def test_serve_on_a_database_at_the_newest_version_loads_neither_alembic_nor_the_stripe_sdk(tmp_path: Path) -> None:
-    """An idle stub-mode backend (the desktop app's) keeps what it does not use out of memory."""
+def test_an_idle_backend_loads_neither_alembic_nor_the_stripe_sdk_nor_redis(tmp_path: Path) -> None:
+    """An idle stub-mode backend (the desktop app's) keeps what it does not use out of memory: Alembic, the Stripe
+    SDK, sqlite-utils, Jinja, the circuit breaker's library with the redis-py it imports (no Redis is set), and
+    SQLAlchemy's PostgreSQL dialect."""
     path = tmp_path / "backend.sqlite3"
     migrations.upgrade(Database(path))
     probe = ("import sys\n"
@@ -210,7 +212,9 @@ def test_serve_on_a_database_at_the_newest_version_loads_neither_alembic_nor_the
              "from backend.api.app import create_app\n"
              "from backend.services import Services\n"
              "create_app(Services.build(Settings.from_env(), 'http://127.0.0.1:1'))\n"
-             "print(sorted(m for m in ('alembic', 'stripe', 'sqlite_utils', 'jinja2') if m in sys.modules))\n")
+             "print(sorted(m for m in ('alembic', 'stripe', 'sqlite_utils', 'jinja2', 'purgatory', 'redis', "
+             "'sqlalchemy.dialects.postgresql') "
+             "if m in sys.modules))\n")
     r = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "CREDITDESK_DB": str(path)},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

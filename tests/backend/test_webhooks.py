@@ -5,6 +5,7 @@ and raises, for the delivery to be retried."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -154,3 +155,34 @@ def test_the_check_from_the_bytes_answers_as_the_walk_of_every_value(name: str) 
         except (MalformedEvent, RefusedEvent) as exc:
             answers.append(type(exc))
     assert answers == [expected, expected]
+
+
+def test_a_granting_event_logs_one_line_with_its_order_user_and_credits(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="creditdesk.payments")
+    p = new_order(db, credits=550, amount=2500)
+    event = _now(p)
+    webhooks.process_event(db, event)
+    lines = [r.getMessage() for r in caplog.records if r.name == "creditdesk.payments"]
+    assert lines == [f"payment event=checkout.session.completed event_id={event['id']} order={p.order_id} "
+                     f"user={p.user_id} source=webhook outcome=granted credits=550"]
+    caplog.clear()
+    webhooks.process_event(db, event)  # a duplicate: one line too, no credits
+    assert [r.getMessage() for r in caplog.records] == [
+        f"payment event=checkout.session.completed event_id={event['id']} order=None user=None source=webhook "
+        "outcome=duplicate"]
+
+
+@pytest.mark.parametrize(("path", "status", "kept"), [
+    ("/api/webhooks/stripe", 200, False), ("/api/webhooks/stripe?x=1", 204, False),
+    ("/api/webhooks/stripe", 400, True), ("/api/webhooks/stripe", 503, True), ("/api/health", 200, True),
+])
+def test_the_access_line_of_a_delivery_answered_2xx_is_left_to_the_events_own_line(
+    path: str, status: int, kept: bool
+) -> None:
+    from backend.api.app import QuietDeliveries
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "POST", path, "1.1", status), None)
+    assert QuietDeliveries().filter(record) is kept
