@@ -548,9 +548,9 @@ class Session:
         self.timeout = 12 * delay + 15  # the longest phase makes about 7 calls in a row
         self.seen = Signals()
         c = self.controller
-        c.healthChanged.connect(self._on_health)
-        c.historyChanged.connect(self._on_history)
-        c.errorOccurred.connect(self.seen.errors.append)
+        c.backend.healthChanged.connect(self._on_health)
+        c.figures.historyChanged.connect(self._on_history)
+        c.workers.errorOccurred.connect(self.seen.errors.append)
 
     def _on_health(self, _health: object) -> None:
         self.seen.health += 1
@@ -589,7 +589,7 @@ class Session:
 
         self.phase("first paint", show, lambda: time.monotonic() - shown_at[0] > 0.5, "the window to show")
         self.phase("start-up", c.start,
-                   lambda: (c.health.reachable and len(c.account.packs) == 3
+                   lambda: (c.backend.health.reachable and len(c.figures.packs) == 3
                             and w.pages.currentWidget() is w.sign_in),
                    "health, packs and the sign-in page")
 
@@ -627,15 +627,16 @@ class Session:
 
         def buy() -> None:
             w.account.cards[1].button.click()  # Standard, 550 credits
-            purchase.append(c.purchases[-1] if c.purchases else None)
+            purchase.append(c.purchases.items[-1] if c.purchases.items else None)
 
         self.phase("purchase", buy,
                    lambda: (purchase[0] is not None and purchase[0].flow.state is FlowState.PAID
-                            and bool(self.browser.callback_statuses or self.browser.errors) and not c.runner.busy),
+                            and bool(self.browser.callback_statuses or self.browser.errors)
+                            and not c.workers.runner.busy),
                    "checkout, the browser's callback, verification and the refresh after it",
                    lambda: (f"flow {purchase[0].flow.state.value if purchase and purchase[0] else '-'}, callbacks "
                             f"{self.browser.callback_statuses}, browser errors {self.browser.errors!r}, "
-                            f"tasks running: {c.runner.busy}"))
+                            f"tasks running: {c.workers.runner.busy}"))
         if self.browser.errors:  # paid, but a status poll ended the purchase (and its listener) first
             error = self.browser.errors[0]
             why = "connection refused" if "refused" in error else error[:100]
@@ -666,7 +667,7 @@ class Session:
         from the helper process."""
         if self.history <= 0:
             return
-        token = self.controller.api.token if self.controller.api is not None else None
+        token = self.controller.backend.api.token if self.controller.backend.api is not None else None
         seeded = len(self.helper.seeded)
         self.helper.send({"seed": {"backend": self.backend_url, "token": token, "history": self.history}})
 

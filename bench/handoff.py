@@ -106,15 +106,15 @@ def main() -> int:
     try:
         window.show()
         controller.start()
-        wait(lambda: controller.api is not None and controller.account.packs, what="the backend")
-        controller.sign_in(f"bench-{os.getpid()}@example.com", "correct horse battery", create=True)
-        wait(lambda: controller.signed_in and window.account.cards, what="signing up")
+        wait(lambda: controller.backend.api is not None and controller.figures.packs, what="the backend")
+        controller.session.sign_in(f"bench-{os.getpid()}@example.com", "correct horse battery", create=True)
+        wait(lambda: controller.session.signed_in and window.account.cards, what="signing up")
         wait(lambda: label.text() == "0 credits", what="the first balance")
-        verifier = ApiClient(backend.url, controller.api.token)
+        verifier = ApiClient(backend.url, controller.backend.api.token)
         credits = 0
         for _ in range(runs):
             window.account.cards[0].button.click()  # Starter: 100 credits
-            purchase = controller.purchases[-1]
+            purchase = controller.purchases.items[-1]
             wait(lambda p=purchase: p.flow.state is FlowState.WAITING and p.listener is not None, what="checkout")
             requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
             credits += 100
@@ -127,7 +127,8 @@ def main() -> int:
             wait(lambda: bool(painted), what="the new balance painted")
             sent = float(sender.stdout.readline())
             handoffs.append(painted[0] - sent)
-            wait(lambda p=purchase: p.flow.is_terminal and not controller.runner.busy, what="the purchase's end")
+            wait(lambda p=purchase: p.flow.is_terminal and not controller.workers.runner.busy,
+                 what="the purchase's end")
 
             started = time.monotonic()  # the baseline: one verify round trip and one repaint
             verifier.verify_payment(purchase.session_id)

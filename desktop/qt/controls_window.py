@@ -164,7 +164,7 @@ class SpendControlsWindow(QDialog):
 
         spending.controlsChanged.connect(self.show_controls)
         spending.controlsFailed.connect(self.status.setText)
-        spending.app.run(time_zone_names, self._zones_loaded)
+        spending.app.workers.run(time_zone_names, self._zones_loaded)
         if spending.controls is not None:
             self.show_controls(spending.controls)
         spending.load_controls()

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 
 from desktop.core._files import atomic_write_text
 from desktop.qt.after_paint import AfterFirstPaint
-from desktop.qt.controller import AppController, build_diagnostics, describe
+from desktop.qt.controller import AppController, build_diagnostics
+from desktop.qt.workers import describe
 
 TEXT_FILTER = "Text files (*.txt)"
 JSON_FILTER = "JSON files (*.json)"
@@ -92,7 +93,7 @@ class DiagnosticsDialog(QDialog):
             report = build()
             return report, render_text(report)
 
-        self.controller.run(built, self._show, self._failed)
+        self.controller.workers.run(built, self._show, self._failed)
 
     def _show(self, built: tuple[dict[str, Any], str]) -> None:
         self.report, self.report_text = built
@@ -149,4 +150,4 @@ class DiagnosticsDialog(QDialog):
                 raise FileNotFoundError(errno.ENOENT, "No such folder", str(target.parent))
             atomic_write_text(target, content)  # never a half-written report where the user looks
 
-        self.controller.disk.run(write, done, failed)
+        self.controller.workers.disk.run(write, done, failed)

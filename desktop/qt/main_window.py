@@ -39,7 +39,8 @@ from desktop.core.models import Pack
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting
 from desktop.qt.after_paint import AfterFirstPaint
-from desktop.qt.controller import AppController, BackendState
+from desktop.qt.backend_connection import BackendState
+from desktop.qt.controller import AppController
 from desktop.qt.purchase_controller import PurchaseController
 
 if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened
@@ -168,7 +169,7 @@ class MainWindow(QMainWindow):
 
             self._sign_in = SignInPage()
             self.pages.addWidget(self._sign_in)
-            self._sign_in.submitted.connect(self.controller.sign_in)
+            self._sign_in.submitted.connect(self.controller.session.sign_in)
         return self._sign_in
 
     def _build_account(self) -> AccountPage:
@@ -178,7 +179,7 @@ class MainWindow(QMainWindow):
             self._account = AccountPage()
             self.pages.addWidget(self._account)
             self._account.buyRequested.connect(self.buy)
-            self._account.loadOlderRequested.connect(self.controller.load_older)
+            self._account.loadOlderRequested.connect(self.controller.figures.load_older)
             self._update_buying()
         return self._account
 
@@ -201,9 +202,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self.refresh_action = QAction("&Refresh", self, shortcut=QKeySequence(QKeySequence.StandardKey.Refresh))
-        self.refresh_action.triggered.connect(self.controller.refresh)
+        self.refresh_action.triggered.connect(self.controller.figures.refresh)
         self.sign_out_action = QAction("Sign &out", self)
-        self.sign_out_action.triggered.connect(self.controller.sign_out)
+        self.sign_out_action.triggered.connect(self.controller.session.sign_out)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
         self.quit_action.triggered.connect(self.close)
         for action in (self.refresh_action, self.sign_out_action):
@@ -243,20 +244,20 @@ class MainWindow(QMainWindow):
         c = self.controller
         # Bound methods, not lambdas, for the controller's signals: a slot of this window is disconnected when
         # the window is deleted, while a lambda would still run on it (the controller may outlive it).
-        c.backendReady.connect(self._backend_ready)
-        c.backendFailed.connect(self._backend_failed)
-        c.onlineChanged.connect(self._online_changed)
-        c.healthChanged.connect(self._show_health)
-        c.signedIn.connect(self._signed_in)
-        c.signedOut.connect(self._signed_out)
-        c.authFailed.connect(self._auth_failed)
-        c.balanceChanged.connect(self._balance_changed)
-        c.packsChanged.connect(self._packs_changed)
-        c.historyChanged.connect(self._history_changed)
-        c.errorOccurred.connect(self._show_error)
-        c.purchaseAdded.connect(self._purchase_added)
-        c.paymentLanded.connect(self._payment_landed)
-        self.starting.retry_button.clicked.connect(c.supervisor.retry_now)
+        c.backend.backendReady.connect(self._backend_ready)
+        c.backend.backendFailed.connect(self._backend_failed)
+        c.backend.onlineChanged.connect(self._online_changed)
+        c.backend.healthChanged.connect(self._show_health)
+        c.session.signedIn.connect(self._signed_in)
+        c.session.signedOut.connect(self._signed_out)
+        c.session.authFailed.connect(self._auth_failed)
+        c.figures.balanceChanged.connect(self._balance_changed)
+        c.figures.packsChanged.connect(self._packs_changed)
+        c.figures.historyChanged.connect(self._history_changed)
+        c.workers.errorOccurred.connect(self._show_error)
+        c.purchases.purchaseAdded.connect(self._purchase_added)
+        c.purchases.paymentLanded.connect(self._payment_landed)
+        self.starting.retry_button.clicked.connect(c.backend.supervisor.retry_now)
 
     def _backend_ready(self, url: str) -> None:
         self.starting.label.setText(f"Connecting to {url}…")
@@ -317,19 +318,21 @@ class MainWindow(QMainWindow):
         self._show_stale()
 
     def _show_stale(self) -> None:
-        c = self.controller
-        if c.online:
+        backend = self.controller.backend
+        if backend.online:
             self.account.set_stale(None)
             return
-        updated = c.account.updated_at
+        updated = self.controller.figures.updated_at
         since = f" These figures are from {formatting.clock(updated)}." if updated else ""
-        self.account.set_stale(f"Not up to date: {c.health.message}{since} Buying is off until the server is back.")
+        self.account.set_stale(f"Not up to date: {backend.health.message}{since} Buying is off until the server is "
+                               "back.")
 
     def _show_health(self, health: BackendState) -> None:
         self.after_paint.finish()  # the controller's first answer: what it says next needs the pages
         mode = {"stub": "stub payments (no real money)", "stripe": "Stripe payments"}.get(health.payments, "")
         state = "connected" if health.reachable else "not reachable"
-        parts = [f"Backend {self.controller.backend_url or self.controller.identity.label}", mode, state]
+        backend = self.controller.backend
+        parts = [f"Backend {backend.url or backend.identity.label}", mode, state]
         self.backend_label.setText(" · ".join(p for p in parts if p))
         self.backend_label.setToolTip(health.message)
         self.backend_label.setStyleSheet("" if health.reachable else "color: #b42318;")
@@ -351,23 +354,23 @@ class MainWindow(QMainWindow):
 
     def _update_buying(self) -> None:
         c = self.controller
-        enabled = c.can_buy
-        why = "" if enabled else ("The server is not answering." if not c.online else "Sign in first.")
+        enabled = c.purchases.can_buy
+        why = "" if enabled else ("The server is not answering." if not c.backend.online else "Sign in first.")
         if self._account is not None:  # (else it is told when it is built)
             self._account.set_buying_enabled(enabled, why)
         for action in self.buy_actions:
             action.setEnabled(enabled)
 
     def _signed_in(self, email: str) -> None:
-        tokens = self.controller.tokens
+        tokens = self.controller.session.tokens
         self.account.set_email(email, "" if tokens.persistent else tokens.where)
-        self.account.set_balance(self.controller.account.balance)
+        self.account.set_balance(self.controller.figures.balance)
         self.account.show_notice("")
         self.pages.setCurrentWidget(self.account)
         self.refresh_action.setEnabled(True)
         self.sign_out_action.setEnabled(True)
         for purchase, panel in list(self.panels.items()):
-            if purchase not in self.controller.purchases:  # another account's, stopped
+            if purchase not in self.controller.purchases.items:  # another account's, stopped
                 self._remove_panel(purchase)
             else:
                 panel.show()
@@ -390,12 +393,12 @@ class MainWindow(QMainWindow):
         self.account.set_balance(None)
         self.account.set_history([], False)
         self._update_buying()
-        self.sign_in.reset(reason, self.controller.last_email or "")
+        self.sign_in.reset(reason, self.controller.session.last_email or "")
 
     # -- buying -----------------------------------------------------------------------------------------------
 
     def buy(self, pack: Pack) -> PurchaseController | None:
-        purchase = self.controller.buy(pack)
+        purchase = self.controller.purchases.buy(pack)
         if purchase is None:
             self.statusBar().showMessage("Buying is not possible right now: the server is not answering.", 10_000)
         return purchase
@@ -422,7 +425,7 @@ class MainWindow(QMainWindow):
 
     def _dismiss(self, purchase: PurchaseController) -> None:
         self._remove_panel(purchase)
-        self.controller.dismiss(purchase)
+        self.controller.purchases.dismiss(purchase)
         self._focus_first_action()
 
     def _remove_panel(self, purchase: PurchaseController) -> None:

@@ -1,6 +1,8 @@
-"""Drives one purchase: loopback listener, checkout, the system browser, hand-off hints, polling, cancelling.
+"""The app's purchases: :class:`PurchaseController` drives one (loopback listener, checkout, the system browser,
+hand-off hints, polling, cancelling); :class:`Purchases` holds those the app follows or shows, starts new ones,
+picks up the ones an earlier run left in flight, and tells of a payment that landed with none following it.
 
-The pure state machine is :class:`desktop.core.purchase.PurchaseFlow`; this class feeds it the results of work
+The pure state machine is :class:`desktop.core.purchase.PurchaseFlow`; a controller feeds it the results of work
 done on workers and timers, and keeps the purchase (with its timeline) on disk until it ends. Several purchases
 may be in flight at once, each with its own controller, and the rest of the app keeps working meanwhile.
 """
@@ -8,6 +10,7 @@ may be in flight at once, each with its own controller, and the rest of the app 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,12 +21,20 @@ from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, Ca
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
 from desktop.core.statuses import OrderStatus
+from desktop.qt.account_figures import AccountFigures
+from desktop.qt.account_session import AccountSession
+from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.tasks import Task
+from desktop.qt.workers import Workers, describe
 
 if TYPE_CHECKING:
     from desktop.core.callback import LoopbackListener
+    from desktop.core.models import Transaction
+    from desktop.core.purchase_records import PurchaseRecords
 
 log = logging.getLogger("desktop.purchase")
+
+Opener = Callable[[str], bool]  # opens a URL in the system browser; False when it could not
 
 # Checkout Sessions live 24 hours: Stripe's default, and the stub's; the backend sets no other expiry.
 CHECKOUT_LIFETIME = timedelta(hours=24)
@@ -54,17 +65,18 @@ class PurchaseController(QObject):
 
     _callback = Signal(object)  # from the listener's thread to the GUI thread
 
-    def __init__(self, controller: Any, *, first_delay: float = 2.0, max_delay: float = 30.0,
+    def __init__(self, purchases: Purchases, *, first_delay: float = 2.0, max_delay: float = 30.0,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.controller = controller
+        self.workers, self.backend, self.session = purchases.workers, purchases.backend, purchases.session
+        self.figures, self.pending, self.opener = purchases.figures, purchases.pending, purchases.opener
         self.flow = PurchaseFlow(first_delay=first_delay, max_delay=max_delay)
         self.pack_name = ""
         self.credits = 0
         self.amount: int | None = None
         self.currency: str | None = None
         self.order_id: str | None = None
-        self.email = controller.account.email or ""
+        self.email = purchases.session.email or ""
         self.started_at = datetime.now(UTC)
         self.browser_opened: bool | None = None
         self.resumed = False
@@ -107,7 +119,7 @@ class PurchaseController(QObject):
         listener = LoopbackListener(on_result=self._callback.emit,
                                     timeout_seconds=CHECKOUT_LIFETIME.total_seconds())
         self.listener = listener
-        api = self.controller.api
+        api = self.backend.require_api()  # (a purchase comes after the backend answered)
 
         def create() -> Any:
             listener.start()
@@ -120,27 +132,27 @@ class PurchaseController(QObject):
             self.started_at = datetime.now(UTC)
             log.info("purchase started: pack=%s session=%s order=%s", pack.id, session.session_id, session.order_id)
             record = PurchaseRecord(
-                backend_url=api.base_url, backend_id=self.controller.identity.key, account_email=self.email,
+                backend_url=api.base_url, backend_id=self.backend.identity.key, account_email=self.email,
                 session_id=session.session_id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
                 started_at=_iso(self.started_at), status="pending", order_id=session.order_id,
                 amount=pack.amount, currency=pack.currency, checkout_url=session.url,
                 return_url=listener.return_url, state=listener.state,
             ).with_event(CREATED, _iso(self.started_at))
-            self.controller.write(lambda: self.controller.pending.add(record))
+            self.workers.write(lambda: self.pending.add(record))
             self._arm_expiry()
             self.open_checkout()
             self._step()
 
         def failed(error: BaseException) -> None:
-            self.controller.run(listener.close)  # close() waits for the server thread: not on the GUI thread
-            message = self.controller.describe(error)
+            self.workers.run(listener.close)  # close() waits for the server thread: not on the GUI thread
+            message = describe(error)
             log.warning("a purchase could not start: pack=%s: %s", pack.id, message)
             self.flow.start_failed(message)
             if isinstance(error, BackendUnreachable):
-                self.controller.backend_unreachable(message)
+                self.backend.unreachable(message)
             self._step()
 
-        self.controller.run(create, done, failed)
+        self.workers.run(create, done, failed)
         self.changed.emit()
 
     def resume(self, record: PurchaseRecord) -> None:
@@ -175,7 +187,7 @@ class PurchaseController(QObject):
             if self.listener is listener:
                 self.listener = None
 
-        self.controller.run(listener.start, None, failed)
+        self.workers.run(listener.start, None, failed)
 
     def _arm_expiry(self) -> None:
         """Check once more right after the session expires: the backend then says so, and the panel too."""
@@ -190,21 +202,21 @@ class PurchaseController(QObject):
         url = self.flow.checkout_url
         if not url or self.flow.is_terminal:
             return
-        opener, session_id = self.controller.opener, self.flow.session_id or ""
+        opener, session_id = self.opener, self.flow.session_id or ""
 
         def done(opened: Any) -> None:
             self.browser_opened = bool(opened)
             if not self.browser_opened:
                 log.warning("the system browser did not open the checkout page")
             event = BROWSER_OPENED if self.browser_opened else BROWSER_FAILED
-            self.controller.write(lambda: self.controller.pending.record(session_id, event))
+            self.workers.write(lambda: self.pending.record(session_id, event))
             self.changed.emit()
 
         def failed(error: BaseException) -> None:
             log.warning("the browser could not be opened: %s", error)
             done(False)
 
-        self.controller.run(lambda: opener(url), done, failed)
+        self.workers.run(lambda: opener(url), done, failed)
 
     def check_now(self) -> None:
         """Ask the backend now; the answer always comes, through ``answered``."""
@@ -231,29 +243,29 @@ class PurchaseController(QObject):
             self._verify_task.cancel()
             self._verify_task = None
         self._timer.stop()
-        session_id, api = self.flow.session_id or "", self.controller.api
+        session_id, api = self.flow.session_id or "", self.backend.require_api()
 
         def done(result: CancelResult) -> None:
             self._learned(result.status)
-            self.controller.write(lambda: self.controller.pending.update_status(
+            self.workers.write(lambda: self.pending.update_status(
                 session_id, result.status, finished=False, checked_at=utcnow_iso()))
             self.flow.cancel_answered(result.status)
             self._step()
 
         def failed(error: BaseException) -> None:
-            message = self.controller.describe(error)
+            message = describe(error)
             signed_out = isinstance(error, ApiError) and error.status == 401
             retry_after = error.retry_after if isinstance(error, ApiError) else None
             self.flow.cancel_failed(f"The checkout could not be cancelled: {message}", signed_out=signed_out,
                                     retry_after=retry_after)
             self.answered.emit(f"The checkout could not be cancelled: {message}")
             if signed_out:
-                self.controller.session_ended()
+                self.session.session_ended()
             elif isinstance(error, BackendUnreachable):
-                self.controller.backend_unreachable(message)
+                self.backend.unreachable(message)
             self._step()
 
-        self.controller.run(lambda: api.cancel(session_id), done, failed)
+        self.workers.run(lambda: api.cancel(session_id), done, failed)
         self.changed.emit()
 
     def stop(self) -> None:
@@ -295,7 +307,7 @@ class PurchaseController(QObject):
         if self._stopped or not self.flow.callback(result):
             return
         session_id = self.flow.session_id or ""
-        self.controller.write(lambda: self.controller.pending.record(session_id, RETURNED, result.status))
+        self.workers.write(lambda: self.pending.record(session_id, RETURNED, result.status))
         self.callbackReceived.emit()
         self._step()
 
@@ -325,13 +337,13 @@ class PurchaseController(QObject):
         if self._verify_task is not None:
             return
         session_id = self.flow.session_id or ""
-        api = self.controller.api
+        api = self.backend.require_api()  # (a purchase comes after the backend answered)
 
         def done(result: PaymentVerification) -> None:
             self._verify_task = None
             self._learned(result.status)
             checked = utcnow_iso()
-            self.controller.write(lambda: self.controller.pending.update_status(
+            self.workers.write(lambda: self.pending.update_status(
                 session_id, result.status, finished=False, checked_at=checked))
             self.flow.verified(result.status, result.credits_granted, result.balance)
             self._answer()
@@ -339,20 +351,20 @@ class PurchaseController(QObject):
 
         def failed(error: BaseException) -> None:
             self._verify_task = None
-            message = self.controller.describe(error)
+            message = describe(error)
             signed_out = isinstance(error, ApiError) and error.status == 401
             fatal = isinstance(error, ApiError) and error.status == 404
             retry_after = error.retry_after if isinstance(error, ApiError) else None
             self.last_learned = (datetime.now(UTC), f"no answer ({message.rstrip('.')})")
             self.flow.verify_failed(message, fatal=fatal, signed_out=signed_out, retry_after=retry_after)
             if signed_out:
-                self.controller.session_ended()
+                self.session.session_ended()
             elif isinstance(error, BackendUnreachable):
-                self.controller.backend_unreachable(message)
+                self.backend.unreachable(message)
             self._answer()
             self._step()
 
-        self._verify_task = self.controller.run(lambda: api.verify_payment(session_id), done, failed)
+        self._verify_task = self.workers.run(lambda: api.verify_payment(session_id), done, failed)
 
     def _answer(self) -> None:
         if not self._answer_wanted:
@@ -366,15 +378,15 @@ class PurchaseController(QObject):
         self._expiry.stop()
         listener = self.listener
         if listener is not None and not listener.closed:
-            self.controller.run(listener.close)
+            self.workers.run(listener.close)
         flow = self.flow
         if flow.session_id:
             session_id, status = flow.session_id, flow.payment_status or flow.state.value
-            self.controller.write(lambda: self.controller.pending.update_status(session_id, status, finished=True))
+            self.workers.write(lambda: self.pending.update_status(session_id, status, finished=True))
         log.info("purchase ended: session=%s state=%s", flow.session_id, flow.state.value)
         if flow.state is FlowState.PAID and flow.balance is not None:
-            self.controller.set_balance(flow.balance)
-        self.controller.refresh()
+            self.figures.set_balance(flow.balance)
+        self.figures.refresh()
         self.finished.emit(self)
 
     # -- for the panel --------------------------------------------------------------------------------------------
@@ -404,6 +416,116 @@ class PurchaseController(QObject):
             balance = f" Your balance is now {flow.balance:,}." if flow.balance is not None else ""
             return f"Payment received: {flow.credits_granted:,} credits were added.{balance}"
         return flow.error or "The purchase did not complete."
+
+
+class Purchases(QObject):
+    """The purchases the app follows or shows (``items``, until their panels are dismissed)."""
+
+    purchaseAdded = Signal(object)  # PurchaseController
+    paymentLanded = Signal(str)  # a payment found by the history, not by a purchase in flight: a sentence
+
+    def __init__(self, workers: Workers, backend: BackendConnection, session: AccountSession,
+                 figures: AccountFigures, pending: PurchaseRecords, opener: Opener, *,
+                 poll: tuple[float, float] = (2.0, 30.0), parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workers = workers
+        self.backend = backend
+        self.session = session
+        self.figures = figures
+        self.pending = pending
+        self.opener = opener
+        self.poll = poll
+        self.items: list[PurchaseController] = []
+        self._announced: set[str] = set()  # sessions whose payment was already told
+        session.began.connect(self._signed_in)
+        session.ended.connect(self._signed_out)
+        figures.historyGrew.connect(self._announce)
+
+    @property
+    def can_buy(self) -> bool:
+        return self.backend.online and self.session.signed_in and self.backend.api is not None
+
+    def buy(self, pack: Pack) -> PurchaseController | None:
+        """Start a purchase (several may be in flight)."""
+        if not self.can_buy:
+            return None
+        purchase = self._new()
+        purchase.start(pack)
+        return purchase
+
+    def dismiss(self, purchase: PurchaseController) -> None:
+        """The user closed a finished purchase's panel."""
+        if purchase in self.items and purchase.flow.is_terminal:
+            self.items.remove(purchase)
+            purchase.deleteLater()
+
+    def stop(self) -> bool:
+        """The app is closing: stop following them (they stay on disk). Whether any was still in flight."""
+        in_flight = any(purchase.flow.is_active for purchase in self.items)
+        for purchase in self.items:
+            purchase.stop()
+        return in_flight
+
+    def _new(self) -> PurchaseController:
+        first, cap = self.poll
+        purchase = PurchaseController(self, first_delay=first, max_delay=cap, parent=self)
+        purchase.finished.connect(self._finished)
+        self.items.append(purchase)
+        self.purchaseAdded.emit(purchase)
+        return purchase
+
+    def _finished(self, purchase: PurchaseController) -> None:
+        if purchase.session_id and purchase.flow.payment_status == "paid":
+            self._announced.add(purchase.session_id)
+
+    def _signed_in(self, email: str, _balance: int | None) -> None:
+        for purchase in [p for p in self.items if p.email.lower() != email.lower()]:
+            purchase.stop()  # another account's purchases: they stay on disk for when it is back
+            self.items.remove(purchase)
+        for purchase in self.items:
+            purchase.signed_in_again()
+        self._resume_unfinished(email)
+
+    def _signed_out(self) -> None:
+        for purchase in self.items:
+            purchase.signed_out()
+
+    def _resume_unfinished(self, email: str) -> None:
+        """Pick up this account's purchases that an earlier run (or sign-in) left in flight."""
+        key = self.backend.identity.key
+
+        def find() -> list[PurchaseRecord]:
+            for name in self.session.legacy_names():  # purchases of earlier versions, filed under an old URL
+                self.pending.refile(name, key)
+            return self.pending.unfinished(key, email)
+
+        def done(records: list[PurchaseRecord]) -> None:
+            if self.session.email != email:
+                return
+            live = {p.session_id for p in self.items}
+            for record in records:
+                if record.session_id not in live:
+                    log.info("resuming an unfinished purchase: session=%s", record.session_id)
+                    self._new().resume(record)
+
+        self.workers.disk.run(find, done, self.workers.report)
+
+    def _announce(self, rows: list[Transaction]) -> None:
+        """A payment that landed without a purchase in flight telling of it (paid after it was cancelled or
+        expired here, or in another app) is announced, never silent."""
+        live = {p.session_id: p for p in self.items}
+        for row in rows:
+            if row.type != "purchase" or not row.reference or row.reference in self._announced:
+                continue
+            self._announced.add(row.reference)
+            purchase = live.get(row.reference)
+            if purchase is not None and not purchase.flow.is_terminal:
+                purchase.check_now()  # its own panel tells
+                continue
+            if purchase is not None and purchase.flow.payment_status == "paid":
+                continue
+            what = row.description or "a purchase"
+            self.paymentLanded.emit(f"A payment went through: {row.amount:,} credits were added ({what}).")
 
 
 def _port_of(url: str | None) -> int:

@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, QTimer, QTimeZone, Signal
 from desktop.core.alert_inbox import AlertInbox
 from desktop.core.models import SpendResult
 from desktop.core.spend_models import Alert, AlertPage, SpendControls
-from desktop.qt.controller import AppController, describe
+from desktop.qt.controller import AppController
+from desktop.qt.workers import describe
 
 if TYPE_CHECKING:
     from desktop.core.api import ApiClient  # the HTTP stack: loaded once the window is up
@@ -60,9 +61,9 @@ class SpendController(QObject):
         self._soon.setSingleShot(True)
         self._soon.setInterval(AFTER_CHANGE_MS)
         self._soon.timeout.connect(self.poll_alerts)
-        app.signedIn.connect(self._signed_in)
-        app.signedOut.connect(self._signed_out)
-        app.balanceChanged.connect(self._balance_changed)
+        app.session.signedIn.connect(self._signed_in)
+        app.session.signedOut.connect(self._signed_out)
+        app.figures.balanceChanged.connect(self._balance_changed)
 
     # -- session ------------------------------------------------------------------------------------------------
 
@@ -70,15 +71,16 @@ class SpendController(QObject):
     def account_key(self) -> str:
         """Whose alerts these are: the account on this backend (the bundled backend is always the same one,
         whatever port it has this time)."""
-        backend = "bundled" if self.app.bundled is not None else (self.app.backend_url or "")
-        return f"{backend}|{(self.app.account.email or '').lower()}"
+        connection = self.app.backend
+        backend = "bundled" if connection.bundled is not None else (connection.url or "")
+        return f"{backend}|{(self.app.session.email or '').lower()}"
 
     def _balance_changed(self, _balance: int) -> None:
         if not self._stopped:
             self._soon.start()
 
     def _signed_in(self, _email: str) -> None:
-        self.app.run(self.inbox.muted, self._muted_loaded)
+        self.app.workers.run(self.inbox.muted, self._muted_loaded)
         self.load_controls(adopt_time_zone=True)
         self.poll_alerts()
         if not self._stopped:
@@ -98,7 +100,7 @@ class SpendController(QObject):
         self._soon.stop()
 
     def _api(self) -> ApiClient | None:
-        return self.app.api if self.app.signed_in and not self._stopped else None
+        return self.app.backend.api if self.app.session.signed_in and not self._stopped else None
 
     # -- controls -----------------------------------------------------------------------------------------------
 
@@ -120,7 +122,7 @@ class SpendController(QObject):
                     log.info("could not set the time zone %s: %s", here, exc)
             return controls
 
-        self.app.run(fetch, self._controls_loaded, self._controls_failed)
+        self.app.workers.run(fetch, self._controls_loaded, self._controls_failed)
 
     def save_controls(self, changes: Mapping[str, Any], on_done: Callable[[SpendControls], None] | None = None,
                       on_error: Callable[[str], None] | None = None) -> None:
@@ -138,7 +140,7 @@ class SpendController(QObject):
             if on_error:
                 on_error(describe(error))
 
-        self.app.run(lambda: api.update_spend_controls(changes), done, failed)
+        self.app.workers.run(lambda: api.update_spend_controls(changes), done, failed)
 
     def _controls_loaded(self, controls: SpendControls) -> None:
         self.controls = controls
@@ -156,12 +158,12 @@ class SpendController(QObject):
             return
 
         def done(result: SpendResult) -> None:
-            self.app.set_balance(result.balance)
-            self.app.refresh()
+            self.app.figures.set_balance(result.balance)
+            self.app.figures.refresh()
             self.load_controls()  # what is used of each cap
             on_done(result)
 
-        self.app.run(lambda: api.spend(amount, key, description or None, feature=feature,
+        self.app.workers.run(lambda: api.spend(amount, key, description or None, feature=feature,
                                        confirmation_token=token), done, on_error)
 
     # -- alerts -------------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class SpendController(QObject):
         def done(result: tuple[AlertPage, list[Alert]]) -> None:
             self._polling = False
             page, new = result
-            if not self.app.signed_in:
+            if not self.app.session.signed_in:
                 return
             self.unread = page
             self.alertsChanged.emit(page)
@@ -192,34 +194,34 @@ class SpendController(QObject):
             self._polling = False
             log.info("alerts not fetched: %s", describe(error))
 
-        self.app.run(fetch, done, failed)
+        self.app.workers.run(fetch, done, failed)
 
     def mark_read(self, ids: Iterable[int] | None) -> None:
         api = self._api()
         if api is not None:
             chosen = None if ids is None else list(ids)
-            self.app.run(lambda: api.mark_alerts_read(chosen), lambda _: self.poll_alerts(), self._report)
+            self.app.workers.run(lambda: api.mark_alerts_read(chosen), lambda _: self.poll_alerts(), self._report)
 
     def send_test(self) -> None:
         api = self._api()
         if api is not None:
-            self.app.run(api.send_test_alert, lambda _: self.poll_alerts(), self._report)
+            self.app.workers.run(api.send_test_alert, lambda _: self.poll_alerts(), self._report)
 
     def all_alerts(self, on_done: Callable[[AlertPage], None], before: str | None = None) -> None:
         api = self._api()
         if api is not None:
-            self.app.run(lambda: api.alerts(limit=50, before=before), on_done, self._report)
+            self.app.workers.run(lambda: api.alerts(limit=50, before=before), on_done, self._report)
 
     def set_muted(self, kinds: Iterable[str]) -> None:
         chosen = frozenset(kinds)
-        self.app.run(lambda: self.inbox.set_muted(chosen), self._muted_loaded, self._report)
+        self.app.workers.run(lambda: self.inbox.set_muted(chosen), self._muted_loaded, self._report)
 
     def _muted_loaded(self, kinds: frozenset[str]) -> None:
         self.muted = kinds
         self.mutedChanged.emit(kinds)
 
     def _report(self, error: BaseException) -> None:
-        self.app.errorOccurred.emit(describe(error))
+        self.app.workers.errorOccurred.emit(describe(error))
 
     # -- usage --------------------------------------------------------------------------------------------------
 
@@ -227,7 +229,7 @@ class SpendController(QObject):
         api = self._api()
         if api is None:
             return
-        self.app.run(lambda: api.usage(granularity, first, last), self.usageChanged.emit,
+        self.app.workers.run(lambda: api.usage(granularity, first, last), self.usageChanged.emit,
                      lambda error: self.usageFailed.emit(describe(error)))
 
     def export_csv(self, path: Path, first: date | None, last: date | None, *,
@@ -236,5 +238,5 @@ class SpendController(QObject):
         api = self._api()
         if api is None:
             return
-        self.app.run(lambda: api.download_transactions_csv(path, first, last, progress=progress,
+        self.app.workers.run(lambda: api.download_transactions_csv(path, first, last, progress=progress,
                                                            cancelled=cancelled), on_done, on_error)

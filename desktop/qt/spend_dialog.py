@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 from desktop.core.models import SpendResult, new_idempotency_key
 from desktop.core.spending import Fix, Refusal, refusal_for
 from desktop.qt import formatting
-from desktop.qt.controller import describe
 from desktop.qt.spend_controller import SpendController
+from desktop.qt.workers import describe
 
 MAX_SPEND = 1_000_000_000
 

@@ -66,8 +66,8 @@ class SpendUi(QObject):
         self.alerts_button.hide()
         window.statusBar().addPermanentWidget(self.alerts_button)
 
-        app.signedIn.connect(self._on_signed_in)
-        app.signedOut.connect(self._on_signed_out)
+        app.session.signedIn.connect(self._on_signed_in)
+        app.session.signedOut.connect(self._on_signed_out)
         self.spending.alertsChanged.connect(self._show_unread)
         self.spending.notify.connect(self._notify)
         self.notifier.clicked.connect(self.show_alerts)

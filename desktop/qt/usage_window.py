@@ -33,8 +33,8 @@ from desktop.core.models import CancelledDownload
 from desktop.core.spend_models import Usage
 from desktop.core.usage import forecast_text, totals_text
 from desktop.qt import formatting
-from desktop.qt.controller import describe
 from desktop.qt.spend_controller import SpendController
+from desktop.qt.workers import describe
 
 MAX_LABELS = 10
 GRANULARITIES = (("Day", "day"), ("Week", "week"), ("Month", "month"))

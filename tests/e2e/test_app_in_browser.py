@@ -113,8 +113,8 @@ class ChromiumOpener:
 def buy(qtbot: Any, window: MainWindow, opener: ChromiumOpener, card: int) -> Any:
     """Click Buy on a pack card and let Chromium go through checkout; returns the PurchaseController."""
     window.account.cards[card].button.click()
-    qtbot.waitUntil(lambda: bool(window.controller.purchases), timeout=5_000)
-    purchase = window.controller.purchases[-1]
+    qtbot.waitUntil(lambda: bool(window.controller.purchases.items), timeout=5_000)
+    purchase = window.controller.purchases.items[-1]
     qtbot.waitUntil(lambda: opener.finished, timeout=30_000)  # the GUI thread keeps running meanwhile
     opener.join()
     assert opener.opened == [purchase.flow.checkout_url]
@@ -211,7 +211,7 @@ def test_cancel_on_the_stub_checkout_page_in_chromium(
     assert window.account.model.rowCount() == 0
     assert window.controller.pending.recent()[0].status == "cancelled"
     assert purchase_grants(stub_backend, purchase.flow.session_id) == 0
-    api = Api(stub_backend.url, window.controller.api.token)
+    api = Api(stub_backend.url, window.controller.backend.api.token)
     assert api.verify(purchase.flow.session_id).json()["status"] == "cancelled"
     screenshots(request, browser, window)
 
@@ -239,7 +239,7 @@ def test_pay_on_the_stripe_hosted_checkout_page_in_chromium(
 
     fake.wait_deliveries(timeout=10)  # after_redirect: the webhook lands after the browser came back
     assert purchase_grants(backend, session_id) == 1
-    assert Api(backend.url, window.controller.api.token).balance() == 550
+    assert Api(backend.url, window.controller.backend.api.token).balance() == 550
     completed = [d for d in fake.delivery_log if d["type"] == "checkout.session.completed"]
     if webhook_mode == "never":
         assert completed == []
@@ -270,8 +270,8 @@ def test_paying_in_chromium_after_the_app_quit_shows_the_outcome_and_the_next_st
 
     again = make_window(stub_backend.url, lambda url: True, poll=0.2)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=20_000)
-    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
-    (resumed,) = again.controller.purchases
+    qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=20_000)
+    (resumed,) = again.controller.purchases.items
     assert resumed.session_id == session_id
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "550 credits", timeout=20_000)
@@ -287,7 +287,7 @@ def test_in_the_default_mode_paying_after_the_app_quit_shows_the_outcome_and_the
     window = make_window(None, opener, poll=NO_POLLING)
     sign_up(qtbot, window)
     purchase = buy(qtbot, window, opener, card=1)
-    url = window.controller.backend_url
+    url = window.controller.backend.url
     window.close()
     window.controller.shutdown()  # the app has quit
 
@@ -297,8 +297,8 @@ def test_in_the_default_mode_paying_after_the_app_quit_shows_the_outcome_and_the
 
     again = make_window(None, lambda url: True, poll=0.2)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=30_000)
-    assert again.controller.backend_url == url
-    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
-    (resumed,) = again.controller.purchases
+    assert again.controller.backend.url == url
+    qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=20_000)
+    (resumed,) = again.controller.purchases.items
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=10_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "550 credits", timeout=20_000)

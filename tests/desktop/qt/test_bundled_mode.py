@@ -33,13 +33,13 @@ def test_a_restart_keeps_the_sign_in_and_resumes_the_purchase(qtbot: Any, make_w
                                                              memory_keyring: Any) -> None:
     first = make_window(None, FakeBrowser("close_tab"), poll=60)
     email = sign_up(qtbot, first)
-    identity = first.controller.identity
+    identity = first.controller.backend.identity
     assert identity.bundled and identity.key.startswith("bundled:")
     first.account.cards[0].button.click()
-    qtbot.waitUntil(lambda: bool(first.controller.purchases), timeout=5_000)
-    purchase = first.controller.purchases[0]
+    qtbot.waitUntil(lambda: bool(first.controller.purchases.items), timeout=5_000)
+    purchase = first.controller.purchases.items[0]
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)
-    session_id, first_url = purchase.session_id, first.controller.backend_url
+    session_id, first_url = purchase.session_id, first.controller.backend.url
     qtbot.waitUntil(lambda: len(memory_keyring.entries) == 1, timeout=5_000)
     first.close()
     first.controller.shutdown()  # the app quits; its bundled backend stops with it
@@ -47,10 +47,10 @@ def test_a_restart_keeps_the_sign_in_and_resumes_the_purchase(qtbot: Any, make_w
     second = make_window(None, FakeBrowser("close_tab"))
     qtbot.waitUntil(lambda: second.pages.currentWidget() is second.account, timeout=30_000)  # no password asked
     assert second.account.account.text() == f"Signed in as {email}"
-    assert second.controller.identity == identity
-    assert second.controller.backend_url == first_url  # it took its port again: open checkout links still work
-    qtbot.waitUntil(lambda: len(second.controller.purchases) == 1, timeout=10_000)
-    resumed = second.controller.purchases[0]
+    assert second.controller.backend.identity == identity
+    assert second.controller.backend.url == first_url  # it took its port again: open checkout links still work
+    qtbot.waitUntil(lambda: len(second.controller.purchases.items) == 1, timeout=10_000)
+    resumed = second.controller.purchases.items[0]
     assert resumed.session_id == session_id and second.panels[resumed].isVisible()
     requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=15_000)
@@ -64,7 +64,7 @@ def test_when_its_port_is_taken_the_bundled_backend_takes_another_and_keeps_its_
 ) -> None:
     first = make_window(None)
     email = sign_up(qtbot, first)
-    port = int(first.controller.backend_url.rsplit(":", 1)[1])
+    port = int(first.controller.backend.url.rsplit(":", 1)[1])
     first.close()
     first.controller.shutdown()
     with socket.socket() as squatter:
@@ -73,7 +73,7 @@ def test_when_its_port_is_taken_the_bundled_backend_takes_another_and_keeps_its_
         squatter.listen()
         second = make_window(None)
         qtbot.waitUntil(lambda: second.pages.currentWidget() is second.account, timeout=30_000)
-        assert second.controller.backend_url != first.controller.backend_url
+        assert second.controller.backend.url != first.controller.backend.url
         assert second.account.account.text() == f"Signed in as {email}"
 
 
@@ -99,13 +99,13 @@ def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window:
     window.sign_in.password.setText(PASSWORD)
     window.sign_in.create_button.click()
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
-    key = account_key(window.controller.identity.key, email)
+    key = account_key(window.controller.backend.identity.key, email)
     qtbot.waitUntil(lambda: ("creditdesk", key) in memory_keyring.entries, timeout=10_000)
     # the stale ones are gone; a sign-in for somebody's own server on a fixed port is not ours to remove
     expected = {("creditdesk", f"http://127.0.0.1:8787 {email}"), ("creditdesk", key)}
     qtbot.waitUntil(lambda: set(memory_keyring.entries) == expected, timeout=10_000)
-    window.controller.disk.wait_for_done(5_000)
-    assert window.controller.pending.get("cs_old").backend_id == window.controller.identity.key  # refiled
+    window.controller.workers.disk.wait_for_done(5_000)
+    assert window.controller.pending.get("cs_old").backend_id == window.controller.backend.identity.key  # refiled
 
 
 @pytest.mark.subprocess
@@ -129,9 +129,9 @@ def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures
     sign_up(qtbot, window)
     window.account.cards[0].button.click()
     qtbot.waitUntil(lambda: window.account.balance.text() == "100 credits", timeout=20_000)
-    bundled = window.controller.bundled
+    bundled = window.controller.backend.bundled
     assert bundled is not None and bundled.pid
-    url, pid = window.controller.backend_url, bundled.pid
+    url, pid = window.controller.backend.url, bundled.pid
 
     os.kill(pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: window.account.stale.isVisible(), timeout=10_000)
@@ -142,7 +142,7 @@ def test_a_killed_bundled_backend_is_restarted_while_the_app_shows_stale_figures
 
     qtbot.waitUntil(lambda: bundled.running and bundled.pid != pid, timeout=30_000)
     qtbot.waitUntil(lambda: not window.account.stale.isVisible(), timeout=30_000)
-    assert window.controller.backend_url == url and window.controller.supervisor.restarts == 1
+    assert window.controller.backend.url == url and window.controller.backend.supervisor.restarts == 1
     assert all(card.button.isEnabled() for card in window.account.cards)
     assert window.backend_label.text().endswith("· connected")
     window.account.cards[0].button.click()  # and buying works again
@@ -161,13 +161,13 @@ def test_a_hung_bundled_backend_is_killed_and_restarted(
     monkeypatch.setattr(supervisor, "BACKOFF_SECONDS", tuple(s / 10 for s in supervisor.BACKOFF_SECONDS))
     window = make_window(None)
     sign_up(qtbot, window)
-    window.controller.api.timeout = 1.0
-    bundled = window.controller.bundled
+    window.controller.backend.api.timeout = 1.0
+    bundled = window.controller.backend.bundled
     assert bundled is not None and bundled.pid
-    url, pid = window.controller.backend_url, bundled.pid
+    url, pid = window.controller.backend.url, bundled.pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        window.controller.refresh()
+        window.controller.figures.refresh()
         qtbot.waitUntil(lambda: window.account.stale.isVisible(), timeout=30_000)
         assert not any(card.button.isEnabled() for card in window.account.cards)
         qtbot.waitUntil(lambda: bundled.running and bundled.pid != pid, timeout=90_000)
@@ -175,7 +175,7 @@ def test_a_hung_bundled_backend_is_killed_and_restarted(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert window.controller.backend_url == url and window.controller.supervisor.restarts == 1
+    assert window.controller.backend.url == url and window.controller.backend.supervisor.restarts == 1
     assert all(card.button.isEnabled() for card in window.account.cards)
 
 

@@ -25,8 +25,8 @@ NON_ASCII_EMAIL = "jürgen.müller-{}@bücher.example"
 
 def buy_and_pay(qtbot: Any, window: Any, card: int = 0) -> Any:
     window.account.cards[card].button.click()
-    qtbot.waitUntil(lambda: bool(window.controller.purchases), timeout=5_000)
-    purchase = window.controller.purchases[-1]
+    qtbot.waitUntil(lambda: bool(window.controller.purchases.items), timeout=5_000)
+    purchase = window.controller.purchases.items[-1]
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     return purchase
 
@@ -46,7 +46,7 @@ def test_the_panel_answers_where_are_my_credits_without_secrets(
     window = make_window(stub_backend.url, FakeBrowser("pay"))
     email = sign_up(qtbot, window, NON_ASCII_EMAIL.format(os.getpid()))
     purchase = buy_and_pay(qtbot, window)
-    token = window.controller.api.token
+    token = window.controller.backend.api.token
     state = purchase.listener.state
 
     panel = window.show_diagnostics()
@@ -96,8 +96,8 @@ def test_a_failed_purchase_start_is_in_the_errors(qtbot: Any, make_window: Any, 
     sign_up(qtbot, window)
     backend.stop()
     window.account.cards[0].button.click()
-    qtbot.waitUntil(lambda: bool(window.controller.purchases), timeout=5_000)
-    qtbot.waitUntil(lambda: window.controller.purchases[0].flow.state is FlowState.FAILED, timeout=20_000)
+    qtbot.waitUntil(lambda: bool(window.controller.purchases.items), timeout=5_000)
+    qtbot.waitUntil(lambda: window.controller.purchases.items[0].flow.state is FlowState.FAILED, timeout=20_000)
     panel = window.show_diagnostics()
     qtbot.waitUntil(lambda: panel.copy_button.isEnabled(), timeout=15_000)
     errors = panel.text.toPlainText().split("\nRecent errors\n")[1]
@@ -140,18 +140,18 @@ def test_diagnostics_command_uses_the_running_apps_backend_and_knows_the_account
     window = make_window(None, FakeBrowser("pay"))
     sign_up(qtbot, window)
     purchase = buy_and_pay(qtbot, window)
-    window.controller.disk.wait_for_done(5_000)
+    window.controller.workers.disk.wait_for_done(5_000)
     qtbot.waitUntil(lambda: len(file_keyring.entries) == 1, timeout=5_000)
     home = window.controller.paths.data_dir.parent
     result = run_creditdesk(["--diagnostics"], home, file_keyring.env())
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["backend"]["url"] == window.controller.backend_url == running_url(window.controller.paths.data_dir)
-    assert report["backend"]["identity"] == window.controller.identity.key
+    assert report["backend"]["url"] == window.controller.backend.url == running_url(window.controller.paths.data_dir)
+    assert report["backend"]["identity"] == window.controller.backend.identity.key
     assert report["account"]["signed_in"] is True and report["account"]["balance"] == 100
     assert report["purchases"][0]["session_id"] == purchase.session_id
     assert report["purchases"][0]["at_backend"] == {"status": "paid", "credits_granted": 100}
-    assert window.controller.api.token not in result.stdout
+    assert window.controller.backend.api.token not in result.stdout
 
 
 @pytest.mark.subprocess
@@ -180,8 +180,8 @@ def test_about_shows_the_version(qtbot: Any, make_window: Any, stub_backend: Bac
 def test_the_app_starts_and_stops_the_bundled_backend(qtbot: Any, make_window: Any) -> None:
     window = make_window(None)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=30_000)
-    bundled = window.controller.bundled
-    assert bundled is not None and bundled.running and window.controller.backend_url.startswith("http://127.0.0.1:")
+    bundled = window.controller.backend.bundled
+    assert bundled is not None and bundled.running and window.controller.backend.url.startswith("http://127.0.0.1:")
     qtbot.waitUntil(lambda: "stub payments" in window.backend_label.text(), timeout=10_000)
     window.controller.shutdown()
     assert not bundled.running

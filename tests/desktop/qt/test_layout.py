@@ -63,7 +63,7 @@ def test_a_saved_geometry_bigger_than_the_screen_is_made_to_fit(qtbot: Any, make
     geometry = base64.b64encode(bytes(first.saveGeometry().data())).decode()
     first.close()
     paths = AppPaths.under(tmp_path / "home")
-    first.controller.disk.wait_for_done(5_000)
+    first.controller.workers.disk.wait_for_done(5_000)
     settings = json.loads(paths.settings_file.read_text())
     settings["window_geometry"] = geometry
     paths.settings_file.write_text(json.dumps(settings))

@@ -51,7 +51,7 @@ def test_signing_out_revokes_the_token_on_the_server(qtbot: Any, make_window: An
                                                      stub_backend: BackendProcess) -> None:
     window = make_window(stub_backend.url)
     sign_up(qtbot, window)
-    token = window.controller.api.token
+    token = window.controller.backend.api.token
     window.sign_out_action.trigger()
     qtbot.waitUntil(lambda: Api(stub_backend.url, token).get("/api/credits/balance").status_code == 401)
 
@@ -195,8 +195,8 @@ def test_ctrl_number_buys_a_pack(qtbot: Any, make_window: Any, stub_backend: Bac
     qtbot.waitUntil(lambda: window.buy_actions and window.buy_actions[0].isEnabled(), timeout=10_000)
     window.activateWindow()
     QTest.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: len(window.controller.purchases) == 1, timeout=5_000)
-    assert window.controller.purchases[0].pack_name == "Standard"
+    qtbot.waitUntil(lambda: len(window.controller.purchases.items) == 1, timeout=5_000)
+    assert window.controller.purchases.items[0].pack_name == "Standard"
 
 
 def test_tab_goes_down_the_page_through_the_purchases_in_progress_first(

@@ -23,10 +23,10 @@ from tests.helpers.pages import handoff_url, outcome
 
 
 def buy(qtbot: Any, window: MainWindow, card: int = 1) -> tuple[PurchaseController, PurchasePanel]:
-    before = len(window.controller.purchases)
+    before = len(window.controller.purchases.items)
     window.account.cards[card].button.click()
-    qtbot.waitUntil(lambda: len(window.controller.purchases) == before + 1, timeout=5_000)
-    purchase = window.controller.purchases[-1]
+    qtbot.waitUntil(lambda: len(window.controller.purchases.items) == before + 1, timeout=5_000)
+    purchase = window.controller.purchases.items[-1]
     return purchase, window.panels[purchase]
 
 
@@ -57,13 +57,13 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
     assert model.index(0, 1).data() == "+550" and model.index(0, 4).data() == "Standard pack · paid $25.00"
     assert "2" in model.index(0, 3).data() and len(model.index(0, 3).data().split()[0].split("/")[-1]) == 4
     assert all(card.button.isEnabled() for card in window.account.cards)
-    window.controller.disk.wait_for_done(5_000)
+    window.controller.workers.disk.wait_for_done(5_000)
     (record,) = window.controller.pending.recent()
     assert record.status == "paid" and record.finished_at and record.order_id.startswith("ord_")
     assert [e.event for e in record.events] == ["created", "browser_opened", "returned", "paid"]
     assert record.events[2].detail == "paid"
     panel.dismiss_button.click()
-    assert window.controller.purchases == [] and not window.account.purchases_box.isVisible()
+    assert window.controller.purchases.items == [] and not window.account.purchases_box.isVisible()
 
 
 def test_the_app_works_while_a_purchase_waits(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
@@ -206,7 +206,7 @@ def test_cancel_purchase_expires_the_checkout(qtbot: Any, make_window: Any, stub
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.CANCELLED, timeout=10_000)
     assert panel.message.text() == "The checkout was cancelled. Nothing was charged."
     assert requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False).status_code == 410
-    window.controller.disk.wait_for_done(5_000)
+    window.controller.workers.disk.wait_for_done(5_000)
     assert window.controller.pending.get(purchase.session_id).status == "cancelled"
 
 
@@ -226,12 +226,12 @@ def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
     requests.post(url + "/pay", timeout=10, allow_redirects=False)  # the user paid in the open tab
     again = make_window(stub_backend.url, FakeBrowser("close_tab"))
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=10_000)
-    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=10_000)
-    resumed = again.controller.purchases[0]
+    qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=10_000)
+    resumed = again.controller.purchases.items[0]
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=15_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "100 credits", timeout=15_000)
     assert "Payment received" in again.statusBar().currentMessage()
-    again.controller.disk.wait_for_done(5_000)
+    again.controller.workers.disk.wait_for_done(5_000)
     assert again.controller.pending.unfinished(stub_backend.url, email) == []
 
 
@@ -256,7 +256,7 @@ def test_buy_refused_by_the_server_says_why(qtbot: Any, make_window: Any, backen
     backend = backend_factory()
     window = make_window(backend.url, FakeBrowser("close_tab"))
     sign_up(qtbot, window)
-    api = Api(backend.url, window.controller.api.token)
+    api = Api(backend.url, window.controller.backend.api.token)
     for _ in range(10):
         api.checkout("starter")  # this user's checkouts for the minute are used up
     purchase, panel = buy(qtbot, window, 0)
@@ -274,12 +274,12 @@ def test_a_401_while_checking_asks_to_sign_in_and_then_carries_on(
     email = sign_up(qtbot, window)
     purchase, panel = buy(qtbot, window, 0)
     waiting(qtbot, purchase)
-    Api(stub_backend.url, window.controller.api.token).post("/api/auth/logout")  # the session ends elsewhere
+    Api(stub_backend.url, window.controller.backend.api.token).post("/api/auth/logout")  # the session ends elsewhere
     panel.check_button.click()
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
     assert "sign in again" in window.sign_in.message.text()
     assert purchase.flow.state is FlowState.PAUSED and not purchase.flow.is_terminal
-    window.controller.disk.wait_for_done(5_000)
+    window.controller.workers.disk.wait_for_done(5_000)
     assert window.controller.pending.get(purchase.session_id).finished_at is None  # never marked finished
 
     requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
@@ -287,7 +287,7 @@ def test_a_401_while_checking_asks_to_sign_in_and_then_carries_on(
     window.sign_in.password.setText(PASSWORD)
     window.sign_in.sign_in_button.click()
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
-    assert window.controller.purchases == [purchase]  # the same purchase, not a second one
+    assert window.controller.purchases.items == [purchase]  # the same purchase, not a second one
 
 
 def test_a_payment_that_lands_without_a_purchase_in_flight_is_announced(
@@ -296,8 +296,8 @@ def test_a_payment_that_lands_without_a_purchase_in_flight_is_announced(
     window = make_window(stub_backend.url, FakeBrowser("close_tab"))
     sign_up(qtbot, window)
     qtbot.waitUntil(lambda: window.account.empty.isVisible(), timeout=10_000)
-    qtbot.waitUntil(lambda: window.controller.account.updated_at is not None, timeout=10_000)
-    other_app = Api(stub_backend.url, window.controller.api.token)
+    qtbot.waitUntil(lambda: window.controller.figures.updated_at is not None, timeout=10_000)
+    other_app = Api(stub_backend.url, window.controller.backend.api.token)
     requests.post(other_app.checkout("pro")["url"] + "/pay", timeout=10)
     window.refresh_action.trigger()
     qtbot.waitUntil(lambda: window.account.notice.isVisible(), timeout=10_000)
@@ -316,8 +316,8 @@ def test_after_a_restart_the_app_listens_again_where_the_checkout_hands_over(
     window.controller.shutdown()
 
     again = make_window(stub_backend.url, FakeBrowser("close_tab"), poll=60)
-    qtbot.waitUntil(lambda: len(again.controller.purchases) == 1, timeout=20_000)
-    resumed = again.controller.purchases[0]
+    qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=20_000)
+    resumed = again.controller.purchases.items[0]
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.WAITING and resumed.listener is not None
                     and resumed.listener.listening, timeout=10_000)
     assert resumed.listener.return_url == return_url

@@ -21,7 +21,7 @@ from tests.helpers.backend import BackendProcess
 
 
 def api_for(window: MainWindow) -> Api:
-    return Api(window.controller.backend_url or "", window.controller.api.token)  # type: ignore[union-attr]
+    return Api(window.controller.backend.url or "", window.controller.backend.api.token)  # type: ignore[union-attr]
 
 
 def buy(api: Api, pack: str = "standard") -> None:
@@ -39,7 +39,7 @@ def sign_in(qtbot: Any, window: MainWindow, email: str) -> None:
 def signed_in_again(qtbot: Any, window: MainWindow, email: str) -> None:
     """A restart in the default mode: the sign-in kept in the keyring is restored, no password asked."""
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=30_000)
-    assert window.controller.account.email == email
+    assert window.controller.session.email == email
 
 
 def notices(window: MainWindow) -> list[tuple[str, str]]:
@@ -172,7 +172,7 @@ def test_the_computers_time_zone_is_taken_once_at_the_first_sign_in(
     window.sign_out_action.trigger()
     sign_in(qtbot, window, email)
     qtbot.waitUntil(lambda: window.spend_ui.spending.controls is not None)
-    qtbot.waitUntil(lambda: not window.controller.runner.busy)  # whatever the sign-in set off has answered
+    qtbot.waitUntil(lambda: not window.controller.workers.runner.busy)  # whatever the sign-in set off has answered
     assert api.get("/api/credits/controls").json()["timeZone"] == "UTC"
 
 
