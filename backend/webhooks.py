@@ -213,12 +213,16 @@ def process_event(
         _log(processed, source)
         return processed
     current = _as_pinned(event, event_type, obj, sessions)  # before the write lock: it may ask Stripe
-    with db.transaction() as conn:
+
+    def keep_and_apply(conn: Connection) -> Processed:
         if not event_store.claim(conn, event, event_id, event_type, obj, source=source, body=body):
-            processed = Processed(event_id, event_type, Outcome.DUPLICATE)
-        else:
-            processed = _process(conn, event, event_type, obj, source, livemode, current)
-            _note(conn, processed)
+            return Processed(event_id, event_type, Outcome.DUPLICATE)
+        processed = _process(conn, event, event_type, obj, source, livemode, current)
+        _note(conn, processed)
+        return processed
+
+    # Stripe sends events in bursts: on SQLite those queued for the write lock commit together.
+    processed = db.grouped(keep_and_apply)
     event_store.recent.add(db, event_id)  # committed: its retries need neither the write lock nor the database
     _log(processed, source)
     return processed

@@ -25,11 +25,13 @@ duplicates' p99 under 50 ms at 32), and checks that the backend's ledger adds up
 
     .venv/bin/python bench/webhooks.py [--events 4000] [--concurrency 8] [--rounds 10] [--duplicates 1000]
 
-Measured on 2 shared cores, three runs with this baseline: backend 755-771 events/s against 1,336-1,386, ratio
-0.55-0.56, p99 18-19 ms, server CPU 1.25-1.28 ms an event against 0.70-0.73; duplicates 2,500-2,670/s, p99
-13 ms. The backend before this baseline's commit, in the same hour: 759/s, 0.56, 1.29 ms an event: the log's
-three lines an event cut to one did not show in throughput then. The ratio aim is not met: the rest of the CPU
-is the money work inside the one transaction (a dozen statements, about 150 us in SQLite and 200 us of Python).
+Measured on 2 shared cores, three runs with this baseline: backend 879-922 events/s against 1,248-1,332, ratio
+0.69-0.70, p99 14-16 ms, server CPU 1.06-1.11 ms an event against 0.73-0.78; duplicates 2,340-2,390/s, p99 14-15
+ms. Before group commit (``Database.grouped``: the writers queued for SQLite's write lock commit together, an
+event's pages written and synced once for the group) and the start-up heap frozen out of the garbage collector's
+walks (``backend.cli.settle_heap``, on both sides), the same runs gave 0.55-0.60 and 1.25-1.31 ms an event. The
+0.75 aim is still not met: what is left is the money work itself (a dozen statements in the event's savepoint,
+about 190 us of SQLite and Python, and its share of the group's commit), against one INSERT for the baseline.
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """
@@ -262,7 +264,7 @@ def serve_app(make_app: Any) -> int:
 
     import uvicorn
 
-    from backend import logs
+    from backend import cli, logs
 
     logs.configure(logging.INFO, in_background=True)  # the backend's own logging, as serve sets it up
     # IPPROTO_TCP, as serve does: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
@@ -273,6 +275,7 @@ def serve_app(make_app: Any) -> int:
     print(f"Baseline listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True, server_header=False,
                             proxy_headers=False, ws="none")
+    cli.settle_heap()  # as serve does
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT that stopped it, after shutdown
         uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -1,24 +1,156 @@
-"""The data layer beyond one process: a leader lock for work one replica at a time should do, and a
-database that goes away answered with 503 and Retry-After, never a 500, until it is back."""
+"""The data layer: writers' work committed together (group commit) with each writer's answer its own; and beyond
+one process, a leader lock for work one replica at a time should do, and a database that goes away answered
+with 503 and Retry-After, never a 500, until it is back."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import Connection, event
 
+from backend import ledger
 from backend.db import Database
 from backend.errors import StorageUnavailable
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.servers import PostgresServer
+
+# --- group commit -----------------------------------------------------------------------------------------
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
+
+
+def grant(user_id: int, credits: int, reference: str) -> Callable[[Connection], int]:
+    """A writer's work: one purchase entry; answers the balance after it."""
+    def work(conn: Connection) -> int:
+        entry = ledger.post(conn, user_id=user_id, type="purchase", amount=credits, reference=reference)
+        assert entry is not None
+        return entry.balance_after
+    return work
+
+
+def balance(db: Database, user_id: int) -> int:
+    with db.read() as conn:
+        return ledger.balance(conn, user_id)
+
+
+def commits(db: Database) -> list[int]:
+    """Counts the database's commits from now on (one item per COMMIT)."""
+    seen: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: seen.append(1))
+    return seen
+
+
+def queued_together(db: Database, works: list[Callable[[Connection], Any]]) -> list[tuple[str, Any]]:
+    """Run each work through ``db.grouped`` from a thread of its own, all queued while another writer holds
+    SQLite's write lock, so that they commit as one group once it lets go; each thread's answer or error,
+    in order. Each thread names itself in CALLER, which its work may read."""
+    answers: list[tuple[str, Any]] = [("none", None)] * len(works)
+
+    def writer(n: int) -> None:
+        CALLER.set(f"writer {n}")
+        try:
+            answers[n] = ("answer", db.grouped(works[n]))
+        except Exception as error:
+            answers[n] = ("error", error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(len(works))]
+    with db.transaction():
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(db._group) < len(works):  # every writer queued behind the lock this test holds
+            assert time.monotonic() < deadline, "the writers did not queue"
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join(10)
+    return answers
+
+
+@pytest.mark.engines("sqlite")
+def test_writers_queued_for_the_lock_commit_once_together_each_with_its_own_answer(db: Database) -> None:
+    done = commits(db)
+    answers = queued_together(db, [grant(7, 333, f"cs_{n}") for n in range(5)])
+    assert len(done) == 2  # the holder's (empty) and one for the five writers
+    assert sorted(answer for kind, answer in answers if kind == "answer") == [333, 666, 999, 1332, 1665]
+    assert balance(db, 7) == 1665
+
+
+@pytest.mark.engines("sqlite")
+def test_a_writer_that_fails_undoes_only_its_own_writes(db: Database) -> None:
+    def grant_then_refuse(conn: Connection) -> int:
+        grant(7, 101, "cs_refused")(conn)
+        raise ValueError("refused after writing")
+
+    answers = queued_together(db, [grant(7, 333, "cs_a"), grant_then_refuse, grant(7, 17, "cs_b")])
+    assert answers[1][0] == "error" and str(answers[1][1]) == "refused after writing"
+    assert [kind for kind, _ in answers] == ["answer", "error", "answer"]
+    assert balance(db, 7) == 350  # 333 + 17: the refused writer's 101 is gone, and nothing else of it
+    with db.read() as conn:
+        assert ledger.find(conn, 7, "purchase", "cs_refused") is None
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.parametrize("fault", ["disk I/O error", "database or disk is full"])
+def test_a_failed_commit_fails_every_writer_of_its_group_and_keeps_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    real_commit = db.engine.dialect.do_commit
+    faults = iter([None, fault])  # the lock holder's commit goes through; the group's fails, where SQLite says so
+
+    def commit_with_a_fault(dbapi_connection: sqlite3.Connection) -> None:
+        if (this := next(faults, None)) is not None:
+            raise sqlite3.OperationalError(this)
+        real_commit(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_commit", commit_with_a_fault)
+    answers = queued_together(db, [grant(7, 333, f"cs_{n}") for n in range(4)])
+    assert {kind for kind, _ in answers} == {"error"}
+    errors = [error for _, error in answers]
+    assert all(isinstance(error, StorageUnavailable) and error.retry_after >= 1 for error in errors)
+    assert len({id(error) for error in errors}) == 4  # each writer's own, raised in its own thread
+    assert fault in str(errors[0])
+    assert balance(db, 7) == 0
+    assert db.grouped(grant(7, 333, "cs_0")) == 333  # Stripe's retry: the next write works
+    assert balance(db, 7) == 333
+
+
+@pytest.mark.engines("sqlite")
+def test_each_writers_work_runs_in_its_own_context(db: Database) -> None:
+    """So that what it logs carries its own request's id, though another writer's thread runs it."""
+    def who(conn: Connection) -> str:
+        return CALLER.get()
+
+    answers = queued_together(db, [who, who, who])
+    assert [answer for _, answer in answers] == ["writer 0", "writer 1", "writer 2"]
+
+
+def test_a_writer_alone_gets_its_answer_or_its_error_with_nothing_kept(db: Database) -> None:
+    """On both engines: on PostgreSQL grouped is a transaction of its own, as transactions there run side by side."""
+    assert db.grouped(grant(7, 333, "cs_1")) == 333
+
+    def grant_then_refuse(conn: Connection) -> int:
+        grant(7, 101, "cs_2")(conn)
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        db.grouped(grant_then_refuse)
+    assert balance(db, 7) == 333
+    assert db.grouped(grant(7, 101, "cs_2")) == 434
+
 
 
 def test_a_leader_lock_is_held_by_one_process_at_a_time(postgres: PostgresServer) -> None:
