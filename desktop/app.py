@@ -85,21 +85,21 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
                 errors.append(str(exc))
     else:
         identity = BackendIdentity.for_url(backend_url)
-    pending = PurchaseRecords(paths.pending_file)
+    purchase_records = PurchaseRecords(paths.purchase_records_file)
     tokens = TokenStore(index_path=paths.keyring_index_file)
     try:
         email = SettingsStore(paths.settings_file).load().email_for(identity.key)
         token = None
         if email and backend_url:
             try:
-                legacy = legacy_bundled_names(pending.all(), identity.key) if identity.bundled else set()
+                legacy = legacy_bundled_names(purchase_records.all(), identity.key) if identity.bundled else set()
                 restored = restore_sign_in(backend_url, identity.key, email, tokens, legacy)
                 token = restored.token if restored is not None else None
             except Exception as exc:  # the report must come out whatever happens
                 errors.append(f"could not check the kept sign-in: {exc}")
         report = build_report(backend_url=backend_url, identity=identity, bundled=identity.bundled,
                               account_email=email if token else None, token=token, token_store=tokens,
-                              paths=paths, pending=pending, errors=errors, log_file=paths.log_file,
+                              paths=paths, purchase_records=purchase_records, errors=errors, log_file=paths.log_file,
                               signed_out_email=None if token else email)
     finally:
         if started is not None:

@@ -151,7 +151,7 @@ def build_report(
     token: str | None = None,
     token_store: TokenStore | None = None,
     paths: AppPaths | None = None,
-    pending: PurchaseRecords | None = None,
+    purchase_records: PurchaseRecords | None = None,
     errors: Iterable[str] = (),
     log_file: Path | None = None,
     log_lines: int = 50,
@@ -204,7 +204,7 @@ def build_report(
             ),
             "log": None,
         }
-        if pending is not None:
+        if purchase_records is not None:
             credited = {row["reference"]: row["created_at"] for row in account["ledger"]
                         if row["type"] == "purchase" and row["reference"]}
             email = (account_email or "").strip().lower()
@@ -212,7 +212,7 @@ def build_report(
                 report["purchases"] = [
                     _purchase_section(p, client, mine=bool(email) and p.account_email.strip().lower() == email
                                       and (identity is None or p.backend_id == identity.key), credited=credited)
-                    for p in pending.recent(purchases)
+                    for p in purchase_records.recent(purchases)
                 ]
             except Exception as exc:
                 report["purchases"] = [{"error": redact(f"{type(exc).__name__}: {exc}", secrets)}]

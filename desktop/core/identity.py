@@ -30,7 +30,7 @@ def normalize_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class BackendIdentity:
-    key: str  # what tokens, pending purchases and per-backend settings are filed under
+    key: str  # what tokens, purchase records and per-backend settings are filed under
     label: str  # for people: "the built-in server" or the URL
 
     @property

@@ -22,7 +22,7 @@ from desktop.core._files import atomic_write_text, move_aside
 from desktop.core.identity import normalize_url
 from desktop.core.statuses import FINISHED_STATUSES
 
-log = logging.getLogger("creditdesk.pending")
+log = logging.getLogger("creditdesk.purchase_records")
 
 FILE_VERSION = 2
 MAX_EVENTS = 40
@@ -138,7 +138,7 @@ class PurchaseRecords:
 
     def _corrupt(self, why: str) -> list[PurchaseRecord]:
         moved = move_aside(self.path)
-        log.warning("the pending purchases file %s was corrupt (%s); moved to %s and starting afresh",
+        log.warning("the purchase records file %s was corrupt (%s); moved to %s and starting afresh",
                     self.path, why, moved)
         return []
 

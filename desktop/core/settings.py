@@ -59,7 +59,8 @@ class AppPaths:
         return self.config_dir / "settings.json"
 
     @property
-    def pending_file(self) -> Path:
+    def purchase_records_file(self) -> Path:
+        """The purchases this app has started, kept on disk (its name is that of the first versions' file)."""
         return self.data_dir / "pending-purchases.json"
 
     @property

@@ -34,13 +34,13 @@ class AccountSession(QObject):
     ended = Signal()  # the account signed out, or its sign-in ended: before signedOut
 
     def __init__(self, workers: Workers, backend: BackendConnection, tokens: TokenStore, settings: SettingsStore,
-                 pending: PurchaseRecords, parent: QObject | None = None) -> None:
+                 purchase_records: PurchaseRecords, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.backend = backend
         self.tokens = tokens
         self.settings = settings
-        self.pending = pending
+        self.purchase_records = purchase_records
         self.email: str | None = None  # the account signed in
         self.last_email: str | None = None  # the account last signed in on this backend: the sign-in page's
         self.restoring = False
@@ -69,7 +69,7 @@ class AccountSession(QObject):
             return set()
         from desktop.core.signin import legacy_bundled_names
 
-        return legacy_bundled_names(self.pending.all(), identity.key)
+        return legacy_bundled_names(self.purchase_records.all(), identity.key)
 
     def restore(self) -> None:
         """Sign in again with the token kept for the last account on this backend, if it still works."""
@@ -129,7 +129,7 @@ class AccountSession(QObject):
 
             tokens.save(key, email, token)
             self.settings.remember_email(key, email)
-            others = {p.account_email for p in self.pending.all()}
+            others = {p.account_email for p in self.purchase_records.all()}
             tidy_sign_ins(url, key, email, tokens, self.legacy_names(), others)
 
         self.workers.run(keep)

@@ -29,7 +29,7 @@ class AfterFirstPaint(QObject):
         window.installEventFilter(self)
 
     @property
-    def pending(self) -> int:
+    def remaining(self) -> int:
         """Steps not run yet."""
         return len(self._steps)
 

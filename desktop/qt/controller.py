@@ -40,15 +40,15 @@ class AppController(QObject):
         self.paths = paths
         self.recent_errors = recent_errors
         self.settings = SettingsStore(paths.settings_file)
-        self.pending = PurchaseRecords(paths.pending_file)
+        self.purchase_records = PurchaseRecords(paths.purchase_records_file)
         self.workers = Workers(self)
         self.backend = BackendConnection(self.workers, paths, backend_url, parent=self)
         self.session = AccountSession(self.workers, self.backend,
                                       token_store or TokenStore(index_path=paths.keyring_index_file),
-                                      self.settings, self.pending, parent=self)
+                                      self.settings, self.purchase_records, parent=self)
         self.figures = AccountFigures(self.workers, self.backend, self.session, parent=self)
-        self.purchases = Purchases(self.workers, self.backend, self.session, self.figures, self.pending, opener,
-                                   poll=poll, parent=self)
+        self.purchases = Purchases(self.workers, self.backend, self.session, self.figures, self.purchase_records,
+                                   opener, poll=poll, parent=self)
 
     def start(self) -> None:
         """Read the settings (on the disk worker) and bring the backend up."""
@@ -81,7 +81,8 @@ def build_diagnostics(controller: AppController) -> Callable[[], dict[str, Any]]
         return build_report(
             backend_url=backend_url, identity=backend.identity, bundled=backend.bundled is not None,
             account_email=email, token=token, token_store=session.tokens, paths=controller.paths,
-            pending=controller.pending, errors=errors, log_file=controller.paths.log_file, health_timeout=10.0,
+            purchase_records=controller.purchase_records, errors=errors, log_file=controller.paths.log_file,
+            health_timeout=10.0,
             supervision={"restarts": supervisor.restarts, "problem": supervisor.last_problem,
                          "online": backend.online},
         )

@@ -69,7 +69,8 @@ class PurchaseController(QObject):
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers, self.backend, self.session = purchases.workers, purchases.backend, purchases.session
-        self.figures, self.pending, self.opener = purchases.figures, purchases.pending, purchases.opener
+        self.figures, self.opener = purchases.figures, purchases.opener
+        self.purchase_records = purchases.purchase_records
         self.flow = PurchaseFlow(first_delay=first_delay, max_delay=max_delay)
         self.pack_name = ""
         self.credits = 0
@@ -138,7 +139,7 @@ class PurchaseController(QObject):
                 amount=pack.amount, currency=pack.currency, checkout_url=session.url,
                 return_url=listener.return_url, state=listener.state,
             ).with_event(CREATED, _iso(self.started_at))
-            self.workers.write(lambda: self.pending.add(record))
+            self.workers.write(lambda: self.purchase_records.add(record))
             self._arm_expiry()
             self.open_checkout()
             self._step()
@@ -209,7 +210,7 @@ class PurchaseController(QObject):
             if not self.browser_opened:
                 log.warning("the system browser did not open the checkout page")
             event = BROWSER_OPENED if self.browser_opened else BROWSER_FAILED
-            self.workers.write(lambda: self.pending.record(session_id, event))
+            self.workers.write(lambda: self.purchase_records.record(session_id, event))
             self.changed.emit()
 
         def failed(error: BaseException) -> None:
@@ -247,7 +248,7 @@ class PurchaseController(QObject):
 
         def done(result: CancelResult) -> None:
             self._learned(result.status)
-            self.workers.write(lambda: self.pending.update_status(
+            self.workers.write(lambda: self.purchase_records.update_status(
                 session_id, result.status, finished=False, checked_at=utcnow_iso()))
             self.flow.cancel_answered(result.status)
             self._step()
@@ -307,7 +308,7 @@ class PurchaseController(QObject):
         if self._stopped or not self.flow.callback(result):
             return
         session_id = self.flow.session_id or ""
-        self.workers.write(lambda: self.pending.record(session_id, RETURNED, result.status))
+        self.workers.write(lambda: self.purchase_records.record(session_id, RETURNED, result.status))
         self.callbackReceived.emit()
         self._step()
 
@@ -343,7 +344,7 @@ class PurchaseController(QObject):
             self._verify_task = None
             self._learned(result.status)
             checked = utcnow_iso()
-            self.workers.write(lambda: self.pending.update_status(
+            self.workers.write(lambda: self.purchase_records.update_status(
                 session_id, result.status, finished=False, checked_at=checked))
             self.flow.verified(result.status, result.credits_granted, result.balance)
             self._answer()
@@ -382,7 +383,7 @@ class PurchaseController(QObject):
         flow = self.flow
         if flow.session_id:
             session_id, status = flow.session_id, flow.payment_status or flow.state.value
-            self.workers.write(lambda: self.pending.update_status(session_id, status, finished=True))
+            self.workers.write(lambda: self.purchase_records.update_status(session_id, status, finished=True))
         log.info("purchase ended: session=%s state=%s", flow.session_id, flow.state.value)
         if flow.state is FlowState.PAID and flow.balance is not None:
             self.figures.set_balance(flow.balance)
@@ -425,14 +426,14 @@ class Purchases(QObject):
     paymentLanded = Signal(str)  # a payment found by the history, not by a purchase in flight: a sentence
 
     def __init__(self, workers: Workers, backend: BackendConnection, session: AccountSession,
-                 figures: AccountFigures, pending: PurchaseRecords, opener: Opener, *,
+                 figures: AccountFigures, purchase_records: PurchaseRecords, opener: Opener, *,
                  poll: tuple[float, float] = (2.0, 30.0), parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.backend = backend
         self.session = session
         self.figures = figures
-        self.pending = pending
+        self.purchase_records = purchase_records
         self.opener = opener
         self.poll = poll
         self.items: list[PurchaseController] = []
@@ -496,8 +497,8 @@ class Purchases(QObject):
 
         def find() -> list[PurchaseRecord]:
             for name in self.session.legacy_names():  # purchases of earlier versions, filed under an old URL
-                self.pending.refile(name, key)
-            return self.pending.unfinished(key, email)
+                self.purchase_records.refile(name, key)
+            return self.purchase_records.unfinished(key, email)
 
         def done(records: list[PurchaseRecord]) -> None:
             if self.session.email != email:

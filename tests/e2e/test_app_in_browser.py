@@ -170,7 +170,7 @@ def assert_paid_in_the_window(qtbot: Any, window: MainWindow, purchase: Any) -> 
     model = window.account.model
     assert [model.index(0, column).data() for column in (0, 1, 2)] == ["Purchase", "+550", "550"]
     assert all(card.button.isEnabled() for card in window.account.cards)
-    (record,) = window.controller.pending.recent()
+    (record,) = window.controller.purchase_records.recent()
     assert record.status == "paid" and record.session_id == purchase.flow.session_id
 
 
@@ -209,7 +209,7 @@ def test_cancel_on_the_stub_checkout_page_in_chromium(
     assert all(card.button.isEnabled() for card in window.account.cards)
     assert window.account.balance.text() == "0 credits"
     assert window.account.model.rowCount() == 0
-    assert window.controller.pending.recent()[0].status == "cancelled"
+    assert window.controller.purchase_records.recent()[0].status == "cancelled"
     assert purchase_grants(stub_backend, purchase.flow.session_id) == 0
     api = Api(stub_backend.url, window.controller.backend.api.token)
     assert api.verify(purchase.flow.session_id).json()["status"] == "cancelled"

@@ -34,10 +34,10 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
     token = api.register(email, PASSWORD).token
     tokens = TokenStore()
     tokens.save(stub_backend.url, email, token)
-    pending = PurchaseRecords(paths.pending_file)
+    purchase_records = PurchaseRecords(paths.purchase_records_file)
     session = api.checkout("starter")
-    pending.add(PurchaseRecord(stub_backend.url, email, session.session_id, "starter", "Starter", 100))
-    pending.add(PurchaseRecord(stub_backend.url, email, "cs_old", "pro", "Pro", 1200, "2020-01-01T00:00:00Z",
+    purchase_records.add(PurchaseRecord(stub_backend.url, email, session.session_id, "starter", "Starter", 100))
+    purchase_records.add(PurchaseRecord(stub_backend.url, email, "cs_old", "pro", "Pro", 1200, "2020-01-01T00:00:00Z",
                                 "paid"))
     paths.log_file.write_text("\n".join([
         *(f"filler line {n}" for n in range(100)),
@@ -55,7 +55,7 @@ def test_report_without_secrets(stub_backend: BackendProcess, tmp_path: Path, me
 
     report = build_report(
         backend_url=stub_backend.url, bundled=False, account_email=email, token=token, token_store=tokens,
-        paths=paths, pending=pending, errors=errors,
+        paths=paths, purchase_records=purchase_records, errors=errors,
     )
     text = report_json(report)
     for secret in (token, SK, RK, WHSEC, PASSWORD_IN_LOG, PASSWORD, "hunter2"):

@@ -29,7 +29,7 @@ def test_creditdesk_home_puts_everything_under_one_folder(tmp_path: Path) -> Non
     assert paths == AppPaths(tmp_path / "data", tmp_path / "config", tmp_path / "log")
     assert all(p.is_dir() for p in (paths.data_dir, paths.config_dir, paths.log_dir))
     assert paths.settings_file.parent == paths.config_dir
-    assert paths.pending_file.parent == paths.data_dir
+    assert paths.purchase_records_file.parent == paths.data_dir
     assert paths.log_file.parent == paths.log_dir
     assert paths.backend_db == paths.data_dir / "backend.sqlite3"
 

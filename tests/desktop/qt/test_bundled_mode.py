@@ -88,9 +88,10 @@ def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window:
     for port in (41234, 45678):
         memory_keyring.set_password("creditdesk", f"http://127.0.0.1:{port} {email}", f"stale-token-{port}")
     memory_keyring.set_password("creditdesk", f"http://127.0.0.1:8787 {email}", "someone-elses-server")
-    PurchaseRecords(paths.pending_file).add(PurchaseRecord(old_url, email, "cs_old", "starter", "Starter", 100))
-    PurchaseRecords(paths.pending_file).add(PurchaseRecord("http://127.0.0.1:45678", email, "cs_older",
-                                                             "starter", "Starter", 100, status="expired"))
+    records = PurchaseRecords(paths.purchase_records_file)
+    records.add(PurchaseRecord(old_url, email, "cs_old", "starter", "Starter", 100))
+    records.add(PurchaseRecord("http://127.0.0.1:45678", email, "cs_older", "starter", "Starter", 100,
+                               status="expired"))
     paths.settings_file.write_text(json.dumps({"last_email": email}))
 
     window = make_window(None, home=home)
@@ -105,7 +106,8 @@ def test_stale_sign_ins_of_earlier_versions_are_removed(qtbot: Any, make_window:
     expected = {("creditdesk", f"http://127.0.0.1:8787 {email}"), ("creditdesk", key)}
     qtbot.waitUntil(lambda: set(memory_keyring.entries) == expected, timeout=10_000)
     window.controller.workers.disk.wait_for_done(5_000)
-    assert window.controller.pending.get("cs_old").backend_id == window.controller.backend.identity.key  # refiled
+    refiled = window.controller.purchase_records.get("cs_old")
+    assert refiled.backend_id == window.controller.backend.identity.key
 
 
 @pytest.mark.subprocess

@@ -58,7 +58,7 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
     assert "2" in model.index(0, 3).data() and len(model.index(0, 3).data().split()[0].split("/")[-1]) == 4
     assert all(card.button.isEnabled() for card in window.account.cards)
     window.controller.workers.disk.wait_for_done(5_000)
-    (record,) = window.controller.pending.recent()
+    (record,) = window.controller.purchase_records.recent()
     assert record.status == "paid" and record.finished_at and record.order_id.startswith("ord_")
     assert [e.event for e in record.events] == ["created", "browser_opened", "returned", "paid"]
     assert record.events[2].detail == "paid"
@@ -207,7 +207,7 @@ def test_cancel_purchase_expires_the_checkout(qtbot: Any, make_window: Any, stub
     assert panel.message.text() == "The checkout was cancelled. Nothing was charged."
     assert requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False).status_code == 410
     window.controller.workers.disk.wait_for_done(5_000)
-    assert window.controller.pending.get(purchase.session_id).status == "cancelled"
+    assert window.controller.purchase_records.get(purchase.session_id).status == "cancelled"
 
 
 def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
@@ -220,7 +220,7 @@ def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
     url, session_id = purchase.flow.checkout_url, purchase.session_id
     window.close()
     window.controller.shutdown()
-    (pending,) = window.controller.pending.unfinished(stub_backend.url, email)
+    (pending,) = window.controller.purchase_records.unfinished(stub_backend.url, email)
     assert pending.session_id == session_id and pending.pack_name == "Starter"
 
     requests.post(url + "/pay", timeout=10, allow_redirects=False)  # the user paid in the open tab
@@ -232,7 +232,7 @@ def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
     qtbot.waitUntil(lambda: again.account.balance.text() == "100 credits", timeout=15_000)
     assert "Payment received" in again.statusBar().currentMessage()
     again.controller.workers.disk.wait_for_done(5_000)
-    assert again.controller.pending.unfinished(stub_backend.url, email) == []
+    assert again.controller.purchase_records.unfinished(stub_backend.url, email) == []
 
 
 def test_the_purchase_survives_the_backend_going_away(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
@@ -280,7 +280,7 @@ def test_a_401_while_checking_asks_to_sign_in_and_then_carries_on(
     assert "sign in again" in window.sign_in.message.text()
     assert purchase.flow.state is FlowState.PAUSED and not purchase.flow.is_terminal
     window.controller.workers.disk.wait_for_done(5_000)
-    assert window.controller.pending.get(purchase.session_id).finished_at is None  # never marked finished
+    assert window.controller.purchase_records.get(purchase.session_id).finished_at is None  # never marked finished
 
     requests.post(f"{purchase.flow.checkout_url}/pay", timeout=10, allow_redirects=False)
     window.sign_in.email.setText(email)

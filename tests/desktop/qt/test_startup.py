@@ -40,9 +40,9 @@ window = build_window(AppPaths.default().ensure(), "http://127.0.0.1:9")  # (not
 window.show()
 before = loaded()
 deadline = time.monotonic() + 30
-while window.after_paint.pending and time.monotonic() < deadline:
+while window.after_paint.remaining and time.monotonic() < deadline:
     app.processEvents()
-print(json.dumps({"before": before, "after": loaded(), "pending": window.after_paint.pending,
+print(json.dumps({"before": before, "after": loaded(), "remaining": window.after_paint.remaining,
                   "menus": [action.text() for action in window.menuBar().actions()]}))
 """
 
@@ -58,7 +58,7 @@ def test_the_window_is_built_without_what_it_does_not_show(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
     assert seen["before"] == []
-    assert seen["pending"] == 0
+    assert seen["remaining"] == 0
     assert seen["after"] == sorted(AFTER_PAINT)
     assert seen["menus"] == ["&File", "&Buy", "&Credits", "&Help"]
 
@@ -93,7 +93,7 @@ def test_steps_run_after_the_first_paint_one_an_event_loop_turn(qtbot: Any) -> N
     after.add(steps.step("first"), first=True)
     window.show()
     assert steps.ran == []  # nothing before the paint
-    qtbot.waitUntil(lambda: after.pending == 0)
+    qtbot.waitUntil(lambda: after.remaining == 0)
     qtbot.waitUntil(lambda: len(steps.ran) == 4)
     assert steps.ran == ["first", "a", "the next turn", "b"]
     after.add(steps.step("later"))  # added once started: runs at a next turn
@@ -108,10 +108,10 @@ def test_finish_runs_what_is_left_at_once_and_cancel_drops_it(qtbot: Any) -> Non
     after.add(steps.step("a"))
     after.add(steps.step("b"))
     after.finish()
-    assert steps.ran == ["a", "b"] and after.pending == 0
+    assert steps.ran == ["a", "b"] and after.remaining == 0
     after.add(steps.step("c"))
     after.cancel()
-    assert after.pending == 0
+    assert after.remaining == 0
 
 
 def test_a_window_that_does_not_paint_runs_its_steps_a_moment_after_it_shows(qtbot: Any) -> None:
