@@ -23,6 +23,7 @@ import pytest
 from backend.config import PASSWORD_HASH_PROFILE
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.commands import root_logger_restored
 from tests.helpers.fakes import FileKeyring, memory_keyring_class
 from tests.helpers.servers import PostgresServer, RedisServer, ServerUnavailable
 from tests.helpers.stripe_server import FakeStripe
@@ -89,6 +90,15 @@ def _from_find_library() -> bool:
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+@pytest.fixture(autouse=True)
+def _loggers_restored() -> Iterator[None]:
+    """What a test sets up for logging goes with it (admin commands run in process set a command line's stderr
+    handler; the app's set-up gives ``creditdesk`` INFO): see :func:`tests.helpers.commands.root_logger_restored`.
+    A worker runs tests of every package one after the other."""
+    with root_logger_restored():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ import pytest
 from backend import ledger, migrations
 from backend.db import Database
 from tests.conftest import Databases
-from tests.helpers.commands import root_logger_restored
 
 
 @pytest.fixture
@@ -24,10 +23,3 @@ def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
         assert ledger.check_invariants(conn) == []
     database.close()
 
-
-@pytest.fixture(autouse=True)
-def _root_logger_restored() -> Iterator[None]:
-    """The admin commands run in process here (``backend.cli.main``) set up the root logger for a command line:
-    put it back after each test (see :func:`tests.helpers.commands.root_logger_restored`)."""
-    with root_logger_restored():
-        yield

@@ -90,20 +90,23 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def root_logger_restored() -> Iterator[None]:
-    """Put the root logger back as it was: a command line sets its own handler on the stderr of the moment
-    (pytest's capture, closed after the test), and later tests must not log into a closed stream."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    """Put the root logger, and the app's and backend's own (``creditdesk``, ``desktop``), back as they were: a
+    command line sets its own handler on the stderr of the moment (pytest's capture, closed after the test), and
+    the app's log set-up gives ``creditdesk`` a level of INFO, which would let a later command's INFO lines
+    through to its stderr."""
+    loggers = [logging.getLogger(name) for name in ("", "creditdesk", "desktop")]
+    saved = [(list(logger.handlers), logger.level) for logger in loggers]
     try:
         yield
     finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-        for handler in handlers:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(level)
+        for logger, (handlers, level) in zip(loggers, saved, strict=True):
+            for handler in list(logger.handlers):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+            for handler in handlers:
+                if handler not in logger.handlers:
+                    logger.addHandler(handler)
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
