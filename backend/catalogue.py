@@ -10,6 +10,7 @@ from pathlib import Path
 import iso4217
 
 from backend.config import ConfigError
+from resources import currencies
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
@@ -25,7 +26,7 @@ class Pack:
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "name": self.name, "credits": self.credits, "amount": self.amount,
-                "currency": self.currency}
+                "currency": self.currency, "pricePerCredit": currencies.per_unit(self.amount, self.credits)}
 
 
 class Catalogue:
@@ -90,4 +91,7 @@ def _pack(raw: object, where: str) -> Pack:
         iso4217.Currency(currency.upper())
     except ValueError:
         raise ConfigError(f"{where}: currency {currency!r} is not an ISO 4217 currency") from None
+    refusal = currencies.refusal(raw["amount"], currency)
+    if refusal:
+        raise ConfigError(f"{where}: amount {raw['amount']}: {refusal}")
     return Pack(id=pack_id, name=name, credits=raw["credits"], amount=raw["amount"], currency=currency.lower())

@@ -24,6 +24,7 @@ from backend.errors import AdjustmentBelowZero, MalformedEvent, NoDatabase, Unkn
 from backend.orders import Order
 from backend.services import Services
 from backend.visible import visible, visible_json
+from resources import currencies
 
 
 def require_database(settings: Settings) -> None:
@@ -82,7 +83,7 @@ def show(line: str = "") -> None:
 
 
 def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency.upper()}"
+    return currencies.plain(amount, currency)
 
 
 def _paid(order: Order) -> str:

@@ -95,6 +95,9 @@ class PackJson(Json):
     credits: int
     amount: int = Field(description="The price, in the currency's minor unit.")
     currency: str = Field(description="ISO 4217, lower case.")
+    pricePerCredit: str = Field(description="The price of one credit in the currency's minor unit, a decimal "
+                                            "string to 4 places, trailing zeros dropped (1000 for 333 credits: "
+                                            "\"3.003\").")
 
 
 class PacksAnswer(Json):

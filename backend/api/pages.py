@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,6 +21,7 @@ from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.order_status import CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
 from backend.services import Services
+from resources import currencies
 
 router = APIRouter()
 
@@ -114,7 +116,7 @@ def result_page(services: Services, order: Order, *, refresh_pending: bool = Fal
         )
     refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == PENDING else None
     return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
-                order=order, outcome=status, price=format_money(order.amount, order.currency),
+                order=order, outcome=status, price=shown_price(order.amount, order.currency),
                 handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None)
 
 
@@ -175,7 +177,7 @@ async def cancel(
     if order.status != PENDING:
         return result_page(services, order)
     return page(services, "cancel.html", title="Cancel this purchase?", order=order, outcome="asking",
-                price=format_money(order.amount, order.currency))
+                price=shown_price(order.amount, order.currency))
 
 
 @router.post("/account/credits/cancel", status_code=303, response_class=RedirectResponse, responses={
@@ -228,7 +230,7 @@ def stub_checkout(session_id: str, services: ServicesDep) -> Response:
     order = _stub_order(services, session_id)
     return page(services, "stub_checkout.html", session=session, product=item["product_data"],
                 outcome=order.status if order is not None else None,
-                price=format_money(session["amount_total"], session["currency"]))
+                price=shown_price(session["amount_total"], session["currency"]))
 
 
 @router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={
@@ -272,11 +274,21 @@ async def stub_cancel(session_id: str, services: ServicesDep) -> Response:
                             headers=NO_STORE)
 
 
-def format_money(amount: int, currency: str) -> str:
-    """``2500, "usd"`` -> ``"25.00 USD"``: the pages' text without JavaScript; their script writes it as the
-    browser's locale does (``$25.00`` in en-US), as the desktop app does."""
-    zero_decimal = {"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof", "pyg", "rwf", "bif", "djf", "gnf",
-                    "kmf", "mga", "vuv", "xpf"}
-    if currency.lower() in zero_decimal:
-        return f"{amount} {currency.upper()}"
-    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
+@dataclass(frozen=True)
+class ShownPrice:
+    """A price on a page: its text without JavaScript (``25.50 USD``, ``500 JPY``, ``5 ISK``), and the exact value
+    and decimal places the page's script writes in the browser's locale (``$25.50`` in en-US), as the app does."""
+
+    text: str
+    value: str
+    digits: int
+    currency: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def shown_price(amount: int, currency: str) -> ShownPrice:
+    """``amount`` in ``currency``'s minor unit, as Stripe counts it (:mod:`resources.currencies`)."""
+    return ShownPrice(currencies.plain(amount, currency), f"{currencies.value(amount, currency)}",
+                      currencies.digits(amount, currency), currency.upper())

@@ -19,6 +19,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from ipaddress import ip_address
 from pathlib import Path
@@ -118,6 +119,22 @@ def _parse_retry_after(value: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0, int((when - datetime.now(UTC)).total_seconds() + 0.999))
+
+
+def _decimal(text: object) -> Decimal | None:
+    """A decimal string of the API (``"3.003"``) as a Decimal; None when absent (an older backend). Anything else
+    is a bad answer (ValueError)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError("a decimal is sent as a string")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal: {text[:20]!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError("not a decimal of zero or more")
+    return value
 
 
 class ApiClient:
@@ -312,7 +329,7 @@ class ApiClient:
         response = self._request("GET", "/api/billing/packs")
         return self._parse(response, lambda b: [
             Pack(id=str(p["id"]), name=str(p["name"]), credits=int(p["credits"]), amount=int(p["amount"]),
-                 currency=str(p["currency"]))
+                 currency=str(p["currency"]), price_per_credit=_decimal(p.get("pricePerCredit")))
             for p in b["packs"]
         ])
 

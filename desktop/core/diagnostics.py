@@ -31,6 +31,7 @@ from desktop.core.redact import REDACTED, mask_email, redact
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
 from desktop.core.version import package_version
+from resources import currencies
 
 __all__ = ["REDACTED", "build_report", "errors_from_log", "mask_email", "package_version", "redact",
            "render_text", "report_json"]
@@ -237,8 +238,7 @@ def report_json(report: dict[str, Any]) -> str:
 def _money(price: dict[str, Any] | None) -> str:
     if not price or price.get("amount") is None:
         return ""
-    amount, currency = int(price["amount"]), str(price.get("currency") or "").upper()
-    return f"{amount // 100}.{amount % 100:02d} {currency}"
+    return currencies.plain(int(price["amount"]), str(price.get("currency") or ""))
 
 
 def _yes(value: Any) -> str:

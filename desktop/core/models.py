@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 
@@ -74,6 +75,14 @@ class Pack:
     credits: int
     amount: int  # minor units (cents)
     currency: str
+    price_per_credit: Decimal | None = None  # minor units, as the backend works it out (``pricePerCredit``)
+
+    @property
+    def per_credit(self) -> Decimal:
+        """The price of one credit in minor units: the backend's, or worked out alike from an older backend's pack."""
+        if self.price_per_credit is not None:
+            return self.price_per_credit
+        return Decimal(self.amount) / Decimal(self.credits)
 
 
 @dataclass(frozen=True)

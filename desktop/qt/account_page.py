@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.models import Pack, Transaction
+from desktop.core.pack_values import PackValue, pack_values
 from desktop.qt import formatting
 from desktop.qt.history_model import HistoryModel
 from desktop.qt.purchase_panel import PurchasePanel
@@ -36,7 +37,7 @@ STALE_STYLE = "color: palette(placeholder-text);"
 class PackCard(QFrame):
     buy = Signal(object)  # Pack
 
-    def __init__(self, pack: Pack, parent: QWidget | None = None) -> None:
+    def __init__(self, pack: Pack, value: PackValue | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.pack = pack
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -56,13 +57,32 @@ class PackCard(QFrame):
         price_font = self.price.font()
         price_font.setPointSizeF(price_font.pointSizeF() * 1.4)
         self.price.setFont(price_font)
+        self.per_credit = QLabel(f"{formatting.unit_price(pack.per_credit, pack.currency)} per credit")
+        self.per_credit.setObjectName("perCredit")
+        self.per_credit.setStyleSheet(STALE_STYLE)  # the muted colour of secondary text
+        worth = ""
+        if value is not None and value.saving is not None:
+            worth = f"Save {value.saving}%"
+        self.value = QLabel(f"Best value · {worth}" if value is not None and value.best and worth else worth)
+        self.value.setObjectName("packValue")
+        if not self.value.text():
+            # Hidden but keeping its place, so that the cards' lines stay level; (never show() it before it has a
+            # parent: it would open as a window of its own).
+            kept = self.value.sizePolicy()
+            kept.setRetainSizeWhenHidden(True)
+            self.value.setSizePolicy(kept)
+            self.value.hide()
+        bold = self.value.font()
+        bold.setBold(True)
+        self.value.setFont(bold)
         self.button = QPushButton(f"Buy {pack.name}")
+        said = f", {self.per_credit.text()}" + (f", {self.value.text().lower()}" if self.value.text() else "")
         self.button.setAccessibleName(
-            f"Buy the {pack.name} pack: {formatting.number(pack.credits)} credits for {self.price.text()}")
+            f"Buy the {pack.name} pack: {formatting.number(pack.credits)} credits for {self.price.text()}{said}")
         self.button.clicked.connect(lambda: self.buy.emit(self.pack))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
-        for widget in (name, credits, self.price):
+        for widget in (name, credits, self.price, self.per_credit, self.value):
             layout.addWidget(widget)
         layout.addSpacing(4)
         layout.addWidget(self.button)
@@ -203,8 +223,9 @@ class AccountPage(QScrollArea):
         self.cards = []
         while self.packs_layout.count():
             self.packs_layout.takeAt(0)
+        values = pack_values(packs)
         for pack in packs:
-            card = PackCard(pack)
+            card = PackCard(pack, values.get(pack.id))
             card.buy.connect(self.buyRequested.emit)
             self.cards.append(card)
             self.packs_layout.addWidget(card, stretch=1)

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import lru_cache
 
 from PySide6.QtCore import QDate, QDateTime, QLocale, QTime, QTimeZone
 
-# ISO 4217 currencies with no minor unit (Stripe's list of zero-decimal currencies).
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
-                "xof", "xpf"}
+from resources import currencies
 
 
 def money(amount: int, currency: str, locale: QLocale | None = None) -> str:
-    """``2500, "usd"`` -> ``$25.00`` in an en_US locale, ``25,00 US$`` in de_DE, and so on."""
+    """``2550, "usd"`` -> ``$25.50`` in an en_US locale, ``25,50 US$`` in de_DE; ``500, "jpy"`` -> ``¥500``;
+    ``500, "isk"`` -> ``ISK 5``. The value and its decimals are Stripe's (:mod:`resources.currencies`), the
+    writing the locale's."""
+    return _currency_text(currencies.value(amount, currency), currency, currencies.digits(amount, currency), locale)
+
+
+def unit_price(minor_units: Decimal, currency: str, locale: QLocale | None = None) -> str:
+    """A price per credit (in minor units, as ``pricePerCredit``), with two more decimals than the currency's:
+    ``Decimal("4.5455"), "usd"`` -> ``$0.0455``."""
+    places = currencies.exponent(currency) + 2
+    value = (minor_units.scaleb(-currencies.exponent(currency))).quantize(Decimal(1).scaleb(-places))
+    return _currency_text(value, currency, places, locale)
+
+
+def _currency_text(value: Decimal, currency: str, places: int, locale: QLocale | None) -> str:
     locale = locale or QLocale()
     code = currency.upper()
-    digits = 0 if currency.lower() in ZERO_DECIMAL else 2
-    value = amount / (10**digits)
     symbol = locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencySymbol)
     if locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencyIsoCode) != code:
         symbol = _symbol_for(code) or code
-    return locale.toCurrencyString(value, symbol, digits)
+    text = locale.toCurrencyString(float(value), symbol, places)
+    if symbol.isalpha():  # a code beside the digits is spaced from them, as CLDR's currency spacing says: ISK 5
+        text = re.sub(rf"(?<={symbol})(?=[^\s\xa0])|(?<=[^\s\xa0])(?={symbol})", "\xa0", text)
+    return text
 
 
 @lru_cache(maxsize=32)
@@ -31,7 +45,9 @@ def _symbol_for(code: str) -> str | None:
                                                   QLocale.Country.AnyCountry):
         if country_locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencyIsoCode) == code:
             symbol = country_locale.currencySymbol(QLocale.CurrencySymbolFormat.CurrencySymbol)
-            if symbol and symbol != code and len(symbol) <= 3 and not symbol.isalpha():
+            # A sign such as $, € or ¥ reads the same in any language; a word ("kr." for ISK, SEK and NOK alike)
+            # does not, and the ISO code says more.
+            if symbol and symbol != code and len(symbol) <= 3 and not any(char.isalpha() for char in symbol):
                 return symbol
     return None
 

@@ -64,6 +64,11 @@ def test_the_bundled_catalogue() -> None:
     ('[[packs]]\nid = "ok"\nname = "A"\ncredits = 1\namount = 1\ncurrency = "eur"\n[[packs]]\nid = 7\n',
      "pack number 2: needs id"),
     ('packs = "starter"\n', "must be a list"),
+    # prices Stripe would refuse: fractional krónur, and a three-decimal price not in tens
+    ('[[packs]]\nid = "ice"\nname = "I"\ncredits = 7\namount = 1550\ncurrency = "isk"\n',
+     "pack 'ice' \\(number 1\\): amount 1550: ISK prices are whole units"),
+    ('[[packs]]\nid = "kw"\nname = "K"\ncredits = 7\namount = 5127\ncurrency = "KWD"\n',
+     "pack 'kw' \\(number 1\\): amount 5127: KWD prices end in 0"),
 ])
 def test_a_bad_catalogue_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "packs.toml"

@@ -29,7 +29,10 @@ def test_health_says_stub_mode(stub_backend: BackendProcess) -> None:
 def test_packs_come_from_the_catalogue(stub_backend: BackendProcess) -> None:
     packs = requests.get(f"{stub_backend.url}/api/billing/packs", timeout=5).json()["packs"]
     assert [p["id"] for p in packs] == ["starter", "standard", "pro"]
-    assert packs[0] == {"id": "starter", "name": "Starter", "credits": 100, "amount": 500, "currency": "usd"}
+    assert packs[0] == {"id": "starter", "name": "Starter", "credits": 100, "amount": 500, "currency": "usd",
+                        "pricePerCredit": "5"}
+    # a cent's share of a credit, to four places: 2500 / 550 = 4.5454..., 5000 / 1200 = 4.1666...
+    assert [p["pricePerCredit"] for p in packs] == ["5", "4.5455", "4.1667"]
 
 
 def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:

@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from desktop.core.callback import CallbackResult, LoopbackListener
+from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.browser import Browser, browser_fixture, public_address_space, require_chromium  # noqa: F401
@@ -232,3 +234,29 @@ def test_stripe_hosted_checkout_in_the_browser(
         assert completed == []
     else:
         assert [d["status"] for d in completed] == [200], completed
+
+
+def test_prices_on_the_pages_are_stripes_amounts_in_the_browsers_words(
+    browser: Browser, backend_factory, tmp_path  # type: ignore[no-untyped-def]
+) -> None:
+    """The value is Stripe's (500 ISK in the API is 5 krónur; KWD counts thousandths), the writing the browser's
+    locale's (en-US here), and the text before the script runs says the same value."""
+    packs = tmp_path / "packs.toml"
+    packs.write_text("".join(
+        f'[[packs]]\nid = "{pack}"\nname = "{name}"\ncredits = 7\namount = {amount}\ncurrency = "{currency}"\n'
+        for pack, name, amount, currency in [("ice", "Krona", 500, "isk"), ("yen", "Yen", 503, "jpy"),
+                                             ("kw", "Dinar", 5130, "kwd")]))
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs)})
+    api = Api(backend.url).register()
+    assert [(p["id"], p["pricePerCredit"]) for p in api.get("/api/billing/packs").json()["packs"]] == [
+        ("ice", "71.4286"), ("yen", "71.8571"), ("kw", "732.8571")]
+    for pack, server_text, browser_text in [("ice", "5 ISK", "ISK\xa05"), ("yen", "503 JPY", "¥503"),
+                                            ("kw", "5.130 KWD", "KWD\xa05.130")]:
+        checkout = api.checkout(pack)
+        page = requests.get(checkout["url"], timeout=10).text
+        assert f">{server_text}<" in page  # what a browser without JavaScript shows
+        browser.open(checkout["url"])
+        browser.assert_not_error_page()
+        shown = browser.wait_for_text(browser_text)
+        assert f"Pay {browser_text}" in shown.replace("\n", " ")
+    browser.screenshot()

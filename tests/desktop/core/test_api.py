@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -90,6 +91,28 @@ def test_packs(stub_backend: BackendProcess) -> None:
     packs = ApiClient(stub_backend.url).packs()
     starter = next(p for p in packs if p.id == "starter")
     assert (starter.credits, starter.amount, starter.currency) == (100, 500, "usd")
+    assert [p.price_per_credit for p in packs] == [Decimal("5"), Decimal("4.5455"), Decimal("4.1667")]
+
+
+@pytest.mark.parametrize(("sent", "per_credit"), [
+    ('"4.5455"', Decimal("4.5455")),
+    ('"0"', Decimal("0")),  # a credit worth less than a ten-thousandth of a cent
+    (None, Decimal(2500) / Decimal(550)),  # an older backend: worked out from the price
+])
+def test_a_packs_price_per_credit(scripted: Scripted, sent: str | None, per_credit: Decimal) -> None:
+    field = f', "pricePerCredit": {sent}' if sent is not None else ""
+    scripted.then(200, '{"packs": [{"id": "s", "name": "S", "credits": 550, "amount": 2500, "currency": "usd"'
+                       + field + "}]}")
+    assert ApiClient(scripted.url).packs()[0].per_credit == per_credit
+
+
+@pytest.mark.parametrize("sent", ['4.5', '"cheap"', '"NaN"', '"-1"', '"Infinity"'])
+def test_a_price_per_credit_that_is_not_a_decimal_string_is_a_bad_answer(scripted: Scripted, sent: str) -> None:
+    scripted.then(200, '{"packs": [{"id": "s", "name": "S", "credits": 550, "amount": 2500, "currency": "usd", '
+                       f'"pricePerCredit": {sent}}}]}}')
+    with pytest.raises(ApiError) as caught:
+        ApiClient(scripted.url).packs()
+    assert caught.value.code == "invalid_response"
 
 
 def test_checkout_errors(client: ApiClient) -> None:

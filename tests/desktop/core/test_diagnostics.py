@@ -158,3 +158,16 @@ def test_qt_version_is_read_without_importing_qt() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     version, imported = out.stdout.split()
     assert version[0].isdigit() and imported == "False"
+
+
+def test_prices_in_the_report_are_stripes_amounts() -> None:
+    """500 JPY is 500 yen (it once said "5.00 JPY"), and 500 ISK in Stripe's minor unit is 5 krónur."""
+    report: dict[str, Any] = {"purchases": [
+        {"pack": "Yen", "credits": 7, "price": {"amount": 503, "currency": "jpy"}, "session_id": "cs_1"},
+        {"pack": "Krona", "credits": 7, "price": {"amount": 500, "currency": "isk"}, "session_id": "cs_2"},
+        {"pack": "Dinar", "credits": 7, "price": {"amount": 5130, "currency": "kwd"}, "session_id": "cs_3"},
+    ]}
+    text = render_text(report)
+    assert "Yen pack, 7 credits, 503 JPY" in text
+    assert "Krona pack, 7 credits, 5 ISK" in text
+    assert "Dinar pack, 7 credits, 5.130 KWD" in text

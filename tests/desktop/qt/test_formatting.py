@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from PySide6.QtCore import QLocale, QTimeZone
 
@@ -19,6 +20,22 @@ def test_money() -> None:
     assert formatting.money(2500, "usd", DE) == "25,00\xa0$"
     assert formatting.money(500, "jpy", JP) == "￥500"
     assert formatting.money(123456, "usd", US) == "$1,234.56"
+
+
+def test_money_is_stripes_value_in_the_locales_words() -> None:
+    """Stripe's minor units decide the value (ISK counts hundredths, shown whole; KWD thousandths), whatever the
+    locale's own idea of the currency's decimals."""
+    assert formatting.money(500, "isk", US) == "ISK\xa05"
+    assert formatting.money(550, "isk", US) == "ISK\xa05.50"  # a fractional old amount is never rounded away
+    assert formatting.money(5130, "kwd", DE) == "5,130\xa0KWD"
+    assert formatting.money(503, "jpy", US) == "¥503"
+
+
+def test_a_price_per_credit_has_two_decimals_more_than_its_currency() -> None:
+    assert formatting.unit_price(Decimal("4.5455"), "usd", US) == "$0.0455"
+    assert formatting.unit_price(Decimal("4.5455"), "eur", DE) == "0,0455\xa0€"
+    assert formatting.unit_price(Decimal("71.8571"), "jpy", US) == "¥71.86"
+    assert formatting.unit_price(Decimal("5"), "usd", US) == "$0.0500"
 
 
 def test_numbers() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -9,6 +10,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QApplication
 
+from desktop.core.models import Pack
+from desktop.qt import formatting
+from desktop.qt.account_page import AccountPage
 from tests.desktop.qt.conftest import PASSWORD, sign_up, user_with_history
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
@@ -219,3 +223,22 @@ def test_tab_goes_down_the_page_through_the_purchases_in_progress_first(
     cards = [card.button for card in window.account.cards]
     assert reached[:len(shown)] == shown  # the first panel's buttons, then the second's
     assert reached[len(shown)] is cards[0]  # then the packs below them
+
+
+def test_each_pack_shows_its_price_per_credit_and_what_it_saves(qtbot: Any) -> None:
+    """The bundled packs as the backend sends them: 5, 4.5455 and 4.1667 cents a credit."""
+    page = AccountPage()
+    qtbot.addWidget(page)
+    page.set_packs([Pack("starter", "Starter", 100, 500, "usd", Decimal("5")),
+                    Pack("standard", "Standard", 550, 2500, "usd", Decimal("4.5455")),
+                    Pack("pro", "Pro", 1200, 5000, "usd", Decimal("4.1667"))])
+    page.show()
+    shown = {card.pack.id: (card.per_credit.text(), card.value.text() if card.value.isVisible() else "")
+             for card in page.cards}
+    money = formatting.unit_price
+    assert shown == {
+        "starter": (f"{money(Decimal('5'), 'usd')} per credit", ""),
+        "standard": (f"{money(Decimal('4.5455'), 'usd')} per credit", "Save 9%"),
+        "pro": (f"{money(Decimal('4.1667'), 'usd')} per credit", "Best value · Save 16%"),
+    }
+    assert page.cards[2].button.accessibleName().endswith("per credit, best value · save 16%")
