@@ -26,8 +26,9 @@ from backend import entries, ledger, periods
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
 from backend.periods import Period, Window
-from backend.schema import ledger_entries, usage_labels, usage_quarters
+from backend.schema import ledger_entries, orders, usage_labels, usage_quarters
 from backend.spend_controls import Controls
+from resources import currencies
 
 MAX_BUCKETS = 400
 BY_DESCRIPTION_ROWS = 10
@@ -227,7 +228,7 @@ def dashboard(db: Database, user_id: int, controls: Controls, granularity: Perio
 # -- CSV ----------------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("id", "createdAt", "localTime", "type", "amount", "balanceAfter", "description", "feature",
-               "reference")
+               "reference", "paid", "tax", "discount", "currency")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is prefixed
 # with an apostrophe, which spreadsheets show as text and do not display.
 _FORMULA_FIRST = frozenset("=+-@\t\r")
@@ -252,6 +253,27 @@ def csv_range(controls: Controls, first: date | None, last: date | None, *, now:
     return periods.days(first, last, controls.zone)
 
 
+NO_MONEY = ("", "", "", "")
+
+
+def _money_of_purchases(conn: Connection, user_id: int, sessions: list[str]) -> dict[str, tuple[str, ...]]:
+    """What each purchase of a page paid, with its tax and discount, by its Checkout Session (a purchase entry's
+    reference), in the currency's units as Stripe counts them (``25.50``): for an expense claim. One query a page.
+    A purchase whose order never recorded what was paid (before 0004) has only its currency."""
+    if not sessions:
+        return {}
+    o = orders.c
+    found = conn.execute(select(o.session_id, o.amount_paid, o.amount_tax, o.amount_discount, o.currency)
+                         .where(o.user_id == user_id, o.session_id.in_(sessions))).all()
+    return {session: (_units(paid, currency), _units(tax, currency) if paid is not None else "",
+                      _units(discount, currency) if paid is not None else "", currency.upper())
+            for session, paid, tax, discount, currency in found}
+
+
+def _units(amount: int | None, currency: str) -> str:
+    return "" if amount is None else f"{currencies.value(amount, currency)}"
+
+
 def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -> Iterator[bytes]:
     """The CSV file, UTF-8 with a byte order mark, in chunks of rows read page by page (oldest first)."""
     tz = controls.zone
@@ -273,12 +295,14 @@ def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -
             query = query.where(or_(e.created_at > after[0], and_(e.created_at == after[0], e.id > after[1])))
         with db.read() as conn:
             rows = conn.execute(query.order_by(e.created_at, e.id).limit(CSV_PAGE)).all()
+            money = _money_of_purchases(conn, user_id, [r.reference for r in rows if r.type == "purchase"])
         # The rows unpacked as tuples, the local time by isoformat (three times strftime's speed) and the cells
         # checked inline: this loop is the export's cost per row (bench/export.py).
         for entry_id, created_at, entry_type, amount, balance_after, description, feature, reference in rows:
             local = datetime.fromisoformat(created_at).astimezone(tz).isoformat(" ", "seconds")[:19]
+            paid = money.get(reference, NO_MONEY) if entry_type == "purchase" else NO_MONEY
             writer.writerow((entry_id, created_at, local, entry_type, amount, balance_after,
-                             _text_cell(description), _text_cell(feature), _text_cell(reference)))
+                             _text_cell(description), _text_cell(feature), _text_cell(reference), *paid))
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()

@@ -10,11 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from backend import ledger, periods, spend_controls, usage
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
-from tests.helpers.payments import database
+from backend.schema import orders
+from tests.helpers.payments import database, new_order, session_event
 
 USER = 11
 ZONE = "America/New_York"  # falls back on 1 November 2026
@@ -232,7 +234,8 @@ def test_the_csv_has_every_entry_of_the_range_and_its_totals_match_the_dashboard
     monkeypatch.setattr(usage, "CSV_PAGE", 37)  # several pages, and a page boundary inside the range
     first, last = date(2026, 10, 20), date(2026, 12, 31)
     raw, rows = read_csv(db, first, last)
-    header = b"id,createdAt,localTime,type,amount,balanceAfter,description,feature,reference\r\n"
+    header = b"id,createdAt,localTime,type,amount,balanceAfter,description,feature,reference,paid,tax,discount," \
+             b"currency\r\n"
     assert raw.startswith(b"\xef\xbb\xbf" + header)  # UTF-8 with a byte order mark, then the header
     tz = periods.zone(ZONE)
     inside = [e for e in history if first <= e[0].astimezone(tz).date() <= last]
@@ -257,6 +260,32 @@ def test_the_whole_history_in_csv_adds_up_to_the_balance(db: Database, history: 
     _, rows = read_csv(db, date(2026, 9, 1), date(2027, 12, 31))
     with db.read() as conn:
         assert sum(int(r["amount"]) for r in rows) == ledger.balance(conn, USER) == int(rows[-1]["balanceAfter"])
+
+
+def test_each_purchase_says_what_it_paid_with_its_tax_and_discount_for_an_expense_claim(db: Database) -> None:
+    """In the currency's units as Stripe counts them: 1000 cents less a 137 discount plus 83 tax is 9.46 USD paid;
+    503 JPY is 503 yen. Other entries leave the money cells empty."""
+    dollars = new_order(db, credits=333, amount=1000)
+    paid = session_event(dollars)
+    paid["data"]["object"].update(amount_total=946, total_details={"amount_discount": 137, "amount_shipping": 0,
+                                                                    "amount_tax": 83})
+    assert dollars.apply(paid) == "granted"
+    yen = new_order(db, credits=7, amount=503, currency="jpy")
+    with db.transaction() as conn:  # the yen buyer is the dollar buyer, for one export
+        conn.execute(update(orders).where(orders.c.id == yen.order_id).values(user_id=dollars.user_id))
+    yen.user_id = dollars.user_id
+    assert yen.apply(session_event(yen)) == "granted"
+    with db.transaction() as conn:
+        ledger.spend(conn, user_id=dollars.user_id, amount=13, idempotency_key="k", description="Report",
+                     fingerprint="f")
+        settings = spend_controls.load(conn, dollars.user_id)
+    today = datetime.now(UTC).date()
+    raw = b"".join(usage.csv_chunks(db, dollars.user_id, settings,
+                                    usage.csv_range(settings, today - timedelta(days=1), today + timedelta(days=1))))
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    money = [(r["type"], r["amount"], r["paid"], r["tax"], r["discount"], r["currency"]) for r in rows]
+    assert money == [("purchase", "333", "9.46", "0.83", "1.37", "USD"), ("purchase", "7", "503", "0", "0", "JPY"),
+                     ("spend", "-13", "", "", "", "")]
 
 
 def test_an_empty_range_is_a_header_only(db: Database) -> None:
