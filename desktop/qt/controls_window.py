@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -98,7 +99,7 @@ class SpendControlsWindow(QDialog):
         grid.setColumnStretch(2, 1)
 
         confirm_box = QGroupBox("Confirmation")
-        self.confirm_enabled = QCheckBox("Ask me to confirm &spends above")
+        self.confirm_enabled = QCheckBox("Ask me to &confirm spends above")
         self.confirm_above = QSpinBox()
         self.confirm_above.setRange(0, MAX_CREDITS)
         self.confirm_above.setGroupSeparatorShown(True)
@@ -135,6 +136,10 @@ class SpendControlsWindow(QDialog):
         self.save_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Save)
         self.revert_button = self.buttons.addButton("&Revert", QDialogButtonBox.ButtonRole.ResetRole)
         close = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        # The standard buttons' texts are the platform theme's, with or without a mnemonic ("&Save" on some):
+        # ours are the same everywhere, so that no two clash (Esc closes).
+        self.save_button.setText("&Save")
+        close.setText("Close")
         self.save_button.clicked.connect(self.save)
         self.revert_button.clicked.connect(lambda: self.show_controls(self.controls) if self.controls else None)
         close.clicked.connect(self.close)
@@ -230,6 +235,13 @@ class SpendControlsWindow(QDialog):
             found["lowBalanceAlerts"] = thresholds
         return found
 
+    def hideEvent(self, event: QHideEvent) -> None:
+        """What the status said was about this visit: the next one starts without it (unless a save is still
+        under way, whose outcome it will say)."""
+        if self.save_button.isEnabled():
+            self.status.clear()
+        super().hideEvent(event)
+
     def save(self) -> None:
         try:
             changes = self.changes()
@@ -244,7 +256,8 @@ class SpendControlsWindow(QDialog):
 
         def done(_: SpendControls) -> None:
             self.save_button.setEnabled(True)
-            self.status.setText("Saved. The new controls apply to the next spend.")
+            saved_at = formatting.clock(datetime.now(UTC))
+            self.status.setText(f"Saved at {saved_at}. The new controls apply to the next spend.")
 
         def failed(message: str) -> None:
             self.save_button.setEnabled(True)

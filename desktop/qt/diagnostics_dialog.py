@@ -64,6 +64,7 @@ class DiagnosticsDialog(QDialog):
         self.copy_button.setToolTip("Copies the report as JSON, for support's tools.")
         self.save_button = QPushButton("&Save report…")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.button(QDialogButtonBox.StandardButton.Close).setText("Close")  # the same on every theme
         for button in (self.refresh_button, self.copy_button, self.save_button):
             buttons.addButton(button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)

@@ -228,7 +228,9 @@ class MainWindow(QMainWindow):
         self.buy_menu.clear()
         self.buy_actions = []
         for number, pack in enumerate(packs, start=1):
-            action = QAction(f"Buy {pack.name} ({formatting.number(pack.credits)} credits, "
+            # Alt+B, then the pack's number (its mnemonic), as Ctrl+number does at once.
+            mnemonic = f"&{number} " if number <= 9 else ""
+            action = QAction(f"{mnemonic}Buy {pack.name} ({formatting.number(pack.credits)} credits, "
                              f"{formatting.money(pack.amount, pack.currency)})", self)
             if number <= 9:
                 action.setShortcut(QKeySequence(f"Ctrl+{number}"))

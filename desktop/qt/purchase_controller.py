@@ -21,6 +21,7 @@ from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, Ca
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
 from desktop.core.statuses import OrderStatus
+from desktop.qt import formatting
 from desktop.qt.account_figures import AccountFigures
 from desktop.qt.account_session import AccountSession
 from desktop.qt.backend_connection import BackendConnection
@@ -81,6 +82,7 @@ class PurchaseController(QObject):
         self.started_at = datetime.now(UTC)
         self.browser_opened: bool | None = None
         self.resumed = False
+        self.finished_at: datetime | None = None  # when its outcome came: what the panel says was true then
         self.last_learned: tuple[datetime, str] | None = None  # when, and what the app last learned
         self.listener: LoopbackListener | None = None  # the loopback server of a purchase started here
         self._verify_task: Task | None = None
@@ -375,6 +377,7 @@ class PurchaseController(QObject):
         self.answered.emit(f"Checked just now: {what}.")
 
     def _finish(self) -> None:
+        self.finished_at = datetime.now(UTC)
         self._timer.stop()
         self._expiry.stop()
         listener = self.listener
@@ -414,8 +417,10 @@ class PurchaseController(QObject):
                 return flow.error
             return "Waiting for your payment in the browser. This updates by itself."
         if state is FlowState.PAID:
-            balance = f" Your balance is now {flow.balance:,}." if flow.balance is not None else ""
-            return f"Payment received: {flow.credits_granted:,} credits were added.{balance}"
+            # The balance was true when the payment came: the panel stays, and spends go on meanwhile.
+            when = f" at {formatting.clock(self.finished_at)}" if self.finished_at is not None else ""
+            balance = f", for a balance of {flow.balance:,} then" if flow.balance is not None else ""
+            return f"Payment received{when}: {flow.credits_granted:,} credits were added{balance}."
         return flow.error or "The purchase did not complete."
 
 

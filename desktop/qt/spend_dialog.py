@@ -96,6 +96,7 @@ class SpendDialog(QDialog):
         self.spend_button = self.buttons.addButton("&Spend", QDialogButtonBox.ButtonRole.AcceptRole)
         self.spend_button.setDefault(True)
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.close_button.setText("Close")  # the theme's may be "&Close", the fixes' "&Confirm" (Esc closes)
         self.spend_button.clicked.connect(lambda: self.submit())
         self.close_button.clicked.connect(self.close)
         for field in (self.amount, self.description, self.feature):

@@ -20,6 +20,7 @@ is not installed (failed under ``CI=true``): ``apt-get install chromium chromium
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,9 @@ def assert_paid_in_the_window(qtbot: Any, window: MainWindow, purchase: Any) -> 
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=10_000)
     assert purchase.flow.callback_status == "paid" and purchase.flow.polls == 0  # Chromium's hand-off did it
     panel = window.panels[purchase]
-    assert panel.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
+    said = panel.message.text()  # when it was true: the balance moves on with every spend, the panel stays
+    assert re.fullmatch(r"Payment received at \d{1,2}:\d\d\s[AP]M: 550 credits were added, for a balance of 550 "
+                        r"then\.", said), said
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits", timeout=10_000)
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1, timeout=10_000)
     model = window.account.model

@@ -159,7 +159,7 @@ def test_every_control_is_named_and_reachable_from_the_keyboard(qtbot: Any, make
     assert menus == ["&File", "&Buy", "&Credits", "&Help"]
     assert window.refresh_action.shortcut().toString() and window.diagnostics_action.shortcut().toString()
     assert [a.shortcut().toString() for a in window.buy_actions] == ["Ctrl+1", "Ctrl+2", "Ctrl+3"]
-    assert window.buy_actions[1].text() == "Buy Standard (550 credits, $25.00)"
+    assert window.buy_actions[1].text() == "&2 Buy Standard (550 credits, $25.00)"
 
 
 def test_tab_reaches_every_buy_button_and_is_not_trapped_in_the_history(

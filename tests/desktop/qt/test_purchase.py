@@ -5,6 +5,7 @@ The injected opener plays the system browser (tests/helpers/fakes.py); the backe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -49,7 +50,9 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
     assert purchase.flow.callback_status == "paid" and purchase.flow.polls == 0
     assert purchase.listener is not None
     qtbot.waitUntil(lambda: purchase.listener.closed)
-    assert panel.message.text() == "Payment received: 550 credits were added. Your balance is now 550."
+    said = panel.message.text()  # when it was true: the balance moves on with every spend, the panel stays
+    assert re.fullmatch(r"Payment received at \d{1,2}:\d\d\s[AP]M: 550 credits were added, for a balance of 550 "
+                        r"then\.", said), said
     assert panel.dismiss_button.isVisible() and not panel.cancel_button.isVisible()
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits")
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1)

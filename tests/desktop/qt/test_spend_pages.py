@@ -134,7 +134,8 @@ def test_the_controls_page_shows_saves_and_keeps_the_history(qtbot: Any, make_wi
     page.confirm_above.setValue(25)
     page.thresholds.setText("50, 500")
     page.save_button.click()
-    qtbot.waitUntil(lambda: page.status.text() == "Saved. The new controls apply to the next spend.")
+    qtbot.waitUntil(lambda: page.status.text().startswith("Saved at "))  # when it was true
+    assert page.status.text().endswith(". The new controls apply to the next spend.")
     body = api.get("/api/credits/controls").json()
     assert body["timeZone"] == "America/New_York" and body["caps"]["day"] == 100
     assert body["confirmAbove"] == 25 and body["lowBalanceAlerts"] == [500, 50]
@@ -156,6 +157,8 @@ def test_the_controls_page_shows_saves_and_keeps_the_history(qtbot: Any, make_wi
     page.save_button.click()
     assert page.status.text() == "Nothing to save: the controls are as shown."
     assert len(api.get("/api/credits/controls").json()["history"]) == 4
+    page.close()
+    assert window.spend_ui.show_controls() is page and page.status.text() == ""  # said on the last visit: gone
 
 
 def test_the_computers_time_zone_is_taken_once_at_the_first_sign_in(

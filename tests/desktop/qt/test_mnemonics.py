@@ -1,0 +1,69 @@
+"""Alt+letter does what its underlined letter says: no two mnemonics clash in any window (a clash makes Alt+S
+toggle a checkbox instead of saving), and each window's menus and buttons have them."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QMainWindow, QMenu, QWidget
+
+from desktop.qt.main_window import MainWindow
+from tests.desktop.qt.conftest import sign_up
+from tests.helpers.backend import BackendProcess
+
+_MNEMONIC = re.compile(r"(?<!&)&([^&\s])")
+
+
+def mnemonics(window: QWidget) -> dict[str, list[str]]:
+    """Each mnemonic letter of what Alt+letter reaches in ``window``: its menu bar's menus, its visible buttons,
+    the labels that lead to a field (buddy) and group boxes; with the texts that use it."""
+    found: dict[str, list[str]] = defaultdict(list)
+
+    def note(text: str) -> None:
+        for letter in _MNEMONIC.findall(text):
+            found[letter.lower()].append(text)
+
+    if isinstance(window, QMainWindow):
+        for action in window.menuBar().actions():
+            note(action.text())
+    for widget in window.findChildren(QWidget):
+        if not widget.isVisibleTo(window) or widget.window() is not window or isinstance(widget, QMenu):
+            continue
+        if isinstance(widget, QAbstractButton | QGroupBox):
+            note(widget.text() if isinstance(widget, QAbstractButton) else widget.title())
+        elif isinstance(widget, QLabel) and widget.buddy() is not None:
+            note(widget.text())
+    return found
+
+
+def clashes(window: QWidget) -> dict[str, list[str]]:
+    return {letter: texts for letter, texts in mnemonics(window).items() if len(texts) > 1}
+
+
+def menu_clashes(menu: QMenu) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = defaultdict(list)
+    for action in menu.actions():
+        for letter in _MNEMONIC.findall(action.text()):
+            found[letter.lower()].append(action.text())
+    return {letter: texts for letter, texts in found.items() if len(texts) > 1}
+
+
+def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window: MainWindow = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=20_000)
+    assert clashes(window) == {}  # the sign-in page with the menus
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: window.spend_ui.spending.controls is not None, timeout=10_000)
+    assert clashes(window) == {}  # the account page with the menus
+    for menu in window.menuBar().findChildren(QMenu):
+        assert menu_clashes(menu) == {}, menu.title()
+    buy_texts = [action.text() for action in window.buy_menu.actions()]
+    assert all(_MNEMONIC.search(text) for text in buy_texts), buy_texts  # Alt+B, then a pack's letter
+    ui = window.spend_ui
+    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics()):
+        qtbot.waitUntil(opened.isVisible)
+        assert clashes(opened) == {}, type(opened).__name__
+        assert mnemonics(opened), f"{type(opened).__name__} has no mnemonics"
+        opened.close()
