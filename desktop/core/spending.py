@@ -60,10 +60,11 @@ class Refusal:
     confirmation: ConfirmationRequest | None = None
 
 
-def refusal_for(error: BaseException, time_zone: str | None = None,
-                format_time: TimeFormatter = default_time_format) -> Refusal | None:
+def refusal_for(error: BaseException, time_zone: str | None = None, format_time: TimeFormatter = default_time_format,
+                *, confirm_above: int | None = None) -> Refusal | None:
     """Which control refused a spend and the fix to offer; ``None`` for an error that is no control's refusal.
-    Reset times are written in ``time_zone`` (the user's, from their spend controls) with ``format_time``."""
+    Reset times are written in ``time_zone`` (the user's, from their spend controls) with ``format_time``; a
+    confirmation names the user's threshold, ``confirm_above``, when it is known."""
     if not isinstance(error, ApiError):
         return None
     details: dict[str, Any] = dict(error.details or {})
@@ -85,9 +86,10 @@ def refusal_for(error: BaseException, time_zone: str | None = None,
             request = ConfirmationRequest.from_details(details, error.message)
         except (KeyError, TypeError, ValueError):
             return Refusal("confirmation", "Confirmation needed", error.message, Fix.NONE)
+        threshold = f"{confirm_above:,} credits" if confirm_above is not None else "your threshold"
         return Refusal("confirmation", "Confirm this spend",
                        f"Spend {request.amount:,} credits? Your balance will then be {request.balance_after:,} "
-                       "credits. You asked to confirm spends above your threshold.", Fix.CONFIRM, request)
+                       f"credits. You asked to confirm spends above {threshold}.", Fix.CONFIRM, request)
     return None
 
 

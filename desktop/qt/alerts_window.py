@@ -83,6 +83,12 @@ class AlertsWindow(QDialog):
         layout.addWidget(self.list, 1)
         layout.addLayout(actions)
         layout.addWidget(switches_box)
+        self.close_button = QPushButton("Close")  # (Esc too)
+        self.close_button.clicked.connect(self.close)
+        closing = QHBoxLayout()
+        closing.addStretch()
+        closing.addWidget(self.close_button)
+        layout.addLayout(closing)
         self.resize(620, 560)
 
         spending.alertsChanged.connect(self._alerts_changed)

@@ -81,8 +81,13 @@ class SignInPage(QWidget):
 
     def _submit(self, *, create: bool) -> None:
         email, password = self.email.text().strip(), self.password.text()
-        if not email or "@" not in email:
+        if not email:
             self.show_message("Enter your email address.", error=True)
+            self.email.setFocus()
+            return
+        if not _looks_like_an_email(email):
+            self.show_message(f"“{email[:60]}” is not an email address: it needs a name, an @ and a domain, "
+                              "like name@example.com.", error=True)
             self.email.setFocus()
             return
         if create and len(password) < 8:
@@ -120,3 +125,9 @@ class SignInPage(QWidget):
             self.email.setText(email)
         self.show_message(message, error=bool(message))
         (self.password if self.email.text() else self.email).setFocus()
+
+
+def _looks_like_an_email(text: str) -> bool:
+    """A name, one @ and a domain with a dot, no spaces: what the backend takes (it checks it fully)."""
+    name, at, domain = text.rpartition("@")
+    return bool(at and name and "." in domain.strip(".") and not any(char.isspace() for char in text))

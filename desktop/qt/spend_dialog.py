@@ -158,7 +158,8 @@ class SpendDialog(QDialog):
 
     def _failed(self, error: BaseException) -> None:
         controls = self.spending.controls
-        refusal = refusal_for(error, controls.time_zone if controls else None, formatting.local_datetime)
+        refusal = refusal_for(error, controls.time_zone if controls else None, formatting.local_datetime,
+                              confirm_above=controls.confirm_above if controls else None)
         if refusal is None:
             self._busy(False, describe(error))
             return
@@ -186,7 +187,8 @@ class SpendDialog(QDialog):
         """The user's time zone may have changed since the refusal was written: write it again."""
         if self.refusal is not None and self.refusal.fix is Fix.RAISE_CAP and self._error is not None:
             controls = self.spending.controls
-            refusal = refusal_for(self._error, controls.time_zone if controls else None, formatting.local_datetime)
+            refusal = refusal_for(self._error, controls.time_zone if controls else None, formatting.local_datetime,
+                                  confirm_above=controls.confirm_above if controls else None)
             if refusal is not None:
                 self.refusal = refusal
                 self.refusal_text.setText(refusal.message)

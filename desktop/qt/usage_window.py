@@ -138,6 +138,10 @@ class UsageWindow(QDialog):
         bottom.addWidget(self.progress)
         bottom.addWidget(self.cancel_button)
         bottom.addWidget(self.export_button)
+        self.close_button = QPushButton("Close")  # (Esc too)
+        self.close_button.setAutoDefault(False)
+        self.close_button.clicked.connect(self.close)
+        bottom.addWidget(self.close_button)
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)

@@ -43,6 +43,15 @@ def test_a_refusal_names_its_control_and_its_fix(error: ApiError, control: str, 
     assert refusal.message.startswith(words)
 
 
+def test_a_confirmation_names_the_users_threshold() -> None:
+    error = ApiError(428, "confirmation_required", "…", details={"confirmationToken": "cfm_x", "amount": 2500,
+                                                                 "balanceAfter": 120})
+    refusal = refusal_for(error, "Europe/Paris", confirm_above=1250)
+    assert refusal is not None and refusal.message.endswith("You asked to confirm spends above 1,250 credits.")
+    unknown = refusal_for(error, "Europe/Paris")
+    assert unknown is not None and unknown.message.endswith("You asked to confirm spends above your threshold.")
+
+
 def test_other_errors_are_no_refusal() -> None:
     assert refusal_for(ApiError(409, "idempotency_key_reused", "…")) is None
     assert refusal_for(RuntimeError("boom")) is None

@@ -64,6 +64,14 @@ def test_taken_email_and_short_password(qtbot: Any, make_window: Any, stub_backe
     taken = Api(stub_backend.url).register().user["email"]
     window = make_window(stub_backend.url)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    for typed, said in [("", "Enter your email address."),
+                        ("bob", "“bob” is not an email address: it needs a name, an @ and a domain, like "
+                                "name@example.com."),
+                        ("bob@localhost", "“bob@localhost” is not an email address"),
+                        ("bob @example.com", "“bob @example.com” is not an email address")]:
+        window.sign_in.email.setText(typed)
+        window.sign_in.create_button.click()
+        assert window.sign_in.message.text().startswith(said)
     window.sign_in.email.setText(taken)
     window.sign_in.password.setText("short")
     window.sign_in.create_button.click()

@@ -1,5 +1,6 @@
-"""Alt+letter does what its underlined letter says: no two mnemonics clash in any window (a clash makes Alt+S
-toggle a checkbox instead of saving), and each window's menus and buttons have them."""
+"""Every window closes with a Close button, and Alt+letter does what its underlined letter says: no two mnemonics
+clash in any window (a clash makes Alt+S toggle a checkbox instead of saving), and each window's menus and
+buttons have them."""
 
 from __future__ import annotations
 
@@ -67,3 +68,15 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
         assert clashes(opened) == {}, type(opened).__name__
         assert mnemonics(opened), f"{type(opened).__name__} has no mnemonics"
         opened.close()
+
+
+def test_every_window_has_a_close_button(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    window: MainWindow = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    ui = window.spend_ui
+    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics()):
+        qtbot.waitUntil(opened.isVisible)
+        close = [b for b in opened.findChildren(QAbstractButton) if b.text() == "Close" and b.isVisibleTo(opened)]
+        assert len(close) == 1, type(opened).__name__
+        close[0].click()
+        assert not opened.isVisible(), type(opened).__name__
