@@ -292,10 +292,16 @@ class ApiClient:
         started = time.perf_counter()
         response = self._request("GET", "/api/health", timeout=timeout)
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._parse(response, lambda b: ServerHealth(
-            status=str(b["status"]), payments=str(b["payments"]), version=str(b["version"]),
-            latency_ms=round(latency_ms, 1),
-        ))
+        def build(b: Any) -> ServerHealth:
+            provider = b.get("paymentProvider") or {}
+            retry_after = provider.get("retryAfter")
+            return ServerHealth(
+                status=str(b["status"]), payments=str(b["payments"]), version=str(b["version"]),
+                latency_ms=round(latency_ms, 1), provider_state=str(provider.get("state", "available")),
+                provider_retry_after=int(retry_after) if retry_after is not None else None,
+            )
+
+        return self._parse(response, build)
 
     def _auth(self, path: str, email_address: str, password: str) -> AuthResult:
         response = self._request("POST", path, json={"email": email_address, "password": password})

@@ -54,6 +54,14 @@ class ServerHealth:
     payments: str  # "stripe" or "stub"
     version: str
     latency_ms: float
+    # Whether the backend can reach its payment provider now (``paymentProvider.state``: "available",
+    # "unavailable" while its breaker is open, "recovering"); an older backend does not say: "available".
+    provider_state: str = "available"
+    provider_retry_after: int | None = None  # seconds, while unavailable
+
+    @property
+    def payments_available(self) -> bool:
+        return self.provider_state != "unavailable"
 
 
 @dataclass(frozen=True)

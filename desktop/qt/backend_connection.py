@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.core.bundled_backend import BundledBackend
 from desktop.core.identity import BackendIdentity
@@ -33,6 +33,13 @@ class BackendState:
     payments: str = ""
     version: str = ""
     message: str = "Connecting…"
+    payments_available: bool = True  # the backend reaches its payment provider (Stripe), as its health says
+
+
+# How often the backend's health is read while it answers: Stripe's reachability can change at any time, and a
+# Buy should be off before it fails. Sooner while payments are unavailable (or when its breaker says).
+HEALTH_INTERVAL_MS = 30_000
+UNAVAILABLE_INTERVAL_MS = 10_000
 
 
 class BackendConnection(QObject):
@@ -61,6 +68,9 @@ class BackendConnection(QObject):
         self.health = BackendState()
         self.online = False
         self._connected = False
+        self._health_timer = QTimer(self)
+        self._health_timer.setSingleShot(True)
+        self._health_timer.timeout.connect(self.check_health)
 
     def start(self) -> None:
         if self.bundled is not None:
@@ -70,6 +80,7 @@ class BackendConnection(QObject):
     def stop(self, *, keep_serving: bool) -> None:
         """Stop supervising. The bundled backend stops too, unless ``keep_serving``: purchases in flight need it
         to serve their checkout pages until they are paid or cancelled (or a while)."""
+        self._health_timer.stop()
         self.supervisor.stop()
         if self.bundled is not None and keep_serving and self.bundled.running:
             self.bundled.release()
@@ -92,8 +103,16 @@ class BackendConnection(QObject):
             return
 
         def done(result: Any) -> None:
-            self.health = BackendState(True, result.payments, result.version, "Connected")
+            available = result.payments_available
+            message = "Connected" if available else (
+                "Connected, but the backend cannot reach Stripe just now: buying is off until it can.")
+            self.health = BackendState(True, result.payments, result.version, message, available)
             self.healthChanged.emit(self.health)
+            wait = UNAVAILABLE_INTERVAL_MS if not available else HEALTH_INTERVAL_MS
+            if not available and result.provider_retry_after:
+                wait = min(max(result.provider_retry_after * 1000, 1000), HEALTH_INTERVAL_MS)
+            if self.online:
+                self._health_timer.start(wait)
 
         def failed(error: BaseException) -> None:
             if isinstance(error, BackendUnreachable):
@@ -130,8 +149,11 @@ class BackendConnection(QObject):
     def _set_online(self, online: bool, message: str) -> None:
         changed = online != self.online
         self.online = online
-        self.health = BackendState(online, self.health.payments, self.health.version, message)
+        self.health = BackendState(online, self.health.payments, self.health.version, message,
+                                   self.health.payments_available)
         self.healthChanged.emit(self.health)
+        if not online:
+            self._health_timer.stop()
         if changed:
             self.onlineChanged.emit(online)
         if online:

@@ -333,11 +333,15 @@ class MainWindow(QMainWindow):
         self.after_paint.finish()  # the controller's first answer: what it says next needs the pages
         mode = {"stub": "stub payments (no real money)", "stripe": "Stripe payments"}.get(health.payments, "")
         state = "connected" if health.reachable else "not reachable"
+        if health.reachable and not health.payments_available:
+            state = "connected, but Stripe is not answering: buying is off for now"
         backend = self.controller.backend
         parts = [f"Backend {backend.url or backend.identity.label}", mode, state]
         self.backend_label.setText(" · ".join(p for p in parts if p))
         self.backend_label.setToolTip(health.message)
-        self.backend_label.setStyleSheet("" if health.reachable else "color: #b42318;")
+        well = health.reachable and health.payments_available
+        self.backend_label.setStyleSheet("" if well else "color: #b42318;")
+        self._update_buying()
         if not health.reachable:
             self._show_stale()
 
@@ -357,7 +361,9 @@ class MainWindow(QMainWindow):
     def _update_buying(self) -> None:
         c = self.controller
         enabled = c.purchases.can_buy
-        why = "" if enabled else ("The server is not answering." if not c.backend.online else "Sign in first.")
+        why = "" if enabled else ("The server is not answering." if not c.backend.online else
+                                  "Stripe is not answering the server just now; buying comes back by itself."
+                                  if not c.backend.health.payments_available else "Sign in first.")
         if self._account is not None:  # (else it is told when it is built)
             self._account.set_buying_enabled(enabled, why)
         for action in self.buy_actions:

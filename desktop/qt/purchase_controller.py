@@ -449,7 +449,8 @@ class Purchases(QObject):
 
     @property
     def can_buy(self) -> bool:
-        return self.backend.online and self.session.signed_in and self.backend.api is not None
+        return (self.backend.online and self.session.signed_in and self.backend.api is not None
+                and self.backend.health.payments_available)
 
     def buy(self, pack: Pack) -> PurchaseController | None:
         """Start a purchase (several may be in flight)."""

@@ -419,3 +419,17 @@ def test_environment_proxies_and_netrc_do_not_apply(
     assert ApiClient(scripted.url, "tok").balance() == 5
     assert "Authorization" not in scripted.requests[0][2]
     assert scripted.requests[1][2]["Authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize(("provider", "available", "retry_after"), [
+    (', "paymentProvider": {"state": "unavailable", "retryAfter": 17}', False, 17),
+    (', "paymentProvider": {"state": "recovering"}', True, None),  # a call goes through to try
+    (', "paymentProvider": {"state": "available"}', True, None),
+    ("", True, None),  # an older backend does not say
+])
+def test_health_says_whether_the_backend_reaches_its_payment_provider(
+    scripted: Scripted, provider: str, available: bool, retry_after: int | None,
+) -> None:
+    scripted.then(200, '{"status": "ok", "payments": "stripe", "version": "9.9"' + provider + "}")
+    health = ApiClient(scripted.url).health()
+    assert (health.payments_available, health.provider_retry_after) == (available, retry_after)

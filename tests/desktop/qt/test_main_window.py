@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import requests
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
@@ -13,10 +14,12 @@ from PySide6.QtWidgets import QAbstractButton, QApplication
 from desktop.core.models import Pack
 from desktop.qt import formatting
 from desktop.qt.account_page import AccountPage
+from desktop.qt.backend_connection import BackendState
 from tests.desktop.qt.conftest import PASSWORD, sign_up, user_with_history
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
+from tests.helpers.stripe_server import FakeStripe
 
 
 def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
@@ -250,3 +253,33 @@ def test_each_pack_shows_its_price_per_credit_and_what_it_saves(qtbot: Any) -> N
         "pro": (f"{money(Decimal('4.1667'), 'usd')} per credit", "Best value · Save 16%"),
     }
     assert page.cards[2].button.accessibleName().endswith("per credit, best value · save 16%")
+
+
+@pytest.mark.engines("sqlite")
+def test_while_stripe_does_not_answer_the_server_buying_is_off_and_says_why(
+    qtbot: Any, make_window: Any, stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    """Before a Buy fails: the backend's health says its breaker is open, the status bar and the Buy buttons say
+    so, and buying comes back once its health does."""
+    backend, fake = stripe_backend
+    window = make_window(backend.url)
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: all(card.button.isEnabled() for card in window.account.cards), timeout=10_000)
+    fake.fault("error", status=500)
+    api = Api(backend.url).register()
+    for _ in range(10):  # until the backend's breaker opens (5 failures in a row)
+        api.post("/api/billing/checkout", json={"packId": "starter"})
+        if requests.get(f"{backend.url}/api/health", timeout=5).json()["paymentProvider"]["state"] == "unavailable":
+            break
+    window.controller.backend.check_health()  # (the app reads it every 30 s; now, for the test)
+    qtbot.waitUntil(lambda: not window.account.cards[0].button.isEnabled(), timeout=10_000)
+    assert "Stripe is not answering: buying is off for now" in window.backend_label.text()
+    assert window.account.cards[0].button.toolTip().startswith("Stripe is not answering the server just now")
+    assert not any(action.isEnabled() for action in window.buy_actions)
+    fake.clear_faults()
+    # Its next health answer says payments are back (the breaker's half-open state lets a call through).
+    backend_state = window.controller.backend.health
+    window.controller.backend.health = BackendState(True, backend_state.payments, backend_state.version, "Connected")
+    window.controller.backend.healthChanged.emit(window.controller.backend.health)
+    assert all(card.button.isEnabled() for card in window.account.cards)
+    assert "buying is off" not in window.backend_label.text()
