@@ -26,6 +26,13 @@ Amount = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
+# Secrets the backend keeps for itself (made by the migrations, never shown): ``receipt_links`` signs receipt links.
+server_secrets = Table(
+    "server_secrets", metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 users = Table(
     "users", metadata,
     Column("id", Id, primary_key=True),

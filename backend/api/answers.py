@@ -100,6 +100,23 @@ class PackJson(Json):
                                             "\"3.003\").")
 
 
+class ReceiptJson(Json):
+    orderId: str
+    sessionId: str
+    packId: str
+    credits: int
+    amount: int = Field(description="What was paid, in the currency's minor unit.")
+    currency: str
+    tax: int = Field(description="Of the amount, the tax, in the minor unit.")
+    discount: int = Field(description="Taken off the list price, in the minor unit.")
+    paidAt: str = Field(description="When the credits were granted (ISO 8601, UTC).")
+    url: str = Field(description="Opens the receipt in a browser, without signing in.")
+
+
+class ReceiptsAnswer(Json):
+    receipts: list[ReceiptJson]
+
+
 class PacksAnswer(Json):
     packs: list[PackJson]
 

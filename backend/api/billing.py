@@ -1,4 +1,4 @@
-"""``/api/billing``: the packs, starting a checkout, verifying a payment, cancelling a checkout."""
+"""``/api/billing``: the packs, starting a checkout, verifying a payment, cancelling a checkout, the receipts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend import purchases
-from backend.api.answers import CancelAnswer, CheckoutAnswer, PacksAnswer, VerificationAnswer
+from backend import purchases, receipts
+from backend.api.answers import CancelAnswer, CheckoutAnswer, PacksAnswer, ReceiptsAnswer, VerificationAnswer
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import CancelBody, CheckoutBody
@@ -27,6 +27,14 @@ router = APIRouter(prefix="/api/billing", responses=documented(INVALID_TEXT))
 @router.get("/packs", response_model=PacksAnswer)
 def packs(services: ServicesDep) -> dict[str, object]:
     return {"packs": [pack.as_json() for pack in services.catalogue.packs]}
+
+
+@router.get("/receipts", response_model=ReceiptsAnswer, responses=documented(SIGNED_IN))
+def receipt_list(services: ServicesDep, user: UserDep) -> dict[str, object]:
+    """The user's receipts, newest first: every paid purchase has one."""
+    with services.db.read() as conn:
+        return {"receipts": [receipt.as_json(receipts.link(conn, services.public_url, receipt.order_id))
+                             for receipt in receipts.for_user(conn, user.id)]}
 
 
 @router.post("/checkout", response_model=CheckoutAnswer, responses=documented(

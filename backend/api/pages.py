@@ -10,15 +10,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from anyio import to_thread
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
-from backend import orders, purchases, webhooks
+from backend import orders, purchases, receipts, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
 from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented_for_non_json
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
-from backend.order_status import CANCELLED, EXPIRED, PENDING
+from backend.order_status import AFTER_PAYMENT, CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
 from backend.services import Services
 from resources import currencies
@@ -115,9 +115,13 @@ def result_page(services: Services, order: Order, *, refresh_pending: bool = Fal
             status=order.status if status == "processing" else status,
         )
     refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == PENDING else None
+    receipt = None
+    if order.status in AFTER_PAYMENT:
+        with services.db.read() as conn:
+            receipt = receipts.link(conn, services.public_url, order.id)
     return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
                 order=order, outcome=status, price=shown_price(order.amount, order.currency),
-                handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None)
+                handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None, receipt=receipt)
 
 
 def not_found(services: Services) -> HTMLResponse:
@@ -198,6 +202,31 @@ async def cancel_confirmed(
     query = urlencode({"order_id": order.id, **({"done": done} if done else {})})
     return RedirectResponse(f"{services.public_url}/account/credits/cancel?{query}", status_code=303,
                             headers=NO_STORE)
+
+
+RECEIPT_RESPONSES: Responses = {
+    200: {"description": "The receipt of a paid purchase", "content": HTML},
+    404: {"description": "A page saying there is no such receipt (the same for a wrong key)", "content": HTML},
+    **documented_for_non_json(QUERY_ERRORS, STORAGE)}
+RECEIPT_NOTES = {
+    "refunded": "This payment was refunded since.",
+    "disputed": "This payment is being disputed with the bank.",
+    "charged_back": "The bank reversed this payment since.",
+}
+
+
+@router.get("/receipts/{order_id}", response_class=HTMLResponse, responses=RECEIPT_RESPONSES)
+def receipt_page(order_id: Annotated[str, Path(max_length=255)], services: ServicesDep,
+                 key: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """A purchase's receipt, opened from the app or the outcome page: the link's key is its pass (no sign-in)."""
+    with services.db.read() as conn:
+        found = receipts.by_link(conn, order_id, key)
+    if found is None:
+        return page(services, "result.html", 404, title="Receipt not found",
+                    message="There is no receipt at this address. Open it again from Creditdesk.", order=None)
+    return page(services, "receipt.html", receipt=found, paid=shown_price(found.amount, found.currency),
+                tax=shown_price(found.tax, found.currency), discount=shown_price(found.discount, found.currency),
+                note=RECEIPT_NOTES.get(found.status, ""), seller="Creditdesk")
 
 
 def _cancel_outcome(order: Order) -> str:

@@ -1,0 +1,91 @@
+"""Receipts: every paid purchase has one, which its buyer can open in a browser from the app or the outcome page.
+
+A receipt link is ``{public_url}/receipts/{order_id}?key=...``: the key is an HMAC of the order id under a secret
+the backend keeps in its database (``server_secrets``, made by migration 0008), so that the link works without
+a sign-in, in any replica, and cannot be made up for another order. The receipt says who sold what to whom:
+the seller, the buyer's email, the pack and its credits, what was paid with its tax and discount, when, and
+the order's id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from backend.order_status import AFTER_PAYMENT
+from backend.schema import ledger_entries, orders, server_secrets, users
+
+
+@dataclass(frozen=True)
+class Receipt:
+    order_id: str
+    session_id: str
+    pack_id: str
+    pack_name: str
+    credits: int
+    amount: int  # what was paid (the list price when the order did not record it, before 0005)
+    currency: str
+    tax: int
+    discount: int
+    paid_at: str  # when the credits were granted: the purchase entry's time
+    status: str  # the order's status now (a receipt stays when a payment is refunded or disputed)
+    buyer_email: str
+
+    def as_json(self, url: str) -> dict[str, Any]:
+        return {"orderId": self.order_id, "sessionId": self.session_id, "packId": self.pack_id,
+                "credits": self.credits, "amount": self.amount, "currency": self.currency, "tax": self.tax,
+                "discount": self.discount, "paidAt": self.paid_at, "url": url}
+
+
+def _query() -> Any:
+    o, e = orders.c, ledger_entries.c
+    return (select(o.id, o.session_id, o.pack_id, o.pack_name, o.credits, o.amount, o.amount_paid, o.currency,
+                   o.amount_tax, o.amount_discount, e.created_at, o.status, users.c.email)
+            .join(ledger_entries, (e.user_id == o.user_id) & (e.type == "purchase") & (e.reference == o.session_id))
+            .join(users, users.c.id == o.user_id)
+            .where(o.status.in_(sorted(AFTER_PAYMENT))))
+
+
+def _receipt(row: Any) -> Receipt:
+    (order_id, session_id, pack_id, pack_name, credits, amount, paid, currency, tax, discount, paid_at, status,
+     email) = row
+    return Receipt(order_id, session_id, pack_id, pack_name or pack_id, credits,
+                   paid if paid is not None else amount, currency, tax or 0, discount or 0, paid_at, status, email)
+
+
+def for_user(conn: Connection, user_id: int) -> list[Receipt]:
+    """The user's receipts, newest first."""
+    rows = conn.execute(_query().where(orders.c.user_id == user_id)
+                        .order_by(ledger_entries.c.created_at.desc(), orders.c.id.desc())).all()
+    return [_receipt(row) for row in rows]
+
+
+def by_link(conn: Connection, order_id: str, key: str) -> Receipt | None:
+    """The receipt a link opens, or None when the key is not that order's (or the order has no receipt): the
+    same answer for both, so that a link says nothing of orders it was not made for."""
+    if not key.isascii() or not _encodable(order_id) or not hmac.compare_digest(link_key(conn, order_id), key):
+        return None  # (compare_digest takes ASCII text only; a lone surrogate is no order's id)
+    row = conn.execute(_query().where(orders.c.id == order_id)).first()
+    return _receipt(row) if row is not None else None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def link(conn: Connection, public_url: str, order_id: str) -> str:
+    return f"{public_url}/receipts/{urllib.parse.quote(order_id, safe='')}?key={link_key(conn, order_id)}"
+
+
+def link_key(conn: Connection, order_id: str) -> str:
+    secret = conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == "receipt_links")).scalar_one()
+    return hmac.new(secret.encode(), order_id.encode(), hashlib.sha256).hexdigest()[:32]
