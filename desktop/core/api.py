@@ -44,6 +44,7 @@ from desktop.core.models import (
     Pack,
     PaymentVerification,
     Price,
+    Receipt,
     ServerHealth,
     SpendResult,
     Transaction,
@@ -119,6 +120,14 @@ def _parse_retry_after(value: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0, int((when - datetime.now(UTC)).total_seconds() + 0.999))
+
+
+def _web_url(text: object) -> str:
+    """A link the backend gives for the browser: http(s) only (a receipt opens in the system browser, which
+    would run any other scheme's handler)."""
+    if not isinstance(text, str) or urlsplit(text).scheme not in ("http", "https"):
+        raise ValueError("not a web link")
+    return text
 
 
 def _decimal(text: object) -> Decimal | None:
@@ -337,6 +346,16 @@ class ApiClient:
             Pack(id=str(p["id"]), name=str(p["name"]), credits=int(p["credits"]), amount=int(p["amount"]),
                  currency=str(p["currency"]), price_per_credit=_decimal(p.get("pricePerCredit")))
             for p in b["packs"]
+        ])
+
+    def receipts(self) -> list[Receipt]:
+        """The user's receipts, newest first."""
+        response = self._request("GET", "/api/billing/receipts", auth=True)
+        return self._parse(response, lambda b: [
+            Receipt(order_id=str(r["orderId"]), session_id=str(r["sessionId"]), credits=int(r["credits"]),
+                    amount=int(r["amount"]), currency=str(r["currency"]), paid_at=str(r["paidAt"]),
+                    url=_web_url(r["url"]))
+            for r in b["receipts"]
         ])
 
     def balance(self) -> int:

@@ -94,6 +94,19 @@ class Pack:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """A paid purchase's receipt (``GET /api/billing/receipts``): ``url`` opens it in a browser."""
+
+    order_id: str
+    session_id: str
+    credits: int
+    amount: int  # what was paid, minor units
+    currency: str
+    paid_at: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Price:
     amount: int  # minor units (cents)
     currency: str

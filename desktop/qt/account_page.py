@@ -103,6 +103,7 @@ class HistoryTable(QTableView):
 class AccountPage(QScrollArea):
     buyRequested = Signal(object)  # Pack
     loadOlderRequested = Signal()
+    receiptRequested = Signal(str)  # the order id of a paid purchase in the history
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -183,10 +184,20 @@ class AccountPage(QScrollArea):
         self.load_older.setAccessibleName("Load older transactions")
         self.load_older.clicked.connect(self.loadOlderRequested.emit)
         self.load_older.hide()
+        self.receipt_button = QPushButton("Open &receipt")
+        self.receipt_button.setToolTip("The receipt of the purchase selected above, in your browser")
+        self.receipt_button.setEnabled(False)
+        self.receipt_button.clicked.connect(self._request_receipt)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
+        self.table.activated.connect(lambda _index: self._request_receipt())  # Enter or a double click
+        history_buttons = QHBoxLayout()
+        history_buttons.addWidget(self.receipt_button)
+        history_buttons.addStretch()
+        history_buttons.addWidget(self.load_older)
         history_layout = QVBoxLayout(history_box)
         history_layout.addWidget(self.table)
         history_layout.addWidget(self.empty)
-        history_layout.addWidget(self.load_older, alignment=Qt.AlignmentFlag.AlignRight)
+        history_layout.addLayout(history_buttons)
 
         layout = QVBoxLayout(body)
         layout.setContentsMargins(18, 14, 18, 12)
@@ -196,6 +207,22 @@ class AccountPage(QScrollArea):
         layout.addWidget(self.packs_box)
         layout.addWidget(history_box, stretch=1)
         self.set_history([], False)
+
+    def selected_purchase(self) -> str | None:
+        """The order id of the selected row, when it is a purchase (whose receipt can be opened)."""
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        row = self.model.rows[rows[0].row()]
+        return row.order_id if row.type == "purchase" and row.order_id else None
+
+    def _selection_changed(self) -> None:
+        self.receipt_button.setEnabled(self.selected_purchase() is not None)
+
+    def _request_receipt(self) -> None:
+        order_id = self.selected_purchase()
+        if order_id is not None:
+            self.receiptRequested.emit(order_id)
 
     def set_email(self, email: str, keyring_note: str = "") -> None:
         """``keyring_note`` says where the sign-in is kept when that is not the system keyring."""
@@ -260,6 +287,7 @@ class AccountPage(QScrollArea):
 
     def set_history(self, rows: list[Transaction], has_more: bool) -> None:
         self.model.set_rows(rows)
+        self._selection_changed()
         self.table.setVisible(bool(rows))
         self.empty.setVisible(not rows)
         self.load_older.setVisible(has_more)

@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(self._account)
             self._account.buyRequested.connect(self.buy)
             self._account.loadOlderRequested.connect(self.controller.figures.load_older)
+            self._account.receiptRequested.connect(self.controller.purchases.open_receipt)
             self._update_buying()
         return self._account
 
@@ -259,6 +260,7 @@ class MainWindow(QMainWindow):
         c.workers.errorOccurred.connect(self._show_error)
         c.purchases.purchaseAdded.connect(self._purchase_added)
         c.purchases.paymentLanded.connect(self._payment_landed)
+        c.purchases.receiptFailed.connect(self._show_error)
         self.starting.retry_button.clicked.connect(c.backend.supervisor.retry_now)
 
     def _backend_ready(self, url: str) -> None:

@@ -429,6 +429,7 @@ class Purchases(QObject):
 
     purchaseAdded = Signal(object)  # PurchaseController
     paymentLanded = Signal(str)  # a payment found by the history, not by a purchase in flight: a sentence
+    receiptFailed = Signal(str)  # a receipt could not be opened: why, as a sentence
 
     def __init__(self, workers: Workers, backend: BackendConnection, session: AccountSession,
                  figures: AccountFigures, purchase_records: PurchaseRecords, opener: Opener, *,
@@ -446,6 +447,30 @@ class Purchases(QObject):
         session.began.connect(self._signed_in)
         session.ended.connect(self._signed_out)
         figures.historyGrew.connect(self._announce)
+
+    def open_receipt(self, order_id: str) -> None:
+        """Open a paid purchase's receipt in the browser: its link from the backend, then the opener (both on
+        workers: they may wait). What went wrong is said through ``receiptFailed``."""
+        api = self.backend.api
+        if api is None or not self.session.signed_in:
+            self.receiptFailed.emit("Sign in to open a receipt.")
+            return
+        opener = self.opener
+
+        def find_and_open() -> bool | None:
+            found = next((r for r in api.receipts() if r.order_id == order_id), None)
+            return None if found is None else bool(opener(found.url))
+
+        def done(opened: Any) -> None:
+            if opened is None:
+                self.receiptFailed.emit("This purchase has no receipt yet: it is not paid.")
+            elif not opened:
+                self.receiptFailed.emit("The browser did not open the receipt.")
+
+        def failed(error: BaseException) -> None:
+            self.receiptFailed.emit(f"The receipt could not be opened: {describe(error)}")
+
+        self.workers.run(find_and_open, done, failed)
 
     @property
     def can_buy(self) -> bool:

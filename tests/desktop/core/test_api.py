@@ -433,3 +433,16 @@ def test_health_says_whether_the_backend_reaches_its_payment_provider(
     scripted.then(200, '{"status": "ok", "payments": "stripe", "version": "9.9"' + provider + "}")
     health = ApiClient(scripted.url).health()
     assert (health.payments_available, health.provider_retry_after) == (available, retry_after)
+
+
+def test_a_receipt_link_that_is_not_a_web_link_is_a_bad_answer(scripted: Scripted) -> None:
+    """The app opens it in the system browser, which would run another scheme's handler."""
+    receipt = ('{"orderId": "ord_1", "sessionId": "cs_1", "packId": "p", "credits": 7, "amount": 503, "currency": '
+               '"jpy", "tax": 0, "discount": 0, "paidAt": "2026-12-05T18:00:00.000Z", "url": "%s"}')
+    scripted.then(200, '{"receipts": [' + receipt % "http://127.0.0.1:8787/receipts/ord_1?key=ab" + "]}")
+    [found] = ApiClient(scripted.url, "tok").receipts()
+    assert (found.order_id, found.amount, found.currency) == ("ord_1", 503, "jpy")
+    scripted.then(200, '{"receipts": [' + receipt % "file:///etc/passwd" + "]}")
+    with pytest.raises(ApiError) as caught:
+        ApiClient(scripted.url, "tok").receipts()
+    assert caught.value.code == "invalid_response"

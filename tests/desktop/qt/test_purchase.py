@@ -337,3 +337,25 @@ def test_every_payment_status_has_words_on_the_purchase_panel() -> None:
     from desktop.qt.purchase_controller import STATUS_WORDS
 
     assert set(STATUS_WORDS) == ORDER_STATUSES
+
+
+def test_a_paid_purchase_in_the_history_opens_its_receipt(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    browser = FakeBrowser("pay")
+    window = make_window(stub_backend.url, browser)
+    email = sign_up(qtbot, window)
+    purchase, _ = buy(qtbot, window)
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
+    qtbot.waitUntil(lambda: window.account.model.rowCount() == 1, timeout=10_000)
+    account = window.account
+    assert not account.receipt_button.isEnabled()  # nothing selected
+    account.table.selectRow(0)
+    assert account.receipt_button.isEnabled()
+    browser.action = "close_tab"  # the receipt page only opens
+    account.receipt_button.click()
+    qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=10_000)
+    receipt_url = browser.opened[1]
+    assert receipt_url.startswith(f"{stub_backend.url}/receipts/ord_") and "?key=" in receipt_url
+    page = requests.get(receipt_url, timeout=10)
+    assert page.status_code == 200 and email in page.text and "Standard pack" in page.text and "25.00 USD" in page.text
