@@ -29,13 +29,30 @@ class Pack:
                 "currency": self.currency, "pricePerCredit": currencies.per_unit(self.amount, self.credits)}
 
 
+@dataclass(frozen=True)
+class PromotionCode:
+    """A code a buyer may enter at the stub checkout (in Stripe mode, Stripe's own promotion codes apply)."""
+
+    code: str  # as written in the catalogue; entered in any case
+    percent_off: int  # 1 to 100
+
+    def discount(self, subtotal: int) -> int:
+        """What it takes off ``subtotal`` (minor units), rounded half up to the minor unit, as Stripe rounds."""
+        return (subtotal * self.percent_off + 50) // 100
+
+
 class Catalogue:
-    def __init__(self, packs: list[Pack]) -> None:
+    def __init__(self, packs: list[Pack], promotion_codes: list[PromotionCode] | None = None) -> None:
         self.packs = packs
         self._by_id = {pack.id: pack for pack in packs}
+        self.promotion_codes = promotion_codes or []
+        self._codes = {promotion.code.upper(): promotion for promotion in self.promotion_codes}
 
     def get(self, pack_id: str) -> Pack | None:
         return self._by_id.get(pack_id)
+
+    def promotion(self, code: str) -> PromotionCode | None:
+        return self._codes.get(code.strip().upper())
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:
@@ -56,13 +73,37 @@ class Catalogue:
             packs.append(pack)
         if not packs:
             raise ConfigError(f"the pack catalogue {path} has no [[packs]]")
-        return cls(packs)
+        raw_codes = data.get("promotion_codes", [])
+        if not isinstance(raw_codes, list):
+            raise ConfigError(f"the pack catalogue {path}: promotion_codes must be a list of [[promotion_codes]] "
+                              "tables")
+        codes: list[PromotionCode] = []
+        for index, raw in enumerate(raw_codes):
+            code = _promotion_code(raw, f"{path}: promotion code number {index + 1}")
+            if code.code.upper() in {c.code.upper() for c in codes}:
+                raise ConfigError(f"{path}: the promotion code {code.code!r} is there twice")
+            codes.append(code)
+        return cls(packs, codes)
 
 
 # What a pack may hold: credits within what a balance can take, and a price Stripe accepts in one line
 # item (at most eight digits in the minor unit, in a currency of ISO 4217).
 MAX_CREDITS = 1_000_000_000
 MAX_AMOUNT = 99_999_999
+
+
+_CODE = re.compile(r"^[A-Za-z0-9_-]{3,40}$")
+
+
+def _promotion_code(raw: object, where: str) -> PromotionCode:
+    if not isinstance(raw, dict) or set(raw) != {"code", "percent_off"}:
+        raise ConfigError(f"{where}: needs code and percent_off (and nothing else)")
+    code, percent = raw["code"], raw["percent_off"]
+    if not isinstance(code, str) or not _CODE.match(code):
+        raise ConfigError(f"{where}: code must be 3 to 40 letters, digits, '-' or '_'")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
+        raise ConfigError(f"{where}: percent_off must be a whole number from 1 to 100")
+    return PromotionCode(code, percent)
 
 
 def _name(raw: object, index: int) -> str:

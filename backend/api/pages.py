@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from anyio import to_thread
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
@@ -20,6 +21,7 @@ from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, d
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
+from backend.payments.stub import PROMOTION_PREFIX
 from backend.services import Services
 from resources import currencies
 
@@ -255,11 +257,44 @@ def stub_checkout(session_id: str, services: ServicesDep) -> Response:
     session = _stub_session(services, session_id)
     if session is None:
         return not_found(services)
+    return _stub_checkout_page(services, session)
+
+
+def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_error: str = "",
+                        status_code: int = 200) -> Response:
     item = session["line_items"][0]["price_data"]
-    order = _stub_order(services, session_id)
-    return page(services, "stub_checkout.html", session=session, product=item["product_data"],
+    order = _stub_order(services, session["id"])
+    discount = int(session.get("total_details", {}).get("amount_discount") or 0)
+    applied = (session.get("discounts") or [{}])[0].get("promotion_code") or ""
+    return page(services, "stub_checkout.html", status_code, session=session, product=item["product_data"],
                 outcome=order.status if order is not None else None,
-                price=shown_price(session["amount_total"], session["currency"]))
+                price=shown_price(session["amount_total"], session["currency"]),
+                subtotal=shown_price(session["amount_subtotal"], session["currency"]),
+                discount=shown_price(discount, session["currency"]) if discount else None,
+                promotion_code=applied.removeprefix(PROMOTION_PREFIX),
+                promotion_codes=services.settings.promotion_codes and bool(services.catalogue.promotion_codes),
+                promotion_error=promotion_error)
+
+
+@router.post("/stub/checkout/{session_id}/promotion-code", status_code=303, response_class=RedirectResponse,
+             responses={**redirect("Applied: back to the checkout page, with the discount"), **STUB_RESPONSES,
+                        400: {"description": "The checkout page, saying the code is not valid", "content": HTML}})
+async def stub_promotion_code(session_id: str, request: Request, services: ServicesDep) -> Response:
+    """The stub checkout's promotion code (CREDITDESK_PROMOTION_CODES and the catalogue's [[promotion_codes]]):
+    the session's total goes down as Stripe's would; the credits stay the pack's."""
+    session = await to_thread.run_sync(_stub_session, services, session_id)
+    if session is None or services.stub is None or not services.settings.promotion_codes:
+        return not_found(services)
+    fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
+    entered = (fields.get("code") or [""])[0].strip()[:40]
+    promotion = services.catalogue.promotion(entered)
+    if promotion is None or session["status"] != "open":
+        said = "This promotion code is not valid." if entered else "Enter a promotion code."
+        return await to_thread.run_sync(_stub_checkout_page, services, session, said, 400)
+    stub = services.stub
+    await to_thread.run_sync(
+        lambda: stub.apply_promotion(session_id, promotion.code, promotion.discount(int(session["amount_subtotal"]))))
+    return RedirectResponse(f"/stub/checkout/{session_id}", status_code=303, headers=NO_STORE)
 
 
 @router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={

@@ -32,6 +32,7 @@ class CheckoutRequest:
     pack: Pack
     success_url: str
     cancel_url: str
+    promotion_codes: bool = False  # the buyer may enter one (CREDITDESK_PROMOTION_CODES)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
         "orderId": request.order_id,
         "type": PURCHASE_TYPE,
     }
-    return {
+    params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [
             {
@@ -135,6 +136,9 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
     }
+    if request.promotion_codes:
+        params["allow_promotion_codes"] = True  # the credits granted stay the pack's; the order keeps the discount
+    return params
 
 
 class PaymentProvider(Protocol):

@@ -23,6 +23,9 @@ from backend.schema import stub_sessions
 SESSION_LIFETIME_SECONDS = 24 * 3600
 
 
+PROMOTION_PREFIX = "promo_stub_"  # the stub's promotion code ids: the code itself follows
+
+
 class StubProvider:
     name = "stub"
 
@@ -102,6 +105,19 @@ class StubProvider:
         return self._update(
             session_id, status="complete", payment_status="paid",
             payment_intent="pi_stub_" + secrets.token_urlsafe(18),
+        )
+
+    def apply_promotion(self, session_id: str, code: str, discount: int) -> dict[str, Any]:
+        """A promotion code entered on an open session: ``discount`` (minor units) off its subtotal, as Stripe's
+        session then says it (``total_details.amount_discount``, ``amount_total``, ``discounts``). The credits
+        stay the pack's: fulfilment grants on the subtotal. A second code replaces the first."""
+        session = self.session_object(session_id)
+        subtotal = int(session["amount_subtotal"])
+        discount = min(discount, subtotal)
+        return self._update(
+            session_id, amount_total=subtotal - discount,
+            total_details={**session["total_details"], "amount_discount": discount},
+            discounts=[{"coupon": None, "promotion_code": f"{PROMOTION_PREFIX}{code.upper()}"}],
         )
 
     def _update(self, session_id: str, **changes: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from .state import FakeStripeState
 from .wire import (
     ID_ALPHABET,
     StripeError,
+    as_bool,
     as_dict,
     as_int,
     as_str,
@@ -191,7 +192,8 @@ class CheckoutMixin(FakeStripeState):
             object="checkout.session",
             adaptive_pricing={"enabled": False},
             after_expiration=None,
-            allow_promotion_codes=None,
+            allow_promotion_codes=(as_bool(params["allow_promotion_codes"], "allow_promotion_codes")
+                                   if "allow_promotion_codes" in params else None),
             amount_subtotal=total,
             amount_total=total,
             automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},

@@ -1,0 +1,114 @@
+"""Promotion codes (CREDITDESK_PROMOTION_CODES): in stub mode, the catalogue's codes on the stub checkout page; in
+Stripe mode, Stripe's own (``allow_promotion_codes``). The order keeps the discount; the credits are the pack's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from backend.catalogue import Catalogue, PromotionCode
+from backend.config import ConfigError, Settings
+from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET
+from tests.helpers.api import Api
+from tests.helpers.stripe_server import FakeStripe
+
+CATALOGUE = """
+[[packs]]
+id = "odd"
+name = "Odd"
+credits = 333
+amount = 1999
+currency = "usd"
+
+[[promotion_codes]]
+code = "Welcome15"
+percent_off = 15
+"""
+
+
+@pytest.mark.parametrize(("percent", "subtotal", "discount"), [
+    (15, 1999, 300),  # 299.85: half up to 300
+    (10, 1995, 200),  # 199.5: half up
+    (33, 7, 2),  # 2.31
+    (100, 503, 503),
+    (1, 49, 0),  # 0.49: nothing
+])
+def test_a_percent_off_is_rounded_half_up_to_the_minor_unit(percent: int, subtotal: int, discount: int) -> None:
+    assert PromotionCode("CODE", percent).discount(subtotal) == discount
+
+
+@pytest.mark.parametrize(("codes", "message"), [
+    ('[[promotion_codes]]\ncode = "x"\npercent_off = 10\n', "code must be 3 to 40"),
+    ('[[promotion_codes]]\ncode = "SAVE"\npercent_off = 0\n', "percent_off must be a whole number from 1 to 100"),
+    ('[[promotion_codes]]\ncode = "SAVE"\npercent_off = 10\namount_off = 5\n', "needs code and percent_off"),
+    ('[[promotion_codes]]\ncode = "SAVE"\npercent_off = 10\n[[promotion_codes]]\ncode = "save"\npercent_off = 5\n',
+     "'save' is there twice"),
+])
+def test_a_bad_promotion_code_in_the_catalogue_is_refused_clearly(tmp_path: Path, codes: str, message: str) -> None:
+    path = tmp_path / "packs.toml"
+    path.write_text(CATALOGUE.split("[[promotion_codes]]")[0] + codes)
+    with pytest.raises(ConfigError, match=message):
+        Catalogue.load(path)
+
+
+def test_the_setting_is_on_or_off() -> None:
+    assert Settings.from_env({"CREDITDESK_PROMOTION_CODES": "1"}).promotion_codes
+    assert not Settings.from_env({"CREDITDESK_PROMOTION_CODES": "0"}).promotion_codes
+    assert not Settings.from_env({}).promotion_codes
+    with pytest.raises(ConfigError, match="CREDITDESK_PROMOTION_CODES is 1"):
+        Settings.from_env({"CREDITDESK_PROMOTION_CODES": "maybe"})
+
+
+@pytest.mark.engines("sqlite")
+def test_a_code_on_the_stub_checkout_takes_its_discount_and_grants_the_packs_credits(
+    backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    packs = tmp_path / "packs.toml"
+    packs.write_text(CATALOGUE)
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), "CREDITDESK_PROMOTION_CODES": "1"})
+    api = Api(backend.url).register()
+    checkout = api.checkout("odd")
+    page = requests.get(checkout["url"], timeout=10)
+    assert 'name="code"' in page.text
+    code_url = checkout["url"] + "/promotion-code"
+    wrong = requests.post(code_url, data={"code": "NOPE"}, timeout=10)
+    assert wrong.status_code == 400 and "This promotion code is not valid." in wrong.text and "19.99 USD" in wrong.text
+    applied = requests.post(code_url, data={"code": " welcome15 "}, timeout=10)  # any case, spaces around
+    assert applied.status_code == 200 and applied.url == checkout["url"]
+    assert "Promotion code WELCOME15" in applied.text and "3.00 USD" in applied.text and "16.99 USD" in applied.text
+    requests.post(checkout["url"] + "/pay", timeout=10)
+    assert api.balance() == 333  # the pack's credits, not fewer
+    [order] = backend.query("SELECT amount, amount_paid, amount_discount FROM orders")
+    assert (order["amount"], order["amount_paid"], order["amount_discount"]) == (1999, 1699, 300)
+    [receipt] = api.get("/api/billing/receipts").json()["receipts"]
+    assert (receipt["amount"], receipt["discount"]) == (1699, 300)
+
+
+@pytest.mark.engines("sqlite")
+def test_without_the_setting_the_stub_checkout_takes_no_code(
+    backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    packs = tmp_path / "packs.toml"
+    packs.write_text(CATALOGUE)
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs)})
+    checkout = Api(backend.url).register().checkout("odd")
+    assert 'name="code"' not in requests.get(checkout["url"], timeout=10).text
+    refused = requests.post(checkout["url"] + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
+    assert refused.status_code == 404
+
+
+@pytest.mark.engines("sqlite")
+def test_in_stripe_mode_checkout_lets_the_buyer_enter_stripes_codes(
+    backend_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        env = {**SHARED_ENV, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+               "STRIPE_API_BASE": fake.url}
+        on = backend_factory({**env, "CREDITDESK_PROMOTION_CODES": "1"}, "on")
+        off = backend_factory(env, "off")
+        with_codes = Api(on.url).register().checkout("starter")["sessionId"]
+        without = Api(off.url).register().checkout("starter")["sessionId"]
+        assert fake.sessions[with_codes]["allow_promotion_codes"] is True
+        assert fake.sessions[without]["allow_promotion_codes"] is None
