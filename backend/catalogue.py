@@ -23,6 +23,9 @@ class Pack:
     credits: int
     amount: int  # in the currency's minor unit
     currency: str  # ISO 4217, lower case as Stripe writes it
+    # Whether the price holds the tax ("inclusive") or the tax comes on top ("exclusive", the default), where
+    # tax is collected (CREDITDESK_AUTOMATIC_TAX): Stripe's price tax_behavior.
+    tax_behavior: str = "exclusive"
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "name": self.name, "credits": self.credits, "amount": self.amount,
@@ -42,8 +45,10 @@ class PromotionCode:
 
 
 class Catalogue:
-    def __init__(self, packs: list[Pack], promotion_codes: list[PromotionCode] | None = None) -> None:
+    def __init__(self, packs: list[Pack], promotion_codes: list[PromotionCode] | None = None,
+                 stub_tax_percent: int = 0) -> None:
         self.packs = packs
+        self.stub_tax_percent = stub_tax_percent  # the tax the stub checkout charges, where tax is collected
         self._by_id = {pack.id: pack for pack in packs}
         self.promotion_codes = promotion_codes or []
         self._codes = {promotion.code.upper(): promotion for promotion in self.promotion_codes}
@@ -83,7 +88,10 @@ class Catalogue:
             if code.code.upper() in {c.code.upper() for c in codes}:
                 raise ConfigError(f"{path}: the promotion code {code.code!r} is there twice")
             codes.append(code)
-        return cls(packs, codes)
+        stub_tax = data.get("stub_tax_percent", 0)
+        if isinstance(stub_tax, bool) or not isinstance(stub_tax, int) or not 0 <= stub_tax <= 100:
+            raise ConfigError(f"the pack catalogue {path}: stub_tax_percent is a whole number from 0 to 100")
+        return cls(packs, codes, stub_tax)
 
 
 # What a pack may hold: credits within what a balance can take, and a price Stripe accepts in one line
@@ -92,6 +100,7 @@ MAX_CREDITS = 1_000_000_000
 MAX_AMOUNT = 99_999_999
 
 
+TAX_BEHAVIORS = ("exclusive", "inclusive")
 _CODE = re.compile(r"^[A-Za-z0-9_-]{3,40}$")
 
 
@@ -115,6 +124,9 @@ def _name(raw: object, index: int) -> str:
 def _pack(raw: object, where: str) -> Pack:
     if not isinstance(raw, dict) or not {"id", "name", "credits", "amount", "currency"} <= set(raw):
         raise ConfigError(f"{where}: needs id, name, credits, amount and currency")
+    tax_behavior = raw.get("tax_behavior", "exclusive")
+    if tax_behavior not in TAX_BEHAVIORS:
+        raise ConfigError(f"{where}: tax_behavior is exclusive (tax on top of the price) or inclusive (in it)")
     pack_id, name, currency = raw["id"], raw["name"], raw["currency"]
     if not isinstance(pack_id, str) or not _ID.match(pack_id):
         raise ConfigError(f"{where}: id must be lower-case letters, digits, '-' or '_'")
@@ -135,4 +147,5 @@ def _pack(raw: object, where: str) -> Pack:
     refusal = currencies.refusal(raw["amount"], currency)
     if refusal:
         raise ConfigError(f"{where}: amount {raw['amount']}: {refusal}")
-    return Pack(id=pack_id, name=name, credits=raw["credits"], amount=raw["amount"], currency=currency.lower())
+    return Pack(id=pack_id, name=name, credits=raw["credits"], amount=raw["amount"], currency=currency.lower(),
+                tax_behavior=tax_behavior)

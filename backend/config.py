@@ -64,6 +64,9 @@ class Settings:
     # CREDITDESK_PROMOTION_CODES: buyers may enter promotion codes at checkout (Stripe's own in Stripe mode, the
     # catalogue's [[promotion_codes]] in stub mode).
     promotion_codes: bool = False
+    # CREDITDESK_AUTOMATIC_TAX: tax collected at checkout (Stripe Tax in Stripe mode; the catalogue's
+    # stub_tax_percent in stub mode), on top of prices or in them as each pack's tax_behavior says.
+    automatic_tax: bool = False
     # How long the bodies of Stripe's events and failed deliveries are kept (at least Stripe's own 30 days).
     event_retention_days: int = 90
     # Limits on sign-in and sign-up, to stop password guessing ("N/period", see the `limits` package).
@@ -158,10 +161,12 @@ class Settings:
             kwargs["metrics_port"] = int(metrics_port)
         if metrics_host := get("CREDITDESK_METRICS_HOST"):
             kwargs["metrics_host"] = metrics_host
-        if (codes := get("CREDITDESK_PROMOTION_CODES")) is not None:
-            if codes.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ConfigError(f"CREDITDESK_PROMOTION_CODES is 1 (on) or 0 (off), not {codes!r}.")
-            kwargs["promotion_codes"] = codes.lower() in ("1", "true", "yes", "on")
+        switches = (("CREDITDESK_PROMOTION_CODES", "promotion_codes"), ("CREDITDESK_AUTOMATIC_TAX", "automatic_tax"))
+        for name, key in switches:
+            if (switch := get(name)) is not None:
+                if switch.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ConfigError(f"{name} is 1 (on) or 0 (off), not {switch!r}.")
+                kwargs[key] = switch.lower() in ("1", "true", "yes", "on")
         if (fast := get("CREDITDESK_PREPARED_STATEMENTS")) is not None:
             if fast.lower() not in ("on", "off"):
                 raise ConfigError(f"CREDITDESK_PREPARED_STATEMENTS is on or off, not {fast!r}.")

@@ -78,7 +78,7 @@ async def start_checkout(
         order_id=order_id, user_id=user.id, user_email=user.email, pack=pack,
         success_url=f"{base}/account/credits/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
-        promotion_codes=services.settings.promotion_codes,
+        promotion_codes=services.settings.promotion_codes, automatic_tax=services.settings.automatic_tax,
     )
     try:
         created = await services.gateway.create_checkout(request)

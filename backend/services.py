@@ -37,6 +37,7 @@ class Services:
         prepared.set_enabled(settings.prepared_statements)
         db = Database(settings.database, pool_size=settings.db_pool_size)
         prepare(db)
+        catalogue = Catalogue.load(settings.packs_path)
         provider: PaymentProvider
         if settings.stripe_secret_key:
             from backend.payments.stripe_provider import StripeProvider  # the SDK only where it is used
@@ -44,12 +45,11 @@ class Services:
             provider = StripeProvider(settings.stripe_secret_key, settings.stripe_api_base)
             log.info("Stripe payments mode (API at %s)", settings.stripe_api_base or "Stripe")
         else:
-            provider = StubProvider(db, public_url)
+            provider = StubProvider(db, public_url, tax_percent=catalogue.stub_tax_percent)
             log.warning(
                 "Stub payments mode: STRIPE_SECRET_KEY is not set, so checkouts are simulated on this server "
                 "and no money moves."
             )
-        catalogue = Catalogue.load(settings.packs_path)
         return cls(settings, public_url, db, catalogue, provider, RateLimiter(settings.redis_url),
                    ProviderGateway(provider))
 

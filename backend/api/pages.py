@@ -265,12 +265,15 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_e
     item = session["line_items"][0]["price_data"]
     order = _stub_order(services, session["id"])
     discount = int(session.get("total_details", {}).get("amount_discount") or 0)
+    tax = int(session.get("total_details", {}).get("amount_tax") or 0)
     applied = (session.get("discounts") or [{}])[0].get("promotion_code") or ""
     return page(services, "stub_checkout.html", status_code, session=session, product=item["product_data"],
                 outcome=order.status if order is not None else None,
                 price=shown_price(session["amount_total"], session["currency"]),
                 subtotal=shown_price(session["amount_subtotal"], session["currency"]),
                 discount=shown_price(discount, session["currency"]) if discount else None,
+                tax=shown_price(tax, session["currency"]) if tax else None,
+                tax_included=session["line_items"][0]["price_data"].get("tax_behavior") == "inclusive",
                 promotion_code=applied.removeprefix(PROMOTION_PREFIX),
                 promotion_codes=services.settings.promotion_codes and bool(services.catalogue.promotion_codes),
                 promotion_error=promotion_error)

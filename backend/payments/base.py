@@ -33,6 +33,7 @@ class CheckoutRequest:
     success_url: str
     cancel_url: str
     promotion_codes: bool = False  # the buyer may enter one (CREDITDESK_PROMOTION_CODES)
+    automatic_tax: bool = False  # tax is collected (CREDITDESK_AUTOMATIC_TAX), as the pack's tax_behavior says
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
     }
     if request.promotion_codes:
         params["allow_promotion_codes"] = True  # the credits granted stay the pack's; the order keeps the discount
+    if request.automatic_tax:
+        params["automatic_tax"] = {"enabled": True}
+        params["line_items"][0]["price_data"]["tax_behavior"] = pack.tax_behavior
     return params
 
 

@@ -29,8 +29,9 @@ PROMOTION_PREFIX = "promo_stub_"  # the stub's promotion code ids: the code itse
 class StubProvider:
     name = "stub"
 
-    def __init__(self, db: Database, public_url: str) -> None:
+    def __init__(self, db: Database, public_url: str, *, tax_percent: int = 0) -> None:
         self._db = db
+        self._tax_percent = tax_percent  # charged where the checkout collects tax (the catalogue's stub_tax_percent)
         self._public_url = public_url.rstrip("/")
 
     def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
@@ -46,6 +47,8 @@ class StubProvider:
             "amount_subtotal": request.pack.amount,
             "amount_total": request.pack.amount,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "automatic_tax": {"enabled": request.automatic_tax, "liability": None, "provider": None,
+                              "status": "complete" if request.automatic_tax else None},
             "currency": request.pack.currency,
             "client_reference_id": params["client_reference_id"],
             "customer_email": params["customer_email"],
@@ -59,9 +62,29 @@ class StubProvider:
             "livemode": False,
             "url": f"{self._public_url}/stub/checkout/{session_id}",
         }
+        session.update(self._totals(session, discount=0))
         with self._db.transaction() as conn:
             conn.execute(insert(stub_sessions).values(id=session_id, data=json.dumps(session)))
         return CreatedSession(id=session_id, url=session["url"])
+
+    def _totals(self, session: dict[str, Any], *, discount: int) -> dict[str, Any]:
+        """The session's total and its details for ``discount``, with tax where the session collects it: on top of
+        the discounted price (exclusive) or held in it (inclusive), rounded half up to the minor unit."""
+        subtotal = int(session["amount_subtotal"])
+        discount = min(discount, subtotal)
+        taxed = session.get("automatic_tax", {}).get("enabled") and self._tax_percent
+        price = subtotal - discount
+        tax = 0
+        total = price
+        if taxed:
+            behavior = session["line_items"][0]["price_data"].get("tax_behavior", "exclusive")
+            if behavior == "inclusive":
+                tax = price - (price * 100 + (100 + self._tax_percent) // 2) // (100 + self._tax_percent)
+            else:
+                tax = (price * self._tax_percent + 50) // 100
+                total = price + tax
+        return {"amount_total": total,
+                "total_details": {**session["total_details"], "amount_discount": discount, "amount_tax": tax}}
 
     def session_object(self, session_id: str) -> dict[str, Any]:
         """The Stripe-shaped session, expired on read once its time is up, as Stripe would."""
@@ -112,11 +135,8 @@ class StubProvider:
         session then says it (``total_details.amount_discount``, ``amount_total``, ``discounts``). The credits
         stay the pack's: fulfilment grants on the subtotal. A second code replaces the first."""
         session = self.session_object(session_id)
-        subtotal = int(session["amount_subtotal"])
-        discount = min(discount, subtotal)
         return self._update(
-            session_id, amount_total=subtotal - discount,
-            total_details={**session["total_details"], "amount_discount": discount},
+            session_id, **self._totals(session, discount=discount),
             discounts=[{"coupon": None, "promotion_code": f"{PROMOTION_PREFIX}{code.upper()}"}],
         )
 

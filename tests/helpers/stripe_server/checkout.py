@@ -27,6 +27,8 @@ from .wire import (
 )
 
 SESSION_LIFETIME = 24 * 3600
+TAX_ON = {"enabled": True, "liability": {"type": "self"}, "provider": "stripe", "status": "complete"}
+TAX_OFF = {"enabled": False, "liability": None, "provider": None, "status": None}
 CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
 
 SESSION_CREATE_PARAMS = words(
@@ -186,6 +188,8 @@ class CheckoutMixin(FakeStripeState):
         payment_method_types = params.get("payment_method_types") or ["card"]
 
         session_id = "cs_test_a1" + "".join(secrets.choice(ID_ALPHABET) for _ in range(56))
+        tax_on = as_bool(as_dict(params.get("automatic_tax") or {}, "automatic_tax").get("enabled", "false"),
+                         "automatic_tax[enabled]")
         session = fixture("checkout.session")
         session.update(
             id=session_id,
@@ -196,7 +200,7 @@ class CheckoutMixin(FakeStripeState):
                                    if "allow_promotion_codes" in params else None),
             amount_subtotal=total,
             amount_total=total,
-            automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
+            automatic_tax=copy.deepcopy(TAX_ON if tax_on else TAX_OFF),
             billing_address_collection=params.get("billing_address_collection"),
             cancel_url=cancel_url,
             client_reference_id=client_reference_id,
@@ -329,6 +333,10 @@ class CheckoutMixin(FakeStripeState):
             if not re.fullmatch(r"[a-z]{3}", currency):
                 raise StripeError(400, f"Invalid currency: {currency}", param=f"{pd_param}[currency]")
             price = self._new_price(product_id, unit_amount, currency, active=False)
+            behavior = price_data.get("tax_behavior", "unspecified")
+            if behavior not in ("exclusive", "inclusive", "unspecified"):
+                raise StripeError(400, f"Invalid tax_behavior: {behavior}", param=f"{pd_param}[tax_behavior]")
+            price["tax_behavior"] = behavior
         else:
             raise StripeError(
                 400, f"You must specify either `price` or `price_data` in {param}.", param=param

@@ -1,5 +1,7 @@
-"""Promotion codes (CREDITDESK_PROMOTION_CODES): in stub mode, the catalogue's codes on the stub checkout page; in
-Stripe mode, Stripe's own (``allow_promotion_codes``). The order keeps the discount; the credits are the pack's."""
+"""Promotion codes (CREDITDESK_PROMOTION_CODES) and tax (CREDITDESK_AUTOMATIC_TAX) at checkout: in stub mode the
+catalogue's codes and stub_tax_percent on the stub checkout page, in Stripe mode Stripe's own (allow_promotion_codes,
+automatic_tax with each pack's tax_behavior). The order keeps what was paid, its tax and discount; the credits
+granted are the pack's."""
 
 from __future__ import annotations
 
@@ -112,3 +114,58 @@ def test_in_stripe_mode_checkout_lets_the_buyer_enter_stripes_codes(
         without = Api(off.url).register().checkout("starter")["sessionId"]
         assert fake.sessions[with_codes]["allow_promotion_codes"] is True
         assert fake.sessions[without]["allow_promotion_codes"] is None
+
+
+TAXED = CATALOGUE + """
+[[packs]]
+id = "gross"
+name = "Gross"
+credits = 97
+amount = 1234
+currency = "eur"
+tax_behavior = "inclusive"
+"""
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.parametrize(("pack", "code", "paid", "tax", "discount"), [
+    ("odd", None, 2379, 380, 0),  # 1999 + 19 % (379.81, half up) on top
+    ("odd", "WELCOME15", 2022, 323, 300),  # (1999 - 300) + 19 % of 1699 (322.81)
+    ("gross", None, 1234, 197, 0),  # 19 % held in 1234: 1234 - 1037 (1036.97 half up)
+    ("gross", "WELCOME15", 1049, 167, 185),  # 15 % of 1234 is 185.1: 1049 paid, 1049 - 882 held
+])
+def test_stub_checkout_collects_tax_on_top_or_held_in_the_price(
+    backend_factory, tmp_path: Path, pack: str, code: str | None, paid: int, tax: int, discount: int,  # type: ignore[no-untyped-def]
+) -> None:
+    packs = tmp_path / "packs.toml"
+    packs.write_text("stub_tax_percent = 19\n" + TAXED)  # (a top-level key comes before the tables)
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), "CREDITDESK_PROMOTION_CODES": "1",
+                               "CREDITDESK_AUTOMATIC_TAX": "1"})
+    api = Api(backend.url).register()
+    checkout = api.checkout(pack)
+    if code:
+        requests.post(checkout["url"] + "/promotion-code", data={"code": code}, timeout=10)
+    page = requests.get(checkout["url"], timeout=10).text
+    assert ("Tax included" if pack == "gross" else "Tax:") in page
+    requests.post(checkout["url"] + "/pay", timeout=10)
+    assert api.balance() == (333 if pack == "odd" else 97)
+    [order] = backend.query("SELECT amount_paid, amount_tax, amount_discount FROM orders")
+    assert (order["amount_paid"], order["amount_tax"], order["amount_discount"]) == (paid, tax, discount)
+
+
+@pytest.mark.engines("sqlite")
+def test_in_stripe_mode_checkout_asks_stripe_tax_with_each_packs_tax_behavior(
+    backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    packs = tmp_path / "packs.toml"
+    packs.write_text(TAXED)
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        backend = backend_factory({**SHARED_ENV, "STRIPE_SECRET_KEY": STRIPE_KEY,
+                                   "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake.url,
+                                   "CREDITDESK_PACKS": str(packs), "CREDITDESK_AUTOMATIC_TAX": "1"})
+        api = Api(backend.url).register()
+        session_id = api.checkout("gross")["sessionId"]
+        assert fake.sessions[session_id]["automatic_tax"]["enabled"] is True
+        assert fake.line_items(session_id)[0]["price"]["tax_behavior"] == "inclusive"
+        fake.pay(session_id, tax=0)  # inclusive: Stripe Tax finds the tax inside the price
+        assert api.verify(session_id).json()["status"] == "paid" and api.balance() == 97
