@@ -14,7 +14,7 @@ from ipaddress import ip_address
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from anyio import to_thread
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select, update
 
 from backend import fulfilment, ledger, orders
 from backend.accounts import User
@@ -31,6 +31,7 @@ from backend.errors import (
 from backend.order_status import PENDING, SETTLED
 from backend.orders import Order
 from backend.payments.base import CheckoutRequest, SessionState
+from backend.schema import users
 from backend.services import Services
 
 log = logging.getLogger("creditdesk.payments")
@@ -74,8 +75,13 @@ async def start_checkout(
     services.limiter.hit(services.settings.checkout_limit_per_user, "checkout", str(user.id))
     order_id = "ord_" + secrets.token_hex(12)
     base = services.public_url
+    try:
+        customer_id = await _customer_of(services, user)
+    except PaymentProviderError as exc:
+        log.error("payment order=%s user=%s outcome=checkout_failed reason=%s", order_id, user.id, exc)
+        raise
     request = CheckoutRequest(
-        order_id=order_id, user_id=user.id, user_email=user.email, pack=pack,
+        order_id=order_id, user_id=user.id, user_email=user.email, pack=pack, customer_id=customer_id,
         success_url=f"{base}/account/credits/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
         promotion_codes=services.settings.promotion_codes, automatic_tax=services.settings.automatic_tax,
@@ -96,6 +102,28 @@ async def start_checkout(
     log.info("payment order=%s session=%s user=%s pack=%s outcome=checkout_created",
              order.id, created.id, user.id, pack.id)
     return order
+
+
+async def _customer_of(services: Services, user: User) -> str:
+    """The user's one customer at the provider, made at their first checkout and kept (``users.customer_id``):
+    every Checkout Session after it names it, so that the buyer's details and receipts stay together."""
+    known = await to_thread.run_sync(_stored_customer, services, user.id)
+    if known is not None and services.provider.knows_customer(known):
+        return known  # no call: the checkout's one call to the provider is its session's
+    customer_id = await services.gateway.ensure_customer(user.id, user.email, known)
+    if customer_id != known:
+        await to_thread.run_sync(_store_customer, services, user.id, customer_id)
+    return customer_id
+
+
+def _stored_customer(services: Services, user_id: int) -> str | None:
+    with services.db.read() as conn:
+        return conn.execute(select(users.c.customer_id).where(users.c.id == user_id)).scalar()
+
+
+def _store_customer(services: Services, user_id: int, customer_id: str) -> None:
+    with services.db.transaction() as conn:
+        conn.execute(update(users).where(users.c.id == user_id).values(customer_id=customer_id))
 
 
 def _insert_order(services: Services, order: Order) -> None:

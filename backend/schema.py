@@ -39,6 +39,8 @@ users = Table(
     Column("email", Text, nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    # The payment provider's customer for this user (Stripe's cus_..., or the stub's), made at the first checkout.
+    Column("customer_id", Text),
     Index("idx_users_email", "email", unique=True),
 )
 

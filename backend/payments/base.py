@@ -33,6 +33,7 @@ class CheckoutRequest:
     success_url: str
     cancel_url: str
     promotion_codes: bool = False  # the buyer may enter one (CREDITDESK_PROMOTION_CODES)
+    customer_id: str | None = None  # the user's customer at the provider; none: the email is given instead
     automatic_tax: bool = False  # tax is collected (CREDITDESK_AUTOMATIC_TAX), as the pack's tax_behavior says
 
 
@@ -131,7 +132,8 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
             }
         ],
         "client_reference_id": str(request.user_id),
-        "customer_email": request.user_email,
+        # The user's one customer, whose details and receipts stay together (Stripe takes it or an email, not both).
+        **({"customer": request.customer_id} if request.customer_id else {"customer_email": request.user_email}),
         "metadata": metadata,
         "payment_intent_data": {"metadata": metadata},
         "success_url": request.success_url,
@@ -145,10 +147,22 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
     return params
 
 
+STUB_CUSTOMER_PREFIX = "cus_stub_"  # the stub's customers, which Stripe would not know
+
+
 class PaymentProvider(Protocol):
     name: str  # "stripe" or "stub", as /api/health shows it
 
     def create_checkout(self, request: CheckoutRequest) -> CreatedSession: ...
+
+    def knows_customer(self, known: str | None) -> bool:
+        """Whether ``known`` is a customer of this provider (no call: a stub's is not Stripe's)."""
+        ...
+
+    def ensure_customer(self, user_id: int, email: str, known: str | None) -> str:
+        """The user's customer at this provider: ``known`` when it is one of this provider's, else a new one
+        (made once per user, however often this is retried)."""
+        ...
 
     def retrieve_session(self, session_id: str) -> SessionState: ...
 

@@ -82,6 +82,9 @@ class ProviderGateway:
     async def create_checkout(self, request: CheckoutRequest) -> CreatedSession:
         return await self._call(self.provider.create_checkout, request)
 
+    async def ensure_customer(self, user_id: int, email: str, known: str | None) -> str:
+        return await self._call(self.provider.ensure_customer, user_id, email, known)
+
     async def retrieve_session(self, session_id: str) -> SessionState:
         """The session as the provider sees it, at most ``session_ttl`` seconds old; one call at a time."""
         cached = self._sessions.get(session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from backend.errors import (
 )
 from backend.payments.base import (
     STRIPE_API_VERSION,
+    STUB_CUSTOMER_PREFIX,
     CheckoutRequest,
     CreatedSession,
     SessionState,
@@ -65,6 +67,28 @@ class StripeProvider:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise PaymentProviderUnavailable("Stripe answered a Checkout Session without a url")
         return CreatedSession(id=state.id, url=url)
+
+    def knows_customer(self, known: str | None) -> bool:
+        return bool(known and known.startswith("cus_") and not known.startswith(STUB_CUSTOMER_PREFIX))
+
+    def ensure_customer(self, user_id: int, email: str, known: str | None) -> str:
+        if known is not None and self.knows_customer(known):
+            return known
+        try:
+            # The user as idempotency key: a retried create (or two checkouts at once) makes one customer. The
+            # email's digest beside the id: another database on the same account (a staging copy) has its own
+            # user 1, whose create must not be answered with this one's.
+            digest = hashlib.sha256(email.encode()).hexdigest()[:16]
+            customer = self._client.v1.customers.create(
+                params={"email": email, "metadata": {"userId": str(user_id)}},
+                options={"idempotency_key": f"customer-{user_id}-{digest}"},
+            )
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        customer_id = _as_dict(customer).get("id")
+        if not isinstance(customer_id, str) or not customer_id.startswith("cus_"):
+            raise PaymentProviderUnavailable("Stripe answered a customer without an id")
+        return customer_id
 
     def retrieve_session(self, session_id: str) -> SessionState:
         try:

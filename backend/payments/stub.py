@@ -17,7 +17,13 @@ from sqlalchemy import insert, select, update
 
 from backend.db import Database
 from backend.errors import SessionNotFound
-from backend.payments.base import CheckoutRequest, CreatedSession, SessionState, session_params
+from backend.payments.base import (
+    STUB_CUSTOMER_PREFIX,
+    CheckoutRequest,
+    CreatedSession,
+    SessionState,
+    session_params,
+)
 from backend.schema import stub_sessions
 
 SESSION_LIFETIME_SECONDS = 24 * 3600
@@ -51,7 +57,8 @@ class StubProvider:
                               "status": "complete" if request.automatic_tax else None},
             "currency": request.pack.currency,
             "client_reference_id": params["client_reference_id"],
-            "customer_email": params["customer_email"],
+            "customer": params.get("customer"),
+            "customer_email": params.get("customer_email"),
             "metadata": params["metadata"],
             "line_items": params["line_items"],
             "payment_intent": None,
@@ -96,6 +103,15 @@ class StubProvider:
         if session["status"] == "open" and session["expires_at"] <= time.time():
             session = self._update(session_id, status="expired")
         return session
+
+    def knows_customer(self, known: str | None) -> bool:
+        return bool(known and known.startswith(STUB_CUSTOMER_PREFIX))
+
+    def ensure_customer(self, user_id: int, email: str, known: str | None) -> str:
+        """The stub's customer: an id of the same shape as Stripe's, kept for the user like Stripe's would be."""
+        if known is not None and self.knows_customer(known):
+            return known
+        return STUB_CUSTOMER_PREFIX + secrets.token_urlsafe(12)
 
     def retrieve_session(self, session_id: str) -> SessionState:
         return SessionState.from_stripe(self.session_object(session_id))

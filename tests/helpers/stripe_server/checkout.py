@@ -21,6 +21,7 @@ from .wire import (
     list_object,
     missing,
     new_id,
+    no_such,
     unknown,
     valid_metadata,
     words,
@@ -188,6 +189,12 @@ class CheckoutMixin(FakeStripeState):
         payment_method_types = params.get("payment_method_types") or ["card"]
 
         session_id = "cs_test_a1" + "".join(secrets.choice(ID_ALPHABET) for _ in range(56))
+        if params.get("customer"):
+            if params.get("customer_email"):
+                raise StripeError(400, "You may only specify one of these parameters: customer, customer_email.",
+                                  param="customer_email")
+            if as_str(params["customer"], "customer") not in self.customers:
+                raise no_such("customer", params["customer"], "customer", status=400)
         tax_on = as_bool(as_dict(params.get("automatic_tax") or {}, "automatic_tax").get("enabled", "false"),
                          "automatic_tax[enabled]")
         session = fixture("checkout.session")
@@ -357,6 +364,12 @@ class CheckoutMixin(FakeStripeState):
             "quantity": quantity,
         }
 
+    def _buyer_email(self, session: dict[str, Any]) -> str:
+        """Whom Checkout collected the payment from: the session's customer's email, its customer_email, or a
+        stand-in."""
+        customer = self.customers.get(session.get("customer") or "")
+        return (customer or {}).get("email") or session["customer_email"] or "jenny.rosen@example.com"
+
     def line_items(self, session_id: str) -> list[dict[str, Any]]:
         """The session's line items (Stripe ``item`` objects)."""
         return copy.deepcopy(self._line_items[session_id])
@@ -505,7 +518,7 @@ class CheckoutMixin(FakeStripeState):
             item.update(amount_discount=discount, amount_tax=tax, amount_total=total)
 
     def _complete(self, session: dict[str, Any], pi: dict[str, Any] | None, payment_status: str) -> None:
-        email = session["customer_email"] or "jenny.rosen@example.com"
+        email = self._buyer_email(session)
         session.update(
             status="complete",
             payment_status=payment_status,
@@ -615,7 +628,7 @@ class CheckoutMixin(FakeStripeState):
                     "postal_code": "94103",
                     "state": None,
                 },
-                "email": session["customer_email"] or "jenny.rosen@example.com",
+                "email": self._buyer_email(session),
                 "name": "Jenny Rosen",
                 "phone": None,
                 "tax_id": None,

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from .checkout import CheckoutMixin
+from .customers import CustomersMixin
 from .disputes import DisputesMixin
 from .endpoints import EndpointsMixin
 from .events import EventsMixin
@@ -28,7 +29,7 @@ from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
 
 class FakeStripe(
     CheckoutMixin, RefundsMixin, DisputesMixin, EventsMixin, WebhooksMixin, FaultsMixin, HostedPageMixin,
-    EndpointsMixin,
+    EndpointsMixin, CustomersMixin,
 ):
     """An in-process Stripe stand-in on ``http://127.0.0.1:<random port>``; see the package docstring.
 
@@ -107,6 +108,8 @@ class FakeStripe(
             ("POST", rf"/v1/disputes{one}/close", self._api_close_dispute),
             ("GET", r"/v1/events", self._api_list_events),
             ("GET", rf"/v1/events{one}", self._api_get_event),
+            ("POST", r"/v1/customers", self._api_create_customer),
+            ("GET", rf"/v1/customers{one}", self._api_get_customer),
             ("POST", r"/v1/webhook_endpoints", self._api_create_endpoint),
             ("GET", r"/v1/webhook_endpoints", self._api_list_endpoints),
             ("GET", rf"/v1/webhook_endpoints{one}", self._api_get_endpoint),

@@ -102,6 +102,7 @@ class FakeStripeState:
         #: the customer's (``presentment_details``), and so they are in events rendered at such a version
         self.event_api_version: str | None = None
         self.webhook_endpoints: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
 
         # ---- settings a test may change at any time
         self.webhook_url: str | None = None
