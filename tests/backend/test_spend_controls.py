@@ -243,3 +243,87 @@ def test_controls_belong_to_their_user(db: Database) -> None:
     spend(db, 50, "k", user=2)
     with pytest.raises(SpendCapReached):
         spend(db, 11, "k", user=1)
+
+
+@pytest.mark.parametrize(("delay", "accepted"), [
+    (timedelta(minutes=14, seconds=59, milliseconds=999), True),
+    (timedelta(minutes=15), False),  # 15 minutes to the millisecond: expired
+], ids=["just-in-time", "at-fifteen-minutes"])
+def test_a_confirmation_token_is_good_for_fifteen_minutes(db: Database, delay: timedelta, accepted: bool) -> None:
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=41)
+    asked = utc("2026-11-26 12:00")
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 97, "k", at=asked.replace(tzinfo=None).isoformat())
+    retry_at = (asked + delay).replace(tzinfo=None).isoformat()
+    if accepted:
+        assert spend(db, 97, "k", at=retry_at, token=info.value.token).balance_after == 903
+    else:
+        with pytest.raises(ConfirmationRequired) as again:
+            spend(db, 97, "k", at=retry_at, token=info.value.token)
+        assert again.value.retried and again.value.token != info.value.token
+        assert balance(db) == 1000
+
+
+def test_what_a_confirmation_says_the_first_time_and_after_a_bad_token(db: Database) -> None:
+    grant(db, 1013, "cs_1")
+    controls(db, confirmAbove=41)
+    assert spend(db, 41, "at-threshold").balance_after == 972  # not above it: no question asked
+    with pytest.raises(ConfirmationRequired) as first:
+        spend(db, 42, "k")
+    assert (first.value.retried, first.value.why) == (False, "It is above your confirmation threshold of 41 credits.")
+    assert first.value.details() == {"confirmationToken": first.value.token, "amount": 42, "balanceAfter": 930}
+    with pytest.raises(ConfirmationRequired) as second:
+        spend(db, 42, "k", token="cfm_not-one-we-gave")
+    assert second.value.retried and second.value.why == (
+        "The confirmation token is used, expired or for another spend; here is a new one.")
+    # Both tokens handed out are good (the first was not used): the second goes ahead, once.
+    assert spend(db, 42, "k", token=second.value.token).balance_after == 930
+    assert balance(db) == 930
+
+
+def test_a_confirmation_token_is_good_only_for_the_user_it_was_given_to(db: Database) -> None:
+    for user in (1, 2):
+        grant(db, 1000, f"cs_{user}", user=user)
+        controls(db, user=user, confirmAbove=41)
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 97, "same-key", user=1)
+    with pytest.raises(ConfirmationRequired) as other:
+        spend(db, 97, "same-key", user=2, token=info.value.token)
+    assert other.value.retried
+    assert (balance(db, 1), balance(db, 2)) == (1000, 1000)
+    assert spend(db, 97, "same-key", user=1, token=info.value.token).balance_after == 903
+
+
+def test_asking_for_another_confirmation_leaves_the_earlier_tokens_good(db: Database) -> None:
+    """Tokens of spends not yet confirmed stay good when more are handed out (only used or expired ones go)."""
+    grant(db, 1000, "cs_1")
+    controls(db, confirmAbove=41)
+    tokens = {}
+    for minute, key in enumerate(("a", "b", "c")):
+        with pytest.raises(ConfirmationRequired) as info:
+            spend(db, 97, key, at=f"2026-11-26 12:{minute * 7:02d}")
+        tokens[key] = info.value.token
+    spend(db, 97, "b", at="2026-11-26 12:14", token=tokens["b"])  # used now
+    with pytest.raises(ConfirmationRequired):
+        spend(db, 53, "d", at="2026-11-26 12:14:59")  # another token handed out
+    assert spend(db, 97, "c", at="2026-11-26 12:14:59.999", token=tokens["c"]).balance_after == 806
+    assert spend(db, 97, "a", at="2026-11-26 12:14:59.999", token=tokens["a"]).balance_after == 709
+
+
+def test_a_confirmed_spend_is_still_checked_against_the_balance_and_the_caps(db: Database) -> None:
+    grant(db, 100, "cs_1")
+    controls(db, confirmAbove=41, **{"caps.day": 97})
+    with pytest.raises(ConfirmationRequired) as info:
+        spend(db, 59, "big")
+    spend(db, 41, "small")  # 59 left; 41 of the day's 97 spent
+    with pytest.raises(SpendCapReached):
+        spend(db, 59, "big", token=info.value.token)  # 41 + 59 = 100 > 97
+    controls(db, **{"caps.day": None})
+    spend(db, 1, "one")  # 58 left
+    with pytest.raises(InsufficientCredits):
+        spend(db, 59, "big", token=info.value.token)
+    grant(db, 13, "cs_2")  # 71
+    # Refused for the cap and for the balance, the token was not used up.
+    assert spend(db, 59, "big", token=info.value.token).balance_after == 12
+
