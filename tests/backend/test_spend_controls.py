@@ -327,3 +327,68 @@ def test_a_confirmed_spend_is_still_checked_against_the_balance_and_the_caps(db:
     # Refused for the cap and for the balance, the token was not used up.
     assert spend(db, 59, "big", token=info.value.token).balance_after == 12
 
+
+# -- what is spent so far in each period (the controls page's "periods") ------------------------------------
+
+# Spends at instants (UTC) on both sides of Paris's and Kolkata's midnights, each of an amount no sum of the
+# others makes: which of them a period counts shows where it starts and ends.
+SPENDS = [
+    ("2026-10-31 22:30", 13),  # Saturday 31 October in Paris; Sunday 1 November in Kolkata
+    ("2026-11-22 22:59:59.999", 29),  # the last instant of Sunday 22 November in Paris
+    ("2026-11-22 23:00", 31),  # Monday 23 November in Paris
+    ("2026-11-25 22:59:59.999", 37),  # the last instant of Wednesday in Paris; Thursday in Kolkata
+    ("2026-11-25 23:00", 41),  # Thursday 26 November in Paris
+    ("2026-11-26 18:30", 43),  # Thursday evening in Paris; Friday 27 November in Kolkata
+    ("2026-11-26 23:00", 47),  # Friday 27 November in Paris
+]
+
+
+def period(cap: int | None, used: int, starts: str, resets: str) -> dict[str, object]:
+    return {"cap": cap, "used": used, "startsAt": starts, "resetsAt": resets}
+
+
+@pytest.mark.parametrize(("time_zone", "now", "expected"), [
+    ("Europe/Paris", "2026-11-26 12:00", {
+        "day": period(97, 41 + 43, "2026-11-25T23:00:00.000Z", "2026-11-26T23:00:00.000Z"),
+        "week": period(None, 31 + 37 + 41 + 43 + 47, "2026-11-22T23:00:00.000Z", "2026-11-29T23:00:00.000Z"),
+        "month": period(1013, 29 + 31 + 37 + 41 + 43 + 47, "2026-10-31T23:00:00.000Z", "2026-11-30T23:00:00.000Z"),
+    }),
+    ("Europe/Paris", "2026-11-26 23:00", {  # midnight in Paris: Friday has begun
+        "day": period(97, 47, "2026-11-26T23:00:00.000Z", "2026-11-27T23:00:00.000Z"),
+        "week": period(None, 31 + 37 + 41 + 43 + 47, "2026-11-22T23:00:00.000Z", "2026-11-29T23:00:00.000Z"),
+        "month": period(1013, 29 + 31 + 37 + 41 + 43 + 47, "2026-10-31T23:00:00.000Z", "2026-11-30T23:00:00.000Z"),
+    }),
+    ("Asia/Kolkata", "2026-11-26 12:00", {  # 17:30 on Thursday there
+        "day": period(97, 37 + 41, "2026-11-25T18:30:00.000Z", "2026-11-26T18:30:00.000Z"),
+        "week": period(None, 29 + 31 + 37 + 41 + 43 + 47, "2026-11-22T18:30:00.000Z", "2026-11-29T18:30:00.000Z"),
+        "month": period(1013, 13 + 29 + 31 + 37 + 41 + 43 + 47, "2026-10-31T18:30:00.000Z",
+                        "2026-11-30T18:30:00.000Z"),
+    }),
+], ids=["paris-thursday", "paris-friday", "kolkata-thursday"])
+def test_each_period_shows_what_is_spent_in_it_and_when_it_resets(
+    db: Database, time_zone: str, now: str, expected: dict[str, dict[str, object]],
+) -> None:
+    grant(db, 1000, "cs_1", at="2026-10-01 00:00")
+    grant(db, 1000, "cs_other", user=USER + 1, at="2026-10-01 00:00")
+    for n, (at, amount) in enumerate(SPENDS):
+        spend(db, amount, f"k{n}", at=at)
+    spend(db, 53, "theirs", at="2026-11-26 10:00", user=USER + 1)  # another user's spending
+    with db.transaction() as conn:  # taken back, given back and adjusted on Thursday: never spending
+        for type_, amount in (("refund", -333), ("refund_reversal", 333), ("adjustment", -7)):
+            ledger.post(conn, user_id=USER, type=type_, amount=amount, reference=f"re_{type_}",  # type: ignore[arg-type]
+                        created_at="2026-11-26T10:00:00.000Z")
+    settings = controls(db, timeZone=time_zone, **{"caps.day": 97, "caps.month": 1013})
+    with db.read() as conn:
+        use = spend_controls.current_use(conn, USER, settings, utc(now))
+    assert [u.period for u in use] == ["day", "week", "month"]
+    assert {u.period: u.as_json() for u in use} == expected
+
+
+def test_a_new_user_has_spent_nothing_in_any_period(db: Database) -> None:
+    with db.read() as conn:
+        use = spend_controls.current_use(conn, USER, spend_controls.load(conn, USER), utc("2026-11-26 12:00"))
+    assert {u.period: u.as_json() for u in use} == {
+        "day": period(None, 0, "2026-11-26T00:00:00.000Z", "2026-11-27T00:00:00.000Z"),
+        "week": period(None, 0, "2026-11-23T00:00:00.000Z", "2026-11-30T00:00:00.000Z"),
+        "month": period(None, 0, "2026-11-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"),
+    }
