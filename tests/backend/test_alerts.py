@@ -227,8 +227,12 @@ def test_an_alert_as_the_inbox_shows_it_and_read_once_marked(db: Database) -> No
      "1,013 credits were taken back because of a refund: Refund of order 41. Your balance is now 1,000 credits."),
     ("dispute", -41, "", "clawback",
      "41 credits were taken back because of a dispute: re_97. Your balance is now 1,972 credits."),
+    ("dispute", -1, "", "clawback",  # one credit: "was"
+     "1 credit was taken back because of a dispute: re_97. Your balance is now 2,012 credits."),
     ("refund_reversal", 97, "", "clawback_reversed",
      "97 credits were given back: re_97. Your balance is now 2,110 credits."),
+    ("refund_reversal", 1, "Refund 41 failed", "clawback_reversed",
+     "1 credit was given back: Refund 41 failed. Your balance is now 2,014 credits."),
     ("dispute_reversal", 41, "Dispute 41 won", "clawback_reversed",
      "41 credits were given back: Dispute 41 won. Your balance is now 2,054 credits."),
 ], ids=lambda v: str(v)[:20])
