@@ -11,7 +11,7 @@ import pytest
 from backend import alerts, ledger, spend_controls, spending
 from backend.db import Database
 from backend.entries import CLAWBACK_REVERSAL_TYPES, CLAWBACK_TYPES, Entry
-from backend.errors import ConfirmationRequired, InsufficientCredits, SpendCapReached
+from backend.errors import ConfirmationRequired, IdempotencyConflict, InsufficientCredits, SpendCapReached
 from tests.helpers.concurrency import all_at_once
 
 USER = 7
@@ -74,11 +74,39 @@ def test_a_refusal_names_the_cap_when_it_resets_and_changes_nothing(db: Database
     assert balance(db) == 903
     spend(db, 3, "c", at="2026-11-26 22:59:59")  # exactly up to the cap is allowed
     spend(db, 40, "d", at="2026-11-26 23:00:00")  # Friday in Paris: a new day, the same week
-    # Both caps are over now: the refusal names the weekly one, which resets last (waiting a day is not enough).
+    # Friday's 40 + 11 is under the day's cap; the week's 140 + 11 is over it: the weekly cap refuses.
     with pytest.raises(SpendCapReached) as info:
         spend(db, 11, "e", at="2026-11-27 09:00")
     assert info.value.details() == {"period": "week", "cap": 150, "used": 140, "resetsAt": "2026-11-29T23:00:00.000Z"}
     assert balance(db) == 1000 - 140
+
+
+# Caps of 97 a day, 101 a week and 1,013 a month (UTC); spends before the one refused; the refusal's details.
+@pytest.mark.parametrize(("before", "at", "amount", "over", "named"), [
+    # The day's and the week's caps: the week's resets last.
+    ([("2026-11-23 08:00", 60), ("2026-11-26 08:00", 37)], "2026-11-26 12:00", 61, ["day", "week"],
+     {"period": "week", "cap": 101, "used": 97, "resetsAt": "2026-11-30T00:00:00.000Z"}),
+    # All three on Thursday 26 November: the month's resets last (1 December, the week's 30 November).
+    ([("2026-11-02 08:00", 900), ("2026-11-23 08:00", 41), ("2026-11-26 08:00", 41)], "2026-11-26 12:00", 57,
+     ["day", "week", "month"], {"period": "month", "cap": 1013, "used": 982, "resetsAt": "2026-12-01T00:00:00.000Z"}),
+    # All three on Monday 30 November: now the week's resets last (7 December), after the month's.
+    ([("2026-11-02 08:00", 900), ("2026-11-30 08:00", 41)], "2026-11-30 12:00", 73,
+     ["day", "week", "month"], {"period": "week", "cap": 101, "used": 41, "resetsAt": "2026-12-07T00:00:00.000Z"}),
+], ids=["day-and-week", "all-three-month-last", "all-three-week-last"])
+def test_when_several_caps_refuse_the_one_that_resets_last_is_named_and_each_alerts(
+    db: Database, before: list[tuple[str, int]], at: str, amount: int, over: list[str], named: dict[str, object],
+) -> None:
+    grant(db, 2000, "cs_1", at="2026-11-01 00:00")
+    for n, (when, spent) in enumerate(before):
+        spend(db, spent, f"before-{n}", at=when)
+    controls(db, **{"caps.day": 97, "caps.week": 101, "caps.month": 1013})  # set after: 900 is over them
+    with pytest.raises(SpendCapReached) as info:
+        spend(db, amount, "refused", at=at)
+    assert (info.value.amount, info.value.details()) == (amount, named)
+    with db.read() as conn:
+        made = alerts.page(conn, USER, unread_only=False, limit=200)[0]
+    assert sorted(a.data["period"] for a in made if a.kind == "cap_100") == sorted(over)
+    assert balance(db) == 2000 - sum(spent for _, spent in before)
 
 
 def test_a_repeated_key_answers_as_the_first_time_even_once_the_cap_is_reached(db: Database) -> None:
@@ -88,6 +116,22 @@ def test_a_repeated_key_answers_as_the_first_time_even_once_the_cap_is_reached(d
     assert spend(db, 50, "once") == first
     with pytest.raises(SpendCapReached):
         spend(db, 1, "twice")
+
+
+def test_a_spend_keeps_what_it_was_for_and_its_key_answers_only_the_same_spend(db: Database) -> None:
+    grant(db, 1013, "cs_1")
+    entry = spend(db, 97, "k", description="Export a report", feature="export", at="2026-11-26 12:00:00.041")
+    assert (entry.amount, entry.balance_after, entry.description, entry.feature, entry.reference) == (
+        -97, 916, "Export a report", "export", "k")
+    assert entry.created_at == "2026-11-26T12:00:00.041Z"
+    with db.read() as conn:
+        assert ledger.history(conn, USER, limit=1)[0] == [entry]
+    assert spend(db, 97, "k", description="Export a report", feature="export") == entry  # the same spend again
+    for other in ({"amount": 41}, {"description": "Print a report"}, {"feature": "print"}, {"feature": None}):
+        request = {"amount": 97, "description": "Export a report", "feature": "export", **other}
+        with pytest.raises(IdempotencyConflict):
+            spend(db, request.pop("amount"), "k", **request)  # type: ignore[arg-type]
+    assert balance(db) == 916
 
 
 def test_not_enough_credits_is_said_before_a_cap(db: Database) -> None:
