@@ -3,6 +3,7 @@ flow, clawbacks that never count as spending, and the history of every change.""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -278,6 +279,19 @@ def test_every_change_is_kept_with_its_old_and_new_value(db: Database) -> None:
         ("confirmAbove", None, 25), ("caps.day", 100, 80),
         ("lowBalanceAlerts", [], [50, 10]), ("caps.day", None, 100), ("timeZone", "UTC", "Asia/Tokyo"),
     ]
+
+
+def test_the_history_holds_the_latest_hundred_changes_newest_first(db: Database) -> None:
+    for cap in range(1, 104):  # 103 changes
+        controls(db, **{"caps.day": cap})
+    with db.read() as conn:
+        kept = spend_controls.history(conn, USER)
+    assert len(kept) == 100
+    assert [(c["field"], c["old"], c["new"]) for c in (kept[0], kept[-1])] == [("caps.day", 102, 103),
+                                                                              ("caps.day", 3, 4)]
+    assert all(list(c) == ["changedAt", "field", "old", "new"] for c in kept)
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", str(c["changedAt"])) for c in kept)
+    assert [c["changedAt"] for c in kept] == sorted((c["changedAt"] for c in kept), reverse=True)  # type: ignore[type-var]
 
 
 def test_controls_belong_to_their_user(db: Database) -> None:
