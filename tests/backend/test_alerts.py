@@ -175,6 +175,26 @@ def test_the_inbox_pages_marks_read_and_keeps_users_apart(db: Database) -> None:
         assert all(a.read_at for a in read) and len(read) == 5
 
 
+@pytest.mark.parametrize(("made", "limit", "pages"), [
+    (3, 3, [3]),  # exactly a page: no cursor to an empty page
+    (4, 3, [3, 1]),
+    (7, 3, [3, 3, 1]),
+])
+def test_the_inbox_pages_end_where_the_alerts_do(db: Database, made: int, limit: int, pages: list[int]) -> None:
+    with db.transaction() as conn:
+        ids = [alerts.send_test(conn, USER).id for _ in range(made)]
+        seen: list[int] = []
+        sizes = []
+        before = None
+        while True:
+            page, before = alerts.page(conn, USER, unread_only=False, limit=limit, before=before)
+            sizes.append(len(page))
+            seen += [a.id for a in page]
+            if before is None:
+                break
+    assert sizes == pages and seen == ids[::-1]
+
+
 OTHER = 4
 
 
@@ -208,8 +228,10 @@ TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 
 def test_an_alert_as_the_inbox_shows_it_and_read_once_marked(db: Database) -> None:
+    post(db, 97, "start", type="purchase")
+    post(db, -41, "re_1", type="refund")  # an older alert of the user's
     with db.transaction() as conn:
-        made = alerts.send_test(conn, USER)
+        made = alerts.send_test(conn, USER)  # answers the alert it made, not an older one
         shown = made.as_json()
         assert list(shown) == ["id", "kind", "createdAt", "readAt", "message", "data"]
         assert shown == {"id": made.id, "kind": "test", "createdAt": shown["createdAt"], "readAt": None,
@@ -217,7 +239,8 @@ def test_an_alert_as_the_inbox_shows_it_and_read_once_marked(db: Database) -> No
                          "data": {}}
         assert re.match(TIME, str(shown["createdAt"]))
         alerts.mark_read(conn, USER, [made.id])
-        (read,) = alerts.page(conn, USER, unread_only=False, limit=10)[0]
+        read, older = alerts.page(conn, USER, unread_only=False, limit=10)[0]
+    assert older.kind == "clawback" and older.read_at is None
     assert read.as_json() == {**shown, "readAt": read.read_at}
     assert re.match(TIME, str(read.read_at)) and str(read.read_at) >= str(shown["createdAt"])
 
@@ -276,6 +299,13 @@ def test_low_balance_alerts_name_the_thresholds_crossed(
         assert alert.data["transactionId"] == entry.id
         assert alert.message == (f"Your balance is {alert.data['balance']} credits, below your alert level of "
                                  f"{alert.data['threshold']} credits.")
+
+
+def test_a_new_threshold_at_the_balance_starts_armed(db: Database) -> None:
+    post(db, 41, "start")
+    thresholds(db, 41)  # the balance is at it, not below: the next step down is news
+    spend(db, 1, "a")
+    assert low(db) == [(41, 40)]
 
 
 def test_a_threshold_of_one_credit_speaks_of_one_credit(db: Database) -> None:
