@@ -301,6 +301,17 @@ def test_low_balance_alerts_name_the_thresholds_crossed(
                                  f"{alert.data['threshold']} credits.")
 
 
+def test_rising_above_a_lower_threshold_rearms_only_that_one(db: Database) -> None:
+    post(db, 200, "start")
+    thresholds(db, 97, 41)
+    spend(db, 160, "a")  # 40: both crossed, one alert
+    post(db, 10, "b")  # 50: above 41 again, still below 97
+    spend(db, 1, "c")  # 49: below 97, which stays disarmed until the balance rises above it
+    spend(db, 9, "d")  # 40: 41 crossed again
+    assert [(a.data["threshold"], a.data["thresholds"], a.data["balance"]) for a in found(db)] == [
+        (41, [97, 41], 40), (41, [41], 40)]
+
+
 def test_a_new_threshold_at_the_balance_starts_armed(db: Database) -> None:
     post(db, 41, "start")
     thresholds(db, 41)  # the balance is at it, not below: the next step down is news
