@@ -75,6 +75,11 @@ def credits(n: int) -> str:
     return f"{n:,} credit" if abs(n) == 1 else f"{n:,} credits"
 
 
+def credits_were(n: int) -> str:
+    """``1 credit was`` or ``41 credits were``: the subject of a sentence about credits moved."""
+    return f"{credits(n)} was" if abs(n) == 1 else f"{credits(n)} were"
+
+
 # -- what causes alerts ---------------------------------------------------------------------------------------
 
 
@@ -84,13 +89,13 @@ def on_ledger_entry(conn: Connection, entry: entries.Entry) -> None:
     if entry.type in entries.CLAWBACK_TYPES:
         cause = "a dispute" if entry.type == "dispute" else "a refund"
         create(conn, entry.user_id, "clawback",
-               f"{credits(-entry.amount)} were taken back because of {cause}: {entry.description or entry.reference}. "
+               f"{credits_were(-entry.amount)} taken back because of {cause}: {entry.description or entry.reference}. "
                f"Your balance is now {credits(entry.balance_after)}.",
                {"transactionId": entry.id, "type": entry.type, "amount": entry.amount,
                 "balance": entry.balance_after, "reference": entry.reference})
     elif entry.type in entries.CLAWBACK_REVERSAL_TYPES:
         create(conn, entry.user_id, "clawback_reversed",
-               f"{credits(entry.amount)} were given back: {entry.description or entry.reference}. "
+               f"{credits_were(entry.amount)} given back: {entry.description or entry.reference}. "
                f"Your balance is now {credits(entry.balance_after)}.",
                {"transactionId": entry.id, "type": entry.type, "amount": entry.amount,
                 "balance": entry.balance_after, "reference": entry.reference})
