@@ -19,6 +19,7 @@ ACROSS_THE_CONTRACT = {
     "Alert": "an alert as GET /api/alerts answers it",
     "Pack": "a credit pack of the catalogue",
     "PeriodUse": "a spend cap's use in its period",
+    "Receipt": "a paid purchase's receipt, as GET /api/billing/receipts answers it",
     "User": "an account, as the auth endpoints answer it",
 }
 

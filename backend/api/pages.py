@@ -260,14 +260,13 @@ def stub_checkout(session_id: str, services: ServicesDep) -> Response:
     return _stub_checkout_page(services, session)
 
 
-def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_error: str = "",
-                        status_code: int = 200) -> Response:
+def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_error: str = "") -> Response:
     item = session["line_items"][0]["price_data"]
     order = _stub_order(services, session["id"])
     discount = int(session.get("total_details", {}).get("amount_discount") or 0)
     tax = int(session.get("total_details", {}).get("amount_tax") or 0)
     applied = (session.get("discounts") or [{}])[0].get("promotion_code") or ""
-    return page(services, "stub_checkout.html", status_code, session=session, product=item["product_data"],
+    return page(services, "stub_checkout.html", session=session, product=item["product_data"],
                 outcome=order.status if order is not None else None,
                 price=shown_price(session["amount_total"], session["currency"]),
                 subtotal=shown_price(session["amount_subtotal"], session["currency"]),
@@ -281,7 +280,8 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_e
 
 @router.post("/stub/checkout/{session_id}/promotion-code", status_code=303, response_class=RedirectResponse,
              responses={**redirect("Applied: back to the checkout page, with the discount"), **STUB_RESPONSES,
-                        400: {"description": "The checkout page, saying the code is not valid", "content": HTML}})
+                        200: {"description": "The checkout page again, saying the code is not valid",
+                              "content": HTML}})
 async def stub_promotion_code(session_id: str, request: Request, services: ServicesDep) -> Response:
     """The stub checkout's promotion code (CREDITDESK_PROMOTION_CODES and the catalogue's [[promotion_codes]]):
     the session's total goes down as Stripe's would; the credits stay the pack's."""
@@ -293,7 +293,7 @@ async def stub_promotion_code(session_id: str, request: Request, services: Servi
     promotion = services.catalogue.promotion(entered)
     if promotion is None or session["status"] != "open":
         said = "This promotion code is not valid." if entered else "Enter a promotion code."
-        return await to_thread.run_sync(_stub_checkout_page, services, session, said, 400)
+        return await to_thread.run_sync(_stub_checkout_page, services, session, said)
     stub = services.stub
     await to_thread.run_sync(
         lambda: stub.apply_promotion(session_id, promotion.code, promotion.discount(int(session["amount_subtotal"]))))
