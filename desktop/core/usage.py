@@ -1,8 +1,10 @@
-"""The usage dashboard's sentences (no Qt): the forecast and the totals, in words a user reads."""
+"""The usage dashboard's sentences and figures (no Qt): the forecast and the totals, in words a user reads, and
+the breakdown's shares."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
 
 from desktop.core.spend_models import Forecast
 
@@ -39,3 +41,18 @@ def totals_text(totals: Mapping[str, int]) -> str:
     change = totals.get("closingBalance", 0) - totals.get("openingBalance", 0)
     return ", ".join(parts) + f" credits; balance {totals.get('openingBalance', 0):,} → " \
         f"{totals.get('closingBalance', 0):,} ({change:+,})."
+
+
+def shares(amounts: Sequence[int]) -> list[int]:
+    """Whole percents of the total that add up to exactly 100 (the largest remainder method): 5, 5 and 2 are
+    42 %, 42 % and 16 %, where rounding each would say 42, 42 and 17 (101). All zeros: all 0."""
+    total = sum(amounts)
+    if total <= 0:
+        return [0 for _ in amounts]
+    exact = [Fraction(amount * 100, total) for amount in amounts]
+    floors = [int(share) for share in exact]
+    missing = 100 - sum(floors)
+    by_remainder = sorted(range(len(amounts)), key=lambda n: (-(exact[n] - floors[n]), n))
+    for n in by_remainder[:missing]:
+        floors[n] += 1
+    return floors

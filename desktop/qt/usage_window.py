@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.models import CancelledDownload
 from desktop.core.spend_models import Usage
-from desktop.core.usage import forecast_text, totals_text
+from desktop.core.usage import forecast_text, shares, totals_text
 from desktop.qt import formatting
 from desktop.qt.spend_controller import SpendController
 from desktop.qt.workers import describe
@@ -66,6 +66,7 @@ class UsageWindow(QDialog):
         self.setObjectName("usageWindow")
         self.usage: Usage | None = None
         self._cancel: Event | None = None
+        self._last_folder: Path | None = None  # where the last export was saved
 
         self.granularity = QComboBox()
         for text, value in GRANULARITIES:
@@ -178,11 +179,11 @@ class UsageWindow(QDialog):
         self._draw(usage)
         self.totals.setText(totals_text(usage.totals))
         self.forecast.setText(forecast_text(usage.forecast))
-        spent = max(usage.totals.get("spent", 0), 1)
         self.breakdown.setRowCount(len(usage.by_description))
-        for row, (text, amount, rest) in enumerate(usage.by_description):
+        percents = shares([amount for _, amount, _ in usage.by_description])  # adding up to 100 %
+        for row, ((text, amount, rest), percent) in enumerate(zip(usage.by_description, percents, strict=True)):
             cells = ("Everything else" if rest else (text or "(no description)"), formatting.number(amount),
-                     f"{amount * 100 / spent:.0f} %")
+                     f"{percent} %")
             for column, value in enumerate(cells):
                 item = QTableWidgetItem(value)
                 if column:
@@ -248,7 +249,8 @@ class UsageWindow(QDialog):
         usage = self.usage
         if usage is None:
             return
-        suggested = str(Path.home() / f"creditdesk-transactions-{usage.first}-to-{usage.last}.csv")
+        folder = self._last_folder or Path.home()  # where the last export went, while the app runs
+        suggested = str(folder / f"creditdesk-transactions-{usage.first}-to-{usage.last}.csv")
         chosen = self.choose_path(self, suggested)
         if not chosen:
             return
@@ -265,6 +267,7 @@ class UsageWindow(QDialog):
         self.status.setText(f"Exporting… {formatting.number(written // 1024)} KB")
 
     def _exported(self, path: Path, size: int) -> None:
+        self._last_folder = path.parent
         self._exporting(False, f"Saved {path.name} ({formatting.number(max(1, size // 1024))} KB) in {path.parent}.")
 
     def _export_failed(self, error: BaseException) -> None:

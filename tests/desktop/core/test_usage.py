@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from desktop.core.spend_models import Forecast
-from desktop.core.usage import forecast_text, totals_text
+from desktop.core.usage import forecast_text, shares, totals_text
 
 
 @pytest.mark.parametrize(("forecast", "text"), [
@@ -29,3 +29,17 @@ def test_totals_in_words() -> None:
     assert totals_text({"spent": 980, "purchased": 1650, "clawedBack": 320, "adjusted": -25, "openingBalance": 12,
                         "closingBalance": 337}) == (
         "Spent 980, bought 1,650, taken back 320, adjusted -25 credits; balance 12 → 337 (+325).")
+
+
+@pytest.mark.parametrize(("amounts", "percents"), [
+    ([5, 5, 2], [42, 42, 16]),  # rounding each would say 42, 42, 17: 101 %
+    ([1, 1, 1], [34, 33, 33]),
+    ([97, 3], [97, 3]),
+    ([1, 0, 2], [33, 0, 67]),
+    ([7], [100]),
+    ([0, 0], [0, 0]),
+    ([1, 1, 1, 1, 1, 1, 1], [15, 15, 14, 14, 14, 14, 14]),
+])
+def test_the_breakdowns_shares_add_up_to_one_hundred(amounts: list[int], percents: list[int]) -> None:
+    assert shares(amounts) == percents
+    assert sum(percents) in (0, 100)

@@ -265,7 +265,8 @@ def test_the_usage_dashboard_and_its_csv_export(qtbot: Any, make_window: Any, st
         api.post("/api/credits/spend", json=body | ({"feature": feature} if feature else {}))
     target = tmp_path / "out" / "ledger.csv"
     target.parent.mkdir()
-    window.spend_ui.choose_path = lambda parent, suggested: str(target)
+    suggestions: list[str] = []
+    window.spend_ui.choose_path = lambda parent, suggested: suggestions.append(suggested) or str(target)
     page = window.spend_ui.show_usage()
     qtbot.waitUntil(lambda: page.usage is not None)
     assert len(page.usage.buckets) == 30
@@ -284,6 +285,11 @@ def test_the_usage_dashboard_and_its_csv_export(qtbot: Any, make_window: Any, st
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"), newline="")))
     assert [(r["type"], int(r["amount"])) for r in rows] == [("purchase", 550), ("spend", -30), ("spend", -12)]
     assert int(rows[-1]["balanceAfter"]) == api.balance() == 508
+    assert Path(suggestions[0]).parent == Path.home()
+    page.export_button.click()  # the next export is suggested where the last one went
+    qtbot.waitUntil(lambda: len(suggestions) == 2 and page.status.text().startswith("Saved ledger.csv"),
+                    timeout=10_000)
+    assert Path(suggestions[1]).parent == target.parent
 
 
 def test_the_credits_menu_is_for_signed_in_users(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
