@@ -113,6 +113,9 @@ class SignInPage(QWidget):
     def failed(self, message: str, wrong_password: bool) -> None:
         """Signing in did not work: say why, and keep what was typed unless the password was wrong."""
         self.set_busy(False)
+        if wrong_password:
+            # Enter signs in: a new user who pressed it has no account yet (the server does not say which).
+            message = f"{message} New here? Choose Create account to make one with this email."
         self.show_message(message, error=True)
         if wrong_password:
             self.password.clear()
