@@ -264,7 +264,8 @@ class MainWindow(QMainWindow):
         self.starting.retry_button.clicked.connect(c.backend.supervisor.retry_now)
 
     def _backend_ready(self, url: str) -> None:
-        self.starting.label.setText(f"Connecting to {url}…")
+        # The server answers (the status bar says connected): what is left is the account.
+        self.starting.label.setText(f"Connected to {url}. Checking your sign-in…")
 
     def _show_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 10_000)

@@ -34,6 +34,8 @@ def test_sign_up_shows_balance_packs_and_status(qtbot: Any, make_window: Any, st
     assert window.account.empty.isVisible() and not window.account.table.isVisible()
     qtbot.waitUntil(lambda: "connected" in window.backend_label.text())
     assert window.backend_label.text() == f"Backend {stub_backend.url} · stub payments (no real money) · connected"
+    # What the starting page said once the server answered agrees with the status bar.
+    assert window.starting.label.text() == f"Connected to {stub_backend.url}. Checking your sign-in…"
 
 
 def test_sign_out_and_in_again(qtbot: Any, make_window: Any, stub_backend: BackendProcess, memory_keyring: Any) -> None:
