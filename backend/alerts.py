@@ -154,10 +154,17 @@ def on_cap_usage(conn: Connection, user_id: int, *, period: str, cap: int, used:
 
 
 def on_cap_refused(conn: Connection, user_id: int, *, period: str, cap: int, used: int, window: Window) -> None:
-    """A spend was refused by this cap: the cap is reached for the user, even if not to the last credit."""
-    create(conn, user_id, "cap_100",
-           f"You have reached your {PERIOD_WORDS[period]} cap: {used:,} of {credits(cap)} spent, and a spend was "
-           "refused. Further spends over the cap are refused until it resets.",
+    """A spend was refused by this cap: the cap is reached for the user, even if not to the last credit (the alert
+    says so as it is: a spend that would have gone over, with what is left)."""
+    word = PERIOD_WORDS[period]
+    if used >= cap:
+        message = (f"You have reached your {word} cap: {used:,} of {credits(cap)} spent, and a spend was refused. "
+                   "Further spends are refused until it resets.")
+    else:
+        message = (f"A spend was refused: it would have gone over your {word} cap ({used:,} of {credits(cap)} "
+                   f"spent, {credits(cap - used)} left). Spends that fit in what is left still go through until it "
+                   "resets.")
+    create(conn, user_id, "cap_100", message,
            {"period": period, "cap": cap, "used": used, "resetsAt": iso_utc(window.end)},
            dedupe_key=_cap_key("cap_100", period, cap, window))
 

@@ -80,7 +80,9 @@ def refusal_for(error: BaseException, time_zone: str | None = None, format_time:
         left = f", {_number(max(cap - used, 0))} left" if isinstance(cap, int) and isinstance(used, int) else ""
         message = (f"This would go over your {word} cap: {_number(used)} of {_number(cap)} credits are already "
                    f"spent {THIS_PERIOD.get(period, 'in this period')}{left}.{when} Raise the cap or wait until then.")
-        return Refusal("cap", f"{word.capitalize()} cap reached", message, Fix.RAISE_CAP)
+        reached = isinstance(cap, int) and isinstance(used, int) and used >= cap
+        title = f"{word.capitalize()} cap reached" if reached else f"Over your {word} cap"
+        return Refusal("cap", title, message, Fix.RAISE_CAP)
     if error.code == "confirmation_required":
         try:
             request = ConfirmationRequest.from_details(details, error.message)

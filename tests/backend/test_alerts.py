@@ -391,9 +391,22 @@ def test_a_refused_spend_says_the_cap_is_reached_once(db: Database) -> None:
             spend(db, 57, key)  # 98 of 97
     (alert,) = found(db)
     assert alert.kind == "cap_100"
-    assert alert.message == ("You have reached your daily cap: 41 of 97 credits spent, and a spend was refused. "
-                             "Further spends over the cap are refused until it resets.")
+    assert alert.message == ("A spend was refused: it would have gone over your daily cap (41 of 97 credits spent, "
+                             "56 credits left). Spends that fit in what is left still go through until it resets.")
     assert alert.data == {"period": "day", "cap": 97, "used": 41, "resetsAt": "2026-11-27T00:00:00.000Z"}
+
+
+def test_a_spend_refused_by_a_cap_lowered_below_the_spending_says_it_is_reached(db: Database) -> None:
+    post(db, 1000, "start")
+    spend(db, 61, "a")
+    with db.transaction() as conn:
+        spend_controls.update_controls(conn, USER, {"caps.day": 53})
+    with pytest.raises(SpendCapReached):
+        spend(db, 1, "b")
+    (alert,) = found(db)
+    assert alert.kind == "cap_100"
+    assert alert.message == ("You have reached your daily cap: 61 of 53 credits spent, and a spend was refused. "
+                             "Further spends are refused until it resets.")
 
 
 # -- purchases ----------------------------------------------------------------------------------------------

@@ -43,6 +43,15 @@ def test_a_refusal_names_its_control_and_its_fix(error: ApiError, control: str, 
     assert refusal.message.startswith(words)
 
 
+@pytest.mark.parametrize(("used", "title"), [(990, "Over your weekly cap"), (1000, "Weekly cap reached"),
+                                             (1013, "Weekly cap reached")])
+def test_a_cap_refusal_says_whether_the_cap_is_reached_or_would_be_passed(used: int, title: str) -> None:
+    error = ApiError(403, "spend_cap_reached", "…", details={"period": "week", "cap": 1000, "used": used,
+                                                             "resetsAt": "2026-11-29T23:00:00.000Z"})
+    refusal = refusal_for(error, "Europe/Paris")
+    assert refusal is not None and refusal.title == title
+
+
 def test_a_confirmation_names_the_users_threshold() -> None:
     error = ApiError(428, "confirmation_required", "…", details={"confirmationToken": "cfm_x", "amount": 2500,
                                                                  "balanceAfter": 120})

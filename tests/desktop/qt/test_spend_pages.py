@@ -67,7 +67,7 @@ def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_win
     dialog.amount.setValue(21)  # over the daily cap of 60
     dialog.spend_button.click()
     qtbot.waitUntil(lambda: dialog.refusal_box.isVisible())
-    assert dialog.refusal_title.text() == "Daily cap reached"
+    assert dialog.refusal_title.text() == "Over your daily cap"  # 40 of 60: not reached, but 21 would pass it
     assert dialog.refusal_text.text().startswith("This would go over your daily cap: 40 of 60 credits are already "
                                                  "spent today, 20 left. It resets on ")
     # In the user's zone (Paris: CET or CEST, whatever the season), not this computer's.
