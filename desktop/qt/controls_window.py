@@ -162,9 +162,9 @@ class SpendControlsWindow(QDialog):
         layout.addWidget(caps_box)
         layout.addWidget(confirm_box)
         layout.addWidget(alerts_box)
-        layout.addWidget(self.status)
-        layout.addWidget(self.buttons)
         layout.addWidget(history_box, 1)
+        layout.addWidget(self.status)
+        layout.addWidget(self.buttons)  # at the bottom, as a dialog's buttons are
         self.resize(760, 660)
 
         spending.controlsChanged.connect(self.show_controls)
