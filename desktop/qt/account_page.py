@@ -267,7 +267,15 @@ class AccountPage(QScrollArea):
         self.panels.append(panel)
         self.purchases_layout.addWidget(panel)
         self.purchases_box.show()
+        panel.purchase.changed.connect(self.name_purchases)
+        self.name_purchases()
         self.order_tabs()
+
+    def name_purchases(self) -> None:
+        """The purchases' heading says what they are: in progress, finished (until dismissed), or both."""
+        ended = [panel.purchase.flow.is_terminal for panel in self.panels]
+        self.purchases_box.setTitle("Finished purchases" if ended and all(ended) else
+                                    "Purchases" if any(ended) else "Purchases in progress")
 
     def order_tabs(self) -> None:
         """Tab goes down the page as it is shown: the purchases in progress, the packs, the history. (Qt's own
@@ -284,6 +292,7 @@ class AccountPage(QScrollArea):
             self.purchases_layout.removeWidget(panel)
             panel.deleteLater()
         self.purchases_box.setVisible(bool(self.panels))
+        self.name_purchases()
 
     def set_history(self, rows: list[Transaction], has_more: bool) -> None:
         self.model.set_rows(rows)

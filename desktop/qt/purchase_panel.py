@@ -141,7 +141,7 @@ class PurchasePanel(QFrame):
         if self.answer_text and not ended:
             learned = self.answer_text  # the same news as the last check's, said as the answer to "Check now"
         self.learned.setText(learned)
-        self.learned.setVisible(bool(learned))
+        self.learned.setVisible(bool(learned) and not ended)  # once it ended, its message says all there is
         has_link = bool(flow.checkout_url) and in_flight
         self.reopen_button.setVisible(not ended)
         self.reopen_button.setEnabled(has_link and flow.state is not FlowState.CANCELLING)

@@ -43,6 +43,8 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
     purchase, panel = buy(qtbot, window)
     assert panel.isVisible() and QApplication.activeModalWidget() is None
     assert panel.title.text() == "Standard pack: 550 credits for $25.00"
+    heading = window.account.purchases_box.title
+    assert heading() == "Purchases in progress" or purchase.flow.is_terminal
     qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
     browser.wait()
     assert browser.handoff_statuses == [204]  # the backend page's background hand-off reached the app
@@ -54,6 +56,7 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
     assert re.fullmatch(r"Payment received at \d{1,2}:\d\d\s[AP]M: 550 credits were added, for a balance of 550 "
                         r"then\.", said), said
     assert panel.dismiss_button.isVisible() and not panel.cancel_button.isVisible()
+    assert heading() == "Finished purchases" and not panel.learned.isVisible()  # no longer "in progress"
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits")
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1)
     model = window.account.model
