@@ -48,6 +48,12 @@ class SpendDialog(QDialog):
 
         intro = QLabel("Spend credits the way a feature of your application would. Your spend controls apply.")
         intro.setWordWrap(True)
+        self.balance = QLabel()
+        self.balance.setObjectName("spendBalance")
+        self.balance.setAccessibleName("Credit balance")
+        figures = spending.app.figures
+        self._show_balance(figures.balance)
+        figures.balanceChanged.connect(self._show_balance)
         self.amount = QSpinBox()
         self.amount.setRange(1, MAX_SPEND)
         self.amount.setValue(10)
@@ -63,6 +69,7 @@ class SpendDialog(QDialog):
         self.feature.setMaxLength(100)
         self.feature.setAccessibleName("Feature")
         form = QFormLayout()
+        form.addRow("Balance:", self.balance)
         form.addRow("&Amount:", self.amount)
         form.addRow("&Description:", self.description)
         form.addRow("&Feature:", self.feature)
@@ -138,6 +145,9 @@ class SpendDialog(QDialog):
 
     def _request(self) -> tuple[int, str, str]:
         return self.amount.value(), self.description.text().strip(), self.feature.text().strip()
+
+    def _show_balance(self, balance: int | None) -> None:
+        self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")
 
     def submit(self, token: str | None = None) -> None:
         """Send the spend; the same request keeps its idempotency key, so sending it again never spends twice."""

@@ -63,6 +63,7 @@ def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_win
     dialog.spend_button.click()
     qtbot.waitUntil(lambda: dialog.status.text() == "Spent 40 credits. Your balance is 60 credits.")
     qtbot.waitUntil(lambda: window.account.balance.text() == "60 credits")
+    assert dialog.balance.text() == "60 credits"  # the dialog shows the balance it spends from
 
     dialog.amount.setValue(21)  # over the daily cap of 60
     dialog.spend_button.click()
