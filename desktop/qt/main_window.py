@@ -461,10 +461,12 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def show_packs(self) -> None:
-        """"Buy credits" from a refusal: this window with its packs, the first one focused."""
+        """"Buy credits" from a refusal: this window with its packs in view, the first one focused."""
         self.bring_to_front()
+        self.account.ensureWidgetVisible(self.account.packs_box)
         if self.account.cards:
             self.account.cards[0].button.setFocus()
+        self.statusBar().showMessage("Choose a pack to buy; Use credits (Ctrl+U) opens again as you left it.", 15_000)
 
     # -- help -------------------------------------------------------------------------------------------------
 

@@ -211,6 +211,9 @@ class SpendDialog(QDialog):
             self.refusal_box.hide()
             self.submit(refusal.confirmation.token)
         elif refusal.fix is Fix.BUY:
+            # Out of the way of the packs it sends the user to (it sits above the main window): Ctrl+U brings it
+            # back as it was.
+            self.close()
             self.buyRequested.emit()
         elif refusal.fix is Fix.RAISE_CAP:
             self.controlsRequested.emit()

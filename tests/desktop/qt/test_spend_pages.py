@@ -85,6 +85,8 @@ def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_win
     assert dialog.fix_button.text() == "&Buy credits…"
     dialog.fix_button.click()
     assert window.account.cards[0].button.hasFocus() or window.focusWidget() is window.account.cards[0].button
+    assert not dialog.isVisible()  # out of the packs' way, as it was when it comes back
+    assert window.spend_ui.show_spend() is dialog and dialog.amount.value() == 61
     assert api.balance() == 60
 
 
