@@ -206,13 +206,16 @@ class PurchaseController(QObject):
         if not url or self.flow.is_terminal:
             return
         opener, session_id = self.opener, self.flow.session_id or ""
+        # When the browser was asked: the opener returns only once the browser's launcher has (seconds later, while
+        # the page is already loading), and the timeline should say when the page was opened.
+        asked_at = utcnow_iso()
 
         def done(opened: Any) -> None:
             self.browser_opened = bool(opened)
             if not self.browser_opened:
                 log.warning("the system browser did not open the checkout page")
             event = BROWSER_OPENED if self.browser_opened else BROWSER_FAILED
-            self.workers.write(lambda: self.purchase_records.record(session_id, event))
+            self.workers.write(lambda: self.purchase_records.record(session_id, event, at=asked_at))
             self.changed.emit()
 
         def failed(error: BaseException) -> None:

@@ -6,6 +6,8 @@ The injected opener plays the system browser (tests/helpers/fakes.py); the backe
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -362,3 +364,24 @@ def test_a_paid_purchase_in_the_history_opens_its_receipt(
     assert receipt_url.startswith(f"{stub_backend.url}/receipts/ord_") and "?key=" in receipt_url
     page = requests.get(receipt_url, timeout=10)
     assert page.status_code == 200 and email in page.text and "Standard pack" in page.text and "25.00 USD" in page.text
+
+
+def test_the_timeline_says_when_the_browser_was_asked_not_when_its_launcher_returned(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    """xdg-open returns seconds after the page is loading: the event's time is when the app asked."""
+    called: list[str] = []
+
+    def slow_opener(url: str) -> bool:
+        called.append(datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        time.sleep(0.8)
+        return True
+
+    window = make_window(stub_backend.url, slow_opener)
+    sign_up(qtbot, window)
+    purchase, _ = buy(qtbot, window)
+    qtbot.waitUntil(lambda: purchase.browser_opened is True, timeout=10_000)
+    window.controller.workers.disk.wait_for_done(5_000)
+    (record,) = window.controller.purchase_records.recent()
+    opened = next(e for e in record.events if e.event == "browser_opened")
+    assert opened.at <= called[0]  # asked just before the opener ran, not 0.8 s later when it returned
