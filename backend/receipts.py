@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +84,24 @@ def _encodable(text: str) -> bool:
 
 
 def link(conn: Connection, public_url: str, order_id: str) -> str:
-    return f"{public_url}/receipts/{urllib.parse.quote(order_id, safe='')}?key={link_key(conn, order_id)}"
+    return linker(conn, public_url)(order_id)
+
+
+def linker(conn: Connection, public_url: str) -> Callable[[str], str]:
+    """Makes receipt links with the secret read once (a list of receipts needs many)."""
+    secret = _secret(conn)
+    return lambda order_id: (f"{public_url}/receipts/{urllib.parse.quote(order_id, safe='')}"
+                             f"?key={_key(secret, order_id)}")
 
 
 def link_key(conn: Connection, order_id: str) -> str:
-    secret = conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == "receipt_links")).scalar_one()
+    return _key(_secret(conn), order_id)
+
+
+def _secret(conn: Connection) -> str:
+    return str(conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == "receipt_links"))
+               .scalar_one())
+
+
+def _key(secret: str, order_id: str) -> str:
     return hmac.new(secret.encode(), order_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -33,8 +33,8 @@ def packs(services: ServicesDep) -> dict[str, object]:
 def receipt_list(services: ServicesDep, user: UserDep) -> dict[str, object]:
     """The user's receipts, newest first: every paid purchase has one."""
     with services.db.read() as conn:
-        return {"receipts": [receipt.as_json(receipts.link(conn, services.public_url, receipt.order_id))
-                             for receipt in receipts.for_user(conn, user.id)]}
+        link = receipts.linker(conn, services.public_url)
+        return {"receipts": [receipt.as_json(link(receipt.order_id)) for receipt in receipts.for_user(conn, user.id)]}
 
 
 @router.post("/checkout", response_model=CheckoutAnswer, responses=documented(

@@ -288,7 +288,10 @@ async def stub_promotion_code(session_id: str, request: Request, services: Servi
     session = await to_thread.run_sync(_stub_session, services, session_id)
     if session is None or services.stub is None or not services.settings.promotion_codes:
         return not_found(services)
-    fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
+    try:
+        fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
+    except ValueError:  # more fields than the form has: not the page's own form
+        fields = {}
     entered = (fields.get("code") or [""])[0].strip()[:40]
     promotion = services.catalogue.promotion(entered)
     if promotion is None or session["status"] != "open":

@@ -6,6 +6,7 @@ granted are the pack's."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from backend.catalogue import Catalogue, PromotionCode
 from backend.config import ConfigError, Settings
 from tests.conftest import SHARED_ENV, STRIPE_KEY, WEBHOOK_SECRET
 from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
 from tests.helpers.stripe_server import FakeStripe
 
 CATALOGUE = """
@@ -28,6 +30,13 @@ currency = "usd"
 code = "Welcome15"
 percent_off = 15
 """
+
+
+def backend_selling(backend_factory: Any, tmp_path: Path, catalogue: str, **env: str) -> BackendProcess:
+    """A backend whose catalogue is ``catalogue``, with ``env`` besides the tests' shared settings."""
+    packs = tmp_path / "packs.toml"
+    packs.write_text(catalogue)
+    return backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), **env})
 
 
 @pytest.mark.parametrize(("percent", "subtotal", "discount"), [
@@ -67,9 +76,7 @@ def test_the_setting_is_on_or_off() -> None:
 def test_a_code_on_the_stub_checkout_takes_its_discount_and_grants_the_packs_credits(
     backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    packs = tmp_path / "packs.toml"
-    packs.write_text(CATALOGUE)
-    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), "CREDITDESK_PROMOTION_CODES": "1"})
+    backend = backend_selling(backend_factory, tmp_path, CATALOGUE, CREDITDESK_PROMOTION_CODES="1")
     api = Api(backend.url).register()
     checkout = api.checkout("odd")
     page = requests.get(checkout["url"], timeout=10)
@@ -77,6 +84,8 @@ def test_a_code_on_the_stub_checkout_takes_its_discount_and_grants_the_packs_cre
     code_url = checkout["url"] + "/promotion-code"
     wrong = requests.post(code_url, data={"code": "NOPE"}, timeout=10)
     assert wrong.status_code == 200 and "This promotion code is not valid." in wrong.text and "19.99 USD" in wrong.text
+    crowded = requests.post(code_url, data={f"f{n}": "x" for n in range(9)}, timeout=10)  # not the page's form
+    assert crowded.status_code == 200 and "Enter a promotion code." in crowded.text
     applied = requests.post(code_url, data={"code": " welcome15 "}, timeout=10)  # any case, spaces around
     assert applied.status_code == 200 and applied.url == checkout["url"]
     assert "Promotion code WELCOME15" in applied.text and "3.00 USD" in applied.text and "16.99 USD" in applied.text
@@ -92,9 +101,7 @@ def test_a_code_on_the_stub_checkout_takes_its_discount_and_grants_the_packs_cre
 def test_without_the_setting_the_stub_checkout_takes_no_code(
     backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    packs = tmp_path / "packs.toml"
-    packs.write_text(CATALOGUE)
-    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs)})
+    backend = backend_selling(backend_factory, tmp_path, CATALOGUE)
     checkout = Api(backend.url).register().checkout("odd")
     assert 'name="code"' not in requests.get(checkout["url"], timeout=10).text
     refused = requests.post(checkout["url"] + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
@@ -137,10 +144,8 @@ tax_behavior = "inclusive"
 def test_stub_checkout_collects_tax_on_top_or_held_in_the_price(
     backend_factory, tmp_path: Path, pack: str, code: str | None, paid: int, tax: int, discount: int,  # type: ignore[no-untyped-def]
 ) -> None:
-    packs = tmp_path / "packs.toml"
-    packs.write_text("stub_tax_percent = 19\n" + TAXED)  # (a top-level key comes before the tables)
-    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), "CREDITDESK_PROMOTION_CODES": "1",
-                               "CREDITDESK_AUTOMATIC_TAX": "1"})
+    backend = backend_selling(backend_factory, tmp_path, "stub_tax_percent = 19\n" + TAXED,  # a top-level key first
+                              CREDITDESK_PROMOTION_CODES="1", CREDITDESK_AUTOMATIC_TAX="1")
     api = Api(backend.url).register()
     checkout = api.checkout(pack)
     if code:
@@ -157,12 +162,10 @@ def test_stub_checkout_collects_tax_on_top_or_held_in_the_price(
 def test_in_stripe_mode_checkout_asks_stripe_tax_with_each_packs_tax_behavior(
     backend_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    packs = tmp_path / "packs.toml"
-    packs.write_text(TAXED)
     with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
-        backend = backend_factory({**SHARED_ENV, "STRIPE_SECRET_KEY": STRIPE_KEY,
-                                   "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake.url,
-                                   "CREDITDESK_PACKS": str(packs), "CREDITDESK_AUTOMATIC_TAX": "1"})
+        backend = backend_selling(backend_factory, tmp_path, TAXED, STRIPE_SECRET_KEY=STRIPE_KEY,
+                                  STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_API_BASE=fake.url,
+                                  CREDITDESK_AUTOMATIC_TAX="1")
         api = Api(backend.url).register()
         session_id = api.checkout("gross")["sessionId"]
         assert fake.sessions[session_id]["automatic_tax"]["enabled"] is True
