@@ -55,6 +55,18 @@ class Notice:
     alerts: tuple[Alert, ...]
 
 
+PURCHASE_KINDS = frozenset({"purchase_confirmed", "purchase_failed", "purchase_expired"})
+
+
+def told_by_a_panel(new: list[Alert], sessions: Iterable[str]) -> tuple[list[Alert], list[Alert]]:
+    """Split ``new`` into the alerts still to announce and those about a purchase whose panel in this window
+    (one of ``sessions``) already told the user: a purchase is announced once, by its panel, not again by a
+    notification and an unread alert."""
+    shown = set(sessions)
+    told = [a for a in new if a.kind in PURCHASE_KINDS and a.data.get("sessionId") in shown]
+    return [a for a in new if a not in told], told
+
+
 def notices(new: list[Alert]) -> list[Notice]:
     """The notifications for alerts that just arrived (newest first): one each, or one summary for many."""
     if len(new) > SUMMARY_ABOVE:

@@ -427,10 +427,7 @@ class MainWindow(QMainWindow):
     def _purchase_finished(self, purchase: PurchaseController) -> None:
         flow = purchase.flow
         if flow.state is FlowState.PAID:
-            self.bring_to_front()
-            self.statusBar().showMessage(
-                f"Payment received: {formatting.number(flow.credits_granted)} credits added "
-                f"({purchase.pack_name} pack).", 20_000)
+            self.bring_to_front()  # its panel tells, once: no status bar line, notification or unread alert too
         elif purchase.resumed and not any(t.event == "cancel" for t in flow.history):
             self.statusBar().showMessage(f"An earlier purchase ended: {purchase.message}", 20_000)
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 
-from desktop.core.alert_inbox import notices
+from desktop.core.alert_inbox import notices, told_by_a_panel
 from desktop.core.spend_models import Alert, AlertPage
 from desktop.qt.controller import AppController
 from desktop.qt.notifier import Notifier
@@ -96,6 +96,10 @@ class SpendUi(QObject):
         self.alerts_button.setFont(font)
 
     def _notify(self, alerts: list[Alert]) -> None:
+        shown = (p.session_id for p in self.app.purchases.items if p.session_id)
+        alerts, told = told_by_a_panel(alerts, shown)
+        if told:
+            self.spending.mark_read(a.id for a in told)
         for notice in notices(alerts):
             self.notifier.show(notice)
 

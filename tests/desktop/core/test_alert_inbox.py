@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.alert_inbox import AlertInbox, label, notices
+from desktop.core.alert_inbox import AlertInbox, label, notices, told_by_a_panel
 from desktop.core.spend_models import Alert
 
 
@@ -46,3 +46,15 @@ def test_many_new_alerts_make_one_summary() -> None:
     (summary,) = notices([alert(n) for n in range(9, 0, -1)])
     assert summary.title == "9 new Creditdesk alerts" and summary.message == "Latest: message 9"
     assert label("cap_100") == "Cap reached" and label("brand_new_kind") == "Brand new kind"
+
+
+def test_a_purchase_its_panel_told_is_not_announced_again() -> None:
+    def about(n: int, kind: str, session: str) -> Alert:
+        return Alert(n, kind, "2026-11-26T12:00:00.000Z", None, f"message {n}", {"sessionId": session})
+
+    new = [about(5, "purchase_confirmed", "cs_here"), about(4, "purchase_confirmed", "cs_elsewhere"),
+           about(3, "purchase_failed", "cs_here_too"), about(2, "low_balance", "cs_here"), alert(1, "clawback")]
+    announce, told = told_by_a_panel(new, iter(["cs_here", "cs_here_too"]))
+    assert [a.id for a in told] == [5, 3]  # the panels said it
+    assert [a.id for a in announce] == [4, 2, 1]  # paid in another app, and what no panel is about
+    assert told_by_a_panel(new, []) == (new, [])

@@ -40,7 +40,7 @@ def waiting(qtbot: Any, purchase: PurchaseController) -> None:
 
 def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
     browser = FakeBrowser("pay")
-    window = make_window(stub_backend.url, browser)
+    window = make_window(stub_backend.url, browser, poll=60)  # the hand-off tells, not a poll: none is due
     sign_up(qtbot, window)
     purchase, panel = buy(qtbot, window)
     assert panel.isVisible() and QApplication.activeModalWidget() is None
@@ -238,7 +238,8 @@ def test_closing_mid_purchase_remembers_it_and_the_next_start_resumes_it(
     resumed = again.controller.purchases.items[0]
     qtbot.waitUntil(lambda: resumed.flow.state is FlowState.PAID, timeout=15_000)
     qtbot.waitUntil(lambda: again.account.balance.text() == "100 credits", timeout=15_000)
-    assert "Payment received" in again.statusBar().currentMessage()
+    assert again.panels[resumed].message.text().startswith("Payment received")  # its panel, once
+    assert "Payment received" not in again.statusBar().currentMessage()
     again.controller.workers.disk.wait_for_done(5_000)
     assert again.controller.purchase_records.unfinished(stub_backend.url, email) == []
 
@@ -385,3 +386,26 @@ def test_the_timeline_says_when_the_browser_was_asked_not_when_its_launcher_retu
     (record,) = window.controller.purchase_records.recent()
     opened = next(e for e in record.events if e.event == "browser_opened")
     assert opened.at <= called[0]  # asked just before the opener ran, not 0.8 s later when it returned
+
+
+def test_a_purchase_is_announced_once_by_its_panel(qtbot: Any, make_window: Any,
+                                                  stub_backend: BackendProcess) -> None:
+    """Not four times (panel, status bar, notification and an unread alert): the panel tells, and the alert
+    about it waits in Alerts already read."""
+    window = make_window(stub_backend.url, FakeBrowser("pay"))
+    sign_up(qtbot, window)
+    purchase, panel = buy(qtbot, window)
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
+    ui = window.spend_ui
+    api = Api(stub_backend.url, window.controller.backend.api.token)  # type: ignore[union-attr]
+
+    def read() -> bool:
+        ui.spending.poll_alerts()
+        (alert,) = api.get("/api/alerts").json()["alerts"]
+        return bool(alert["kind"] == "purchase_confirmed" and alert["readAt"])
+
+    qtbot.waitUntil(read, timeout=10_000)  # the alert came, and was marked read
+    qtbot.waitUntil(lambda: ui.alerts_button.text() == "No new alerts", timeout=10_000)
+    assert panel.message.text().startswith("Payment received")
+    assert ui.notifier.shown == []
+    assert "Payment received" not in window.statusBar().currentMessage()
