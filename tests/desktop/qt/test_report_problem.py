@@ -167,3 +167,16 @@ def test_without_configuration_help_still_answers(
     box = window.show_support_contact()
     assert "has not given a support contact" in box.text()
     assert [b for b in box.findChildren(QPushButton) if b.text() == "&Open"] == []
+
+
+def test_signed_out_the_report_is_saved_rather_than_lost(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    window: MainWindow = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=20_000)
+    dialog = opened(qtbot, window)
+    dialog.words.setPlainText(WORDS)
+    dialog.send_button.click()
+    qtbot.waitUntil(lambda: dialog.saved_to is not None, timeout=10_000)
+    assert dialog.status.text().startswith("Not sent: Sign in first")
+    assert json.loads(dialog.saved_to.read_text(encoding="utf-8"))["message"] == WORDS  # type: ignore[union-attr]
