@@ -565,4 +565,6 @@ class MainWindow(QMainWindow):
         self.after_paint.cancel()
         if self._spend_ui is not None:
             self._spend_ui.close()
+        if self.report_problem is not None:
+            self.report_problem.close()  # its words are kept as a draft (on the disk worker, which shutdown waits for)
         super().closeEvent(event)

@@ -111,14 +111,14 @@ def test_with_the_server_down_the_words_are_saved_and_survive_closing_and_a_new_
     qtbot.waitUntil(lambda: dialog.saved_to is not None, timeout=30_000)
     assert "is not answering" in dialog.status.text() and str(dialog.saved_to) in dialog.status.text()
     assert json.loads(dialog.saved_to.read_text(encoding="utf-8"))["message"] == WORDS
-    dialog.close()
-    window.controller.workers.disk.wait_for_done(5_000)
-    assert window.controller.paths.support_draft_file.read_text(encoding="utf-8") == WORDS
-    window.close()
+    dialog.words.appendPlainText("And one more thing.")
+    window.close()  # the app quits with the dialog open
     window.controller.shutdown()
+    draft = WORDS + "\nAnd one more thing."
+    assert window.controller.paths.support_draft_file.read_text(encoding="utf-8") == draft
     later: MainWindow = make_window(backend.url)  # the next run (the server still down), same data folder
     dialog = later.show_report_problem()
-    qtbot.waitUntil(lambda: dialog.words.toPlainText() == WORDS, timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.words.toPlainText() == draft, timeout=10_000)
 
 
 def test_cancel_while_sending_stops_waiting_and_keeps_the_words(
