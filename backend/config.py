@@ -81,6 +81,8 @@ class Settings:
     signin_limit_per_account: str = "60/hour;200/day"
     checkout_limit_per_user: str = "10/minute"
     verify_limit_per_user: str = "20/minute"
+    # Help → Report a problem (POST /api/support/reports): a person writing to support, not a script.
+    support_report_limit_per_user: str = "5/hour"
     # The success and cancel pages need no sign-in: hits per client address, and per checkout.
     page_limit_per_address: str = "120/minute"
     page_limit_per_checkout: str = "12/minute"

@@ -117,6 +117,7 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
                         **({"supportNote": report.notes[e.id]} if e.id in report.notes else {})}
                        for e in report.entries],
             "events": [e.as_json() for e in report.events],
+            "supportReports": [r.as_json() for r in report.reports],
         })
         return 0
     show(f"Account {report.user.id}  {report.user.email}")
@@ -140,6 +141,9 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
     show()
     show("Stripe events about these orders")
     print(_events_table(report.events))
+    show()
+    show("Support reports sent from the app (Help → Report a problem), newest first")
+    print(_table([[r.id, r.created_at, r.first_line] for r in report.reports], ["report", "sent", "first line"]))
     return 0
 
 

@@ -304,3 +304,15 @@ adjustment_notes = Table(
     Column("entry_id", Id, ForeignKey("ledger_entries.id"), primary_key=True),
     Column("note", Text, nullable=False),
 )
+
+# What a user sent through the app's Help → Report a problem (POST /api/support/reports): their words and the
+# app's diagnostics report (JSON), both redacted again here; shown to support by `creditdesk-backend user`.
+support_reports = Table(
+    "support_reports", metadata,
+    Column("id", Text, primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("report", Text, nullable=False),
+    Index("idx_support_reports_user_id_created_at", "user_id", "created_at"),
+)

@@ -15,13 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import accounts, ledger, orders
+from backend import accounts, ledger, orders, support_reports
 from backend.accounts import User
 from backend.db import Database
 from backend.entries import Entry
 from backend.errors import AdjustmentBelowZero, InvalidAdjustment, UnknownOrder, UnknownUser
 from backend.orders import Order
 from backend.schema import adjustment_notes, failed_deliveries, webhook_events
+from backend.support_reports import SupportReport
 
 log = logging.getLogger("creditdesk.support")
 
@@ -74,6 +75,7 @@ class UserReport:
     entries: list[Entry]
     events: list[StoredEvent]
     notes: dict[int, str] = field(default_factory=dict)  # support's notes on adjustments, by entry id
+    reports: list[SupportReport] = field(default_factory=list)  # what the user sent from Help, newest first
 
 
 def _user(conn: Connection, email: str) -> User:
@@ -83,7 +85,7 @@ def _user(conn: Connection, email: str) -> User:
     return user
 
 
-def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50) -> UserReport:
+def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50, reports: int = 10) -> UserReport:
     """Everything support needs to answer "where are my credits?" for one account."""
     with db.read() as conn:
         user = _user(conn, email)
@@ -96,7 +98,7 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
         return UserReport(
             user=user, balance=ledger.balance(conn, user.id), orders=found, entries=recent,
             events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
-            notes=notes,
+            notes=notes, reports=support_reports.recent(conn, user.id, reports),
         )
 
 

@@ -281,3 +281,10 @@ class UsageAnswer(Json):
 class WebhookAnswer(Json):
     received: Literal[True]
     outcome: str = Field(description="What processing did (docs/api.md lists the outcomes).")
+
+
+# -- support ----------------------------------------------------------------------------------------------------
+
+class SupportReportAnswer(Json):
+    reportId: str = Field(description="The report's id (rep_...), for the user to quote to support.")
+    receivedAt: str = Field(description="When the backend kept it (ISO 8601, UTC).")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
-from backend import periods
+from backend import periods, support_reports
 from backend.spend_controls import MAX_THRESHOLDS
 
 MAX_CREDITS = 1_000_000_000
@@ -97,3 +98,36 @@ class ReadAlertsBody(Body):
         if (self.ids is None) == (self.all is not True):
             raise ValueError('send either "ids" or "all": true')
         return self
+
+
+class DiagnosticsReportBody(BaseModel):
+    """The app's diagnostics report (``creditdesk --diagnostics`` prints the same JSON): its version and time are
+    required; its sections are kept as sent (a newer app may add some), within bounds of size and nesting."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    report_version: Annotated[int, Field(ge=1, le=1000)]
+    generated_at: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> DiagnosticsReportBody:
+        whole = self.model_dump()
+        if support_reports.depth(whole) > support_reports.MAX_REPORT_DEPTH:
+            raise ValueError(f"the report nests deeper than {support_reports.MAX_REPORT_DEPTH} levels")
+        if len(json.dumps(whole, ensure_ascii=False).encode()) > support_reports.MAX_REPORT_BYTES:
+            raise ValueError(f"the report is larger than {support_reports.MAX_REPORT_BYTES:,} bytes")
+        return self
+
+
+class SupportReportBody(Body):
+    """Help → Report a problem: the user's own words and the diagnostics report they read before sending."""
+
+    message: Annotated[str, StringConstraints(min_length=1, max_length=support_reports.MAX_MESSAGE_CHARS)]
+    report: DiagnosticsReportBody
+
+    @field_validator("message")
+    @classmethod
+    def _says_something(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("say what went wrong")
+        return value

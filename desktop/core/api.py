@@ -45,6 +45,7 @@ from desktop.core.models import (
     PaymentVerification,
     Price,
     Receipt,
+    SentSupportReport,
     ServerHealth,
     SpendResult,
     Transaction,
@@ -357,6 +358,14 @@ class ApiClient:
                     url=_web_url(r["url"]))
             for r in b["receipts"]
         ])
+
+    def send_support_report(self, message: str, report: Mapping[str, Any]) -> SentSupportReport:
+        """Help → Report a problem: the user's words and their diagnostics report. Sent once (not retried: a
+        retry could keep it twice)."""
+        response = self._request("POST", "/api/support/reports", auth=True,
+                                 json={"message": message, "report": dict(report)})
+        return self._parse(response, lambda b: SentSupportReport(report_id=str(b["reportId"]),
+                                                                 received_at=str(b["receivedAt"])))
 
     def balance(self) -> int:
         response = self._request("GET", "/api/credits/balance", auth=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from desktop.core._files import atomic_write_text, tail_lines
-from desktop.core.redact import redact
+from resources.redaction import redact
 
 if TYPE_CHECKING:  # subprocess and queue load where a start runs (a worker), not with the app's window
     import subprocess

@@ -27,11 +27,11 @@ from desktop.core._files import tail_lines
 from desktop.core.api import ApiClient, ApiClientError, Transaction
 from desktop.core.identity import BackendIdentity
 from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
-from desktop.core.redact import REDACTED, mask_email, redact
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import TokenStore
 from desktop.core.version import package_version
 from resources import currencies
+from resources.redaction import REDACTED, mask_email, redact
 
 __all__ = ["REDACTED", "build_report", "errors_from_log", "mask_email", "package_version", "redact",
            "render_text", "report_json"]

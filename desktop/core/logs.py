@@ -11,7 +11,7 @@ import copy
 import logging
 from pathlib import Path
 
-from desktop.core.redact import redact
+from resources.redaction import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -107,6 +107,14 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class SentSupportReport:
+    """A problem report the backend kept (``POST /api/support/reports``): its id, for the user to quote."""
+
+    report_id: str
+    received_at: str
+
+
+@dataclass(frozen=True)
 class Price:
     amount: int  # minor units (cents)
     currency: str

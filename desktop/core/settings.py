@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,11 @@ log = logging.getLogger("creditdesk.settings")
 APP_NAME = "creditdesk"
 HOME_ENV = "CREDITDESK_HOME"
 BACKEND_URL_ENV = "CREDITDESK_BACKEND_URL"
+DOCS_URL_ENV = "CREDITDESK_DOCS_URL"
+SUPPORT_CONTACT_ENV = "CREDITDESK_SUPPORT_CONTACT"
+# The documentation when the app maker names none: the project's README, where the app runs from a source tree.
+README = Path(__file__).resolve().parents[2] / "README.md"
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,56 @@ class AppPaths:
         return self.log_dir / "creditdesk.log"
 
     @property
+    def support_reports_dir(self) -> Path:
+        """Help → Report a problem: reports that could not be sent, kept with the user's words."""
+        return self.data_dir / "support-reports"
+
+    @property
+    def support_draft_file(self) -> Path:
+        """Help → Report a problem: the words typed and not sent yet."""
+        return self.data_dir / "support-draft.txt"
+
+    @property
     def backend_log_file(self) -> Path:
         return self.log_dir / "backend.log"
+
+
+@dataclass(frozen=True)
+class HelpSettings:
+    """What the Help menu offers, as the app maker configures it: the documentation's address and the support
+    contact (an email or a web address). One object, read from the environment today
+    (``CREDITDESK_DOCS_URL``, ``CREDITDESK_SUPPORT_CONTACT``), so that a build-time configuration can fill it."""
+
+    docs_url: str | None = None
+    support_contact: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HelpSettings:
+        env = os.environ if environ is None else environ
+        docs = env.get(DOCS_URL_ENV, "").strip()
+        if docs and urlsplit(docs).scheme not in ("http", "https", "file"):
+            log.warning("ignoring %s: not an http(s) or file address", DOCS_URL_ENV)
+            docs = ""
+        return cls(docs_url=docs or None, support_contact=env.get(SUPPORT_CONTACT_ENV, "").strip() or None)
+
+    def documentation_url(self, backend_url: str | None) -> str | None:
+        """The configured documentation; else the README of the source tree the app runs from; else the API's
+        description at the backend (``/openapi.json``); None when there is none of these."""
+        if self.docs_url:
+            return self.docs_url
+        if README.is_file():
+            return README.as_uri()
+        return f"{backend_url}/openapi.json" if backend_url else None
+
+    @property
+    def support_link(self) -> str | None:
+        """Where the support contact opens: ``mailto:`` for an email, the address itself for a web address."""
+        contact = self.support_contact
+        if not contact:
+            return None
+        if urlsplit(contact).scheme in ("http", "https", "mailto"):
+            return contact
+        return f"mailto:{contact}" if _EMAIL.fullmatch(contact) else None
 
 
 class InvalidBackendUrl(ValueError):

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Signal
 
 from desktop.core.models import ApiError, BackendUnreachable
-from desktop.core.redact import mask_email
 from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.workers import Workers, describe
+from resources.redaction import mask_email
 
 if TYPE_CHECKING:
     from desktop.core.purchase_records import PurchaseRecords

@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject
 
 from desktop.core.logs import RecentErrors
 from desktop.core.purchase_records import PurchaseRecords
-from desktop.core.settings import AppPaths, SettingsStore
+from desktop.core.settings import AppPaths, HelpSettings, SettingsStore
 from desktop.core.tokens import TokenStore
 from desktop.qt.account_figures import AccountFigures
 from desktop.qt.account_session import AccountSession
@@ -35,9 +35,11 @@ from desktop.qt.workers import Workers
 class AppController(QObject):
     def __init__(self, paths: AppPaths, *, backend_url: str | None, opener: Opener,
                  token_store: TokenStore | None = None, recent_errors: RecentErrors | None = None,
-                 poll: tuple[float, float] = (2.0, 30.0), parent: QObject | None = None) -> None:
+                 poll: tuple[float, float] = (2.0, 30.0), help_settings: HelpSettings | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
+        self.help = help_settings or HelpSettings.from_env()  # what the app maker configured for Help
         self.recent_errors = recent_errors
         self.settings = SettingsStore(paths.settings_file)
         self.purchase_records = PurchaseRecords(paths.purchase_records_file)

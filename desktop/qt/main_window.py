@@ -11,9 +11,10 @@ it says next has its page.
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import (
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or
     from desktop.qt.account_page import AccountPage
     from desktop.qt.diagnostics_dialog import DiagnosticsDialog
     from desktop.qt.purchase_panel import PurchasePanel
+    from desktop.qt.report_problem_dialog import ReportProblemDialog
     from desktop.qt.sign_in import SignInPage
     from desktop.qt.spend_ui import SpendUi
 
@@ -111,6 +113,8 @@ class MainWindow(QMainWindow):
         controller.setParent(self)
         self.controller = controller
         self.diagnostics: DiagnosticsDialog | None = None
+        self.report_problem: ReportProblemDialog | None = None
+        self.contact_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
         self._fitted = False
         self.panels: dict[PurchaseController, PurchasePanel] = {}
@@ -216,6 +220,16 @@ class MainWindow(QMainWindow):
         self.buy_menu = self.menuBar().addMenu("&Buy")
         self.buy_actions: list[QAction] = []
         help_menu = self.menuBar().addMenu("&Help")
+        self.documentation_action = QAction("Do&cumentation", self,
+                                            shortcut=QKeySequence(QKeySequence.StandardKey.HelpContents))
+        self.documentation_action.triggered.connect(self.show_documentation)
+        self.contact_action = QAction("Contact &support…", self)
+        self.contact_action.triggered.connect(self.show_support_contact)
+        self.report_problem_action = QAction("&Report a problem…", self)
+        self.report_problem_action.triggered.connect(self.show_report_problem)
+        for action in (self.documentation_action, self.contact_action, self.report_problem_action):
+            help_menu.addAction(action)
+        help_menu.addSeparator()
         self.diagnostics_action = QAction("&Diagnostics…", self, shortcut=QKeySequence("Ctrl+Shift+D"))
         self.diagnostics_action.triggered.connect(self.show_diagnostics)
         self.about_action = QAction("&About Creditdesk", self)
@@ -478,6 +492,57 @@ class MainWindow(QMainWindow):
         self.diagnostics.raise_()
         return self.diagnostics
 
+    def show_report_problem(self) -> ReportProblemDialog:
+        """Help → Report a problem…: one dialog, kept (hidden) when closed, so that the words typed stay."""
+        from desktop.qt.report_problem_dialog import ReportProblemDialog
+
+        if self.report_problem is None:
+            self.report_problem = ReportProblemDialog(self.controller, self)
+        else:
+            self.report_problem.refresh()
+        self.report_problem.show()
+        self.report_problem.raise_()
+        return self.report_problem
+
+    def show_documentation(self) -> str | None:
+        """Help → Documentation: the app maker's documentation in the browser (opened on a worker: it may wait)."""
+        url = self.controller.help.documentation_url(self.controller.backend.url)
+        if url is None:
+            self.statusBar().showMessage("No documentation is configured.", 10_000)
+            return None
+        self._open_link(url, "the documentation")
+        return url
+
+    def show_support_contact(self) -> QMessageBox:
+        """Help → Contact support…: the contact the app maker configured, with a button that opens it."""
+        from PySide6.QtWidgets import QMessageBox
+
+        help_settings = self.controller.help
+        contact, link = help_settings.support_contact, help_settings.support_link
+        if contact:
+            text = (f"<p>Write to support at <b>{html.escape(contact)}</b>.</p><p>To send them what the app knows "
+                    "of the problem, use Help → Report a problem… instead.</p>")
+        else:
+            text = ("<p>The maker of this app has not given a support contact.</p><p>Help → Report a problem… sends "
+                    "your words and a diagnostics report to the server you use.</p>")
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Contact support", text, QMessageBox.StandardButton.Close, self)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        if link is not None:
+            open_button = box.addButton("&Open", QMessageBox.ButtonRole.ActionRole)  # opens it, and closes the box
+            open_button.clicked.connect(lambda: self._open_link(link, "the support contact"))
+        box.open()
+        self.contact_box = box
+        return box
+
+    def _open_link(self, url: str, what: str) -> None:
+        opener = self.controller.purchases.opener
+
+        def opened(ok: Any) -> None:
+            if not ok:
+                self.statusBar().showMessage(f"The browser did not open {what}: {url}", 15_000)
+
+        self.controller.workers.run(lambda: opener(url), opened, self.controller.workers.report)
+
     def _about(self) -> QMessageBox:
         """Help → About (window-modal: a question's worth of waiting)."""
         from PySide6.QtWidgets import QMessageBox
@@ -497,4 +562,6 @@ class MainWindow(QMainWindow):
         self.after_paint.cancel()
         if self._spend_ui is not None:
             self._spend_ui.close()
+        if self.report_problem is not None:
+            self.report_problem.close()  # its words are kept as a draft (on the disk worker, which shutdown waits for)
         super().closeEvent(event)

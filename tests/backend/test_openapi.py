@@ -25,7 +25,7 @@ SIGNED_IN = {("post", "/api/auth/logout"), ("post", "/api/billing/checkout"), ("
              ("get", "/api/credits/balance"), ("get", "/api/credits/transactions"), ("post", "/api/credits/spend"),
              ("get", "/api/credits/controls"), ("put", "/api/credits/controls"), ("get", "/api/credits/usage"),
              ("get", "/api/credits/transactions.csv"), ("get", "/api/alerts"), ("post", "/api/alerts/read"),
-             ("post", "/api/alerts/test")}
+             ("post", "/api/alerts/test"), ("post", "/api/support/reports")}
 # The contract's statuses, route by route (besides 401 for the signed-in ones, 503 for storage, and 400,
 # 413 and 422 for those that take a body).
 CONTRACT = {
@@ -36,6 +36,7 @@ CONTRACT = {
     ("post", "/api/billing/cancel"): {200, 404, 502, 503},
     ("post", "/api/credits/spend"): {200, 402, 403, 409, 428},
     ("get", "/api/credits/usage"): {200, 422},
+    ("post", "/api/support/reports"): {201, 413, 422, 429},
     ("post", "/api/webhooks/stripe"): {200, 400, 503},
 }
 

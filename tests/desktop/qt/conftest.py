@@ -64,6 +64,8 @@ def make_window(qtbot: Any, tmp_path: Path, memory_keyring: Any) -> Iterator[Cal
 def shutdown(window: MainWindow) -> None:
     if window.diagnostics is not None:
         window.diagnostics.done(0)
+    if window.report_problem is not None:
+        window.report_problem.done(0)
     if not window.isHidden():
         window.close()
     window.controller.shutdown()

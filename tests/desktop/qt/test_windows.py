@@ -63,7 +63,8 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
     buy_texts = [action.text() for action in window.buy_menu.actions()]
     assert all(_MNEMONIC.search(text) for text in buy_texts), buy_texts  # Alt+B, then a pack's letter
     ui = window.spend_ui
-    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics()):
+    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
+                   window.show_report_problem()):
         qtbot.waitUntil(opened.isVisible)
         assert clashes(opened) == {}, type(opened).__name__
         assert mnemonics(opened), f"{type(opened).__name__} has no mnemonics"

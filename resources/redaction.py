@@ -1,4 +1,5 @@
-"""Scrubbing secrets out of text that leaves the app (diagnostics, error details shown to users)."""
+"""Scrubbing secrets out of text that leaves a program, for the backend and the app alike (neither imports the
+other; both import this): the app's diagnostics and the errors it shows, the support reports the backend keeps."""
 
 from __future__ import annotations
 
