@@ -24,6 +24,18 @@ class Retryable(CreditdeskError):
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
 
+    @property
+    def wait(self) -> str:
+        """``retry_after`` as a person reads it: "45 seconds", "2 minutes", "1 hour" (rounded up)."""
+        seconds = self.retry_after
+        if seconds < 100:
+            return f"{seconds} second{'s' if seconds != 1 else ''}"
+        minutes = -(-seconds // 60)
+        if minutes < 100:
+            return f"{minutes} minutes"
+        hours = -(-minutes // 60)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+
 
 # --- accounts ---------------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
                                {"WWW-Authenticate": "Bearer"}),
     errors.InvalidCredentials: Answer(401, "invalid_credentials", "The email or the password is wrong."),
     errors.EmailTaken: Answer(409, "email_taken", "An account with this email already exists; sign in instead."),
-    errors.RateLimited: Answer(429, "rate_limited", "Too many requests; try again in {exc.retry_after} seconds."),
+    errors.RateLimited: Answer(429, "rate_limited", "Too many requests; try again in {exc.wait}."),
     errors.UnknownPack: Answer(404, "unknown_pack", "There is no credit pack with the id {exc.pack_id!r}."),
     errors.InvalidReturnUrl: Answer(
         400, "invalid_return_url", "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>."),

@@ -42,6 +42,16 @@ def test_retryable_errors_say_when_to_retry() -> None:
     assert b"will not help" in rejected.body
 
 
+@pytest.mark.parametrize(("seconds", "said"), [
+    (1, "1 second"), (59, "59 seconds"), (99, "99 seconds"), (100, "2 minutes"), (3598, "60 minutes"),
+    (5940, "99 minutes"), (5941, "2 hours"), (86_399, "24 hours"),
+])
+def test_a_rate_limit_says_its_wait_as_a_person_reads_it(seconds: int, said: str) -> None:
+    response = response_for(errors.RateLimited("sign-ins", retry_after=seconds))
+    assert response.status_code == 429 and response.headers["Retry-After"] == str(seconds)  # exact for programs
+    assert f"try again in {said}.".encode() in response.body
+
+
 def test_messages_name_what_the_client_sent() -> None:
     assert b"'gold'" in response_for(errors.UnknownPack("gold")).body
     assert b"needs 7 credits and the balance is 3" in response_for(errors.InsufficientCredits(3, 7)).body
