@@ -360,7 +360,8 @@ class MainWindow(QMainWindow):
         self.sign_in.failed(message, wrong_password)
 
     def _reset_code_sent(self, email: str, message: str) -> None:
-        self.sign_in.reset_form.code_sent(email)
+        bundled = self.controller.backend.bundled
+        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None)
 
     def _reset_failed(self, message: str, code: str) -> None:
         self.sign_in.reset_form.failed(message, code)

@@ -7,6 +7,8 @@ account session sends it, on a worker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFormLayout,
@@ -123,12 +125,15 @@ class PasswordResetForm(QWidget):
         self.show_message("")
         self.email.setFocus()
 
-    def code_sent(self, email: str) -> None:
-        """Step 2: the server took the request (it does not say whether the account exists)."""
+    def code_sent(self, email: str, outbox: Path | None = None) -> None:
+        """Step 2: the server took the request (it does not say whether the account exists). ``outbox``: the folder
+        where this app's own server puts its mail, having no mail server."""
         self.sent_to = email
+        where = (f" This app's own server sends no email: the message is a file in {outbox}, which a mail program "
+                 "opens." if outbox is not None else "")
         self.explanation.setText(f"If an account exists for {email}, we sent a code to it. Enter it with your new "
                                  "password: only the newest code works, once, for a few minutes. The new password "
-                                 "signs you out everywhere else.")
+                                 f"signs you out everywhere else.{where}")
         for widget in (self.email_row, self.send_button):
             widget.hide()
         for widget in (self.code_rows, self.set_button, self.resend_button):

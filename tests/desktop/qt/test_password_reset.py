@@ -40,6 +40,7 @@ def test_a_forgotten_password_is_reset_with_the_mailed_code(qtbot: Any, make_win
     form.send_button.click()
     qtbot.waitUntil(lambda: form.code.isVisible(), timeout=10_000)
     assert form.explanation.text().startswith(f"If an account exists for {email}, we sent a code to it.")
+    assert "sends no email" not in form.explanation.text()  # a backend given by URL: its mail is its own
     assert clashes(window) == {}
     code = latest_code(outbox, email)
 
@@ -87,3 +88,14 @@ def test_a_limit_reached_says_when_to_try_again(qtbot: Any, make_window: Any, tm
         assert form.resend_button.isEnabled() and len(messages(backend.db_path.parent / "outbox", email)) == 1
         form.back_button.click()
         assert window.sign_in.sign_in_form.isVisible() and window.sign_in.email.text() == email
+
+
+def test_with_the_app_s_own_server_the_form_says_where_the_mail_is(qtbot: Any, tmp_path: Path) -> None:
+    from desktop.qt.password_reset import PasswordResetForm
+
+    form = PasswordResetForm()
+    qtbot.addWidget(form)
+    form.code_sent("ada@example.com", tmp_path / "outbox")
+    assert form.explanation.text().endswith(
+        f"This app's own server sends no email: the message is a file in {tmp_path / 'outbox'}, which a mail "
+        "program opens.")
