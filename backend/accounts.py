@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from backend import config, prepared
 from backend.db import Database, insert_ignoring_duplicates, utcnow
@@ -40,6 +40,12 @@ _hash_slots = threading.BoundedSemaphore(HASHES_AT_ONCE)
 def hash_password(password: str) -> str:
     with _hash_slots:
         return _hasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; with no hash (no such account, no such code) a dummy one is
+    verified all the same, so that a miss costs as long as a wrong guess, and the answer is False."""
+    return _verify_password(password_hash or _dummy_hash(), password) and password_hash is not None
 
 
 def _verify_password(password_hash: str, password: str) -> bool:
@@ -108,14 +114,28 @@ def _digest(token: str) -> str:
 
 
 def issue_token(db: Database, user: User, ttl_seconds: int) -> str:
+    with db.transaction() as conn:
+        return add_token(conn, user, ttl_seconds)
+
+
+def add_token(conn: Connection, user: User, ttl_seconds: int) -> str:
+    """A new sign-in for ``user``, in the caller's transaction (its expired ones go)."""
     token = secrets.token_urlsafe(32)
     now = time.time()
-    with db.transaction() as conn:
-        conn.execute(delete(tokens).where(tokens.c.user_id == user.id, tokens.c.expires_at < now))
-        conn.execute(insert(tokens).values(
-            token_hash=_digest(token), user_id=user.id, created_at=utcnow(), expires_at=now + ttl_seconds,
-        ))
+    conn.execute(delete(tokens).where(tokens.c.user_id == user.id, tokens.c.expires_at < now))
+    conn.execute(insert(tokens).values(
+        token_hash=_digest(token), user_id=user.id, created_at=utcnow(), expires_at=now + ttl_seconds,
+    ))
     return token
+
+
+def revoke_all_tokens(conn: Connection, user_id: int) -> int:
+    """End every sign-in of the user (a new password); how many there were."""
+    return conn.execute(delete(tokens).where(tokens.c.user_id == user_id)).rowcount or 0
+
+
+def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
 # Every signed-in request asks it: built once (building a statement costs more than running it).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -94,6 +94,19 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # The hot path's statements on SQLite's own cursor (backend/prepared.py); off runs all through SQLAlchemy.
     prepared_statements: bool = True
+    # Mail (backend/mail.py): through SMTP when CREDITDESK_SMTP_HOST is set, else written as .eml files into
+    # CREDITDESK_MAIL_OUTBOX (default: the folder "outbox" beside the SQLite database). The password is kept out
+    # of repr() so that it never reaches a log line.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = True
+    mail_from: str = "Creditdesk <no-reply@localhost>"
+    mail_outbox: Path | None = None
+    # Password resets: codes asked for per email and per client address, and codes tried per client address.
+    reset_limit_per_email: str = "3/15minute;10/day"
+    reset_limit_per_address: str = "20/hour;100/day"
 
     @property
     def database(self) -> str:
@@ -108,6 +121,11 @@ class Settings:
         from sqlalchemy.engine import make_url
 
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def outbox_folder(self) -> Path:
+        """Where mail goes when there is no SMTP server: CREDITDESK_MAIL_OUTBOX, or "outbox" beside the database."""
+        return self.mail_outbox or self.db_path.parent / "outbox"
 
     @property
     def stripe_livemode(self) -> bool:
@@ -173,6 +191,11 @@ class Settings:
             if fast.lower() not in ("on", "off"):
                 raise ConfigError(f"CREDITDESK_PREPARED_STATEMENTS is on or off, not {fast!r}.")
             kwargs["prepared_statements"] = fast.lower() == "on"
+        kwargs.update(_mail_settings(get))
+        if per_email := get("CREDITDESK_RESET_LIMIT_PER_EMAIL"):
+            kwargs["reset_limit_per_email"] = parse_limits("CREDITDESK_RESET_LIMIT_PER_EMAIL", per_email)
+        if reset_per_address := get("CREDITDESK_RESET_LIMIT_PER_ADDRESS"):
+            kwargs["reset_limit_per_address"] = parse_limits("CREDITDESK_RESET_LIMIT_PER_ADDRESS", reset_per_address)
         password_hash_profile(env)  # a typo stops `serve` at once, not at the first sign-up
         if proxies := get("CREDITDESK_TRUSTED_PROXIES"):
             kwargs["trusted_proxies"] = parse_networks("CREDITDESK_TRUSTED_PROXIES", proxies)
@@ -207,6 +230,29 @@ class Settings:
             )
         if self.stripe_secret_key and self.stripe_secret_key.startswith("pk_"):
             raise ConfigError("STRIPE_SECRET_KEY holds a publishable key (pk_...); it needs the secret key (sk_...).")
+
+
+def _mail_settings(get: Callable[[str], str | None]) -> dict[str, object]:
+    """The CREDITDESK_SMTP_* and CREDITDESK_MAIL_* settings that are set, checked."""
+    found: dict[str, object] = {}
+    for name, key in (("CREDITDESK_SMTP_HOST", "smtp_host"), ("CREDITDESK_SMTP_USER", "smtp_user"),
+                      ("CREDITDESK_SMTP_PASSWORD", "smtp_password"), ("CREDITDESK_MAIL_FROM", "mail_from")):
+        if (value := get(name)) is not None:
+            found[key] = value
+    if (port := get("CREDITDESK_SMTP_PORT")) is not None:
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"CREDITDESK_SMTP_PORT is a port number (1 to 65535), not {port!r}.")
+        found["smtp_port"] = int(port)
+    if (starttls := get("CREDITDESK_SMTP_STARTTLS")) is not None:
+        if starttls.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"CREDITDESK_SMTP_STARTTLS is 1 (on, the default) or 0 (off), not {starttls!r}.")
+        found["smtp_starttls"] = starttls.lower() in ("1", "true", "yes", "on")
+    if outbox := get("CREDITDESK_MAIL_OUTBOX"):
+        found["mail_outbox"] = Path(outbox).expanduser()
+    if "mail_from" in found and "@" not in str(found["mail_from"]):
+        raise ConfigError(f"CREDITDESK_MAIL_FROM is an address such as \"Creditdesk <help@example.com>\", not "
+                          f"{found['mail_from']!r}.")
+    return found
 
 
 def parse_limits(name: str, text: str) -> str:

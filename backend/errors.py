@@ -56,6 +56,15 @@ class RateLimited(Retryable):
     """Too many requests of one kind from one client; counted by :mod:`backend.ratelimit`."""
 
 
+class InvalidResetCode(CreditdeskError):
+    """A password reset code that is wrong, expired, used, or past its wrong attempts (or no code was asked for
+    that email): the same answer for each, so that it tells a guesser nothing."""
+
+
+class MailUnavailable(Retryable):
+    """The mail could not be sent (the SMTP server, or the outbox folder): nothing was changed."""
+
+
 # --- buying -----------------------------------------------------------------------------------------
 
 

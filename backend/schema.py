@@ -53,6 +53,20 @@ tokens = Table(
     Index("idx_tokens_user_id", "user_id"),
 )
 
+# Password reset codes (argon2 hashes only), one live code per user: good once, until ``expires_at``, for at
+# most a few wrong attempts. Asking for a new code replaces the user's earlier ones.
+password_resets = Table(
+    "password_resets", metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("code_hash", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("used_at", Text),
+    Index("idx_password_resets_user_id", "user_id"),
+)
+
 # The ledger: append-only entries and a cached balance per user, updated together.
 balances = Table(
     "balances", metadata,

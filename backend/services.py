@@ -9,6 +9,7 @@ from backend import prepared
 from backend.catalogue import Catalogue
 from backend.config import Settings
 from backend.db import Database
+from backend.mail import Mailer, describe, mailer
 from backend.migrations import prepare
 from backend.payments.base import PaymentProvider
 from backend.payments.gateway import ProviderGateway
@@ -30,6 +31,8 @@ class Services:
     limiter: RateLimiter
     # The same provider as requests call it: off the server's threads, with a breaker and a waiting room.
     gateway: ProviderGateway
+    # Where password reset codes go: SMTP, or the outbox folder (backend/mail.py).
+    mailer: Mailer
 
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:
@@ -50,8 +53,9 @@ class Services:
                 "Stub payments mode: STRIPE_SECRET_KEY is not set, so checkouts are simulated on this server "
                 "and no money moves."
             )
+        log.info("mail goes through %s", describe(settings))
         return cls(settings, public_url, db, catalogue, provider, RateLimiter(settings.redis_url),
-                   ProviderGateway(provider))
+                   ProviderGateway(provider), mailer(settings))
 
     @property
     def stub(self) -> StubProvider | None:

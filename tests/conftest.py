@@ -35,7 +35,8 @@ os.environ.setdefault(PASSWORD_HASH_PROFILE, "test")
 
 # Generous per-address limits for the shared servers: every test comes from 127.0.0.1. No automatic
 # reconcile in Stripe mode: the tests that reconcile say so, and the others count Stripe's calls.
-SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "CREDITDESK_RECONCILE_INTERVAL": "0"}
+SHARED_ENV = {"CREDITDESK_AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "CREDITDESK_RECONCILE_INTERVAL": "0",
+              "CREDITDESK_RESET_LIMIT_PER_ADDRESS": "100000/minute"}
 
 ENGINES = ("sqlite", "postgresql")
 # The tests that run on both engines (unless their `engines` marker says otherwise): the backend's suite and its

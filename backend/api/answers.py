@@ -87,6 +87,14 @@ class AuthAnswer(Json):
     user: UserJson
 
 
+class PasswordResetAnswer(Json):
+    """The same for every address, whether or not it has an account."""
+
+    status: Literal["sent_if_registered"]
+    message: str
+    expiresInSeconds: int = Field(description="How long a code that was sent stays good.")
+
+
 # -- packs and checkout ---------------------------------------------------------------------------------------
 
 class PackJson(Json):

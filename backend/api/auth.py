@@ -1,4 +1,4 @@
-"""``/api/auth``: register, login, logout."""
+"""``/api/auth``: register, login, logout, and resetting a forgotten password."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import contextlib
 
 from fastapi import APIRouter, Response
 
-from backend import accounts
-from backend.api.answers import AuthAnswer
+from backend import accounts, password_resets
+from backend.api.answers import AuthAnswer, PasswordResetAnswer
 from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, SIGNED_IN, STORAGE, documented
 from backend.api.offload import BoundedWork
-from backend.api.schemas import LoginBody, RegisterBody
-from backend.errors import EmailTaken, InvalidCredentials, RateLimited, ServerBusy
+from backend.api.schemas import LoginBody, PasswordResetBody, PasswordResetConfirmBody, RegisterBody
+from backend.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidResetCode,
+    MailUnavailable,
+    RateLimited,
+    ServerBusy,
+)
 from backend.services import Services
 
 # Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
@@ -21,6 +28,9 @@ router = APIRouter(prefix="/api/auth", responses=documented(INVALID_TEXT))
 # Sign-up and sign-in hash a password (argon2, slow and memory-hungry on purpose): they run here, as many
 # at once as accounts allows, and a burst waits its turn without taking the server's shared threads.
 _password_work = BoundedWork("passwords", accounts.HASHES_AT_ONCE, max_waiting=200)
+# Sending a reset code waits on the mail server (seconds, up to its timeout): threads of its own, so that a slow
+# mail server holds up neither sign-ins nor the shared threads. (Its hash still takes a slot of accounts'.)
+_mail_work = BoundedWork("mail", 4, max_waiting=100)
 
 
 def _register(services: Services, email: str, password: str) -> dict[str, object]:
@@ -72,3 +82,43 @@ async def login(body: LoginBody, services: ServicesDep, address: ClientAddressDe
 def logout(services: ServicesDep, user: UserDep, token: TokenDep) -> Response:
     accounts.revoke_token(services.db, token)
     return Response(status_code=204)
+
+
+# The one answer to every request for a code, whether or not the address has an account.
+RESET_ANSWER = {
+    "status": "sent_if_registered",
+    "message": "If an account exists for this email, a code to choose a new password is on its way. It works once, "
+               "for 15 minutes.",
+    "expiresInSeconds": int(password_resets.CODE_TTL.total_seconds()),
+}
+
+
+@router.post("/password-reset", status_code=202, response_model=PasswordResetAnswer,
+             responses=documented(BODY_ERRORS, RateLimited, MailUnavailable, ServerBusy, STORAGE))
+async def password_reset(body: PasswordResetBody, services: ServicesDep, address: ClientAddressDep
+                         ) -> dict[str, object]:
+    """Send a one-time code to the account's address. The answer is the same for every address."""
+    settings = services.settings
+    services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
+    services.limiter.hit(settings.reset_limit_per_address, "reset-address", address)
+    # Counted for every address alike: a limit reached says nothing about whether the account exists.
+    services.limiter.hit(settings.reset_limit_per_email, "reset-email", accounts.normalise_email(body.email))
+    await _mail_work.run(password_resets.request_reset, services.db, services.mailer, body.email)
+    return RESET_ANSWER
+
+
+def _confirm(services: Services, email: str, code: str, password: str) -> dict[str, object]:
+    reset = password_resets.confirm_reset(services.db, email, code, password, services.settings.token_ttl_seconds)
+    return {"token": reset.token, "user": reset.user.as_json()}
+
+
+@router.post("/password-reset/confirm", response_model=AuthAnswer,
+             responses=documented(BODY_ERRORS, InvalidResetCode, RateLimited, ServerBusy, STORAGE))
+async def password_reset_confirm(body: PasswordResetConfirmBody, services: ServicesDep,
+                                 address: ClientAddressDep) -> dict[str, object]:
+    """The code and a new password: every earlier sign-in ends, and this answer is a new one, as login's."""
+    settings = services.settings
+    services.limiter.hit(settings.auth_limit_per_address, "auth-address", address)
+    services.limiter.hit(settings.signin_limit_per_account_and_address, "reset-confirm",
+                         accounts.normalise_email(body.email), address)
+    return await _password_work.run(_confirm, services, body.email, body.code, body.password)

@@ -35,6 +35,11 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.NotSignedIn: Answer(401, "unauthorized", "Sign in first: the request has no valid bearer token.",
                                {"WWW-Authenticate": "Bearer"}),
     errors.InvalidCredentials: Answer(401, "invalid_credentials", "The email or the password is wrong."),
+    errors.InvalidResetCode: Answer(
+        400, "invalid_code",
+        "This code is wrong, expired or already used. Ask for a new code if the last one no longer works."),
+    errors.MailUnavailable: Answer(503, "mail_unavailable",
+                                   "The email could not be sent just now; nothing was changed. " + TRY_AGAIN),
     errors.EmailTaken: Answer(409, "email_taken", "An account with this email already exists; sign in instead."),
     errors.RateLimited: Answer(429, "rate_limited", "Too many requests; try again in {exc.wait}."),
     errors.UnknownPack: Answer(404, "unknown_pack", "There is no credit pack with the id {exc.pack_id!r}."),

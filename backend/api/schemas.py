@@ -30,6 +30,16 @@ class LoginBody(Body):
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
+class PasswordResetBody(Body):
+    email: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+
+
+class PasswordResetConfirmBody(Body):
+    email: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    password: Password  # the rules of register's
+
+
 class CheckoutBody(Body):
     packId: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     returnUrl: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None

@@ -329,6 +329,23 @@ class ApiClient:
         """Sign in; signs this client in."""
         return self._auth("/api/auth/login", email, password)
 
+    def request_password_reset(self, email: str) -> str:
+        """Ask for a code to choose a new password; the server's sentence (the same whether or not the account
+        exists)."""
+        response = self._request("POST", "/api/auth/password-reset", json={"email": email})
+        return self._parse(response, lambda b: str(b["message"]))
+
+    def confirm_password_reset(self, email: str, code: str, password: str) -> AuthResult:
+        """A new password with the code from the mail: every other sign-in of the account ends, and this client
+        is signed in (``invalid_code`` when the code is wrong, expired or used)."""
+        response = self._request("POST", "/api/auth/password-reset/confirm",
+                                 json={"email": email, "code": code, "password": password})
+        result: AuthResult = self._parse(response, lambda b: AuthResult(
+            token=str(b["token"]), user=User(id=int(b["user"]["id"]), email=str(b["user"]["email"])),
+        ))
+        self.token = result.token
+        return result
+
     def logout(self) -> None:
         """Revoke the token on the server and forget it. A token the server no longer knows counts as done;
         if the server cannot be reached the token is kept (and the error raised) so that the caller may retry."""

@@ -106,6 +106,16 @@ class BundledBackend:
         port = state.get("port")
         return port if isinstance(port, int) and 0 < port < 65536 else 0
 
+    @property
+    def outbox(self) -> Path | None:
+        """The folder the bundled backend writes its mail into (password reset codes), or None when it sends mail
+        through an SMTP server (CREDITDESK_SMTP_HOST in the environment)."""
+        env = self.environment()
+        if env.get("CREDITDESK_SMTP_HOST", "").strip():
+            return None
+        folder = env.get("CREDITDESK_MAIL_OUTBOX", "").strip()
+        return Path(folder).expanduser() if folder else self.db_path.parent / "outbox"
+
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED}
         env.update(self.extra_env)

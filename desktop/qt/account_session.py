@@ -30,6 +30,8 @@ class AccountSession(QObject):
     signedIn = Signal(str)
     signedOut = Signal(str)  # a reason to show, or ""
     authFailed = Signal(str, bool)  # message, whether the password was wrong
+    resetCodeSent = Signal(str, str)  # the email, the server's sentence (the same whether or not it has an account)
+    resetFailed = Signal(str, str)  # a sentence for the user, the error's code ("invalid_code", "rate_limited", ...)
     began = Signal(str, object)  # the email and the balance a restored sign-in read (or None): before signedIn
     ended = Signal()  # the account signed out, or its sign-in ended: before signedOut
 
@@ -118,6 +120,28 @@ class AccountSession(QObject):
             self.authFailed.emit(describe(error), wrong)
 
         self.workers.run(lambda: call(email, password), done, failed)
+
+    def request_reset(self, email: str) -> None:
+        """Ask the backend to mail a code for a new password (forgot password)."""
+        api = self.backend.require_api()
+        self.workers.run(lambda: api.request_password_reset(email),
+                         lambda message: self.resetCodeSent.emit(email, message), self._reset_failed)
+
+    def confirm_reset(self, email: str, code: str, password: str) -> None:
+        """Set a new password with the mailed code; signed in on success (every other sign-in has ended)."""
+        api = self.backend.require_api()
+
+        def done(result: Any) -> None:
+            log.info("a new password was set with a reset code")
+            self._begin(result.user.email, result.token, None)
+
+        self.workers.run(lambda: api.confirm_password_reset(email, code, password), done, self._reset_failed)
+
+    def _reset_failed(self, error: BaseException) -> None:
+        if isinstance(error, BackendUnreachable):
+            self.backend.unreachable(describe(error))
+        code = error.code if isinstance(error, ApiError) else ""
+        self.resetFailed.emit(describe(error), code)
 
     def _begin(self, email: str, token: str, balance: int | None) -> None:
         self.email = email

@@ -174,6 +174,8 @@ class MainWindow(QMainWindow):
             self._sign_in = SignInPage()
             self.pages.addWidget(self._sign_in)
             self._sign_in.submitted.connect(self.controller.session.sign_in)
+            self._sign_in.reset_form.codeRequested.connect(self.controller.session.request_reset)
+            self._sign_in.reset_form.resetRequested.connect(self.controller.session.confirm_reset)
         return self._sign_in
 
     def _build_account(self) -> AccountPage:
@@ -268,6 +270,8 @@ class MainWindow(QMainWindow):
         c.session.signedIn.connect(self._signed_in)
         c.session.signedOut.connect(self._signed_out)
         c.session.authFailed.connect(self._auth_failed)
+        c.session.resetCodeSent.connect(self._reset_code_sent)
+        c.session.resetFailed.connect(self._reset_failed)
         c.figures.balanceChanged.connect(self._balance_changed)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
@@ -369,6 +373,13 @@ class MainWindow(QMainWindow):
     def _auth_failed(self, message: str, wrong_password: bool) -> None:
         self.sign_in.failed(message, wrong_password)
 
+    def _reset_code_sent(self, email: str, message: str) -> None:
+        bundled = self.controller.backend.bundled
+        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None)
+
+    def _reset_failed(self, message: str, code: str) -> None:
+        self.sign_in.reset_form.failed(message, code)
+
     def _balance_changed(self, balance: int) -> None:
         self.account.set_balance(balance)
 
@@ -392,6 +403,8 @@ class MainWindow(QMainWindow):
         self.account.set_balance(self.controller.figures.balance)
         self.account.show_notice("")
         self.pages.setCurrentWidget(self.account)
+        if self._sign_in is not None:
+            self._sign_in.show_sign_in()  # a reset done: signing out later comes back to the sign-in form
         self.refresh_action.setEnabled(True)
         self.sign_out_action.setEnabled(True)
         for purchase, panel in list(self.panels.items()):

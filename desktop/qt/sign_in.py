@@ -1,4 +1,4 @@
-"""The sign-in / create-account page."""
+"""The sign-in / create-account page, with its forgot-password form (desktop/qt/password_reset.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from desktop.qt.password_reset import PasswordResetForm
 
 
 class SignInPage(QWidget):
@@ -49,6 +51,13 @@ class SignInPage(QWidget):
         buttons.addStretch()
         buttons.addWidget(self.create_button)
         buttons.addWidget(self.sign_in_button)
+        self.forgot_button = QPushButton("Forgot pass&word?")
+        self.forgot_button.setFlat(True)
+        self.forgot_button.setAccessibleName("Forgot password")
+        self.forgot_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        forgot_row = QHBoxLayout()
+        forgot_row.addStretch()
+        forgot_row.addWidget(self.forgot_button)
 
         self.message = QLabel()
         self.message.setObjectName("signInMessage")
@@ -56,15 +65,25 @@ class SignInPage(QWidget):
         self.message.setAccessibleName("Sign-in message")
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        # Signing in, or (Forgot password?) choosing a new password: one shown at a time.
+        self.sign_in_form = QWidget()
+        sign_in_layout = QVBoxLayout(self.sign_in_form)
+        sign_in_layout.setContentsMargins(0, 0, 0, 0)
+        sign_in_layout.addWidget(subtitle)
+        sign_in_layout.addSpacing(12)
+        sign_in_layout.addLayout(form)
+        sign_in_layout.addLayout(buttons)
+        sign_in_layout.addLayout(forgot_row)
+        sign_in_layout.addWidget(self.message)
+        self.reset_form = PasswordResetForm()
+        self.reset_form.hide()
+
         box = QWidget()
         box.setMaximumWidth(420)
         inner = QVBoxLayout(box)
         inner.addWidget(title)
-        inner.addWidget(subtitle)
-        inner.addSpacing(12)
-        inner.addLayout(form)
-        inner.addLayout(buttons)
-        inner.addWidget(self.message)
+        inner.addWidget(self.sign_in_form)
+        inner.addWidget(self.reset_form)
         outer = QVBoxLayout(self)
         outer.addStretch()
         row = QHBoxLayout()
@@ -78,6 +97,21 @@ class SignInPage(QWidget):
         self.create_button.clicked.connect(lambda: self._submit(create=True))
         self.password.returnPressed.connect(lambda: self._submit(create=False))
         self.email.returnPressed.connect(self.password.setFocus)
+        self.forgot_button.clicked.connect(self.show_reset)
+        self.reset_form.cancelled.connect(self.show_sign_in)
+
+    def show_reset(self) -> None:
+        """Forgot password: the reset form, with the email typed so far."""
+        self.sign_in_form.hide()
+        self.reset_form.show()
+        self.reset_form.ask_for_code(self.email.text().strip())
+
+    def show_sign_in(self) -> None:
+        self.reset_form.hide()
+        self.sign_in_form.show()
+        if self.reset_form.sent_to and not self.email.text().strip():
+            self.email.setText(self.reset_form.sent_to)
+        (self.password if self.email.text() else self.email).setFocus()
 
     def _submit(self, *, create: bool) -> None:
         email, password = self.email.text().strip(), self.password.text()
@@ -103,7 +137,7 @@ class SignInPage(QWidget):
         self.submitted.emit(email, password, create)
 
     def set_busy(self, busy: bool) -> None:
-        for widget in (self.sign_in_button, self.create_button, self.email, self.password):
+        for widget in (self.sign_in_button, self.create_button, self.email, self.password, self.forgot_button):
             widget.setEnabled(not busy)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
@@ -122,6 +156,12 @@ class SignInPage(QWidget):
             self.password.setFocus()
 
     def reset(self, message: str = "", email: str = "") -> None:
+        if self.reset_form.isVisibleTo(self):
+            # Choosing a new password meanwhile (the backend came back, say): stay there.
+            self.reset_form.set_busy(False)
+            if message:
+                self.reset_form.show_message(message, error=True)
+            return
         self.set_busy(False)
         self.password.clear()
         if email:

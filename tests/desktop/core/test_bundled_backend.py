@@ -49,6 +49,27 @@ def test_starts_in_stub_mode_and_stops(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.subprocess
+def test_its_mail_is_in_the_outbox_folder_the_app_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mail server: a password reset code is an .eml file where ``outbox`` says (the reset form names it)."""
+    monkeypatch.delenv("CREDITDESK_SMTP_HOST", raising=False)
+    monkeypatch.delenv("CREDITDESK_MAIL_OUTBOX", raising=False)
+    backend = BundledBackend(tmp_path / "data", tmp_path / "log")
+    assert backend.outbox == tmp_path / "data" / "outbox"
+    try:
+        api = ApiClient(backend.start())
+        api.register("bundled@example.com", "correct horse battery")
+        assert api.request_password_reset("bundled@example.com").startswith("If an account exists for this email")
+        (mail,) = backend.outbox.glob("*.eml")
+        assert "To: bundled@example.com" in mail.read_text()
+    finally:
+        backend.stop()
+    monkeypatch.setenv("CREDITDESK_MAIL_OUTBOX", str(tmp_path / "mail"))
+    assert backend.outbox == tmp_path / "mail"
+    monkeypatch.setenv("CREDITDESK_SMTP_HOST", "smtp.example.com")
+    assert backend.outbox is None
+
+
+@pytest.mark.subprocess
 def test_a_backend_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
     backend = BundledBackend(tmp_path, extra_env={"CREDITDESK_PACKS": str(tmp_path / "missing.toml")})
     with pytest.raises(BundledBackendError) as caught:
