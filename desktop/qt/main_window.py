@@ -272,7 +272,7 @@ class MainWindow(QMainWindow):
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
         screen_fit.keep_on_screen(self, None if geometry else PREFERRED_SIZE, MINIMUM_SIZE)
-        screen_fit.fit(self, None, MINIMUM_SIZE)
+        screen_fit.fit(self, None, MINIMUM_SIZE, place=False)  # (placed once shown and framed)
 
     # -- reactions --------------------------------------------------------------------------------------------
 

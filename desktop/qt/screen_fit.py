@@ -4,7 +4,7 @@ At 2x on a 1366 x 768 screen a window has 683 x 384 logical pixels, less the pan
 top-level window and dialog of the app is fitted here, the same way:
 
 - its size is at most the room on its screen: the screen's available area (without panels and docks) less the
-  window manager's frame, which is a guess until the window is shown and known after;
+  window manager's frame once that is known (X11 frames a window a moment after it is shown);
 - it lies on that screen, frame included (a saved position from a screen that is gone comes back onto one);
 - what cannot fit scrolls inside the window (:func:`scrolling`), its action buttons staying outside the
   scrolled part.
@@ -18,9 +18,6 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QScreen
 from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
-
-# A window manager's frame (title bar and borders) before the window is shown and its own is known.
-FRAME_GUESS = QSize(16, 48)
 
 
 def screen_of(window: QWidget) -> QScreen | None:
@@ -42,15 +39,20 @@ def available_area(window: QWidget) -> QRect:
     return screen.availableGeometry() if screen is not None else QRect(0, 0, 640, 480)
 
 
+def frame_known(window: QWidget) -> bool:
+    """Whether the window manager's frame around ``window`` is known: once it is shown and framed (X11 frames a
+    window a moment after it is shown; other platforms know at once, some have no frame)."""
+    if not window.isVisible():
+        return False
+    outer, inner = window.frameGeometry(), window.geometry()
+    return outer != inner or QGuiApplication.platformName() != "xcb"
+
+
 def frame_extra(window: QWidget) -> QSize:
-    """How much the window manager's frame adds to the window's size: known once it is shown and framed
-    (nothing on platforms without frames), guessed before (X11 frames a window a moment after it is shown)."""
-    if window.isVisible():
-        outer, inner = window.frameGeometry(), window.geometry()
-        known = QSize(outer.width() - inner.width(), outer.height() - inner.height())
-        if known.width() > 0 or known.height() > 0 or QGuiApplication.platformName() != "xcb":
-            return known
-    return FRAME_GUESS
+    """How much the window manager's frame adds to the window's size, once known; nothing until then (a guess
+    would be wrong at some scale: a restored window would lose the difference at each start)."""
+    outer, inner = window.frameGeometry(), window.geometry()
+    return QSize(outer.width() - inner.width(), outer.height() - inner.height())
 
 
 def room(window: QWidget) -> QSize:
@@ -69,7 +71,9 @@ def fit(window: QWidget, preferred: QSize | None = None, minimum: QSize | None =
     size = (preferred or window.size()).boundedTo(space).expandedTo(window.minimumSize())
     if size != window.size():
         window.resize(size)
-    if not place:
+    if not place or not frame_known(window):
+        # Until the frame is known, a window's position (pos()) is its inside's while move() places its frame:
+        # moving it then would shift it by the frame on each start (a restored geometry is Qt's to place).
         return
     area, frame = available_area(window), frame_extra(window)
     width, height = window.width() + frame.width(), window.height() + frame.height()
@@ -87,21 +91,28 @@ class _Fitter(QObject):
         self.preferred = preferred
         self.minimum = minimum
         self.shown_once = False
+        self.placed = False  # since it was last shown, with its frame known
         window.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.window and event.type() == QEvent.Type.Show:
+        if watched is not self.window:
+            return False
+        if event.type() == QEvent.Type.Show:
             # The first time at the preferred size; later at the size the user left it (on this screen). A window
             # not placed by the app is placed by Qt next (a dialog over its parent) or by the window manager: it is
             # moved, if need be, in the next turn.
             fit(self.window, None if self.shown_once else self.preferred, self.minimum,
                 place=self.window.testAttribute(Qt.WidgetAttribute.WA_Moved))
             self.shown_once = True
-            QTimer.singleShot(0, self, self.refit)  # the frame is known once the window manager has framed it
+            self.placed = False
+            QTimer.singleShot(0, self, self.refit)
+        elif event.type() == QEvent.Type.Move and not self.placed:
+            self.refit()  # X11: the window manager has framed it (or the user moves it before it was)
         return False
 
     def refit(self) -> None:
-        if self.window.isVisible():
+        if self.window.isVisible() and not self.placed:
+            self.placed = frame_known(self.window)
             fit(self.window, None, self.minimum)
 
 
