@@ -91,28 +91,32 @@ class _Fitter(QObject):
         self.preferred = preferred
         self.minimum = minimum
         self.shown_once = False
-        self.placed = False  # since it was last shown, with its frame known
+        self.fitted_frame: QSize | None = None  # the frame the window was last fitted with, once known
         window.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is not self.window:
             return False
-        if event.type() == QEvent.Type.Show:
+        kind = event.type()
+        if kind == QEvent.Type.Show:
             # The first time at the preferred size; later at the size the user left it (on this screen). A window
             # not placed by the app is placed by Qt next (a dialog over its parent) or by the window manager: it is
             # moved, if need be, in the next turn.
+            self.fitted_frame = frame_extra(self.window) if frame_known(self.window) else None
             fit(self.window, None if self.shown_once else self.preferred, self.minimum,
                 place=self.window.testAttribute(Qt.WidgetAttribute.WA_Moved))
             self.shown_once = True
-            self.placed = False
             QTimer.singleShot(0, self, self.refit)
-        elif event.type() == QEvent.Type.Move and not self.placed:
-            self.refit()  # X11: the window manager has framed it (or the user moves it before it was)
+        elif kind in (QEvent.Type.Move, QEvent.Type.Resize) and self._frame_changed():
+            self.refit()  # X11: the window manager has framed it (a move by the user changes no frame)
         return False
 
+    def _frame_changed(self) -> bool:
+        return self.window.isVisible() and frame_known(self.window) and frame_extra(self.window) != self.fitted_frame
+
     def refit(self) -> None:
-        if self.window.isVisible() and not self.placed:
-            self.placed = frame_known(self.window)
+        if self.window.isVisible():
+            self.fitted_frame = frame_extra(self.window) if frame_known(self.window) else None
             fit(self.window, None, self.minimum)
 
 
