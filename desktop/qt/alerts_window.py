@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from desktop.core.alert_inbox import SWITCHABLE, label
 from desktop.core.spend_models import Alert, AlertPage
 from desktop.core.spending import local_time
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.spend_controller import SpendController
 
 
@@ -78,18 +78,23 @@ class AlertsWindow(QDialog):
         self.test_button.clicked.connect(self._send_test)
         switches.addWidget(self.test_button, 1 + len(SWITCHABLE) // 3 + 1, 0, 1, 3, Qt.AlignmentFlag.AlignLeft)
 
+        # The inbox scrolls as a whole where the screen is too small for it; Close stays in view below it.
+        inbox = QWidget()
+        content = QVBoxLayout(inbox)
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addWidget(self.summary)
+        content.addWidget(self.list, 1)
+        content.addLayout(actions)
+        content.addWidget(switches_box)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.list, 1)
-        layout.addLayout(actions)
-        layout.addWidget(switches_box)
+        layout.addWidget(screen_fit.scrolling(inbox, "alertsScroll"), 1)
         self.close_button = QPushButton("Close")  # (Esc too)
         self.close_button.clicked.connect(self.close)
         closing = QHBoxLayout()
         closing.addStretch()
         closing.addWidget(self.close_button)
         layout.addLayout(closing)
-        self.resize(620, 560)
+        screen_fit.keep_on_screen(self, QSize(620, 560))
 
         spending.alertsChanged.connect(self._alerts_changed)
         spending.mutedChanged.connect(self._show_muted)

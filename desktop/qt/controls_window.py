@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.spend_models import PERIODS, SpendControls
 from desktop.core.spending import FIELD_NAMES, describe_value, local_time, parse_thresholds, time_zone_names
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.spend_controller import SpendController
 
 MAX_CREDITS = 1_000_000_000
@@ -156,16 +156,22 @@ class SpendControlsWindow(QDialog):
         self.history.horizontalHeader().setStretchLastSection(True)
         QVBoxLayout(history_box).addWidget(self.history)
 
+        # The settings scroll where the screen is too small for them (2x on 1366 x 768); the status and the
+        # buttons stay in view below them.
+        settings = QWidget()
+        content = QVBoxLayout(settings)
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addWidget(intro)
+        content.addLayout(zone_row)
+        content.addWidget(caps_box)
+        content.addWidget(confirm_box)
+        content.addWidget(alerts_box)
+        content.addWidget(history_box, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(intro)
-        layout.addLayout(zone_row)
-        layout.addWidget(caps_box)
-        layout.addWidget(confirm_box)
-        layout.addWidget(alerts_box)
-        layout.addWidget(history_box, 1)
+        layout.addWidget(screen_fit.scrolling(settings, "controlsScroll"), 1)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)  # at the bottom, as a dialog's buttons are
-        self.resize(760, 660)
+        screen_fit.keep_on_screen(self, QSize(760, 660))
 
         spending.controlsChanged.connect(self.show_controls)
         spending.controlsFailed.connect(self.status.setText)

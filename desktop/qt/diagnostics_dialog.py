@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QSize, QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core._files import atomic_write_text
+from desktop.qt import screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics
 from desktop.qt.workers import describe
@@ -47,7 +48,7 @@ class DiagnosticsDialog(QDialog):
         self.report_text = ""
         self.file_dialog: QFileDialog | None = None
         self.setWindowTitle("Creditdesk diagnostics")
-        self.resize(820, 600)
+        screen_fit.keep_on_screen(self, QSize(820, 600))
         intro = QLabel("This report helps support find what is wrong, such as a payment whose credits do not "
                        "show. It holds no passwords, tokens or keys; your email is partly hidden.")
         intro.setWordWrap(True)

@@ -73,15 +73,21 @@ def _moment(moment: datetime, zone: QTimeZone | None) -> QDateTime:
     return QDateTime.fromMSecsSinceEpoch(int(moment.timestamp() * 1000), zone or QTimeZone.systemTimeZone())
 
 
+def _date_and_time(locale: QLocale) -> str:
+    """The one way the app writes a date and time: the locale's short date with all four digits of the year,
+    and its short time."""
+    return f"{_four_digit_year(locale.dateFormat(QLocale.FormatType.ShortFormat))} " \
+           f"{locale.timeFormat(QLocale.FormatType.ShortFormat)}"
+
+
 def when(moment: datetime, locale: QLocale | None = None, zone: QTimeZone | None = None) -> str:
     """A moment in the user's time zone, as their locale writes a short date (with all four digits of the year)
-    and time, followed by the zone: ``11/26/2026 9:05 AM UTC``, ``26.11.2026 10:05 MEZ``."""
+    and time, followed by the zone: ``11/26/2026 9:05 AM UTC``, ``26.11.2026 10:05 MEZ``. History, purchases,
+    alerts and spend controls all write dates so (:func:`local_datetime` for a zone not this computer's)."""
     locale = locale or QLocale()
     local = _moment(moment, zone)
-    pattern = f"{_four_digit_year(locale.dateFormat(QLocale.FormatType.ShortFormat))} " \
-              f"{locale.timeFormat(QLocale.FormatType.ShortFormat)}"
     abbreviation = local.timeZoneAbbreviation()
-    text = locale.toString(local, pattern)
+    text = locale.toString(local, _date_and_time(locale))
     return f"{text} {abbreviation}" if abbreviation else text
 
 
@@ -101,12 +107,11 @@ def timestamp(iso: str, locale: QLocale | None = None, zone: QTimeZone | None = 
 
 
 def local_datetime(moment: datetime, locale: QLocale | None = None) -> str:
-    """An aware datetime, already in the zone to show it in, as ``Fri 27 Nov 2026 12:00 AM CET``: its own wall
-    clock and zone (the user's spend controls' zone, which need not be this computer's)."""
+    """An aware datetime, already in the zone to show it in (the user's spend controls' zone, which need not be
+    this computer's), as :func:`when` writes a moment: its own wall clock and zone, ``11/27/2026 12:00 AM CET``."""
     locale = locale or QLocale()
-    day = locale.toString(QDate(moment.year, moment.month, moment.day), "ddd d MMM yyyy")
-    clock = locale.toString(QTime(moment.hour, moment.minute), QLocale.FormatType.ShortFormat)
-    return f"{day} {clock} {moment.tzname() or ''}".strip()
+    wall = QDateTime(QDate(moment.year, moment.month, moment.day), QTime(moment.hour, moment.minute))
+    return f"{locale.toString(wall, _date_and_time(locale))} {moment.tzname() or ''}".strip()
 
 
 def short_date(day: date, locale: QLocale | None = None, *, with_year: bool = False) -> str:

@@ -16,14 +16,12 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QRect, QSize, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QGuiApplication,
     QIcon,
     QKeySequence,
-    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QLabel,
@@ -38,7 +36,7 @@ from PySide6.QtWidgets import (
 import resources
 from desktop.core.models import Pack
 from desktop.core.purchase import FlowState
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.backend_connection import BackendState
 from desktop.qt.controller import AppController
@@ -116,12 +114,10 @@ class MainWindow(QMainWindow):
         self.report_problem: ReportProblemDialog | None = None
         self.contact_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
-        self._fitted = False
         self.panels: dict[PurchaseController, PurchasePanel] = {}
 
         self.setWindowTitle("Creditdesk")
         self.setWindowIcon(app_icon())
-        self.setMinimumSize(MINIMUM_SIZE)
         self.starting = StartingPage()
         self.pages = QStackedWidget()
         self.pages.addWidget(self.starting)
@@ -289,42 +285,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 10_000)
 
     def fit_to_screen(self, geometry: str | None = None) -> None:
-        """Restore the saved geometry (or take the preferred size), then make the window fit the screen's
-        available area at any scaling. Once shown, the window manager's frame is known: see showEvent."""
+        """Restore the saved geometry (or take the preferred size) and keep the window on the screen's available
+        area at any scaling, also where the saved one was on a screen that is gone (``screen_fit``)."""
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
-        else:
-            self.resize(PREFERRED_SIZE)
-        self._fit(QRect(self.pos(), self.size()), frame=QSize(16, 48))
-
-    def _fit(self, outer: QRect, frame: QSize) -> None:
-        """Resize and move so that ``outer`` (the window with its frame, of ``frame`` extra size) lies within the
-        screen's available area."""
-        screen = self.screen() or QGuiApplication.primaryScreen()
-        if screen is None:
-            return
-        available = screen.availableGeometry()
-        room = QSize(max(available.width() - frame.width(), MINIMUM_SIZE.width()),
-                     max(available.height() - frame.height(), MINIMUM_SIZE.height()))
-        size = self.size().boundedTo(room)
-        if size != self.size():
-            self.resize(size)
-        width, height = size.width() + frame.width(), size.height() + frame.height()
-        x = min(max(outer.x(), available.x()), available.x() + available.width() - width)
-        y = min(max(outer.y(), available.y()), available.y() + available.height() - height)
-        x, y = max(x, available.x()), max(y, available.y())
-        if (x, y) != (outer.x(), outer.y()):
-            self.move(x, y)
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        if not self._fitted:
-            self._fitted = True
-            QTimer.singleShot(0, self._fit_with_frame)
-
-    def _fit_with_frame(self) -> None:
-        outer = self.frameGeometry()
-        self._fit(outer, QSize(outer.width() - self.width(), outer.height() - self.height()))
+        screen_fit.keep_on_screen(self, None if geometry else PREFERRED_SIZE, MINIMUM_SIZE)
+        screen_fit.fit(self, None, MINIMUM_SIZE, place=False)  # (placed once shown and framed)
 
     # -- reactions --------------------------------------------------------------------------------------------
 
@@ -564,6 +530,7 @@ class MainWindow(QMainWindow):
                           f"<b>Creditdesk {app_version()}</b><p>Buy prepaid credits and keep track of them.</p>",
                           QMessageBox.StandardButton.Close, self)
         box.setIconPixmap(app_icon().pixmap(64, 64))
+        screen_fit.keep_on_screen(box)
         box.open()
         self.about_box = box
         return box

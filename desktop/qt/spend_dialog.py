@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.models import SpendResult, new_idempotency_key
 from desktop.core.spending import Fix, Refusal, refusal_for
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.spend_controller import SpendController
 from desktop.qt.workers import describe
 
@@ -119,6 +119,7 @@ class SpendDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(440)
+        screen_fit.keep_on_screen(self)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Enter in a field spends; on a button, presses that button. (QDialog's own rule would press the
@@ -187,6 +188,7 @@ class SpendDialog(QDialog):
         self.fix_button.setAccessibleName(label.get(refusal.fix, "").replace("&", ""))
         self.refusal_box.show()
         self.adjustSize()
+        screen_fit.fit(self)  # (grown by the refusal: still on the screen)
         if refusal.fix in label:
             self.fix_button.setFocus()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from threading import Event
 
 from PySide6.QtCharts import QBarSeries, QBarSet, QCategoryAxis, QChart, QChartView, QValueAxis
-from PySide6.QtCore import QDate, QObject, Qt, Signal
+from PySide6.QtCore import QDate, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from desktop.core.models import CancelledDownload
 from desktop.core.spend_models import Usage
 from desktop.core.usage import forecast_text, shares, totals_text
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.spend_controller import SpendController
 from desktop.qt.workers import describe
 
@@ -144,14 +144,20 @@ class UsageWindow(QDialog):
         self.close_button.clicked.connect(self.close)
         bottom.addWidget(self.close_button)
 
+        # The dashboard scrolls where the screen is too small for it (the chart keeps its height); the status and
+        # the buttons stay in view below it.
+        dashboard = QWidget()
+        content = QVBoxLayout(dashboard)
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addLayout(controls)
+        content.addWidget(self.chart_view, 1)
+        content.addWidget(self.totals)
+        content.addWidget(self.forecast)
+        content.addWidget(self.breakdown)
         layout = QVBoxLayout(self)
-        layout.addLayout(controls)
-        layout.addWidget(self.chart_view, 1)
-        layout.addWidget(self.totals)
-        layout.addWidget(self.forecast)
-        layout.addWidget(self.breakdown)
+        layout.addWidget(screen_fit.scrolling(dashboard, "usageScroll"), 1)
         layout.addLayout(bottom)
-        self.resize(820, 700)
+        screen_fit.keep_on_screen(self, QSize(820, 700))
 
         self._progress = _Progress(self)
         self._progress.changed.connect(self._show_progress)

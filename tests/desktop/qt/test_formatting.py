@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import QLocale, QTimeZone
 
@@ -56,6 +57,14 @@ def test_timestamps_have_four_digit_years_in_the_locale_and_time_zone() -> None:
     assert formatting.timestamp("2026-07-01T12:00:00Z", DE, BERLIN) == "01.07.2026 14:00 CEST"
     assert formatting.timestamp("2026-11-26T23:30:00Z", US, BERLIN).startswith("11/27/2026")  # the next day there
     assert formatting.timestamp("not a date", US) == "not a date"
+
+
+def test_dates_in_the_spend_controls_zone_are_written_as_the_history_writes_them() -> None:
+    """One style for history, purchases, alerts, spend controls and refusals: only the zone differs."""
+    midnight_in_berlin = datetime(2026, 11, 27, 0, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert formatting.local_datetime(midnight_in_berlin, US) == "11/27/2026 12:00\u202fAM CET"
+    assert formatting.local_datetime(midnight_in_berlin, US) == formatting.timestamp("2026-11-26T23:00:00Z", US, BERLIN)
+    assert formatting.local_datetime(midnight_in_berlin, DE) == formatting.timestamp("2026-11-26T23:00:00Z", DE, BERLIN)
 
 
 def test_the_year_is_written_in_full_in_every_locale() -> None:

@@ -73,6 +73,21 @@ def test_a_saved_geometry_bigger_than_the_screen_is_made_to_fit(qtbot: Any, make
     assert window.width() < 3000 and window.height() < 2000
 
 
+def test_the_window_opens_where_it_was_left(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+    """Restarted, the window is where it was closed, frame and all: it used to creep by its frame at each start
+    (its saved inside placed as its frame's position). The first start may fit it to the screen."""
+    seen = []
+    for _ in range(4):
+        window = make_window(stub_backend.url)
+        qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=20_000)  # noqa: B023
+        qtbot.wait(50)
+        seen.append(window.frameGeometry().getRect())
+        assert window.screen().availableGeometry().contains(window.frameGeometry())
+        window.close()  # (saves its geometry)
+        window.controller.workers.disk.wait_for_done(5_000)
+    assert seen[1] == seen[2] == seen[3], seen
+
+
 def test_at_its_smallest_the_window_still_shows_several_history_rows(
     qtbot: Any, make_window: Any, stub_backend: BackendProcess,
 ) -> None:
