@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QHideEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.models import ApiClientError, SentSupportReport
-from desktop.qt import formatting
+from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics
 from desktop.qt.tasks import Task
@@ -61,7 +61,6 @@ class ReportProblemDialog(QDialog):
         self.saved_to: Path | None = None
         self.file_dialog: QFileDialog | None = None
         self.setWindowTitle("Report a problem")
-        self.resize(760, 620)
         privacy = QLabel(PRIVACY_NOTE)
         privacy.setObjectName("privacyNote")
         privacy.setWordWrap(True)
@@ -107,6 +106,7 @@ class ReportProblemDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
+        screen_fit.keep_on_screen(self, QSize(760, 620))  # the report and the words scroll in their boxes
         self._update_buttons()
         self.status.setText("Collecting the report…")
         after_paint = AfterFirstPaint(self)

@@ -90,6 +90,13 @@ def main(home: str, url: str, email: str, password: str) -> None:
 
     wait_until(lambda: window.pages.currentWidget() is window.sign_in, "the sign-in page")
     windows["Main window: sign in"] = measure(window)
+    window.sign_in.forgot_button.click()
+    wait_until(lambda: window.sign_in.reset_form.isVisible(), "the forgot-password form")
+    window.sign_in.reset_form.email.setText(email)
+    window.sign_in.reset_form.send_button.click()
+    wait_until(lambda: window.sign_in.reset_form.set_button.isVisible(), "the code and new password")
+    windows["Main window: new password"] = measure(window)
+    window.sign_in.reset_form.back_button.click()
     window.sign_in.email.setText(email)
     window.sign_in.password.setText(password)
     window.sign_in.sign_in_button.click()
@@ -125,6 +132,11 @@ def main(home: str, url: str, email: str, password: str) -> None:
     wait_until(lambda: diagnostics.report is not None, "the diagnostics report")
     windows["Diagnostics"] = measure(diagnostics)
     diagnostics.close()
+
+    report = window.show_report_problem()
+    wait_until(lambda: report.report is not None, "the report to send")
+    windows["Report a problem"] = measure(report)
+    report.close()
 
     about = window._about()
     wait_until(about.isVisible, "About")

@@ -29,6 +29,8 @@ WIDTH, HEIGHT = 1366, 768
 # The buttons that act on a window as a whole: always in view, never in the scrolled part.
 ACTIONS = {
     "Main window: sign in": {"Sign in", "Create account"},
+    "Main window: new password": {"Set new password", "Send another code", "Back to sign in"},
+    "Report a problem": {"Send", "Save…", "Cancel"},
     "Use credits: confirm": {"Spend", "Close", "Confirm and spend 300"},
     "Usage": {"Export CSV…", "Close"},
     "Alerts": {"Close"},
