@@ -12,8 +12,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from backend import prepared
 from backend.db import utcnow
 from backend.schema import billing_details as table
 
@@ -90,9 +91,13 @@ class BillingDetails:
                 "taxId": tax_id}
 
 
+# Read at every grant (snapshot), so built once and run on SQLite's cursor as the webhook's other statements are.
+_BY_USER = prepared.hot("billing details by user", select(table).where(table.c.user_id == bindparam("user_id")))
+
+
 def read(conn: Connection, user_id: int) -> BillingDetails | None:
     """The user's billing details, or None when they never set any."""
-    row = conn.execute(select(table).where(table.c.user_id == user_id)).mappings().first()
+    row = prepared.run(conn, _BY_USER, {"user_id": user_id}).first()
     if row is None:
         return None
     return BillingDetails(**{name: row[name] for name in BillingDetails.__dataclass_fields__})

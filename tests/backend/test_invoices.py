@@ -91,6 +91,8 @@ def test_an_invoice_that_cannot_be_read_does_not_hold_up_the_credits_and_reconci
     assert (receipts(api)[0]["url"], receipts(api)[0]["invoicePdf"]) == (invoice["hosted_invoice_url"],
                                                                         invoice["invoice_pdf"])
     assert json.loads(backend.admin("reconcile", "--json").stdout)["invoicesFilled"] == 0  # once
+    own_page = requests.get(receipt["url"], timeout=10).text  # the backend's page, which the outcome page links to
+    assert f'href="{invoice["hosted_invoice_url"]}"' in own_page and f'href="{invoice["invoice_pdf"]}"' in own_page
 
 
 def test_a_draft_invoice_is_read_again_once_stripe_finalizes_it(stripe_backend: Stripe) -> None:
