@@ -82,6 +82,10 @@ class UnknownSession(CreditdeskError):
     """No checkout session with that id belongs to the signed-in user."""
 
 
+class InvalidTaxId(CreditdeskError):
+    """The payment provider does not accept the tax id given with the billing details (its number for its type)."""
+
+
 class PaymentProcessing(CreditdeskError):
     """The checkout is complete and its payment (a bank debit) is still clearing: it can no longer be cancelled."""
 

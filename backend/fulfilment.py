@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from backend import alerts, clawbacks, ledger, metrics, orders
+from backend import alerts, billing_details, clawbacks, ledger, metrics, orders
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
 from backend.outcomes import Outcome
@@ -123,6 +123,8 @@ def move(
 
 def _grant(conn: Connection, order: Order, session: SessionState, source: str, logged_by_caller: bool) -> Result:
     if order.status in AFTER_PAYMENT:
+        if session.invoice and order.invoice_id is None:  # the invoice was made after the event that paid it
+            order = orders.update(conn, order.id, invoice_id=session.invoice)
         return Result(Outcome.ALREADY_GRANTED, order)
     assert next_status(order.status, Happening.SESSION_PAID) == PAID  # money wins from every unpaid status
     if session.payment_intent:
@@ -135,7 +137,8 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
     )
     paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent,
                          amount_paid=session.amount_total, amount_discount=session.amount_discount,
-                         amount_tax=session.amount_tax, refusal=None)
+                         amount_tax=session.amount_tax, refusal=None, invoice_id=session.invoice,
+                         billing_details=billing_details.snapshot(conn, order.user_id))
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(Outcome.ALREADY_GRANTED, paid)

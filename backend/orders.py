@@ -41,6 +41,10 @@ class Order:
     amount_discount: int = 0
     amount_tax: int = 0
     refusal: str | None = None  # why a payment of this order was refused
+    invoice_id: str | None = None  # Stripe mode: the invoice Checkout made for the payment
+    invoice_url: str | None = None  # its hosted page and PDF, once read from Stripe (backend/invoices.py)
+    invoice_pdf: str | None = None
+    billing_details: str | None = None  # the buyer's billing details when paid (backend/billing_details.py)
 
     @property
     def amount_charged(self) -> int:

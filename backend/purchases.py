@@ -16,8 +16,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from anyio import to_thread
 from sqlalchemy import Connection, select, update
 
-from backend import fulfilment, ledger, orders
+from backend import billing_details, fulfilment, ledger, orders
 from backend.accounts import User
+from backend.billing_details import BillingDetails
 from backend.db import utcnow
 from backend.errors import (
     InvalidReturnUrl,
@@ -114,6 +115,30 @@ async def _customer_of(services: Services, user: User) -> str:
     if customer_id != known:
         await to_thread.run_sync(_store_customer, services, user.id, customer_id)
     return customer_id
+
+
+async def save_billing_details(services: Services, user: User, details: BillingDetails) -> BillingDetails:
+    """``PUT /api/billing/details``: the user's billing details for every receipt after this.
+
+    Given to the user's customer at the provider first (in Stripe mode its invoices carry them; made now if the
+    user has none yet), then kept: when Stripe cannot be reached or refuses the tax id nothing is kept, so that the
+    receipts and Stripe's invoices never disagree. Giving the same details again changes nothing at Stripe."""
+    services.limiter.hit(services.settings.checkout_limit_per_user, "billing_details", str(user.id))
+    customer_id = await _customer_of(services, user)
+    await services.gateway.update_customer(customer_id, details)
+    await to_thread.run_sync(_save_details, services, user.id, details)
+    log.info("billing user=%s outcome=details_saved tax_id=%s", user.id, details.tax_id_type or "none")
+    return details
+
+
+def _save_details(services: Services, user_id: int, details: BillingDetails) -> None:
+    with services.db.transaction() as conn:
+        billing_details.save(conn, user_id, details)
+
+
+def read_billing_details(services: Services, user: User) -> BillingDetails:
+    with services.db.read() as conn:
+        return billing_details.read(conn, user.id) or BillingDetails()
 
 
 def _stored_customer(services: Services, user_id: int) -> str | None:

@@ -3,8 +3,11 @@
 A receipt link is ``{public_url}/receipts/{order_id}?key=...``: the key is an HMAC of the order id under a secret
 the backend keeps in its database (``server_secrets``, made by migration 0008), so that the link works without
 a sign-in, in any replica, and cannot be made up for another order. The receipt says who sold what to whom:
-the seller, the buyer's email, the pack and its credits, what was paid with its tax and discount, when, and
-the order's id.
+the seller, the buyer (email, and billing details as they were when the order was paid), the pack and its credits,
+what was paid with its tax and discount, when, and the order's id.
+
+In Stripe mode the receipt a list gives is Stripe's hosted invoice, with its PDF, once their links are known
+(backend/invoices.py); until then, and in stub mode, the backend's own page.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from backend import billing_details
+from backend.billing_details import BillingDetails
 from backend.order_status import AFTER_PAYMENT
 from backend.schema import ledger_entries, orders, server_secrets, users
 
@@ -36,17 +41,24 @@ class Receipt:
     paid_at: str  # when the credits were granted: the purchase entry's time
     status: str  # the order's status now (a receipt stays when a payment is refunded or disputed)
     buyer_email: str
+    billing: BillingDetails | None = None  # the buyer's billing details when paid (none set then: None)
+    invoice_url: str | None = None  # Stripe's hosted invoice, once known
+    invoice_pdf: str | None = None
 
-    def as_json(self, url: str) -> dict[str, Any]:
+    def as_json(self, link: str) -> dict[str, Any]:
+        """As ``GET /api/billing/receipts`` lists it: ``url`` is Stripe's invoice where there is one, else ``link``
+        (the backend's own page)."""
         return {"orderId": self.order_id, "sessionId": self.session_id, "packId": self.pack_id,
                 "credits": self.credits, "amount": self.amount, "currency": self.currency, "tax": self.tax,
-                "discount": self.discount, "paidAt": self.paid_at, "url": url}
+                "discount": self.discount, "paidAt": self.paid_at, "url": self.invoice_url or link,
+                "invoicePdf": self.invoice_pdf if self.invoice_url else None}
 
 
 def _query() -> Any:
     o, e = orders.c, ledger_entries.c
     return (select(o.id, o.session_id, o.pack_id, o.pack_name, o.credits, o.amount, o.amount_paid, o.currency,
-                   o.amount_tax, o.amount_discount, e.created_at, o.status, users.c.email)
+                   o.amount_tax, o.amount_discount, e.created_at, o.status, users.c.email, o.billing_details,
+                   o.invoice_url, o.invoice_pdf)
             .join(ledger_entries, (e.user_id == o.user_id) & (e.type == "purchase") & (e.reference == o.session_id))
             .join(users, users.c.id == o.user_id)
             .where(o.status.in_(sorted(AFTER_PAYMENT))))
@@ -54,9 +66,10 @@ def _query() -> Any:
 
 def _receipt(row: Any) -> Receipt:
     (order_id, session_id, pack_id, pack_name, credits, amount, paid, currency, tax, discount, paid_at, status,
-     email) = row
+     email, billing, invoice_url, invoice_pdf) = row
     return Receipt(order_id, session_id, pack_id, pack_name or pack_id, credits,
-                   paid if paid is not None else amount, currency, tax or 0, discount or 0, paid_at, status, email)
+                   paid if paid is not None else amount, currency, tax or 0, discount or 0, paid_at, status, email,
+                   billing_details.from_snapshot(billing), invoice_url, invoice_pdf)
 
 
 def for_user(conn: Connection, user_id: int) -> list[Receipt]:

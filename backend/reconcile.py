@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend import clawbacks, event_store, fulfilment, metrics, orders, webhooks
+from backend import clawbacks, event_store, fulfilment, invoices, metrics, orders, webhooks
 from backend.db import iso_utc, utcnow
 from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, RefusedEvent, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, Happening
@@ -81,6 +81,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     payments_checked: int = 0
     payments_changed: list[PaymentChange] = field(default_factory=list)
+    invoices_filled: int = 0  # Stripe's invoices whose links were read (they were missing after payment)
     pruned_deliveries: int = 0
     pruned_bodies: int = 0
     # Stopped before the end of Stripe's events (too many, too long, or the server stopping), or some event
@@ -98,6 +99,7 @@ class Report:
             "paymentsChecked": self.payments_checked,
             "paymentsChanged": [{"orderId": c.order_id, "outcome": c.outcome, "credits": c.credits,
                                  "status": c.status} for c in self.payments_changed],
+            "invoicesFilled": self.invoices_filled,
             "errors": self.errors, "prunedDeliveries": self.pruned_deliveries, "prunedBodies": self.pruned_bodies,
             "partial": self.partial,
         }
@@ -126,6 +128,9 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
     _catch_up_events(services, int(start.timestamp()), report, bounds or Bounds())
     _recheck_orders(services, now, report)
     _resync_payments(services, iso_utc(start), report)
+    report.invoices_filled, errors = invoices.fill_missing(services.db, services.provider.invoice_links,
+                                                           paid_since=iso_utc(start))
+    report.errors.extend(errors)
     retention = timedelta(days=services.settings.event_retention_days)
     before = (now - retention).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     report.pruned_deliveries, report.pruned_bodies = event_store.prune(services.db, before=before)

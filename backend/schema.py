@@ -137,10 +137,33 @@ orders = Table(
     Column("amount_tax", Amount, nullable=False, server_default="0"),
     # Why a payment of this order was refused (money taken, no credits): for support, never silent.
     Column("refusal", Text),
+    # Stripe mode: the invoice Checkout made for the payment, and its hosted page and PDF once read (migration 0012).
+    Column("invoice_id", Text),
+    Column("invoice_url", Text),
+    Column("invoice_pdf", Text),
+    # The buyer's billing details when the order was paid (JSON, backend/billing_details.py), which its receipt prints.
+    Column("billing_details", Text),
     Index("idx_orders_session_id", "session_id", unique=True),
     Index("idx_orders_payment_intent", "payment_intent"),
     Index("idx_orders_user_id_created_at", "user_id", "created_at"),
     Index("idx_orders_status_created_at", "status", "created_at"),
+)
+
+# A user's billing details for receipts and invoices, set once (``PUT /api/billing/details``); no row: none set.
+# Empty text is a field left blank; the tax id is both or neither.
+billing_details = Table(
+    "billing_details", metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("line1", Text, nullable=False),
+    Column("line2", Text, nullable=False),
+    Column("city", Text, nullable=False),
+    Column("postal_code", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("country", Text, nullable=False),
+    Column("tax_id_type", Text),
+    Column("tax_id_value", Text),
+    Column("updated_at", Text, nullable=False),
 )
 
 # The highest cumulative refund Stripe has told us of, per payment; kept even when the payment's

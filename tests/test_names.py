@@ -17,6 +17,7 @@ PACKAGES = ("backend", "desktop", "resources")
 # The same concept, once in the backend and once in the app, on either side of the contract.
 ACROSS_THE_CONTRACT = {
     "Alert": "an alert as GET /api/alerts answers it",
+    "BillingDetails": "a buyer's billing details, as GET and PUT /api/billing/details answer them",
     "Pack": "a credit pack of the catalogue",
     "PeriodUse": "a spend cap's use in its period",
     "Receipt": "a paid purchase's receipt, as GET /api/billing/receipts answers it",

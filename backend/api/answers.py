@@ -118,11 +118,34 @@ class ReceiptJson(Json):
     tax: int = Field(description="Of the amount, the tax, in the minor unit.")
     discount: int = Field(description="Taken off the list price, in the minor unit.")
     paidAt: str = Field(description="When the credits were granted (ISO 8601, UTC).")
-    url: str = Field(description="Opens the receipt in a browser, without signing in.")
+    url: str = Field(description="Opens the receipt in a browser, without signing in: Stripe's hosted invoice in "
+                                 "Stripe mode once known, else the backend's own receipt page.")
+    invoicePdf: str | None = Field(description="Stripe's PDF of the invoice, where there is one (Stripe mode); "
+                                               "else null.")
 
 
 class ReceiptsAnswer(Json):
     receipts: list[ReceiptJson]
+
+
+class AddressJson(Json):
+    line1: str
+    line2: str
+    city: str
+    postalCode: str
+    state: str
+    country: str = Field(description="ISO 3166-1 alpha-2 (upper case), or empty.")
+
+
+class TaxIdJson(Json):
+    type: str = Field(description="Stripe's tax id type, such as eu_vat.")
+    value: str
+
+
+class BillingDetailsAnswer(Json):
+    name: str
+    address: AddressJson
+    taxId: TaxIdJson | None
 
 
 class PacksAnswer(Json):

@@ -7,12 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from backend import purchases, receipts
-from backend.api.answers import CancelAnswer, CheckoutAnswer, PacksAnswer, ReceiptsAnswer, VerificationAnswer
+from backend.api.answers import (
+    BillingDetailsAnswer,
+    CancelAnswer,
+    CheckoutAnswer,
+    PacksAnswer,
+    ReceiptsAnswer,
+    VerificationAnswer,
+)
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
-from backend.api.schemas import CancelBody, CheckoutBody
+from backend.api.schemas import BillingDetailsBody, CancelBody, CheckoutBody
 from backend.errors import (
     InvalidReturnUrl,
+    InvalidTaxId,
     PaymentProviderRejected,
     PaymentProviderUnavailable,
     RateLimited,
@@ -35,6 +43,19 @@ def receipt_list(services: ServicesDep, user: UserDep) -> dict[str, object]:
     with services.db.read() as conn:
         link = receipts.linker(conn, services.public_url)
         return {"receipts": [receipt.as_json(link(receipt.order_id)) for receipt in receipts.for_user(conn, user.id)]}
+
+
+@router.get("/details", response_model=BillingDetailsAnswer, responses=documented(SIGNED_IN))
+def billing_details(services: ServicesDep, user: UserDep) -> dict[str, object]:
+    """The user's billing details (blank, and no tax id, until set)."""
+    return purchases.read_billing_details(services, user).as_json()
+
+
+@router.put("/details", response_model=BillingDetailsAnswer, responses=documented(
+    BODY_ERRORS, SIGNED_IN, InvalidTaxId, RateLimited, PaymentProviderUnavailable, PaymentProviderRejected))
+async def set_billing_details(body: BillingDetailsBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
+    """Set the billing details printed on every receipt after this (in Stripe mode, on Stripe's invoices)."""
+    return (await purchases.save_billing_details(services, user, body.details())).as_json()
 
 
 @router.post("/checkout", response_model=CheckoutAnswer, responses=documented(

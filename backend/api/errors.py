@@ -47,6 +47,8 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
         400, "invalid_return_url", "returnUrl must be http://127.0.0.1:<port>/<path> or http://[::1]:<port>/<path>."),
     errors.UnknownSession: Answer(404, "unknown_session",
                                   "No checkout session with that id belongs to this account."),
+    errors.InvalidTaxId: Answer(
+        422, "invalid_tax_id", "The tax id is not a valid number of its type; check both and save them again."),
     errors.PaymentProcessing: Answer(
         409, "payment_processing",
         "This checkout was completed with a payment the bank is still processing (which can take days), so it "

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from backend import periods, support_reports
+from backend.billing_details import COUNTRIES, LIMITS, TAX_ID_TYPES, BillingDetails
 from backend.spend_controls import MAX_THRESHOLDS
 
 MAX_CREDITS = 1_000_000_000
@@ -141,3 +142,54 @@ class SupportReportBody(Body):
         if not value.strip():
             raise ValueError("say what went wrong")
         return value
+
+
+# One-line texts printed on receipts: bounded, without control characters, spaces around them dropped.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+BillingName = Annotated[str, StringConstraints(max_length=LIMITS["name"], strip_whitespace=True, pattern=ONE_LINE)]
+AddressLine = Annotated[str, StringConstraints(max_length=LIMITS["line1"], strip_whitespace=True, pattern=ONE_LINE)]
+PostalCode = Annotated[str, StringConstraints(max_length=LIMITS["postal_code"], strip_whitespace=True,
+                                              pattern=ONE_LINE)]
+
+
+class AddressBody(Body):
+    line1: AddressLine = ""
+    line2: AddressLine = ""
+    city: AddressLine = ""
+    postalCode: PostalCode = ""
+    state: AddressLine = ""
+    country: Annotated[str, StringConstraints(max_length=2, strip_whitespace=True, to_upper=True)] = ""
+
+    @field_validator("country")
+    @classmethod
+    def _iso_country(cls, value: str) -> str:
+        if value and value not in COUNTRIES:
+            raise ValueError("not an ISO 3166-1 alpha-2 country code, such as DE or US")
+        return value
+
+
+class TaxIdBody(Body):
+    type: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=LIMITS["tax_id_value"], strip_whitespace=True,
+                                            pattern=ONE_LINE)]
+
+    @field_validator("type")
+    @classmethod
+    def _stripe_type(cls, value: str) -> str:
+        if value not in TAX_ID_TYPES:
+            raise ValueError("not a tax id type Stripe takes, such as eu_vat, gb_vat or us_ein")
+        return value
+
+
+class BillingDetailsBody(Body):
+    """The buyer's billing details, all of them: a field left out is blank, ``taxId`` null is none."""
+
+    name: BillingName = ""
+    address: AddressBody = Field(default_factory=AddressBody)
+    taxId: TaxIdBody | None = None
+
+    def details(self) -> BillingDetails:
+        a = self.address
+        return BillingDetails(name=self.name, line1=a.line1, line2=a.line2, city=a.city, postal_code=a.postalCode,
+                              state=a.state, country=a.country, tax_id_type=self.taxId.type if self.taxId else None,
+                              tax_id_value=self.taxId.value if self.taxId else None)

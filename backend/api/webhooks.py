@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from backend import event_store, metrics, webhooks
+from backend import event_store, invoices, metrics, webhooks
 from backend.api.answers import WebhookAnswer
 from backend.api.errors import PAYLOAD_TOO_LARGE, documented
 from backend.errors import (
@@ -57,7 +59,21 @@ async def stripe_webhook(request: Request) -> Response:
         log.exception("payment webhook outcome=retry_later")
         raise StorageUnavailable("the event could not be processed now", retry_after=10) from None
     metrics.webhook_processed(processed.outcome)
-    return answer(processed.outcome)
+    response = answer(processed.outcome)
+    if processed.outcome in PAID and processed.order_id is not None and _names_an_invoice(event):
+        # Once Stripe has its answer: the invoice's links (backend/invoices.py), never holding up the payment.
+        response.background = BackgroundTask(invoices.fill_order, services, processed.order_id)
+    return response
+
+
+PAID = frozenset({Outcome.GRANTED, Outcome.ALREADY_GRANTED})
+
+
+def _names_an_invoice(event: Any) -> bool:
+    """Whether the event's session names its invoice (else there is nothing to read; reconcile reads any that
+    only the session read at the pinned version named)."""
+    invoice = event.get("data", {}).get("object", {}).get("invoice")
+    return isinstance(invoice, str | dict) and bool(invoice)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from backend.billing_details import BillingDetails
 from backend.catalogue import Pack
 from backend.errors import MalformedSession
 
@@ -58,6 +59,7 @@ class SessionState:
     amount_subtotal: int | None = None  # the line items' total: the pack's list price
     amount_discount: int = 0  # total_details.amount_discount (promotion codes, coupons)
     amount_tax: int = 0  # total_details.amount_tax (Stripe Tax: exclusive tax is added to the total)
+    invoice: str | None = None  # the invoice Checkout made for the payment (invoice_creation), once complete
 
     @property
     def is_paid(self) -> bool:
@@ -89,6 +91,9 @@ class SessionState:
         payment_intent = obj.get("payment_intent")
         if isinstance(payment_intent, Mapping):  # expanded
             payment_intent = payment_intent.get("id")
+        invoice = obj.get("invoice")
+        if isinstance(invoice, Mapping):  # expanded
+            invoice = invoice.get("id")
         return cls(
             id=session_id,
             status=str(obj.get("status") or ""),
@@ -101,7 +106,16 @@ class SessionState:
             amount_subtotal=_amount(obj.get("amount_subtotal")),
             amount_discount=_amount(details.get("amount_discount")) or 0,
             amount_tax=_amount(details.get("amount_tax")) or 0,
+            invoice=invoice if isinstance(invoice, str) and invoice.startswith("in_") else None,
         )
+
+
+@dataclass(frozen=True)
+class InvoiceLinks:
+    """Where a paid invoice opens: Stripe's hosted page, and its PDF."""
+
+    hosted_url: str
+    pdf: str | None
 
 
 def _amount(value: Any) -> int | None:
@@ -139,6 +153,14 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
     }
+    # A receipt for the one-time payment: Stripe makes an invoice of it, with the customer's billing details and
+    # tax id (which Checkout also collects, and saves on the customer: Stripe requires customer_update for that
+    # when the session names a customer; it also lets automatic tax keep the address it is given).
+    params["invoice_creation"] = {"enabled": True, "invoice_data": {
+        "description": f"{pack.name} pack: {pack.credits} credits", "metadata": {"orderId": request.order_id}}}
+    params["tax_id_collection"] = {"enabled": True}
+    if request.customer_id:
+        params["customer_update"] = {"name": "auto", "address": "auto"}
     if request.promotion_codes:
         params["allow_promotion_codes"] = True  # the credits granted stay the pack's; the order keeps the discount
     if request.automatic_tax:
@@ -165,6 +187,15 @@ class PaymentProvider(Protocol):
         ...
 
     def retrieve_session(self, session_id: str) -> SessionState: ...
+
+    def invoice_links(self, invoice_id: str) -> InvoiceLinks | None:
+        """Where a session's invoice opens; None while it has no hosted page yet (a draft) or is not known."""
+        ...
+
+    def update_customer(self, customer_id: str, details: BillingDetails) -> None:
+        """Give the customer these billing details (name, address, the one tax id), so that its invoices carry them;
+        the same details twice change nothing. InvalidTaxId when the provider refuses the tax id."""
+        ...
 
     def expire_session(self, session_id: str) -> SessionState: ...
 

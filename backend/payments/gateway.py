@@ -34,8 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend import metrics
+from backend.billing_details import BillingDetails
 from backend.errors import PaymentProviderUnavailable
-from backend.payments.base import CheckoutRequest, CreatedSession, PaymentProvider, SessionState
+from backend.payments.base import CheckoutRequest, CreatedSession, InvoiceLinks, PaymentProvider, SessionState
 
 if TYPE_CHECKING:
     from purgatory import AsyncCircuitBreakerFactory
@@ -84,6 +85,12 @@ class ProviderGateway:
 
     async def ensure_customer(self, user_id: int, email: str, known: str | None) -> str:
         return await self._call(self.provider.ensure_customer, user_id, email, known)
+
+    async def invoice_links(self, invoice_id: str) -> InvoiceLinks | None:
+        return await self._call(self.provider.invoice_links, invoice_id)
+
+    async def update_customer(self, customer_id: str, details: BillingDetails) -> None:
+        await self._call(self.provider.update_customer, customer_id, details)
 
     async def retrieve_session(self, session_id: str) -> SessionState:
         """The session as the provider sees it, at most ``session_ttl`` seconds old; one call at a time."""

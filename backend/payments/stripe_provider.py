@@ -9,7 +9,9 @@ from typing import Any
 
 import stripe
 
+from backend.billing_details import BillingDetails
 from backend.errors import (
+    InvalidTaxId,
     MalformedSession,
     PaymentProviderError,
     PaymentProviderRejected,
@@ -21,6 +23,7 @@ from backend.payments.base import (
     STUB_CUSTOMER_PREFIX,
     CheckoutRequest,
     CreatedSession,
+    InvoiceLinks,
     SessionState,
     session_params,
 )
@@ -97,6 +100,41 @@ class StripeProvider:
             raise translate(exc, session_id) from exc
         return _session_state(_as_dict(session))
 
+    def invoice_links(self, invoice_id: str) -> InvoiceLinks | None:
+        try:
+            invoice = _as_dict(self._client.v1.invoices.retrieve(invoice_id))
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
+                log.warning("payment invoice=%s outcome=invoice_missing_at_provider", invoice_id)
+                return None
+            raise translate(exc) from exc
+        if invoice.get("object") != "invoice":
+            raise PaymentProviderUnavailable("Stripe answered something other than an invoice")
+        hosted, pdf = invoice.get("hosted_invoice_url"), invoice.get("invoice_pdf")
+        if not _web_link(hosted):
+            return None  # a draft: Stripe gives the links once the invoice is finalized
+        return InvoiceLinks(hosted_url=str(hosted), pdf=str(pdf) if _web_link(pdf) else None)
+
+    def update_customer(self, customer_id: str, details: BillingDetails) -> None:
+        address = {"line1": details.line1, "line2": details.line2, "city": details.city,
+                   "postal_code": details.postal_code, "state": details.state, "country": details.country}
+        try:
+            self._client.v1.customers.update(customer_id, params={  # type: ignore[arg-type]
+                "name": details.name, "address": address if any(address.values()) else ""})
+            tax_ids = self._client.v1.customers.tax_ids
+            wanted = (details.tax_id_type, details.tax_id_value or "") if details.tax_id_type else None
+            held = [_as_dict(t) for t in tax_ids.list(customer_id, params={"limit": 100}).auto_paging_iter()]
+            kept = next((t for t in held if (t.get("type"), t.get("value")) == wanted), None)
+            if wanted is not None and kept is None:  # made first: one Stripe refuses leaves the old one in place
+                kept = _as_dict(tax_ids.create(customer_id, params={"type": wanted[0], "value": wanted[1]}))
+            for tax_id in held:  # the customer keeps one tax id: the one given (a retry makes no second)
+                if tax_id is not kept:
+                    tax_ids.delete(customer_id, str(tax_id.get("id")))
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.InvalidRequestError) and exc.code == "tax_id_invalid":
+                raise InvalidTaxId(_describe(exc)) from exc
+            raise translate(exc) from exc
+
     def expire_session(self, session_id: str) -> SessionState:
         try:
             session = self._client.v1.checkout.sessions.expire(session_id)
@@ -157,6 +195,10 @@ def _as_dict(answer: Any) -> dict[str, Any]:
     to_dict = getattr(answer, "to_dict", None)
     data = to_dict() if callable(to_dict) else answer
     return data if isinstance(data, dict) else {}
+
+
+def _web_link(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
 def _session_state(data: dict[str, Any]) -> SessionState:

@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from backend.billing_details import BillingDetails
 from backend.db import Database
 from backend.errors import SessionNotFound
 from backend.payments.base import (
     STUB_CUSTOMER_PREFIX,
     CheckoutRequest,
     CreatedSession,
+    InvoiceLinks,
     SessionState,
     session_params,
 )
@@ -115,6 +117,13 @@ class StubProvider:
 
     def retrieve_session(self, session_id: str) -> SessionState:
         return SessionState.from_stripe(self.session_object(session_id))
+
+    def invoice_links(self, invoice_id: str) -> InvoiceLinks | None:
+        """None: the stub makes no invoices; its receipts are the backend's own page."""
+        return None
+
+    def update_customer(self, customer_id: str, details: BillingDetails) -> None:
+        """Nothing to give: the stub's receipts read the billing details from the database."""
 
     def expire_session(self, session_id: str) -> SessionState:
         session = self.session_object(session_id)

@@ -37,6 +37,7 @@ from desktop.core.models import (
     ApiError,
     AuthResult,
     BackendUnreachable,
+    BillingDetails,
     CancelledDownload,
     CancelResult,
     CheckoutSession,
@@ -61,6 +62,7 @@ __all__ = [
     "ApiError",
     "AuthResult",
     "BackendUnreachable",
+    "BillingDetails",
     "CancelResult",
     "CancelledDownload",
     "CheckoutSession",
@@ -131,6 +133,14 @@ def _web_url(text: object) -> str:
     return text
 
 
+def _billing_details(body: dict[str, Any]) -> BillingDetails:
+    address, tax_id = body["address"], body["taxId"]
+    return BillingDetails(
+        name=str(body["name"]), line1=str(address["line1"]), line2=str(address["line2"]), city=str(address["city"]),
+        postal_code=str(address["postalCode"]), state=str(address["state"]), country=str(address["country"]),
+        tax_id_type=str(tax_id["type"]) if tax_id else "", tax_id_value=str(tax_id["value"]) if tax_id else "")
+
+
 def _decimal(text: object) -> Decimal | None:
     """A decimal string of the API (``"3.003"``) as a Decimal; None when absent (an older backend). Anything else
     is a bad answer (ValueError)."""
@@ -191,7 +201,7 @@ class ApiClient:
                 retry = Retry(
                     total=self.retries, connect=self.retries, read=1, status=self.retries,
                     other=0, redirect=0, backoff_factor=0.25, backoff_max=4.0,
-                    status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "POST"}),
+                    status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "POST", "PUT"}),
                     raise_on_status=False, raise_on_redirect=False,
                     # A long Retry-After would block the worker; the caller sees it on the ApiError instead.
                     respect_retry_after_header=False,
@@ -383,6 +393,16 @@ class ApiClient:
                                  json={"message": message, "report": dict(report)})
         return self._parse(response, lambda b: SentSupportReport(report_id=str(b["reportId"]),
                                                                  received_at=str(b["receivedAt"])))
+
+    def billing_details(self) -> BillingDetails:
+        """The billing details printed on receipts (blank until set)."""
+        return self._parse(self._request("GET", "/api/billing/details", auth=True), _billing_details)
+
+    def set_billing_details(self, details: BillingDetails) -> BillingDetails:
+        """Set them for every receipt after this; answers them as the backend kept them. Retried like a GET:
+        setting the same details twice is the same."""
+        response = self._request("PUT", "/api/billing/details", auth=True, idempotent=True, json=details.as_json())
+        return self._parse(response, _billing_details)
 
     def balance(self) -> int:
         response = self._request("GET", "/api/credits/balance", auth=True)

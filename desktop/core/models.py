@@ -115,6 +115,29 @@ class SentSupportReport:
 
 
 @dataclass(frozen=True)
+class BillingDetails:
+    """The buyer's billing details, printed on receipts (``GET/PUT /api/billing/details``); blank fields are ""."""
+
+    name: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    postal_code: str = ""
+    state: str = ""
+    country: str = ""  # ISO 3166-1 alpha-2
+    tax_id_type: str = ""  # Stripe's type, such as eu_vat; "" with the value: none
+    tax_id_value: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        """The body of ``PUT /api/billing/details``."""
+        tax_id = {"type": self.tax_id_type, "value": self.tax_id_value} if self.tax_id_type else None
+        return {"name": self.name, "address": {"line1": self.line1, "line2": self.line2, "city": self.city,
+                                               "postalCode": self.postal_code, "state": self.state,
+                                               "country": self.country},
+                "taxId": tax_id}
+
+
+@dataclass(frozen=True)
 class Price:
     amount: int  # minor units (cents)
     currency: str

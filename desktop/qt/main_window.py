@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or
 
     from desktop.core.models import Transaction
     from desktop.qt.account_page import AccountPage
+    from desktop.qt.billing_dialog import BillingDetailsDialog
     from desktop.qt.diagnostics_dialog import DiagnosticsDialog
     from desktop.qt.purchase_panel import PurchasePanel
     from desktop.qt.report_problem_dialog import ReportProblemDialog
@@ -217,6 +218,11 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.quit_action)
         self.buy_menu = self.menuBar().addMenu("&Buy")
         self.buy_actions: list[QAction] = []
+        # The buyer's name, address and tax id for receipts: open whenever signed in, buying or not.
+        self.billing_action = QAction("Billing &details…", self)
+        self.billing_action.triggered.connect(self.show_billing_details)
+        self.billing_action.setEnabled(False)
+        self.billing_dialog: BillingDetailsDialog | None = None
         help_menu = self.menuBar().addMenu("&Help")
         self.documentation_action = QAction("Do&cumentation", self,
                                             shortcut=QKeySequence(QKeySequence.StandardKey.HelpContents))
@@ -253,6 +259,8 @@ class MainWindow(QMainWindow):
         if not packs:
             placeholder = self.buy_menu.addAction("No packs yet")
             placeholder.setEnabled(False)
+        self.buy_menu.addSeparator()
+        self.buy_menu.addAction(self.billing_action)
         self._update_buying()
 
     def _connect(self) -> None:
@@ -373,6 +381,7 @@ class MainWindow(QMainWindow):
             self._sign_in.show_sign_in()  # a reset done: signing out later comes back to the sign-in form
         self.refresh_action.setEnabled(True)
         self.sign_out_action.setEnabled(True)
+        self.billing_action.setEnabled(True)
         for purchase, panel in list(self.panels.items()):
             if purchase not in self.controller.purchases.items:  # another account's, stopped
                 self._remove_panel(purchase)
@@ -394,6 +403,9 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.sign_in)
         self.refresh_action.setEnabled(False)
         self.sign_out_action.setEnabled(False)
+        self.billing_action.setEnabled(False)
+        if self.billing_dialog is not None:
+            self.billing_dialog.close()
         self.account.set_balance(None)
         self.account.set_history([], False)
         self._update_buying()
@@ -459,6 +471,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Choose a pack to buy; Use credits (Ctrl+U) opens again as you left it.", 15_000)
 
     # -- help -------------------------------------------------------------------------------------------------
+
+    def show_billing_details(self) -> BillingDetailsDialog:
+        """Buy → Billing details…: read again from the backend each time it opens."""
+        from desktop.qt.billing_dialog import BillingDetailsDialog
+
+        if self.billing_dialog is None:
+            self.billing_dialog = BillingDetailsDialog(self.controller, self)
+        elif not self.billing_dialog.isVisible():
+            self.billing_dialog.load()
+        self.billing_dialog.show()
+        self.billing_dialog.raise_()
+        self.billing_dialog.activateWindow()
+        return self.billing_dialog
 
     def show_diagnostics(self) -> DiagnosticsDialog:
         from desktop.qt.diagnostics_dialog import DiagnosticsDialog

@@ -21,7 +21,8 @@ from tests.helpers.backend import BackendProcess
 pytestmark = pytest.mark.engines("sqlite")
 
 SIGNED_IN = {("post", "/api/auth/logout"), ("post", "/api/billing/checkout"), ("get", "/api/billing/verify-payment"),
-             ("post", "/api/billing/cancel"), ("get", "/api/billing/receipts"),
+             ("post", "/api/billing/cancel"), ("get", "/api/billing/receipts"), ("get", "/api/billing/details"),
+             ("put", "/api/billing/details"),
              ("get", "/api/credits/balance"), ("get", "/api/credits/transactions"), ("post", "/api/credits/spend"),
              ("get", "/api/credits/controls"), ("put", "/api/credits/controls"), ("get", "/api/credits/usage"),
              ("get", "/api/credits/transactions.csv"), ("get", "/api/alerts"), ("post", "/api/alerts/read"),

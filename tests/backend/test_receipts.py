@@ -14,7 +14,8 @@ from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.payments import new_order, session_event
 
-RECEIPT_FIELDS = {"orderId", "sessionId", "packId", "credits", "amount", "currency", "tax", "discount", "paidAt", "url"}
+RECEIPT_FIELDS = {"orderId", "sessionId", "packId", "credits", "amount", "currency", "tax", "discount", "paidAt", "url",
+                  "invoicePdf"}  # the contract's, and the PDF of Stripe's invoice (docs/api.md): null in stub mode
 
 
 def test_each_paid_purchase_has_a_receipt_newest_first_and_only_its_buyer_lists_it(
@@ -35,6 +36,7 @@ def test_each_paid_purchase_has_a_receipt_newest_first_and_only_its_buyer_lists_
             newest["tax"], newest["discount"]) == (paid[1]["orderId"], "pro", 1200, 5000, "usd", 0, 0)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", newest["paidAt"])
     assert newest["url"].startswith(f"{stub_backend.url}/receipts/{paid[1]['orderId']}?key=")
+    assert newest["invoicePdf"] is None
     assert other.get("/api/billing/receipts").json() == {"receipts": []}
     assert Api(stub_backend.url).get("/api/billing/receipts").status_code == 401
 

@@ -138,6 +138,11 @@ def main(home: str, url: str, email: str, password: str) -> None:
     windows["Report a problem"] = measure(report)
     report.close()
 
+    billing = window.show_billing_details()
+    wait_until(lambda: billing.save_button.isEnabled(), "the billing details")
+    windows["Billing details"] = measure(billing)
+    billing.close()
+
     about = window._about()
     wait_until(about.isVisible, "About")
     windows["About"] = measure(about)

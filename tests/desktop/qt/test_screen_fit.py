@@ -31,6 +31,7 @@ ACTIONS = {
     "Main window: sign in": {"Sign in", "Create account"},
     "Main window: new password": {"Set new password", "Send another code", "Back to sign in"},
     "Report a problem": {"Send", "Save…", "Cancel"},
+    "Billing details": {"Save", "Close"},
     "Use credits: confirm": {"Spend", "Close", "Confirm and spend 300"},
     "Usage": {"Export CSV…", "Close"},
     "Alerts": {"Close"},

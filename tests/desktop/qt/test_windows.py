@@ -60,11 +60,11 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
     assert clashes(window) == {}  # the account page with the menus
     for menu in window.menuBar().findChildren(QMenu):
         assert menu_clashes(menu) == {}, menu.title()
-    buy_texts = [action.text() for action in window.buy_menu.actions()]
+    buy_texts = [action.text() for action in window.buy_menu.actions() if not action.isSeparator()]
     assert all(_MNEMONIC.search(text) for text in buy_texts), buy_texts  # Alt+B, then a pack's letter
     ui = window.spend_ui
     for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
-                   window.show_report_problem()):
+                   window.show_report_problem(), window.show_billing_details()):
         qtbot.waitUntil(opened.isVisible)
         assert clashes(opened) == {}, type(opened).__name__
         assert mnemonics(opened), f"{type(opened).__name__} has no mnemonics"
@@ -75,7 +75,8 @@ def test_every_window_has_a_close_button(qtbot: Any, make_window: Any, stub_back
     window: MainWindow = make_window(stub_backend.url)
     sign_up(qtbot, window)
     ui = window.spend_ui
-    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics()):
+    for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
+                   window.show_billing_details()):
         qtbot.waitUntil(opened.isVisible)
         close = [b for b in opened.findChildren(QAbstractButton) if b.text() == "Close" and b.isVisibleTo(opened)]
         assert len(close) == 1, type(opened).__name__

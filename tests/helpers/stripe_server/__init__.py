@@ -11,6 +11,12 @@ API (form-encoded, ``Authorization: Bearer <key>``, ``Idempotency-Key`` honoured
         ``/v1/charges/{id}/refunds``, ``/v1/prices/{id}``, ``/v1/products/{id}``
     refunds: POST/GET ``/v1/refunds``, GET/POST ``/v1/refunds/{id}``, POST ``/v1/refunds/{id}/cancel``
     disputes: GET ``/v1/disputes``, GET/POST ``/v1/disputes/{id}``, POST ``/v1/disputes/{id}/close``
+    customers: POST ``/v1/customers``, GET/POST ``/v1/customers/{id}``, their tax ids: GET/POST
+        ``/v1/customers/{id}/tax_ids``, DELETE ``.../tax_ids/{id}``
+    invoices: GET ``/v1/invoices/{id}``: made when a session with ``invoice_creation`` is paid (the session's
+        ``invoice``), finalized at once (``invoices_final = False``: drafts until ``finalize_invoice``), their
+        ``hosted_invoice_url`` and ``invoice_pdf`` served at ``/invoices/{id}`` and ``/invoices/{id}/pdf``;
+        ``invoice_of(session)``
     webhook endpoints: POST/GET ``/v1/webhook_endpoints``, GET/POST/DELETE ``.../{id}`` (the secret only in the
         create answer)
     events: GET ``/v1/events`` (``type`` with ``*``, ``types[]``, ``created[gt|gte|lt|lte]``,

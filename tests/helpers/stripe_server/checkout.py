@@ -51,6 +51,7 @@ LINE_ITEM_PARAMS = words(
 PRICE_DATA_PARAMS = words(
     "currency product product_data recurring tax_behavior unit_amount unit_amount_decimal"
 )
+INVOICE_DATA_PARAMS = words("account_tax_ids custom_fields description footer issuer metadata rendering_options")
 PRODUCT_DATA_PARAMS = words("description images metadata name tax_code tax_details unit_label")
 
 
@@ -197,6 +198,20 @@ class CheckoutMixin(FakeStripeState):
                 raise no_such("customer", params["customer"], "customer", status=400)
         tax_on = as_bool(as_dict(params.get("automatic_tax") or {}, "automatic_tax").get("enabled", "false"),
                          "automatic_tax[enabled]")
+        invoice_creation = as_dict(params.get("invoice_creation") or {}, "invoice_creation")
+        check_keys(invoice_creation, ("enabled", "invoice_data"), "invoice_creation")
+        invoice_on = as_bool(invoice_creation.get("enabled", "false"), "invoice_creation[enabled]")
+        invoice_data = as_dict(invoice_creation.get("invoice_data") or {}, "invoice_creation[invoice_data]")
+        check_keys(invoice_data, INVOICE_DATA_PARAMS, "invoice_creation[invoice_data]")
+        tax_ids_on = as_bool(as_dict(params.get("tax_id_collection") or {}, "tax_id_collection")
+                             .get("enabled", "false"), "tax_id_collection[enabled]")
+        customer_update = as_dict(params.get("customer_update") or {}, "customer_update")
+        check_keys(customer_update, ("address", "name", "shipping"), "customer_update")
+        if customer_update and not params.get("customer"):
+            raise StripeError(400, "`customer_update` can only be used with `customer`.", param="customer_update")
+        if tax_ids_on and params.get("customer") and customer_update.get("name") != "auto":
+            raise StripeError(400, "`customer_update[name]` must be `auto` when `tax_id_collection` is enabled "
+                                   "and a `customer` is provided.", param="customer_update[name]")
         session = fixture("checkout.session")
         session.update(
             id=session_id,
@@ -236,14 +251,15 @@ class CheckoutMixin(FakeStripeState):
             integration_identifier=None,
             invoice=None,
             invoice_creation={
-                "enabled": False,
+                "enabled": invoice_on,
                 "invoice_data": {
                     "account_tax_ids": None,
                     "custom_fields": None,
-                    "description": None,
-                    "footer": None,
+                    "description": invoice_data.get("description"),
+                    "footer": invoice_data.get("footer"),
                     "issuer": None,
-                    "metadata": {},
+                    "metadata": valid_metadata(invoice_data.get("metadata", {}),
+                                               "invoice_creation[invoice_data][metadata]"),
                     "rendering_options": None,
                 },
             },
@@ -270,6 +286,7 @@ class CheckoutMixin(FakeStripeState):
             shipping_options=[],
             status="open",
             submit_type=params.get("submit_type") or None,
+            tax_id_collection={"enabled": tax_ids_on, "required": "never"},
             subscription=None,
             success_url=success_url,
             total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
@@ -442,6 +459,7 @@ class CheckoutMixin(FakeStripeState):
                 outcome=_outcome(approved=True),
             )
             session["payment_status"] = "paid"
+            self._invoice_for(session)
             event = self.make_event("checkout.session.async_payment_succeeded", session)
         self._send([event], deliver)
         return event
@@ -519,6 +537,11 @@ class CheckoutMixin(FakeStripeState):
 
     def _complete(self, session: dict[str, Any], pi: dict[str, Any] | None, payment_status: str) -> None:
         email = self._buyer_email(session)
+        # Checkout shows the customer's own name, address and tax ids, which the buyer confirms.
+        customer = self.customers.get(session.get("customer") or "") or {}
+        address = copy.deepcopy(customer.get("address")) or {
+            "city": None, "country": "US", "line1": None, "line2": None, "postal_code": "94103", "state": None}
+        tax_ids = [{"type": t["type"], "value": t["value"]} for t in self.tax_ids.get(customer.get("id") or "", [])]
         session.update(
             status="complete",
             payment_status=payment_status,
@@ -526,23 +549,18 @@ class CheckoutMixin(FakeStripeState):
             url=None,
             collected_information={"business_name": None, "individual_name": None, "shipping_details": None},
             customer_details={
-                "address": {
-                    "city": None,
-                    "country": "US",
-                    "line1": None,
-                    "line2": None,
-                    "postal_code": "94103",
-                    "state": None,
-                },
+                "address": address,
                 "business_name": None,
                 "email": email,
                 "individual_name": None,
-                "name": "Jenny Rosen",
+                "name": customer.get("name") or "Jenny Rosen",
                 "phone": None,
                 "tax_exempt": "none",
-                "tax_ids": [],
+                "tax_ids": tax_ids,
             },
         )
+        if payment_status != "unpaid":
+            self._invoice_for(session)
 
     def _expire(self, session: dict[str, Any]) -> None:
         session.update(status="expired", url=None)

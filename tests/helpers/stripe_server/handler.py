@@ -99,6 +99,11 @@ class Handler(BaseHTTPRequestHandler):
             answered.set()
 
     def _hosted(self, method: str, path: str) -> None:
+        invoice = re.fullmatch(r"/invoices/([^/]+?)(/pdf)?/?", path)
+        if invoice is not None and method == "GET":
+            status, page = self.fake._invoice_page(urllib.parse.unquote(invoice.group(1)), bool(invoice.group(2)))
+            self._send_html(status, page)
+            return
         match = re.fullmatch(r"/pay/([^/]+)(?:/(confirm|cancel))?/?", path)
         if match is None:
             self._send_html(404, html_page("Not found", "<p>Not found.</p>"))

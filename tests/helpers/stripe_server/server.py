@@ -22,6 +22,7 @@ from .events import EventsMixin
 from .faults import FaultsMixin
 from .handler import Handler
 from .hosted_page import HostedPageMixin
+from .invoices import InvoicesMixin
 from .refunds import RefundsMixin
 from .webhooks import WebhooksMixin
 from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
@@ -29,7 +30,7 @@ from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
 
 class FakeStripe(
     CheckoutMixin, RefundsMixin, DisputesMixin, EventsMixin, WebhooksMixin, FaultsMixin, HostedPageMixin,
-    EndpointsMixin, CustomersMixin,
+    EndpointsMixin, CustomersMixin, InvoicesMixin,
 ):
     """An in-process Stripe stand-in on ``http://127.0.0.1:<random port>``; see the package docstring.
 
@@ -110,6 +111,11 @@ class FakeStripe(
             ("GET", rf"/v1/events{one}", self._api_get_event),
             ("POST", r"/v1/customers", self._api_create_customer),
             ("GET", rf"/v1/customers{one}", self._api_get_customer),
+            ("POST", rf"/v1/customers{one}", self._api_update_customer),
+            ("GET", rf"/v1/customers{one}/tax_ids", self._api_list_tax_ids),
+            ("POST", rf"/v1/customers{one}/tax_ids", self._api_create_tax_id),
+            ("DELETE", rf"/v1/customers{one}/tax_ids/(?P<tax_id>[^/]+)", self._api_delete_tax_id),
+            ("GET", rf"/v1/invoices{one}", self._api_get_invoice),
             ("POST", r"/v1/webhook_endpoints", self._api_create_endpoint),
             ("GET", r"/v1/webhook_endpoints", self._api_list_endpoints),
             ("GET", rf"/v1/webhook_endpoints{one}", self._api_get_endpoint),

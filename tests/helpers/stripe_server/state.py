@@ -103,6 +103,11 @@ class FakeStripeState:
         self.event_api_version: str | None = None
         self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self.customers: dict[str, dict[str, Any]] = {}
+        #: each customer's tax ids (``tax_id`` objects), oldest first
+        self.tax_ids: dict[str, list[dict[str, Any]]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        #: new invoices are finalized (and paid) at once, with their links; False: drafts until finalize_invoice
+        self.invoices_final: bool = True
 
         # ---- settings a test may change at any time
         self.webhook_url: str | None = None
@@ -204,6 +209,8 @@ class FakeStripeState:
             ("evt_", self.events),
             ("price_", self.prices),
             ("prod_", self.products),
+            ("in_", self.invoices),
+            ("cus_", self.customers),
         ):
             if object_id.startswith(prefix):
                 return store.get(object_id)
