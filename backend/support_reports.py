@@ -6,7 +6,7 @@ random runs, credentials in URLs; every email masked, the user's own included: `
 what the app missed, or what a user pasted into their words, never reaches the database. Neither the words nor
 the report are logged: the log says only the report's id, its user and its size.
 
-``creditdesk-backend user`` shows a user's recent reports (support.user_report).
+``creditdesk-backend user`` lists a user's recent reports by their first line; ``--json`` gives them whole.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class SupportReport:
         return next((line.strip() for line in self.message.splitlines() if line.strip()), "")
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "createdAt": self.created_at, "firstLine": self.first_line}
+        """Whole, as support reads it (``user EMAIL --json``): the words and the report, both redacted when kept."""
+        return {"id": self.id, "createdAt": self.created_at, "firstLine": self.first_line, "message": self.message,
+                "report": json.loads(self.report)}
 
 
 def depth(value: Any) -> int:

@@ -57,7 +57,8 @@ def test_a_report_is_kept_redacted_and_support_sees_it_with_the_user(stub_backen
     assert "my friend" not in shown.stdout  # the first line only
     listed = json.loads(stub_backend.admin("user", email, "--json").stdout)["supportReports"]
     assert listed == [{"id": answer["reportId"], "createdAt": answer["receivedAt"],
-                       "firstLine": "Paid twice, see below."}]
+                       "firstLine": "Paid twice, see below.", "message": row["message"],
+                       "report": json.loads(row["report"])}]  # whole, for support to read, as redacted
     log = stub_backend.log_with(answer["reportId"])
     assert answer["reportId"] in log and "Paid twice" not in log and "0.9.0" not in log  # never the contents
 
