@@ -5,9 +5,10 @@ outcome, detail and order, so that a duplicate finds the row and does nothing, a
 it. On PostgreSQL the row is claimed (``processing``) before the event is processed and noted after, in that
 transaction: the claim is what makes a concurrent delivery of the same event on another connection wait and
 then find it. On SQLite the write lock already keeps every other writer out until COMMIT, so the event is
-looked up, processed, then kept with its outcome in one INSERT (:func:`kept`, :func:`keep`). ``failed_deliveries`` keeps what could not be processed (a bad
-signature, a malformed or refused event, an error) with why. Both are pruned after the retention period
-(:func:`prune`). Processing itself is :mod:`backend.webhooks`; this module only keeps and reads.
+looked up, processed, then kept with its outcome in one INSERT (:func:`kept`, :func:`keep`).
+``failed_deliveries`` keeps what could not be processed (a bad signature, a malformed or refused event, an
+error) with why. Both are pruned after the retention period (:func:`prune`). Processing itself is
+:mod:`backend.webhooks`; this module only keeps and reads.
 """
 
 from __future__ import annotations
