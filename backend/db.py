@@ -149,8 +149,9 @@ class Database:
         For the write paths that take bursts (Stripe's webhooks). On SQLite a commit costs more than the work it
         ends (its pages written to the WAL and synced: about 200 us of CPU for a webhook event's, against 330 us
         for the event's own statements), and writers take turns anyway: so whoever holds the write lock runs the
-        work of every writer queued behind it, each in a savepoint of one transaction, and commits once (group
-        commit; ``bench/webhooks.py`` measures it). What a caller sees is what :meth:`transaction` gives:
+        work of every writer queued behind it (and of those that queue while it runs), each in a savepoint of one
+        transaction, and commits once (group commit; ``bench/webhooks.py`` measures it). What a caller sees is what
+        :meth:`transaction` gives:
 
         - ``work`` raising rolls back its own writes only (to its savepoint) and raises in its caller;
         - a storage fault (in any work, or at COMMIT) commits nothing of the group and raises StorageUnavailable
@@ -183,9 +184,7 @@ class Database:
         group: list[_Work[Any]] = []
         try:
             with self._write_lock:
-                with self._group_mutex:
-                    while self._group and len(group) < GROUP_MAX:
-                        group.append(self._group.popleft())
+                self._take_queued(group)  # before BEGIN: a BEGIN that fails is every one of their faults
                 self._commit_group(group)
         finally:
             with self._group_mutex:
@@ -197,16 +196,29 @@ class Database:
                 done.finished = True
                 done.woken.set()
 
+    def _take_queued(self, group: list[_Work[Any]]) -> bool:
+        """Move the work queued now into ``group`` (up to GROUP_MAX in all); whether any was."""
+        with self._group_mutex:
+            taken = bool(self._group) and len(group) < GROUP_MAX
+            while self._group and len(group) < GROUP_MAX:
+                group.append(self._group.popleft())
+        return taken
+
     def _commit_group(self, group: list[_Work[Any]]) -> None:
-        """Under the write lock: run the group's work in one transaction, a savepoint each; what came of each."""
+        """Under the write lock: run the group's work in one transaction, a savepoint each, and commit once; what came
+        of each. Work queued while the group runs joins it before the COMMIT (up to GROUP_MAX): it would only wait
+        for this commit to queue for the next, and each commit costs its fsync and page writes."""
         try:
             with self.transaction() as conn:
+                done = 0
                 if len(group) == 1:  # alone, its error rolls back the whole transaction: no savepoint needed
                     group[0].result = group[0].context.run(group[0].work, conn)
-                    return
+                    done = 1
                 driver = conn.connection.driver_connection
                 assert driver is not None  # an open connection's
-                for item in group:
+                while done < len(group) or self._take_queued(group):
+                    item = group[done]
+                    done += 1
                     driver.execute("SAVEPOINT grouped")
                     try:
                         item.result = item.context.run(item.work, conn)

@@ -1,10 +1,14 @@
 """Every Stripe event we receive, kept whole with what processing did, and every delivery that failed.
 
-``webhook_events`` holds one row per event id: claimed (``processing``) in the transaction that processes it,
-and noted with the outcome, detail and order in the same transaction, so that a duplicate finds the row and
-does nothing, and support can see and replay it. ``failed_deliveries`` keeps what could not be processed (a bad
-signature, a malformed or refused event, an error) with why. Both are pruned after the retention period
-(:func:`prune`). Processing itself is :mod:`backend.webhooks`; this module only keeps and reads.
+``webhook_events`` holds one row per event id, written in the transaction that processes the event with its
+outcome, detail and order, so that a duplicate finds the row and does nothing, and support can see and replay
+it. On PostgreSQL the row is claimed (``processing``) before the event is processed and noted after, in that
+transaction: the claim is what makes a concurrent delivery of the same event on another connection wait and
+then find it. On SQLite the write lock already keeps every other writer out until COMMIT, so the event is
+looked up, processed, then kept with its outcome in one INSERT (:func:`kept`, :func:`keep`).
+``failed_deliveries`` keeps what could not be processed (a bad signature, a malformed or refused event, an
+error) with why. Both are pruned after the retention period (:func:`prune`). Processing itself is
+:mod:`backend.webhooks`; this module only keeps and reads.
 """
 
 from __future__ import annotations
@@ -39,21 +43,44 @@ _NOTE = prepared.hot("an event noted", webhook_events.update().where(webhook_eve
 _NOTE_REPLAY = prepared.hot("an event noted again", _NOTE.values(attempts=webhook_events.c.attempts + 1))
 _OUTCOME = prepared.hot("an event's outcome",
                         sa.select(webhook_events.c.outcome).where(webhook_events.c.id == sa.bindparam("event_id")))
-hot_insert_ignoring("an event kept", webhook_events)
+hot_insert_ignoring("an event claimed", webhook_events)
+_KEEP = prepared.hot("an event kept", webhook_events.insert())
 
 
 def claim(conn: Connection, event: Mapping[str, Any], event_id: str, event_type: str, obj: Mapping[str, Any],
           *, source: str, body: str | None) -> bool:
     """Keep the event, whole, as being processed; False if it is kept already (a duplicate). On PostgreSQL a
     concurrent delivery of the same event waits here for the first transaction and then finds the row, so it
-    is processed once whichever replica gets it."""
+    is processed once whichever replica gets it. Its outcome follows with :func:`note`."""
+    return insert_ignoring_duplicates(conn, webhook_events, _row(
+        event, event_id, event_type, obj, source=source, body=body, outcome=Outcome.PROCESSING)) is not None
+
+
+def kept(conn: Connection, event_id: str) -> bool:
+    """Whether the event has its row, read inside the write transaction (SQLite: see :func:`keep`)."""
+    return prepared.run(conn, _OUTCOME, {"event_id": event_id}).first() is not None
+
+
+def keep(conn: Connection, event: Mapping[str, Any], event_id: str, event_type: str, obj: Mapping[str, Any], *,
+         source: str, body: str | None, received_at: str, outcome: str, detail: str, order_id: str | None) -> None:
+    """Keep the event, whole, with what processing it did, in one INSERT: for SQLite, whose write lock keeps every
+    other writer out from :func:`kept` to COMMIT (so no claim is needed to make a duplicate wait). An id kept
+    meanwhile all the same (another process's writer not going through that lock) fails the transaction with
+    IntegrityError: nothing of the event is committed twice."""
+    row = _row(event, event_id, event_type, obj, source=source, body=body, outcome=outcome, received_at=received_at)
+    row.update(detail=detail or None, order_id=order_id, processed_at=utcnow())
+    prepared.run(conn, _KEEP, row)
+
+
+def _row(event: Mapping[str, Any], event_id: str, event_type: str, obj: Mapping[str, Any], *, source: str,
+         body: str | None, outcome: str, received_at: str | None = None) -> dict[str, Any]:
     created = event.get("created")
-    return insert_ignoring_duplicates(conn, webhook_events, {
-        "id": event_id, "type": event_type, "outcome": Outcome.PROCESSING, "received_at": utcnow(),
+    return {
+        "id": event_id, "type": event_type, "outcome": outcome, "received_at": received_at or utcnow(),
         "body": body if body is not None else json.dumps(event), "livemode": event.get("livemode") is True,
         "created": created if isinstance(created, int) and not isinstance(created, bool) else None,
         "source": source, "object_id": obj.get("id") if isinstance(obj.get("id"), str) else None,
-    }) is not None
+    }
 
 
 def note(conn: Connection, event_id: str, outcome: str, detail: str, order_id: str | None, *,

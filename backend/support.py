@@ -168,7 +168,10 @@ def find_events(
                 order = by_session
             if order is None:
                 raise UnknownOrder(f"no order {order_id}")
-            conditions.append((e.order_id == order.id) | (e.object_id == order.session_id))
+            # Its events that name it, and those about its session that name no order (the same rows as object_id =
+            # its session would add: a session's events name its order whenever they name one); each half has its
+            # partial index (migration 0013).
+            conditions.append((e.order_id == order.id) | (e.order_id.is_(None) & (e.object_id == order.session_id)))
         if type is not None:
             conditions.append(e.type == type)
         return _events(conn, sa.and_(sa.true(), *conditions), limit)

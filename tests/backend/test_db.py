@@ -90,6 +90,29 @@ def test_writers_queued_for_the_lock_commit_once_together_each_with_its_own_answ
 
 
 @pytest.mark.engines("sqlite")
+def test_a_writer_that_queues_while_a_group_runs_joins_it_before_its_commit(db: Database) -> None:
+    done = commits(db)
+    late: list[tuple[str, Any]] = []
+
+    def grant_and_let_another_queue(conn: Connection) -> int:
+        thread = threading.Thread(target=lambda: late.append(("answer", db.grouped(grant(7, 17, "cs_late")))))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not db._group:  # the late writer is queued behind this group
+            assert time.monotonic() < deadline, "the late writer did not queue"
+            time.sleep(0.005)
+        threads.append(thread)
+        return grant(7, 333, "cs_first")(conn)
+
+    threads: list[threading.Thread] = []
+    assert db.grouped(grant_and_let_another_queue) == 333
+    threads[0].join(10)
+    assert late == [("answer", 350)]
+    assert len(done) == 1  # one COMMIT for both
+    assert balance(db, 7) == 350
+
+
+@pytest.mark.engines("sqlite")
 def test_a_writer_that_fails_undoes_only_its_own_writes(db: Database) -> None:
     def grant_then_refuse(conn: Connection) -> int:
         grant(7, 101, "cs_refused")(conn)
