@@ -43,7 +43,7 @@ def save_through_the_dialog(qtbot: Any, panel: Any, path: Path) -> None:
 def test_the_panel_answers_where_are_my_credits_without_secrets(
     qtbot: Any, make_window: Any, stub_backend: BackendProcess, tmp_path: Path,
 ) -> None:
-    window = make_window(stub_backend.url, FakeBrowser("pay"))
+    window = make_window(stub_backend.url, FakeBrowser("pay"), poll=60)  # the hand-off confirms it: no poll due
     email = sign_up(qtbot, window, NON_ASCII_EMAIL.format(os.getpid()))
     purchase = buy_and_pay(qtbot, window)
     token = window.controller.backend.api.token
