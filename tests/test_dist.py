@@ -3,6 +3,7 @@ unchanged: packaging/build_app.py keeps the inputs' hash), then run as a user wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.browser import Browser, browser_fixture  # noqa: F401  (the ``browser`` fixture)
 from tests.helpers.dist import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +131,111 @@ def test_the_installed_package_passes_its_self_test(dist: Path, stub_backend: Ba
     assert os.readlink(root / "usr" / "bin" / "creditdesk") == "/opt/creditdesk/creditdesk"
     lines = self_test(root / "opt" / "creditdesk" / "creditdesk", tmp_path, "--backend", stub_backend.url)
     assert lines[4].startswith(f"backend health: ok ({stub_backend.url}, ")
+
+
+class VirtualDisplay:
+    """Xvfb on a free display: the built app's window, driven from outside its process with xdotool as a user's
+    keyboard would (Qt's offscreen platform takes no input from another process)."""
+
+    def __init__(self, log: Path) -> None:
+        for tool in ("Xvfb", "xdotool"):
+            if shutil.which(tool) is None:
+                pytest.fail(f"{tool} is not installed (apt-get install xvfb xdotool; .ci/run does)")
+        read, write = os.pipe()
+        with log.open("wb") as errors:  # Xvfb says on which display it runs once it is ready
+            self.proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24",
+                                          "-nolisten", "tcp"], pass_fds=(write,), stderr=errors)
+        os.close(write)
+        # Read up to the end of the line, and keep our end open while Xvfb runs: it fails on a write to a closed pipe.
+        self._displayfd = read
+        number = b""
+        while not number.endswith(b"\n"):
+            chunk = os.read(read, 100)
+            if not chunk:
+                break
+            number += chunk
+        assert number.strip().isdigit(), f"Xvfb did not start: {log.read_text()}"
+        self.name = f":{number.decode().strip()}"
+
+    def xdotool(self, *args: str, timeout: float = 60) -> str:
+        try:
+            return subprocess.run(["xdotool", *args], env={"DISPLAY": self.name}, capture_output=True, text=True,
+                                  timeout=timeout, check=True).stdout
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"xdotool {' '.join(args)} did not end within {timeout:g} s") from None
+        except subprocess.CalledProcessError as exc:
+            raise AssertionError(f"xdotool {' '.join(args)} failed: {exc.stderr}") from None
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        os.close(self._displayfd)
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [line for line in (path.read_text() if path.exists() else "").splitlines() if text in line]
+        if found:
+            return found[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never said {text!r}:\n{path.read_text() if path.exists() else '(no file)'}")
+
+
+def test_the_built_app_does_a_whole_purchase(dist: Path, stub_backend: BackendProcess, tmp_path: Path,
+                                             browser: Browser) -> None:
+    """The bundle against a stub backend on loopback: sign up, Ctrl+1, pay on the stub page in headless Chromium,
+    and the app learns of the payment from the page's hand-off."""
+    opened = tmp_path / "opened.txt"
+    launcher = tmp_path / "bin" / "xdg-open"  # the desktop's "open this URL": hands it to the test's Chromium
+    launcher.parent.mkdir()
+    launcher.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> {opened}\n')
+    launcher.chmod(0o755)
+    display = VirtualDisplay(tmp_path / "xvfb.log")
+    env = app_env(tmp_path)
+    env.update({"DISPLAY": display.name, "QT_QPA_PLATFORM": "xcb", "PATH": f"{launcher.parent}:{env['PATH']}",
+                "LANG": "C.UTF-8"})
+    log = tmp_path / "home" / "log" / "creditdesk.log"
+    app = subprocess.Popen([str(dist / "creditdesk" / "creditdesk"), "--backend", stub_backend.url], cwd=tmp_path,
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # A cold start of the bundle on a loaded machine takes seconds.
+        window = display.xdotool("search", "--sync", "--onlyvisible", "--name", "Creditdesk", timeout=120).split()[0]
+        wait_for_line(log, f"backend at {stub_backend.url}", timeout=60)
+        time.sleep(2)  # the sign-in page follows the backend's first answer (the app logs no line for it)
+        display.xdotool("windowfocus", "--sync", window)
+        email = f"bundle-{os.getpid()}-{time.monotonic_ns()}@example.com"
+        display.xdotool("type", "--delay", "10", email)
+        display.xdotool("key", "Return")  # on to the password
+        display.xdotool("type", "--delay", "10", "correct horse battery")
+        display.xdotool("key", "alt+a")  # Create account
+        wait_for_line(log, "signed in as ")
+        for _ in range(6):  # Ctrl+1 buys the first pack once the packs have loaded
+            display.xdotool("key", "ctrl+1")
+            with contextlib.suppress(AssertionError):
+                started = wait_for_line(log, "purchase started: pack=starter", timeout=5)
+                break
+        else:
+            raise AssertionError(f"Ctrl+1 started no purchase:\n{log.read_text()}")
+        session = started.split("session=")[1].split()[0]
+        deadline = time.monotonic() + 20
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        url = opened.read_text().split()[0]
+        assert session in url
+        browser.open(url)
+        browser.wait_for_text("Starter")
+        browser.click("#pay")
+        browser.wait_for_text("Payment received", timeout=20)
+        browser.wait_until(lambda: browser.attribute("#handoff", "data-state") == "told", timeout=10,
+                           message="the hand-off to the app")
+        wait_for_line(log, f"purchase ended: session={session} state=paid")
+        assert "checkout hand-off from the browser: status=paid" in log.read_text()
+        api = Api(stub_backend.url)
+        response = api.post("/api/auth/login", json={"email": email, "password": "correct horse battery"})
+        api.token = response.json()["token"]
+        assert api.balance() == 100
+    finally:
+        app.terminate()
+        app.wait(20)
+        display.close()
