@@ -7,8 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 APP    := $(VENV)/.installed-app
 TOOLS  := $(VENV)/.installed-test
+DIST_TOOLS := $(VENV)/.installed-dist
 
-.PHONY: run backend test test-fast lint bench mutate lock clean
+.PHONY: run backend test test-fast lint bench mutate lock clean dist
 
 $(APP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +65,17 @@ $(MUTATION_STAMP): $(TOOLS)
 mutate: $(MUTATION_STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/mutmut run --max-children 1 $(MUTANTS)
 	$(BIN)/mutmut results
+
+# The standalone app (dist/creditdesk/, PyInstaller, one folder) and its Debian package (dist/creditdesk_*.deb),
+# configured by packaging/build.toml (or CONFIG=...); a build whose inputs have not changed is not made again.
+CONFIG ?= packaging/build.toml
+
+$(DIST_TOOLS): $(APP)
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[dist]"
+	touch $(DIST_TOOLS)
+
+dist: $(DIST_TOOLS)
+	$(BIN)/python packaging/build_app.py --config $(CONFIG)
 
 # Re-pin every package after changing dependencies in pyproject.toml.
 lock:

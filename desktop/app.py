@@ -1,4 +1,4 @@
-"""``creditdesk``: the desktop app; ``creditdesk --diagnostics``; ``creditdesk --version``."""
+"""``creditdesk``: the desktop app; ``creditdesk --diagnostics``; ``--self-test``; ``--version``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from desktop.core import build_config
 from desktop.core.settings import AppPaths, InvalidBackendUrl, resolve_backend_url
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ log = logging.getLogger("desktop")
 def version() -> str:
     from desktop.core.version import package_version
 
-    return package_version("creditdesk") or "unknown"
+    # An installed bundle carries no package metadata: its build baked the version in.
+    return build_config.current().version or package_version("creditdesk") or "unknown"
 
 
 class _VersionAction(argparse.Action):
@@ -41,20 +43,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="use the backend at URL (also CREDITDESK_BACKEND_URL) instead of the bundled one")
     parser.add_argument("--diagnostics", action="store_true",
                         help="print the support diagnostics report as JSON and exit, without a window")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check that this installation can run (offscreen start, Qt plugins, backend, data "
+                             "folder), one line a check; exit 0 when all pass, 1 otherwise")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config = build_config.current()
     try:
-        backend_url = resolve_backend_url(args.backend)
+        backend_url = resolve_backend_url(args.backend, default=config.backend_url)
     except InvalidBackendUrl as exc:
         print(f"creditdesk: {exc}", file=sys.stderr)
+        return 2
+    if args.self_test:
+        return self_test(AppPaths.default(), backend_url, config)
+    if backend_url is None and not config.bundles_backend:
+        print(f"creditdesk: this build of {config.app_name} names no backend and bundles none: start it with "
+              "--backend URL (or set CREDITDESK_BACKEND_URL).", file=sys.stderr)
         return 2
     paths = AppPaths.default().ensure()
     if args.diagnostics:
         return print_diagnostics(paths, backend_url)
     return run_app(paths, backend_url)
+
+
+def self_test(paths: AppPaths, backend_url: str | None, config: build_config.BuildConfig) -> int:
+    """``--self-test``: one line a check on stdout, always offscreen (no window shows); 0 when none failed."""
+    import os
+
+    from desktop.core.self_test import CheckResult, check_backend, check_data_folder, run_checks
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+    def start_offscreen() -> CheckResult:
+        from desktop.qt.platform_check import check_offscreen_start
+
+        return check_offscreen_start()
+
+    def plugins() -> CheckResult:
+        from desktop.qt.platform_check import check_platform_plugins
+
+        return check_platform_plugins()
+
+    frozen = " (installed bundle)" if getattr(sys, "frozen", False) else ""
+    print(f"{config.app_name} {version()} self-test{frozen}: backend {backend_url or config.describe_backend()}",
+          flush=True)
+    # The backend's check (which may start the bundled backend: seconds) runs on a worker, meanwhile the Qt checks
+    # run on the main thread, which never waits on the network.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="creditdesk-self-test") as pool:
+        backend = pool.submit(check_backend, backend_url, config)
+        return run_checks([("start offscreen", start_offscreen), ("qt platform plugins", plugins),
+                           ("data folder", lambda: check_data_folder(paths)), ("backend health", backend.result)],
+                          sys.stdout)
 
 
 def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
@@ -182,6 +226,7 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     from desktop.qt.main_window import app_icon
 
     app.setApplicationName("Creditdesk")
+    app.setApplicationDisplayName(build_config.current().app_name)
     app.setOrganizationName("Creditdesk")
     app.setDesktopFileName("creditdesk")
     app.setWindowIcon(app_icon())

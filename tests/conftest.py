@@ -21,6 +21,7 @@ import keyring.backend
 import pytest
 
 from backend.config import PASSWORD_HASH_PROFILE
+from tests.helpers import dist
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
 from tests.helpers.commands import root_logger_restored
@@ -66,6 +67,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # test that starts a process without being marked, so the fast subset stays honest.
 SPAWNING_FIXTURES = frozenset({"stub_backend", "stub_api", "backend_factory", "stripe_backend", "postgres",
                                "redis_server", "browser", "client"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    dist.start_in_background(session)  # the bundle's build overlaps the suite (tests/test_dist.py)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    dist.stop_background()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,11 +12,28 @@ Blocking for up to ``wait`` seconds: call it on a worker thread.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Mapping
 
 log = logging.getLogger("creditdesk.browser")
 
 _XDG = ("linux", "freebsd", "openbsd", "netbsd", "dragonfly")
+
+
+def system_environment(environ: Mapping[str, str] | None = None, *, frozen: bool | None = None) -> dict[str, str]:
+    """The environment for a system program (the desktop's launcher, the browser): in an installed bundle, whose
+    bootloader put the bundle's libraries first in LD_LIBRARY_PATH, the user's own value again (PyInstaller keeps
+    it in LD_LIBRARY_PATH_ORIG), so that the browser loads the system's libraries and not the bundle's."""
+    env = dict(os.environ if environ is None else environ)
+    if not (getattr(sys, "frozen", False) if frozen is None else frozen):
+        return env
+    original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+    if original:
+        env["LD_LIBRARY_PATH"] = original
+    else:
+        env.pop("LD_LIBRARY_PATH", None)
+    return env
 
 
 def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
@@ -41,7 +58,7 @@ def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
     try:
         process = subprocess.Popen(  # noqa: S603 (the desktop's own launcher, with a URL we were given)
             [launcher, url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, env=system_environment(),
         )
     except OSError as exc:
         log.warning("xdg-open could not be started: %s", exc)

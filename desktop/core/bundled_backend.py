@@ -1,5 +1,7 @@
 """The bundled backend: ``python -m backend serve`` as a child process, in stub payments mode, on a loopback
-port, with its database in the app's data dir. Launched by module name; never imported here.
+port, with its database in the app's data dir. Launched by module name; never imported here. In an installed
+(frozen) bundle, which has no Python to run a module with, it is the bundle's own executable with its hidden
+``--serve-backend`` entry (see packaging/creditdesk_main.py).
 
 It takes the port it had last time when that is free (so that checkout links of purchases in flight keep
 working across restarts), else a free one. Where it runs is written to ``bundled-backend.json`` in the data dir,
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from desktop.core._files import atomic_write_text, tail_lines
+from desktop.core.build_config import SERVE_BACKEND_ARG
 from resources.redaction import redact
 
 if TYPE_CHECKING:  # subprocess and queue load where a start runs (a worker), not with the app's window
@@ -67,7 +70,7 @@ class BundledBackend:
         self.on_exit = on_exit
         self.starts = 0
         self.startup_timeout = startup_timeout
-        self.python = python or sys.executable
+        self.python = python
         self.extra_env = dict(extra_env or {})
         self.url: str | None = None
         self.payments: str | None = None
@@ -97,7 +100,7 @@ class BundledBackend:
 
     def command(self, port: int = 0) -> list[str]:
         # --exit-with-stdin: the backend stops when our end of its stdin closes, so it never outlives the app.
-        return [self.python, "-m", "backend", "serve", "--host", "127.0.0.1", "--port", str(port),
+        return [*backend_launcher(self.python), "serve", "--host", "127.0.0.1", "--port", str(port),
                 "--exit-with-stdin", "--linger", str(LINGER_SECONDS)]
 
     def last_port(self) -> int:
@@ -339,6 +342,14 @@ class BundledBackend:
             self._log = None
 
 
+def backend_launcher(python: str | None = None) -> list[str]:
+    """How this installation runs ``creditdesk-backend``: ``python -m backend`` from source (with ``python``, or
+    the running interpreter), the bundle's own executable with SERVE_BACKEND_ARG when frozen."""
+    if python is None and getattr(sys, "frozen", False):
+        return [sys.executable, SERVE_BACKEND_ARG]
+    return [python or sys.executable, "-m", "backend"]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -360,7 +371,8 @@ def _is_bundled_backend(pid: int, db_path: Path) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
-    return (b"backend" in argv and b"serve" in argv and b"--exit-with-stdin" in argv
+    launched = b"backend" in argv or SERVE_BACKEND_ARG.encode() in argv  # from source, or a frozen bundle
+    return (launched and b"serve" in argv and b"--exit-with-stdin" in argv
             and f"CREDITDESK_DB={db_path}".encode() in environ)
 
 

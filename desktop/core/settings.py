@@ -167,16 +167,18 @@ def validate_backend_url(url: str, source: str = "the backend URL") -> str:
     return value.rstrip("/")
 
 
-def resolve_backend_url(cli_value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The backend to use: ``--backend URL`` wins, then ``CREDITDESK_BACKEND_URL``; None means "start the
-    bundled backend". Raises InvalidBackendUrl for a malformed value."""
+def resolve_backend_url(cli_value: str | None, environ: Mapping[str, str] | None = None,
+                        default: str | None = None) -> str | None:
+    """The backend to use: ``--backend URL`` wins, then ``CREDITDESK_BACKEND_URL``, then ``default`` (the URL an
+    installed app's build configuration gives); None means "start the bundled backend". Raises InvalidBackendUrl
+    for a malformed value."""
     env = os.environ if environ is None else environ
     if cli_value is not None and cli_value.strip():
         return validate_backend_url(cli_value, "--backend")
     from_env = env.get(BACKEND_URL_ENV, "").strip()
     if from_env:
         return validate_backend_url(from_env, BACKEND_URL_ENV)
-    return None
+    return default
 
 
 @dataclass(frozen=True)
