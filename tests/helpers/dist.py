@@ -37,6 +37,7 @@ def start_in_background(session: pytest.Session) -> None:
         return
     if not any(item.nodeid.startswith(TESTS) for item in session.items):
         return
+    LOG.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no build/ yet
     log = LOG.open("wb")
     _background = subprocess.Popen(command(), cwd=ROOT, env=environment(), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
