@@ -72,6 +72,7 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "a label's sum added to": ("a label's sum added", {"user_id": p.user_id, "day": QUARTER[:10],
                                                            "label": "export", "amount": -7}),
         "spend controls": ("spend controls", {"user_id": p.user_id}),
+        "nothing reserved": ("credits reserved by open holds", {"user_id": p.user_id, "open": "open", "now": WHEN}),
         "thresholds, highest first": ("thresholds, highest first", {"user_id": p.user_id}),
         "no user for a token": ("a user by token", {"token_hash": "0" * 64, "now": 1.5}),
         "an event kept": ("an event kept", {"id": "evt_9", "type": "refund.updated", "outcome": "recorded",
