@@ -95,7 +95,7 @@ class Hold:
 
 
 @dataclass(frozen=True)
-class Settlement:
+class SettledHold:
     transaction_id: int | None  # None for a settle of 0, which writes no entry
     spent: int
     released: int
@@ -103,7 +103,7 @@ class Settlement:
 
 
 @dataclass(frozen=True)
-class Release:
+class ReleasedHold:
     released: int
     balance: int
 
@@ -171,7 +171,7 @@ def get(conn: Connection, user_id: int, hold_id: str) -> Hold:
     return Hold.from_row(row)
 
 
-def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datetime) -> Settlement:
+def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datetime) -> SettledHold:
     """Spend ``amount`` (0 up to the hold's) of an open hold, once, and release the rest."""
     if amount < 0:
         raise ValueError("a settle spends zero or more credits")
@@ -181,7 +181,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
         raise AmountAboveHold(amount, hold.amount)
     _close(conn, hold, SETTLED, now, settled_amount=amount)
     if amount == 0:
-        return Settlement(None, 0, hold.amount, balance)
+        return SettledHold(None, 0, hold.amount, balance)
     if amount > balance:  # only where a clawback took reserved credits back: the ledger never goes below zero
         raise InsufficientCredits(balance, amount)
     entry = ledger.post(
@@ -191,15 +191,15 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)
     conn.execute(update(holds).where(h.id == hold.id).values(transaction_id=entry.id))
-    return Settlement(entry.id, amount, hold.amount - amount, entry.balance_after)
+    return SettledHold(entry.id, amount, hold.amount - amount, entry.balance_after)
 
 
-def void(conn: Connection, user_id: int, hold_id: str, now: datetime) -> Release:
+def void(conn: Connection, user_id: int, hold_id: str, now: datetime) -> ReleasedHold:
     """Release all of an open hold, once; the ledger is not touched."""
     balance = ledger.locked_balance(conn, user_id)
     hold = get(conn, user_id, hold_id)
     _close(conn, hold, VOIDED, now)
-    return Release(hold.amount, balance)
+    return ReleasedHold(hold.amount, balance)
 
 
 def _close(conn: Connection, hold: Hold, status: Status, now: datetime, **values: Any) -> None:

@@ -47,12 +47,12 @@ def spend(db: Database, amount: int, key: str, *, now: datetime = T0, user: int 
     return spending.spend(db, user, spending.SpendRequest(amount, key), now=now).balance_after
 
 
-def settle(db: Database, hold_id: str, amount: int, *, now: datetime = T0, user: int = USER) -> holds.Settlement:
+def settle(db: Database, hold_id: str, amount: int, *, now: datetime = T0, user: int = USER) -> holds.SettledHold:
     with db.transaction() as conn:
         return holds.settle(conn, user, hold_id, amount, now)
 
 
-def void(db: Database, hold_id: str, *, now: datetime = T0, user: int = USER) -> holds.Release:
+def void(db: Database, hold_id: str, *, now: datetime = T0, user: int = USER) -> holds.ReleasedHold:
     with db.transaction() as conn:
         return holds.void(conn, user, hold_id, now)
 
@@ -229,11 +229,11 @@ def test_spends_and_holds_take_only_the_available_balance(db: Database) -> None:
     assert spend(db, 34, "s2") == 66
     with pytest.raises(InsufficientCredits):
         hold(db, 1, "c")
-    assert settle(db, a.id, 17) == holds.Settlement(settle_id(db, a.id), 17, 16, 49)
+    assert settle(db, a.id, 17) == holds.SettledHold(settle_id(db, a.id), 17, 16, 49)
     assert figures(db) == (49, 33, 16)
     with pytest.raises(InsufficientCredits):
         spend(db, 17, "s3")
-    assert void(db, b.id) == holds.Release(33, 49)
+    assert void(db, b.id) == holds.ReleasedHold(33, 49)
     assert figures(db) == (49, 0, 49)
     assert spend(db, 49, "s4") == 0
     assert [amount for amount, _, _, _ in spends(db)] == [-49, -17, -34]
@@ -365,7 +365,7 @@ def test_settles_and_voids_racing_on_one_hold_close_it_once(db: Database, replic
         assert len(won) == 1, outcomes
         assert all(isinstance(o, HoldClosed) for o in outcomes if o is not won[0])
         after = stored(db, placed.id)
-        spent = won[0].spent if isinstance(won[0], holds.Settlement) else 0
+        spent = won[0].spent if isinstance(won[0], holds.SettledHold) else 0
         assert (after.status, after.settled_amount or 0) == ("settled" if spent else "voided", spent)
     balance, reserved, _ = figures(db, at(1))
     assert reserved == 0 and balance == 1_000 + sum(amount for amount, _, _, _ in spends(db))
