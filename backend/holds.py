@@ -50,9 +50,20 @@ MAX_LIFETIME = timedelta(hours=24)
 ID_PREFIX = "hold_"
 
 h = holds.c
-# Read by every spend and every new hold: built once.
+# The statements of every spend, hold and settle: built once (building a statement costs more than running it).
 _RESERVED = prepared.hot("credits reserved by open holds", select(func.coalesce(func.sum(h.amount), 0)).where(
     h.user_id == bindparam("user_id"), h.status == bindparam("open"), h.expires_at > bindparam("now")))
+_BY_KEY = prepared.hot("a hold by key", select(holds).where(
+    h.user_id == bindparam("user_id"), h.idempotency_key == bindparam("key")))
+_HOLD = prepared.hot("a hold", select(holds).where(h.id == bindparam("hold_id"), h.user_id == bindparam("user_id")))
+_PLACE = prepared.hot("a hold placed", insert(holds))
+_CLOSE = prepared.hot("a hold closed", update(holds).where(
+    h.id == bindparam("hold_id"), h.status == OPEN, h.expires_at > bindparam("now"),
+).values(status=bindparam("to"), closed_at=bindparam("now"), settled_amount=bindparam("settled"),
+         transaction_id=bindparam("entry")))
+_SWEEP_USER = prepared.hot("a user's expired holds written down", update(holds).where(
+    h.user_id == bindparam("of_user"), h.status == OPEN, h.expires_at <= bindparam("now"),
+).values(status=EXPIRED, closed_at=h.expires_at))
 
 
 @dataclass(frozen=True)
@@ -142,8 +153,7 @@ def place(
     if not timedelta(0) < lifetime <= MAX_LIFETIME:
         raise ValueError(f"a hold lives at most {MAX_LIFETIME}")
     balance = ledger.locked_balance(conn, user_id)
-    row = conn.execute(
-        select(holds).where(h.user_id == user_id, h.idempotency_key == idempotency_key)).mappings().first()
+    row = prepared.run(conn, _BY_KEY, {"user_id": user_id, "key": idempotency_key}).first()
     if row is not None:
         if row["fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key)
@@ -159,13 +169,13 @@ def place(
         expires_at=iso_utc(now + lifetime), closed_at=None, settled_amount=None, transaction_id=None,
         available_after=available - amount,
     )
-    conn.execute(insert(holds).values(**asdict(hold)))
+    prepared.run(conn, _PLACE, asdict(hold))
     return hold, True
 
 
 def get(conn: Connection, user_id: int, hold_id: str) -> Hold:
     """The user's hold ``hold_id``; UnknownHold for another user's or none."""
-    row = conn.execute(select(holds).where(h.id == hold_id, h.user_id == user_id)).mappings().first()
+    row = prepared.run(conn, _HOLD, {"hold_id": hold_id, "user_id": user_id}).first()
     if row is None:
         raise UnknownHold(hold_id)
     return Hold.from_row(row)
@@ -176,11 +186,11 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     if amount < 0:
         raise ValueError("a settle spends zero or more credits")
     balance = ledger.locked_balance(conn, user_id)
-    hold = get(conn, user_id, hold_id)
+    hold = _open(conn, user_id, hold_id, now)
     if amount > hold.amount:
         raise AmountAboveHold(amount, hold.amount)
-    _close(conn, hold, SETTLED, now, settled_amount=amount)
     if amount == 0:
+        _close(conn, hold, SETTLED, now, settled=0)
         return SettledHold(None, 0, hold.amount, balance)
     if amount > balance:  # only where a clawback took reserved credits back: the ledger never goes below zero
         raise InsufficientCredits(balance, amount)
@@ -190,24 +200,32 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     )
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)
-    conn.execute(update(holds).where(h.id == hold.id).values(transaction_id=entry.id))
+    _close(conn, hold, SETTLED, now, settled=amount, entry=entry.id)  # raising, it takes the entry back with it
     return SettledHold(entry.id, amount, hold.amount - amount, entry.balance_after)
 
 
 def void(conn: Connection, user_id: int, hold_id: str, now: datetime) -> ReleasedHold:
     """Release all of an open hold, once; the ledger is not touched."""
     balance = ledger.locked_balance(conn, user_id)
-    hold = get(conn, user_id, hold_id)
+    hold = _open(conn, user_id, hold_id, now)
     _close(conn, hold, VOIDED, now)
     return ReleasedHold(hold.amount, balance)
 
 
-def _close(conn: Connection, hold: Hold, status: Status, now: datetime, **values: Any) -> None:
-    moment = iso_utc(now)
-    changed = conn.execute(
-        update(holds).where(h.id == hold.id, h.status == OPEN, h.expires_at > moment)
-        .values(status=status, closed_at=moment, **values)
-    ).rowcount
+def _open(conn: Connection, user_id: int, hold_id: str, now: datetime) -> Hold:
+    """The hold, read under the user's balance lock (which every transition takes first); HoldClosed unless open."""
+    hold = get(conn, user_id, hold_id)
+    if hold.status_at(now) != OPEN:
+        raise HoldClosed(hold.id, hold.status_at(now))
+    return hold
+
+
+def _close(conn: Connection, hold: Hold, status: Status, now: datetime, *, settled: int | None = None,
+           entry: int | None = None) -> None:
+    """The transition itself: the row changes only if it is still open and unexpired, whatever was read before
+    (a sweep does not take the balance lock); otherwise HoldClosed, and the caller's transaction rolls back."""
+    changed = prepared.run(conn, _CLOSE, {"hold_id": hold.id, "now": iso_utc(now), "to": status,
+                                          "settled": settled, "entry": entry}).rowcount
     if changed != 1:
         raise HoldClosed(hold.id, get(conn, hold.user_id, hold.id).status_at(now))
 
@@ -215,10 +233,10 @@ def _close(conn: Connection, hold: Hold, status: Status, now: datetime, **values
 def sweep(conn: Connection, now: datetime, user_id: int | None = None) -> int:
     """Write down the expiry of every open hold past ``expires_at`` (of one user, or all), once each: ``closed_at``
     is the instant it expired. Returns how many it marked."""
-    where = [h.status == OPEN, h.expires_at <= iso_utc(now)]
     if user_id is not None:
-        where.append(h.user_id == user_id)
-    return int(conn.execute(update(holds).where(*where).values(status=EXPIRED, closed_at=h.expires_at)).rowcount)
+        return prepared.run(conn, _SWEEP_USER, {"of_user": user_id, "now": iso_utc(now)}).rowcount
+    return int(conn.execute(update(holds).where(h.status == OPEN, h.expires_at <= iso_utc(now))
+                            .values(status=EXPIRED, closed_at=h.expires_at)).rowcount)
 
 
 def recent(conn: Connection, user_id: int, *, limit: int = 50) -> list[Hold]:
