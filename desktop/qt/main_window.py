@@ -255,6 +255,7 @@ class MainWindow(QMainWindow):
         c.session.signedOut.connect(self._signed_out)
         c.session.authFailed.connect(self._auth_failed)
         c.figures.balanceChanged.connect(self._balance_changed)
+        c.figures.reservedChanged.connect(self._reserved_changed)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
         c.workers.errorOccurred.connect(self._show_error)
@@ -357,6 +358,9 @@ class MainWindow(QMainWindow):
 
     def _balance_changed(self, balance: int) -> None:
         self.account.set_balance(balance)
+
+    def _reserved_changed(self, reserved: int) -> None:
+        self.account.set_reserved(reserved)
 
     def _history_changed(self, rows: list[Transaction], more: bool) -> None:
         self.account.set_history(rows, more)
