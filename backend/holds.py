@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, literal, select, update
 
 from backend import ledger, prepared
 from backend.db import iso_utc
@@ -48,6 +48,7 @@ STATUSES: tuple[Status, ...] = (OPEN, SETTLED, VOIDED, EXPIRED)
 DEFAULT_LIFETIME = timedelta(minutes=15)
 MAX_LIFETIME = timedelta(hours=24)
 ID_PREFIX = "hold_"
+SETTLE_FINGERPRINT = "hold:"  # a settle's spend entry's fingerprint is this and the hold's id: no request digests so
 
 h = holds.c
 # The statements of every spend, hold and settle: built once (building a statement costs more than running it).
@@ -196,7 +197,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
         raise InsufficientCredits(balance, amount)
     entry = ledger.post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=hold.id, description=hold.description,
-        fingerprint=f"hold:{hold.id}", feature=hold.feature, created_at=iso_utc(now),
+        fingerprint=SETTLE_FINGERPRINT + hold.id, feature=hold.feature, created_at=iso_utc(now),
     )
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)
@@ -256,7 +257,8 @@ def open_holds(conn: Connection, user_id: int, now: datetime) -> list[Hold]:
 def problems(conn: Connection, now: datetime) -> list[str]:
     """Every way the holds disagree with the ledger, as sentences (for ``creditdesk-backend check``): a hold open
     past its expiry (after a sweep there is none), a settled hold whose spend entry is missing or of another amount,
-    a hold that spent nothing with a spend entry all the same."""
+    a hold that spent nothing with a spend entry all the same. A settle's entry is known by its fingerprint
+    (``hold:<id>``): a spend whose own idempotency key happens to be a hold's id is not taken for it."""
     found: list[str] = []
     moment = iso_utc(now)
     for (hold_id, expires_at) in conn.execute(
@@ -264,7 +266,8 @@ def problems(conn: Connection, now: datetime) -> list[str]:
     ):
         found.append(f"hold {hold_id}: open past its expiry at {expires_at}")
     e = ledger_entries.c
-    joined = holds.outerjoin(ledger_entries, and_(e.user_id == h.user_id, e.type == "spend", e.reference == h.id))
+    joined = holds.outerjoin(ledger_entries, and_(e.user_id == h.user_id, e.type == "spend", e.reference == h.id,
+                                                  e.fingerprint == literal(SETTLE_FINGERPRINT) + h.id))
     rows = conn.execute(
         select(h.id, h.amount, h.status, h.settled_amount, h.transaction_id, e.id.label("entry_id"),
                e.amount.label("entry_amount")).select_from(joined).order_by(h.created_at, h.id)

@@ -96,13 +96,15 @@ def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | No
     """Reserve credits once per idempotency key, under the same rules as a spend; raises the refusal otherwise.
     Expired holds of the user are written down as expired on the way (:func:`backend.holds.sweep`)."""
 
+    lifetime = holds.DEFAULT_LIFETIME if request.expires_in is None else request.expires_in
+
     def act(conn: Connection, moment: datetime, reserved: int, check: Callable[[int], None]
             ) -> tuple[holds.Hold, bool]:
         holds.sweep(conn, moment, user_id)
         return holds.place(
             conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
             fingerprint=request.fingerprint, description=request.description, feature=request.feature,
-            lifetime=request.expires_in or holds.DEFAULT_LIFETIME, now=moment, reserved_now=reserved, check=check,
+            lifetime=lifetime, now=moment, reserved_now=reserved, check=check,
         )
 
     return _under_controls(db, user_id, request, now, act)

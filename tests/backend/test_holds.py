@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from backend import holds, ledger, spend_controls, spending
+from backend import alerts, holds, ledger, spend_controls, spending
 from backend.db import Database, iso_utc
 from backend.errors import (
     AmountAboveHold,
@@ -337,6 +337,106 @@ def test_check_finds_a_settled_hold_whose_entry_disagrees(db: Database) -> None:
     ])
     with db.transaction() as conn:  # put back, for the fixture's own check
         conn.execute(text("DELETE FROM holds"))
+
+
+def test_check_finds_every_kind_of_disagreement(db: Database) -> None:
+    grant(db, 100)
+    made = {name: hold(db, 10, name) for name in ("strange", "no_amount", "too_much", "zero_with_entry", "voided")}
+    for name in ("too_much", "zero_with_entry", "voided"):
+        settle(db, made[name].id, 4)
+    spend(db, 3, made["strange"].id)  # a spend whose own key is a hold's id is no settle of it: no problem
+    assert problems(db, T0) == []
+    assert problems(db, at(15)) == [f"hold {hold.id}: open past its expiry at {iso_utc(at(15))}"
+                                    for hold in made.values() if stored(db, hold.id).status == "open"]
+    tampered = {"strange": "status = 'lost'", "no_amount": "status = 'settled'", "too_much": "amount = 3",
+                "zero_with_entry": "settled_amount = 0", "voided": "status = 'voided'"}
+    with db.transaction() as conn:
+        for name, change in tampered.items():
+            conn.execute(text(f"UPDATE holds SET {change} WHERE id = :id"), {"id": made[name].id})  # noqa: S608
+    entry = {name: settle_id(db, made[name].id) for name in made}
+    assert sorted(problems(db, T0)) == sorted([
+        f"hold {made['strange'].id}: unknown status 'lost'",
+        f"hold {made['no_amount'].id}: settled without a settled amount",
+        f"hold {made['too_much'].id}: settled for 4 of 3",
+        f"hold {made['zero_with_entry'].id}: settled with nothing spent, yet spend entry {entry['zero_with_entry']} "
+        "names it",
+        f"hold {made['voided'].id}: voided with nothing spent, yet spend entry {entry['voided']} names it",
+    ])
+    with db.transaction() as conn:  # put back, for the fixture's own check
+        conn.execute(text("DELETE FROM holds"))
+
+
+def test_the_listing_says_each_holds_state_and_what_it_spent_and_released(db: Database) -> None:
+    grant(db, 100)
+    placed = {name: hold(db, 10 + n, name, now=at(n)) for n, name in enumerate(("open", "settled", "voided", "old"))}
+    settle(db, placed["settled"].id, 4, now=at(5))
+    void(db, placed["voided"].id, now=at(5))
+    now = at(15.5)  # "open" (placed at 0) has expired, unswept; "old" (placed at 3) is open
+    with db.read() as conn:
+        listed = [h.as_json(now) for h in holds.recent(conn, USER, limit=10)]
+        still_open = holds.open_holds(conn, USER, now)
+        assert [h.id for h in holds.recent(conn, USER, limit=2)] == [placed["old"].id, placed["voided"].id]
+    assert [(h["id"], h["status"], h["spent"], h["released"], h["closedAt"]) for h in listed] == [
+        (placed["old"].id, "open", None, None, None),
+        (placed["voided"].id, "voided", 0, 12, iso_utc(at(5))),
+        (placed["settled"].id, "settled", 4, 7, iso_utc(at(5))),
+        (placed["open"].id, "expired", 0, 10, iso_utc(at(15))),
+    ]
+    assert listed[2] == {
+        "id": placed["settled"].id, "amount": 11, "status": "settled", "description": "Render", "feature": "render",
+        "createdAt": iso_utc(at(1)), "expiresAt": iso_utc(at(16)), "closedAt": iso_utc(at(5)), "spent": 4,
+        "released": 7, "transactionId": settle_id(db, placed["settled"].id)}
+    assert [h.id for h in still_open] == [placed["old"].id]
+
+
+def test_a_settle_is_one_spend_at_the_instant_of_the_settle(db: Database) -> None:
+    grant(db, 100)
+    placed = hold(db, 10, "k", description="Transcribe", feature="audio")
+    done = settle(db, placed.id, 0, now=at(2))
+    assert done == holds.SettledHold(None, 0, 10, 100)
+    other = hold(db, 10, "k2")
+    done = settle(db, other.id, 9, now=at(3))
+    with db.read() as conn:
+        (entry,) = [e for e in ledger.history(conn, USER, limit=10)[0] if e.type == "spend"]
+    assert (entry.id, entry.amount, entry.created_at, entry.reference) == (done.transaction_id, -9, iso_utc(at(3)),
+                                                                           other.id)
+    assert done == holds.SettledHold(entry.id, 9, 1, 91)
+
+
+def test_a_transition_that_finds_the_hold_closed_changes_nothing(db: Database) -> None:
+    """The conditional UPDATE itself (what decides when a sweep or another replica closed the hold after it was
+    read): a hold read open, then closed, is not closed again."""
+    grant(db, 100)
+    placed = hold(db, 10, "k")
+    void(db, placed.id)
+    with pytest.raises(HoldClosed) as refused, db.transaction() as conn:
+        holds._close(conn, placed, "settled", T0, settled=10)
+    assert (refused.value.hold_id, refused.value.status) == (placed.id, "voided")
+    assert stored(db, placed.id).status == "voided" and stored(db, placed.id).settled_amount is None
+
+
+def test_a_hold_of_exactly_the_available_balance_is_placed(db: Database) -> None:
+    grant(db, 100)
+    hold(db, 37, "a")
+    with pytest.raises(InsufficientCredits) as refused:
+        hold(db, 64, "b")
+    assert (refused.value.balance, refused.value.amount, refused.value.reserved) == (100, 64, 37)
+    assert hold(db, 63, "c").available_after == 0
+    with pytest.raises(ValueError, match="positive"):
+        hold(db, 0, "d")
+    with pytest.raises(ValueError, match="at most"):
+        hold(db, 1, "e", lifetime=timedelta(0))
+
+
+def test_a_hold_that_brings_a_cap_to_80_percent_alerts_once(db: Database) -> None:
+    grant(db, 1_000)
+    with db.transaction() as conn:
+        spend_controls.update_controls(conn, USER, {"caps.day": 100})
+    hold(db, 80, "k")
+    hold(db, 80, "k")  # the same hold again: no second alert
+    with db.read() as conn:
+        kinds = [a.kind for a in alerts.page(conn, USER, unread_only=False, limit=50)[0]]
+    assert kinds.count("cap_80") == 1
 
 
 # -- races -----------------------------------------------------------------------------------------------------------
