@@ -387,6 +387,11 @@ def test_the_listing_says_each_holds_state_and_what_it_spent_and_released(db: Da
         "createdAt": iso_utc(at(1)), "expiresAt": iso_utc(at(16)), "closedAt": iso_utc(at(5)), "spent": 4,
         "released": 7, "transactionId": settle_id(db, placed["settled"].id)}
     assert [h.id for h in still_open] == [placed["old"].id]
+    grant(db, 100, "cs_2", user=12)
+    hold(db, 5, "theirs", user=12, now=at(3))
+    with db.read() as conn:  # one user's, until the instant they expire
+        assert [h.id for h in holds.open_holds(conn, USER, at(18) - timedelta(milliseconds=1))] == [placed["old"].id]
+        assert holds.open_holds(conn, USER, at(18)) == []
 
 
 def test_a_settle_is_one_spend_at_the_instant_of_the_settle(db: Database) -> None:
