@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from tabulate import tabulate
 
-from backend import ledger, migrations, reconcile, support, webhooks
+from backend import holds, ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
 from backend.errors import AdjustmentBelowZero, MalformedEvent, NoDatabase, UnknownEvent
@@ -104,6 +105,9 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
     if as_json:
         _print_json({
             "user": report.user.as_json(), "balance": report.balance,
+            "reserved": report.reserved, "available": report.balance - report.reserved,
+            "openHolds": [{**hold.as_json(report.as_of), "idempotencyKey": hold.idempotency_key}
+                          for hold in report.open_holds],
             "orders": [{
                 "id": o.id, "sessionId": o.session_id, "pack": o.pack_id, "amount": o.amount, "currency": o.currency,
                 "status": o.status, "creditsGranted": o.credits_granted, "creditsClawedBack": o.credits_clawed_back,
@@ -122,6 +126,12 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
         return 0
     show(f"Account {report.user.id}  {report.user.email}")
     show(f"Balance {report.balance} credits")
+    if report.open_holds:
+        show(f"Reserved by {len(report.open_holds)} open hold(s) {report.reserved} credits, available "
+             f"{report.balance - report.reserved}")
+        print(_table([[hold.id, hold.amount, hold.created_at, hold.expires_at, hold.feature or "", hold.description,
+                       hold.idempotency_key] for hold in report.open_holds],
+                     ["hold", "credits", "placed", "expires", "feature", "description", "idempotency key"]))
     show()
     show("Orders, newest first")
     print(_table([[o.id, o.session_id, o.pack_id, _money(o.amount, o.currency), _paid(o), o.status,
@@ -263,8 +273,16 @@ def run_reconcile(settings: Settings, since_text: str, *, as_json: bool, public_
 
 
 def check(settings: Settings) -> int:
-    with database(settings) as db, db.read() as conn:
-        problems = ledger.check_invariants(conn)
+    """The ledger's invariants, and the holds' agreement with it once the holds past their expiry are written down
+    as expired (the one thing ``check`` writes; every read treats them so already)."""
+    with database(settings) as db:
+        now = datetime.now(UTC)
+        with db.transaction() as conn:
+            swept = holds.sweep(conn, now)
+        with db.read() as conn:
+            problems = ledger.check_invariants(conn) + holds.problems(conn, now)
+    if swept:
+        show(f"{swept} hold(s) past their expiry marked expired")
     for problem in problems:
         show(problem)
     show("the ledger adds up" if not problems else f"{len(problems)} problem(s)")

@@ -119,14 +119,57 @@ class MalformedSession(CreditdeskError, ValueError):
 
 
 class InsufficientCredits(CreditdeskError):
-    def __init__(self, balance: int, amount: int) -> None:
-        super().__init__(f"a spend of {amount} credits needs more than the balance of {balance}")
+    """``amount`` is more than the credits available: the balance less what open holds reserve."""
+
+    def __init__(self, balance: int, amount: int, reserved: int = 0) -> None:
+        super().__init__(f"a spend of {amount} credits needs more than the {balance - reserved} available "
+                         f"(balance {balance}, {reserved} reserved)")
         self.balance = balance
         self.amount = amount
+        self.reserved = reserved
+
+    @property
+    def available(self) -> str:
+        """What the answer's message says is there to spend."""
+        if self.reserved:
+            return (f"{self.balance - self.reserved} are available (a balance of {self.balance}, of which "
+                    f"{self.reserved} are reserved by open holds)")
+        return f"the balance is {self.balance}"
 
 
 class IdempotencyConflict(CreditdeskError):
     """The idempotency key was used before for a different request."""
+
+
+# --- holds ------------------------------------------------------------------------------------------
+
+
+class UnknownHold(CreditdeskError):
+    """No hold with that id belongs to the signed-in user."""
+
+
+class HoldClosed(CreditdeskError):
+    """The hold is no longer open (settled, voided or expired): each of its transitions happens once."""
+
+    def __init__(self, hold_id: str, status: str) -> None:
+        super().__init__(f"hold {hold_id} is {status}")
+        self.hold_id = hold_id
+        self.status = status
+
+    def details(self) -> dict[str, object]:
+        return {"holdId": self.hold_id, "status": self.status}
+
+
+class AmountAboveHold(CreditdeskError):
+    """A settle for more than the hold reserved."""
+
+    def __init__(self, amount: int, held: int) -> None:
+        super().__init__(f"a settle of {amount} is above the hold's {held}")
+        self.amount = amount
+        self.held = held
+
+    def details(self) -> dict[str, object]:
+        return {"amount": self.amount, "held": self.held}
 
 
 # --- spend controls ---------------------------------------------------------------------------------

@@ -116,13 +116,16 @@ def spend(
     feature: str | None = None,
     check: Callable[[int], None] | None = None,
     created_at: str | None = None,
+    reserved: int = 0,
 ) -> tuple[Entry, bool]:
     """Spend ``amount`` credits once per idempotency key; returns the entry and whether it is new.
 
     A key seen before with the same ``fingerprint`` (a digest of the request) answers with the
     first spend and takes nothing more; with another fingerprint it raises IdempotencyConflict.
-    ``check`` (the user's spend controls) is called with the locked balance once the key is known to
-    be new and the balance to cover the spend, before anything is written; it refuses by raising.
+    A spend takes only what is available: the locked balance less ``reserved``, the credits that open
+    holds keep for themselves (:func:`backend.holds.reserved`, counted by the caller under the same lock).
+    ``check`` (the user's spend controls) is called with that available balance once the key is known to
+    be new and the available balance to cover the spend, before anything is written; it refuses by raising.
     """
     if amount <= 0:
         raise ValueError("a spend takes a positive number of credits")
@@ -132,10 +135,10 @@ def spend(
         if existing["fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key)
         return Entry.from_row(existing), False
-    if amount > current:
-        raise InsufficientCredits(current, amount)
+    if amount > current - reserved:
+        raise InsufficientCredits(current, amount, reserved)
     if check is not None:
-        check(current)
+        check(current - reserved)
     entry = post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=idempotency_key,
         description=description, fingerprint=fingerprint, feature=feature, created_at=created_at,

@@ -358,3 +358,30 @@ support_reports = Table(
     Column("report", Text, nullable=False),
     Index("idx_support_reports_user_id_created_at", "user_id", "created_at"),
 )
+
+
+# Holds: credits reserved for an operation whose cost is known once it has run (issue 19). ``open`` until settled
+# (``settled_amount`` spent by the ``spend`` entry ``transaction_id``, whose reference is the hold's id), voided, or
+# expired at ``expires_at``; a hold open past ``expires_at`` is released already, whether or not a sweep has marked it.
+# ``available_after`` is what its first answer said was left, so that a repeated key answers as the first time.
+holds = Table(
+    "holds", metadata,
+    Column("id", Text, primary_key=True),  # hold_...
+    Column("user_id", Id, nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("status", Text, nullable=False),  # open, settled, voided, expired
+    Column("idempotency_key", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("feature", Text),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("closed_at", Text),
+    Column("settled_amount", Amount),
+    Column("transaction_id", Id),
+    Column("available_after", Amount, nullable=False),
+    Index("idx_holds_user_id_idempotency_key", "user_id", "idempotency_key", unique=True),
+    Index("idx_holds_user_id_status_expires_at", "user_id", "status", "expires_at"),
+    Index("idx_holds_status_expires_at", "status", "expires_at"),
+    Index("idx_holds_user_id_created_at", "user_id", "created_at"),
+)

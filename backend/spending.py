@@ -1,16 +1,22 @@
-"""Spending credits under the user's spend controls, all in the spend's own transaction.
+"""Spending credits, and reserving them with holds, under the user's spend controls, all in one transaction each.
 
-The order of the checks, once the user's balance row is locked (so that concurrent spends of one user are
-checked one after the other, on SQLite and on PostgreSQL alike):
+A spend (:func:`spend`) and a hold (:func:`hold`, :mod:`backend.holds`) go through the same checks, in this order,
+once the user's balance row is locked (so that concurrent spends and holds of one user are checked one after the
+other, on SQLite and on PostgreSQL alike):
 
-1. a repeated idempotency key answers as the first time did (nothing is checked again, nothing spent);
-2. the balance must cover the spend (402 ``insufficient_credits``);
-3. no cap may be exceeded: the spend plus what is already spent in the period (403 ``spend_cap_reached``,
-   naming the cap that resets last, since waiting for the others would not be enough);
-4. a spend above the "confirm above" threshold needs a confirmation token, good once for this amount and
+1. a repeated idempotency key answers as the first time did (nothing is checked again, nothing spent or held);
+2. the available balance must cover the amount: the balance less what open holds reserve
+   (402 ``insufficient_credits``);
+3. no cap may be exceeded: the amount plus what is already used in the period (403 ``spend_cap_reached``,
+   naming the cap that resets last, since waiting for the others would not be enough). What is used is what
+   was spent in the period plus what open holds reserve now: a hold counts against every cap as if it were
+   spent now, until it is settled (then its spend entry counts, in the period of the settle), voided or
+   expired (then it counts no more). So a cap holds whatever the holds settle for;
+4. an amount above the "confirm above" threshold needs a confirmation token, good once for this amount and
    key (428 ``confirmation_required`` hands one out).
 
-A refusal writes no ledger entry; what it does write (the cap's alert, the confirmation token) commits.
+A refusal writes no ledger entry and no hold; what it does write (the cap's alert, the confirmation token)
+commits. Settling a hold is not checked again: its credits and its place under the caps were reserved.
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Connection, delete, insert, or_, update
 
-from backend import alerts, entries, ledger, periods, spend_controls
+from backend import alerts, entries, holds, ledger, periods, spend_controls
 from backend.db import Database, iso_utc
 from backend.errors import ConfirmationRequired, SpendCapReached
 from backend.periods import PERIODS
 from backend.schema import spend_confirmations
 
 CONFIRMATION_TTL = timedelta(minutes=15)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,25 +60,71 @@ class SpendRequest:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class HoldRequest(SpendRequest):
+    """A hold's request: a spend's, and how long the hold lives (``None``: :data:`backend.holds.DEFAULT_LIFETIME`)."""
+
+    expires_in: timedelta | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        parts: list[object] = [self.amount, self.description, self.feature,
+                               None if self.expires_in is None else self.expires_in.total_seconds()]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+# What a spend or a hold does once its controls are loaded: (conn, moment, reserved, check) -> (result, new).
+Act = Callable[[Connection, datetime, int, Callable[[int], None]], tuple[T, bool]]
+
+
 def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | None = None) -> entries.Entry:
-    """Spend once per idempotency key, within the user's controls; raises the refusal otherwise."""
+    """Spend once per idempotency key, within the available balance and the user's controls; raises the refusal
+    otherwise."""
+
+    def act(conn: Connection, moment: datetime, reserved: int, check: Callable[[int], None]
+            ) -> tuple[entries.Entry, bool]:
+        return ledger.spend(
+            conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
+            description=request.description, fingerprint=request.fingerprint, feature=request.feature,
+            check=check, created_at=iso_utc(moment), reserved=reserved,
+        )
+
+    return _under_controls(db, user_id, request, now, act)
+
+
+def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | None = None) -> holds.Hold:
+    """Reserve credits once per idempotency key, under the same rules as a spend; raises the refusal otherwise.
+    Expired holds of the user are written down as expired on the way (:func:`backend.holds.sweep`)."""
+
+    lifetime = holds.DEFAULT_LIFETIME if request.expires_in is None else request.expires_in
+
+    def act(conn: Connection, moment: datetime, reserved: int, check: Callable[[int], None]
+            ) -> tuple[holds.Hold, bool]:
+        holds.sweep(conn, moment, user_id)
+        return holds.place(
+            conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
+            fingerprint=request.fingerprint, description=request.description, feature=request.feature,
+            lifetime=lifetime, now=moment, reserved_now=reserved, check=check,
+        )
+
+    return _under_controls(db, user_id, request, now, act)
+
+
+def _under_controls(db: Database, user_id: int, request: SpendRequest, now: datetime | None, act: Act[T]) -> T:
     refusal: SpendCapReached | ConfirmationRequired | None = None
     with db.transaction() as conn:
         ledger.locked_balance(conn, user_id)  # first, so that ``moment`` is when this spend's turn came
         moment = now or datetime.now(UTC)
+        reserved = holds.reserved(conn, user_id, moment)
         controls = spend_controls.load(conn, user_id)
         counted: list[spend_controls.PeriodUse] = []
 
-        def check(balance: int) -> None:
-            counted.extend(_check_caps(conn, user_id, request, controls, moment))
-            _check_confirmation(conn, user_id, request, controls, balance, moment)
+        def check(available: int) -> None:
+            counted.extend(_check_caps(conn, user_id, request, controls, moment, reserved))
+            _check_confirmation(conn, user_id, request, controls, available, moment)
 
         try:
-            entry, new = ledger.spend(
-                conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
-                description=request.description, fingerprint=request.fingerprint, feature=request.feature,
-                check=check, created_at=iso_utc(moment),
-            )
+            result, new = act(conn, moment, reserved, check)
         except (SpendCapReached, ConfirmationRequired) as exc:
             refusal = exc  # nothing is in the ledger; the refusal's own rows commit below
         else:
@@ -80,11 +135,11 @@ def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | 
                                         used=use.used + request.amount, window=use.window)
     if refusal is not None:
         raise refusal
-    return entry
+    return result
 
 
 def _check_caps(conn: Connection, user_id: int, request: SpendRequest, controls: spend_controls.Controls,
-                now: datetime) -> list[spend_controls.PeriodUse]:
+                now: datetime, reserved: int) -> list[spend_controls.PeriodUse]:
     counted: list[spend_controls.PeriodUse] = []
     over: list[spend_controls.PeriodUse] = []
     for period in PERIODS:
@@ -92,7 +147,8 @@ def _check_caps(conn: Connection, user_id: int, request: SpendRequest, controls:
         if cap is None:
             continue
         window = periods.window(period, now, controls.zone)
-        use = spend_controls.PeriodUse(period, cap, spend_controls.spent(conn, user_id, window), window)
+        used = spend_controls.spent(conn, user_id, window) + reserved  # open holds count as spent now
+        use = spend_controls.PeriodUse(period, cap, used, window)
         counted.append(use)
         if use.used + request.amount > cap:
             over.append(use)

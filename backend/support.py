@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import accounts, ledger, orders, support_reports
+from backend import accounts, holds, ledger, orders, support_reports
 from backend.accounts import User
 from backend.db import Database
 from backend.entries import Entry
@@ -76,6 +77,9 @@ class UserReport:
     events: list[StoredEvent]
     notes: dict[int, str] = field(default_factory=dict)  # support's notes on adjustments, by entry id
     reports: list[SupportReport] = field(default_factory=list)  # what the user sent from Help, newest first
+    open_holds: list[holds.Hold] = field(default_factory=list)  # the open ones: what they reserve is not available
+    reserved: int = 0
+    as_of: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the holds were read
 
 
 def _user(conn: Connection, email: str) -> User:
@@ -95,10 +99,13 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
         rows = conn.execute(sa.select(adjustment_notes.c.entry_id, adjustment_notes.c.note)
                             .where(adjustment_notes.c.entry_id.in_(adjusted))).all() if adjusted else []
         notes = {int(row.entry_id): str(row.note) for row in rows}
+        now = datetime.now(UTC)
+        held = holds.open_holds(conn, user.id, now)
         return UserReport(
             user=user, balance=ledger.balance(conn, user.id), orders=found, entries=recent,
             events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
-            notes=notes, reports=support_reports.recent(conn, user.id, reports),
+            notes=notes, reports=support_reports.recent(conn, user.id, reports), open_holds=held,
+            reserved=sum(hold.amount for hold in held), as_of=now,
         )
 
 

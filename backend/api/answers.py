@@ -204,6 +204,46 @@ class SpendAnswer(Json):
     balance: int
 
 
+class HoldAnswer(Json):
+    id: str
+    amount: int
+    status: Literal["open"] = Field(description="Always open: a repeated key answers as the first time did.")
+    expiresAt: str
+    available: int = Field(description="The balance less what open holds reserve, this hold included, then.")
+
+
+class SettleAnswer(Json):
+    transactionId: int | None = Field(description="The spend entry; null for a settle of 0, which spends nothing.")
+    spent: int
+    released: int
+    balance: int
+
+
+class VoidAnswer(Json):
+    released: int
+    balance: int
+
+
+class HoldJson(Json):
+    id: str
+    amount: int
+    status: Literal["open", "settled", "voided", "expired"]
+    description: str
+    feature: str | None
+    createdAt: str
+    expiresAt: str
+    closedAt: str | None = Field(description="When it was settled or voided, or expired; null while open.")
+    spent: int | None = Field(description="What its settle spent (0 for a void or an expiry); null while open.")
+    released: int | None = Field(description="What it gave back to the available balance; null while open.")
+    transactionId: int | None = Field(description="The spend entry of its settle, if it spent anything.")
+
+
+class HoldsAnswer(Json):
+    holds: list[HoldJson]
+    reserved: int = Field(description="What the open holds reserve now.")
+    available: int = Field(description="The balance less what the open holds reserve.")
+
+
 # -- spend controls, alerts, usage ----------------------------------------------------------------------------
 
 class CapsJson(Json):

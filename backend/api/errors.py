@@ -72,7 +72,15 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
         503, "payment_provider_unavailable",
         "The payment provider gave an answer we cannot use; nothing was charged. " + TRY_AGAIN),
     errors.InsufficientCredits: Answer(402, "insufficient_credits",
-                                       "This needs {exc.amount} credits and the balance is {exc.balance}."),
+                                       "This needs {exc.amount} credits and {exc.available}."),
+    errors.UnknownHold: Answer(404, "unknown_hold", "No hold with that id belongs to this account."),
+    errors.HoldClosed: Answer(
+        409, "hold_closed",
+        "This hold is {exc.status}: a hold is settled or voided once, while it is open, and an expired hold has "
+        "released its credits."),
+    errors.AmountAboveHold: Answer(
+        422, "amount_above_hold",
+        "A hold is settled for at most what it reserved: {exc.amount} is more than its {exc.held} credits."),
     errors.IdempotencyConflict: Answer(409, "idempotency_key_reused",
                                        "This idempotency key was already used for a different spend."),
     errors.SpendCapReached: Answer(

@@ -63,6 +63,18 @@ class SpendBody(Body):
     confirmationToken: Token | None = None
 
 
+class HoldBody(SpendBody):
+    expiresInSeconds: Annotated[int, Field(ge=1, le=24 * 3600)] | None = None
+
+
+class SettleBody(Body):
+    amount: Annotated[int, Field(ge=0, le=MAX_CREDITS)]
+
+
+class VoidBody(Body):
+    pass
+
+
 class CapsBody(Body):
     day: Credits | None = None
     week: Credits | None = None

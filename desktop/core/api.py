@@ -42,6 +42,7 @@ from desktop.core.models import (
     CancelResult,
     CheckoutSession,
     FileNotSaved,
+    HeldCredits,
     Pack,
     PaymentVerification,
     Price,
@@ -67,6 +68,7 @@ __all__ = [
     "CancelledDownload",
     "CheckoutSession",
     "FileNotSaved",
+    "HeldCredits",
     "Pack",
     "PaymentVerification",
     "Price",
@@ -407,6 +409,16 @@ class ApiClient:
     def balance(self) -> int:
         response = self._request("GET", "/api/credits/balance", auth=True)
         return self._parse(response, lambda b: int(b["balance"]))
+
+    def held_credits(self) -> HeldCredits | None:
+        """What open holds reserve; None from a backend older than holds (it has no ``/api/credits/holds``)."""
+        try:
+            response = self._request("GET", "/api/credits/holds", auth=True, params={"limit": 200})
+        except ApiError as error:
+            if error.status == 404 and error.code == "not_found":  # no such path there
+                return None
+            raise
+        return self._parse(response, HeldCredits.from_json)
 
     def transactions(self, limit: int = 50, before: str | int | None = None) -> TransactionPage:
         """One page of the history, newest first."""

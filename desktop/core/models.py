@@ -157,6 +157,21 @@ class Transaction:
 
 
 @dataclass(frozen=True)
+class HeldCredits:
+    """What the user's open holds reserve (``GET /api/credits/holds``): credits a feature of the host application
+    has set aside for an operation still running, not spendable until it is settled or released."""
+
+    reserved: int
+    available: int  # the balance less what is reserved
+    open: int  # how many holds are open
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> HeldCredits:
+        return cls(reserved=int(body["reserved"]), available=int(body["available"]),
+                   open=sum(1 for hold in body["holds"] if hold["status"] == "open"))
+
+
+@dataclass(frozen=True)
 class TransactionPage:
     items: tuple[Transaction, ...]
     next_cursor: str | None  # pass as ``before=`` for the next (older) page; None on the last page

@@ -19,7 +19,7 @@ from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.workers import Workers, describe
 
 if TYPE_CHECKING:
-    from desktop.core.models import Pack, Transaction
+    from desktop.core.models import HeldCredits, Pack, Transaction
 
 log = logging.getLogger("desktop.controller")
 
@@ -41,6 +41,7 @@ def merge_newest(history: list[Transaction], cursor: str | None, newest: list[Tr
 
 class AccountFigures(QObject):
     balanceChanged = Signal(int)
+    reservedChanged = Signal(int)  # credits open holds reserve (0: none, or a backend older than holds)
     packsChanged = Signal(list)
     historyChanged = Signal(list, bool)  # all rows, whether older rows exist
     historyGrew = Signal(list)  # rows a refresh found (not at the first load): before historyChanged
@@ -53,6 +54,7 @@ class AccountFigures(QObject):
         self.session = session
         self.packs: list[Pack] = []
         self.balance: int | None = None
+        self.reserved = 0
         self.history: list[Transaction] = []
         self.next_cursor: str | None = None
         self.updated_at: datetime | None = None  # when balance and history last came from the backend
@@ -87,6 +89,7 @@ class AccountFigures(QObject):
 
     def _forget_account(self) -> None:
         self.balance, self.history, self.next_cursor, self.updated_at = None, [], None, None
+        self._set_reserved(0)
 
     def load_packs(self) -> None:
         api = self.backend.require_api()
@@ -113,19 +116,20 @@ class AccountFigures(QObject):
         self._refreshing, self._refresh_again = True, False
         balance_version = self._balance_version
 
-        def fetch() -> tuple[int, Any]:
-            return api.balance(), api.transactions(limit=HISTORY_PAGE)
+        def fetch() -> tuple[int, Any, HeldCredits | None]:
+            return api.balance(), api.transactions(limit=HISTORY_PAGE), api.held_credits()
 
         def settle() -> None:
             self._refreshing = False
             if self._refresh_again:
                 self.refresh()
 
-        def done(result: tuple[int, Any]) -> None:
+        def done(result: tuple[int, Any, HeldCredits | None]) -> None:
             if self.session.signed_in:
-                balance, page = result
+                balance, page, held = result
                 if self._balance_version == balance_version:  # not older than a balance set meanwhile
                     self.set_balance(balance)
+                self._set_reserved(held.reserved if held is not None else 0)
                 self._merge_history(list(page.items), page.next_cursor)
                 self.updated_at = datetime.now(UTC)
             settle()
@@ -166,6 +170,11 @@ class AccountFigures(QObject):
         self._balance_version += 1
         self.balance = balance
         self.balanceChanged.emit(balance)
+
+    def _set_reserved(self, reserved: int) -> None:
+        if reserved != self.reserved:
+            self.reserved = reserved
+            self.reservedChanged.emit(reserved)
 
     def _failed(self, error: BaseException) -> None:
         if isinstance(error, ApiError) and error.status == 401 and self.session.signed_in:

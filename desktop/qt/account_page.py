@@ -122,6 +122,11 @@ class AccountPage(QScrollArea):
         font.setPointSizeF(font.pointSizeF() * 3)
         font.setBold(True)
         self.balance.setFont(font)
+        self.reserved = QLabel()  # what open holds set aside: "40 reserved", hidden when nothing is
+        self.reserved.setObjectName("reserved")
+        self.reserved.setAccessibleName("Credits reserved")
+        self.reserved.setToolTip("Set aside by operations still running: spent when they finish, or given back.")
+        self.reserved.hide()
         self.stale = QLabel()
         self.stale.setObjectName("staleNote")
         self.stale.setWordWrap(True)
@@ -142,6 +147,7 @@ class AccountPage(QScrollArea):
         top = QVBoxLayout()
         top.addWidget(caption)
         top.addWidget(self.balance)
+        top.addWidget(self.reserved)
         top.addWidget(self.stale)
         top.addWidget(self.account)
         top.addWidget(self.keyring_note)
@@ -232,6 +238,11 @@ class AccountPage(QScrollArea):
 
     def set_balance(self, balance: int | None) -> None:
         self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")
+
+    def set_reserved(self, reserved: int) -> None:
+        """Credits open holds reserve, under the balance: "40 reserved" (the balance less them is what can be spent)."""
+        self.reserved.setText(f"{formatting.number(reserved)} reserved" if reserved else "")
+        self.reserved.setVisible(reserved > 0)
 
     def set_stale(self, message: str | None) -> None:
         """``message``: why the figures may be out of date (None: they are current)."""

@@ -277,6 +277,7 @@ class MainWindow(QMainWindow):
         c.session.resetCodeSent.connect(self._reset_code_sent)
         c.session.resetFailed.connect(self._reset_failed)
         c.figures.balanceChanged.connect(self._balance_changed)
+        c.figures.reservedChanged.connect(self._reserved_changed)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
         c.workers.errorOccurred.connect(self._show_error)
@@ -356,6 +357,9 @@ class MainWindow(QMainWindow):
 
     def _balance_changed(self, balance: int) -> None:
         self.account.set_balance(balance)
+
+    def _reserved_changed(self, reserved: int) -> None:
+        self.account.set_reserved(reserved)
 
     def _history_changed(self, rows: list[Transaction], more: bool) -> None:
         self.account.set_history(rows, more)

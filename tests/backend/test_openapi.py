@@ -26,7 +26,9 @@ SIGNED_IN = {("post", "/api/auth/logout"), ("post", "/api/billing/checkout"), ("
              ("get", "/api/credits/balance"), ("get", "/api/credits/transactions"), ("post", "/api/credits/spend"),
              ("get", "/api/credits/controls"), ("put", "/api/credits/controls"), ("get", "/api/credits/usage"),
              ("get", "/api/credits/transactions.csv"), ("get", "/api/alerts"), ("post", "/api/alerts/read"),
-             ("post", "/api/alerts/test"), ("post", "/api/support/reports")}
+             ("post", "/api/alerts/test"), ("post", "/api/support/reports"),
+             ("post", "/api/credits/holds"), ("get", "/api/credits/holds"),
+             ("post", "/api/credits/holds/{hold_id}/settle"), ("post", "/api/credits/holds/{hold_id}/void")}
 # The contract's statuses, route by route (besides 401 for the signed-in ones, 503 for storage, and 400,
 # 413 and 422 for those that take a body).
 CONTRACT = {
@@ -36,6 +38,9 @@ CONTRACT = {
     ("get", "/api/billing/verify-payment"): {200, 404, 429, 502, 503},
     ("post", "/api/billing/cancel"): {200, 404, 502, 503},
     ("post", "/api/credits/spend"): {200, 402, 403, 409, 428},
+    ("post", "/api/credits/holds"): {201, 402, 403, 409, 428},
+    ("post", "/api/credits/holds/{hold_id}/settle"): {200, 404, 409, 422},
+    ("post", "/api/credits/holds/{hold_id}/void"): {200, 404, 409},
     ("get", "/api/credits/usage"): {200, 422},
     ("post", "/api/support/reports"): {201, 413, 422, 429},
     ("post", "/api/webhooks/stripe"): {200, 400, 503},

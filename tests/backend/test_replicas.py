@@ -210,6 +210,49 @@ def test_spends_over_three_replicas_never_pass_a_daily_cap(replicas: Replicas) -
     assert api.balance() == 1200 - 98  # 14 x 7 = 98 of the day's 100
 
 
+def test_holds_over_two_replicas_close_once_and_never_take_the_available_balance_below_zero(
+    replicas: Replicas
+) -> None:
+    backends = replicas(2)
+    api = Api(backends[0].url).register()
+    checkout = api.checkout("starter")  # 100 credits
+    requests.post(checkout["url"] + "/pay", timeout=30)
+    on = [Api(backend.url, api.token) for backend in backends]
+
+    # Holds and spends racing on both replicas: 9 a hold, 7 a spend, never more than the 100 available.
+    def act(n: int) -> tuple[str, int, Any]:
+        if n % 3 == 0:
+            r = on[n % 2].post("/api/credits/spend", json={"amount": 7, "idempotencyKey": f"spend-{n}"})
+            return "spend", r.status_code, r.json()
+        r = on[n % 2].post("/api/credits/holds", json={"amount": 9, "idempotencyKey": f"hold-{n}"})
+        return "hold", r.status_code, r.json()
+
+    answers = run_all_at_once([lambda n=n: act(n) for n in range(30)])
+    assert {status for _, status, _ in answers} <= {200, 201, 402}, answers
+    spent = 7 * sum(1 for kind, status, _ in answers if kind == "spend" and status == 200)
+    held = [body["id"] for kind, status, body in answers if kind == "hold" and status == 201]
+    listed = on[1].get("/api/credits/holds").json()
+    assert (listed["reserved"], api.balance()) == (9 * len(held), 100 - spent)
+    assert 0 <= listed["available"] < 7  # full: the refused ones were refused for want of credits
+
+    # Every hold settled and voided from both replicas at once: each closes once.
+    def close(n: int) -> tuple[str, int]:
+        hold_id = held[n % len(held)]
+        api = on[n % 2]
+        if (n // len(held)) % 2:
+            return hold_id, api.post(f"/api/credits/holds/{hold_id}/void", json={}).status_code
+        return hold_id, api.post(f"/api/credits/holds/{hold_id}/settle", json={"amount": 5}).status_code
+
+    closes = run_all_at_once([lambda n=n: close(n) for n in range(4 * len(held))])
+    for hold_id in held:
+        assert sorted(status for h, status in closes if h == hold_id) == [200, 409, 409, 409], closes
+    settled = backends[0].query("SELECT COUNT(*) AS n FROM holds WHERE status = 'settled' AND user_id = ?",
+                                api.user["id"])[0]["n"]
+    assert api.balance() == 100 - spent - 5 * settled
+    assert on[0].get("/api/credits/holds").json()["reserved"] == 0
+    assert backends[0].ledger_problems() == []
+
+
 def test_a_replica_killed_mid_storm_loses_and_doubles_nothing(replicas: Replicas, fake_stripe: FakeStripe) -> None:
     fake = fake_stripe
     backends = replicas(3, stripe_env(fake))

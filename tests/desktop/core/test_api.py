@@ -21,6 +21,7 @@ from desktop.core.api import (
     BackendUnreachable,
     CancelResult,
     CheckoutSession,
+    HeldCredits,
     PaymentVerification,
     Price,
 )
@@ -215,6 +216,26 @@ def test_spend_is_idempotent(client: ApiClient) -> None:
         client.spend(1000, str(uuid.uuid4()))
     assert (poor.value.status, poor.value.code) == (402, "insufficient_credits")
     assert "balance is 70" in poor.value.message
+
+
+def test_held_credits_say_what_open_holds_reserve(client: ApiClient) -> None:
+    _buy(client)
+    assert client.held_credits() == HeldCredits(reserved=0, available=100, open=0)
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {client.token}"
+    for key, amount in (("a", 33), ("b", 7)):
+        r = http.post(f"{client.base_url}/api/credits/holds", json={"amount": amount, "idempotencyKey": key},
+                      timeout=10)
+        assert r.status_code == 201, r.text
+    hold_id = r.json()["id"]
+    assert client.held_credits() == HeldCredits(reserved=40, available=60, open=2)
+    http.post(f"{client.base_url}/api/credits/holds/{hold_id}/void", json={}, timeout=10)
+    assert client.held_credits() == HeldCredits(reserved=33, available=67, open=1)
+
+
+def test_a_backend_older_than_holds_reserves_nothing(scripted: Scripted) -> None:
+    scripted.then(404, '{"error": {"code": "not_found", "message": "There is nothing at this address."}}')
+    assert ApiClient(scripted.url, "tok").held_credits() is None
 
 
 def test_transactions_paginate(client: ApiClient) -> None:

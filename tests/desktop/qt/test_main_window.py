@@ -128,6 +128,24 @@ def test_an_unreachable_backend_says_so_and_recovers(qtbot: Any, make_window: An
     qtbot.waitUntil(lambda: window.backend_label.text().endswith("· connected"), timeout=10_000)
 
 
+def test_the_balance_line_says_what_open_holds_reserve(qtbot: Any, make_window: Any,
+                                                       stub_backend: BackendProcess) -> None:
+    api = user_with_history(stub_backend.url)
+    held = api.post("/api/credits/holds", json={"amount": 45, "idempotencyKey": "render-1"})
+    assert held.status_code == 201, held.text
+    window = make_window(stub_backend.url)
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in, timeout=10_000)
+    window.sign_in.email.setText(api.user["email"])
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.account.reserved.text() == "45 reserved", timeout=10_000)
+    assert window.account.balance.text() == "1,145 credits" and window.account.reserved.isVisible()
+    api.post(f"/api/credits/holds/{held.json()['id']}/settle", json={"amount": 44})
+    window.controller.figures.refresh()
+    qtbot.waitUntil(lambda: not window.account.reserved.isVisible(), timeout=10_000)
+    assert window.account.balance.text() == "1,101 credits"
+
+
 def test_sign_in_is_rate_limited_with_a_clear_message(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
     backend = backend_factory()  # the default limits: 10 sign-in attempts a minute per email
     email = Api(backend.url).register().user["email"]
