@@ -80,7 +80,7 @@ def measure(window: QWidget) -> dict[str, Any]:
 def main(home: str, url: str, email: str, password: str) -> None:
     app = QApplication([])
     QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
-    window = build_window(AppPaths.under(Path(home)).ensure(), url, lambda _: False, poll_first_delay=0.2,
+    window = build_window(AppPaths.under(Path(home)).ensure(), url, lambda _url, _what: False, poll_first_delay=0.2,
                           poll_max_delay=0.5)
     window.show()
     window.controller.start()

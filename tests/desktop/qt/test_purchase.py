@@ -373,7 +373,7 @@ def test_the_timeline_says_when_the_browser_was_asked_not_when_its_launcher_retu
     """xdg-open returns seconds after the page is loading: the event's time is when the app asked."""
     called: list[str] = []
 
-    def slow_opener(url: str) -> bool:
+    def slow_opener(url: str, what: str) -> bool:
         called.append(datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         time.sleep(0.8)
         return True

@@ -145,8 +145,9 @@ def test_documentation_and_contact_are_the_app_makers(
     monkeypatch.setenv("CREDITDESK_DOCS_URL", "https://docs.example.com/creditdesk")
     monkeypatch.setenv("CREDITDESK_SUPPORT_CONTACT", "help@example.com")
     opened_urls: list[str] = []
-    window: MainWindow = make_window(stub_backend.url, lambda url: opened_urls.append(url) or True)
+    window: MainWindow = make_window(stub_backend.url, lambda url, what: opened_urls.append(url) or True)
     assert window.show_documentation() == "https://docs.example.com/creditdesk"
+    assert window.help_window is None  # the configured documentation, in the browser
     qtbot.waitUntil(lambda: opened_urls == ["https://docs.example.com/creditdesk"], timeout=10_000)
     box = window.show_support_contact()
     assert "help@example.com" in box.text()
@@ -161,9 +162,18 @@ def test_without_configuration_help_still_answers(
     monkeypatch.delenv("CREDITDESK_DOCS_URL", raising=False)
     monkeypatch.delenv("CREDITDESK_SUPPORT_CONTACT", raising=False)
     opened_urls: list[str] = []
-    window: MainWindow = make_window(stub_backend.url, lambda url: opened_urls.append(url) or True)
-    url = window.show_documentation()
-    assert url is not None and (url.endswith("/README.md") or url.endswith("/openapi.json"))
+    window: MainWindow = make_window(stub_backend.url, lambda url, what: opened_urls.append(url) or True)
+    assert window.show_documentation() is None  # the app's own user guide, in a window: nothing handed to the desktop
+    guide = window.help_window
+    assert guide is not None and guide.isVisible()
+    qtbot.waitUntil(lambda: guide.loaded, timeout=10_000)
+    text = guide.browser.toPlainText()
+    for heading in ("Buying credits", "Receipts", "Billing details", "Using credits", "Alerts", "Spend controls",
+                    "Forgot your password?", "Reporting a problem"):
+        assert heading in text
+    assert "# " not in text and "**" not in text  # Markdown shown as text, not as its marks
+    assert "15 minutes" in text
+    assert window.show_documentation() is None and window.help_window is guide  # one window, brought back
     box = window.show_support_contact()
     assert "has not given a support contact" in box.text()
     assert [b for b in box.findChildren(QPushButton) if b.text() == "&Open"] == []
