@@ -35,10 +35,20 @@ def test_the_dialog_shows_the_privacy_note_first_then_exactly_what_is_sent(
     first = dialog.layout().itemAt(0).widget()
     assert isinstance(first, QLabel) and first.objectName() == "privacyNote"
     assert "What will be sent" in first.text() and "passwords, sign-in tokens and keys never appear" in first.text()
+    # First the report as Help → Diagnostics writes it (readable, money as the app writes it), then, a box ticked,
+    # exactly what is sent: its JSON.
+    readable = dialog.report_view.toPlainText()
+    assert dialog.report_view.isReadOnly() and readable.startswith("Creditdesk diagnostics, generated ")
+    assert "\nPurchases (newest first)\n" in readable and not dialog.exact.isChecked()
+    assert "sent as JSON" in dialog.exact.toolTip() and "JSON" in dialog.exact.text()
+    dialog.exact.setChecked(True)
     shown = dialog.report_view.toPlainText()
-    assert dialog.report_view.isReadOnly() and json.loads(shown) == dialog.report
+    assert json.loads(shown) == dialog.report
     token = window.controller.backend.api.token  # type: ignore[union-attr]
-    assert token and token not in shown and email not in shown and email[0] + "***@example.com" in shown
+    for text in (readable, shown):
+        assert token and token not in text and email not in text and email[0] + "***@example.com" in text
+    dialog.exact.setChecked(False)
+    assert dialog.report_view.toPlainText() == readable
     assert not dialog.send_button.isEnabled()  # nothing to send without the user's words
     dialog.words.setPlainText("   ")
     assert not dialog.send_button.isEnabled()
@@ -59,6 +69,10 @@ def test_send_reaches_the_backend_and_support_sees_it(
     assert dialog.sent is not None
     assert dialog.sent.report_id in dialog.status.text() and dialog.status.text().startswith("Sent at ")
     assert not dialog.progress.isVisibleTo(dialog) and dialog.words.toPlainText() == ""
+    assert dialog.cancel_button.text() == "Close"  # sent: nothing left to cancel
+    dialog.words.setPlainText("One more thing.")
+    assert dialog.cancel_button.text() == "Cancel"
+    dialog.words.clear()
     listed = json.loads(stub_backend.admin("user", email, "--json").stdout)["supportReports"]
     assert [(r["id"], r["firstLine"]) for r in listed] == [(dialog.sent.report_id, "I paid for the Pro pack at 3 PM.")]
     (row,) = stub_backend.query("SELECT message, report FROM support_reports WHERE id = ?", dialog.sent.report_id)
