@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 import resources
-from desktop.core.models import Pack
+from desktop.core.models import Pack, ResetCodeSent
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
@@ -62,6 +62,7 @@ log = logging.getLogger("desktop.window")
 PREFERRED_SIZE = QSize(940, 720)
 MINIMUM_SIZE = QSize(480, 360)
 TICK_MS = 30_000  # the panels' "expires in"
+PASSWORD_CHANGED_NOTICE = "Your password was changed; other sign-ins were ended."  # noqa: S105 (words, no password)
 
 
 def open_in_system_browser(url: str) -> bool:
@@ -215,7 +216,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.refresh_action = QAction("&Refresh", self, shortcut=QKeySequence(QKeySequence.StandardKey.Refresh))
         self.refresh_action.triggered.connect(self.controller.figures.refresh)
-        self.sign_out_action = QAction("Sign &out", self)
+        self.sign_out_action = QAction("&Sign out", self)
         self.sign_out_action.triggered.connect(self.controller.session.sign_out)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
         self.quit_action.triggered.connect(self.close)
@@ -284,6 +285,7 @@ class MainWindow(QMainWindow):
         c.session.authFailed.connect(self._auth_failed)
         c.session.resetCodeSent.connect(self._reset_code_sent)
         c.session.resetFailed.connect(self._reset_failed)
+        c.session.passwordChanged.connect(self._password_changed)
         c.figures.balanceChanged.connect(self._balance_changed)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
@@ -355,9 +357,16 @@ class MainWindow(QMainWindow):
     def _auth_failed(self, message: str, wrong_password: bool) -> None:
         self.sign_in.failed(message, wrong_password)
 
-    def _reset_code_sent(self, email: str, message: str) -> None:
+    def _reset_code_sent(self, email: str, sent: ResetCodeSent) -> None:
         bundled = self.controller.backend.bundled
-        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None)
+        minutes = sent.expires_in_seconds // 60 if sent.expires_in_seconds else None
+        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None, minutes)
+
+    def _password_changed(self, _email: str) -> None:
+        """Signed in with a new password: say so, and what it did (the account page shows it until dismissed by
+        the next news)."""
+        self.account.show_notice(PASSWORD_CHANGED_NOTICE)
+        self.statusBar().showMessage(PASSWORD_CHANGED_NOTICE, 15_000)
 
     def _reset_failed(self, message: str, code: str) -> None:
         self.sign_in.reset_form.failed(message, code)
