@@ -15,7 +15,7 @@ import requests
 from PySide6.QtWidgets import QApplication
 
 from desktop.core.purchase import FlowState
-from desktop.qt.main_window import MainWindow
+from desktop.qt.main_window import PREFERRED_SIZE, MainWindow
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.purchase_panel import PurchasePanel
 from tests.desktop.qt.conftest import PASSWORD, sign_up
@@ -358,6 +358,16 @@ def test_a_paid_purchase_in_the_history_opens_its_receipt(
     assert not account.receipt_button.isEnabled()  # nothing selected
     account.table.selectRow(0)
     assert account.receipt_button.isEnabled()
+    # At the default size, with the finished purchase's panel above the packs, Open receipt is in view without
+    # scrolling (from the walkthrough of issue 18: it was below the history's rows, out of view).
+    window.resize(PREFERRED_SIZE)
+    qtbot.waitUntil(lambda: window.size() == PREFERRED_SIZE)
+    assert account.purchases_box.isVisible() and account.verticalScrollBar().value() == 0
+    qtbot.waitUntil(lambda: account.receipt_button.visibleRegion().boundingRect().size()
+                    == account.receipt_button.size())
+    button = account.receipt_button
+    at = button.mapTo(account.viewport(), button.rect().bottomLeft())
+    assert account.viewport().rect().contains(at)
     browser.action = "close_tab"  # the receipt page only opens
     account.receipt_button.click()
     qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=10_000)
