@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core._files import atomic_write_text, move_aside
-from desktop.core.spend_models import Alert
-from desktop.core.spending import PERIOD_WORDS
+from desktop.core.spend_models import PERIOD_WORDS, Alert
 
 log = logging.getLogger("creditdesk.alerts")
 
