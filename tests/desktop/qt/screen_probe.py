@@ -143,6 +143,13 @@ def main(home: str, url: str, email: str, password: str) -> None:
     windows["Billing details"] = measure(billing)
     billing.close()
 
+    assert window.show_documentation() is None, "CREDITDESK_DOCS_URL is set"  # the app's own user guide
+    guide = window.help_window
+    assert guide is not None
+    wait_until(lambda: guide.loaded, "the user guide")
+    windows["Help"] = measure(guide)
+    guide.close()
+
     about = window._about()
     wait_until(about.isVisible, "About")
     windows["About"] = measure(about)
