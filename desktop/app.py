@@ -152,7 +152,7 @@ def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:
     return 0
 
 
-def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str], bool] | None = None, *,
+def build_window(paths: AppPaths, backend_url: str | None, opener: Callable[[str, str], bool] | None = None, *,
                  poll_first_delay: float = 2.0, poll_max_delay: float = 30.0, **controller_options: Any,
                  ) -> MainWindow:
     """The app's window and controller, with logging to the user's log file (not started yet; the file opens

@@ -69,6 +69,9 @@ def test_the_installed_backend_serves_the_bundled_packs(installed: Path, tmp_pat
     where = "import backend, resources; print(backend.__file__, resources.__file__)"
     assert str(ROOT) not in subprocess.run([str(installed / "bin" / "python"), "-c", where], capture_output=True,
                                            text=True, cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout
+    guide = "import resources; print(resources.path('help.md').read_text(encoding='utf-8').splitlines()[0])"
+    assert subprocess.run([str(installed / "bin" / "python"), "-c", guide], capture_output=True, text=True,
+                          cwd=tmp_path, env=clean_env(tmp_path), check=True).stdout.strip() == "# Using Creditdesk"
 
 
 @pytest.mark.subprocess

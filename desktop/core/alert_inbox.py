@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core._files import atomic_write_text, move_aside
-from desktop.core.spend_models import Alert
+from desktop.core.spend_models import PERIOD_WORDS, Alert
 
 log = logging.getLogger("creditdesk.alerts")
 
@@ -29,8 +29,8 @@ SUMMARY_ABOVE = 3  # more new alerts than this at once make one summary notifica
 
 KIND_LABELS = {
     "low_balance": "Low balance",
-    "cap_80": "Cap at 80 %",
-    "cap_100": "Cap reached",
+    "cap_80": "Spend cap at 80 %",
+    "cap_100": "Spend cap",  # reached, or a spend refused for it: see title()
     "purchase_confirmed": "Purchase confirmed",
     "purchase_failed": "Purchase failed",
     "purchase_expired": "Checkout expired",
@@ -44,6 +44,18 @@ SWITCHABLE = tuple(kind for kind in KIND_LABELS if kind != "test")
 
 def label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+
+
+def title(alert: Alert) -> str:
+    """What a notification about ``alert`` is headed: what happened. The backend makes a ``cap_100`` alert when a
+    spend reaches a cap and when one is refused for going over it (backend/alerts.py); its figures say which."""
+    if alert.kind == "cap_100":
+        cap, used, period = alert.data.get("cap"), alert.data.get("used"), str(alert.data.get("period", ""))
+        if isinstance(cap, int) and isinstance(used, int) and used < cap:
+            word = PERIOD_WORDS.get(period)
+            return f"Spend refused: {word} cap" if word else "Spend refused: cap"
+        return "Spend cap reached"
+    return label(alert.kind)
 
 
 @dataclass(frozen=True)
@@ -67,11 +79,19 @@ def told_by_a_panel(new: list[Alert], sessions: Iterable[str]) -> tuple[list[Ale
     return [a for a in new if a not in told], told
 
 
+def told_by_a_refusal(new: list[Alert], refused_caps: Iterable[str]) -> tuple[list[Alert], list[Alert]]:
+    """Split ``new`` into the alerts still to announce and the cap alerts of a refusal the Use credits dialog is
+    showing (for a cap of one of the periods ``refused_caps``): a refused spend is told once, by that dialog."""
+    refused = set(refused_caps)
+    told = [a for a in new if a.kind == "cap_100" and a.data.get("period") in refused]
+    return [a for a in new if a not in told], told
+
+
 def notices(new: list[Alert]) -> list[Notice]:
     """The notifications for alerts that just arrived (newest first): one each, or one summary for many."""
     if len(new) > SUMMARY_ABOVE:
         return [Notice(f"{len(new)} new Creditdesk alerts", f"Latest: {new[0].message}", tuple(new))]
-    return [Notice(label(a.kind), a.message, (a,)) for a in reversed(new)]
+    return [Notice(title(a), a.message, (a,)) for a in reversed(new)]
 
 
 class AlertInbox:

@@ -47,6 +47,7 @@ from desktop.core.models import (
     PaymentVerification,
     Price,
     Receipt,
+    ResetCodeSent,
     SentSupportReport,
     ServerHealth,
     SpendResult,
@@ -341,11 +342,12 @@ class ApiClient:
         """Sign in; signs this client in."""
         return self._auth("/api/auth/login", email, password)
 
-    def request_password_reset(self, email: str) -> str:
-        """Ask for a code to choose a new password; the server's sentence (the same whether or not the account
-        exists)."""
+    def request_password_reset(self, email: str) -> ResetCodeSent:
+        """Ask for a code to choose a new password; the server's sentence and how long the code works (the same
+        whether or not the account exists)."""
         response = self._request("POST", "/api/auth/password-reset", json={"email": email})
-        return self._parse(response, lambda b: str(b["message"]))
+        return self._parse(response, lambda b: ResetCodeSent(
+            str(b["message"]), b["expiresInSeconds"] if isinstance(b.get("expiresInSeconds"), int) else None))
 
     def confirm_password_reset(self, email: str, code: str, password: str) -> AuthResult:
         """A new password with the code from the mail: every other sign-in of the account ends, and this client

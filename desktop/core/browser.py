@@ -36,24 +36,28 @@ def system_environment(environ: Mapping[str, str] | None = None, *, frozen: bool
     return env
 
 
-def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
-    """Open ``url``; False when the system could not (then show the link so that the user can copy it)."""
+def open_in_browser(url: str, what: str = "the page", *, wait: float = 3.0) -> bool:
+    """Open ``url``, which is ``what`` ("the checkout page", "the documentation": the log says which failed);
+    False when the system could not (then show the link so that the user can copy it)."""
     # What it needs is loaded at the first call (a purchase, on a worker), not when the app starts.
     if not sys.platform.startswith(_XDG):
         import webbrowser
 
         try:
-            return bool(webbrowser.open(url))
+            opened = bool(webbrowser.open(url))
         except webbrowser.Error as exc:
-            log.warning("the browser could not be opened: %s", exc)
+            log.warning("the browser could not be opened for %s: %s", what, exc)
             return False
+        if not opened:
+            log.warning("the browser could not open %s", what)
+        return opened
     import shutil
     import subprocess
     import threading
 
     launcher = shutil.which("xdg-open")
     if launcher is None:
-        log.warning("xdg-open is not installed: cannot open a browser")
+        log.warning("xdg-open is not installed: could not open %s", what)
         return False
     try:
         process = subprocess.Popen(  # noqa: S603 (the desktop's own launcher, with a URL we were given)
@@ -61,7 +65,7 @@ def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
             start_new_session=True, close_fds=True, env=system_environment(),
         )
     except OSError as exc:
-        log.warning("xdg-open could not be started: %s", exc)
+        log.warning("xdg-open could not be started to open %s: %s", what, exc)
         return False
     try:
         code = process.wait(wait)
@@ -70,5 +74,5 @@ def open_in_browser(url: str, *, wait: float = 3.0) -> bool:
         threading.Thread(target=process.wait, name="creditdesk-xdg-open", daemon=True).start()
         return True
     if code != 0:
-        log.warning("xdg-open could not open the checkout page (exit code %s)", code)
+        log.warning("xdg-open could not open %s (exit code %s)", what, code)
     return code == 0

@@ -18,7 +18,7 @@ import json
 import platform
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -235,18 +235,23 @@ def report_json(report: dict[str, Any]) -> str:
 
 # -- the readable report ------------------------------------------------------------------------------------------
 
-def _money(price: dict[str, Any] | None) -> str:
+MoneyWriter = Callable[[int, str], str]  # (amount in minor units, currency) -> text
+
+
+def _money(price: dict[str, Any] | None, money: MoneyWriter) -> str:
     if not price or price.get("amount") is None:
         return ""
-    return currencies.plain(int(price["amount"]), str(price.get("currency") or ""))
+    return money(int(price["amount"]), str(price.get("currency") or ""))
 
 
 def _yes(value: Any) -> str:
     return "yes" if value else "no"
 
 
-def render_text(report: dict[str, Any]) -> str:
-    """The report with sections, for people: what the panel shows and "Save report" writes."""
+def render_text(report: dict[str, Any], money: MoneyWriter = currencies.plain) -> str:
+    """The report with sections, for people: what the panel shows and "Save report" writes. ``money`` writes its
+    amounts: the app passes its own formatter (``$25.00``, as its windows write them); without one, Stripe's
+    amounts locale-free (``25.00 USD``)."""
     lines: list[str] = [f"Creditdesk diagnostics, generated {report.get('generated_at')}"]
 
     def section(title: str) -> None:
@@ -291,7 +296,7 @@ def render_text(report: dict[str, Any]) -> str:
     if account.get("ledger"):
         lines.append("Recent ledger (newest first):")
         for row in account["ledger"]:
-            paid = f", paid {_money(row.get('paid'))}" if row.get("paid") else ""
+            paid = f", paid {_money(row.get('paid'), money)}" if row.get("paid") else ""
             order = f", order {row['order_id']}" if row.get("order_id") else ""
             lines.append(f"  {row['created_at']}  {row['type']:<12} {row['amount']:>+9,} → {row['balance_after']:>9,}"
                          f"  {row.get('description') or ''}{paid}{order}  (ref {row.get('reference')})")
@@ -304,7 +309,7 @@ def render_text(report: dict[str, Any]) -> str:
         if "error" in purchase and "session_id" not in purchase:
             lines.append(f"Could not read the purchases: {purchase['error']}")
             continue
-        price = _money(purchase.get("price"))
+        price = _money(purchase.get("price"), money)
         lines.append(f"{purchase.get('pack')} pack, {purchase.get('credits'):,} credits"
                      f"{', ' + price if price else ''}")
         lines.append(f"  order {purchase.get('order_id') or '—'} · session {purchase.get('session_id')}")

@@ -71,6 +71,14 @@ class User:
 
 
 @dataclass(frozen=True)
+class ResetCodeSent:
+    """The server's answer to "forgot password" (the same whether or not the account exists)."""
+
+    message: str
+    expires_in_seconds: int | None = None  # how long the mailed code works, where the server says
+
+
+@dataclass(frozen=True)
 class AuthResult:
     token: str = field(repr=False)
     user: User

@@ -24,8 +24,6 @@ HOME_ENV = "CREDITDESK_HOME"
 BACKEND_URL_ENV = "CREDITDESK_BACKEND_URL"
 DOCS_URL_ENV = "CREDITDESK_DOCS_URL"
 SUPPORT_CONTACT_ENV = "CREDITDESK_SUPPORT_CONTACT"
-# The documentation when the app maker names none: the project's README, where the app runs from a source tree.
-README = Path(__file__).resolve().parents[2] / "README.md"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -124,14 +122,10 @@ class HelpSettings:
             docs = ""
         return cls(docs_url=docs or None, support_contact=env.get(SUPPORT_CONTACT_ENV, "").strip() or None)
 
-    def documentation_url(self, backend_url: str | None) -> str | None:
-        """The configured documentation; else the README of the source tree the app runs from; else the API's
-        description at the backend (``/openapi.json``); None when there is none of these."""
-        if self.docs_url:
-            return self.docs_url
-        if README.is_file():
-            return README.as_uri()
-        return f"{backend_url}/openapi.json" if backend_url else None
+    def documentation_url(self) -> str | None:
+        """The documentation the app maker configured; None for none (the app then shows its own user guide: a
+        README handed to the desktop opened an editor, and the API's description is no user's documentation)."""
+        return self.docs_url
 
     @property
     def support_link(self) -> str | None:

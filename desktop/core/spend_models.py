@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 PERIODS = ("day", "week", "month")
+PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}  # "your daily cap"
 
 
 def _int(value: Any) -> int:

@@ -15,9 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from desktop.core.models import ApiError
-from desktop.core.spend_models import ConfirmationRequest
+from desktop.core.spend_models import PERIOD_WORDS, ConfirmationRequest
 
-PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 THIS_PERIOD = {"day": "today", "week": "this week", "month": "this month"}
 FIELD_NAMES = {"timeZone": "Time zone", "caps.day": "Daily cap", "caps.week": "Weekly cap",
                "caps.month": "Monthly cap", "confirmAbove": "Confirm above", "lowBalanceAlerts": "Low-balance alerts"}

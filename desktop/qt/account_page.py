@@ -196,14 +196,19 @@ class AccountPage(QScrollArea):
         self.receipt_button.clicked.connect(self._request_receipt)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         self.table.activated.connect(lambda _index: self._request_receipt())  # Enter or a double click
-        history_buttons = QHBoxLayout()
-        history_buttons.addWidget(self.receipt_button)
-        history_buttons.addStretch()
-        history_buttons.addWidget(self.load_older)
+        # Open receipt above the rows, where it is in view with the newest purchase at the default size (below the
+        # table it needed scrolling once a finished purchase's panel was shown); older rows are fetched below them.
+        receipt_row = QHBoxLayout()
+        receipt_row.addWidget(self.receipt_button)
+        receipt_row.addStretch()
+        older_row = QHBoxLayout()
+        older_row.addStretch()
+        older_row.addWidget(self.load_older)
         history_layout = QVBoxLayout(history_box)
+        history_layout.addLayout(receipt_row)
         history_layout.addWidget(self.table)
         history_layout.addWidget(self.empty)
-        history_layout.addLayout(history_buttons)
+        history_layout.addLayout(older_row)
 
         layout = QVBoxLayout(body)
         layout.setContentsMargins(18, 14, 18, 12)
@@ -293,7 +298,7 @@ class AccountPage(QScrollArea):
         order is the order widgets were made in, and a purchase's panel is made after the packs.)"""
         stops: list[QWidget] = [button for panel in self.panels for button in panel.buttons()]
         stops += [card.button for card in self.cards]
-        stops += [self.table, self.load_older]
+        stops += [self.receipt_button, self.table, self.load_older]
         for first, second in itertools.pairwise(stops):
             QWidget.setTabOrder(first, second)
 

@@ -30,7 +30,8 @@ class AccountSession(QObject):
     signedIn = Signal(str)
     signedOut = Signal(str)  # a reason to show, or ""
     authFailed = Signal(str, bool)  # message, whether the password was wrong
-    resetCodeSent = Signal(str, str)  # the email, the server's sentence (the same whether or not it has an account)
+    resetCodeSent = Signal(str, object)  # the email, the server's ResetCodeSent (the same for an account or none)
+    passwordChanged = Signal(str)  # the email: a new password set with a reset code (signedIn came just before)
     resetFailed = Signal(str, str)  # a sentence for the user, the error's code ("invalid_code", "rate_limited", ...)
     began = Signal(str, object)  # the email and the balance a restored sign-in read (or None): before signedIn
     ended = Signal()  # the account signed out, or its sign-in ended: before signedOut
@@ -125,7 +126,7 @@ class AccountSession(QObject):
         """Ask the backend to mail a code for a new password (forgot password)."""
         api = self.backend.require_api()
         self.workers.run(lambda: api.request_password_reset(email),
-                         lambda message: self.resetCodeSent.emit(email, message), self._reset_failed)
+                         lambda sent: self.resetCodeSent.emit(email, sent), self._reset_failed)
 
     def confirm_reset(self, email: str, code: str, password: str) -> None:
         """Set a new password with the mailed code; signed in on success (every other sign-in has ended)."""
@@ -134,6 +135,7 @@ class AccountSession(QObject):
         def done(result: Any) -> None:
             log.info("a new password was set with a reset code")
             self._begin(result.user.email, result.token, None)
+            self.passwordChanged.emit(result.user.email)
 
         self.workers.run(lambda: api.confirm_password_reset(email, code, password), done, self._reset_failed)
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core._files import atomic_write_text
-from desktop.qt import screen_fit
+from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics
 from desktop.qt.workers import describe
@@ -93,7 +93,7 @@ class DiagnosticsDialog(QDialog):
             from desktop.core.diagnostics import render_text
 
             report = build()
-            return report, render_text(report)
+            return report, render_text(report, formatting.money)  # money as the app writes it
 
         self.controller.workers.run(built, self._show, self._failed)
 

@@ -34,13 +34,14 @@ from PySide6.QtWidgets import (
 )
 
 import resources
-from desktop.core.models import Pack
+from desktop.core.models import Pack, ResetCodeSent
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.backend_connection import BackendState
 from desktop.qt.controller import AppController
 from desktop.qt.purchase_controller import PurchaseController
+from desktop.qt.status_bar import ElidedLabel, StatusBar
 
 if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened
     from PySide6.QtGui import QFont
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or
     from desktop.qt.account_page import AccountPage
     from desktop.qt.billing_dialog import BillingDetailsDialog
     from desktop.qt.diagnostics_dialog import DiagnosticsDialog
+    from desktop.qt.help_window import HelpWindow
     from desktop.qt.purchase_panel import PurchasePanel
     from desktop.qt.report_problem_dialog import ReportProblemDialog
     from desktop.qt.sign_in import SignInPage
@@ -60,6 +62,7 @@ log = logging.getLogger("desktop.window")
 PREFERRED_SIZE = QSize(940, 720)
 MINIMUM_SIZE = QSize(480, 360)
 TICK_MS = 30_000  # the panels' "expires in"
+PASSWORD_CHANGED_NOTICE = "Your password was changed; other sign-ins were ended."  # noqa: S105 (words, no password)
 
 
 def open_in_system_browser(url: str) -> bool:
@@ -115,6 +118,7 @@ class MainWindow(QMainWindow):
         self.report_problem: ReportProblemDialog | None = None
         self.contact_box: QMessageBox | None = None
         self.about_box: QMessageBox | None = None
+        self.help_window: HelpWindow | None = None
         self.panels: dict[PurchaseController, PurchasePanel] = {}
 
         self.setWindowTitle("Creditdesk")
@@ -128,10 +132,15 @@ class MainWindow(QMainWindow):
         self._spend_ui: SpendUi | None = None
         self._fixed_font: QFont | None = None  # see warm_fixed_font
 
-        self.backend_label = QLabel()
+        # Readable at any width: a message takes the bar's width (the backend's status steps aside while it
+        # shows), and the backend's status ends at a word where the window is narrow.
+        self.status_bar = StatusBar(self)
+        self.setStatusBar(self.status_bar)
+        self.backend_label = ElidedLabel()
         self.backend_label.setObjectName("backendStatus")
         self.backend_label.setAccessibleName("Backend status")
-        self.statusBar().addPermanentWidget(self.backend_label)
+        self.status_bar.addPermanentWidget(self.backend_label, 1)
+        self.status_bar.quiet_while_message.append(self.backend_label)
         self._build_menus()
         self._connect()
         self.after_paint = AfterFirstPaint(self)
@@ -207,7 +216,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         self.refresh_action = QAction("&Refresh", self, shortcut=QKeySequence(QKeySequence.StandardKey.Refresh))
         self.refresh_action.triggered.connect(self.controller.figures.refresh)
-        self.sign_out_action = QAction("Sign &out", self)
+        self.sign_out_action = QAction("&Sign out", self)
         self.sign_out_action.triggered.connect(self.controller.session.sign_out)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence(QKeySequence.StandardKey.Quit))
         self.quit_action.triggered.connect(self.close)
@@ -276,6 +285,7 @@ class MainWindow(QMainWindow):
         c.session.authFailed.connect(self._auth_failed)
         c.session.resetCodeSent.connect(self._reset_code_sent)
         c.session.resetFailed.connect(self._reset_failed)
+        c.session.passwordChanged.connect(self._password_changed)
         c.figures.balanceChanged.connect(self._balance_changed)
         c.figures.reservedChanged.connect(self._reserved_changed)
         c.figures.packsChanged.connect(self._packs_changed)
@@ -334,7 +344,7 @@ class MainWindow(QMainWindow):
         backend = self.controller.backend
         parts = [f"Backend {backend.url or backend.identity.label}", mode, state]
         self.backend_label.setText(" · ".join(p for p in parts if p))
-        self.backend_label.setToolTip(health.message)
+        self.backend_label.setToolTip(f"{self.backend_label.text()}\n{health.message}")
         well = health.reachable and health.payments_available
         self.backend_label.setStyleSheet("" if well else "color: #b42318;")
         self._update_buying()
@@ -348,9 +358,16 @@ class MainWindow(QMainWindow):
     def _auth_failed(self, message: str, wrong_password: bool) -> None:
         self.sign_in.failed(message, wrong_password)
 
-    def _reset_code_sent(self, email: str, message: str) -> None:
+    def _reset_code_sent(self, email: str, sent: ResetCodeSent) -> None:
         bundled = self.controller.backend.bundled
-        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None)
+        minutes = sent.expires_in_seconds // 60 if sent.expires_in_seconds else None
+        self.sign_in.reset_form.code_sent(email, bundled.outbox if bundled is not None else None, minutes)
+
+    def _password_changed(self, _email: str) -> None:
+        """Signed in with a new password: say so, and what it did (the account page shows it until dismissed by
+        the next news)."""
+        self.account.show_notice(PASSWORD_CHANGED_NOTICE)
+        self.statusBar().showMessage(PASSWORD_CHANGED_NOTICE, 15_000)
 
     def _reset_failed(self, message: str, code: str) -> None:
         self.sign_in.reset_form.failed(message, code)
@@ -513,13 +530,21 @@ class MainWindow(QMainWindow):
         return self.report_problem
 
     def show_documentation(self) -> str | None:
-        """Help → Documentation: the app maker's documentation in the browser (opened on a worker: it may wait)."""
-        url = self.controller.help.documentation_url(self.controller.backend.url)
-        if url is None:
-            self.statusBar().showMessage("No documentation is configured.", 10_000)
-            return None
-        self._open_link(url, "the documentation")
-        return url
+        """Help → Documentation: the app maker's documentation in the browser (opened on a worker: it may wait),
+        its address returned; where they configured none, the app's own user guide in a window (None)."""
+        url = self.controller.help.documentation_url()
+        if url is not None:
+            self._open_link(url, "the documentation")
+            return url
+        if self.help_window is None:
+            from desktop.qt.help_window import HelpWindow
+
+            self.help_window = HelpWindow(self.controller, self)
+            self.help_window.linkRequested.connect(lambda link: self._open_link(link, "the link"))
+        self.help_window.show()
+        self.help_window.raise_()
+        self.help_window.activateWindow()
+        return None
 
     def show_support_contact(self) -> QMessageBox:
         """Help → Contact support…: the contact the app maker configured, with a button that opens it."""
@@ -547,9 +572,10 @@ class MainWindow(QMainWindow):
 
         def opened(ok: Any) -> None:
             if not ok:
+                log.warning("the browser did not open %s", what)
                 self.statusBar().showMessage(f"The browser did not open {what}: {url}", 15_000)
 
-        self.controller.workers.run(lambda: opener(url), opened, self.controller.workers.report)
+        self.controller.workers.run(lambda: opener(url, what), opened, self.controller.workers.report)
 
     def _about(self) -> QMessageBox:
         """Help → About (window-modal: a question's worth of waiting)."""

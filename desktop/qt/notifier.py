@@ -1,8 +1,9 @@
 """Desktop notifications: in the system tray where the platform has one, in the window otherwise.
 
 Where there is no system tray (some Linux desktops, a headless session) the same notice appears as a small
-panel in the top right corner of the main window for a few seconds; nothing else changes. Clicking either
-opens the alert inbox.
+panel in the bottom right corner of the main window, just above the status bar, for a few seconds; nothing else
+changes. There it covers no balance (at the top of the page), at most three fifths of the window's width, also at
+the window's smallest. Clicking either opens the alert inbox.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QMainWindow, QSystemTrayIcon, QToo
 from desktop.core.alert_inbox import Notice
 
 TOAST_MS = 8_000
+MAX_WIDTH, MIN_WIDTH, MARGIN = 380, 200, 12
 
 
 class Toast(QFrame):
@@ -27,7 +29,9 @@ class Toast(QFrame):
         self.setAccessibleName("Notification")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setAutoFillBackground(True)
-        self.setStyleSheet("#alertToast { border: 1px solid palette(mid); border-radius: 6px; }")
+        # Opaque: a style sheet with a border paints no background of its own (the page showed through the words).
+        self.setStyleSheet("#alertToast { background-color: palette(window); border: 1px solid palette(mid); "
+                           "border-radius: 6px; }")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.title = QLabel()
         font = self.title.font()
@@ -60,15 +64,19 @@ class Toast(QFrame):
         self._timer.start(msecs)
 
     def _place(self) -> None:
+        """Bottom right, above the status bar: the balance and the menus stay in view."""
         parent = self.parentWidget()
         assert parent is not None
-        width = min(380, max(240, parent.width() - 24))
+        width = min(MAX_WIDTH, max(MIN_WIDTH, parent.width() * 3 // 5), parent.width() - 2 * MARGIN)
         self.setFixedWidth(width)
         self.adjustSize()
-        top = 8
-        if isinstance(parent, QMainWindow) and parent.menuBar().isVisible():
-            top += parent.menuBar().height()
-        self.move(parent.width() - width - 12, top)
+        top, bottom = MARGIN, parent.height()
+        if isinstance(parent, QMainWindow):
+            if parent.menuBar().isVisible():
+                top += parent.menuBar().height()
+            if parent.statusBar().isVisible():
+                bottom = parent.statusBar().y()
+        self.move(parent.width() - width - MARGIN, max(top, bottom - self.height() - MARGIN))
         self._close.move(width - self._close.sizeHint().width() - 4, 4)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:

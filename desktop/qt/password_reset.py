@@ -125,14 +125,16 @@ class PasswordResetForm(QWidget):
         self.show_message("")
         self.email.setFocus()
 
-    def code_sent(self, email: str, outbox: Path | None = None) -> None:
+    def code_sent(self, email: str, outbox: Path | None = None, minutes: int | None = None) -> None:
         """Step 2: the server took the request (it does not say whether the account exists). ``outbox``: the folder
-        where this app's own server puts its mail, having no mail server."""
+        where this app's own server puts its mail, having no mail server; ``minutes``: how long the code works, as
+        the server said (the mail says the same)."""
         self.sent_to = email
+        how_long = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes else "a few minutes"
         where = (f" This app's own server sends no email: the message is a file in {outbox}, which a mail program "
                  "opens." if outbox is not None else "")
         self.explanation.setText(f"If an account exists for {email}, we sent a code to it. Enter it with your new "
-                                 "password: only the newest code works, once, for a few minutes. The new password "
+                                 f"password: only the newest code works, once, for {how_long}. The new password "
                                  f"signs you out everywhere else.{where}")
         for widget in (self.email_row, self.send_button):
             widget.hide()

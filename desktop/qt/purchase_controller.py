@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("desktop.purchase")
 
-Opener = Callable[[str], bool]  # opens a URL in the system browser; False when it could not
+# Opens a URL in the system browser, the words saying what it is ("the receipt": for the log); False when it could not.
+Opener = Callable[[str, str], bool]
 
 # Checkout Sessions live 24 hours: Stripe's default, and the stub's; the backend sets no other expiry.
 CHECKOUT_LIFETIME = timedelta(hours=24)
@@ -222,7 +223,7 @@ class PurchaseController(QObject):
             log.warning("the browser could not be opened: %s", error)
             done(False)
 
-        self.workers.run(lambda: opener(url), done, failed)
+        self.workers.run(lambda: opener(url, "the checkout page"), done, failed)
 
     def check_now(self) -> None:
         """Ask the backend now; the answer always comes, through ``answered``."""
@@ -462,7 +463,7 @@ class Purchases(QObject):
 
         def find_and_open() -> bool | None:
             found = next((r for r in api.receipts() if r.order_id == order_id), None)
-            return None if found is None else bool(opener(found.url))
+            return None if found is None else bool(opener(found.url, "the receipt"))
 
         def done(opened: Any) -> None:
             if opened is None:

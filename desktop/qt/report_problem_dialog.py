@@ -1,10 +1,10 @@
 """Help → Report a problem…: the user reads what will be sent, writes what went wrong, and sends it to support
 (``POST /api/support/reports``), or saves it.
 
-Privacy first: the note at the top says what the report holds and what is kept out of it; below it, the exact JSON
-that Send sends, read-only. The report is built on a worker (as Help → Diagnostics builds it), the words are sent
-on a worker with a busy bar and can be cancelled, and every file is written on the disk worker: the GUI thread
-never waits.
+Privacy first: the note at the top says what the report holds and what is kept out of it; below it, the report,
+read-only: as Help → Diagnostics writes it, or (a box to tick) exactly as Send sends it, its JSON. The report is
+built on a worker (as Help → Diagnostics builds it), the words are sent on a worker with a busy bar and can be
+cancelled, and every file is written on the disk worker: the GUI thread never waits.
 
 The user's words are never lost: they stay in the box when the dialog closes (and in a draft file in the app's
 data folder, for the next run) until they are sent; a send that fails (the server down, too many reports, a
@@ -21,6 +21,7 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QHideEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -70,6 +71,10 @@ class ReportProblemDialog(QDialog):
         self.report_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.report_view.setAccessibleName("The diagnostics report that will be sent")
         self.report_view.setPlaceholderText("Collecting the report…")
+        self.report_texts: tuple[str, str] = ("", "")  # readable, and the JSON that is sent
+        self.exact = QCheckBox("Show e&xactly what is sent (JSON)")
+        self.exact.setToolTip("The report is sent as JSON: the same facts as the readable report, nothing more.")
+        self.exact.toggled.connect(self._show_view)
         words_label = QLabel("&What went wrong? What did you expect?")
         self.words = QPlainTextEdit()
         self.words.setAccessibleName("Your words")
@@ -101,6 +106,7 @@ class ReportProblemDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(privacy)
         layout.addWidget(self.report_view, stretch=3)
+        layout.addWidget(self.exact)
         layout.addWidget(words_label)
         layout.addWidget(self.words, stretch=1)
         layout.addWidget(self.progress)
@@ -120,6 +126,7 @@ class ReportProblemDialog(QDialog):
         if self.sending is not None:
             return
         self.report = None
+        self.report_texts = ("", "")
         self.report_view.clear()
         self._update_buttons()
         QTimer.singleShot(0, self, self._collect)
@@ -127,20 +134,26 @@ class ReportProblemDialog(QDialog):
     def _collect(self) -> None:
         build = build_diagnostics(self.controller)
 
-        def built() -> tuple[dict[str, Any], str]:  # the JSON text too, off the GUI thread
-            from desktop.core.diagnostics import report_json
+        def built() -> tuple[dict[str, Any], str, str]:  # its texts too, off the GUI thread
+            from desktop.core.diagnostics import render_text, report_json
 
             report = build()
-            return report, report_json(report)
+            return report, render_text(report, formatting.money), report_json(report)
 
         self.controller.workers.run(built, self._show_report, self._report_failed)
 
-    def _show_report(self, built: tuple[dict[str, Any], str]) -> None:
-        self.report, text = built
-        self.report_view.setPlainText(text)
+    def _show_report(self, built: tuple[dict[str, Any], str, str]) -> None:
+        self.report, readable, sent = built
+        self.report_texts = (readable, sent)
+        self._show_view()
         if self.sending is None and self.sent is None and self.saved_to is None:
             self.status.setText("This is everything that will be sent. Say what went wrong, then Send.")
         self._update_buttons()
+
+    def _show_view(self) -> None:
+        """The readable report, or the JSON exactly as Send sends it."""
+        readable, sent = self.report_texts
+        self.report_view.setPlainText(sent if self.exact.isChecked() else readable)
 
     def _report_failed(self, error: BaseException) -> None:
         self.status.setText(f"The report could not be built: {describe(error)} Your words are kept.")
@@ -173,6 +186,8 @@ class ReportProblemDialog(QDialog):
         self.send_button.setEnabled(ready and bool(self.message) and len(self.message) <= MAX_MESSAGE_CHARS)
         self.save_button.setEnabled(ready)
         self.words.setReadOnly(self.sending is not None)
+        # Sent, and nothing new typed: there is nothing left to cancel.
+        self.cancel_button.setText("Close" if self.sent is not None and not self.message else "Cancel")
 
     def send(self) -> None:
         if self.report is None or self.sending is not None or not self.message:
@@ -212,6 +227,7 @@ class ReportProblemDialog(QDialog):
         self._done_sending()
         self.sent = sent
         self.words.clear()
+        self._update_buttons()
         self._keep_draft()  # (an empty draft: removed)
         self.status.setText(f"Sent at {formatting.timestamp(sent.received_at)}. Support can find it as "
                             f"{sent.report_id}; quote that if you write to them.")

@@ -149,7 +149,8 @@ class SignInPage(QWidget):
         self.set_busy(False)
         if wrong_password:
             # Enter signs in: a new user who pressed it has no account yet (the server does not say which).
-            message = f"{message} New here? Choose Create account to make one with this email."
+            message = (f"{message} Forgot your password? Choose Forgot password? to set a new one. New here? Choose "
+                       "Create account to make one with this email.")
         self.show_message(message, error=True)
         if wrong_password:
             self.password.clear()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.models import SpendResult, new_idempotency_key
+from desktop.core.models import ApiError, SpendResult, new_idempotency_key
 from desktop.core.spending import Fix, Refusal, refusal_for
 from desktop.qt import formatting, screen_fit
 from desktop.qt.spend_controller import SpendController
@@ -35,6 +35,7 @@ MAX_SPEND = 1_000_000_000
 class SpendDialog(QDialog):
     buyRequested = Signal()
     controlsRequested = Signal()
+    answered = Signal()  # a spend sent was answered: spent or refused
 
     def __init__(self, spending: SpendController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +46,7 @@ class SpendDialog(QDialog):
         self._sent: tuple[int, str, str] | None = None  # what the key was made for
         self.refusal: Refusal | None = None
         self._error: BaseException | None = None
+        self.sending = False
 
         intro = QLabel("Spend credits the way a feature of your application would. Your spend controls apply.")
         intro.setWordWrap(True)
@@ -157,6 +159,7 @@ class SpendDialog(QDialog):
             self._key, self._sent = new_idempotency_key(), request
         amount, description, feature = request
         self._busy(True, "Confirming…" if token else "Spending…")
+        self.sending = True
         self.spending.spend(amount, self._key, description, feature or None, token, self._spent, self._failed)
 
     def _spent(self, result: SpendResult) -> None:
@@ -166,13 +169,28 @@ class SpendDialog(QDialog):
                           f"{formatting.number(result.balance)} credits.")
         self.refusal = None
         self.refusal_box.hide()
+        self.sending = False
+        self.answered.emit()
+
+    @property
+    def refused_cap(self) -> str | None:
+        """The period ("day", "week", "month") of the cap whose refusal the dialog shows; None when it shows
+        none (a cap's alert about it is then the user's only news of it)."""
+        refusal, error = self.refusal, self._error
+        if not self.isVisible() or refusal is None or refusal.fix is not Fix.RAISE_CAP:
+            return None
+        if not isinstance(error, ApiError):
+            return None
+        return str((error.details or {}).get("period", ""))
 
     def _failed(self, error: BaseException) -> None:
         controls = self.spending.controls
         refusal = refusal_for(error, controls.time_zone if controls else None, formatting.local_datetime,
                               confirm_above=controls.confirm_above if controls else None)
+        self.sending = False
         if refusal is None:
             self._busy(False, describe(error))
+            self.answered.emit()
             return
         self._busy(False, "")
         self._error = error
@@ -191,6 +209,7 @@ class SpendDialog(QDialog):
         screen_fit.fit(self)  # (grown by the refusal: still on the screen)
         if refusal.fix in label:
             self.fix_button.setFocus()
+        self.answered.emit()
 
     def _on_controls_changed(self, _controls: object) -> None:
         self._controls_changed()

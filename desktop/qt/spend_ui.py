@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 
-from desktop.core.alert_inbox import notices, told_by_a_panel
+from desktop.core.alert_inbox import notices, told_by_a_panel, told_by_a_refusal
 from desktop.core.spend_models import Alert, AlertPage
 from desktop.qt.controller import AppController
 from desktop.qt.notifier import Notifier
@@ -41,6 +41,7 @@ class SpendUi(QObject):
         self.usage_window: UsageWindow | None = None
         self.alerts_window: AlertsWindow | None = None
         self.controls_window: SpendControlsWindow | None = None
+        self.held: list[Alert] = []  # cap alerts that came while a spend was being sent: its answer may tell them
 
         menu = window.menuBar().addMenu("&Credits")
         help_action = next((a for a in window.menuBar().actions() if a.text() == "&Help"), None)
@@ -96,12 +97,27 @@ class SpendUi(QObject):
         self.alerts_button.setFont(font)
 
     def _notify(self, alerts: list[Alert]) -> None:
+        """Announce new alerts, but not again what this window already told: a purchase its panel, a spend
+        refused for a cap the Use credits dialog (those are marked read)."""
         shown = (p.session_id for p in self.app.purchases.items if p.session_id)
         alerts, told = told_by_a_panel(alerts, shown)
+        dialog = self.spend_dialog
+        if dialog is not None and dialog.isVisible() and dialog.sending:
+            # Made in the spend's own transaction, a cap alert can arrive before the dialog has its answer.
+            self.held += [a for a in alerts if a.kind == "cap_100"]
+            alerts = [a for a in alerts if a.kind != "cap_100"]
+        refused = [dialog.refused_cap] if dialog is not None and dialog.refused_cap is not None else []
+        alerts, told_too = told_by_a_refusal(alerts, refused)
+        told += told_too
         if told:
             self.spending.mark_read(a.id for a in told)
         for notice in notices(alerts):
             self.notifier.show(notice)
+
+    def _spend_answered(self) -> None:
+        held, self.held = self.held, []
+        if held:
+            self._notify(held)
 
     # -- windows ------------------------------------------------------------------------------------------------
 
@@ -118,6 +134,7 @@ class SpendUi(QObject):
             self.spend_dialog = SpendDialog(self.spending, self.window)
             self.spend_dialog.buyRequested.connect(self.show_packs)
             self.spend_dialog.controlsRequested.connect(self.show_controls)
+            self.spend_dialog.answered.connect(self._spend_answered)
         elif not self.spend_dialog.isVisible():
             self.spend_dialog.start_over()
         self._present(self.spend_dialog)

@@ -64,7 +64,7 @@ class ChromiumOpener:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
-    def __call__(self, url: str) -> bool:
+    def __call__(self, url: str, what: str = "the page") -> bool:
         self.opened.append(url)
         self.opened_on_gui_thread.append(threading.current_thread() is threading.main_thread())
         if self._thread is not None:  # one purchase, one checkout tab
@@ -271,7 +271,7 @@ def test_paying_in_chromium_after_the_app_quit_shows_the_outcome_and_the_next_st
     assert "550 credits were added" in browser.text()
     assert_png(browser.screenshot(suffix="-after-quit"), 400, 300)
 
-    again = make_window(stub_backend.url, lambda url: True, poll=0.2)
+    again = make_window(stub_backend.url, lambda url, what: True, poll=0.2)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=20_000)
     qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=20_000)
     (resumed,) = again.controller.purchases.items
@@ -298,7 +298,7 @@ def test_in_the_default_mode_paying_after_the_app_quit_shows_the_outcome_and_the
     assert_at_outcome(browser, purchase, url, "paid")
     assert "550 credits were added" in browser.text()
 
-    again = make_window(None, lambda url: True, poll=0.2)
+    again = make_window(None, lambda url, what: True, poll=0.2)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.account, timeout=30_000)
     assert again.controller.backend.url == url
     qtbot.waitUntil(lambda: len(again.controller.purchases.items) == 1, timeout=20_000)

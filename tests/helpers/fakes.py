@@ -75,7 +75,7 @@ class FakeBrowser:
         self.errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
 
-    def __call__(self, url: str) -> bool:
+    def __call__(self, url: str, what: str = "the page") -> bool:
         self.opened.append(url)
         if self.action == "fail":
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.alert_inbox import AlertInbox, label, notices, told_by_a_panel
+from desktop.core.alert_inbox import AlertInbox, label, notices, title, told_by_a_panel, told_by_a_refusal
 from desktop.core.spend_models import Alert
 
 
@@ -45,7 +45,7 @@ def test_many_new_alerts_make_one_summary() -> None:
     assert [(n.title, n.message) for n in few] == [("Low balance", "message 1"), ("Low balance", "message 2")]
     (summary,) = notices([alert(n) for n in range(9, 0, -1)])
     assert summary.title == "9 new Creditdesk alerts" and summary.message == "Latest: message 9"
-    assert label("cap_100") == "Cap reached" and label("brand_new_kind") == "Brand new kind"
+    assert label("cap_100") == "Spend cap" and label("brand_new_kind") == "Brand new kind"
 
 
 def test_a_purchase_its_panel_told_is_not_announced_again() -> None:
@@ -58,3 +58,24 @@ def test_a_purchase_its_panel_told_is_not_announced_again() -> None:
     assert [a.id for a in told] == [5, 3]  # the panels said it
     assert [a.id for a in announce] == [4, 2, 1]  # paid in another app, and what no panel is about
     assert told_by_a_panel(new, []) == (new, [])
+
+
+def cap_alert(n: int, used: int, cap: int = 100, period: str = "day") -> Alert:
+    return Alert(n, "cap_100", "2026-11-26T12:00:00.000Z", None, f"message {n}",
+                 {"period": period, "cap": cap, "used": used, "resetsAt": "2026-11-27T00:00:00Z"})
+
+
+def test_a_cap_alert_is_headed_with_what_happened() -> None:
+    """The backend makes cap_100 both when a spend reaches the cap and when one is refused for going over it."""
+    assert title(cap_alert(1, used=25)) == "Spend refused: daily cap"  # 25 of 100 used: the cap is not reached
+    assert title(cap_alert(2, used=100, period="week")) == "Spend cap reached"
+    assert title(cap_alert(3, used=5, period="")) == "Spend refused: cap"
+    assert title(alert(4, "cap_80")) == label("cap_80") == "Spend cap at 80 %"
+    assert [n.title for n in notices([cap_alert(5, used=25)])] == ["Spend refused: daily cap"]
+
+
+def test_a_refusal_the_use_credits_dialog_shows_is_not_announced_again() -> None:
+    new = [cap_alert(3, used=25), cap_alert(2, used=90, period="month"), alert(1, "cap_80")]
+    announce, told = told_by_a_refusal(new, ["day"])
+    assert [a.id for a in told] == [3] and [a.id for a in announce] == [2, 1]
+    assert told_by_a_refusal(new, []) == (new, [])

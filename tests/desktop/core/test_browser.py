@@ -42,9 +42,15 @@ def test_the_browsers_output_stays_out_of_the_terminal(bin_dir: Path, tmp_path: 
 
 
 @pytest.mark.subprocess
-def test_a_launcher_that_fails_is_noticed(bin_dir: Path) -> None:
+def test_a_launcher_that_fails_is_noticed_and_the_log_says_what_did_not_open(
+    bin_dir: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
     fake_xdg_open(bin_dir, "echo 'no method available for opening' >&2; exit 3")
     assert open_in_browser("http://127.0.0.1:9/checkout") is False
+    assert open_in_browser("file:///tmp/guide.html", "the documentation") is False
+    warnings = [r.getMessage() for r in caplog.records if r.name == "creditdesk.browser"]
+    assert warnings == ["xdg-open could not open the page (exit code 3)",
+                        "xdg-open could not open the documentation (exit code 3)"]  # not "the checkout page"
 
 
 @pytest.mark.subprocess
@@ -55,4 +61,4 @@ def test_a_browser_that_keeps_the_launcher_waiting_counts_as_opened(bin_dir: Pat
 
 def test_no_launcher_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert open_in_browser("http://127.0.0.1:9/checkout") is False
+    assert open_in_browser("http://127.0.0.1:9/checkout", "the receipt") is False

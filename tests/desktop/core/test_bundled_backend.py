@@ -58,7 +58,8 @@ def test_its_mail_is_in_the_outbox_folder_the_app_names(tmp_path: Path, monkeypa
     try:
         api = ApiClient(backend.start())
         api.register("bundled@example.com", "correct horse battery")
-        assert api.request_password_reset("bundled@example.com").startswith("If an account exists for this email")
+        sent = api.request_password_reset("bundled@example.com")
+        assert sent.message.startswith("If an account exists for this email") and sent.expires_in_seconds == 900
         (mail,) = backend.outbox.glob("*.eml")
         assert "To: bundled@example.com" in mail.read_text()
     finally:

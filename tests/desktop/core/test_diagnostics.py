@@ -171,3 +171,13 @@ def test_prices_in_the_report_are_stripes_amounts() -> None:
     assert "Yen pack, 7 credits, 503 JPY" in text
     assert "Krona pack, 7 credits, 5 ISK" in text
     assert "Dinar pack, 7 credits, 5.130 KWD" in text
+
+
+def test_the_readable_report_writes_money_with_the_writer_it_is_given() -> None:
+    """The app passes its own formatter (desktop/qt/formatting.money), so Diagnostics writes "$25.00" as the app
+    does; without one the amounts stay locale-free."""
+    report: dict[str, Any] = {"purchases": [
+        {"pack": "Standard", "credits": 550, "price": {"amount": 2500, "currency": "usd"}, "session_id": "cs_1"}]}
+    assert "Standard pack, 550 credits, 25.00 USD" in render_text(report)
+    assert "Standard pack, 550 credits, [2500 usd]" in render_text(report, lambda amount, currency:
+                                                                    f"[{amount} {currency}]")

@@ -8,9 +8,6 @@ import json
 import stat
 from pathlib import Path
 
-import pytest
-
-from desktop.core import settings
 from desktop.core.problem_reports import load_draft, report_file_text, save_draft, save_unsent
 from desktop.core.settings import HelpSettings
 
@@ -19,7 +16,7 @@ def test_the_app_maker_configures_documentation_and_support_contact() -> None:
     configured = HelpSettings.from_env({"CREDITDESK_DOCS_URL": " https://docs.example.com/ ",
                                         "CREDITDESK_SUPPORT_CONTACT": "help@example.com"})
     assert configured == HelpSettings("https://docs.example.com/", "help@example.com")
-    assert configured.documentation_url("http://127.0.0.1:8787") == "https://docs.example.com/"
+    assert configured.documentation_url() == "https://docs.example.com/"
     assert configured.support_link == "mailto:help@example.com"
     assert HelpSettings(support_contact="https://example.com/support").support_link == "https://example.com/support"
     assert HelpSettings(support_contact="Call 555-0100").support_link is None  # shown, not opened
@@ -28,16 +25,10 @@ def test_the_app_maker_configures_documentation_and_support_contact() -> None:
     assert HelpSettings.from_env({"CREDITDESK_DOCS_URL": "javascript:alert(1)"}).docs_url is None
 
 
-def test_without_a_documentation_address_the_readme_then_the_backends_description(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("# Creditdesk\n")
-    monkeypatch.setattr(settings, "README", readme)
-    assert HelpSettings().documentation_url("http://127.0.0.1:8787") == readme.as_uri()
-    monkeypatch.setattr(settings, "README", tmp_path / "not-there.md")  # an installed app, without its sources
-    assert HelpSettings().documentation_url("http://127.0.0.1:8787") == "http://127.0.0.1:8787/openapi.json"
-    assert HelpSettings().documentation_url(None) is None
+def test_without_a_documentation_address_there_is_none_to_open() -> None:
+    """(The app shows its own user guide then: a README handed to the desktop opened an editor.)"""
+    assert HelpSettings().documentation_url() is None
+    assert HelpSettings.from_env({"CREDITDESK_DOCS_URL": "  "}).documentation_url() is None
 
 
 def test_an_unsent_report_keeps_the_words_beside_the_report_and_never_replaces_another(tmp_path: Path) -> None:

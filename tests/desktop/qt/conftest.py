@@ -45,10 +45,10 @@ def make_window(qtbot: Any, tmp_path: Path, memory_keyring: Any) -> Iterator[Cal
     """Build the app's main window; each call is a fresh app run (same data folder unless ``home`` says)."""
     made: list[MainWindow] = []
 
-    def make(backend_url: str | None, opener: Callable[[str], bool] | None = None, *, home: Path | None = None,
+    def make(backend_url: str | None, opener: Callable[[str, str], bool] | None = None, *, home: Path | None = None,
              poll: float = 0.2) -> MainWindow:
         paths = AppPaths.under(home or tmp_path / "home").ensure()
-        window = build_window(paths, backend_url, opener or (lambda url: False), poll_first_delay=poll,
+        window = build_window(paths, backend_url, opener or (lambda url, what: False), poll_first_delay=poll,
                               poll_max_delay=max(poll, 0.5))
         qtbot.addWidget(window)
         window.show()

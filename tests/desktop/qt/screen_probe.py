@@ -80,7 +80,7 @@ def measure(window: QWidget) -> dict[str, Any]:
 def main(home: str, url: str, email: str, password: str) -> None:
     app = QApplication([])
     QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
-    window = build_window(AppPaths.under(Path(home)).ensure(), url, lambda _: False, poll_first_delay=0.2,
+    window = build_window(AppPaths.under(Path(home)).ensure(), url, lambda _url, _what: False, poll_first_delay=0.2,
                           poll_max_delay=0.5)
     window.show()
     window.controller.start()
@@ -142,6 +142,13 @@ def main(home: str, url: str, email: str, password: str) -> None:
     wait_until(lambda: billing.save_button.isEnabled(), "the billing details")
     windows["Billing details"] = measure(billing)
     billing.close()
+
+    assert window.show_documentation() is None, "CREDITDESK_DOCS_URL is set"  # the app's own user guide
+    guide = window.help_window
+    assert guide is not None
+    wait_until(lambda: guide.loaded, "the user guide")
+    windows["Help"] = measure(guide)
+    guide.close()
 
     about = window._about()
     wait_until(about.isVisible, "About")

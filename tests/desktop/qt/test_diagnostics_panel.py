@@ -61,7 +61,7 @@ def test_the_panel_answers_where_are_my_credits_without_secrets(
         assert f"  {event}" in text, event
     ledger = text.split("Recent ledger (newest first):\n")[1].splitlines()[0].split()
     assert ledger[1:5] == ["purchase", "+100", "→", "100"]
-    assert " ".join(ledger[5:]).startswith(f"Starter pack, paid 5.00 USD, order {purchase.order_id}")
+    assert " ".join(ledger[5:]).startswith(f"Starter pack, paid $5.00, order {purchase.order_id}")
     for secret in (token, PASSWORD, state, email, email.split("@")[0]):
         assert secret not in text
 

@@ -49,8 +49,9 @@ def test_sign_out_and_in_again(qtbot: Any, make_window: Any, stub_backend: Backe
 
     window.sign_in.password.setText("not the password")
     window.sign_in.sign_in_button.click()
-    qtbot.waitUntil(lambda: window.sign_in.message.text() == "The email or the password is wrong. New here? Choose "
-                                                                   "Create account to make one with this email.")
+    qtbot.waitUntil(lambda: window.sign_in.message.text() == "The email or the password is wrong. Forgot your "
+                    "password? Choose Forgot password? to set a new one. New here? Choose Create account to make one "
+                    "with this email.")
     assert window.sign_in.sign_in_button.isEnabled()
     window.sign_in.password.setText(PASSWORD)
     window.sign_in.sign_in_button.click()

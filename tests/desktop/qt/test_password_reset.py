@@ -41,6 +41,7 @@ def test_a_forgotten_password_is_reset_with_the_mailed_code(qtbot: Any, make_win
     qtbot.waitUntil(lambda: form.code.isVisible(), timeout=10_000)
     assert form.explanation.text().startswith(f"If an account exists for {email}, we sent a code to it.")
     assert "sends no email" not in form.explanation.text()  # a backend given by URL: its mail is its own
+    assert "only the newest code works, once, for 15 minutes." in form.explanation.text()  # as the mail says
     assert clashes(window) == {}
     code = latest_code(outbox, email)
 
@@ -61,6 +62,9 @@ def test_a_forgotten_password_is_reset_with_the_mailed_code(qtbot: Any, make_win
     form.set_button.click()
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
     assert window.controller.session.email == email
+    notice = "Your password was changed; other sign-ins were ended."
+    assert window.account.notice.isVisible() and window.account.notice.text() == notice
+    assert window.status_bar.currentMessage() == notice
     assert api.get("/api/credits/balance").status_code == 401  # the earlier sign-in has ended
     login = Api(stub_backend.url).post("/api/auth/login", json={"email": email, "password": NEW_PASSWORD})
     assert login.status_code == 200

@@ -15,7 +15,7 @@ import requests
 from PySide6.QtWidgets import QApplication
 
 from desktop.core.purchase import FlowState
-from desktop.qt.main_window import MainWindow
+from desktop.qt.main_window import PREFERRED_SIZE, MainWindow
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.purchase_panel import PurchasePanel
 from tests.desktop.qt.conftest import PASSWORD, sign_up
@@ -358,6 +358,16 @@ def test_a_paid_purchase_in_the_history_opens_its_receipt(
     assert not account.receipt_button.isEnabled()  # nothing selected
     account.table.selectRow(0)
     assert account.receipt_button.isEnabled()
+    # At the default size, with the finished purchase's panel above the packs, Open receipt is in view without
+    # scrolling (from the walkthrough of issue 18: it was below the history's rows, out of view).
+    window.resize(PREFERRED_SIZE)
+    qtbot.waitUntil(lambda: window.size() == PREFERRED_SIZE)
+    assert account.purchases_box.isVisible() and account.verticalScrollBar().value() == 0
+    qtbot.waitUntil(lambda: account.receipt_button.visibleRegion().boundingRect().size()
+                    == account.receipt_button.size())
+    button = account.receipt_button
+    at = button.mapTo(account.viewport(), button.rect().bottomLeft())
+    assert account.viewport().rect().contains(at)
     browser.action = "close_tab"  # the receipt page only opens
     account.receipt_button.click()
     qtbot.waitUntil(lambda: len(browser.opened) == 2, timeout=10_000)
@@ -373,7 +383,7 @@ def test_the_timeline_says_when_the_browser_was_asked_not_when_its_launcher_retu
     """xdg-open returns seconds after the page is loading: the event's time is when the app asked."""
     called: list[str] = []
 
-    def slow_opener(url: str) -> bool:
+    def slow_opener(url: str, what: str) -> bool:
         called.append(datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         time.sleep(0.8)
         return True

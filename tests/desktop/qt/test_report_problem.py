@@ -35,10 +35,20 @@ def test_the_dialog_shows_the_privacy_note_first_then_exactly_what_is_sent(
     first = dialog.layout().itemAt(0).widget()
     assert isinstance(first, QLabel) and first.objectName() == "privacyNote"
     assert "What will be sent" in first.text() and "passwords, sign-in tokens and keys never appear" in first.text()
+    # First the report as Help → Diagnostics writes it (readable, money as the app writes it), then, a box ticked,
+    # exactly what is sent: its JSON.
+    readable = dialog.report_view.toPlainText()
+    assert dialog.report_view.isReadOnly() and readable.startswith("Creditdesk diagnostics, generated ")
+    assert "\nPurchases (newest first)\n" in readable and not dialog.exact.isChecked()
+    assert "sent as JSON" in dialog.exact.toolTip() and "JSON" in dialog.exact.text()
+    dialog.exact.setChecked(True)
     shown = dialog.report_view.toPlainText()
-    assert dialog.report_view.isReadOnly() and json.loads(shown) == dialog.report
+    assert json.loads(shown) == dialog.report
     token = window.controller.backend.api.token  # type: ignore[union-attr]
-    assert token and token not in shown and email not in shown and email[0] + "***@example.com" in shown
+    for text in (readable, shown):
+        assert token and token not in text and email not in text and email[0] + "***@example.com" in text
+    dialog.exact.setChecked(False)
+    assert dialog.report_view.toPlainText() == readable
     assert not dialog.send_button.isEnabled()  # nothing to send without the user's words
     dialog.words.setPlainText("   ")
     assert not dialog.send_button.isEnabled()
@@ -59,6 +69,10 @@ def test_send_reaches_the_backend_and_support_sees_it(
     assert dialog.sent is not None
     assert dialog.sent.report_id in dialog.status.text() and dialog.status.text().startswith("Sent at ")
     assert not dialog.progress.isVisibleTo(dialog) and dialog.words.toPlainText() == ""
+    assert dialog.cancel_button.text() == "Close"  # sent: nothing left to cancel
+    dialog.words.setPlainText("One more thing.")
+    assert dialog.cancel_button.text() == "Cancel"
+    dialog.words.clear()
     listed = json.loads(stub_backend.admin("user", email, "--json").stdout)["supportReports"]
     assert [(r["id"], r["firstLine"]) for r in listed] == [(dialog.sent.report_id, "I paid for the Pro pack at 3 PM.")]
     (row,) = stub_backend.query("SELECT message, report FROM support_reports WHERE id = ?", dialog.sent.report_id)
@@ -145,8 +159,9 @@ def test_documentation_and_contact_are_the_app_makers(
     monkeypatch.setenv("CREDITDESK_DOCS_URL", "https://docs.example.com/creditdesk")
     monkeypatch.setenv("CREDITDESK_SUPPORT_CONTACT", "help@example.com")
     opened_urls: list[str] = []
-    window: MainWindow = make_window(stub_backend.url, lambda url: opened_urls.append(url) or True)
+    window: MainWindow = make_window(stub_backend.url, lambda url, what: opened_urls.append(url) or True)
     assert window.show_documentation() == "https://docs.example.com/creditdesk"
+    assert window.help_window is None  # the configured documentation, in the browser
     qtbot.waitUntil(lambda: opened_urls == ["https://docs.example.com/creditdesk"], timeout=10_000)
     box = window.show_support_contact()
     assert "help@example.com" in box.text()
@@ -161,9 +176,18 @@ def test_without_configuration_help_still_answers(
     monkeypatch.delenv("CREDITDESK_DOCS_URL", raising=False)
     monkeypatch.delenv("CREDITDESK_SUPPORT_CONTACT", raising=False)
     opened_urls: list[str] = []
-    window: MainWindow = make_window(stub_backend.url, lambda url: opened_urls.append(url) or True)
-    url = window.show_documentation()
-    assert url is not None and (url.endswith("/README.md") or url.endswith("/openapi.json"))
+    window: MainWindow = make_window(stub_backend.url, lambda url, what: opened_urls.append(url) or True)
+    assert window.show_documentation() is None  # the app's own user guide, in a window: nothing handed to the desktop
+    guide = window.help_window
+    assert guide is not None and guide.isVisible()
+    qtbot.waitUntil(lambda: guide.loaded, timeout=10_000)
+    text = guide.browser.toPlainText()
+    for heading in ("Buying credits", "Receipts", "Billing details", "Using credits", "Alerts", "Spend controls",
+                    "Forgot your password?", "Reporting a problem"):
+        assert heading in text
+    assert "# " not in text and "**" not in text  # Markdown shown as text, not as its marks
+    assert "15 minutes" in text
+    assert window.show_documentation() is None and window.help_window is guide  # one window, brought back
     box = window.show_support_contact()
     assert "has not given a support contact" in box.text()
     assert [b for b in box.findChildren(QPushButton) if b.text() == "&Open"] == []

@@ -37,6 +37,7 @@ ACTIONS = {
     "Alerts": {"Close"},
     "Spend controls": {"Save", "Revert", "Close"},
     "Diagnostics": {"Refresh", "Copy report", "Save report…", "Close"},
+    "Help": {"Close"},
     "About": {"Close"},
 }
 
@@ -63,7 +64,7 @@ def probe(tmp_path: Path, url: str, email: str, scale: float) -> dict[str, Any]:
                                                "logicalDpi": 96 * scale}]}))
     env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={config}",
            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    for name in ("QT_SCALE_FACTOR", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR"):
+    for name in ("QT_SCALE_FACTOR", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR", "CREDITDESK_DOCS_URL"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, "-m", "tests.desktop.qt.screen_probe", str(tmp_path / "home"), url, email,
                            PASSWORD], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)

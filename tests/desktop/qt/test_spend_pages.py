@@ -90,6 +90,38 @@ def test_use_credits_spends_and_each_refusal_offers_its_fix(qtbot: Any, make_win
     assert api.balance() == 60
 
 
+def test_a_spend_refused_for_a_cap_is_told_once_by_the_dialog(qtbot: Any, make_window: Any,
+                                                              stub_backend: BackendProcess) -> None:
+    """From the walkthrough of issue 18: the dialog's refusal and a "Cap reached" notification at once, the title
+    wrong too (25 of 100 used: the spend would go over; the cap was not reached)."""
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api)  # 550 credits: the balance is no refusal's reason
+    api.request("PUT", "/api/credits/controls", json={"caps": {"day": 100}})
+    api.post("/api/credits/spend", json={"amount": 25, "idempotencyKey": "first"})
+    ui = window.spend_ui
+    dialog = ui.show_spend()
+    dialog.amount.setValue(80)
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.refusal_title.text() == "Over your daily cap")
+    assert dialog.refused_cap == "day"
+    # The backend made its cap_100 alert with the refusal: read and marked read, never a notification.
+    qtbot.waitUntil(lambda: api.get("/api/alerts").json()["alerts"][0]["kind"] == "cap_100")
+    ui.spending.poll_alerts()
+    qtbot.waitUntil(lambda: [a["kind"] for a in api.get("/api/alerts", params={"unread": "true"}).json()["alerts"]]
+                    == ["purchase_confirmed"], timeout=10_000)  # (bought outside the app: that one is news)
+    qtbot.waitUntil(lambda: not window.controller.workers.runner.busy)
+    assert [n for n in notices(window) if "cap" in n[0].lower()] == []
+    assert not ui.notifier.toast.isVisible() or "cap" not in ui.notifier.toast.title.text().lower()
+
+    # With the dialog closed, the next refusal (the weekly cap's) is news: a notification that says what happened.
+    dialog.close()
+    api.request("PUT", "/api/credits/controls", json={"caps": {"day": None, "week": 50}})
+    assert api.post("/api/credits/spend", json={"amount": 30, "idempotencyKey": "second"}).status_code == 403
+    qtbot.waitUntil(lambda: any(n[0] == "Spend refused: weekly cap" for n in notices(window)), timeout=20_000)
+
+
 def test_a_spend_above_the_threshold_is_confirmed_once(qtbot: Any, make_window: Any,
                                                        stub_backend: BackendProcess) -> None:
     window = make_window(stub_backend.url)

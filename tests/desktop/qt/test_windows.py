@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QMainWindow, QMenu, QWidget
 
 from desktop.qt.main_window import MainWindow
@@ -60,6 +61,9 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
     assert clashes(window) == {}  # the account page with the menus
     for menu in window.menuBar().findChildren(QMenu):
         assert menu_clashes(menu) == {}, menu.title()
+        if menu is not window.buy_menu:  # (its packs are numbered: &1, &2, …)
+            unreachable = [a.text() for a in menu.actions() if not a.isSeparator() and "&" not in a.text()]
+            assert unreachable == [], menu.title()
     buy_texts = [action.text() for action in window.buy_menu.actions() if not action.isSeparator()]
     assert all(_MNEMONIC.search(text) for text in buy_texts), buy_texts  # Alt+B, then a pack's letter
     ui = window.spend_ui
@@ -71,12 +75,15 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
         opened.close()
 
 
-def test_every_window_has_a_close_button(qtbot: Any, make_window: Any, stub_backend: BackendProcess) -> None:
+def test_every_window_has_a_close_button(qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDITDESK_DOCS_URL", raising=False)  # Help → Documentation: the app's own user guide
     window: MainWindow = make_window(stub_backend.url)
     sign_up(qtbot, window)
     ui = window.spend_ui
+    window.show_documentation()
     for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
-                   window.show_billing_details()):
+                   window.show_billing_details(), window.help_window):
         qtbot.waitUntil(opened.isVisible)
         close = [b for b in opened.findChildren(QAbstractButton) if b.text() == "Close" and b.isVisibleTo(opened)]
         assert len(close) == 1, type(opened).__name__
