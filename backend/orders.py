@@ -52,6 +52,11 @@ class Order:
         know it, else the list price (what orders paid before totals were kept were charged)."""
         return self.amount if self.amount_paid is None else self.amount_paid
 
+    def payment_json(self) -> dict[str, object]:
+        """What was paid, as the API gives it (``payment`` of a purchase's entry and of verify-payment)."""
+        return {"amount": self.amount_charged, "currency": self.currency, "listPrice": self.amount,
+                "discount": self.amount_discount, "tax": self.amount_tax}
+
     @property
     def credits_granted(self) -> int:
         """The credits the purchase granted (clawbacks are entries of their own, see credits_clawed_back)."""

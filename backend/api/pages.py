@@ -118,11 +118,14 @@ def result_page(services: Services, order: Order, *, refresh_pending: bool = Fal
         )
     refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == PENDING else None
     receipt = None
-    if order.status in AFTER_PAYMENT:
+    paid = order.status in AFTER_PAYMENT
+    if paid:
         with services.db.read() as conn:
             receipt = receipts.link(conn, services.public_url, order.id)
+    # What was paid once it was (with its tax, less its discount); until then the pack's price.
+    price = shown_price(order.amount_charged if paid else order.amount, order.currency)
     return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
-                order=order, outcome=status, price=shown_price(order.amount, order.currency),
+                order=order, outcome=status, price=price, paid=paid,
                 handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None, receipt=receipt)
 
 
