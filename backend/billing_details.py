@@ -39,6 +39,18 @@ TAX_ID_TYPES = frozenset((
     "ve_rif", "vn_tin", "za_vat", "zm_tin", "zw_tin",
 ))
 
+# How a receipt names a tax id type: the common ones by their human name, the rest by the code upper-cased
+# (tax_id_name).
+TAX_ID_NAMES = {"eu_vat": "EU VAT", "gb_vat": "GB VAT", "us_ein": "US EIN", "eu_oss_vat": "EU OSS VAT",
+                "ca_gst_hst": "CA GST/HST"}
+
+
+def tax_id_name(tax_id_type: str) -> str:
+    """A tax id type as a receipt names it: ``eu_vat`` is "EU VAT"; one not in TAX_ID_NAMES its code upper-cased
+    (``ca_pst_bc``: "CA PST BC")."""
+    return TAX_ID_NAMES.get(tax_id_type, tax_id_type.upper().replace("_", " "))
+
+
 # ISO 3166-1 alpha-2: the country codes Stripe takes for an address.
 COUNTRIES = frozenset((
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB",

@@ -45,6 +45,9 @@ class Order:
     invoice_url: str | None = None  # its hosted page and PDF, once read from Stripe (backend/invoices.py)
     invoice_pdf: str | None = None
     billing_details: str | None = None  # the buyer's billing details when paid (backend/billing_details.py)
+    promotion_code: str | None = None  # the code entered at checkout, where known
+    tax_rate: str | None = None  # the tax's rate in percent ("19", "8.875"), where checkout said one
+    tax_name: str | None = None  # the tax's name ("VAT"), where known
 
     @property
     def amount_charged(self) -> int:

@@ -15,13 +15,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
-from backend import orders, purchases, receipts, webhooks
+from backend import billing_details, orders, purchases, receipts, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
 from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented_for_non_json
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
-from backend.payments.stub import PROMOTION_PREFIX
+from backend.payments.base import PROMOTION_PREFIX
 from backend.services import Services
 from resources import currencies
 
@@ -229,9 +229,15 @@ def receipt_page(order_id: Annotated[str, Path(max_length=255)], services: Servi
     if found is None:
         return page(services, "result.html", 404, title="Receipt not found",
                     message="There is no receipt at this address. Open it again from Creditdesk.", order=None)
-    return page(services, "receipt.html", receipt=found, paid=shown_price(found.amount, found.currency),
-                tax=shown_price(found.tax, found.currency), discount=shown_price(found.discount, found.currency),
-                note=RECEIPT_NOTES.get(found.status, ""), seller="Creditdesk")
+    settings, currency = services.settings, found.currency
+    billing = found.billing
+    return page(services, "receipt.html", receipt=found, paid=shown_price(found.amount, currency),
+                price=shown_price(found.price, currency), net=shown_price(found.net, currency),
+                tax=shown_price(found.tax, currency), discount=shown_price(found.discount, currency),
+                note=RECEIPT_NOTES.get(found.status, ""), seller=settings.seller_name,
+                seller_address=settings.seller_address, seller_tax_id=settings.seller_tax_id,
+                buyer_tax_id_name=billing_details.tax_id_name(billing.tax_id_type)
+                if billing is not None and billing.tax_id_type else "")
 
 
 def _cancel_outcome(order: Order) -> str:
