@@ -261,15 +261,26 @@ def _stub_order(services: Services, session_id: str) -> Order | None:
         return orders.by_session(conn, session_id)
 
 
+# What the stub checkout page says after its promotion code form, named in its query (``?promotion=refused``) by the
+# redirect that follows the form (POST/redirect/GET: reloading the page posts nothing again). Only these words are
+# ever shown: the query names one, it never carries text of its own.
+PROMOTION_MESSAGES = {
+    "refused": "This promotion code is not valid.",
+    "missing": "Enter a promotion code.",
+    "removed": "The promotion code was removed.",
+}
+
+
 @router.get("/stub/checkout/{session_id}", response_class=HTMLResponse, responses=STUB_RESPONSES)
-def stub_checkout(session_id: str, services: ServicesDep) -> Response:
+def stub_checkout(session_id: str, services: ServicesDep,
+                  promotion: Annotated[str, Query(max_length=20)] = "") -> Response:
     session = _stub_session(services, session_id)
     if session is None:
         return not_found(services)
-    return _stub_checkout_page(services, session)
+    return _stub_checkout_page(services, session, promotion)
 
 
-def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_error: str = "") -> Response:
+def _stub_checkout_page(services: Services, session: dict[str, Any], promotion: str = "") -> Response:
     item = session["line_items"][0]["price_data"]
     order = _stub_order(services, session["id"])
     discount = int(session.get("total_details", {}).get("amount_discount") or 0)
@@ -284,18 +295,32 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_e
                 tax_included=session["line_items"][0]["price_data"].get("tax_behavior") == "inclusive",
                 promotion_code=applied.removeprefix(PROMOTION_PREFIX),
                 promotion_codes=services.settings.promotion_codes and bool(services.catalogue.promotion_codes),
-                promotion_error=promotion_error)
+                promotion_message=PROMOTION_MESSAGES.get(promotion, ""), promotion_refused=promotion != "removed")
+
+
+def _back_to_checkout(session_id: str, said: str = "") -> RedirectResponse:
+    """The stub checkout page again, by a 303 (``said``: a key of PROMOTION_MESSAGES)."""
+    query = f"?{urlencode({'promotion': said})}" if said else ""
+    return RedirectResponse(f"/stub/checkout/{urllib.parse.quote(session_id, safe='')}{query}", status_code=303,
+                            headers=NO_STORE)
+
+
+def _promotion_form_target(services: Services, session_id: str) -> dict[str, Any] | None:
+    """The open session a promotion code form may change: none without codes or when it is not the stub's."""
+    session = _stub_session(services, session_id)
+    if session is None or services.stub is None or not services.settings.promotion_codes:
+        return None
+    return session
 
 
 @router.post("/stub/checkout/{session_id}/promotion-code", status_code=303, response_class=RedirectResponse,
-             responses={**redirect("Applied: back to the checkout page, with the discount"), **STUB_RESPONSES,
-                        200: {"description": "The checkout page again, saying the code is not valid",
-                              "content": HTML}})
+             responses={**redirect("Back to the checkout page: with the discount, or saying the code is not valid "
+                                   "(?promotion=refused, or missing when none was entered)"), **STUB_RESPONSES})
 async def stub_promotion_code(session_id: str, request: Request, services: ServicesDep) -> Response:
     """The stub checkout's promotion code (CREDITDESK_PROMOTION_CODES and the catalogue's [[promotion_codes]]):
     the session's total goes down as Stripe's would; the credits stay the pack's."""
-    session = await to_thread.run_sync(_stub_session, services, session_id)
-    if session is None or services.stub is None or not services.settings.promotion_codes:
+    session = await to_thread.run_sync(_promotion_form_target, services, session_id)
+    if session is None or services.stub is None:
         return not_found(services)
     try:
         fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
@@ -304,12 +329,24 @@ async def stub_promotion_code(session_id: str, request: Request, services: Servi
     entered = (fields.get("code") or [""])[0].strip()[:40]
     promotion = services.catalogue.promotion(entered)
     if promotion is None or session["status"] != "open":
-        said = "This promotion code is not valid." if entered else "Enter a promotion code."
-        return await to_thread.run_sync(_stub_checkout_page, services, session, said)
+        return _back_to_checkout(session_id, "refused" if entered else "missing")
     stub = services.stub
     await to_thread.run_sync(
         lambda: stub.apply_promotion(session_id, promotion.code, promotion.discount(int(session["amount_subtotal"]))))
-    return RedirectResponse(f"/stub/checkout/{session_id}", status_code=303, headers=NO_STORE)
+    return _back_to_checkout(session_id)
+
+
+@router.post("/stub/checkout/{session_id}/promotion-code/remove", status_code=303, response_class=RedirectResponse,
+             responses={**redirect("Back to the checkout page, at the full price (?promotion=removed)"),
+                        **STUB_RESPONSES})
+async def stub_remove_promotion_code(session_id: str, services: ServicesDep) -> Response:
+    """The stub checkout's "Remove" beside an applied promotion code: the session's total as without it."""
+    session = await to_thread.run_sync(_promotion_form_target, services, session_id)
+    stub = services.stub
+    if session is None or stub is None:
+        return not_found(services)
+    await to_thread.run_sync(stub.remove_promotion, session_id)
+    return _back_to_checkout(session_id, "removed")
 
 
 @router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={

@@ -167,6 +167,11 @@ class StubProvider:
             discounts=[{"coupon": None, "promotion_code": f"{PROMOTION_PREFIX}{code.upper()}"}],
         )
 
+    def remove_promotion(self, session_id: str) -> dict[str, Any]:
+        """The open session without its promotion code: its total as before the code."""
+        session = self.session_object(session_id)
+        return self._update(session_id, **self._totals(session, discount=0), discounts=[])
+
     def _update(self, session_id: str, **changes: Any) -> dict[str, Any]:
         with self._db.transaction() as conn:
             query = select(stub_sessions.c.data).where(stub_sessions.c.id == session_id).with_for_update()
