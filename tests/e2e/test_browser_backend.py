@@ -92,7 +92,8 @@ def test_stub_checkout_pay_in_the_browser(
     verified = api.verify(checkout["sessionId"])
     assert verified.status_code == 200, verified.text
     assert verified.json() == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550,
-                               "balance": 550}
+                               "balance": 550, "payment": {"amount": 2500, "currency": "usd", "listPrice": 2500,
+                                                           "discount": 0, "tax": 0}}
     assert purchase_grants(stub_backend, checkout["sessionId"]) == 1
 
     # Back: the checkout page says it is paid instead of offering Pay again.
