@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 from backend import prepared
 from backend.db import utcnow
 from backend.schema import billing_details as table
+from resources.tax_id_types import TAX_ID_TYPE_NAMES
 
 # Bounds of each field, in characters (Stripe's own for a customer's name and address lines, and its tax ids).
 LIMITS = {"name": 256, "line1": 200, "postal_code": 40, "tax_id_value": 100}  # line1's for every address line
@@ -38,6 +39,12 @@ TAX_ID_TYPES = frozenset((
     "tr_tin", "tt_bir", "tt_vat", "tw_vat", "tz_vat", "ua_vat", "ug_tin", "us_ein", "uy_ruc", "uz_tin", "uz_vat",
     "ve_rif", "vn_tin", "za_vat", "zm_tin", "zw_tin",
 ))
+
+def tax_id_name(tax_id_type: str) -> str:
+    """A tax id type as a receipt names it: by the words the app offers it with (resources.tax_id_types: ``eu_vat``
+    is "EU VAT number"), one without words by its code upper-cased (``ca_pst_bc``: "CA PST BC")."""
+    return TAX_ID_TYPE_NAMES.get(tax_id_type, tax_id_type.upper().replace("_", " "))
+
 
 # ISO 3166-1 alpha-2: the country codes Stripe takes for an address.
 COUNTRIES = frozenset((

@@ -27,9 +27,12 @@ class Pack:
     # tax is collected (CREDITDESK_AUTOMATIC_TAX): Stripe's price tax_behavior.
     tax_behavior: str = "exclusive"
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self, *, tax_added: bool = False) -> dict[str, object]:
+        """As ``GET /api/billing/packs`` lists it; ``tax`` says how checkout's tax meets the price where checkout
+        adds tax (``tax_added``): ``exclusive`` (on top of it), ``inclusive`` (in it), else None."""
         return {"id": self.id, "name": self.name, "credits": self.credits, "amount": self.amount,
-                "currency": self.currency, "pricePerCredit": currencies.per_unit(self.amount, self.credits)}
+                "currency": self.currency, "pricePerCredit": currencies.per_unit(self.amount, self.credits),
+                "tax": self.tax_behavior if tax_added else None}
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ class Settings:
     smtp_starttls: bool = True
     mail_from: str = "Creditdesk <no-reply@localhost>"
     mail_outbox: Path | None = None
+    # The seller a receipt names (CREDITDESK_SELLER_NAME, CREDITDESK_SELLER_ADDRESS with its lines parted by "\n",
+    # CREDITDESK_SELLER_TAX_ID): a tax document says who sold, from where, under which tax id.
+    seller_name: str = "Creditdesk"
+    seller_address: tuple[str, ...] = ()
+    seller_tax_id: str | None = None
     # Password resets: codes asked for per email and per client address, and codes tried per client address.
     reset_limit_per_email: str = "3/15minute;10/day"
     reset_limit_per_address: str = "20/hour;100/day"
@@ -192,6 +197,7 @@ class Settings:
                 raise ConfigError(f"CREDITDESK_PREPARED_STATEMENTS is on or off, not {fast!r}.")
             kwargs["prepared_statements"] = fast.lower() == "on"
         kwargs.update(_mail_settings(get))
+        kwargs.update(_seller_settings(get))
         if per_email := get("CREDITDESK_RESET_LIMIT_PER_EMAIL"):
             kwargs["reset_limit_per_email"] = parse_limits("CREDITDESK_RESET_LIMIT_PER_EMAIL", per_email)
         if reset_per_address := get("CREDITDESK_RESET_LIMIT_PER_ADDRESS"):
@@ -230,6 +236,19 @@ class Settings:
             )
         if self.stripe_secret_key and self.stripe_secret_key.startswith("pk_"):
             raise ConfigError("STRIPE_SECRET_KEY holds a publishable key (pk_...); it needs the secret key (sk_...).")
+
+
+def _seller_settings(get: Callable[[str], str | None]) -> dict[str, object]:
+    """The seller's name, address lines and tax id, as receipts print them (each line at most 200 characters)."""
+    name, tax_id, address = get("CREDITDESK_SELLER_NAME"), get("CREDITDESK_SELLER_TAX_ID"), get(
+        "CREDITDESK_SELLER_ADDRESS")
+    # A line break is "\n" as two characters (an environment file's one line) or a real one.
+    lines = tuple(line.strip() for line in (address or "").replace("\\n", "\n").splitlines() if line.strip())
+    for setting, values in (("CREDITDESK_SELLER_NAME", (name,)), ("CREDITDESK_SELLER_ADDRESS", lines),
+                            ("CREDITDESK_SELLER_TAX_ID", (tax_id,))):
+        if any(value is not None and (len(value) > 200 or not value.isprintable()) for value in values):
+            raise ConfigError(f"{setting} takes printable text of at most 200 characters a line.")
+    return {"seller_address": lines, "seller_tax_id": tax_id, **({"seller_name": name} if name else {})}
 
 
 def _mail_settings(get: Callable[[str], str | None]) -> dict[str, object]:

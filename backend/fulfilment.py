@@ -138,6 +138,7 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
     paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent,
                          amount_paid=session.amount_total, amount_discount=session.amount_discount,
                          amount_tax=session.amount_tax, refusal=None, invoice_id=session.invoice,
+                         promotion_code=session.promotion_code, tax_rate=session.tax_rate, tax_name=session.tax_name,
                          billing_details=billing_details.snapshot(conn, order.user_id))
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind

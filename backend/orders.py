@@ -45,12 +45,20 @@ class Order:
     invoice_url: str | None = None  # its hosted page and PDF, once read from Stripe (backend/invoices.py)
     invoice_pdf: str | None = None
     billing_details: str | None = None  # the buyer's billing details when paid (backend/billing_details.py)
+    promotion_code: str | None = None  # the code entered at checkout, where known
+    tax_rate: str | None = None  # the tax's rate in percent ("19", "8.875"), where checkout said one
+    tax_name: str | None = None  # the tax's name ("VAT"), where known
 
     @property
     def amount_charged(self) -> int:
         """What the payment took, which refunds and disputes are measured against: the total paid where we
         know it, else the list price (what orders paid before totals were kept were charged)."""
         return self.amount if self.amount_paid is None else self.amount_paid
+
+    def payment_json(self) -> dict[str, object]:
+        """What was paid, as the API gives it (``payment`` of a purchase's entry and of verify-payment)."""
+        return {"amount": self.amount_charged, "currency": self.currency, "listPrice": self.amount,
+                "discount": self.amount_discount, "tax": self.amount_tax}
 
     @property
     def credits_granted(self) -> int:

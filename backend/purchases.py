@@ -29,7 +29,7 @@ from backend.errors import (
     UnknownPack,
     UnknownSession,
 )
-from backend.order_status import PENDING, SETTLED
+from backend.order_status import AFTER_PAYMENT, PENDING, SETTLED
 from backend.orders import Order
 from backend.payments.base import CheckoutRequest, SessionState
 from backend.schema import users
@@ -183,8 +183,11 @@ class Verification:
     balance: int
 
     def as_json(self) -> dict[str, object]:
-        return {"sessionId": self.order.session_id, "status": self.order.status,
-                "creditsGranted": self.order.credits_granted, "balance": self.balance}
+        answer: dict[str, object] = {"sessionId": self.order.session_id, "status": self.order.status,
+                                     "creditsGranted": self.order.credits_granted, "balance": self.balance}
+        if self.order.status in AFTER_PAYMENT:
+            answer["payment"] = self.order.payment_json()
+        return answer
 
 
 async def verify_payment(services: Services, user: User, session_id: str) -> Verification:

@@ -3,8 +3,9 @@
 A receipt link is ``{public_url}/receipts/{order_id}?key=...``: the key is an HMAC of the order id under a secret
 the backend keeps in its database (``server_secrets``, made by migration 0008), so that the link works without
 a sign-in, in any replica, and cannot be made up for another order. The receipt says who sold what to whom:
-the seller, the buyer (email, and billing details as they were when the order was paid), the pack and its credits,
-what was paid with its tax and discount, when, and the order's id.
+the seller (its name, address and tax id: CREDITDESK_SELLER_*), the buyer (email, and billing details as they were when
+the order was paid), the pack and its credits, and as a tax document's lines: the list price, the discount (with its
+promotion code where known), the net, the tax (with its rate where known) and the total paid; when, and the order's id.
 
 In Stripe mode the receipt a list gives is Stripe's hosted invoice, with its PDF, once their links are known
 (backend/invoices.py); until then, and in stub mode, the backend's own page.
@@ -44,6 +45,31 @@ class Receipt:
     billing: BillingDetails | None = None  # the buyer's billing details when paid (none set then: None)
     invoice_url: str | None = None  # Stripe's hosted invoice, once known
     invoice_pdf: str | None = None
+    list_price: int | None = None  # the pack's price when bought (None: the same as amount)
+    promotion_code: str | None = None  # the code entered at checkout, where known
+    tax_rate: str | None = None  # the tax's rate in percent ("19"), where known
+    tax_name: str | None = None  # its name ("VAT"), where known
+
+    @property
+    def price(self) -> int:
+        """The pack's list price."""
+        return self.amount if self.list_price is None else self.list_price
+
+    @property
+    def net(self) -> int:
+        """What was paid without its tax."""
+        return self.amount - self.tax
+
+    @property
+    def tax_included(self) -> bool:
+        """Whether the list price held the tax (an inclusive price): the price less the discount is what was paid."""
+        return bool(self.tax) and self.price - self.discount == self.amount
+
+    @property
+    def tax_label(self) -> str:
+        """The tax line's words: "VAT (19 %)", "Tax (19 %)", or "Tax" where the rate is not known."""
+        name = self.tax_name or "Tax"
+        return f"{name} ({self.tax_rate} %)" if self.tax_rate else name
 
     def as_json(self, link: str) -> dict[str, Any]:
         """As ``GET /api/billing/receipts`` lists it: ``url`` is Stripe's invoice where there is one, else ``link``
@@ -58,7 +84,7 @@ def _query() -> Any:
     o, e = orders.c, ledger_entries.c
     return (select(o.id, o.session_id, o.pack_id, o.pack_name, o.credits, o.amount, o.amount_paid, o.currency,
                    o.amount_tax, o.amount_discount, e.created_at, o.status, users.c.email, o.billing_details,
-                   o.invoice_url, o.invoice_pdf)
+                   o.invoice_url, o.invoice_pdf, o.promotion_code, o.tax_rate, o.tax_name)
             .join(ledger_entries, (e.user_id == o.user_id) & (e.type == "purchase") & (e.reference == o.session_id))
             .join(users, users.c.id == o.user_id)
             .where(o.status.in_(sorted(AFTER_PAYMENT))))
@@ -66,10 +92,11 @@ def _query() -> Any:
 
 def _receipt(row: Any) -> Receipt:
     (order_id, session_id, pack_id, pack_name, credits, amount, paid, currency, tax, discount, paid_at, status,
-     email, billing, invoice_url, invoice_pdf) = row
+     email, billing, invoice_url, invoice_pdf, promotion_code, tax_rate, tax_name) = row
     return Receipt(order_id, session_id, pack_id, pack_name or pack_id, credits,
                    paid if paid is not None else amount, currency, tax or 0, discount or 0, paid_at, status, email,
-                   billing_details.from_snapshot(billing), invoice_url, invoice_pdf)
+                   billing_details.from_snapshot(billing), invoice_url, invoice_pdf, amount, promotion_code, tax_rate,
+                   tax_name)
 
 
 def for_user(conn: Connection, user_id: int) -> list[Receipt]:

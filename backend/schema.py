@@ -144,6 +144,11 @@ orders = Table(
     Column("invoice_pdf", Text),
     # The buyer's billing details when the order was paid (JSON, backend/billing_details.py), which its receipt prints.
     Column("billing_details", Text),
+    # What its receipt names (migration 0015): the promotion code entered, and the tax's rate (percent, a decimal
+    # string) and name, where checkout said them.
+    Column("promotion_code", Text),
+    Column("tax_rate", Text),
+    Column("tax_name", Text),
     Index("idx_orders_session_id", "session_id", unique=True),
     # Only orders that have one, a pending order has none (migration 0013; partial on PostgreSQL too, as above).
     Index("idx_orders_payment_intent", "payment_intent", sqlite_where=text("payment_intent IS NOT NULL")),

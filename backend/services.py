@@ -58,5 +58,11 @@ class Services:
                    ProviderGateway(provider), mailer(settings))
 
     @property
+    def tax_added(self) -> bool:
+        """Whether checkout adds tax (CREDITDESK_AUTOMATIC_TAX; in stub mode only with a stub_tax_percent): then
+        each pack's price holds it or has it on top, as its tax_behavior says."""
+        return self.settings.automatic_tax and (self.stub is None or self.catalogue.stub_tax_percent > 0)
+
+    @property
     def stub(self) -> StubProvider | None:
         return self.provider if isinstance(self.provider, StubProvider) else None

@@ -106,6 +106,9 @@ class PackJson(Json):
     pricePerCredit: str = Field(description="The price of one credit in the currency's minor unit, a decimal "
                                             "string to 4 places, trailing zeros dropped (1000 for 333 credits: "
                                             "\"3.003\").")
+    tax: Literal["exclusive", "inclusive"] | None = Field(
+        description="How checkout's tax meets the price (an extension): exclusive (added on top at checkout), "
+                    "inclusive (held in the price), or null when checkout adds no tax.")
 
 
 class ReceiptJson(Json):
@@ -163,6 +166,7 @@ class VerificationAnswer(Json):
     status: Status
     creditsGranted: int
     balance: int
+    payment: PaymentJson | SkipJsonSchema[None] = absent("What was paid, once the order is paid (an extension).")
 
 
 class CancelAnswer(Json):
@@ -177,8 +181,12 @@ class BalanceAnswer(Json):
 
 
 class PaymentJson(Json):
-    amount: int
+    amount: int = Field(description="What was paid: Checkout's amount_total (the list price for orders paid "
+                                    "before totals were kept), in the currency's minor unit.")
     currency: str
+    listPrice: int = Field(description="The pack's price when it was bought, in the minor unit.")
+    discount: int = Field(description="Taken off the list price (a promotion code), in the minor unit.")
+    tax: int = Field(description="Of the amount paid, the tax, in the minor unit.")
 
 
 class TransactionJson(Json):

@@ -34,7 +34,8 @@ router = APIRouter(prefix="/api/billing", responses=documented(INVALID_TEXT))
 
 @router.get("/packs", response_model=PacksAnswer)
 def packs(services: ServicesDep) -> dict[str, object]:
-    return {"packs": [pack.as_json() for pack in services.catalogue.packs]}
+    tax_added = services.tax_added
+    return {"packs": [pack.as_json(tax_added=tax_added) for pack in services.catalogue.packs]}
 
 
 @router.get("/receipts", response_model=ReceiptsAnswer, responses=documented(SIGNED_IN))

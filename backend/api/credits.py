@@ -62,7 +62,7 @@ def transactions(
         order = bought.get(e.reference or "") if e.type == "purchase" else None
         if order is not None:  # what was paid for these credits, and the order behind them (for support)
             row["orderId"] = order.id
-            row["payment"] = {"amount": order.amount, "currency": order.currency}
+            row["payment"] = order.payment_json()
         rows.append(row)
     return {
         "transactions": rows,

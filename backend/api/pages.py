@@ -15,13 +15,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import resources
-from backend import orders, purchases, receipts, webhooks
+from backend import billing_details, orders, purchases, receipts, webhooks
 from backend.api.deps import ClientAddressDep, ServicesDep
 from backend.api.errors import QUERY_ERRORS, RETRY_AFTER, STORAGE, answer_for, documented_for_non_json
 from backend.errors import CreditdeskError, Retryable, SessionNotFound
 from backend.order_status import AFTER_PAYMENT, CANCELLED, EXPIRED, PENDING
 from backend.orders import Order
-from backend.payments.stub import PROMOTION_PREFIX
+from backend.payments.base import PROMOTION_PREFIX
 from backend.services import Services
 from resources import currencies
 
@@ -118,11 +118,14 @@ def result_page(services: Services, order: Order, *, refresh_pending: bool = Fal
         )
     refresh = PENDING_REFRESH_SECONDS if refresh_pending and order.status == PENDING else None
     receipt = None
-    if order.status in AFTER_PAYMENT:
+    paid = order.status in AFTER_PAYMENT
+    if paid:
         with services.db.read() as conn:
             receipt = receipts.link(conn, services.public_url, order.id)
+    # What was paid once it was (with its tax, less its discount); until then the pack's price.
+    price = shown_price(order.amount_charged if paid else order.amount, order.currency)
     return page(services, "result.html", title=title, message=message.format(credits=f"{order.credits:,}"),
-                order=order, outcome=status, price=shown_price(order.amount, order.currency),
+                order=order, outcome=status, price=price, paid=paid,
                 handoff=handoff, refresh=refresh, connect=_origin(handoff) if handoff else None, receipt=receipt)
 
 
@@ -226,9 +229,15 @@ def receipt_page(order_id: Annotated[str, Path(max_length=255)], services: Servi
     if found is None:
         return page(services, "result.html", 404, title="Receipt not found",
                     message="There is no receipt at this address. Open it again from Creditdesk.", order=None)
-    return page(services, "receipt.html", receipt=found, paid=shown_price(found.amount, found.currency),
-                tax=shown_price(found.tax, found.currency), discount=shown_price(found.discount, found.currency),
-                note=RECEIPT_NOTES.get(found.status, ""), seller="Creditdesk")
+    settings, currency = services.settings, found.currency
+    billing = found.billing
+    return page(services, "receipt.html", receipt=found, paid=shown_price(found.amount, currency),
+                price=shown_price(found.price, currency), net=shown_price(found.net, currency),
+                tax=shown_price(found.tax, currency), discount=shown_price(found.discount, currency),
+                note=RECEIPT_NOTES.get(found.status, ""), seller=settings.seller_name,
+                seller_address=settings.seller_address, seller_tax_id=settings.seller_tax_id,
+                buyer_tax_id_name=billing_details.tax_id_name(billing.tax_id_type)
+                if billing is not None and billing.tax_id_type else "")
 
 
 def _cancel_outcome(order: Order) -> str:
@@ -252,15 +261,26 @@ def _stub_order(services: Services, session_id: str) -> Order | None:
         return orders.by_session(conn, session_id)
 
 
+# What the stub checkout page says after its promotion code form, named in its query (``?promotion=refused``) by the
+# redirect that follows the form (POST/redirect/GET: reloading the page posts nothing again). Only these words are
+# ever shown: the query names one, it never carries text of its own.
+PROMOTION_MESSAGES = {
+    "refused": "This promotion code is not valid.",
+    "missing": "Enter a promotion code.",
+    "removed": "The promotion code was removed.",
+}
+
+
 @router.get("/stub/checkout/{session_id}", response_class=HTMLResponse, responses=STUB_RESPONSES)
-def stub_checkout(session_id: str, services: ServicesDep) -> Response:
+def stub_checkout(session_id: str, services: ServicesDep,
+                  promotion: Annotated[str, Query(max_length=20)] = "") -> Response:
     session = _stub_session(services, session_id)
     if session is None:
         return not_found(services)
-    return _stub_checkout_page(services, session)
+    return _stub_checkout_page(services, session, promotion)
 
 
-def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_error: str = "") -> Response:
+def _stub_checkout_page(services: Services, session: dict[str, Any], promotion: str = "") -> Response:
     item = session["line_items"][0]["price_data"]
     order = _stub_order(services, session["id"])
     discount = int(session.get("total_details", {}).get("amount_discount") or 0)
@@ -275,18 +295,32 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion_e
                 tax_included=session["line_items"][0]["price_data"].get("tax_behavior") == "inclusive",
                 promotion_code=applied.removeprefix(PROMOTION_PREFIX),
                 promotion_codes=services.settings.promotion_codes and bool(services.catalogue.promotion_codes),
-                promotion_error=promotion_error)
+                promotion_message=PROMOTION_MESSAGES.get(promotion, ""), promotion_refused=promotion != "removed")
+
+
+def _back_to_checkout(session_id: str, said: str = "") -> RedirectResponse:
+    """The stub checkout page again, by a 303 (``said``: a key of PROMOTION_MESSAGES)."""
+    query = f"?{urlencode({'promotion': said})}" if said else ""
+    return RedirectResponse(f"/stub/checkout/{urllib.parse.quote(session_id, safe='')}{query}", status_code=303,
+                            headers=NO_STORE)
+
+
+def _promotion_form_target(services: Services, session_id: str) -> dict[str, Any] | None:
+    """The open session a promotion code form may change: none without codes or when it is not the stub's."""
+    session = _stub_session(services, session_id)
+    if session is None or services.stub is None or not services.settings.promotion_codes:
+        return None
+    return session
 
 
 @router.post("/stub/checkout/{session_id}/promotion-code", status_code=303, response_class=RedirectResponse,
-             responses={**redirect("Applied: back to the checkout page, with the discount"), **STUB_RESPONSES,
-                        200: {"description": "The checkout page again, saying the code is not valid",
-                              "content": HTML}})
+             responses={**redirect("Back to the checkout page: with the discount, or saying the code is not valid "
+                                   "(?promotion=refused, or missing when none was entered)"), **STUB_RESPONSES})
 async def stub_promotion_code(session_id: str, request: Request, services: ServicesDep) -> Response:
     """The stub checkout's promotion code (CREDITDESK_PROMOTION_CODES and the catalogue's [[promotion_codes]]):
     the session's total goes down as Stripe's would; the credits stay the pack's."""
-    session = await to_thread.run_sync(_stub_session, services, session_id)
-    if session is None or services.stub is None or not services.settings.promotion_codes:
+    session = await to_thread.run_sync(_promotion_form_target, services, session_id)
+    if session is None or services.stub is None:
         return not_found(services)
     try:
         fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
@@ -295,12 +329,24 @@ async def stub_promotion_code(session_id: str, request: Request, services: Servi
     entered = (fields.get("code") or [""])[0].strip()[:40]
     promotion = services.catalogue.promotion(entered)
     if promotion is None or session["status"] != "open":
-        said = "This promotion code is not valid." if entered else "Enter a promotion code."
-        return await to_thread.run_sync(_stub_checkout_page, services, session, said)
+        return _back_to_checkout(session_id, "refused" if entered else "missing")
     stub = services.stub
     await to_thread.run_sync(
         lambda: stub.apply_promotion(session_id, promotion.code, promotion.discount(int(session["amount_subtotal"]))))
-    return RedirectResponse(f"/stub/checkout/{session_id}", status_code=303, headers=NO_STORE)
+    return _back_to_checkout(session_id)
+
+
+@router.post("/stub/checkout/{session_id}/promotion-code/remove", status_code=303, response_class=RedirectResponse,
+             responses={**redirect("Back to the checkout page, at the full price (?promotion=removed)"),
+                        **STUB_RESPONSES})
+async def stub_remove_promotion_code(session_id: str, services: ServicesDep) -> Response:
+    """The stub checkout's "Remove" beside an applied promotion code: the session's total as without it."""
+    session = await to_thread.run_sync(_promotion_form_target, services, session_id)
+    stub = services.stub
+    if session is None or stub is None:
+        return not_found(services)
+    await to_thread.run_sync(stub.remove_promotion, session_id)
+    return _back_to_checkout(session_id, "removed")
 
 
 @router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={

@@ -60,6 +60,9 @@ class SessionState:
     amount_discount: int = 0  # total_details.amount_discount (promotion codes, coupons)
     amount_tax: int = 0  # total_details.amount_tax (Stripe Tax: exclusive tax is added to the total)
     invoice: str | None = None  # the invoice Checkout made for the payment (invoice_creation), once complete
+    promotion_code: str | None = None  # the code the buyer entered, where the session says it (not only its id)
+    tax_rate: str | None = None  # the tax's one rate in percent ("19"), where the session's breakdown gives it
+    tax_name: str | None = None  # that rate's name ("VAT")
 
     @property
     def is_paid(self) -> bool:
@@ -107,6 +110,8 @@ class SessionState:
             amount_discount=_amount(details.get("amount_discount")) or 0,
             amount_tax=_amount(details.get("amount_tax")) or 0,
             invoice=invoice if isinstance(invoice, str) and invoice.startswith("in_") else None,
+            promotion_code=_promotion_code(obj.get("discounts")),
+            **_tax_rate(details.get("breakdown")),
         )
 
 
@@ -116,6 +121,39 @@ class InvoiceLinks:
 
     hosted_url: str
     pdf: str | None
+
+
+PROMOTION_PREFIX = "promo_stub_"  # the stub's promotion code ids: the code itself follows
+
+
+def _promotion_code(discounts: Any) -> str | None:
+    """The code the buyer entered, from a session's ``discounts``: an expanded promotion code's ``code``, or the
+    stub's id (which holds it). Stripe's bare id (``promo_...``) is not the code the buyer knows: None."""
+    if not isinstance(discounts, list):
+        return None
+    for discount in discounts:
+        promotion = discount.get("promotion_code") if isinstance(discount, Mapping) else None
+        if isinstance(promotion, Mapping) and isinstance(promotion.get("code"), str):
+            return str(promotion["code"])[:100]
+        if isinstance(promotion, str) and promotion.startswith(PROMOTION_PREFIX):
+            return promotion.removeprefix(PROMOTION_PREFIX)[:100]
+    return None
+
+
+def _tax_rate(breakdown: Any) -> dict[str, str | None]:
+    """``tax_rate`` and ``tax_name`` from ``total_details.breakdown.taxes`` (Stripe gives it when the session is
+    read with it expanded; the stub always): the rate's percentage and display name when the taxes charged have
+    one rate, else neither (several rates, or none known: a receipt then says only "Tax")."""
+    taxes = breakdown.get("taxes") if isinstance(breakdown, Mapping) else None
+    rates = {(rate.get("percentage"), rate.get("display_name"))
+             for tax in (taxes if isinstance(taxes, list) else []) if isinstance(tax, Mapping)
+             and isinstance(rate := tax.get("rate"), Mapping) and tax.get("amount")}
+    if len(rates) != 1:
+        return {"tax_rate": None, "tax_name": None}
+    [(percentage, name)] = rates
+    known = isinstance(percentage, int | float) and not isinstance(percentage, bool) and 0 < percentage <= 100
+    return {"tax_rate": f"{percentage:g}" if known else None,
+            "tax_name": (name.strip()[:100] or None) if isinstance(name, str) else None}
 
 
 def _amount(value: Any) -> int | None:

@@ -19,6 +19,7 @@ from backend.billing_details import BillingDetails
 from backend.db import Database
 from backend.errors import SessionNotFound
 from backend.payments.base import (
+    PROMOTION_PREFIX,
     STUB_CUSTOMER_PREFIX,
     CheckoutRequest,
     CreatedSession,
@@ -29,9 +30,6 @@ from backend.payments.base import (
 from backend.schema import stub_sessions
 
 SESSION_LIFETIME_SECONDS = 24 * 3600
-
-
-PROMOTION_PREFIX = "promo_stub_"  # the stub's promotion code ids: the code itself follows
 
 
 class StubProvider:
@@ -85,15 +83,19 @@ class StubProvider:
         price = subtotal - discount
         tax = 0
         total = price
+        behavior = session["line_items"][0]["price_data"].get("tax_behavior", "exclusive")
         if taxed:
-            behavior = session["line_items"][0]["price_data"].get("tax_behavior", "exclusive")
             if behavior == "inclusive":
                 tax = price - (price * 100 + (100 + self._tax_percent) // 2) // (100 + self._tax_percent)
             else:
                 tax = (price * self._tax_percent + 50) // 100
                 total = price + tax
+        # As Stripe's session read with total_details.breakdown expanded: the one tax rate charged.
+        taxes = [{"amount": tax, "rate": {"object": "tax_rate", "percentage": self._tax_percent, "display_name": "Tax",
+                                          "inclusive": behavior == "inclusive"}}] if tax else []
         return {"amount_total": total,
-                "total_details": {**session["total_details"], "amount_discount": discount, "amount_tax": tax}}
+                "total_details": {**session["total_details"], "amount_discount": discount, "amount_tax": tax,
+                                  "breakdown": {"discounts": [], "taxes": taxes}}}
 
     def session_object(self, session_id: str) -> dict[str, Any]:
         """The Stripe-shaped session, expired on read once its time is up, as Stripe would."""
@@ -164,6 +166,11 @@ class StubProvider:
             session_id, **self._totals(session, discount=discount),
             discounts=[{"coupon": None, "promotion_code": f"{PROMOTION_PREFIX}{code.upper()}"}],
         )
+
+    def remove_promotion(self, session_id: str) -> dict[str, Any]:
+        """The open session without its promotion code: its total as before the code."""
+        session = self.session_object(session_id)
+        return self._update(session_id, **self._totals(session, discount=0), discounts=[])
 
     def _update(self, session_id: str, **changes: Any) -> dict[str, Any]:
         with self._db.transaction() as conn:

@@ -376,7 +376,8 @@ class ApiClient:
         response = self._request("GET", "/api/billing/packs")
         return self._parse(response, lambda b: [
             Pack(id=str(p["id"]), name=str(p["name"]), credits=int(p["credits"]), amount=int(p["amount"]),
-                 currency=str(p["currency"]), price_per_credit=_decimal(p.get("pricePerCredit")))
+                 currency=str(p["currency"]), price_per_credit=_decimal(p.get("pricePerCredit")),
+                 tax=p.get("tax") if p.get("tax") in ("exclusive", "inclusive") else None)
             for p in b["packs"]
         ])
 
@@ -463,7 +464,7 @@ class ApiClient:
         response = self._request("GET", "/api/billing/verify-payment", auth=True, params={"session_id": session_id})
         return self._parse(response, lambda b: PaymentVerification(
             session_id=str(b["sessionId"]), status=str(b["status"]), credits_granted=int(b["creditsGranted"]),
-            balance=int(b["balance"]),
+            balance=int(b["balance"]), payment=_payment(b.get("payment")),
         ))
 
     def spend(self, amount: int, idempotency_key: str, description: str | None = None, *,

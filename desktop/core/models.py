@@ -92,6 +92,7 @@ class Pack:
     amount: int  # minor units (cents)
     currency: str
     price_per_credit: Decimal | None = None  # minor units, as the backend works it out (``pricePerCredit``)
+    tax: str | None = None  # exclusive (checkout adds tax on top), inclusive (held in the price), None (no tax added)
 
     @property
     def per_credit(self) -> Decimal:
@@ -204,6 +205,7 @@ class PaymentVerification:
     status: str  # pending, paid, failed, expired, cancelled, refunded, disputed, charged_back
     credits_granted: int
     balance: int
+    payment: Price | None = None  # what was paid, once paid (a backend before it: None)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What each pack is worth beside the others: its price per credit, what that saves against the smallest pack
-of its currency, and which pack gives the most credits for the money ("best value")."""
+of its currency, which pack gives the most credits for the money ("best value"), and whether checkout adds tax to
+its price."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def pack_values(packs: list[Pack]) -> dict[str, PackValue]:
             values[pack.id] = PackValue(pack.per_credit, saving if saving >= 1 else None,
                                         exact[pack.id] == cheapest and cheapest < exact[smallest.id])
     return values
+
+
+TAX_WORDS = {"exclusive": "+ tax", "inclusive": "incl. tax"}
+
+
+def tax_words(pack: Pack) -> str:
+    """What a pack's price says of tax: "+ tax" when checkout adds it on top, "incl. tax" when the price holds it,
+    nothing when checkout adds none."""
+    return TAX_WORDS.get(pack.tax or "", "")

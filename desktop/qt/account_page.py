@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.models import Pack, Transaction
-from desktop.core.pack_values import PackValue, pack_values
+from desktop.core.pack_values import PackValue, pack_values, tax_words
 from desktop.qt import formatting
 from desktop.qt.history_model import HistoryModel
 from desktop.qt.purchase_panel import PurchasePanel
@@ -57,6 +57,17 @@ class PackCard(QFrame):
         price_font = self.price.font()
         price_font.setPointSizeF(price_font.pointSizeF() * 1.4)
         self.price.setFont(price_font)
+        # "+ tax" where checkout adds tax on top of the price, "incl. tax" where the price holds it.
+        self.tax = QLabel(tax_words(pack))
+        self.tax.setObjectName("packTax")
+        self.tax.setStyleSheet(STALE_STYLE)
+        if not self.tax.text():
+            self.tax.hide()  # (hidden only: shown before it has a parent it would open as a window of its own)
+        price_row = QHBoxLayout()
+        price_row.setSpacing(6)
+        price_row.addWidget(self.price, 0, Qt.AlignmentFlag.AlignBaseline)
+        price_row.addWidget(self.tax, 0, Qt.AlignmentFlag.AlignBaseline)
+        price_row.addStretch(1)
         self.per_credit = QLabel(f"{formatting.unit_price(pack.per_credit, pack.currency)} per credit")
         self.per_credit.setObjectName("perCredit")
         self.per_credit.setStyleSheet(STALE_STYLE)  # the muted colour of secondary text
@@ -78,11 +89,15 @@ class PackCard(QFrame):
         self.button = QPushButton(f"Buy {pack.name}")
         said = f", {self.per_credit.text()}" + (f", {self.value.text().lower()}" if self.value.text() else "")
         self.button.setAccessibleName(
-            f"Buy the {pack.name} pack: {formatting.number(pack.credits)} credits for {self.price.text()}{said}")
+            f"Buy the {pack.name} pack: {formatting.number(pack.credits)} credits for {self.price.text()}"
+            f"{' ' + self.tax.text() if self.tax.text() else ''}{said}")
         self.button.clicked.connect(lambda: self.buy.emit(self.pack))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
-        for widget in (name, credits, self.price, self.per_credit, self.value):
+        layout.addWidget(name)
+        layout.addWidget(credits)
+        layout.addLayout(price_row)
+        for widget in (self.per_credit, self.value):
             layout.addWidget(widget)
         layout.addSpacing(4)
         layout.addWidget(self.button)

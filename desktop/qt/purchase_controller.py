@@ -17,7 +17,15 @@ from urllib.parse import urlsplit
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from desktop.core.models import ApiError, BackendUnreachable, CallbackResult, CancelResult, Pack, PaymentVerification
+from desktop.core.models import (
+    ApiError,
+    BackendUnreachable,
+    CallbackResult,
+    CancelResult,
+    Pack,
+    PaymentVerification,
+    Price,
+)
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
 from desktop.core.statuses import OrderStatus
@@ -78,6 +86,7 @@ class PurchaseController(QObject):
         self.credits = 0
         self.amount: int | None = None
         self.currency: str | None = None
+        self.paid: Price | None = None  # what was paid (with its tax, less its discount), once the backend said
         self.order_id: str | None = None
         self.email = purchases.session.email or ""
         self.started_at = datetime.now(UTC)
@@ -348,6 +357,7 @@ class PurchaseController(QObject):
 
         def done(result: PaymentVerification) -> None:
             self._verify_task = None
+            self.paid = result.payment or self.paid
             self._learned(result.status)
             checked = utcnow_iso()
             self.workers.write(lambda: self.purchase_records.update_status(

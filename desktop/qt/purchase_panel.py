@@ -120,8 +120,13 @@ class PurchasePanel(QFrame):
 
     def update_view(self, now: datetime | None = None) -> None:
         purchase, flow = self.purchase, self.purchase.flow
-        price = (f" for {formatting.money(purchase.amount, purchase.currency)}"
-                 if purchase.amount is not None and purchase.currency else "")
+        # What was paid once the backend said (with its tax, less its discount); until then the pack's price.
+        if purchase.paid is not None:
+            price = f", paid {formatting.money(purchase.paid.amount, purchase.paid.currency)}"
+        elif purchase.amount is not None and purchase.currency:
+            price = f" for {formatting.money(purchase.amount, purchase.currency)}"
+        else:
+            price = ""
         name = f"{purchase.pack_name} pack" if purchase.pack_name else "Credits"
         self.title.setText(f"{name}: {formatting.number(purchase.credits)} credits{price}")
         ended = flow.is_terminal

@@ -82,13 +82,24 @@ def test_a_code_on_the_stub_checkout_takes_its_discount_and_grants_the_packs_cre
     page = requests.get(checkout["url"], timeout=10)
     assert 'name="code"' in page.text
     code_url = checkout["url"] + "/promotion-code"
+    # POST/redirect/GET: each answer is a 303 back to the checkout page, whose query names what to say (reloading
+    # it posts nothing again); the page says only its own words, whatever the query holds.
     wrong = requests.post(code_url, data={"code": "NOPE"}, timeout=10)
+    assert [r.status_code for r in wrong.history] == [303] and wrong.url == checkout["url"] + "?promotion=refused"
     assert wrong.status_code == 200 and "This promotion code is not valid." in wrong.text and "19.99 USD" in wrong.text
     crowded = requests.post(code_url, data={f"f{n}": "x" for n in range(9)}, timeout=10)  # not the page's form
-    assert crowded.status_code == 200 and "Enter a promotion code." in crowded.text
+    assert crowded.url.endswith("?promotion=missing") and "Enter a promotion code." in crowded.text
+    made_up = requests.get(checkout["url"], params={"promotion": "<b>free</b>"}, timeout=10)
+    assert made_up.status_code == 200 and "free" not in made_up.text and 'id="promotion-message"' not in made_up.text
     applied = requests.post(code_url, data={"code": " welcome15 "}, timeout=10)  # any case, spaces around
     assert applied.status_code == 200 and applied.url == checkout["url"]
     assert "Promotion code WELCOME15" in applied.text and "3.00 USD" in applied.text and "16.99 USD" in applied.text
+    assert 'name="code"' not in applied.text and 'id="remove-code"' in applied.text  # Remove instead of Apply
+    removed = requests.post(code_url + "/remove", timeout=10)
+    assert [r.status_code for r in removed.history] == [303] and removed.url.endswith("?promotion=removed")
+    assert "The promotion code was removed." in removed.text and "Pay <span" in removed.text
+    assert "16.99 USD" not in removed.text and "19.99 USD" in removed.text and 'name="code"' in removed.text
+    requests.post(code_url, data={"code": "WELCOME15"}, timeout=10)
     requests.post(checkout["url"] + "/pay", timeout=10)
     assert api.balance() == 333  # the pack's credits, not fewer
     [order] = backend.query("SELECT amount, amount_paid, amount_discount FROM orders")
@@ -106,6 +117,7 @@ def test_without_the_setting_the_stub_checkout_takes_no_code(
     assert 'name="code"' not in requests.get(checkout["url"], timeout=10).text
     refused = requests.post(checkout["url"] + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
     assert refused.status_code == 404
+    assert requests.post(checkout["url"] + "/promotion-code/remove", timeout=10).status_code == 404
 
 
 @pytest.mark.engines("sqlite")

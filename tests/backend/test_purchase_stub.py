@@ -30,7 +30,7 @@ def test_packs_come_from_the_catalogue(stub_backend: BackendProcess) -> None:
     packs = requests.get(f"{stub_backend.url}/api/billing/packs", timeout=5).json()["packs"]
     assert [p["id"] for p in packs] == ["starter", "standard", "pro"]
     assert packs[0] == {"id": "starter", "name": "Starter", "credits": 100, "amount": 500, "currency": "usd",
-                        "pricePerCredit": "5"}
+                        "pricePerCredit": "5", "tax": None}  # the contract's, and whether tax is added (none)
     # a cent's share of a credit, to four places: 2500 / 550 = 4.5454..., 5000 / 1200 = 4.1666...
     assert [p["pricePerCredit"] for p in packs] == ["5", "4.5455", "4.1667"]
 
@@ -52,12 +52,13 @@ def test_happy_path_pay_on_the_stub_page(stub_api: Api) -> None:
     assert "connect-src http://127.0.0.1:45678;" in policy and "script-src 'nonce-" in policy
 
     verified = stub_api.verify(checkout["sessionId"]).json()
-    assert verified == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550, "balance": 550}
+    assert verified == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550, "balance": 550,
+                        "payment": {"amount": 2500, "currency": "usd", "listPrice": 2500, "discount": 0, "tax": 0}}
     (entry,) = stub_api.transactions()
     assert entry["type"] == "purchase" and entry["amount"] == 550 and entry["reference"] == checkout["sessionId"]
     # what was paid, and the order behind it, for the app's history and support
     assert checkout["orderId"].startswith("ord_") and entry["orderId"] == checkout["orderId"]
-    assert entry["payment"] == {"amount": 2500, "currency": "usd"}
+    assert entry["payment"] == {"amount": 2500, "currency": "usd", "listPrice": 2500, "discount": 0, "tax": 0}
     # paying again (a second click, the back button) grants nothing more
     follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))
     assert stub_api.balance() == 550

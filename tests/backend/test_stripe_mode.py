@@ -57,7 +57,8 @@ def test_happy_path_webhook_then_verify(stripe_backend: tuple[BackendProcess, Fa
     fake.pay(session_id)
     assert fake.deliveries[-1][1] == 200
     assert api.verify(session_id).json() == {"sessionId": session_id, "status": "paid", "creditsGranted": 550,
-                                             "balance": 550}
+                                             "balance": 550, "payment": {"amount": 2500, "currency": "usd",
+                                                                         "listPrice": 2500, "discount": 0, "tax": 0}}
     log = backend.log_with("event=checkout.session.completed", "outcome=granted")
     assert "event=checkout.session.completed" in log and "outcome=granted" in log
 

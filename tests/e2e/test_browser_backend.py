@@ -92,7 +92,8 @@ def test_stub_checkout_pay_in_the_browser(
     verified = api.verify(checkout["sessionId"])
     assert verified.status_code == 200, verified.text
     assert verified.json() == {"sessionId": checkout["sessionId"], "status": "paid", "creditsGranted": 550,
-                               "balance": 550}
+                               "balance": 550, "payment": {"amount": 2500, "currency": "usd", "listPrice": 2500,
+                                                           "discount": 0, "tax": 0}}
     assert purchase_grants(stub_backend, checkout["sessionId"]) == 1
 
     # Back: the checkout page says it is paid instead of offering Pay again.
@@ -223,7 +224,9 @@ def test_stripe_hosted_checkout_in_the_browser(
 
     verified = api.verify(session_id)
     assert verified.status_code == 200, verified.text
-    assert verified.json() == {"sessionId": session_id, "status": "paid", "creditsGranted": 550, "balance": 550}
+    assert verified.json() == {"sessionId": session_id, "status": "paid", "creditsGranted": 550, "balance": 550,
+                               "payment": {"amount": 2500, "currency": "usd", "listPrice": 2500, "discount": 0,
+                                           "tax": 0}}
     assert purchase_grants(backend, session_id) == 1
 
     fake.wait_deliveries(timeout=10)  # after_redirect: the webhook lands after the browser came back

@@ -107,6 +107,16 @@ def test_a_packs_price_per_credit(scripted: Scripted, sent: str | None, per_cred
     assert ApiClient(scripted.url).packs()[0].per_credit == per_credit
 
 
+@pytest.mark.parametrize(("sent", "tax"), [
+    ('"exclusive"', "exclusive"), ('"inclusive"', "inclusive"), ("null", None),
+    ('"other"', None),  # a value this app does not know says nothing
+])
+def test_a_pack_says_whether_checkout_adds_tax(scripted: Scripted, sent: str, tax: str | None) -> None:
+    scripted.then(200, '{"packs": [{"id": "s", "name": "S", "credits": 550, "amount": 2500, "currency": "usd", '
+                       f'"pricePerCredit": "4.5455", "tax": {sent}}}]}}')
+    assert ApiClient(scripted.url).packs()[0].tax == tax
+
+
 @pytest.mark.parametrize("sent", ['4.5', '"cheap"', '"NaN"', '"-1"', '"Infinity"'])
 def test_a_price_per_credit_that_is_not_a_decimal_string_is_a_bad_answer(scripted: Scripted, sent: str) -> None:
     scripted.then(200, '{"packs": [{"id": "s", "name": "S", "credits": 550, "amount": 2500, "currency": "usd", '
@@ -158,7 +168,7 @@ def test_whole_stub_purchase_through_the_loopback_listener(client: ApiClient) ->
     assert flow.callback(result) and flow.state is FlowState.VERIFYING
 
     verification = client.verify_payment(session.session_id)
-    assert verification == PaymentVerification(session.session_id, "paid", 100, 100)
+    assert verification == PaymentVerification(session.session_id, "paid", 100, 100, Price(500, "usd"))
     flow.verified(verification.status, verification.credits_granted, verification.balance)
     assert flow.state is FlowState.PAID
 

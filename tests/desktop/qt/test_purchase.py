@@ -14,10 +14,12 @@ from urllib.parse import urlencode
 import requests
 from PySide6.QtWidgets import QApplication
 
+import resources
 from desktop.core.purchase import FlowState
 from desktop.qt.main_window import PREFERRED_SIZE, MainWindow
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.purchase_panel import PurchasePanel
+from tests.conftest import SHARED_ENV
 from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
@@ -59,6 +61,7 @@ def test_a_whole_purchase_in_a_panel(qtbot: Any, make_window: Any, stub_backend:
                         r"then\.", said), said
     assert panel.dismiss_button.isVisible() and not panel.cancel_button.isVisible()
     assert heading() == "Finished purchases" and not panel.learned.isVisible()  # no longer "in progress"
+    assert panel.title.text() == "Standard pack: 550 credits, paid $25.00"  # what was paid, as the backend said
     qtbot.waitUntil(lambda: window.account.balance.text() == "550 credits")
     qtbot.waitUntil(lambda: window.account.model.rowCount() == 1)
     model = window.account.model
@@ -419,3 +422,31 @@ def test_a_purchase_is_announced_once_by_its_panel(qtbot: Any, make_window: Any,
     assert panel.message.text().startswith("Payment received")
     assert ui.notifier.shown == []
     assert "Payment received" not in window.statusBar().currentMessage()
+
+
+def test_with_a_code_and_tax_the_panel_and_history_say_what_was_paid_and_the_cards_say_tax_is_added(
+    qtbot: Any, make_window: Any, backend_factory: Any, tmp_path: Any,
+) -> None:
+    """A 15 % code and 19 % tax on $25.00: 2500 - 375 + 404 (403.75, half up) = $25.29 paid, not the list price."""
+    packs = tmp_path / "packs.toml"
+    packs.write_text("stub_tax_percent = 19\n" + resources.path("packs.toml").read_text()
+                     + '[[promotion_codes]]\ncode = "WELCOME15"\npercent_off = 15\n')
+    backend = backend_factory({**SHARED_ENV, "CREDITDESK_PACKS": str(packs), "CREDITDESK_PROMOTION_CODES": "1",
+                               "CREDITDESK_AUTOMATIC_TAX": "1"})
+    window = make_window(backend.url, FakeBrowser("close_tab"), poll=60)  # the buyer pays below, with the code
+    sign_up(qtbot, window)
+    qtbot.waitUntil(lambda: len(window.account.cards) == 3)
+    card = window.account.cards[1]
+    assert (card.price.text(), card.tax.text(), card.tax.isVisible()) == ("$25.00", "+ tax", True)
+    assert "credits for $25.00 + tax" in card.button.accessibleName()
+    purchase, panel = buy(qtbot, window)
+    waiting(qtbot, purchase)
+    assert panel.title.text() == "Standard pack: 550 credits for $25.00"  # the pack's price until paid
+    url = purchase.flow.checkout_url or ""
+    requests.post(url + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
+    requests.post(url + "/pay", timeout=10)
+    panel.check_button.click()
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.PAID, timeout=15_000)
+    assert panel.title.text() == "Standard pack: 550 credits, paid $25.29"
+    qtbot.waitUntil(lambda: window.account.model.rowCount() == 1)
+    assert window.account.model.index(0, 4).data() == "Standard pack · paid $25.29"
