@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QFontDatabase, QHideEvent
+from PySide6.QtGui import QFontDatabase, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -293,6 +293,10 @@ class ReportProblemDialog(QDialog):
         self.controller.workers.disk.run(write, done, failed)
 
     # -- closing -------------------------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.words.setFocus()  # typing goes to the words (the read-only report would only scroll with the keys)
 
     def hideEvent(self, event: QHideEvent) -> None:
         self._keep_draft()  # closed, however: the words wait for the next time

@@ -32,6 +32,7 @@ def test_the_dialog_shows_the_privacy_note_first_then_exactly_what_is_sent(
     window: MainWindow = make_window(stub_backend.url)
     email = sign_up(qtbot, window)
     dialog = opened(qtbot, window)
+    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.words)  # what the user types goes to their words
     first = dialog.layout().itemAt(0).widget()
     assert isinstance(first, QLabel) and first.objectName() == "privacyNote"
     assert "What will be sent" in first.text() and "passwords, sign-in tokens and keys never appear" in first.text()
