@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 from backend import prepared
 from backend.db import utcnow
 from backend.schema import billing_details as table
+from resources.countries import country_name
 from resources.tax_id_types import TAX_ID_TYPE_NAMES
 
 # Bounds of each field, in characters (Stripe's own for a customer's name and address lines, and its tax ids).
@@ -81,9 +82,10 @@ class BillingDetails:
 
     @property
     def address_lines(self) -> list[str]:
-        """The address as a receipt prints it, blank parts left out."""
+        """The address as a receipt prints it, blank parts left out, the country by its name ("Germany", not "DE")."""
         town = " ".join(part for part in (self.postal_code, self.city) if part)
-        return [line for line in (self.line1, self.line2, town, self.state, self.country) if line]
+        country = country_name(self.country) if self.country else ""
+        return [line for line in (self.line1, self.line2, town, self.state, country) if line]
 
     @property
     def is_empty(self) -> bool:

@@ -75,7 +75,7 @@ def test_a_stub_receipt_prints_the_billing_details_it_was_paid_with(stub_backend
     put(api, {**DETAILS, "name": "Neuer Name AG"})
     newest, oldest = (r["url"] for r in api.get("/api/billing/receipts").json()["receipts"])
     page = requests.get(newest, timeout=10).text
-    for shown in ("Muster GmbH", "Hauptstr. 1", "Hinterhaus", "10115 Berlin", "DE", "EU VAT number: DE123456789"):
+    for shown in ("Muster GmbH", "Hauptstr. 1", "Hinterhaus", "10115 Berlin", "Germany", "EU VAT number: DE123456789"):
         assert shown in page, shown
     assert "Neuer Name AG" not in page  # as it was when paid: a receipt does not change afterwards
     earlier = requests.get(oldest, timeout=10).text
