@@ -114,7 +114,7 @@ class AccountFigures(QObject):
             return
         api = self.backend.api
         self._refreshing, self._refresh_again = True, False
-        balance_version = self._balance_version
+        balance_version, generation = self._balance_version, self.session.generation
 
         def fetch() -> tuple[int, Any, HeldCredits | None]:
             return api.balance(), api.transactions(limit=HISTORY_PAGE), api.held_credits()
@@ -125,7 +125,7 @@ class AccountFigures(QObject):
                 self.refresh()
 
         def done(result: tuple[int, Any, HeldCredits | None]) -> None:
-            if self.session.signed_in:
+            if self.session.signed_in and self.session.generation == generation:  # not an earlier sign-in's
                 balance, page, held = result
                 if self._balance_version == balance_version:  # not older than a balance set meanwhile
                     self.set_balance(balance)
@@ -135,7 +135,7 @@ class AccountFigures(QObject):
             settle()
 
         def failed(error: BaseException) -> None:
-            self._failed(error)
+            self._failed(error, generation)
             settle()
 
         self.workers.run(fetch, done, failed)
@@ -150,11 +150,13 @@ class AccountFigures(QObject):
     def load_older(self) -> None:
         if self.backend.api is None or not self.next_cursor or self._history_loading:
             return
-        api, cursor = self.backend.api, self.next_cursor
+        api, cursor, generation = self.backend.api, self.next_cursor, self.session.generation
         self._history_loading = True
 
         def done(page: Any) -> None:
             self._history_loading = False
+            if self.session.generation != generation:
+                return  # signed out (or in as another account) meanwhile
             known = {t.id for t in self.history}
             self.history = self.history + [t for t in page.items if t.id not in known]
             self.next_cursor = page.next_cursor
@@ -162,7 +164,7 @@ class AccountFigures(QObject):
 
         def failed(error: BaseException) -> None:
             self._history_loading = False
-            self._failed(error)
+            self._failed(error, generation)
 
         self.workers.run(lambda: api.transactions(limit=HISTORY_PAGE, before=cursor), done, failed)
 
@@ -176,9 +178,11 @@ class AccountFigures(QObject):
             self.reserved = reserved
             self.reservedChanged.emit(reserved)
 
-    def _failed(self, error: BaseException) -> None:
-        if isinstance(error, ApiError) and error.status == 401 and self.session.signed_in:
-            self.session.session_ended()
+    def _failed(self, error: BaseException, generation: int | None = None) -> None:
+        """``generation``: the sign-in the call was made under (a 401 to an earlier one ends nothing)."""
+        if isinstance(error, ApiError) and error.status == 401:
+            if self.session.signed_in and generation in (None, self.session.generation):
+                self.session.session_ended(generation)
             return
         if isinstance(error, BackendUnreachable):
             self.backend.unreachable(describe(error))

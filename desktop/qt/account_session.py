@@ -45,6 +45,9 @@ class AccountSession(QObject):
         self.settings = settings
         self.purchase_records = purchase_records
         self.email: str | None = None  # the account signed in
+        # One number per sign-in (and per sign-out): an answer to a call made under another one (a sign-out, or
+        # another account, came in between) is not this session's, neither its figures nor its 401.
+        self.generation = 0
         self.last_email: str | None = None  # the account last signed in on this backend: the sign-in page's
         self.restoring = False
         backend.answered.connect(self._backend_answered)
@@ -148,6 +151,7 @@ class AccountSession(QObject):
     def _begin(self, email: str, token: str, balance: int | None) -> None:
         self.email = email
         self.last_email = email
+        self.generation += 1
         url, key, tokens = self.backend.url or "", self.backend.identity.key, self.tokens
 
         def keep() -> None:
@@ -175,9 +179,10 @@ class AccountSession(QObject):
         self.workers.run(token_api.logout, lambda _: token_api.close(), lambda _: token_api.close())
         self.signedOut.emit("")
 
-    def session_ended(self) -> None:
-        """The backend no longer knows the sign-in (401): ask for it again; purchases wait meanwhile."""
-        if not self.signed_in:
+    def session_ended(self, generation: int | None = None) -> None:
+        """The backend no longer knows the sign-in (401): ask for it again; purchases wait meanwhile. A 401 to a
+        call of an earlier ``generation`` (made before a sign-out, answered after the next sign-in) ends nothing."""
+        if not self.signed_in or (generation is not None and generation != self.generation):
             return
         self._forget_token()
         self._end()
@@ -187,6 +192,7 @@ class AccountSession(QObject):
 
     def _end(self) -> None:
         self.email = None
+        self.generation += 1
         self.ended.emit()
 
     def _forget_token(self) -> None:

@@ -259,7 +259,7 @@ class PurchaseController(QObject):
             self._verify_task.cancel()
             self._verify_task = None
         self._timer.stop()
-        session_id, api = self.flow.session_id or "", self.backend.require_api()
+        session_id, api, generation = self.flow.session_id or "", self.backend.require_api(), self.session.generation
 
         def done(result: CancelResult) -> None:
             self._learned(result.status)
@@ -276,7 +276,7 @@ class PurchaseController(QObject):
                                     retry_after=retry_after)
             self.answered.emit(f"The checkout could not be cancelled: {message}")
             if signed_out:
-                self.session.session_ended()
+                self.session.session_ended(generation)
             elif isinstance(error, BackendUnreachable):
                 self.backend.unreachable(message)
             self._step()
@@ -354,6 +354,7 @@ class PurchaseController(QObject):
             return
         session_id = self.flow.session_id or ""
         api = self.backend.require_api()  # (a purchase comes after the backend answered)
+        generation = self.session.generation
 
         def done(result: PaymentVerification) -> None:
             self._verify_task = None
@@ -375,7 +376,7 @@ class PurchaseController(QObject):
             self.last_learned = (datetime.now(UTC), f"no answer ({message.rstrip('.')})")
             self.flow.verify_failed(message, fatal=fatal, signed_out=signed_out, retry_after=retry_after)
             if signed_out:
-                self.session.session_ended()
+                self.session.session_ended(generation)
             elif isinstance(error, BackendUnreachable):
                 self.backend.unreachable(message)
             self._answer()

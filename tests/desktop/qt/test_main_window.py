@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QApplication
 
-from desktop.core.models import Pack
+from desktop.core.models import ApiError, Pack
 from desktop.qt import formatting
 from desktop.qt.account_page import AccountPage
 from desktop.qt.backend_connection import BackendState
@@ -145,6 +145,28 @@ def test_the_balance_line_says_what_open_holds_reserve(qtbot: Any, make_window: 
     window.controller.figures.refresh()
     qtbot.waitUntil(lambda: not window.account.reserved.isVisible(), timeout=10_000)
     assert window.account.balance.text() == "1,101 credits"
+
+
+def test_an_answer_to_an_earlier_sign_in_neither_signs_out_nor_shows_its_figures(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess,
+) -> None:
+    """A call made before a sign-out and answered after the next sign-in (the flake of the test above: a refresh
+    retried while the server was down, answered 401 once it was back) is not this session's: its 401 ends nothing,
+    and its figures (perhaps another account's) are not shown."""
+    window = make_window(stub_backend.url)
+    email = sign_up(qtbot, window)
+    session, figures = window.controller.session, window.controller.figures
+    before = session.generation
+    window.sign_out_action.trigger()
+    window.sign_in.email.setText(email)
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
+    assert session.generation == before + 2  # out, and in again
+    figures._failed(ApiError(401, "unauthorized", "Sign in first."), before)  # the earlier session's answer
+    assert session.signed_in and window.pages.currentWidget() is window.account
+    figures._failed(ApiError(401, "unauthorized", "Sign in first."), session.generation)  # this one's: it ended
+    assert not session.signed_in and window.pages.currentWidget() is window.sign_in
 
 
 def test_sign_in_is_rate_limited_with_a_clear_message(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
