@@ -67,6 +67,9 @@ class Settings:
     # CREDITDESK_AUTOMATIC_TAX: tax collected at checkout (Stripe Tax in Stripe mode; the catalogue's
     # stub_tax_percent in stub mode), on top of prices or in them as each pack's tax_behavior says.
     automatic_tax: bool = False
+    # CREDITDESK_REQUIRE_DESCRIPTION: the host application asks every spend and hold to say what it is for
+    # (a description that is not blank), else 422 description_required.
+    require_description: bool = False
     # How long the bodies of Stripe's events and failed deliveries are kept (at least Stripe's own 30 days).
     event_retention_days: int = 90
     # Limits on sign-in and sign-up, to stop password guessing ("N/period", see the `limits` package).
@@ -186,7 +189,8 @@ class Settings:
             kwargs["metrics_port"] = int(metrics_port)
         if metrics_host := get("CREDITDESK_METRICS_HOST"):
             kwargs["metrics_host"] = metrics_host
-        switches = (("CREDITDESK_PROMOTION_CODES", "promotion_codes"), ("CREDITDESK_AUTOMATIC_TAX", "automatic_tax"))
+        switches = (("CREDITDESK_PROMOTION_CODES", "promotion_codes"), ("CREDITDESK_AUTOMATIC_TAX", "automatic_tax"),
+                    ("CREDITDESK_REQUIRE_DESCRIPTION", "require_description"))
         for name, key in switches:
             if (switch := get(name)) is not None:
                 if switch.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):

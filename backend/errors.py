@@ -141,6 +141,11 @@ class IdempotencyConflict(CreditdeskError):
     """The idempotency key was used before for a different request."""
 
 
+class DescriptionRequired(CreditdeskError):
+    """The host asks every spend and hold to say what it is for (CREDITDESK_REQUIRE_DESCRIPTION) and this one
+    does not."""
+
+
 # --- holds ------------------------------------------------------------------------------------------
 
 

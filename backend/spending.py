@@ -33,7 +33,7 @@ from sqlalchemy import Connection, delete, insert, or_, update
 
 from backend import alerts, entries, holds, ledger, periods, spend_controls
 from backend.db import Database, iso_utc
-from backend.errors import ConfirmationRequired, SpendCapReached
+from backend.errors import ConfirmationRequired, DescriptionRequired, SpendCapReached
 from backend.periods import PERIODS
 from backend.schema import spend_confirmations
 
@@ -75,6 +75,12 @@ class HoldRequest(SpendRequest):
 
 # What a spend or a hold does once its controls are loaded: (conn, moment, reserved, check) -> (result, new).
 Act = Callable[[Connection, datetime, int, Callable[[int], None]], tuple[T, bool]]
+
+
+def require_description(request: SpendRequest, required: bool) -> None:
+    """Where the host asks for one (CREDITDESK_REQUIRE_DESCRIPTION), a spend or hold says what it is for."""
+    if required and not request.description.strip():
+        raise DescriptionRequired()
 
 
 def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | None = None) -> entries.Entry:

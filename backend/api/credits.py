@@ -22,6 +22,7 @@ from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_I
 from backend.api.schemas import ControlsBody, SpendBody
 from backend.errors import (
     ConfirmationRequired,
+    DescriptionRequired,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidDateRange,
@@ -71,7 +72,8 @@ def transactions(
 
 
 @router.post("/spend", response_model=SpendAnswer, responses=documented(
-    BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired))
+    BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired,
+    DescriptionRequired))
 async def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> SpendAnswer:
     # async, the spend on a worker thread: FastAPI checks the answer of a sync route on a thread of its own,
     # one more hop on the hot path. The model, built here, is checked as it is (no dict to validate).
@@ -79,6 +81,7 @@ async def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> SpendA
         amount=body.amount, idempotency_key=body.idempotencyKey, description=body.description or "",
         feature=body.feature, confirmation_token=body.confirmationToken,
     )
+    spending.require_description(request, services.settings.require_description)
     entry = await run_in_threadpool(spending.spend, services.db, user.id, request)
     # A replay answers as the first time did: the balance right after this spend.
     return SpendAnswer(transactionId=entry.id, balance=entry.balance_after)

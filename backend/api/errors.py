@@ -81,6 +81,9 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
     errors.AmountAboveHold: Answer(
         422, "amount_above_hold",
         "A hold is settled for at most what it reserved: {exc.amount} is more than its {exc.held} credits."),
+    errors.DescriptionRequired: Answer(
+        422, "description_required",
+        "Say what these credits are for: this service asks every spend for a description."),
     errors.IdempotencyConflict: Answer(409, "idempotency_key_reused",
                                        "This idempotency key was already used for a different spend."),
     errors.SpendCapReached: Answer(

@@ -17,6 +17,7 @@ from backend.db import Database
 from backend.errors import (
     AmountAboveHold,
     ConfirmationRequired,
+    DescriptionRequired,
     HoldClosed,
     IdempotencyConflict,
     InsufficientCredits,
@@ -30,7 +31,8 @@ HoldId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 @router.post("", status_code=201, response_model=HoldAnswer, responses=documented(
-    BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired))
+    BODY_ERRORS, SIGNED_IN, InsufficientCredits, IdempotencyConflict, SpendCapReached, ConfirmationRequired,
+    DescriptionRequired))
 async def place(body: HoldBody, services: ServicesDep, user: UserDep) -> HoldAnswer:
     # async, the work on a worker thread, as a spend's (backend/api/credits.py): no thread hop of its own to check
     # the answer.
@@ -39,6 +41,7 @@ async def place(body: HoldBody, services: ServicesDep, user: UserDep) -> HoldAns
         feature=body.feature, confirmation_token=body.confirmationToken,
         expires_in=None if body.expiresInSeconds is None else timedelta(seconds=body.expiresInSeconds),
     )
+    spending.require_description(request, services.settings.require_description)
     hold = await run_in_threadpool(spending.hold, services.db, user.id, request)
     # A repeated key answers as the first time did, what was available then included.
     return HoldAnswer(id=hold.id, amount=hold.amount, status="open", expiresAt=hold.expires_at,

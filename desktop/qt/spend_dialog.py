@@ -63,6 +63,7 @@ class SpendDialog(QDialog):
         self.amount.setSuffix(" credits")
         self.amount.setAccessibleName("Credits to spend")
         self.description = QLineEdit()
+        self.description_required = False  # the backend said so once (CREDITDESK_REQUIRE_DESCRIPTION)
         self.description.setPlaceholderText("What the credits are for, e.g. Export a report")
         self.description.setMaxLength(500)
         self.description.setAccessibleName("Description")
@@ -155,6 +156,9 @@ class SpendDialog(QDialog):
     def submit(self, token: str | None = None) -> None:
         """Send the spend; the same request keeps its idempotency key, so sending it again never spends twice."""
         request = self._request()
+        if self.description_required and not request[1]:
+            self._ask_for_description()
+            return
         if self._key is None or self._sent != request:
             self._key, self._sent = new_idempotency_key(), request
         amount, description, feature = request
@@ -183,7 +187,18 @@ class SpendDialog(QDialog):
             return None
         return str((error.details or {}).get("period", ""))
 
+    def _ask_for_description(self) -> None:
+        self.status.setText("Say what these credits are for: this service asks every spend for a description.")
+        self.description.setFocus()
+
     def _failed(self, error: BaseException) -> None:
+        if isinstance(error, ApiError) and error.code == "description_required":
+            self.description_required = True  # from now on an empty one is refused here, before it is sent
+            self.sending = False
+            self._busy(False, "")
+            self._ask_for_description()
+            self.answered.emit()
+            return
         controls = self.spending.controls
         refusal = refusal_for(error, controls.time_zone if controls else None, formatting.local_datetime,
                               confirm_above=controls.confirm_above if controls else None)

@@ -93,3 +93,25 @@ def test_history_pages(stub_api: Api) -> None:
     assert [t["amount"] for t in page["transactions"]] == [-5, -4, -3, -2]
     rest = stub_api.get("/api/credits/transactions", params={"limit": 4, "before": page["nextCursor"]}).json()
     assert [t["amount"] for t in rest["transactions"]] == [-1, 1200] and rest["nextCursor"] is None
+
+
+def test_a_host_that_asks_for_descriptions_refuses_spends_and_holds_without_one(  # type: ignore[no-untyped-def]
+    backend_factory,
+) -> None:
+    """CREDITDESK_REQUIRE_DESCRIPTION=1: a spend or hold with no description, or only blanks, is 422
+    description_required and takes nothing; with one it goes through (on both engines). Without the setting, the
+    other tests here spend with none."""
+    backend = backend_factory({"CREDITDESK_REQUIRE_DESCRIPTION": "1"})
+    api = Api(backend.url).register()
+    buy(api)  # 100 credits
+    for n, description in enumerate((None, "", "   ")):
+        refused = spend(api, 7, f"k-{n}", description)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "description_required", refused.text
+        held = api.request("POST", "/api/credits/holds", json={"amount": 7, "idempotencyKey": f"h-{n}",
+                                                               **({} if description is None else
+                                                                  {"description": description})})
+        assert held.status_code == 422 and held.json()["error"]["code"] == "description_required"
+    assert api.get("/api/credits/balance").json() == {"balance": 100}
+    assert api.get("/api/credits/holds").json()["holds"] == []
+    done = spend(api, 7, "k-said", "Render the trailer")
+    assert done.status_code == 200 and done.json()["balance"] == 93

@@ -359,3 +359,25 @@ def test_enter_spends_and_use_credits_opened_again_starts_a_new_spend(qtbot: Any
     assert dialog.description.text() == "" and dialog.status.text() == ""  # not the last spend, ready to repeat
     assert dialog.focusWidget() in (dialog.amount, dialog.amount.lineEdit())
     assert api.balance() == 93
+
+
+def test_use_credits_refuses_an_empty_description_where_the_host_requires_one(
+    qtbot: Any, make_window: Any, backend_factory: Any,
+) -> None:
+    backend = backend_factory({"CREDITDESK_REQUIRE_DESCRIPTION": "1"})
+    window = make_window(backend.url)
+    sign_up(qtbot, window)
+    api = api_for(window)
+    buy(api, "starter")
+    dialog = window.spend_ui.show_spend()
+    dialog.amount.setValue(7)
+    dialog.spend_button.click()  # the server says it wants a description
+    qtbot.waitUntil(lambda: dialog.status.text().startswith("Say what these credits are for"))
+    assert dialog.description_required and dialog.focusWidget() is dialog.description
+    dialog.description.setText("   ")
+    dialog.spend_button.click()  # now refused here, before anything is sent
+    assert not dialog.sending and dialog.status.text().startswith("Say what these credits are for")
+    dialog.description.setText("Render the trailer")
+    dialog.spend_button.click()
+    qtbot.waitUntil(lambda: dialog.status.text() == "Spent 7 credits. Your balance is 93 credits.")
+    assert api.get("/api/credits/balance").json() == {"balance": 93}  # spent once
