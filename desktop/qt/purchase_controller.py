@@ -85,6 +85,7 @@ class PurchaseController(QObject):
         self.pack_name = ""
         self.credits = 0
         self.amount: int | None = None
+        self.tax_words = ""  # "+ tax" / "incl. tax" beside the price until what was paid is known (pack_values)
         self.currency: str | None = None
         self.paid: Price | None = None  # what was paid (with its tax, less its discount), once the backend said
         self.order_id: str | None = None
@@ -125,9 +126,10 @@ class PurchaseController(QObject):
     def start(self, pack: Pack) -> None:
         """Open the listener, create the checkout and send the browser to it."""
         from desktop.core.callback import LoopbackListener
+        from desktop.core.pack_values import tax_words
 
         self.pack_name, self.credits = pack.name, pack.credits
-        self.amount, self.currency = pack.amount, pack.currency
+        self.amount, self.currency, self.tax_words = pack.amount, pack.currency, tax_words(pack)
         self.flow.begin(pack.id)
         listener = LoopbackListener(on_result=self._callback.emit,
                                     timeout_seconds=CHECKOUT_LIFETIME.total_seconds())

@@ -125,6 +125,7 @@ class PurchasePanel(QFrame):
             price = f", paid {formatting.money(purchase.paid.amount, purchase.paid.currency)}"
         elif purchase.amount is not None and purchase.currency:
             price = f" for {formatting.money(purchase.amount, purchase.currency)}"
+            price += f" {purchase.tax_words}" if purchase.tax_words else ""  # the card's words, as at checkout
         else:
             price = ""
         name = f"{purchase.pack_name} pack" if purchase.pack_name else "Credits"

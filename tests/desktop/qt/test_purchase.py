@@ -441,7 +441,7 @@ def test_with_a_code_and_tax_the_panel_and_history_say_what_was_paid_and_the_car
     assert "credits for $25.00 + tax" in card.button.accessibleName()
     purchase, panel = buy(qtbot, window)
     waiting(qtbot, purchase)
-    assert panel.title.text() == "Standard pack: 550 credits for $25.00"  # the pack's price until paid
+    assert panel.title.text() == "Standard pack: 550 credits for $25.00 + tax"  # as on its card, until paid
     url = purchase.flow.checkout_url or ""
     requests.post(url + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
     requests.post(url + "/pay", timeout=10)
