@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 import resources
 from desktop.core.models import Pack, ResetCodeSent
+from desktop.core.pack_values import tax_words
 from desktop.core.purchase import FlowState
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
@@ -258,8 +259,9 @@ class MainWindow(QMainWindow):
         for number, pack in enumerate(packs, start=1):
             # Alt+B, then the pack's number (its mnemonic), as Ctrl+number does at once.
             mnemonic = f"&{number} " if number <= 9 else ""
+            tax = f" {tax_words(pack)}" if tax_words(pack) else ""  # as its card says
             action = QAction(f"{mnemonic}Buy {pack.name} ({formatting.number(pack.credits)} credits, "
-                             f"{formatting.money(pack.amount, pack.currency)})", self)
+                             f"{formatting.money(pack.amount, pack.currency)}{tax})", self)
             if number <= 9:
                 action.setShortcut(QKeySequence(f"Ctrl+{number}"))
             action.triggered.connect(lambda _=False, p=pack: self.buy(p))

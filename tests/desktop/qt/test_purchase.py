@@ -439,6 +439,7 @@ def test_with_a_code_and_tax_the_panel_and_history_say_what_was_paid_and_the_car
     card = window.account.cards[1]
     assert (card.price.text(), card.tax.text(), card.tax.isVisible()) == ("$25.00", "+ tax", True)
     assert "credits for $25.00 + tax" in card.button.accessibleName()
+    assert window.buy_actions[1].text() == "&2 Buy Standard (550 credits, $25.00 + tax)"  # the Buy menu too
     purchase, panel = buy(qtbot, window)
     waiting(qtbot, purchase)
     assert panel.title.text() == "Standard pack: 550 credits for $25.00 + tax"  # as on its card, until paid
