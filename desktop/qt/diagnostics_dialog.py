@@ -13,7 +13,6 @@ starts collecting; the main window has loaded the fixed-width font after its own
 from __future__ import annotations
 
 import errno
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from desktop.core._files import atomic_write_text
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics
+from desktop.qt.save_file import ask_where_to_save
 from desktop.qt.workers import describe
 
 TEXT_FILTER = "Text files (*.txt)"
@@ -120,15 +120,9 @@ class DiagnosticsDialog(QDialog):
 
     def choose_file(self) -> QFileDialog:
         """Ask where to save (a window-modal question; the answer arrives through ``fileSelected``)."""
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        dialog = QFileDialog(self, "Save diagnostics report", str(Path.home() / f"creditdesk-diagnostics-{stamp}.txt"),
-                             f"{TEXT_FILTER};;{JSON_FILTER}")
-        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dialog.setDefaultSuffix("txt")
-        dialog.fileSelected.connect(self.save)
-        self.file_dialog = dialog
-        dialog.open()
-        return dialog
+        self.file_dialog = ask_where_to_save(self, "Save diagnostics report", "creditdesk-diagnostics", "txt",
+                                             f"{TEXT_FILTER};;{JSON_FILTER}", self.save)
+        return self.file_dialog
 
     def save(self, path: str) -> None:
         """Write the report to ``path`` on the disk worker; the status line says how it went."""

@@ -14,7 +14,6 @@ server error) saves the words and the report in the data folder by itself and sa
 from __future__ import annotations
 
 import errno
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from desktop.core.models import ApiClientError, SentSupportReport
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.controller import AppController, build_diagnostics
+from desktop.qt.save_file import ask_where_to_save
 from desktop.qt.tasks import Task
 from desktop.qt.workers import describe
 
@@ -259,15 +259,9 @@ class ReportProblemDialog(QDialog):
 
     def choose_file(self) -> QFileDialog:
         """Ask where to save (window-modal; the answer arrives through ``fileSelected``)."""
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        dialog = QFileDialog(self, "Save the report", str(Path.home() / f"creditdesk-report-{stamp}.json"),
-                             "JSON files (*.json)")
-        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dialog.setDefaultSuffix("json")
-        dialog.fileSelected.connect(self.save)
-        self.file_dialog = dialog
-        dialog.open()
-        return dialog
+        self.file_dialog = ask_where_to_save(self, "Save the report", "creditdesk-report", "json",
+                                             "JSON files (*.json)", self.save)
+        return self.file_dialog
 
     def save(self, path: str) -> None:
         """Write the words and the report to ``path`` on the disk worker."""
