@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from desktop.core.build_config import BuildConfig, BuildConfigError, read_build_toml  # noqa: E402
+from desktop.core.updates import TRUSTED_ROOT_FILE  # noqa: E402
 
 PACKAGE = "creditdesk"  # the Debian package, the executable and the process
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)  # hicolor's usual sizes
@@ -78,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     if not icon.is_file():
         print(f"make dist: {args.config}: app.icon {config.icon!r} is not a file ({icon})", file=sys.stderr)
         return 2
+    trusted_root = (args.config.parent / config.update_root).resolve() if config.update_root else None
+    if trusted_root is not None and not trusted_root.is_file():
+        print(f"make dist: {args.config}: updates.root {config.update_root!r} is not a file ({trusted_root})",
+              file=sys.stderr)
+        return 2
     version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     config = BuildConfig(**{**config.__dict__, "version": version})
     dist = args.dist.resolve()
     work = ROOT / "build" / "dist"
     work.mkdir(parents=True, exist_ok=True)
     dist.mkdir(parents=True, exist_ok=True)
-    digest = source_hash(config, icon, all_qt=args.all_qt)
+    digest = source_hash(config, icon, all_qt=args.all_qt, extra=[trusted_root] if trusted_root else [])
     stamp = dist / f"{PACKAGE}.source-hash"
     with locked(work / "build.lock"):
         deb = dist / deb_name(version)
@@ -96,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         icons = render_icons(icon, work / "icons")
         baked = work / "build-config.json"
         baked.write_text(config.to_json(), encoding="utf-8")
-        bundle = run_pyinstaller(baked, icons, work, dist, all_qt=args.all_qt)
+        root_copy = work / TRUSTED_ROOT_FILE
+        root_copy.unlink(missing_ok=True)
+        if trusted_root is not None:
+            shutil.copyfile(trusted_root, root_copy)
+        bundle = run_pyinstaller(baked, icons, work, dist, all_qt=args.all_qt,
+                                 trusted_root=root_copy if trusted_root else None)
         built = time.monotonic()
         check_bundle(bundle, work / "modules.txt")
         shutil.copyfile(work / "modules.txt", dist / f"{PACKAGE}.modules.txt")
@@ -109,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def source_hash(config: BuildConfig, icon: Path, *, all_qt: bool) -> str:
-    """What the build depends on: the sources, the pins, the configuration and the icon."""
+def source_hash(config: BuildConfig, icon: Path, *, all_qt: bool, extra: list[Path] | None = None) -> str:
+    """What the build depends on: the sources, the pins, the configuration, the icon and the trusted root."""
     digest = hashlib.sha256(config.to_json().encode())
     digest.update(f"all_qt={all_qt}\n".encode())
-    files = [ROOT / name for name in HASHED_FILES] + [icon]
+    files = [ROOT / name for name in HASHED_FILES] + [icon] + list(extra or [])
     for folder in HASHED:
         files += [path for path in (ROOT / folder).rglob("*") if path.is_file() and "__pycache__" not in path.parts]
     for path in sorted(files):
@@ -173,7 +184,8 @@ def render_icons(source: Path, out: Path) -> Path:
     return out
 
 
-def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt: bool) -> Path:
+def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt: bool,
+                    trusted_root: Path | None = None) -> Path:
     staging = work / "pyinstaller-dist"
     command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                "--distpath", str(staging), "--workpath", str(work / "pyinstaller"),
@@ -181,6 +193,8 @@ def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt:
                "--baked", str(baked), "--icons", str(icons), "--modules", str(work / "modules.txt")]
     if all_qt:
         command.append("--all-qt")
+    if trusted_root is not None:
+        command += ["--trusted-root", str(trusted_root)]
     subprocess.run(command, check=True, cwd=ROOT)  # noqa: S603 (our own interpreter)
     bundle = dist / PACKAGE
     shutil.rmtree(bundle, ignore_errors=True)

@@ -28,6 +28,7 @@ bundled = false
 [updates]
 channel = "beta"
 url = "https://updates.example.com/creditdesk"
+root = "keys/root.json"
 """
 
 
@@ -43,7 +44,8 @@ def test_every_setting_is_read() -> None:
     config = parse_build_toml(FULL)
     assert config == BuildConfig(app_name="Acme Credits", icon="art/acme.png",
                                  backend_url="https://credits.example.com", bundles_backend=False,
-                                 update_channel="beta", update_url="https://updates.example.com/creditdesk")
+                                 update_channel="beta", update_url="https://updates.example.com/creditdesk",
+                                 update_root="keys/root.json")
     assert config.describe_backend() == "https://credits.example.com"
 
 
@@ -60,7 +62,8 @@ def test_a_missing_section_keeps_its_defaults() -> None:
     ("[backend]\nurl = 'https://user:pw@credits.example.com'\n", "must not contain a user name or password"),
     ("[backend]\nbundled = 'yes'\n", "backend.bundled must be true or false"),
     ("[updates]\nchannel = 'Beta Testers'\n", "updates.channel must be a short lower-case name"),
-    ("[updates]\nurl = 'updates.example.com'\n", "updates.url must start with http:// or https://"),
+    ("[updates]\nurl = 'updates.example.com'\nroot = 'r.json'\n", "updates.url must start with http:// or https://"),
+    ("[updates]\nurl = 'https://updates.example.com'\n", "updates.url needs updates.root, the update repository's"),
     ("[app]\nicon = 'icon.ico'\n", "app.icon must be an SVG or PNG file"),
     ("[app]\nname = ''\n", "app.name must be a short name on one line"),
     ("[app]\nname = 3\n", "app.name must be a string"),
