@@ -65,6 +65,11 @@ class UpdateUnavailable(UpdateError):
     """The update server could not be reached or read (try again later)."""
 
 
+def trusted_root_path() -> Path:
+    """The root metadata this bundle trusts (make dist copies build.toml's [updates] root here)."""
+    return Path(__file__).with_name(TRUSTED_ROOT_FILE)
+
+
 def executable_name() -> str:
     return APP_NAME + (".exe" if sys.platform == "win32" else "")
 
