@@ -3,6 +3,7 @@
     python packaging/build_app.py [--config packaging/build.toml] [--all-qt] [--force]
 
 Writes ``dist/creditdesk/`` (the bundle; its executable is ``creditdesk``), ``dist/creditdesk_<version>_<arch>.deb``
+(on Windows ``dist/creditdesk-<version>-windows.zip``, on macOS ``dist/<name>.app`` and a ``.dmg``: not run here)
 and ``dist/creditdesk.modules.txt`` (every Python module in the bundle, for checking). A build whose inputs (the
 sources, the lock file, the configuration, this folder) have not changed since the last one is not made again: the
 hash of the inputs is kept in ``dist/creditdesk.source-hash``. Two builds at once (test workers) take turns.
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = source_hash(config, icon, all_qt=args.all_qt, extra=[trusted_root] if trusted_root else [])
     stamp = dist / f"{PACKAGE}.source-hash"
     with locked(work / "build.lock"):
-        deb = dist / deb_name(version)
+        deb = dist / package_name(version)
         if not args.force and stamp.is_file() and stamp.read_text().strip() == digest and deb.is_file():
             print(f"make dist: up to date ({dist / PACKAGE}, {deb.name})")
             return 0
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(work / "modules.txt", dist / f"{PACKAGE}.modules.txt")
         for old in dist.glob(f"{PACKAGE}_*.deb"):
             old.unlink()
-        build_deb(bundle, icons, icon, config, work / "deb", deb)
+        package(bundle, icons, icon, config, work, deb)
         stamp.write_text(digest + "\n")
         print(f"make dist: {bundle} ({megabytes(folder_size(bundle))}), {deb} ({megabytes(deb.stat().st_size)}); "
               f"PyInstaller {built - started:.0f} s, package {time.monotonic() - built:.0f} s")
@@ -213,6 +214,29 @@ def check_bundle(bundle: Path, modules: Path) -> None:
 
 def deb_name(version: str) -> str:
     return f"{PACKAGE}_{version}_{architecture()}.deb"
+
+
+# The platforms' packages. Linux is built and tested here; Windows and macOS are written from PyInstaller's
+# documentation and wait for their CI runners (README, Release): PyInstaller builds on each platform for itself.
+def package_name(version: str) -> str:
+    if sys.platform == "win32":
+        return f"{PACKAGE}-{version}-windows.zip"
+    if sys.platform == "darwin":
+        return f"{PACKAGE}-{version}-macos.dmg"
+    return deb_name(version)
+
+
+def package(bundle: Path, icons: Path, icon_source: Path, config: BuildConfig, work: Path, out: Path) -> None:
+    """The platform's package of the bundle: a .deb on Linux, a zip on Windows (an Inno Setup installer is the
+    next step), a .dmg of the .app on macOS."""
+    if sys.platform == "win32":  # not run here
+        shutil.make_archive(str(out.with_suffix("")), "zip", root_dir=bundle.parent, base_dir=bundle.name)
+    elif sys.platform == "darwin":  # not run here: the spec's BUNDLE made <name>.app beside PyInstaller's folder
+        app = work / "pyinstaller-dist" / f"{config.app_name}.app"
+        subprocess.run(["hdiutil", "create", "-volname", config.app_name, "-srcfolder", str(app),  # noqa: S603, S607
+                        "-ov", "-format", "UDZO", str(out)], check=True)
+    else:
+        build_deb(bundle, icons, icon_source, config, work / "deb", out)
 
 
 def architecture() -> str:

@@ -23,6 +23,7 @@ Purchases in flight, the sign-in (keyring and its index) and the settings are in
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -326,6 +327,26 @@ def decide(outcome: CheckOutcome, running: str, held_back: tuple[str, ...], *, u
     return Step.WAIT if purchase_in_flight else Step.INSTALL
 
 
+def purchases_in_flight(records_file: Path, now: datetime.datetime | None = None) -> bool:
+    """For ``creditdesk --update`` (no window, so no purchase it follows): an unfinished purchase in the pending
+    purchases file started within the last day (a checkout session lives 24 hours)."""
+    from desktop.core.purchase_records import PurchaseRecords
+
+    now = now or datetime.datetime.now(datetime.UTC)
+    for record in PurchaseRecords(records_file).all():
+        if record.finished:
+            continue
+        try:
+            started = datetime.datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=datetime.UTC)
+        if now - started < datetime.timedelta(days=1):
+            return True
+    return False
+
+
 # --- the TUF client ----------------------------------------------------------------------------------------------
 
 
@@ -481,10 +502,15 @@ class Updater:
         log.info("update: version %s installed; it runs from the next start (previous %s)", version, self.running)
 
     def _prune(self, keep: set[str]) -> None:
-        """Versions neither current nor previous are removed (the folder holds two bundles at most)."""
+        """Versions neither current nor previous are removed (the folder holds two bundles at most), and so are
+        the archives but the current one's (tufup patches from it to the next)."""
         for folder in self.layout.versions_dir.iterdir():
             if folder.name not in keep and not folder.name.startswith("."):
                 shutil.rmtree(folder, ignore_errors=True)
+        current = max(keep, key=lambda v: parse_version(v) or Version("0"))
+        for archive in self.layout.downloads_dir.glob(f"{APP_NAME}-*"):
+            if archive.name != f"{APP_NAME}-{current}.tar.gz":
+                archive.unlink(missing_ok=True)
 
 
 def child_environment(environ: Mapping[str, str], installed: str | None = None,

@@ -40,7 +40,10 @@ def restamp(bundle: Path, version: str, url: str, root: Path, **changes: object)
     config = BuildConfig.from_json(baked.read_text(encoding="utf-8")) if baked.exists() else BuildConfig()
     config = replace(config, version=version, update_url=url, **changes)  # type: ignore[arg-type]
     baked.parent.mkdir(parents=True, exist_ok=True)
+    # Replaced, not rewritten in place: the bundle may be a hard-linked copy of dist/'s (cp -al).
+    baked.unlink(missing_ok=True)
     baked.write_text(config.to_json(), encoding="utf-8")
+    (bundle / BAKED / TRUSTED_ROOT_FILE).unlink(missing_ok=True)
     shutil.copyfile(root, bundle / BAKED / TRUSTED_ROOT_FILE)
 
 
