@@ -42,7 +42,10 @@ class AppController(QObject):
                  build: BuildConfig | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
-        self.help = help_settings or HelpSettings.from_env()  # what the app maker configured for Help
+        build = build or build_config.current()
+        # What the app maker configured for Help: the environment, else the build's [help].
+        self.help = help_settings or HelpSettings.from_env(
+            default=HelpSettings(build.help_docs_url, build.help_support_contact))
         self.recent_errors = recent_errors
         self.settings = SettingsStore(paths.settings_file)
         self.purchase_records = PurchaseRecords(paths.purchase_records_file)
@@ -55,7 +58,7 @@ class AppController(QObject):
         self.purchases = Purchases(self.workers, self.backend, self.session, self.figures, self.purchase_records,
                                    opener, poll=poll, parent=self)
         # Updates of the installed app (none from a checkout: its build names no update server).
-        self.updates = UpdateController(self.workers, paths.data_dir, build or build_config.current(),
+        self.updates = UpdateController(self.workers, paths.data_dir, build,
                                         self.purchases.in_flight, parent=self)
 
     def start(self) -> None:
