@@ -13,6 +13,7 @@ import pytest
 from desktop.core import build_config, updates
 from desktop.core.settings import AppPaths
 from desktop.core.updates import UpdateLayout, UpdateState
+from tests.desktop.qt.conftest import sign_up
 from tests.helpers.backend import BackendProcess
 from tests.helpers.update_repo import StaticServer, UpdateRepo, small_bundle
 
@@ -28,12 +29,14 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         monkeypatch.setattr(build_config, "current", lambda: config)
         monkeypatch.setattr(updates, "trusted_root_path", lambda: repo.root_json)
         paths = AppPaths.under(tmp_path / "home").ensure()
-        paths.purchase_records_file.write_text('{"purchases": []}\n')
         layout = UpdateLayout.under(paths.data_dir)
 
         window = make_window(stub_backend.url)
         qtbot.waitUntil(lambda: window.update_box is not None and window.update_box.isVisible(), timeout=20_000)
         box = window.update_box
+        box.hide()
+        email = sign_up(qtbot, window)
+        box.show()
         assert "Creditdesk 0.2.0</b> is available" in box.text() and "Receipts name the buyer's country." in box.text()
         box.buttons()[1].click()  # Not now
         window.controller.updates.daily.timeout.emit()  # a day later: not asked again this session
@@ -61,10 +64,12 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         monkeypatch.setenv(updates.LAUNCHED_ENV, "0.1.0")
         window = make_window(stub_backend.url)
         qtbot.waitUntil(lambda: window.revert_action.isEnabled(), timeout=10_000)
+        # The same user folders: still signed in (the keyring and its index are the user's, not the version's).
+        qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=20_000)
+        assert window.controller.session.email == email
         assert window.revert_action.text() == "Re&vert to previous version (0.1.0)…"
         box = window.revert_to_previous()
         assert box is not None and "Go back to version 0.1.0" in box.text()
         box.buttons()[0].click()
         qtbot.waitUntil(lambda: UpdateState.load(layout.state_file).current is None, timeout=10_000)
         assert UpdateState.load(layout.state_file).held_back == ("0.2.0",)
-        assert paths.purchase_records_file.read_text() == '{"purchases": []}\n'
