@@ -1,6 +1,7 @@
 """Updates in the app's window, offscreen, against a real signed update repository on loopback: what is new is
 said before anything is installed, Not now is not asked again until the user asks, an update agreed during a
-purchase waits for it to end, and Help → Revert to previous version goes back without touching the user's files."""
+purchase waits for it to end, the sign-in made under the old version is there under the new one, and Help → Revert
+to previous version goes back."""
 
 from __future__ import annotations
 
