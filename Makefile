@@ -9,7 +9,7 @@ APP    := $(VENV)/.installed-app
 TOOLS  := $(VENV)/.installed-test
 DIST_TOOLS := $(VENV)/.installed-dist
 
-.PHONY: run backend test test-fast lint bench mutate lock clean dist release-keys release release-refresh
+.PHONY: run backend test test-fast lint bench mutate lock clean dist release-keys release release-refresh release-rotate
 
 $(APP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,9 @@ release: $(APP)
 
 release-refresh: $(APP)
 	$(RELEASE) refresh
+
+release-rotate: $(APP)
+	$(RELEASE) rotate --role "$(ROLE)"
 
 # Re-pin every package after changing dependencies in pyproject.toml.
 lock:

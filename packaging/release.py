@@ -4,6 +4,7 @@
     python packaging/release.py release --version V [--bundle dist/creditdesk] [--notes TEXT | --notes-file F]
                                         [--keys DIR] [--repo DIR] [--patch] [--compresslevel N]
     python packaging/release.py refresh [--keys DIR] [--repo DIR]
+    python packaging/release.py rotate  --role ROLE [--keys DIR] [--repo DIR]
 
 The update repository (``--repo``, default ``dist/update-repo``) is what the update server publishes as it is:
 ``metadata/`` (TUF's root, targets, snapshot and timestamp, signed) and ``targets/`` (one
@@ -73,10 +74,41 @@ def in_folder(folder: Path) -> Iterator[None]:
 
 
 def repository(repo: Path, keys: Path) -> Any:
+    """tufup's Repository, with the key names, thresholds and encrypted keys its configuration in the keys folder
+    (the working directory, see :func:`in_folder`) keeps: after a rotation they are not the defaults."""
     from tufup.repo import Repository
 
+    saved = Repository.load_config() if (keys / Repository.config_filename).exists() else {}
     return Repository(app_name=APP_NAME, repo_dir=repo.resolve(), keys_dir=keys,
-                      expiration_days=dict(EXPIRATION_DAYS))
+                      expiration_days=dict(EXPIRATION_DAYS), key_map=saved.get("key_map"),
+                      encrypted_keys=saved.get("encrypted_keys"), thresholds=saved.get("thresholds"))
+
+
+def rotate(repo: Path, keys: Path, role: str) -> str:
+    """A new key for ``role`` in place of the one it has (lost, leaked or due), signed into a new root metadata
+    version by the old and the new root keys (installed apps follow the chain of root versions). The old private
+    key moves to ``retired/``. Returns the new key's name."""
+    from securesystemslib.interface import generate_and_write_unencrypted_ed25519_keypair
+
+    if role not in EXPIRATION_DAYS:
+        raise ReleaseError(f"ROLE={role!r}: one of {', '.join(EXPIRATION_DAYS)}")
+    repo = repo.resolve()
+    with in_folder(keys):
+        repo_ = repository(repo, keys)
+        repo_._load_keys_and_roles(create_keys=False)
+        old_names = list(repo_.key_map[role])
+        if len(old_names) != 1:
+            raise ReleaseError(f"{role} has {len(old_names)} keys ({', '.join(old_names)}); rotate by hand")
+        name = f"{role}-{datetime.datetime.now(datetime.UTC):%Y%m%d%H%M%S}"
+        generate_and_write_unencrypted_ed25519_keypair(filepath=str(keys / name))
+        (keys / name).chmod(0o600)
+        repo_.replace_key(old_names[0], keys / f"{name}.pub", new_private_key_encrypted=False)
+        repo_.publish_changes(private_key_dirs=[keys])
+    retired = keys / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (keys / old_names[0]).replace(retired / old_names[0])
+    return name
 
 
 def create_keys(repo: Path, keys: Path) -> Path:
@@ -173,7 +205,8 @@ def refresh(repo: Path, keys: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="packaging/release.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("keys", "release", "refresh"))
+    parser.add_argument("command", choices=("keys", "release", "refresh", "rotate"))
+    parser.add_argument("--role", help="rotate: the role whose key is replaced (root, targets, snapshot, timestamp)")
     parser.add_argument("--keys", type=Path, help=f"the release keys' folder (default ${KEYS_ENV})")
     parser.add_argument("--repo", type=Path, default=DEFAULT_REPO, help="the update repository (dist/update-repo)")
     parser.add_argument("--bundle", type=Path, default=ROOT / "dist" / APP_NAME, help="the built bundle")
@@ -189,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keys":
             root = create_keys(args.repo, keys)
             print(f"make release-keys: keys in {keys}; trusted root {root} (build.toml [updates] root)")
+        elif args.command == "rotate":
+            name = rotate(args.repo, keys, args.role or "")
+            print(f"make release-rotate: {args.role} now signs with {name} ({keys}); the old key is in retired/")
         elif args.command == "refresh":
             refresh(args.repo, keys)
             print(f"make release-refresh: {args.repo} signed again")

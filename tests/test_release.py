@@ -63,3 +63,24 @@ def test_the_keys_must_be_outside_the_repository(tmp_path: Path, capsys: pytest.
     assert not (ROOT / "build" / "keys").exists()
     assert main(["release", "--keys", str(tmp_path / "keys"), "--repo", str(tmp_path / "repo")]) == 2
     assert "say which version: make release VERSION=1.2.0" in capsys.readouterr().err
+
+
+def test_an_app_trusting_the_first_keys_accepts_a_release_after_the_root_and_targets_keys_are_rotated(
+        repo: UpdateRepo, tmp_path: Path) -> None:
+    from desktop.core.updates import UpdateLayout, Updater
+    from tests.helpers.update_repo import StaticServer
+
+    module = release_module()
+    with StaticServer(repo.repo) as server:
+        installed = small_bundle(tmp_path / "installed", "1.0.0", server.url, repo.root_json)
+        first_root = installed / "_internal" / "desktop" / "core" / "update-root.json"
+        for role in ("root", "targets"):
+            module.rotate(repo.repo, repo.keys, role)
+            assert (repo.keys / "retired" / role).is_file() and not (repo.keys / role).exists()
+        assert json.loads(repo.root_json.read_text())["signed"]["version"] == 3
+        repo.release(small_bundle(tmp_path / "b", "1.1.0", server.url, repo.root_json), "1.1.0", "New keys.")
+        outcome = Updater(UpdateLayout.under(tmp_path / "data"), server.url, "1.0.0", first_root).check()
+        assert outcome.offer is not None and outcome.offer.notes == "New keys.", outcome
+        # An unknown role is refused by its name.
+        with pytest.raises(module.ReleaseError, match="one of root, targets"):
+            module.rotate(repo.repo, repo.keys, "admin")
