@@ -9,7 +9,7 @@ APP    := $(VENV)/.installed-app
 TOOLS  := $(VENV)/.installed-test
 DIST_TOOLS := $(VENV)/.installed-dist
 
-.PHONY: run backend test test-fast lint bench mutate lock clean dist
+.PHONY: run backend test test-fast lint bench mutate lock clean dist release-keys release release-refresh release-rotate
 
 $(APP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,26 @@ $(DIST_TOOLS): $(APP)
 
 dist: $(DIST_TOOLS)
 	$(BIN)/python packaging/build_app.py --config $(CONFIG)
+
+# The update repository (UPDATE_REPO, default dist/update-repo: publish it as it is) and its signing keys, kept
+# out of this repository in CREDITDESK_RELEASE_KEYS (README, Release). `make release VERSION=1.2.0` signs the
+# bundle `make dist` built (NOTES='what is new' or NOTES_FILE=path; PATCH=1 adds a bsdiff patch).
+UPDATE_REPO ?= dist/update-repo
+RELEASE = $(BIN)/python packaging/release.py --repo $(UPDATE_REPO)
+
+release-keys: $(APP)
+	$(RELEASE) keys
+
+release: $(APP)
+	@test -n "$(VERSION)" || { echo "make release: say which version: make release VERSION=1.2.0" >&2; exit 2; }
+	$(RELEASE) release --version "$(VERSION)" --notes "$(NOTES)" $(if $(NOTES_FILE),--notes-file "$(NOTES_FILE)") \
+		$(if $(PATCH),--patch)
+
+release-refresh: $(APP)
+	$(RELEASE) refresh
+
+release-rotate: $(APP)
+	$(RELEASE) rotate --role "$(ROLE)"
 
 # Re-pin every package after changing dependencies in pyproject.toml.
 lock:

@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--self-test", action="store_true",
                         help="check that this installation can run (offscreen start, Qt plugins, backend, data "
                              "folder), one line a check; exit 0 when all pass, 1 otherwise")
+    parser.add_argument("--update", action="store_true",
+                        help="check the update server now and install a newer version (it runs from the next start) "
+                             "unless a purchase is in flight; exit 0 when up to date or installed, 1 otherwise")
     return parser.parse_args(argv)
 
 
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.self_test:
         return self_test(AppPaths.default(), backend_url, config)
+    if args.update:
+        return update_now(AppPaths.default().ensure(), config)
     if backend_url is None and not config.bundles_backend:
         print(f"creditdesk: this build of {config.app_name} names no backend and bundles none: start it with "
               "--backend URL (or set CREDITDESK_BACKEND_URL).", file=sys.stderr)
@@ -99,6 +104,48 @@ def self_test(paths: AppPaths, backend_url: str | None, config: build_config.Bui
         return run_checks([("start offscreen", start_offscreen), ("qt platform plugins", plugins),
                            ("data folder", lambda: check_data_folder(paths)), ("backend health", backend.result)],
                           sys.stdout)
+
+
+def update_now(paths: AppPaths, config: build_config.BuildConfig) -> int:
+    """``--update``: what the app's updater does, asked from a terminal (asking is agreeing)."""
+    from desktop.core import updates
+
+    if not config.update_url or not config.version:
+        print(f"creditdesk: this build of {config.app_name} names no update server", file=sys.stderr)
+        return 2
+    layout = updates.UpdateLayout.under(paths.data_dir)
+    updater = updates.Updater(layout, config.update_url, config.version, updates.trusted_root_path())
+    outcome = updater.check()
+    held_back = updates.UpdateState.load(layout.state_file).held_back
+    step = updates.decide(outcome, config.version, held_back, user_agrees=True,
+                          purchase_in_flight=updates.purchases_in_flight(paths.purchase_records_file))
+    offer = outcome.offer
+    if step is updates.Step.REFUSE:
+        print(f"creditdesk: {outcome.refused}", file=sys.stderr)
+        return 1
+    if step is updates.Step.NOTHING:
+        if outcome.unavailable:
+            print(f"creditdesk: {outcome.unavailable}", file=sys.stderr)
+            return 1
+        if offer is not None and offer.version in held_back:
+            print(f"Version {offer.version} was set aside (reverted from); you have {config.version}.")
+        else:
+            print(f"You have the newest version ({config.version}).")
+        return 0
+    assert offer is not None
+    if step is updates.Step.WAIT:
+        print(f"creditdesk: version {offer.version} is available, but a purchase is in flight: update once it has "
+              "ended", file=sys.stderr)
+        return 1
+    print(f"Version {offer.version} is available (you have {config.version}). What is new:\n"
+          f"{offer.notes or '(no notes)'}", flush=True)
+    try:
+        updater.install(offer)
+    except updates.UpdateError as exc:
+        print(f"creditdesk: {exc}", file=sys.stderr)
+        return 1
+    print(f"Version {offer.version} is installed; it runs from the next start.")
+    return 0
 
 
 def print_diagnostics(paths: AppPaths, backend_url: str | None) -> int:

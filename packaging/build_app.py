@@ -3,6 +3,7 @@
     python packaging/build_app.py [--config packaging/build.toml] [--all-qt] [--force]
 
 Writes ``dist/creditdesk/`` (the bundle; its executable is ``creditdesk``), ``dist/creditdesk_<version>_<arch>.deb``
+(on Windows ``dist/creditdesk-<version>-windows.zip``, on macOS ``dist/<name>.app`` and a ``.dmg``: not run here)
 and ``dist/creditdesk.modules.txt`` (every Python module in the bundle, for checking). A build whose inputs (the
 sources, the lock file, the configuration, this folder) have not changed since the last one is not made again: the
 hash of the inputs is kept in ``dist/creditdesk.source-hash``. Two builds at once (test workers) take turns.
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from desktop.core.build_config import BuildConfig, BuildConfigError, read_build_toml  # noqa: E402
+from desktop.core.updates import TRUSTED_ROOT_FILE  # noqa: E402
 
 PACKAGE = "creditdesk"  # the Debian package, the executable and the process
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)  # hicolor's usual sizes
@@ -78,16 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     if not icon.is_file():
         print(f"make dist: {args.config}: app.icon {config.icon!r} is not a file ({icon})", file=sys.stderr)
         return 2
+    trusted_root = (args.config.parent / config.update_root).resolve() if config.update_root else None
+    if trusted_root is not None and not trusted_root.is_file():
+        print(f"make dist: {args.config}: updates.root {config.update_root!r} is not a file ({trusted_root})",
+              file=sys.stderr)
+        return 2
     version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     config = BuildConfig(**{**config.__dict__, "version": version})
     dist = args.dist.resolve()
     work = ROOT / "build" / "dist"
     work.mkdir(parents=True, exist_ok=True)
     dist.mkdir(parents=True, exist_ok=True)
-    digest = source_hash(config, icon, all_qt=args.all_qt)
+    digest = source_hash(config, icon, all_qt=args.all_qt, extra=[trusted_root] if trusted_root else [])
     stamp = dist / f"{PACKAGE}.source-hash"
     with locked(work / "build.lock"):
-        deb = dist / deb_name(version)
+        deb = dist / package_name(version)
         if not args.force and stamp.is_file() and stamp.read_text().strip() == digest and deb.is_file():
             print(f"make dist: up to date ({dist / PACKAGE}, {deb.name})")
             return 0
@@ -96,24 +103,29 @@ def main(argv: list[str] | None = None) -> int:
         icons = render_icons(icon, work / "icons")
         baked = work / "build-config.json"
         baked.write_text(config.to_json(), encoding="utf-8")
-        bundle = run_pyinstaller(baked, icons, work, dist, all_qt=args.all_qt)
+        root_copy = work / TRUSTED_ROOT_FILE
+        root_copy.unlink(missing_ok=True)
+        if trusted_root is not None:
+            shutil.copyfile(trusted_root, root_copy)
+        bundle = run_pyinstaller(baked, icons, work, dist, all_qt=args.all_qt,
+                                 trusted_root=root_copy if trusted_root else None)
         built = time.monotonic()
         check_bundle(bundle, work / "modules.txt")
         shutil.copyfile(work / "modules.txt", dist / f"{PACKAGE}.modules.txt")
         for old in dist.glob(f"{PACKAGE}_*.deb"):
             old.unlink()
-        build_deb(bundle, icons, icon, config, work / "deb", deb)
+        package(bundle, icons, icon, config, work, deb)
         stamp.write_text(digest + "\n")
         print(f"make dist: {bundle} ({megabytes(folder_size(bundle))}), {deb} ({megabytes(deb.stat().st_size)}); "
               f"PyInstaller {built - started:.0f} s, package {time.monotonic() - built:.0f} s")
     return 0
 
 
-def source_hash(config: BuildConfig, icon: Path, *, all_qt: bool) -> str:
-    """What the build depends on: the sources, the pins, the configuration and the icon."""
+def source_hash(config: BuildConfig, icon: Path, *, all_qt: bool, extra: list[Path] | None = None) -> str:
+    """What the build depends on: the sources, the pins, the configuration, the icon and the trusted root."""
     digest = hashlib.sha256(config.to_json().encode())
     digest.update(f"all_qt={all_qt}\n".encode())
-    files = [ROOT / name for name in HASHED_FILES] + [icon]
+    files = [ROOT / name for name in HASHED_FILES] + [icon] + list(extra or [])
     for folder in HASHED:
         files += [path for path in (ROOT / folder).rglob("*") if path.is_file() and "__pycache__" not in path.parts]
     for path in sorted(files):
@@ -173,7 +185,8 @@ def render_icons(source: Path, out: Path) -> Path:
     return out
 
 
-def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt: bool) -> Path:
+def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt: bool,
+                    trusted_root: Path | None = None) -> Path:
     staging = work / "pyinstaller-dist"
     command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                "--distpath", str(staging), "--workpath", str(work / "pyinstaller"),
@@ -181,6 +194,8 @@ def run_pyinstaller(baked: Path, icons: Path, work: Path, dist: Path, *, all_qt:
                "--baked", str(baked), "--icons", str(icons), "--modules", str(work / "modules.txt")]
     if all_qt:
         command.append("--all-qt")
+    if trusted_root is not None:
+        command += ["--trusted-root", str(trusted_root)]
     subprocess.run(command, check=True, cwd=ROOT)  # noqa: S603 (our own interpreter)
     bundle = dist / PACKAGE
     shutil.rmtree(bundle, ignore_errors=True)
@@ -199,6 +214,29 @@ def check_bundle(bundle: Path, modules: Path) -> None:
 
 def deb_name(version: str) -> str:
     return f"{PACKAGE}_{version}_{architecture()}.deb"
+
+
+# The platforms' packages. Linux is built and tested here; Windows and macOS are written from PyInstaller's
+# documentation and wait for their CI runners (README, Release): PyInstaller builds on each platform for itself.
+def package_name(version: str) -> str:
+    if sys.platform == "win32":
+        return f"{PACKAGE}-{version}-windows.zip"
+    if sys.platform == "darwin":
+        return f"{PACKAGE}-{version}-macos.dmg"
+    return deb_name(version)
+
+
+def package(bundle: Path, icons: Path, icon_source: Path, config: BuildConfig, work: Path, out: Path) -> None:
+    """The platform's package of the bundle: a .deb on Linux, a zip on Windows (an Inno Setup installer is the
+    next step), a .dmg of the .app on macOS."""
+    if sys.platform == "win32":  # not run here
+        shutil.make_archive(str(out.with_suffix("")), "zip", root_dir=bundle.parent, base_dir=bundle.name)
+    elif sys.platform == "darwin":  # not run here: the spec's BUNDLE made <name>.app beside PyInstaller's folder
+        app = work / "pyinstaller-dist" / f"{config.app_name}.app"
+        subprocess.run(["hdiutil", "create", "-volname", config.app_name, "-srcfolder", str(app),  # noqa: S603, S607
+                        "-ov", "-format", "UDZO", str(out)], check=True)
+    else:
+        build_deb(bundle, icons, icon_source, config, work / "deb", out)
 
 
 def architecture() -> str:

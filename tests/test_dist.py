@@ -248,3 +248,115 @@ def test_the_built_app_does_a_whole_purchase(dist: Path, stub_backend: BackendPr
         app.terminate()
         app.wait(20)
         display.close()
+
+
+class UpdateServer:
+    """``python -m http.server`` on 127.0.0.1 serving the update repository, as the update server would."""
+
+    def __init__(self, folder: Path) -> None:
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                                      "--directory", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+        assert " port " in line, line
+        self.url = f"http://127.0.0.1:{int(line.split(' port ')[1].split()[0])}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_the_installed_bundle_updates_itself_refuses_what_does_not_verify_and_goes_back_from_a_broken_version(
+        dist: Path, tmp_path: Path) -> None:
+    """v1 updates to v2 (a visible change: its name and version); a tampered v3 is refused and v2 stays; an update
+    killed half-way leaves v2 working; v3, broken (no Qt platform plugins), fails its self-test at its first start
+    and v2 is back by itself. v2 and v3 are made from the one bundle this run built, with another version and
+    name baked in (what `make dist` with that build.toml would bake; the updater ships whatever the folder holds).
+    The user's purchases file, sign-in index and settings are the same bytes at the end."""
+    import signal
+
+    from desktop.core.updates import UpdateLayout, UpdateState
+    from tests.helpers.update_repo import UpdateRepo, restamp
+
+    started = time.monotonic()
+    v1 = project_version()
+    v2, v3 = f"{v1}.1", f"{v1}.2"
+    release = UpdateRepo.create(tmp_path / "release")
+    server = UpdateServer(release.repo)
+    env = app_env(tmp_path)
+    home = Path(env["CREDITDESK_HOME"])
+    user_files = {home / "data" / "pending-purchases.json": '{"version": 2, "purchases": []}\n',
+                  home / "config" / "settings.json": '{"low_balance_warning": 37}\n',
+                  home / "config" / "keyring-entries.json": '["account:buyer@example.com"]\n'}
+    for path, text in user_files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    layout = UpdateLayout.under(home / "data")
+
+    def copy_of_the_build(name: str, version: str, **changes: object) -> Path:
+        folder = tmp_path / name
+        subprocess.run(["cp", "-al", str(dist / "creditdesk"), str(folder)], check=True)  # hard links: instant
+        restamp(folder, version, server.url, release.root_json, **changes)
+        return folder
+
+    def creditdesk(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(installed / "creditdesk"), *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=timeout)
+
+    try:
+        installed = copy_of_the_build("installed", v1)  # as /opt/creditdesk: never written to
+        release.release(copy_of_the_build("build-v2", v2, app_name="Creditdesk Next"), v2, "Faster start.")
+        made = time.monotonic()
+
+        update = creditdesk("--update")
+        assert update.returncode == 0, update.stdout + update.stderr
+        assert f"Version {v2} is available (you have {v1}). What is new:\nFaster start.\n" in update.stdout
+        assert creditdesk("--version").stdout == f"creditdesk {v2}\n"  # v2's first start: its self-test passed
+        assert UpdateState.load(layout.state_file).unproven is None
+        seen = creditdesk("--self-test", "--backend", "http://127.0.0.1:9").stdout.splitlines()[0]
+        assert seen.startswith(f"Creditdesk Next {v2} self-test (installed bundle)"), seen
+        updated = time.monotonic()
+
+        # v3: a broken build (its Qt platform plugins missing), published signed; first served tampered.
+        broken = copy_of_the_build("build-v3", v3)
+        shutil.rmtree(broken / "_internal" / "PySide6" / "Qt" / "plugins" / "platforms")
+        archive = release.release(broken, v3, "Broken on purpose.")
+        good = archive.read_bytes()
+        archive.write_bytes(good[:-4096] + bytes(4096))
+        refused = creditdesk("--update")
+        assert refused.returncode == 1
+        assert "does not match its signed size and hash, so it was refused" in refused.stderr, refused.stderr
+        assert creditdesk("--version").stdout == f"creditdesk {v2}\n"
+        archive.write_bytes(good)
+
+        # Killed while unpacking: the state is written last, so v2 still runs.
+        (layout.downloads_dir / archive.name).unlink(missing_ok=True)
+        proc = subprocess.Popen([str(installed / "creditdesk"), "--update"], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (layout.staging_dir / v3 / "_internal").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "the update never began unpacking"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL, "the update ended before it could be stopped half-way"
+        assert UpdateState.load(layout.state_file).current == v2
+        assert creditdesk("--version").stdout == f"creditdesk {v2}\n"
+
+        # Installed whole this time: its first start fails its self-test, and v2 is back by itself.
+        assert creditdesk("--update").returncode == 0
+        assert UpdateState.load(layout.state_file).unproven == v3
+        assert creditdesk("--version").stdout == f"creditdesk {v2}\n"
+        state = UpdateState.load(layout.state_file)
+        assert (state.current, state.held_back) == (v2, (v3,))
+        assert state.notice is not None and f"Version {v3} did not pass its self-test" in state.notice
+        assert creditdesk("--update").stdout == f"Version {v3} was set aside (reverted from); you have {v2}.\n"
+        assert all(path.read_text() == text for path, text in user_files.items())
+        assert sorted(p.name for p in layout.versions_dir.iterdir()) == [v2, v3]
+    finally:
+        server.close()
+    print(f"updates end to end: {time.monotonic() - started:.0f} s (keys and v2's release {made - started:.0f} s, "
+          f"v1 to v2 {updated - made:.0f} s)")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from desktop.core.settings import InvalidBackendUrl, validate_backend_url
 
@@ -30,7 +31,8 @@ _CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 _KEYS = {
     "app": {"name": "app_name", "icon": "icon"},
     "backend": {"url": "backend_url", "bundled": "bundles_backend"},
-    "updates": {"channel": "update_channel", "url": "update_url"},
+    "updates": {"channel": "update_channel", "url": "update_url", "root": "update_root"},
+    "help": {"docs_url": "help_docs_url", "support_contact": "help_support_contact"},
 }
 
 
@@ -48,8 +50,16 @@ class BuildConfig:
     # Whether the bundle holds the backend and the app starts it when no backend URL is given (the demo build).
     bundles_backend: bool = True
     update_channel: str = "stable"
-    # Where updates are published (for the updater to come); None: the build does not update itself.
+    # Where updates are published (the update repository: metadata/ and targets/); None: the build does not
+    # update itself.
     update_url: str | None = None
+    # The update repository's trusted root metadata (`make release-keys` makes it), relative to the file's folder:
+    # baked into the bundle as the keys its updates must be signed with. Required with update_url.
+    update_root: str | None = None
+    # What Help offers (CREDITDESK_DOCS_URL and CREDITDESK_SUPPORT_CONTACT still win): the documentation's address
+    # and the support contact (an email or a web address); None: the app's own user guide, no contact.
+    help_docs_url: str | None = None
+    help_support_contact: str | None = None
     # Filled at build time from the project: the version the installed app says it is.
     version: str | None = None
 
@@ -129,8 +139,19 @@ def _checked(config: BuildConfig, source: str) -> BuildConfig:
             update_url = validate_backend_url(update_url, "updates.url")
         except InvalidBackendUrl as exc:
             raise BuildConfigError(f"{source}: {exc}") from None
+    update_root = text("updates.root", config.update_root or "") or None
+    if update_url is not None and update_root is None:
+        raise BuildConfigError(f"{source}: updates.url needs updates.root, the update repository's root.json "
+                               "(make release-keys makes it): the keys the app's updates must be signed with")
+    docs_url = text("help.docs_url", config.help_docs_url or "") or None
+    if docs_url is not None and urlsplit(docs_url).scheme not in ("http", "https"):
+        raise BuildConfigError(f"{source}: help.docs_url must start with http:// or https:// (got {docs_url!r})")
+    contact = text("help.support_contact", config.help_support_contact or "") or None
+    if contact is not None and any(ch in contact for ch in "\n\r\t"):
+        raise BuildConfigError(f"{source}: help.support_contact must be on one line (got {contact!r})")
     return BuildConfig(app_name=name, icon=icon, backend_url=backend_url, bundles_backend=config.bundles_backend,
-                       update_channel=channel, update_url=update_url, version=config.version)
+                       update_channel=channel, update_url=update_url, update_root=update_root,
+                       help_docs_url=docs_url, help_support_contact=contact, version=config.version)
 
 
 def load_baked(path: Path) -> BuildConfig:

@@ -107,20 +107,23 @@ class AppPaths:
 @dataclass(frozen=True)
 class HelpSettings:
     """What the Help menu offers, as the app maker configures it: the documentation's address and the support
-    contact (an email or a web address). One object, read from the environment today
-    (``CREDITDESK_DOCS_URL``, ``CREDITDESK_SUPPORT_CONTACT``), so that a build-time configuration can fill it."""
+    contact (an email or a web address). From the environment (``CREDITDESK_DOCS_URL``,
+    ``CREDITDESK_SUPPORT_CONTACT``), else from the build configuration's ``[help]``."""
 
     docs_url: str | None = None
     support_contact: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HelpSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, default: HelpSettings | None = None) -> HelpSettings:
+        """The environment's, else ``default`` (what the build baked: build.toml's [help])."""
         env = os.environ if environ is None else environ
+        default = default or cls()
         docs = env.get(DOCS_URL_ENV, "").strip()
         if docs and urlsplit(docs).scheme not in ("http", "https", "file"):
             log.warning("ignoring %s: not an http(s) or file address", DOCS_URL_ENV)
             docs = ""
-        return cls(docs_url=docs or None, support_contact=env.get(SUPPORT_CONTACT_ENV, "").strip() or None)
+        return cls(docs_url=docs or default.docs_url,
+                   support_contact=env.get(SUPPORT_CONTACT_ENV, "").strip() or default.support_contact)
 
     def documentation_url(self) -> str | None:
         """The documentation the app maker configured; None for none (the app then shows its own user guide: a

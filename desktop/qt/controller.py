@@ -21,6 +21,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 
+from desktop.core import build_config
+from desktop.core.build_config import BuildConfig
 from desktop.core.logs import RecentErrors
 from desktop.core.purchase_records import PurchaseRecords
 from desktop.core.settings import AppPaths, HelpSettings, SettingsStore
@@ -29,6 +31,7 @@ from desktop.qt.account_figures import AccountFigures
 from desktop.qt.account_session import AccountSession
 from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.purchase_controller import Opener, Purchases
+from desktop.qt.update_controller import UpdateController
 from desktop.qt.workers import Workers
 
 
@@ -36,10 +39,13 @@ class AppController(QObject):
     def __init__(self, paths: AppPaths, *, backend_url: str | None, opener: Opener,
                  token_store: TokenStore | None = None, recent_errors: RecentErrors | None = None,
                  poll: tuple[float, float] = (2.0, 30.0), help_settings: HelpSettings | None = None,
-                 parent: QObject | None = None) -> None:
+                 build: BuildConfig | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = paths
-        self.help = help_settings or HelpSettings.from_env()  # what the app maker configured for Help
+        build = build or build_config.current()
+        # What the app maker configured for Help: the environment, else the build's [help].
+        self.help = help_settings or HelpSettings.from_env(
+            default=HelpSettings(build.help_docs_url, build.help_support_contact))
         self.recent_errors = recent_errors
         self.settings = SettingsStore(paths.settings_file)
         self.purchase_records = PurchaseRecords(paths.purchase_records_file)
@@ -51,13 +57,19 @@ class AppController(QObject):
         self.figures = AccountFigures(self.workers, self.backend, self.session, parent=self)
         self.purchases = Purchases(self.workers, self.backend, self.session, self.figures, self.purchase_records,
                                    opener, poll=poll, parent=self)
+        # Updates of the installed app (none from a checkout: its build names no update server).
+        self.updates = UpdateController(self.workers, paths.data_dir, build,
+                                        self.purchases.in_flight, parent=self)
 
     def start(self) -> None:
         """Read the settings (on the disk worker) and bring the backend up."""
         self.session.load_last_email()
         self.backend.start()
+        self.updates.start()
 
     def shutdown(self) -> None:
+        self.updates.daily.stop()
+        self.updates.wait_timer.stop()
         self.figures.stop()
         in_flight = self.purchases.stop()
         self.backend.stop(keep_serving=in_flight)

@@ -37,6 +37,7 @@ import resources
 from desktop.core.models import Pack, ResetCodeSent
 from desktop.core.pack_values import tax_words
 from desktop.core.purchase import FlowState
+from desktop.core.updates import Offer
 from desktop.qt import formatting, screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
 from desktop.qt.backend_connection import BackendState
@@ -248,8 +249,17 @@ class MainWindow(QMainWindow):
         self.diagnostics_action.triggered.connect(self.show_diagnostics)
         self.about_action = QAction("&About Creditdesk", self)
         self.about_action.triggered.connect(self._about)
+        self.check_updates_action = QAction("Check for &updates…", self)
+        self.check_updates_action.triggered.connect(lambda: self.controller.updates.check(asked=True))
+        self.revert_action = QAction("Re&vert to previous version…", self)
+        self.revert_action.triggered.connect(self.revert_to_previous)
         help_menu.addAction(self.diagnostics_action)
+        help_menu.addAction(self.check_updates_action)
+        help_menu.addAction(self.revert_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.about_action)
+        self.update_box: QMessageBox | None = None
+        self._revert_changed(None)
         self._set_buy_actions([])
 
     def _set_buy_actions(self, packs: list[Pack]) -> None:
@@ -296,6 +306,10 @@ class MainWindow(QMainWindow):
         c.purchases.purchaseAdded.connect(self._purchase_added)
         c.purchases.paymentLanded.connect(self._payment_landed)
         c.purchases.receiptFailed.connect(self._show_error)
+        c.updates.offered.connect(self.offer_update)
+        c.updates.said.connect(self._update_said)
+        c.updates.installed.connect(self._update_installed)
+        c.updates.revertChanged.connect(self._revert_changed)
         self.starting.retry_button.clicked.connect(c.backend.supervisor.retry_now)
 
     def _backend_ready(self, url: str) -> None:
@@ -578,6 +592,63 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"The browser did not open {what}: {url}", 15_000)
 
         self.controller.workers.run(lambda: opener(url, what), opened, self.controller.workers.report)
+
+    def offer_update(self, offer: Offer) -> QMessageBox:
+        """What is new in a newer version, and whether to install it now (it runs from the next start; a purchase
+        in flight is left to end first)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        notes = html.escape(offer.notes or "No notes were given for this version.", quote=False).replace("\n", "<br>")
+        size = (f" ({offer.size / 1_000_000:.0f} MB)" if offer.size >= 1_000_000 else
+                f" ({max(1, offer.size // 1000)} kB)" if offer.size else "")
+        box = QMessageBox(QMessageBox.Icon.Information, "Update available",
+                          f"<b>Creditdesk {html.escape(offer.version)}</b> is available{size}; you have "
+                          f"{html.escape(self.controller.updates.running)}.<p><b>What is new</b></p><p>{notes}</p>"
+                          "<p>Install it now? It runs from the next start, and the version you have stays "
+                          "installed (Help → Revert to previous version).</p>",
+                          QMessageBox.StandardButton.NoButton, self)
+        install = box.addButton("&Install", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("&Not now", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(install)
+        box.finished.connect(lambda _: self.controller.updates.answer(offer, box.clickedButton() is install))
+        screen_fit.keep_on_screen(box)
+        box.open()
+        self.update_box = box
+        return box
+
+    def _update_said(self, message: str) -> None:
+        self.statusBar().showMessage(message, 30_000)
+
+    def _update_installed(self, version: str) -> None:
+        self.statusBar().showMessage(f"Version {version} runs the next time you start the app.", 60_000)
+
+    def _revert_changed(self, back: str | None) -> None:
+        self.revert_action.setEnabled(back is not None)
+        self.revert_action.setText(f"Re&vert to previous version ({back})…" if back else
+                                   "Re&vert to previous version…")
+
+    def revert_to_previous(self) -> QMessageBox | None:
+        """Help → Revert to previous version: asked once, then the previous version runs from the next start."""
+        from PySide6.QtWidgets import QMessageBox
+
+        back = self.controller.updates.revert_to
+        if back is None:
+            self.statusBar().showMessage("There is no previous version to go back to.", 15_000)
+            return None
+        box = QMessageBox(QMessageBox.Icon.Question, "Revert to previous version",
+                          f"Go back to version {html.escape(back)} from the next start? Your purchases, sign-in "
+                          "and settings stay as they are.", QMessageBox.StandardButton.NoButton, self)
+        revert = box.addButton("&Revert", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        def answered(_: int) -> None:
+            if box.clickedButton() is revert:
+                self.controller.updates.revert()
+
+        box.finished.connect(answered)
+        screen_fit.keep_on_screen(box)
+        box.open()
+        self.update_box = box
+        return box
 
     def _about(self) -> QMessageBox:
         """Help → About (window-modal: a question's worth of waiting)."""

@@ -508,6 +508,10 @@ class Purchases(QObject):
             self.items.remove(purchase)
             purchase.deleteLater()
 
+    def in_flight(self) -> bool:
+        """Whether a purchase is under way (an update waits for it to end)."""
+        return any(purchase.flow.is_active for purchase in self.items)
+
     def stop(self) -> bool:
         """The app is closing: stop following them (they stay on disk). Whether any was still in flight."""
         in_flight = any(purchase.flow.is_active for purchase in self.items)

@@ -28,6 +28,11 @@ bundled = false
 [updates]
 channel = "beta"
 url = "https://updates.example.com/creditdesk"
+root = "keys/root.json"
+
+[help]
+docs_url = "https://docs.example.com/acme"
+support_contact = "help@example.com"
 """
 
 
@@ -43,7 +48,9 @@ def test_every_setting_is_read() -> None:
     config = parse_build_toml(FULL)
     assert config == BuildConfig(app_name="Acme Credits", icon="art/acme.png",
                                  backend_url="https://credits.example.com", bundles_backend=False,
-                                 update_channel="beta", update_url="https://updates.example.com/creditdesk")
+                                 update_channel="beta", update_url="https://updates.example.com/creditdesk",
+                                 update_root="keys/root.json", help_docs_url="https://docs.example.com/acme",
+                                 help_support_contact="help@example.com")
     assert config.describe_backend() == "https://credits.example.com"
 
 
@@ -60,8 +67,11 @@ def test_a_missing_section_keeps_its_defaults() -> None:
     ("[backend]\nurl = 'https://user:pw@credits.example.com'\n", "must not contain a user name or password"),
     ("[backend]\nbundled = 'yes'\n", "backend.bundled must be true or false"),
     ("[updates]\nchannel = 'Beta Testers'\n", "updates.channel must be a short lower-case name"),
-    ("[updates]\nurl = 'updates.example.com'\n", "updates.url must start with http:// or https://"),
+    ("[updates]\nurl = 'updates.example.com'\nroot = 'r.json'\n", "updates.url must start with http:// or https://"),
+    ("[updates]\nurl = 'https://updates.example.com'\n", "updates.url needs updates.root, the update repository's"),
     ("[app]\nicon = 'icon.ico'\n", "app.icon must be an SVG or PNG file"),
+    ("[help]\ndocs_url = 'docs.example.com'\n", "help.docs_url must start with http:// or https://"),
+    ('[help]\nsupport_contact = "call\\nus"\n', "help.support_contact must be on one line"),
     ("[app]\nname = ''\n", "app.name must be a short name on one line"),
     ("[app]\nname = 3\n", "app.name must be a string"),
     ("[app\nname = 'x'\n", "is not valid TOML"),
@@ -128,3 +138,12 @@ def test_the_browser_gets_the_system_s_libraries_not_the_bundle_s() -> None:
     assert system_environment(bundle, frozen=True) == {"LD_LIBRARY_PATH": "/home/u/lib", "HOME": "/h"}
     assert system_environment({"LD_LIBRARY_PATH": "/opt/creditdesk/_internal"}, frozen=True) == {}
     assert system_environment(bundle, frozen=False) == bundle
+
+
+def test_the_environment_wins_over_the_build_s_help_settings() -> None:
+    from desktop.core.settings import HelpSettings
+
+    baked = HelpSettings("https://docs.example.com/acme", "help@example.com")
+    assert HelpSettings.from_env({}, default=baked) == baked
+    assert HelpSettings.from_env({"CREDITDESK_SUPPORT_CONTACT": "desk@example.org"}, default=baked) == HelpSettings(
+        "https://docs.example.com/acme", "desk@example.org")
