@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend import ledger, purchases, spend_controls, spending, usage
+from backend import autotopup, ledger, purchases, spend_controls, spending, usage
 from backend.api.answers import (
     BalanceAnswer,
     ControlsAnswer,
@@ -83,6 +83,9 @@ async def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> SpendA
     )
     spending.require_description(request, services.settings.require_description)
     entry = await run_in_threadpool(spending.spend, services.db, user.id, request)
+    # Auto top-up looks at the crossing after the spend committed, on its own thread (never this request's time).
+    autotopup.submit_after(services, user.id, crossing=entry.id, before=entry.balance_after - entry.amount,
+                           after=entry.balance_after)
     # A replay answers as the first time did: the balance right after this spend.
     return SpendAnswer(transactionId=entry.id, balance=entry.balance_after)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from backend import holds, ledger, spending
+from backend import autotopup, holds, ledger, spending
 from backend.api.answers import HoldAnswer, HoldsAnswer, SettleAnswer, VoidAnswer
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
@@ -63,6 +63,8 @@ def listing(services: ServicesDep, user: UserDep, limit: Annotated[int, Query(ge
     BODY_ERRORS, SIGNED_IN, UnknownHold, HoldClosed, AmountAboveHold, InsufficientCredits, IdempotencyConflict))
 async def settle(hold_id: HoldId, body: SettleBody, services: ServicesDep, user: UserDep) -> SettleAnswer:
     done = await run_in_threadpool(_settle, services.db, user.id, hold_id, body.amount)
+    autotopup.submit_after(services, user.id, crossing=done.transaction_id, before=done.balance + done.spent,
+                           after=done.balance)
     return SettleAnswer(transactionId=done.transaction_id, spent=done.spent, released=done.released,
                         balance=done.balance)
 
