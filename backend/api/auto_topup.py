@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from backend import autotopup
 from backend.api.answers import AutoTopupAnswer, UndoAnswer
 from backend.api.deps import ServicesDep, UserDep
-from backend.api.errors import BODY_ERRORS, INVALID_TEXT, SIGNED_IN, documented
+from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
 from backend.api.schemas import AutoTopupBody
 from backend.errors import (
     InvalidAutoTopup,
@@ -51,7 +51,7 @@ def put_auto_topup(body: AutoTopupBody, services: ServicesDep, user: UserDep) ->
 
 
 @router.post("/{topup_id}/undo", response_model=UndoAnswer, responses=documented(
-    SIGNED_IN, UnknownTopup, TopupNotUndoable, UndoExpired, NothingToUndo, PaymentProviderUnavailable,
+    QUERY_ERRORS, SIGNED_IN, UnknownTopup, TopupNotUndoable, UndoExpired, NothingToUndo, PaymentProviderUnavailable,
     PaymentProviderRejected))
 async def undo(topup_id: TopupId, services: ServicesDep, user: UserDep) -> UndoAnswer:
     # The refund is a provider call: on a worker thread, off the server's event loop.
