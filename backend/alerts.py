@@ -179,6 +179,8 @@ def on_order_status(conn: Connection, order: Order, old: str, new: str) -> None:
     data = {"orderId": order.id, "sessionId": order.session_id, "packId": order.pack_id, "packName": order.pack_name,
             "credits": order.credits, "amount": order.amount, "currency": order.currency}
     if new == PAID and old != PAID:
+        if order.provider == "auto_topup":
+            return  # announced by its own alert, with its Undo (topup_succeeded, backend/autotopup.py)
         create(conn, order.user_id, "purchase_confirmed",
                f"Your purchase of the {order.pack_name} pack went through: {credits(order.credits)} added.", data,
                dedupe_key=f"purchase_confirmed:{order.id}")
