@@ -450,6 +450,20 @@ def after_change(db: Database, provider: PaymentProvider, catalogue: Catalogue, 
     return charge(db, provider, started, moment)
 
 
+STALE = timedelta(minutes=2)  # a charge in flight this long was left by a provider out of reach (or a crash)
+
+
+def resume_stale(db: Database, provider: PaymentProvider, now: datetime, *, older_than: timedelta = STALE) -> int:
+    """Ask again, with the same idempotency key, about every charge left in flight since before ``now - older_than``
+    (reconcile runs it); how many were asked. Never a second charge: Stripe answers the key with the first."""
+    with db.read() as conn:
+        stale = conn.execute(sa.select(topups.c.user_id).where(
+            topups.c.status == IN_FLIGHT, topups.c.created_at < iso_utc(now - older_than))).scalars().all()
+    for user_id in stale:
+        resume(db, provider, int(user_id), now)
+    return len(stale)
+
+
 def resume(db: Database, provider: PaymentProvider, user_id: int, now: datetime) -> Topup | None:
     """Ask again about a top-up left in flight (the provider could not be reached): same key, never a new charge."""
     with db.read() as conn:

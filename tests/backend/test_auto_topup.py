@@ -363,3 +363,19 @@ def test_a_topup_racing_spends_keeps_the_ledger_exact(rig: Rig, replica: Databas
     with rig.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(topups)).scalar_one() == 1
         assert ledger.check_invariants(conn) == []
+
+
+def test_a_charge_left_in_flight_is_asked_about_again_once_stale_never_twice(rig: Rig) -> None:
+    """The provider could not be reached (or the process stopped) after the row was written: reconcile asks again
+    with the same key once the charge is two minutes old, and a fresh one is left to its own thread."""
+    rig.opt_in()
+    rig.save_card()
+    with rig.db.transaction() as conn:
+        started = autotopup.start(conn, USER, crossing="lost", before=100, after=99, catalogue=CATALOGUE, now=T0)
+    assert started is not None
+    assert autotopup.resume_stale(rig.db, rig.stub, at(1 / 60)) == 0
+    assert [t.status for t in rig.rows()] == ["in_flight"]
+    before = rig.balance()
+    assert autotopup.resume_stale(rig.db, rig.stub, at(3 / 60)) == 1
+    assert [t.status for t in rig.rows()] == ["succeeded"] and rig.balance() == before + 500
+    assert autotopup.resume_stale(rig.db, rig.stub, at(1)) == 0
