@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, RowMapping
 
-from backend import alerts, clawbacks, fulfilment, holds, ledger, orders, periods, spend_controls
+from backend import alerts, clawbacks, fulfilment, holds, ledger, orders, periods, prepared, spend_controls
 from backend.catalogue import Catalogue
 from backend.db import Database, insert_ignoring_duplicates, iso_utc
 from backend.errors import (
@@ -577,10 +577,21 @@ def undo(db: Database, provider: PaymentProvider, user_id: int, topup_id: str, n
         return finish_undo(conn, topup, refund, moment)
 
 
+# Read after every spend (on the spend's own worker thread): built once, and on SQLite run outside a transaction on
+# the cursor kept for such lookups (Database.peek), so that a spend of a user without auto top-up costs microseconds.
+_THRESHOLD = prepared.hot("auto top-up's threshold", sa.select(auto_topups.c.threshold).where(
+    auto_topups.c.user_id == sa.bindparam("user_id"), auto_topups.c.enabled == sa.true()))
+
+
 def submit_after(services: Services, user_id: int, *, crossing: int | None, before: int, after: int) -> None:
-    """From a spend's or a settle's route, once it committed: look for a crossing on the background thread, so that
-    the request never waits on it (nor on the provider)."""
+    """After a spend or a settle committed, on its worker thread: if it crossed an enabled threshold, start the
+    top-up on the background thread, so that the request never waits on it (nor on the provider). The background
+    work reads and decides again in a transaction of its own: this look only spares it the spends that cross
+    nothing."""
     if crossing is None or after >= before:
+        return
+    threshold = services.db.peek(_THRESHOLD, {"user_id": user_id})
+    if threshold is None or not crossed(before, after, int(threshold)):
         return
     services.background.submit(lambda: _after_change_quietly(services, user_id, str(crossing), before, after))
 

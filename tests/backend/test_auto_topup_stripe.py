@@ -136,9 +136,10 @@ def backend_add(backend: BackendProcess, api: Api, credits: int) -> None:
     assert backend.admin("adjust", api.user["email"], str(credits), "--reason", "Goodwill").returncode == 0
 
 
-def test_stub_mode_saves_a_chosen_card_and_undoes_without_keys(stub_api: Api) -> None:
+def test_stub_mode_saves_a_chosen_card_and_undoes_without_keys(stub_api: Api, stub_backend: BackendProcess) -> None:
     """Stub mode, on the shared stub backend: the stub checkout page offers the card's later behaviour when it saves
-    one; a top-up charged to the stub card, then undone (a stub refund, the same clawback)."""
+    one; a top-up charged to the stub card, then undone (a stub refund, the same clawback); a hold's settle that
+    crosses tops up too."""
     import requests
 
     api = stub_api
@@ -157,6 +158,12 @@ def test_stub_mode_saves_a_chosen_card_and_undoes_without_keys(stub_api: Api) ->
     assert r.status_code == 200, r.text
     assert (r.json()["credits"], r.json()["balance"]) == (100, 99)
     assert "topup_undone" in alert_kinds(api) and "topup_succeeded" in alert_kinds(api)
+    backend_add(stub_backend, api, 100)
+    hold = api.post("/api/credits/holds", json={"amount": 150, "idempotencyKey": "render-1"}).json()
+    settle = api.post(f"/api/credits/holds/{hold['id']}/settle", json={"amount": 100})
+    assert settle.json()["balance"] == 99
+    [second, _] = settled(api, 2)
+    assert second["status"] == "succeeded" and api.balance() == 199
     # Turning it off is one call, and it stays off.
     off = api.request("PUT", "/api/credits/auto-topup", json={"enabled": False}).json()
     assert not off["enabled"] and off["threshold"] == 100
