@@ -47,6 +47,7 @@ from backend.errors import (
     InvalidAutoTopup,
     NothingToUndo,
     PaymentProviderError,
+    PaymentProviderRejected,
     TopupNotUndoable,
     UndoExpired,
     UnknownTopup,
@@ -139,7 +140,9 @@ class Topup:
                 "packName": self.pack_name, "credits": self.credits, "amount": self.amount,
                 "currency": self.currency, "orderId": self.order_id, "failure": self.failure,
                 "createdAt": self.created_at, "succeededAt": self.succeeded_at, "undoUntil": until,
-                "undoable": self.status == SUCCEEDED and until is not None and iso_utc(now) < until,
+                # An Undo whose refund did not get through (undoing) may be asked again: the same key, the same refund.
+                "undoable": self.status == UNDOING or (self.status == SUCCEEDED and until is not None
+                                                       and iso_utc(now) < until),
                 "refunded": self.refund_amount if self.status == UNDONE else None}
 
 
@@ -340,6 +343,11 @@ def charge(db: Database, provider: PaymentProvider, started: Started, now: datet
                                                               auto_topups.c.card_session == settings.card_session)
                                  .values(payment_method=method))
             state = provider.charge_off_session(charge_of(started, str(customer), method))
+    except PaymentProviderRejected as exc:
+        # Refused for good (the card detached, the customer gone): as a decline, off, never asked again.
+        log.warning("topup=%s user=%s outcome=provider_rejected reason=%s", topup.id, topup.user_id, exc)
+        state = PaymentIntentState(None, "failed", topup.amount, topup.currency, {TOPUP_KEY: topup.id},
+                                   error_code=DECLINED, decline_code="refused_by_provider")
     except PaymentProviderError as exc:
         # Not an answer about the card: the top-up stays in flight, and the same key asks again (resume).
         log.warning("topup=%s user=%s outcome=provider_unavailable reason=%s", topup.id, topup.user_id, exc)

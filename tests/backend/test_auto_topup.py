@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from backend import alerts, autotopup, fulfilment, ledger, orders, spending
 from backend.catalogue import Catalogue, Pack
 from backend.db import Database, utcnow
-from backend.errors import InvalidAutoTopup, NothingToUndo, TopupNotUndoable, UndoExpired, UnknownTopup
+from backend.errors import (
+    InvalidAutoTopup,
+    NothingToUndo,
+    PaymentProviderUnavailable,
+    TopupNotUndoable,
+    UndoExpired,
+    UnknownTopup,
+)
 from backend.order_status import PENDING
 from backend.orders import Order
 from backend.payments.base import CheckoutRequest, PaymentIntentState
@@ -379,3 +386,32 @@ def test_a_charge_left_in_flight_is_asked_about_again_once_stale_never_twice(rig
     assert autotopup.resume_stale(rig.db, rig.stub, at(3 / 60)) == 1
     assert [t.status for t in rig.rows()] == ["succeeded"] and rig.balance() == before + 500
     assert autotopup.resume_stale(rig.db, rig.stub, at(1)) == 0
+
+
+class Unreachable(StubProvider):
+    """The stub, with its refunds out of reach until told otherwise (a real provider's outage, not a mock of ours)."""
+
+    down = True
+
+    def refund(self, payment_intent: str, amount: int, idempotency_key: str) -> dict[str, Any]:
+        if self.down:
+            raise PaymentProviderUnavailable("no answer")
+        return super().refund(payment_intent, amount, idempotency_key)
+
+
+def test_an_undo_whose_refund_did_not_get_through_is_asked_again_with_the_same_refund(db: Database,
+                                                                                      funded: Rig) -> None:
+    topup = paid_topup(funded)
+    spending.spend(funded.db, USER, spending.SpendRequest(37, "after"), now=at(0.5))
+    provider = Unreachable(funded.db, "http://127.0.0.1:1")
+    with pytest.raises(PaymentProviderUnavailable):
+        autotopup.undo(funded.db, provider, USER, topup.id, at(1))
+    assert funded.rows()[-1].status == "undoing" and funded.balance() == 562  # nothing taken yet
+    with funded.db.read() as conn:
+        assert autotopup.status(conn, USER, at(30))["topups"][0]["undoable"]  # still offered, past 24 h too
+    spending.spend(funded.db, USER, spending.SpendRequest(100, "more"), now=at(2))  # spent meanwhile
+    provider.down = False
+    done = autotopup.undo(funded.db, provider, USER, topup.id, at(30))
+    # The refund is the one first asked for (Stripe holds the key to its amount): what was spent meanwhile is clawed
+    # back by the refund rule, below zero if need be, as for any refund.
+    assert (done.refunded, done.credits, done.balance) == (463, 463, 562 - 100 - 463)
