@@ -309,13 +309,6 @@ def test_the_refund_never_takes_back_more_than_is_left(credits: int, amount: int
 # --- races, over two replicas ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def replica(db: Database) -> Iterator[Database]:
-    other = Database(db.url.render_as_string(hide_password=False))
-    yield other
-    other.close()
-
-
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_racing_starts_make_one_topup_per_crossing_and_one_in_flight(rig: Rig, replica: Database,
                                                                      replicas: int) -> None:
