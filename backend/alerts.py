@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from backend.periods import Window
 
 Kind = Literal["low_balance", "cap_80", "cap_100", "purchase_confirmed", "purchase_failed", "purchase_expired",
-               "clawback", "clawback_reversed", "test"]
+               "clawback", "clawback_reversed", "test", "topup_succeeded", "topup_threshold", "topup_failed",
+               "topup_limit", "topup_undone"]
 KINDS: tuple[str, ...] = get_args(Kind)
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
@@ -178,6 +179,8 @@ def on_order_status(conn: Connection, order: Order, old: str, new: str) -> None:
     data = {"orderId": order.id, "sessionId": order.session_id, "packId": order.pack_id, "packName": order.pack_name,
             "credits": order.credits, "amount": order.amount, "currency": order.currency}
     if new == PAID and old != PAID:
+        if order.provider == "auto_topup":
+            return  # announced by its own alert, with its Undo (topup_succeeded, backend/autotopup.py)
         create(conn, order.user_id, "purchase_confirmed",
                f"Your purchase of the {order.pack_name} pack went through: {credits(order.credits)} added.", data,
                dedupe_key=f"purchase_confirmed:{order.id}")

@@ -180,6 +180,46 @@ class AmountAboveHold(CreditdeskError):
 # --- spend controls ---------------------------------------------------------------------------------
 
 
+class InvalidAutoTopup(CreditdeskError):
+    """Auto top-up settings that cannot work (an unknown pack, a monthly limit below its price, a missing field)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownTopup(CreditdeskError):
+    """No top-up with that id belongs to the signed-in user."""
+
+
+class TopupNotUndoable(CreditdeskError):
+    """The top-up is not a paid one (a notice, in flight, failed, or undone already)."""
+
+    def __init__(self, topup_id: str, status: str) -> None:
+        super().__init__(f"top-up {topup_id} is {status}")
+        self.topup_id = topup_id
+        self.status = status
+
+    def details(self) -> dict[str, object]:
+        return {"topupId": self.topup_id, "status": self.status}
+
+
+class UndoExpired(CreditdeskError):
+    """Undo is offered for 24 hours after the top-up was paid, not after."""
+
+    def __init__(self, topup_id: str, until: str) -> None:
+        super().__init__(f"top-up {topup_id} could be undone until {until}")
+        self.topup_id = topup_id
+        self.until = until
+
+    def details(self) -> dict[str, object]:
+        return {"topupId": self.topup_id, "undoUntil": self.until}
+
+
+class NothingToUndo(CreditdeskError):
+    """Every credit of the top-up is spent: nothing is left to refund."""
+
+
 class SpendCapReached(CreditdeskError):
     """The spend would take what is spent in a period over the user's cap for it."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from backend import alerts, billing_details, clawbacks, ledger, metrics, orders
+from backend import alerts, billing_details, clawbacks, ledger, metrics, orders, topup_cards
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
 from backend.outcomes import Outcome
@@ -141,6 +141,8 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
                          promotion_code=session.promotion_code, tax_rate=session.tax_rate, tax_name=session.tax_name,
                          billing_details=billing_details.snapshot(conn, order.user_id))
     alerts.on_order_status(conn, paid, order.status, PAID)
+    if topup_cards.saves_card(session):  # auto top-up's first Checkout: its card pays the top-ups that follow
+        topup_cards.remember(conn, order.user_id, session)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(Outcome.ALREADY_GRANTED, paid)
     if not logged_by_caller:

@@ -65,7 +65,8 @@ def with_query(url: str, **params: str | None) -> str:
 
 
 async def start_checkout(
-    services: Services, user: User, pack_id: str, return_url: str | None, state: str | None
+    services: Services, user: User, pack_id: str, return_url: str | None, state: str | None, *,
+    save_card: bool = False,
 ) -> Order:
     pack = services.catalogue.get(pack_id)
     if pack is None:
@@ -86,6 +87,7 @@ async def start_checkout(
         success_url=f"{base}/account/credits/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}/account/credits/cancel?order_id={order_id}",
         promotion_codes=services.settings.promotion_codes, automatic_tax=services.settings.automatic_tax,
+        save_card=save_card,
     )
     try:
         created = await services.gateway.create_checkout(request)

@@ -24,9 +24,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend import clawbacks, event_store, fulfilment, invoices, metrics, orders, webhooks
+from backend import autotopup, clawbacks, event_store, fulfilment, invoices, metrics, orders, webhooks
 from backend.db import iso_utc, utcnow
-from backend.errors import InvalidSince, MalformedEvent, PaymentProviderError, RefusedEvent, SessionNotFound
+from backend.errors import (
+    CreditdeskError,
+    InvalidSince,
+    MalformedEvent,
+    PaymentProviderError,
+    RefusedEvent,
+    SessionNotFound,
+)
 from backend.order_status import AFTER_PAYMENT, Happening
 from backend.outcomes import Outcome
 from backend.schema import reconcile_runs, webhook_events
@@ -84,6 +91,7 @@ class Report:
     invoices_filled: int = 0  # Stripe's invoices whose links were read (they were missing after payment)
     pruned_deliveries: int = 0
     pruned_bodies: int = 0
+    topups_resumed: int = 0  # auto top-ups left in flight, asked about again with their key
     # Stopped before the end of Stripe's events (too many, too long, or the server stopping), or some event
     # could not be used: what was done is done, and the next run goes on from the same point.
     partial: bool = False
@@ -101,7 +109,7 @@ class Report:
                                  "status": c.status} for c in self.payments_changed],
             "invoicesFilled": self.invoices_filled,
             "errors": self.errors, "prunedDeliveries": self.pruned_deliveries, "prunedBodies": self.pruned_bodies,
-            "partial": self.partial,
+            "partial": self.partial, "topupsResumed": self.topups_resumed,
         }
 
 
@@ -128,6 +136,10 @@ def reconcile(services: Services, *, since: timedelta = DEFAULT_SINCE, trigger: 
     _catch_up_events(services, int(start.timestamp()), report, bounds or Bounds())
     _recheck_orders(services, now, report)
     _resync_payments(services, iso_utc(start), report)
+    try:
+        report.topups_resumed = autotopup.resume_stale(services.db, services.provider, now)
+    except CreditdeskError as exc:
+        report.errors.append(f"auto top-up: {exc}")
     report.invoices_filled, errors = invoices.fill_missing(services.db, services.provider.invoice_links,
                                                            paid_since=iso_utc(start))
     report.errors.extend(errors)

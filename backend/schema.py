@@ -390,3 +390,57 @@ holds = Table(
     Index("idx_holds_status_expires_at", "status", "expires_at"),
     Index("idx_holds_user_id_created_at", "user_id", "created_at"),
 )
+
+
+# Auto top-up (issue 19, migration 0017): the user's consent and limits (``enabled`` is turned on only by the user),
+# the card a top-up's Checkout saved (the session and payment that saved it; the payment method once read), and why
+# it was turned off (a declined or authentication-required payment).
+auto_topups = Table(
+    "auto_topups", metadata,
+    Column("user_id", Id, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("notify_only", Boolean, nullable=False),
+    Column("threshold", Amount, nullable=False),
+    Column("pack_id", Text, nullable=False),
+    Column("monthly_limit", Amount, nullable=False),  # minor units of ``currency``, the pack's
+    Column("currency", Text, nullable=False),
+    Column("max_per_day", Integer, nullable=False),
+    Column("card_session", Text),
+    Column("card_payment_intent", Text),
+    Column("payment_method", Text),
+    Column("disabled_reason", Text),  # card_declined, authentication_required, or None
+    Column("disabled_topup", Text),  # the top-up whose payment turned it off
+    Column("updated_at", Text, nullable=False),
+)
+
+# One row per threshold crossing acted on: ``kind`` charge (``status`` in_flight, then succeeded, failed or undone)
+# or notify (notified). One per crossing (the ledger entry that crossed) and one charge in flight per user, held by
+# the database whichever replica writes.
+TOPUP_IN_FLIGHT = text("status = 'in_flight'")
+topups = Table(
+    "topups", metadata,
+    Column("id", Text, primary_key=True),  # tu_...
+    Column("user_id", Id, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("crossing", Text, nullable=False),
+    Column("pack_id", Text, nullable=False),
+    Column("pack_name", Text, nullable=False),
+    Column("credits", Amount, nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("order_id", Text),
+    Column("payment_intent", Text),
+    Column("failure", Text),
+    Column("created_at", Text, nullable=False),
+    Column("succeeded_at", Text),
+    Column("refund_amount", Amount),  # what Undo refunds (kept before the refund is asked for: a retry asks the same)
+    Column("refund_id", Text),
+    Column("undone_at", Text),
+    Index("idx_topups_user_id_crossing", "user_id", "crossing", unique=True),
+    # (Partial on PostgreSQL too: migration 0017 says so there; postgresql_where here would load that dialect in every
+    # SQLite backend.)
+    Index("idx_topups_one_in_flight", "user_id", unique=True, sqlite_where=TOPUP_IN_FLIGHT),
+    Index("idx_topups_user_id_created_at", "user_id", "created_at"),
+    Index("idx_topups_payment_intent", "payment_intent"),
+)

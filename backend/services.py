@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from backend import prepared
 from backend.catalogue import Catalogue
@@ -17,6 +20,38 @@ from backend.payments.stub import StubProvider
 from backend.ratelimit import RateLimiter
 
 log = logging.getLogger("creditdesk")
+
+
+class Background:
+    """Work that must not hold up the request that caused it (an auto top-up's charge after a spend): one thread of
+    its own, in order. ``drain`` waits for what was submitted (tests, and shutting down)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="background")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("background work failed")
+
+        future = self._executor.submit(run)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.result(timeout)
 
 
 @dataclass
@@ -33,6 +68,8 @@ class Services:
     gateway: ProviderGateway
     # Where password reset codes go: SMTP, or the outbox folder (backend/mail.py).
     mailer: Mailer
+    # Work after a request's answer (auto top-up's charges), off the request path.
+    background: Background = field(default_factory=Background)
 
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:

@@ -16,11 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from backend import clawbacks, event_store, fulfilment, orders
+from backend import autotopup, clawbacks, event_store, fulfilment, orders
 from backend.db import Database, utcnow
 from backend.errors import (
     InvalidSignature,
@@ -29,10 +30,11 @@ from backend.errors import (
     RefusedEvent,
     SessionNotFound,
     UnknownEvent,
+    UnknownTopup,
     WebhooksNotConfigured,
 )
 from backend.outcomes import DeliveryOutcome, Outcome
-from backend.payments.base import STRIPE_API_VERSION, SessionState
+from backend.payments.base import STRIPE_API_VERSION, PaymentIntentState, SessionState
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -51,7 +53,11 @@ DISPUTE_EVENTS = frozenset({
     "charge.dispute.funds_reinstated",
 })
 CHARGE_EVENTS = frozenset({"charge.refunded"})
-HANDLED = SESSION_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | CHARGE_EVENTS
+# An auto top-up's off-session payment (backend/autotopup.py); other PaymentIntents' events are ignored (a
+# Checkout's payment is its session's events).
+PAYMENT_INTENT_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed",
+                                   "payment_intent.requires_action"})
+HANDLED = SESSION_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS | CHARGE_EVENTS | PAYMENT_INTENT_EVENTS
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 
@@ -317,6 +323,8 @@ def _process(
             return Processed(event_id, event_type, result.outcome, result.detail)
         return Processed(event_id, event_type, result.outcome, result.detail, order.id, order.user_id,
                          order.credits if result.outcome == Outcome.GRANTED else None)
+    if event_type in PAYMENT_INTENT_EVENTS:
+        return _topup_payment(conn, event_id, event_type, obj, source)
     if event_type in CHARGE_EVENTS:
         charge_news = clawbacks.charge_refunds_news(obj, as_of)
         if charge_news is None:
@@ -364,6 +372,23 @@ def _charge_only(
     record()
     return Processed(event_id, event_type, Outcome.RECORDED,
                      "it names only its charge, whose payment is not known yet; reconcile matches it")
+
+
+def _topup_payment(conn: Connection, event_id: str, event_type: str, obj: Mapping[str, Any], source: str
+                   ) -> Processed:
+    topup_id = autotopup.topup_of_payment(obj)
+    if topup_id is None:
+        return Processed(event_id, event_type, Outcome.IGNORED, "not an auto top-up's payment")
+    try:
+        state = PaymentIntentState.from_stripe(obj)
+    except MalformedSession as exc:
+        raise MalformedEvent(str(exc)) from exc
+    try:
+        topup = autotopup.record(conn, topup_id, state, datetime.now(UTC), source=source)
+    except UnknownTopup:
+        return Processed(event_id, event_type, Outcome.UNKNOWN_ORDER, "no top-up has this payment")
+    # The top-up's status is the outcome (succeeded, failed, in_flight): fulfilment counted any credits granted.
+    return Processed(event_id, event_type, topup.status, f"auto top-up {topup.id}", topup.order_id, topup.user_id)
 
 
 def _related_order_id(conn: Connection, event_type: str, obj: Mapping[str, Any]) -> str | None:

@@ -22,6 +22,7 @@ ACROSS_THE_CONTRACT = {
     "PeriodUse": "a spend cap's use in its period",
     "Receipt": "a paid purchase's receipt, as GET /api/billing/receipts answers it",
     "User": "an account, as the auth endpoints answer it",
+    "Topup": "an auto top-up, as GET /api/credits/auto-topup lists it",
 }
 
 

@@ -1207,3 +1207,70 @@ def test_stop_lets_hung_requests_go(receiver: Receiver) -> None:
     fake.stop()
     waiting.join(timeout=10)
     assert not waiting.is_alive() and isinstance(outcome[0], stripe.APIConnectionError)
+
+
+# ---- saved cards and off-session PaymentIntents (auto top-up, issue 19) ----------------------------------------
+
+
+def saved_card(fake: FakeStripe, client: stripe.StripeClient, behaviour: str) -> tuple[str, str]:
+    """A customer whose Checkout saved its card (``setup_future_usage``), which later charges as ``behaviour``."""
+    customer = client.v1.customers.create(params={"email": "a@example.com"}).id
+    fake.saved_card_behaviour = behaviour
+    session = create(client, key=f"save-{customer}", customer=customer,
+                     payment_intent_data={"setup_future_usage": "off_session"})
+    fake.pay(session.id)
+    pi = client.v1.payment_intents.retrieve(fake.sessions[session.id]["payment_intent"])
+    assert pi.setup_future_usage == "off_session" and pi.customer == customer
+    method = client.v1.payment_methods.retrieve(str(pi.payment_method))
+    assert method.customer == customer and method.type == "card"
+    return customer, method.id
+
+
+def off_session(client: stripe.StripeClient, customer: str, method: str, key: str = "topup-1") -> Any:
+    return client.v1.payment_intents.create(params={
+        "amount": 499, "currency": "usd", "customer": customer, "payment_method": method, "off_session": True,
+        "confirm": True, "metadata": {"topupId": "tu_1"}}, options={"idempotency_key": key})
+
+
+@pytest.mark.parametrize(("behaviour", "code", "decline_code"), [
+    ("declined", "card_declined", "generic_decline"),
+    ("authentication", "authentication_required", "authentication_required"),
+])
+def test_an_off_session_payment_declined_answers_a_402_card_error_as_stripe(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver, behaviour: str, code: str, decline_code: str
+) -> None:
+    customer, method = saved_card(fake, client, behaviour)
+    with pytest.raises(stripe.CardError) as raised:
+        off_session(client, customer, method)
+    error = raised.value
+    assert error.http_status == 402 and error.code == code
+    assert error.error is not None and error.error.decline_code == decline_code
+    pi = error.error.payment_intent
+    assert pi is not None and pi.status == "requires_payment_method" and pi.last_payment_error.code == code
+    with pytest.raises(stripe.CardError) as again:  # the same key answers the same, a 402 included
+        off_session(client, customer, method)
+    assert again.value.error is not None and again.value.error.payment_intent.id == pi.id
+    fake.wait_deliveries()
+    assert [e["type"] for e in receiver.events()][-1] == "payment_intent.payment_failed"
+
+
+def test_an_off_session_payment_succeeds_once_per_key_and_can_be_refunded(
+    fake: FakeStripe, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    customer, method = saved_card(fake, client, "succeeds")
+    pi = off_session(client, customer, method)
+    assert (pi.status, pi.amount_received, pi.metadata["topupId"]) == ("succeeded", 499, "tu_1")
+    assert off_session(client, customer, method).id == pi.id
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 463})
+    assert (refund.amount, refund.status, refund.payment_intent) == (463, "succeeded", pi.id)
+    fake.wait_deliveries()
+    assert "payment_intent.succeeded" in [e["type"] for e in receiver.events()]
+    other, _ = saved_card(fake, client, "succeeds")
+    with pytest.raises(stripe.InvalidRequestError):  # a card is its own customer's
+        off_session(client, other, method, key="topup-2")
+
+
+def test_a_payment_needing_the_customer_answers_requires_action(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    customer, method = saved_card(fake, client, "requires_action")
+    pi = off_session(client, customer, method)
+    assert pi.status == "requires_action" and pi.next_action is not None

@@ -367,3 +367,45 @@ class WebhookAnswer(Json):
 class SupportReportAnswer(Json):
     reportId: str = Field(description="The report's id (rep_...), for the user to quote to support.")
     receivedAt: str = Field(description="When the backend kept it (ISO 8601, UTC).")
+
+
+class TopupJson(Json):
+    id: str
+    kind: Literal["charge", "notify"]
+    status: Literal["in_flight", "succeeded", "failed", "notified", "undoing", "undone"]
+    packId: str
+    packName: str
+    credits: int
+    amount: int
+    currency: str
+    orderId: str | None
+    failure: str | None = Field(description="card_declined or authentication_required, for a failed top-up")
+    createdAt: str
+    succeededAt: str | None
+    undoUntil: str | None
+    undoable: bool
+    refunded: int | None
+
+
+class AutoTopupAnswer(Json):
+    enabled: bool
+    notifyOnly: bool
+    threshold: int | None
+    packId: str | None
+    monthlyLimit: int | None
+    currency: str | None
+    maxPerDay: int
+    cardSaved: bool = Field(description="A top-up's Checkout saved a card: later top-ups charge it off session")
+    disabledReason: str | None = Field(
+        description="Why auto top-up turned itself off: card_declined or authentication_required")
+    usedThisMonth: int
+    topupsToday: int
+    topups: list[TopupJson]
+
+
+class UndoAnswer(Json):
+    topupId: str
+    refunded: int
+    currency: str
+    credits: int = Field(description="Credits taken back (the unspent part of the top-up)")
+    balance: int

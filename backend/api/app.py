@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import __version__, health, metrics
-from backend.api import alerts, auth, billing, credits, holds, pages, support_reports, webhooks
+from backend.api import alerts, auth, auto_topup, billing, credits, holds, pages, support_reports, webhooks
 from backend.api.answers import HealthAnswer, LiveAnswer, ReadyAnswer
 from backend.api.errors import (
     INVALID_TEXT,
@@ -63,7 +63,7 @@ def create_app(services: Services) -> FastAPI:
                             status_code=NOT_READY.status, headers={"Retry-After": str(health.RETRY_AFTER_SECONDS)})
 
     # The webhook first: routes are tried in order, and Stripe's deliveries come in bursts.
-    for module in (webhooks, auth, billing, credits, holds, alerts, support_reports, pages):
+    for module in (webhooks, auth, billing, credits, holds, auto_topup, alerts, support_reports, pages):
         app.include_router(module.router)
 
     install_error_handlers(app)

@@ -63,7 +63,8 @@ async def set_billing_details(body: BillingDetailsBody, services: ServicesDep, u
     BODY_ERRORS, SIGNED_IN, UnknownPack, InvalidReturnUrl, RateLimited, PaymentProviderUnavailable,
     PaymentProviderRejected))
 async def checkout(body: CheckoutBody, services: ServicesDep, user: UserDep) -> dict[str, object]:
-    order = await purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state)
+    order = await purchases.start_checkout(services, user, body.packId, body.returnUrl, body.state,
+                                           save_card=body.saveCard)
     return {"sessionId": order.session_id, "url": order.checkout_url, "orderId": order.id}
 
 

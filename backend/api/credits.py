@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend import ledger, purchases, spend_controls, spending, usage
+from backend import autotopup, ledger, purchases, spend_controls, spending, usage
 from backend.api.answers import (
     BalanceAnswer,
     ControlsAnswer,
@@ -20,6 +20,7 @@ from backend.api.answers import (
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented, documented_for_non_json
 from backend.api.schemas import ControlsBody, SpendBody
+from backend.entries import Entry
 from backend.errors import (
     ConfirmationRequired,
     DescriptionRequired,
@@ -28,6 +29,7 @@ from backend.errors import (
     InvalidDateRange,
     SpendCapReached,
 )
+from backend.services import Services
 
 # Every route answers 400 invalid_text to NUL in its query (app.RefuseNul), whatever it takes.
 router = APIRouter(prefix="/api/credits", responses=documented(INVALID_TEXT))
@@ -82,9 +84,17 @@ async def spend(body: SpendBody, services: ServicesDep, user: UserDep) -> SpendA
         feature=body.feature, confirmation_token=body.confirmationToken,
     )
     spending.require_description(request, services.settings.require_description)
-    entry = await run_in_threadpool(spending.spend, services.db, user.id, request)
+    entry = await run_in_threadpool(_spend, services, user.id, request)
     # A replay answers as the first time did: the balance right after this spend.
     return SpendAnswer(transactionId=entry.id, balance=entry.balance_after)
+
+
+def _spend(services: Services, user_id: int, request: spending.SpendRequest) -> Entry:
+    entry = spending.spend(services.db, user_id, request)
+    # Committed: auto top-up looks for a crossing (one point read) and, if so, charges on its own thread.
+    autotopup.submit_after(services, user_id, crossing=entry.id, before=entry.balance_after - entry.amount,
+                           after=entry.balance_after)
+    return entry
 
 
 def _controls_answer(services: ServicesDep, user_id: int) -> dict[str, object]:

@@ -73,6 +73,15 @@ ANSWERS: dict[type[errors.CreditdeskError], Answer] = {
         "The payment provider gave an answer we cannot use; nothing was charged. " + TRY_AGAIN),
     errors.InsufficientCredits: Answer(402, "insufficient_credits",
                                        "This needs {exc.amount} credits and {exc.available}."),
+    errors.InvalidAutoTopup: Answer(422, "invalid_auto_topup", "These auto top-up settings cannot work: {exc.reason}."),
+    errors.UnknownTopup: Answer(404, "unknown_topup", "No top-up with that id belongs to this account."),
+    errors.TopupNotUndoable: Answer(
+        409, "topup_not_undoable", "This top-up cannot be undone: it is {exc.status}, not a paid top-up."),
+    errors.UndoExpired: Answer(
+        409, "undo_expired",
+        "This top-up can no longer be undone: Undo is offered for 24 hours after it was paid (until {exc.until})."),
+    errors.NothingToUndo: Answer(
+        409, "nothing_to_undo", "Every credit of this top-up has been spent: there is nothing left to refund."),
     errors.UnknownHold: Answer(404, "unknown_hold", "No hold with that id belongs to this account."),
     errors.HoldClosed: Answer(
         409, "hold_closed",

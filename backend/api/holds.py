@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from backend import holds, ledger, spending
+from backend import autotopup, holds, ledger, spending
 from backend.api.answers import HoldAnswer, HoldsAnswer, SettleAnswer, VoidAnswer
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
@@ -24,6 +24,7 @@ from backend.errors import (
     SpendCapReached,
     UnknownHold,
 )
+from backend.services import Services
 
 router = APIRouter(prefix="/api/credits/holds", responses=documented(INVALID_TEXT))
 
@@ -62,7 +63,7 @@ def listing(services: ServicesDep, user: UserDep, limit: Annotated[int, Query(ge
 @router.post("/{hold_id}/settle", response_model=SettleAnswer, responses=documented(
     BODY_ERRORS, SIGNED_IN, UnknownHold, HoldClosed, AmountAboveHold, InsufficientCredits, IdempotencyConflict))
 async def settle(hold_id: HoldId, body: SettleBody, services: ServicesDep, user: UserDep) -> SettleAnswer:
-    done = await run_in_threadpool(_settle, services.db, user.id, hold_id, body.amount)
+    done = await run_in_threadpool(_settle, services, user.id, hold_id, body.amount)
     return SettleAnswer(transactionId=done.transaction_id, spent=done.spent, released=done.released,
                         balance=done.balance)
 
@@ -74,9 +75,13 @@ async def void(hold_id: HoldId, services: ServicesDep, user: UserDep, body: Void
     return VoidAnswer(released=done.released, balance=done.balance)
 
 
-def _settle(db: Database, user_id: int, hold_id: str, amount: int) -> holds.SettledHold:
-    with db.transaction() as conn:
-        return holds.settle(conn, user_id, hold_id, amount, datetime.now(UTC))
+def _settle(services: Services, user_id: int, hold_id: str, amount: int) -> holds.SettledHold:
+    with services.db.transaction() as conn:
+        done = holds.settle(conn, user_id, hold_id, amount, datetime.now(UTC))
+    # Committed: auto top-up looks for a crossing, as after a spend.
+    autotopup.submit_after(services, user_id, crossing=done.transaction_id, before=done.balance + done.spent,
+                           after=done.balance)
+    return done
 
 
 def _void(db: Database, user_id: int, hold_id: str) -> holds.ReleasedHold:

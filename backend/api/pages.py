@@ -352,12 +352,21 @@ async def stub_remove_promotion_code(session_id: str, services: ServicesDep) -> 
 @router.post("/stub/checkout/{session_id}/pay", status_code=303, response_class=RedirectResponse, responses={
     **redirect("Paid: on to the success URL"), **STUB_RESPONSES,
     410: {"description": "A page saying the checkout has expired", "content": HTML}})
-def stub_pay(session_id: str, services: ServicesDep) -> Response:
+async def stub_pay(session_id: str, request: Request, services: ServicesDep) -> Response:
+    try:  # the card a session that saves one keeps for auto top-up (the page's "card"), else the one that succeeds
+        fields = urllib.parse.parse_qs((await request.body()).decode("utf-8", errors="replace"), max_num_fields=5)
+    except ValueError:
+        fields = {}
+    card = (fields.get("card") or ["succeeds"])[0][:20]
+    return await to_thread.run_sync(_stub_pay, session_id, services, card)
+
+
+def _stub_pay(session_id: str, services: Services, card: str) -> Response:
     session = _stub_session(services, session_id)
     if session is None or services.stub is None:
         return not_found(services)
     if session["status"] == "open":
-        session = services.stub.pay(session_id)
+        session = services.stub.pay(session_id, card)
         # As Stripe would: the completed event goes through the same handler as a real webhook.
         event = {"id": f"evt_stub_{session_id}", "object": "event", "type": "checkout.session.completed",
                  "livemode": False, "created": int(time.time()), "data": {"object": session}}

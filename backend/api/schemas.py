@@ -45,6 +45,8 @@ class CheckoutBody(Body):
     packId: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     returnUrl: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
     state: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    # Extension (auto top-up): Checkout saves the card for the top-ups that follow (setup_future_usage=off_session).
+    saveCard: bool = False
 
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
@@ -205,3 +207,14 @@ class BillingDetailsBody(Body):
         return BillingDetails(name=self.name, line1=a.line1, line2=a.line2, city=a.city, postal_code=a.postalCode,
                               state=a.state, country=a.country, tax_id_type=self.taxId.type if self.taxId else None,
                               tax_id_value=self.taxId.value if self.taxId else None)
+
+
+class AutoTopupBody(Body):
+    """``PUT /api/credits/auto-topup`` (extension): ``{"enabled": false}`` alone turns it off."""
+
+    enabled: bool
+    threshold: Annotated[int, Field(ge=1, le=MAX_CREDITS)] | None = None
+    packId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    monthlyLimit: Annotated[int, Field(ge=1, le=10**12)] | None = None
+    maxPerDay: Annotated[int, Field(ge=1, le=24)] | None = None
+    notifyOnly: bool | None = None

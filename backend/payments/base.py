@@ -16,6 +16,8 @@ from backend.catalogue import Pack
 from backend.errors import MalformedSession
 
 PURCHASE_TYPE = "credit_purchase"
+SAVE_CARD_KEY = "autoTopup"  # metadata of a Checkout whose card auto top-up keeps ("save")
+TOPUP_KEY = "topupId"  # metadata of an off-session top-up's PaymentIntent: the top-up it pays
 
 # The Stripe API version every call is made at and every object is read at (stripe-python 16.1 pins it).
 # The webhook endpoint must use it too (`creditdesk-backend stripe-setup` makes it so): an event rendered at
@@ -36,6 +38,7 @@ class CheckoutRequest:
     promotion_codes: bool = False  # the buyer may enter one (CREDITDESK_PROMOTION_CODES)
     customer_id: str | None = None  # the user's customer at the provider; none: the email is given instead
     automatic_tax: bool = False  # tax is collected (CREDITDESK_AUTOMATIC_TAX), as the pack's tax_behavior says
+    save_card: bool = False  # auto top-up's first Checkout: the card is kept for off-session top-ups
 
 
 @dataclass(frozen=True)
@@ -199,12 +202,62 @@ def session_params(request: CheckoutRequest) -> dict[str, Any]:
     params["tax_id_collection"] = {"enabled": True}
     if request.customer_id:
         params["customer_update"] = {"name": "auto", "address": "auto"}
+    if request.save_card and request.customer_id:
+        # Auto top-up's consent: the card is kept on the user's customer for the top-ups that follow, off session.
+        metadata[SAVE_CARD_KEY] = "save"
+        params["payment_intent_data"]["setup_future_usage"] = "off_session"
     if request.promotion_codes:
         params["allow_promotion_codes"] = True  # the credits granted stay the pack's; the order keeps the discount
     if request.automatic_tax:
         params["automatic_tax"] = {"enabled": True}
         params["line_items"][0]["price_data"]["tax_behavior"] = pack.tax_behavior
     return params
+
+
+@dataclass(frozen=True)
+class OffSessionCharge:
+    """An auto top-up's payment: the saved card charged without the user (``off_session``, confirmed at once)."""
+
+    topup_id: str
+    customer_id: str
+    payment_method: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"topup-{self.topup_id}"
+
+
+@dataclass(frozen=True)
+class PaymentIntentState:
+    """What a PaymentIntent says of a top-up's payment: ``succeeded``, ``requires_action`` (the bank wants the user),
+    ``failed`` (declined: ``decline_code``/``error_code``), or ``processing``."""
+
+    id: str | None
+    status: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, str]
+    error_code: str | None = None  # card_declined, authentication_required, ...
+    decline_code: str | None = None  # insufficient_funds, generic_decline, ...
+
+    @classmethod
+    def from_stripe(cls, obj: Any) -> PaymentIntentState:
+        if not isinstance(obj, Mapping) or obj.get("object") != "payment_intent" or not isinstance(obj.get("id"), str):
+            raise MalformedSession("not a payment_intent object")
+        metadata = obj.get("metadata") or {}
+        error = obj.get("last_payment_error")
+        error = error if isinstance(error, Mapping) else {}
+        status = str(obj.get("status") or "")
+        if status == "requires_payment_method" and error:
+            status = "failed"  # Stripe's state after a decline: the payment needs another card
+        return cls(id=str(obj["id"]), status=status, amount=_amount(obj.get("amount")) or 0,
+                   currency=str(obj.get("currency") or "").lower(),
+                   metadata={str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {},
+                   error_code=str(error["code"]) if error.get("code") else None,
+                   decline_code=str(error["decline_code"]) if error.get("decline_code") else None)
 
 
 STUB_CUSTOMER_PREFIX = "cus_stub_"  # the stub's customers, which Stripe would not know
@@ -251,4 +304,18 @@ class PaymentProvider(Protocol):
 
     def payment_of_charge(self, charge_id: str) -> str | None:
         """The payment intent a charge belongs to (``None`` when it has none or the provider does not know it)."""
+        ...
+
+    def saved_payment_method(self, session_id: str, payment_intent: str | None) -> str | None:
+        """The card a Checkout saved for later (``setup_future_usage``), or None when it saved none."""
+        ...
+
+    def charge_off_session(self, charge: OffSessionCharge) -> PaymentIntentState:
+        """Charge a saved card without the user, once per ``charge.idempotency_key``: a decline or a bank asking
+        for the user is an answer (``failed``, ``requires_action``), not an error; PaymentProviderUnavailable
+        when the provider cannot be reached (the same key may be tried again)."""
+        ...
+
+    def refund(self, payment_intent: str, amount: int, idempotency_key: str) -> dict[str, Any]:
+        """Refund ``amount`` of a payment once per key; the refund, as Stripe's refund object."""
         ...

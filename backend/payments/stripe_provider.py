@@ -24,6 +24,8 @@ from backend.payments.base import (
     CheckoutRequest,
     CreatedSession,
     InvoiceLinks,
+    OffSessionCharge,
+    PaymentIntentState,
     SessionState,
     session_params,
 )
@@ -172,6 +174,62 @@ class StripeProvider:
         if isinstance(payment_intent, dict):
             payment_intent = payment_intent.get("id")
         return payment_intent if isinstance(payment_intent, str) and payment_intent else None
+
+    def saved_payment_method(self, session_id: str, payment_intent: str | None) -> str | None:
+        """The card the Checkout's payment saved (``setup_future_usage``): the PaymentIntent's payment method."""
+        if not payment_intent:
+            return None
+        try:
+            intent = _as_dict(self._client.v1.payment_intents.retrieve(payment_intent))
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
+                return None
+            raise translate(exc) from exc
+        method = intent.get("payment_method")
+        if isinstance(method, dict):
+            method = method.get("id")
+        return method if isinstance(method, str) and method.startswith("pm_") else None
+
+    def charge_off_session(self, charge: OffSessionCharge) -> PaymentIntentState:
+        """An off-session PaymentIntent, confirmed at once, one per top-up (its idempotency key). Stripe answers a
+        decline or a bank asking for the customer with a 402 card_error naming the PaymentIntent: an answer here."""
+        params = {"amount": charge.amount, "currency": charge.currency, "customer": charge.customer_id,
+                  "payment_method": charge.payment_method, "off_session": True, "confirm": True,
+                  "metadata": dict(charge.metadata), "description": "Auto top-up"}
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": charge.idempotency_key})
+        except stripe.CardError as exc:
+            error = exc.error
+            found = _as_dict(getattr(error, "payment_intent", None)) if error is not None else {}
+            code = getattr(error, "code", None) or exc.code
+            decline = getattr(error, "decline_code", None)
+            status = "requires_action" if code == "authentication_required" else "failed"
+            log.warning("payment topup=%s outcome=topup_%s code=%s decline_code=%s", charge.topup_id, status, code,
+                        decline)
+            return PaymentIntentState(found.get("id") if isinstance(found.get("id"), str) else None, status,
+                                      charge.amount, charge.currency, dict(charge.metadata),
+                                      error_code=str(code) if code else None,
+                                      decline_code=str(decline) if decline else None)
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        try:
+            return PaymentIntentState.from_stripe(_as_dict(intent))
+        except MalformedSession as exc:
+            raise PaymentProviderUnavailable(f"Stripe answered something other than a PaymentIntent: {exc}") from exc
+
+    def refund(self, payment_intent: str, amount: int, idempotency_key: str) -> dict[str, Any]:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": payment_intent, "amount": amount, "metadata": {"reason": "auto_topup_undo"}},
+                options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise translate(exc) from exc
+        data = _as_dict(refund)
+        if data.get("object") != "refund":
+            raise PaymentProviderUnavailable("Stripe answered something other than a refund")
+        return data
 
     # A payment has a handful of refunds and disputes at most: more than this is not an answer to trust.
     MAX_LISTED = 1000

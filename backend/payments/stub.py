@@ -20,16 +20,27 @@ from backend.db import Database
 from backend.errors import SessionNotFound
 from backend.payments.base import (
     PROMOTION_PREFIX,
+    SAVE_CARD_KEY,
     STUB_CUSTOMER_PREFIX,
     CheckoutRequest,
     CreatedSession,
     InvoiceLinks,
+    OffSessionCharge,
+    PaymentIntentState,
     SessionState,
     session_params,
 )
 from backend.schema import stub_sessions
 
 SESSION_LIFETIME_SECONDS = 24 * 3600
+
+# The cards the stub checkout page can save for auto top-up (chosen on the page): what an off-session charge of each
+# answers, as Stripe's test cards would (4242..., 4000 0000 0000 0341 declined, 4000 0027 6000 3184 authentication).
+STUB_CARDS = {
+    "succeeds": "pm_stub_card_succeeds",
+    "declined": "pm_stub_card_declined",
+    "authentication": "pm_stub_card_authentication_required",
+}
 
 
 class StubProvider:
@@ -147,15 +158,48 @@ class StubProvider:
     def payment_of_charge(self, charge_id: str) -> str | None:
         return None
 
-    def pay(self, session_id: str) -> dict[str, Any]:
-        """Complete an open session as paid; returns the session (unchanged if it was not open)."""
+    def pay(self, session_id: str, card: str = "succeeds") -> dict[str, Any]:
+        """Complete an open session as paid; returns the session (unchanged if it was not open). A session that
+        saves the card (auto top-up's first Checkout) keeps ``card`` (a key of :data:`STUB_CARDS`): what later
+        off-session charges of it answer."""
         session = self.session_object(session_id)
         if session["status"] != "open":
             return session
+        saving = session.get("metadata", {}).get(SAVE_CARD_KEY) == "save"
         return self._update(
             session_id, status="complete", payment_status="paid",
             payment_intent="pi_stub_" + secrets.token_urlsafe(18),
+            **({"saved_payment_method": STUB_CARDS.get(card, STUB_CARDS["succeeds"])} if saving else {}),
         )
+
+    def saved_payment_method(self, session_id: str, payment_intent: str | None) -> str | None:
+        try:
+            found = self.session_object(session_id).get("saved_payment_method")
+        except SessionNotFound:
+            return None
+        return found if isinstance(found, str) else None
+
+    def charge_off_session(self, charge: OffSessionCharge) -> PaymentIntentState:
+        """The saved stub card's answer: paid, declined (``card_declined``), or the bank asking for the user
+        (``requires_action``). Its id is the top-up's, so a retry answers the same payment."""
+        payment_intent = "pi_stub_" + charge.topup_id
+        metadata = dict(charge.metadata)
+        if charge.payment_method == STUB_CARDS["declined"]:
+            return PaymentIntentState(payment_intent, "failed", charge.amount, charge.currency, metadata,
+                                      error_code="card_declined", decline_code="generic_decline")
+        if charge.payment_method == STUB_CARDS["authentication"]:
+            return PaymentIntentState(payment_intent, "requires_action", charge.amount, charge.currency, metadata,
+                                      error_code="authentication_required")
+        if not charge.payment_method.startswith("pm_stub_"):
+            return PaymentIntentState(payment_intent, "failed", charge.amount, charge.currency, metadata,
+                                      error_code="card_declined", decline_code="unknown_card")
+        return PaymentIntentState(payment_intent, "succeeded", charge.amount, charge.currency, metadata)
+
+    def refund(self, payment_intent: str, amount: int, idempotency_key: str) -> dict[str, Any]:
+        """A stub refund (no money moves), in Stripe's shape; its id is the key's, so a retry answers the same."""
+        return {"id": "re_stub_" + idempotency_key, "object": "refund", "amount": amount, "currency": None,
+                "payment_intent": payment_intent, "charge": None, "status": "succeeded",
+                "created": int(time.time())}
 
     def apply_promotion(self, session_id: str, code: str, discount: int) -> dict[str, Any]:
         """A promotion code entered on an open session: ``discount`` (minor units) off its subtotal, as Stripe's

@@ -36,6 +36,11 @@ KIND_LABELS = {
     "purchase_expired": "Checkout expired",
     "clawback": "Credits taken back",
     "clawback_reversed": "Credits given back",
+    "topup_succeeded": "Auto top-up",
+    "topup_threshold": "Balance below your top-up threshold",
+    "topup_failed": "Auto top-up failed and is off",
+    "topup_limit": "Auto top-up limit reached",
+    "topup_undone": "Auto top-up undone",
     "test": "Test notification",
 }
 # Kinds the user can switch off ("test" always shows: it is how they check that notifications work).

@@ -32,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from desktop.core.auto_topup import AutoTopupState, UndoResult
 from desktop.core.models import (
     ApiClientError,
     ApiError,
@@ -443,9 +444,13 @@ class ApiClient:
 
         return self._parse(response, build)
 
-    def checkout(self, pack_id: str, return_url: str | None = None, state: str | None = None) -> CheckoutSession:
-        """Start a Checkout for ``pack_id``; open ``url`` in the browser. Sent once (not retried)."""
+    def checkout(self, pack_id: str, return_url: str | None = None, state: str | None = None, *,
+                 save_card: bool = False) -> CheckoutSession:
+        """Start a Checkout for ``pack_id``; open ``url`` in the browser. Sent once (not retried). ``save_card``:
+        auto top-up's first top-up, whose card is saved for the ones that follow."""
         body: dict[str, Any] = {"packId": pack_id}
+        if save_card:
+            body["saveCard"] = True
         if return_url is not None:
             body["returnUrl"] = return_url
         if state is not None:
@@ -525,6 +530,21 @@ class ApiClient:
         clears). Retried like a GET: setting the same values twice changes nothing more."""
         response = self._request("PUT", "/api/credits/controls", auth=True, idempotent=True, json=dict(changes))
         return self._parse(response, SpendControls.from_json)
+
+    def auto_topup(self) -> AutoTopupState:
+        response = self._request("GET", "/api/credits/auto-topup", auth=True)
+        return self._parse(response, AutoTopupState.from_json)
+
+    def update_auto_topup(self, changes: Mapping[str, Any]) -> AutoTopupState:
+        """``PUT /api/credits/auto-topup`` (``{"enabled": false}`` turns it off). Retried like a GET: the same
+        settings twice are the same."""
+        response = self._request("PUT", "/api/credits/auto-topup", auth=True, idempotent=True, json=dict(changes))
+        return self._parse(response, AutoTopupState.from_json)
+
+    def undo_topup(self, topup_id: str) -> UndoResult:
+        """Undo a top-up (its unspent part refunded). Retried: a second Undo of one undone is refused, not doubled."""
+        response = self._request("POST", f"/api/credits/auto-topup/{topup_id}/undo", auth=True, idempotent=True)
+        return self._parse(response, UndoResult.from_json)
 
     def alerts(self, *, unread: bool = False, limit: int = 50, before: str | int | None = None) -> AlertPage:
         """A page of alerts, newest first."""

@@ -203,6 +203,7 @@ class MainWindow(QMainWindow):
             from desktop.qt.spend_ui import SpendUi
 
             self._spend_ui = SpendUi(self, self.controller, self.show_packs)
+            self._spend_ui.buy_pack = lambda pack, save_card: self.buy(pack, save_card=save_card)
         return self._spend_ui
 
     def warm_fixed_font(self) -> None:
@@ -450,8 +451,8 @@ class MainWindow(QMainWindow):
 
     # -- buying -----------------------------------------------------------------------------------------------
 
-    def buy(self, pack: Pack) -> PurchaseController | None:
-        purchase = self.controller.purchases.buy(pack)
+    def buy(self, pack: Pack, *, save_card: bool = False) -> PurchaseController | None:
+        purchase = self.controller.purchases.buy(pack, save_card=save_card)
         if purchase is None:
             self.statusBar().showMessage("Buying is not possible right now: the server is not answering.", 10_000)
         return purchase

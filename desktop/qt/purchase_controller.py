@@ -123,8 +123,9 @@ class PurchaseController(QObject):
 
     # -- starting ---------------------------------------------------------------------------------------------
 
-    def start(self, pack: Pack) -> None:
-        """Open the listener, create the checkout and send the browser to it."""
+    def start(self, pack: Pack, *, save_card: bool = False) -> None:
+        """Open the listener, create the checkout and send the browser to it. ``save_card``: auto top-up's first
+        top-up, whose Checkout saves the card for the top-ups that follow."""
         from desktop.core.callback import LoopbackListener
         from desktop.core.pack_values import tax_words
 
@@ -138,7 +139,7 @@ class PurchaseController(QObject):
 
         def create() -> Any:
             listener.start()
-            return api.checkout(pack.id, listener.return_url, listener.state)
+            return api.checkout(pack.id, listener.return_url, listener.state, save_card=save_card)
 
         def done(session: Any) -> None:
             if not self.flow.started(session.session_id, session.url):
@@ -494,12 +495,12 @@ class Purchases(QObject):
         return (self.backend.online and self.session.signed_in and self.backend.api is not None
                 and self.backend.health.payments_available)
 
-    def buy(self, pack: Pack) -> PurchaseController | None:
-        """Start a purchase (several may be in flight)."""
+    def buy(self, pack: Pack, *, save_card: bool = False) -> PurchaseController | None:
+        """Start a purchase (several may be in flight); ``save_card`` saves its card for auto top-up."""
         if not self.can_buy:
             return None
         purchase = self._new()
-        purchase.start(pack)
+        purchase.start(pack, save_card=save_card)
         return purchase
 
     def dismiss(self, purchase: PurchaseController) -> None:

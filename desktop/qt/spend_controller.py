@@ -41,6 +41,9 @@ class SpendController(QObject):
     alertsChanged = Signal(object)  # AlertPage of unread alerts
     notify = Signal(list)  # alerts to show as notifications now, newest first
     mutedChanged = Signal(object)  # frozenset of kinds
+    autoTopupChanged = Signal(object)  # AutoTopupState
+    autoTopupFailed = Signal(str)
+    undone = Signal(object)  # UndoResult
     usageChanged = Signal(object)  # Usage
     usageFailed = Signal(str)
 
@@ -222,6 +225,37 @@ class SpendController(QObject):
 
     def _report(self, error: BaseException) -> None:
         self.app.workers.errorOccurred.emit(describe(error))
+
+    # -- auto top-up --------------------------------------------------------------------------------------------
+
+    def load_auto_topup(self) -> None:
+        api = self._api()
+        if api is not None:
+            self.app.workers.run(api.auto_topup, self.autoTopupChanged.emit,
+                                 lambda error: self.autoTopupFailed.emit(describe(error)))
+
+    def save_auto_topup(self, changes: Mapping[str, Any]) -> None:
+        """``{"enabled": False}`` turns it off; the answer (or why not) comes as autoTopupChanged/Failed."""
+        api = self._api()
+        if api is not None:
+            chosen = dict(changes)
+            self.app.workers.run(lambda: api.update_auto_topup(chosen), self.autoTopupChanged.emit,
+                                 lambda error: self.autoTopupFailed.emit(describe(error)))
+
+    def undo_topup(self, topup_id: str) -> None:
+        api = self._api()
+        if api is None:
+            return
+
+        def done(result: Any) -> None:
+            self.app.figures.set_balance(result.balance)
+            self.app.figures.refresh()
+            self.undone.emit(result)
+            self.load_auto_topup()
+            self._soon.start()
+
+        self.app.workers.run(lambda: api.undo_topup(topup_id), done,
+                             lambda error: self.autoTopupFailed.emit(describe(error)))
 
     # -- usage --------------------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 
 from desktop.core.alert_inbox import notices, told_by_a_panel, told_by_a_refusal
+from desktop.core.models import Pack
 from desktop.core.spend_models import Alert, AlertPage
 from desktop.qt.controller import AppController
 from desktop.qt.notifier import Notifier
@@ -19,9 +20,13 @@ from desktop.qt.spend_controller import SpendController
 
 if TYPE_CHECKING:  # the windows load when first opened: the main window paints sooner (bench/startup.py)
     from desktop.qt.alerts_window import AlertsWindow
+    from desktop.qt.auto_topup_dialog import AutoTopupDialog
     from desktop.qt.controls_window import SpendControlsWindow
     from desktop.qt.spend_dialog import SpendDialog
     from desktop.qt.usage_window import SaveChooser, UsageWindow
+
+
+TOPUP_KINDS = frozenset({"topup_succeeded", "topup_failed", "topup_threshold", "topup_limit", "topup_undone"})
 
 
 class SpendUi(QObject):
@@ -41,6 +46,9 @@ class SpendUi(QObject):
         self.usage_window: UsageWindow | None = None
         self.alerts_window: AlertsWindow | None = None
         self.controls_window: SpendControlsWindow | None = None
+        self.auto_topup_dialog: AutoTopupDialog | None = None
+        self.buy_pack: Callable[[Pack, bool], object] | None = None  # the main window's buy (save_card for top-up)
+        self._topup_notice = False  # the last notification was about a top-up: clicking it opens Auto top-up
         self.held: list[Alert] = []  # cap alerts that came while a spend was being sent: its answer may tell them
 
         menu = window.menuBar().addMenu("&Credits")
@@ -52,8 +60,10 @@ class SpendUi(QObject):
         self.usage_action = QAction("Usage and &export…", window, shortcut=QKeySequence("Ctrl+Shift+U"))
         self.alerts_action = QAction("&Alerts…", window, shortcut=QKeySequence("Ctrl+Shift+A"))
         self.controls_action = QAction("Spend &controls…", window, shortcut=QKeySequence("Ctrl+Shift+L"))
+        self.auto_topup_action = QAction("Auto &top-up…", window)
         for action, slot in ((self.use_action, self.show_spend), (self.usage_action, self.show_usage),
-                             (self.alerts_action, self.show_alerts), (self.controls_action, self.show_controls)):
+                             (self.alerts_action, self.show_alerts), (self.controls_action, self.show_controls),
+                             (self.auto_topup_action, self.show_auto_topup)):
             action.triggered.connect(slot)
             action.setEnabled(False)
             menu.addAction(action)
@@ -71,7 +81,7 @@ class SpendUi(QObject):
         app.session.signedOut.connect(self._on_signed_out)
         self.spending.alertsChanged.connect(self._show_unread)
         self.spending.notify.connect(self._notify)
-        self.notifier.clicked.connect(self.show_alerts)
+        self.notifier.clicked.connect(self._notice_clicked)
 
     def _on_signed_in(self, _email: object) -> None:
         self._signed_in(True)
@@ -80,11 +90,13 @@ class SpendUi(QObject):
         self._signed_in(False)
 
     def _signed_in(self, signed_in: bool) -> None:
-        for action in (self.use_action, self.usage_action, self.alerts_action, self.controls_action):
+        for action in (self.use_action, self.usage_action, self.alerts_action, self.controls_action,
+                       self.auto_topup_action):
             action.setEnabled(signed_in)
         self.alerts_button.setVisible(signed_in)
         if not signed_in:
-            for dialog in (self.spend_dialog, self.usage_window, self.alerts_window, self.controls_window):
+            for dialog in (self.spend_dialog, self.usage_window, self.alerts_window, self.controls_window,
+                           self.auto_topup_dialog):
                 if dialog is not None:
                     dialog.close()
 
@@ -112,7 +124,17 @@ class SpendUi(QObject):
         if told:
             self.spending.mark_read(a.id for a in told)
         for notice in notices(alerts):
+            # A top-up's notice leads to Auto top-up, where its Undo is (the alert says so).
+            self._topup_notice = any(a.kind in TOPUP_KINDS for a in notice.alerts)
             self.notifier.show(notice)
+        if any(a.kind in TOPUP_KINDS for a in alerts) and self.auto_topup_dialog is not None:
+            self.auto_topup_dialog.refresh()
+
+    def _notice_clicked(self) -> None:
+        if self._topup_notice:
+            self.show_auto_topup()
+        else:
+            self.show_alerts()
 
     def _spend_answered(self) -> None:
         held, self.held = self.held, []
@@ -166,6 +188,23 @@ class SpendUi(QObject):
             self.controls_window = SpendControlsWindow(self.spending, self.window)
         self._present(self.controls_window)
         return self.controls_window
+
+    def show_auto_topup(self) -> AutoTopupDialog:
+        if self.auto_topup_dialog is None:
+            from desktop.qt.auto_topup_dialog import AutoTopupDialog
+
+            self.auto_topup_dialog = AutoTopupDialog(self.spending, list(self.app.figures.packs), self.window)
+            self.auto_topup_dialog.buyRequested.connect(self._buy_saving_card)
+        else:
+            self.auto_topup_dialog.refresh()
+        self._present(self.auto_topup_dialog)
+        return self.auto_topup_dialog
+
+    def _buy_saving_card(self, pack: Pack, save_card: bool) -> None:
+        if self.buy_pack is not None:
+            self.buy_pack(pack, save_card)
+        else:
+            self.show_packs()
 
     def close(self) -> None:
         """The main window is closing."""

@@ -23,3 +23,11 @@ def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
         assert ledger.check_invariants(conn) == []
     database.close()
 
+
+
+@pytest.fixture
+def replica(db: Database) -> Iterator[Database]:
+    """A second process's view of ``db``: its own connections (on SQLite, its own write lock), as another replica."""
+    other = Database(db.url.render_as_string(hide_password=False))
+    yield other
+    other.close()

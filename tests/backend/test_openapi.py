@@ -28,7 +28,9 @@ SIGNED_IN = {("post", "/api/auth/logout"), ("post", "/api/billing/checkout"), ("
              ("get", "/api/credits/transactions.csv"), ("get", "/api/alerts"), ("post", "/api/alerts/read"),
              ("post", "/api/alerts/test"), ("post", "/api/support/reports"),
              ("post", "/api/credits/holds"), ("get", "/api/credits/holds"),
-             ("post", "/api/credits/holds/{hold_id}/settle"), ("post", "/api/credits/holds/{hold_id}/void")}
+             ("post", "/api/credits/holds/{hold_id}/settle"), ("post", "/api/credits/holds/{hold_id}/void"),
+             ("get", "/api/credits/auto-topup"), ("put", "/api/credits/auto-topup"),
+             ("post", "/api/credits/auto-topup/{topup_id}/undo")}
 # The contract's statuses, route by route (besides 401 for the signed-in ones, 503 for storage, and 400,
 # 413 and 422 for those that take a body).
 CONTRACT = {
@@ -42,6 +44,10 @@ CONTRACT = {
     ("post", "/api/credits/holds/{hold_id}/settle"): {200, 404, 409, 422},
     ("post", "/api/credits/holds/{hold_id}/void"): {200, 404, 409},
     ("get", "/api/credits/usage"): {200, 422},
+    # Extensions (auto top-up): a setting that cannot work; Undo of no such top-up, of one not paid or past its
+    # 24 hours, or with nothing left; the refund's provider out of reach or refusing.
+    ("put", "/api/credits/auto-topup"): {200, 422},
+    ("post", "/api/credits/auto-topup/{topup_id}/undo"): {200, 404, 409, 502, 503},
     ("post", "/api/support/reports"): {201, 413, 422, 429},
     ("post", "/api/webhooks/stripe"): {200, 400, 503},
 }

@@ -51,6 +51,7 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
             "user_id": p.user_id, "type": "purchase", "amount": 333, "balance_after": 666,
             "reference": p.session_id, "description": "", "created_at": WHEN, "fingerprint": None, "feature": None}),
         "thresholds (booleans)": ("thresholds", {"user_id": p.user_id}),
+        "auto top-up's threshold (none)": ("auto top-up's threshold", {"user_id": p.user_id}),
         "an alert made": ("an alert made", {"user_id": p.user_id, "kind": "low_balance", "message": "m",
                                             "data": "{}", "created_at": WHEN, "dedupe_key": "k-1"}),
         "the latest refund": ("the latest refund or dispute", {"payment_intent": p.payment_intent}),

@@ -128,6 +128,11 @@ def main(home: str, url: str, email: str, password: str) -> None:
     windows["Spend controls"] = measure(controls)
     controls.close()
 
+    topup = ui.show_auto_topup()
+    wait_until(lambda: topup.state is not None, "auto top-up's settings")
+    windows["Auto top-up"] = measure(topup)
+    topup.close()
+
     diagnostics = window.show_diagnostics()
     wait_until(lambda: diagnostics.report is not None, "the diagnostics report")
     windows["Diagnostics"] = measure(diagnostics)

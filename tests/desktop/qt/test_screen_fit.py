@@ -36,6 +36,7 @@ ACTIONS = {
     "Usage": {"Export CSV…", "Close"},
     "Alerts": {"Close"},
     "Spend controls": {"Save", "Revert", "Close"},
+    "Auto top-up": {"Turn on", "Turn off", "Buy and save card…", "Close"},
     "Diagnostics": {"Refresh", "Copy report", "Save report…", "Close"},
     "Help": {"Close"},
     "About": {"Close"},

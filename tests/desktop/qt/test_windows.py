@@ -68,7 +68,7 @@ def test_no_two_mnemonics_clash_in_any_window(qtbot: Any, make_window: Any, stub
     assert all(_MNEMONIC.search(text) for text in buy_texts), buy_texts  # Alt+B, then a pack's letter
     ui = window.spend_ui
     for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
-                   window.show_report_problem(), window.show_billing_details()):
+                   window.show_report_problem(), window.show_billing_details(), ui.show_auto_topup()):
         qtbot.waitUntil(opened.isVisible)
         assert clashes(opened) == {}, type(opened).__name__
         assert mnemonics(opened), f"{type(opened).__name__} has no mnemonics"
@@ -83,7 +83,7 @@ def test_every_window_has_a_close_button(qtbot: Any, make_window: Any, stub_back
     ui = window.spend_ui
     window.show_documentation()
     for opened in (ui.show_spend(), ui.show_usage(), ui.show_alerts(), ui.show_controls(), window.show_diagnostics(),
-                   window.show_billing_details(), window.help_window):
+                   window.show_billing_details(), window.help_window, ui.show_auto_topup()):
         qtbot.waitUntil(opened.isVisible)
         close = [b for b in opened.findChildren(QAbstractButton) if b.text() == "Close" and b.isVisibleTo(opened)]
         assert len(close) == 1, type(opened).__name__

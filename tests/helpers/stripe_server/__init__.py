@@ -7,6 +7,10 @@ published fixtures (``../stripe_fixtures.json``, MIT licence in ``../LICENSE-str
 API (form-encoded, ``Authorization: Bearer <key>``, ``Idempotency-Key`` honoured, ``expand[]`` works):
     checkout sessions: POST/GET ``/v1/checkout/sessions``, GET ``.../{id}``, ``.../{id}/line_items``,
         POST ``.../{id}/expire`` (a paid or expired session answers Stripe's 400)
+    payment intents: POST ``/v1/payment_intents`` (a saved card charged off session: succeeded, a 402 card_error
+        declined or authentication_required, or requires_action; see payment_intents.py), GET
+        ``/v1/payment_methods/{id}``; a session paid with ``payment_intent_data[setup_future_usage]`` saves its card
+        (``saved_card_behaviour``, ``saved_cards``)
     GET ``/v1/payment_intents/{id}``, ``/v1/charges/{id}`` (no ``refunds`` unless ``expand[]=refunds``),
         ``/v1/charges/{id}/refunds``, ``/v1/prices/{id}``, ``/v1/products/{id}``
     refunds: POST/GET ``/v1/refunds``, GET/POST ``/v1/refunds/{id}``, POST ``/v1/refunds/{id}/cancel``

@@ -296,7 +296,12 @@ class CheckoutMixin(FakeStripeState):
         )
         self.sessions[session_id] = session
         self._line_items[session_id] = items
-        self._pi_data[session_id] = {"metadata": pi_meta, "description": pi_data.get("description")}
+        future = pi_data.get("setup_future_usage") or None
+        if future not in (None, "off_session", "on_session"):
+            raise StripeError(400, "Invalid setup_future_usage: must be one of on_session or off_session",
+                              param="payment_intent_data[setup_future_usage]")
+        self._pi_data[session_id] = {"metadata": pi_meta, "description": pi_data.get("description"),
+                                     "setup_future_usage": future}
         return session
 
     def _line_item(self, raw: Any, param: str) -> dict[str, Any]:
@@ -596,6 +601,9 @@ class CheckoutMixin(FakeStripeState):
             status=status,
             transfer_data=None,
         )
+        pi["setup_future_usage"] = extra.get("setup_future_usage")
+        if pi["setup_future_usage"] and status == "succeeded":
+            self._save_card(pi)  # the card, attached to the customer for later payments (payment_intents.py)
         self.payment_intents[pi_id] = pi
         return pi
 

@@ -23,6 +23,7 @@ from .faults import FaultsMixin
 from .handler import Handler
 from .hosted_page import HostedPageMixin
 from .invoices import InvoicesMixin
+from .payment_intents import PaymentIntentsMixin
 from .refunds import RefundsMixin
 from .webhooks import WebhooksMixin
 from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
@@ -30,7 +31,7 @@ from .wire import Headers, StripeError, as_list, as_str, list_object, mask_key
 
 class FakeStripe(
     CheckoutMixin, RefundsMixin, DisputesMixin, EventsMixin, WebhooksMixin, FaultsMixin, HostedPageMixin,
-    EndpointsMixin, CustomersMixin, InvoicesMixin,
+    EndpointsMixin, CustomersMixin, InvoicesMixin, PaymentIntentsMixin,
 ):
     """An in-process Stripe stand-in on ``http://127.0.0.1:<random port>``; see the package docstring.
 
@@ -96,6 +97,8 @@ class FakeStripe(
             ("GET", rf"/v1/checkout/sessions{one}/line_items", self._api_session_line_items),
             ("POST", rf"/v1/checkout/sessions{one}/expire", self._api_expire_session),
             ("GET", rf"/v1/payment_intents{one}", self._getter("payment_intent", self.payment_intents)),
+            ("POST", r"/v1/payment_intents", self._api_create_payment_intent),
+            ("GET", rf"/v1/payment_methods{one}", self._api_get_payment_method),
             ("GET", rf"/v1/charges{one}", self._getter("charge", self.charges)),
             ("GET", rf"/v1/charges{one}/refunds", self._api_charge_refunds),
             ("POST", r"/v1/refunds", self._api_create_refund),

@@ -134,6 +134,11 @@ class FakeStripeState:
         # ---- Stripe's objects, by id
         self.sessions: dict[str, dict[str, Any]] = {}
         self.payment_intents: dict[str, dict[str, Any]] = {}
+        # Saved cards (payment_intents.py): how each charges off session, and how a card saved from now on will.
+        self.payment_methods: dict[str, dict[str, Any]] = {}
+        self.saved_cards: dict[str, str] = {}
+        self.saved_card_behaviour: str = "succeeds"
+        self._card_errors: dict[str, Any] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,62 @@
+"""Auto top-up in the real window against the real stub backend, offscreen (issue 19): the dialog from the Credits
+menu says what will be charged, turns it on and off in one click, and a top-up's notification leads to its Undo,
+which takes back the unspent credits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from desktop.qt.main_window import MainWindow
+from tests.desktop.qt.conftest import sign_up
+from tests.helpers.api import Api
+from tests.helpers.backend import BackendProcess
+
+
+def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, make_window: Any,
+                                                                    stub_backend: BackendProcess) -> None:
+    window: MainWindow = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    api = Api(window.controller.backend.url or "", window.controller.backend.api.token)  # type: ignore[union-attr]
+    ui = window.spend_ui
+    assert ui.auto_topup_action.isEnabled() and ui.auto_topup_action.text() == "Auto &top-up…"
+    dialog = ui.show_auto_topup()
+    qtbot.waitUntil(lambda: dialog.state is not None, timeout=10_000)
+    assert dialog.status.text() == "Auto top-up is off."
+    dialog.threshold.setValue(100)
+    dialog.pack.setCurrentIndex(dialog.pack.findData("starter"))
+    dialog.monthly_limit.setValue(15.00)
+    plan = dialog.plan.text()
+    assert "below 100 credits" in plan and "$5.00" in plan and "at most 3 times a day" in plan
+    assert "never more than $15.00 a month" in plan and "first top-up is a normal purchase" in plan
+    assert dialog.buy_button.isVisible()
+
+    dialog.on_button.click()
+    qtbot.waitUntil(lambda: dialog.state is not None and dialog.state.enabled, timeout=10_000)
+    assert dialog.status.text().startswith("Auto top-up is on.")
+    assert api.get("/api/credits/auto-topup").json()["monthlyLimit"] == 1500
+
+    # The first top-up's Checkout saves the card (paid on the stub page, as the browser would), then a spend crosses.
+    checkout = api.checkout("starter", saveCard=True)
+    requests.post(checkout["url"] + "/pay", data={"card": "succeeds"}, timeout=10)
+    assert api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": "cross"}).json()["balance"] == 99
+    qtbot.waitUntil(lambda: [t["status"] for t in api.get("/api/credits/auto-topup").json()["topups"]] == ["succeeded"],
+                    timeout=10_000)
+
+    def announced() -> bool:
+        ui.spending.poll_alerts()  # (as its timer would, sooner)
+        return any(n.title == "Auto top-up" for n in ui.notifier.shown)
+
+    qtbot.waitUntil(announced, timeout=10_000)
+    dialog.close()
+    ui.notifier.clicked.emit()  # the notification leads to the dialog, with its Undo
+    qtbot.waitUntil(lambda: dialog.isVisible() and dialog.undo_button.isVisible(), timeout=10_000)
+    dialog.undo_button.click()
+    qtbot.waitUntil(lambda: "Top-up undone" in dialog.status.text(), timeout=10_000)
+    assert "100 credits taken back" in dialog.status.text() and "$5.00 refunded" in dialog.status.text()
+    assert api.balance() == 99
+
+    dialog.off_button.click()  # one click
+    qtbot.waitUntil(lambda: dialog.state is not None and not dialog.state.enabled, timeout=10_000)
+    assert not api.get("/api/credits/auto-topup").json()["enabled"]
