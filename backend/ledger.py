@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, literal_column, select, update
 from sqlalchemy.sql.expression import Executable
 
 from backend import alerts, prepared, rollups
@@ -33,6 +33,12 @@ _BALANCE = prepared.hot("a balance", select(balances.c.balance).where(balances.c
 _LOCK_BALANCE = prepared.hot("a balance, locked", _BALANCE.with_for_update())
 _SET_BALANCE = prepared.hot("a balance set", update(balances).where(balances.c.user_id == bindparam("of_user"))
                             .values(balance=bindparam("to")))
+# An entry's move of the balance, which locks the row (PostgreSQL) and answers the balance after it, and how many of
+# the user's low-balance thresholds that balance crosses or re-arms: alerts reads them only when there are some.
+_MOVE_BALANCE = prepared.hot("a balance moved", update(balances).where(balances.c.user_id == bindparam("of_user"))
+                             .values(balance=balances.c.balance + bindparam("by"))
+                             .returning(balances.c.balance, alerts.thresholds_moved(
+                                 literal_column("balances.balance", balances.c.balance.type), bindparam("of_user"))))
 _ENTRY = prepared.hot("an entry", select(ledger_entries).where(
     ledger_entries.c.user_id == bindparam("user_id"), ledger_entries.c.type == bindparam("type"),
     ledger_entries.c.reference == bindparam("reference"),
@@ -89,19 +95,26 @@ def post(
         raise ValueError(f"unknown entry type {type!r}")
     if amount == 0:
         raise ValueError("a ledger entry moves a non-zero amount")
-    balance_after = locked_balance(conn, user_id) + amount
-    # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then.
+    # The balance moves first, in one statement that locks its row and answers the balance after (two reads and a
+    # write before); the user's first entry makes the row.
+    moved = prepared.run(conn, _MOVE_BALANCE, {"of_user": user_id, "by": amount}).first()
+    if moved is None:
+        insert_ignoring_duplicates(conn, balances, {"user_id": user_id, "balance": 0})
+        moved = prepared.run(conn, _MOVE_BALANCE, {"of_user": user_id, "by": amount}).one()
+    balance_after, thresholds_moved = int(moved["balance"]), int(moved["thresholds_moved"])
+    # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then, and the
+    # balance is put back as it was.
     row = prepared.run(conn, _insert_entry(conn.dialect.name), {
         "user_id": user_id, "type": type, "amount": amount, "balance_after": balance_after, "reference": reference,
         "description": description, "created_at": created_at or utcnow(), "fingerprint": fingerprint,
         "feature": feature,
     }).first()
     if row is None:
+        prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after - amount})
         return None
-    prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after})
     entry = Entry.from_row(row)
     rollups.add(conn, entry)
-    alerts.on_ledger_entry(conn, entry)
+    alerts.on_ledger_entry(conn, entry, thresholds_moved=thresholds_moved > 0)
     return entry
 
 
