@@ -68,7 +68,13 @@ class Order:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Order:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        # Each field from the row, without the frozen __init__'s setattr per field (two orders a webhook).
+        order = cls.__new__(cls)
+        order.__dict__.update({name: row[name] for name in _FIELDS})
+        return order
+
+
+_FIELDS = tuple(Order.__dataclass_fields__)
 
 
 def insert(conn: Connection, order: Order) -> None:

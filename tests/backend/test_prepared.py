@@ -115,7 +115,14 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def _statements(p: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    _import_every_module()  # the registry fills in at import: a worker of pytest-xdist may not have them all yet
     return [(case, prepared.HOT[name], params) for case, (name, params) in _cases(p).items()]
+
+
+def _import_every_module() -> None:
+    for module in pkgutil.walk_packages(backend.__path__, "backend."):
+        if not module.name.startswith(("backend.__main__", "backend.migrations.")):  # alembic's scripts
+            importlib.import_module(module.name)
 
 
 @pytest.fixture
@@ -174,9 +181,7 @@ _NAMES = list(_cases(_NO_ORDER))
 
 
 def test_every_registered_statement_has_a_case_and_every_module_that_registers_is_imported() -> None:
-    for module in pkgutil.walk_packages(backend.__path__, "backend."):  # the registry fills in at import
-        if not module.name.startswith(("backend.__main__", "backend.migrations.")):  # alembic's scripts
-            importlib.import_module(module.name)
+    _import_every_module()  # the registry fills in at import
     assert set(prepared.HOT) == {name for name, _ in _cases(_NO_ORDER).values()}
 
 
