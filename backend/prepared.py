@@ -1,6 +1,7 @@
 """Statements of the hot path, compiled once and run on SQLite's own cursor.
 
-Every webhook that grants credits runs about a dozen statements. Through SQLAlchemy's ``Connection.execute``
+Every webhook that grants credits runs eight statements (thirteen before the balance, thresholds, billing details
+and refunds were read within other statements). Through SQLAlchemy's ``Connection.execute``
 each costs some 20 µs of Python before and after SQLite's own work (an execution context, a result object),
 more than SQLite takes for these point lookups by key, and that overhead is what bounded the backend's
 webhook throughput (``bench/webhooks.py``). :func:`run` compiles a Core statement once per dialect and set
