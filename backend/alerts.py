@@ -23,7 +23,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Label,
+    RowMapping,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from backend import entries, prepared
 from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, iso_utc, utcnow
@@ -84,9 +97,12 @@ def credits_were(n: int) -> str:
 # -- what causes alerts ---------------------------------------------------------------------------------------
 
 
-def on_ledger_entry(conn: Connection, entry: entries.Entry) -> None:
-    """Called by the ledger for each entry it posts, after the user's balance row is locked."""
-    _low_balance(conn, entry)
+def on_ledger_entry(conn: Connection, entry: entries.Entry, *, thresholds_moved: bool = True) -> None:
+    """Called by the ledger for each entry it posts, after the user's balance row is locked. ``thresholds_moved``
+    False: the ledger's own statement found none of the user's thresholds crossed or re-armed by the balance after
+    the entry (:func:`thresholds_moved`), so they are not read again."""
+    if thresholds_moved:
+        _low_balance(conn, entry)
     if entry.type in entries.CLAWBACK_TYPES:
         cause = "a dispute" if entry.type == "dispute" else "a refund"
         create(conn, entry.user_id, "clawback",
@@ -106,6 +122,18 @@ def on_ledger_entry(conn: Connection, entry: entries.Entry) -> None:
 _THRESHOLDS = prepared.hot("thresholds", select(low_balance_thresholds.c.threshold, low_balance_thresholds.c.armed)
                            .where(low_balance_thresholds.c.user_id == bindparam("user_id")))
 hot_insert_ignoring("an alert made", alerts)
+
+
+def thresholds_moved(balance: ColumnElement[int], user_id: BindParameter[int]) -> Label[int]:
+    """How many of the user's low-balance thresholds ``balance`` crosses (armed, and the balance below it) or re-arms
+    (disarmed, and the balance above it): :func:`_low_balance` does nothing when none does. A scalar subquery for the
+    ledger's statement that moves the balance, in its ``RETURNING`` (after the move): ``balance`` names that
+    statement's column whole (SQLite's RETURNING drops table names, so the subquery's own columns are named by
+    nothing else: ``threshold``, ``armed``, and ``user_id`` against the parameter)."""
+    t = low_balance_thresholds.c
+    return (select(func.count()).where(t.user_id == user_id, or_(
+        and_(t.armed.is_(True), balance < t.threshold), and_(t.armed.is_(False), balance > t.threshold)))
+        .scalar_subquery().label("thresholds_moved"))
 
 
 def _low_balance(conn: Connection, entry: entries.Entry) -> None:

@@ -9,6 +9,7 @@ invoices carry them (:mod:`backend.purchases`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,7 +107,24 @@ def save(conn: Connection, user_id: int, details: BillingDetails) -> None:
 
 def snapshot(conn: Connection, user_id: int) -> str | None:
     """The user's billing details now, as an order keeps them when paid (None when there are none)."""
-    details = read(conn, user_id)
+    return _snapshot_text(read(conn, user_id))
+
+
+# The same read as columns of another statement's row (the order a payment pays, LEFT JOIN its buyer's details:
+# backend.orders.to_pay), so that a grant needs no statement of its own for them.
+SNAPSHOT_COLUMNS = (table.c.user_id.label("billing_user_id"),
+                    *(table.c[name].label(f"billing_{name}") for name in BillingDetails.__dataclass_fields__))
+
+
+def snapshot_from(row: Mapping[str, Any]) -> str | None:
+    """:func:`snapshot` from a row holding :data:`SNAPSHOT_COLUMNS` (all None where the buyer has none)."""
+    if row["billing_user_id"] is None:
+        return None
+    fields = BillingDetails.__dataclass_fields__
+    return _snapshot_text(BillingDetails(**{name: row[f"billing_{name}"] for name in fields}))
+
+
+def _snapshot_text(details: BillingDetails | None) -> str | None:
     return None if details is None or details.is_empty else json.dumps(asdict(details))
 
 

@@ -250,6 +250,18 @@ hot_insert_ignoring("a dispute kept", disputes)
 hot_insert_ignoring("a charge's refunds kept", payment_refunds)
 
 
+def news_of(payment_intent: sa.BindParameter[str]) -> sa.Label[bool]:
+    """Whether :func:`latest_cause` finds anything for the payment (a refund, a dispute, or the charge's refunds):
+    an EXISTS for the statement that pays an order (``RETURNING``, :mod:`backend.fulfilment`), which most payments
+    answer with no, so that they need no statement of their own to read none. Its columns are named by nothing else
+    (SQLite's RETURNING drops table names): ``payment_intent`` against the parameter, and ``charge_id``."""
+    return sa.or_(
+        sa.exists().where(refunds.c.payment_intent == payment_intent),
+        sa.exists().where(disputes.c.payment_intent == payment_intent),
+        sa.exists().where(payment_refunds.c.payment_intent == payment_intent, payment_refunds.c.charge_id.is_not(None)),
+    ).label("clawback_news")
+
+
 def latest_cause(conn: Connection, payment_intent: str) -> Cause | None:
     """The most recent refund or dispute of a payment, else its charge: what a settlement at fulfilment names.
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import alerts, billing_details, clawbacks, ledger, metrics, orders, topup_cards
+from backend import alerts, clawbacks, ledger, metrics, orders, prepared, topup_cards
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
 from backend.outcomes import Outcome
@@ -55,11 +56,13 @@ def mismatches(order: Order, session: SessionState) -> list[str]:
     return [name for name, (seen, wanted) in expected.items() if seen != wanted]
 
 
-def _order_for(conn: Connection, session: SessionState, source: str) -> Result | Order:
-    order = orders.by_session(conn, session.id, lock=True)
-    if order is None:
+def _order_for(conn: Connection, session: SessionState, source: str) -> Result | tuple[Order, str | None]:
+    """The session's order, locked, and its buyer's billing details as a payment keeps them; or why not."""
+    found = orders.to_pay(conn, session.id)
+    if found is None:
         log.warning("payment session=%s source=%s outcome=refused reason=unknown_order", session.id, source)
         return Result(Outcome.UNKNOWN_ORDER, None, "no order has this Checkout Session")
+    order = found[0]
     problems = mismatches(order, session)
     if problems:
         log.warning(
@@ -73,7 +76,7 @@ def _order_for(conn: Connection, session: SessionState, source: str) -> Result |
             # keeps it as it is rather than letting it lapse.
             order = orders.update(conn, order.id, refusal=refusal)
         return Result(Outcome.REFUSED, order, detail)
-    return order
+    return found
 
 
 def apply_session(conn: Connection, session: SessionState, *, source: str, logged_by_caller: bool = False) -> Result:
@@ -85,9 +88,9 @@ def apply_session(conn: Connection, session: SessionState, *, source: str, logge
     found = _order_for(conn, session, source)
     if isinstance(found, Result):
         return found
-    order = found
+    order, billing = found
     if session.is_paid:
-        return _grant(conn, order, session, source, logged_by_caller)
+        return _grant(conn, order, billing, session, source, logged_by_caller)
     if session.status == "expired":
         return move(conn, order, Happening.SESSION_EXPIRED, source=source, logged_by_caller=logged_by_caller)
     return Result(Outcome.NOT_PAID, order)
@@ -98,7 +101,7 @@ def mark_failed(conn: Connection, session: SessionState, *, source: str, logged_
     found = _order_for(conn, session, source)
     if isinstance(found, Result):
         return found
-    return move(conn, found, Happening.PAYMENT_FAILED, source=source, logged_by_caller=logged_by_caller)
+    return move(conn, found[0], Happening.PAYMENT_FAILED, source=source, logged_by_caller=logged_by_caller)
 
 
 def mark_cancelled(conn: Connection, order: Order, *, source: str) -> Result:
@@ -121,7 +124,13 @@ def move(
     return Result(status, updated)
 
 
-def _grant(conn: Connection, order: Order, session: SessionState, source: str, logged_by_caller: bool) -> Result:
+# The order paid, answering whether its payment has refunds or disputes to settle (most have none: then they are
+# not read).
+_PAY = prepared.hot("an order paid", orders.updating(clawbacks.news_of(sa.bindparam("news_of"))))
+
+
+def _grant(conn: Connection, order: Order, billing: str | None, session: SessionState, source: str,
+           logged_by_caller: bool) -> Result:
     if order.status in AFTER_PAYMENT:
         if session.invoice and order.invoice_id is None:  # the invoice was made after the event that paid it
             order = orders.update(conn, order.id, invoice_id=session.invoice)
@@ -135,11 +144,12 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
         conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
         description=f"{order.pack_name} pack",
     )
-    paid = orders.update(conn, order.id, status=PAID, payment_intent=session.payment_intent,
-                         amount_paid=session.amount_total, amount_discount=session.amount_discount,
-                         amount_tax=session.amount_tax, refusal=None, invoice_id=session.invoice,
-                         promotion_code=session.promotion_code, tax_rate=session.tax_rate, tax_name=session.tax_name,
-                         billing_details=billing_details.snapshot(conn, order.user_id))
+    # The buyer's billing details as the order's row was read (locked) in this transaction: the receipt's copy.
+    paid, answered = orders.update_answering(
+        conn, _PAY, order.id, {"news_of": session.payment_intent}, status=PAID, payment_intent=session.payment_intent,
+        amount_paid=session.amount_total, amount_discount=session.amount_discount, amount_tax=session.amount_tax,
+        refusal=None, invoice_id=session.invoice, promotion_code=session.promotion_code, tax_rate=session.tax_rate,
+        tax_name=session.tax_name, billing_details=billing)
     alerts.on_order_status(conn, paid, order.status, PAID)
     if topup_cards.saves_card(session):  # auto top-up's first Checkout: its card pays the top-ups that follow
         topup_cards.remember(conn, order.user_id, session)
@@ -150,7 +160,8 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
                  paid.id, session.id, paid.user_id, source, paid.credits)
     metrics.credits_moved(Outcome.GRANTED, paid.credits)
     # Refunds or disputes may have arrived before the payment's own event: apply them now.
-    cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent else None
+    cause = clawbacks.latest_cause(conn, paid.payment_intent) if paid.payment_intent and answered[
+        "clawback_news"] else None
     if cause is not None:
         paid = clawbacks.settle(conn, paid, cause).order
     return Result(Outcome.GRANTED, paid)

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, literal_column, select, update
 from sqlalchemy.sql.expression import Executable
 
 from backend import alerts, prepared, rollups
@@ -33,6 +33,17 @@ _BALANCE = prepared.hot("a balance", select(balances.c.balance).where(balances.c
 _LOCK_BALANCE = prepared.hot("a balance, locked", _BALANCE.with_for_update())
 _SET_BALANCE = prepared.hot("a balance set", update(balances).where(balances.c.user_id == bindparam("of_user"))
                             .values(balance=bindparam("to")))
+# An entry's move of the balance, which locks the row (PostgreSQL) and answers the balance after it.
+_MOVE = update(balances).where(balances.c.user_id == bindparam("of_user")).values(
+    balance=balances.c.balance + bindparam("by"))
+_MOVE_BALANCE = _MOVE.returning(balances.c.balance)
+# On SQLite the same statement also answers how many of the user's low-balance thresholds that balance crosses or
+# re-arms: alerts reads them only when there are some. Not on PostgreSQL: an UPDATE that waited for another
+# transaction's lock on the row reads the balance that transaction left, but other tables (the thresholds it may
+# have disarmed, or set) as they were when the UPDATE began; the thresholds are read by a statement of their own
+# once the lock is held. (SQLite's write lock lets no other writer in during the transaction.)
+_MOVE_BALANCE_SQLITE = prepared.hot("a balance moved", _MOVE.returning(balances.c.balance, alerts.thresholds_moved(
+    literal_column("balances.balance", balances.c.balance.type), bindparam("of_user"))))
 _ENTRY = prepared.hot("an entry", select(ledger_entries).where(
     ledger_entries.c.user_id == bindparam("user_id"), ledger_entries.c.type == bindparam("type"),
     ledger_entries.c.reference == bindparam("reference"),
@@ -89,19 +100,28 @@ def post(
         raise ValueError(f"unknown entry type {type!r}")
     if amount == 0:
         raise ValueError("a ledger entry moves a non-zero amount")
-    balance_after = locked_balance(conn, user_id) + amount
-    # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then.
+    # The balance moves first, in one statement that locks its row and answers the balance after (two reads and a
+    # write before); the user's first entry makes the row.
+    move = _MOVE_BALANCE_SQLITE if conn.dialect.name == "sqlite" else _MOVE_BALANCE
+    moved = prepared.run(conn, move, {"of_user": user_id, "by": amount}).first()
+    if moved is None:
+        insert_ignoring_duplicates(conn, balances, {"user_id": user_id, "balance": 0})
+        moved = prepared.run(conn, move, {"of_user": user_id, "by": amount}).one()
+    balance_after = int(moved["balance"])
+    thresholds_moved = moved.get("thresholds_moved", 1) > 0  # (PostgreSQL: read them)
+    # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then, and the
+    # balance is put back as it was.
     row = prepared.run(conn, _insert_entry(conn.dialect.name), {
         "user_id": user_id, "type": type, "amount": amount, "balance_after": balance_after, "reference": reference,
         "description": description, "created_at": created_at or utcnow(), "fingerprint": fingerprint,
         "feature": feature,
     }).first()
     if row is None:
+        prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after - amount})
         return None
-    prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after})
     entry = Entry.from_row(row)
     rollups.add(conn, entry)
-    alerts.on_ledger_entry(conn, entry)
+    alerts.on_ledger_entry(conn, entry, thresholds_moved=thresholds_moved)
     return entry
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, RowMapping
 
-from backend import prepared
+from backend import billing_details, prepared
 from backend.db import utcnow
 from backend.order_status import AFTER_PAYMENT, CANCELLED, PENDING
+from backend.schema import billing_details as billing_details_table
 from backend.schema import orders as orders_table
 
 
@@ -67,7 +68,13 @@ class Order:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Order:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        # Each field from the row, without the frozen __init__'s setattr per field (two orders a webhook).
+        order = cls.__new__(cls)
+        order.__dict__.update({name: row[name] for name in _FIELDS})
+        return order
+
+
+_FIELDS = tuple(Order.__dataclass_fields__)
 
 
 def insert(conn: Connection, order: Order) -> None:
@@ -105,20 +112,51 @@ def by_payment_intent(conn: Connection, payment_intent: str, *, lock: bool = Fal
     return _one(conn, "payment_intent", payment_intent, lock=lock)
 
 
+def to_pay(conn: Connection, session_id: str) -> tuple[Order, str | None] | None:
+    """The order of a Checkout Session, locked as ``by_session(lock=True)`` locks it, with its buyer's billing
+    details as the order keeps them once paid (:func:`backend.billing_details.snapshot`), in one statement."""
+    row = prepared.run(conn, _TO_PAY, {"value": session_id}).first()
+    return None if row is None else (Order.from_row(row), billing_details.snapshot_from(row))
+
+
+_TO_PAY = prepared.hot("an order to pay, locked, with its buyer's billing details", sa.select(
+    orders_table, *billing_details.SNAPSHOT_COLUMNS,
+).select_from(orders_table.outerjoin(billing_details_table, billing_details_table.c.user_id == orders_table.c.user_id))
+    .where(orders_table.c.session_id == sa.bindparam("value")).with_for_update(of=orders_table))
+
+
 def update(conn: Connection, order_id: str, **changes: object) -> Order:
     """Change an order's fields; returns the order as it now is (one statement: UPDATE ... RETURNING)."""
-    allowed = set(Order.__dataclass_fields__) - {"id", "user_id", "created_at"}
-    unknown = set(changes) - allowed
+    return Order.from_row(_update(conn, _UPDATE, order_id, {}, changes))
+
+
+def updating(*answers: sa.ColumnElement[Any]) -> sa.Update:
+    """An order's UPDATE answering the order as it now is and ``answers`` (read after it, in the same statement),
+    for :func:`update_answering`; the changed columns come as parameters (SQLAlchemy sets those it is given)."""
+    return (sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id"))
+            .returning(orders_table, *answers))
+
+
+def update_answering(conn: Connection, statement: sa.Update, order_id: str, params: Mapping[str, object],
+                     **changes: object) -> tuple[Order, dict[str, Any]]:
+    """:func:`update` with a registered statement of :func:`updating` and the parameters of its answers; the order
+    as it now is, and the whole row answered."""
+    row = _update(conn, statement, order_id, params, changes)
+    return Order.from_row(row), row
+
+
+def _update(conn: Connection, statement: sa.Update, order_id: str, params: Mapping[str, object],
+            changes: dict[str, object]) -> dict[str, Any]:
+    unknown = changes.keys() - _CHANGEABLE
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
     changes["updated_at"] = utcnow()
-    row = prepared.run(conn, _UPDATE, {**changes, "order_id": order_id}).one()
-    return Order.from_row(row)
+    return prepared.run(conn, statement, {**changes, **params, "order_id": order_id}).one()
 
 
-# The changed columns come as parameters (SQLAlchemy sets those it is given), so this is built once.
-_UPDATE = prepared.hot("an order updated", sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id"))
-                       .returning(orders_table))
+# Built once.
+_UPDATE = prepared.hot("an order updated", updating())
+_CHANGEABLE = frozenset(Order.__dataclass_fields__) - {"id", "user_id", "created_at"}
 
 
 def by_user(conn: Connection, user_id: int) -> list[Order]:

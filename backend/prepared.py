@@ -1,6 +1,7 @@
 """Statements of the hot path, compiled once and run on SQLite's own cursor.
 
-Every webhook that grants credits runs about a dozen statements. Through SQLAlchemy's ``Connection.execute``
+Every webhook that grants credits runs eight statements (thirteen before the balance, thresholds, billing details
+and refunds were read within other statements). Through SQLAlchemy's ``Connection.execute``
 each costs some 20 µs of Python before and after SQLite's own work (an execution context, a result object),
 more than SQLite takes for these point lookups by key, and that overhead is what bounded the backend's
 webhook throughput (``bench/webhooks.py``). :func:`run` compiles a Core statement once per dialect and set
@@ -83,7 +84,7 @@ class Rows:
         return next(iter(self.rows[0].values())) if self.rows else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Compiled:
     sql: str
     # Per placeholder, in order: the caller's parameter of that name (given) or else the value bound when the
@@ -91,12 +92,27 @@ class _Compiled:
     binds: tuple[tuple[str, bool, Any], ...]
     conversions: tuple[Processor, ...]
     results: tuple[Processor, ...]  # a conversion per result column, in order (none needed: empty)
+    names: tuple[str, ...] | None = None  # the result columns' names, as the cursor first described them
+
+
+# The compiled form per registered statement and the names of the parameters it was run with, in their order
+# (:func:`run`): a dict lookup, where the cache of :func:`_compile` needs them sorted first.
+_BY_CALL: dict[tuple[Executable, tuple[str, ...]], _Compiled | None] = {}
+_BY_CALL_MAX = 1024
+_UNKNOWN = _Compiled("", (), (), ())
 
 
 def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
     """Execute ``statement`` with ``params`` inside ``conn``'s transaction."""
-    if _enabled and conn.dialect.name == "sqlite" and id(statement) in _HOT_IDS and conn.in_transaction():
-        compiled = _compile(statement, conn.dialect, tuple(sorted(params)))
+    if _enabled and id(statement) in _HOT_IDS and conn.dialect.name == "sqlite" and conn.in_transaction():
+        # Looked up by the parameters' names as given (a caller gives them in one order), before sorting them.
+        key = (statement, tuple(params))
+        compiled = _BY_CALL.get(key, _UNKNOWN)
+        if compiled is _UNKNOWN:
+            compiled = _compile(statement, conn.dialect, tuple(sorted(params)))
+            if len(_BY_CALL) >= _BY_CALL_MAX:
+                _BY_CALL.clear()
+            _BY_CALL[key] = compiled
         if compiled is not None:
             return _execute(conn.connection.driver_connection, conn.dialect, compiled, params)
     result = conn.execute(statement, dict(params))
@@ -128,8 +144,11 @@ def _execute(driver_connection: Any, dialect: Dialect, compiled: _Compiled, para
     try:
         cursor = driver_connection.execute(compiled.sql, args)
         try:
-            raw = cursor.fetchall() if cursor.description else []
-            names = [column[0] for column in cursor.description] if cursor.description else []
+            description = cursor.description
+            raw = cursor.fetchall() if description else []
+            names = compiled.names
+            if names is None and description:
+                names = compiled.names = tuple(column[0] for column in description)
             rowcount = cursor.rowcount
         finally:
             cursor.close()
@@ -138,7 +157,7 @@ def _execute(driver_connection: Any, dialect: Dialect, compiled: _Compiled, para
     if compiled.results and raw:
         raw = [tuple(convert(value) if convert is not None else value
                      for convert, value in zip(compiled.results, row, strict=True)) for row in raw]
-    return Rows([dict(zip(names, row, strict=True)) for row in raw], rowcount)
+    return Rows([dict(zip(names or (), row, strict=True)) for row in raw], rowcount)
 
 
 @functools.lru_cache(maxsize=512)

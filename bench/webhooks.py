@@ -36,6 +36,13 @@ Since then (2026-12-05, other work loading the machine to a load average of 6-18
 main's code): the event's row written once on SQLite, migration 0013's partial indexes (19 WAL pages for one event's
 commit instead of 24) and writers that queue during a group joining it gave server CPU 1.00-1.21 ms an event (median
 1.10) against main's 1.07-1.39 (1.16); the ratios, 0.58-0.79 against main's 0.59-0.83, were too noisy to tell apart.
+Later, with invoices, billing details and receipt lines merged, a quiet machine gave 0.66-0.70 (server CPU 1.17-1.33 ms
+an event against 0.81-0.88). Then a grant's statements went from 13 to 9 (the peek and, in the transaction: the
+event's look-up, the order with its buyer's billing details, the balance moved by an UPDATE ... RETURNING that on
+SQLite also counts the thresholds it crosses or re-arms, the entry, the quarter's sum, the order paid answering
+whether its payment has refunds or disputes, the purchase alert, the event kept), and a request less Python: three
+runs alternating with main's code at a load average of 4.3-5.8 gave 0.70-0.75, server CPU 1.08-1.13 ms an event
+against 0.79-0.83, p99 20-25 ms, where main gave 0.68-0.69 (1.21-1.23 against 0.86-0.89).
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """

@@ -109,7 +109,7 @@ class CountRequests:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            metrics.REQUESTS.labels(method=scope["method"], route=template, status=str(status)).inc()
+            metrics.request_answered(scope["method"], template, status)
 
 
 class RefuseNul:

@@ -279,3 +279,28 @@ def test_a_refusal_names_exactly_what_does_not_match(db: Database, change: dict[
     with db.transaction() as conn:
         result = fulfilment.apply_session(conn, SessionState.from_stripe(obj), source="test")
     assert (result.outcome, result.detail) == ("refused", f"the session does not match the order: {named}")
+
+
+@pytest.mark.parametrize("details", [
+    None,  # never set: the order keeps none
+    {},  # set, all blank: none either
+    {"name": "Zoë Müller GmbH", "line1": "Hauptstraße 7", "postal_code": "10115", "city": "Berlin", "country": "DE",
+     "tax_id_type": "eu_vat", "tax_id_value": "DE123456789"},
+])
+def test_a_paid_order_keeps_its_buyers_billing_details_as_they_were_when_paid(
+        db: Database, details: dict[str, str] | None) -> None:
+    """Read with the order's row in the grant's one statement (orders.to_pay), the copy is the text
+    billing_details.snapshot makes; details changed after the payment do not change it."""
+    from backend import billing_details
+
+    p = new_order(db, credits=333, amount=1000)
+    with db.transaction() as conn:
+        if details is not None:
+            billing_details.save(conn, p.user_id, billing_details.BillingDetails(**details))
+        expected = billing_details.snapshot(conn, p.user_id)
+    assert p.apply(_session(p)) == "granted"
+    assert p.order().billing_details == expected
+    assert (expected is None) == (not details)
+    with db.transaction() as conn:
+        billing_details.save(conn, p.user_id, billing_details.BillingDetails(name="Someone Else"))
+    assert p.order().billing_details == expected

@@ -106,3 +106,46 @@ def test_operations_settings_are_read_from_the_environment() -> None:
     assert (settings.log_format, settings.metrics_port, settings.metrics_host) == ("json", 9464, "::")
     defaults = Settings.from_env({})
     assert (defaults.log_format, defaults.metrics_port, defaults.metrics_host) == ("text", None, "127.0.0.1")
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    (None, False),  # none: a new one
+    ("3f2a9c4e8b7d4e1fa0c2b5d6e7f80912", True),  # 32 hex digits
+    ("3F2A9C4E-8B7D-4E1F-A0C2-B5D6E7F80912", True),  # any form uuid.UUID reads
+    ("not-a-uuid", False),  # replaced, with a warning
+    ("", False),
+])
+def test_the_request_id_is_the_callers_uuid_or_a_new_uuid4_on_the_request_the_logs_and_the_answer(
+        given: str | None, kept: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """In process, as uvicorn calls the app's request-id middleware (asgi_correlation_id's, set up as the app sets it
+    up; the test above runs it in a server)."""
+    import asyncio
+
+    from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+
+    seen: dict[str, object] = {}
+
+    async def inner(scope: dict, receive: object, send) -> None:  # type: ignore[no-untyped-def]
+        seen["headers"] = [value for name, value in scope["headers"] if name == b"x-request-id"]
+        seen["context"] = correlation_id.get()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+
+    answered: list[dict] = []
+
+    async def send(message: dict) -> None:
+        answered.append(message)
+
+    headers = [(b"host", b"example")] + ([(b"x-request-id", given.encode())] if given is not None else [])
+    middleware = CorrelationIdMiddleware(inner, header_name="X-Request-ID")  # type: ignore[arg-type]
+    asyncio.run(middleware({"type": "http", "headers": headers}, None, send))  # type: ignore[arg-type]
+    request_id = seen["context"]
+    assert isinstance(request_id, str)
+    if kept:
+        assert request_id == given
+    else:
+        assert re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", request_id)  # a UUID4's hex
+        assert uuid.UUID(request_id).version == 4
+    assert seen["headers"] == [request_id.encode()]  # the request's one header says it too
+    assert answered[0]["headers"] == [(b"content-length", b"0"), (b"x-request-id", request_id.encode())]
+    warned = [r for r in caplog.records if r.name == "asgi_correlation_id"]
+    assert len(warned) == (1 if given and not kept else 0)

@@ -38,9 +38,19 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "no order": ("an order by id", {"value": "ord_none"}),
         "an order updated": ("an order updated", {"order_id": p.order_id, "status": "paid", "updated_at": WHEN,
                                                   "payment_intent": p.payment_intent}),
+        "an order to pay": ("an order to pay, locked, with its buyer's billing details", {"value": p.session_id}),
+        "no order to pay": ("an order to pay, locked, with its buyer's billing details", {"value": "cs_none"}),
+        "an order paid, with news": ("an order paid", {"order_id": p.order_id, "status": "paid", "updated_at": WHEN,
+                                                       "payment_intent": p.payment_intent,
+                                                       "news_of": p.payment_intent}),
+        "an order paid, without news": ("an order paid", {"order_id": p.order_id, "status": "paid",
+                                                          "updated_at": WHEN, "news_of": "pi_none"}),
         "a balance": ("a balance", {"user_id": p.user_id}),
         "a balance, locked": ("a balance, locked", {"user_id": p.user_id}),
         "a balance set": ("a balance set", {"of_user": p.user_id, "to": 1001}),
+        "a balance moved": ("a balance moved", {"of_user": p.user_id, "by": -7}),
+        "a balance moved across thresholds": ("a balance moved", {"of_user": p.user_id, "by": 4999}),
+        "no balance to move": ("a balance moved", {"of_user": 90210, "by": 7}),
         "a balance made": ("a balance made", {"user_id": 90210, "balance": 0}),
         "a balance made twice": ("a balance made", {"user_id": p.user_id, "balance": 0}),
         "an entry": ("an entry", {"user_id": p.user_id, "type": "purchase", "reference": p.session_id}),
@@ -106,7 +116,14 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def _statements(p: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    _import_every_module()  # the registry fills in at import: a worker of pytest-xdist may not have them all yet
     return [(case, prepared.HOT[name], params) for case, (name, params) in _cases(p).items()]
+
+
+def _import_every_module() -> None:
+    for module in pkgutil.walk_packages(backend.__path__, "backend."):
+        if not module.name.startswith(("backend.__main__", "backend.migrations.")):  # alembic's scripts
+            importlib.import_module(module.name)
 
 
 @pytest.fixture
@@ -165,9 +182,7 @@ _NAMES = list(_cases(_NO_ORDER))
 
 
 def test_every_registered_statement_has_a_case_and_every_module_that_registers_is_imported() -> None:
-    for module in pkgutil.walk_packages(backend.__path__, "backend."):  # the registry fills in at import
-        if not module.name.startswith(("backend.__main__", "backend.migrations.")):  # alembic's scripts
-            importlib.import_module(module.name)
+    _import_every_module()  # the registry fills in at import
     assert set(prepared.HOT) == {name for name, _ in _cases(_NO_ORDER).values()}
 
 
