@@ -144,6 +144,8 @@ class AutoTopupDialog(QDialog):
             self.notify_only.setChecked(state.notify_only)
         self.status.setText(status_text(state, formatting.money))
         self.off_button.setEnabled(state.enabled)
+        # Once it is on, the same button saves what was changed: "Turn on" would read as if it were off.
+        self.on_button.setText("&Apply changes" if state.enabled else "Turn &on")
         latest = state.topups[0] if state.topups else None
         undoable = state.undoable
         if latest is None:

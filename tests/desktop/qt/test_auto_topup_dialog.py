@@ -35,6 +35,7 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     dialog.on_button.click()
     qtbot.waitUntil(lambda: dialog.state is not None and dialog.state.enabled, timeout=10_000)
     assert dialog.status.text().startswith("Auto top-up is on.")
+    assert dialog.on_button.text() == "&Apply changes"  # once on, the button saves changes; it no longer says on
     assert api.get("/api/credits/auto-topup").json()["monthlyLimit"] == 1500
 
     # The first top-up's Checkout saves the card (paid on the stub page, as the browser would), then a spend crosses.
@@ -60,3 +61,4 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     dialog.off_button.click()  # one click
     qtbot.waitUntil(lambda: dialog.state is not None and not dialog.state.enabled, timeout=10_000)
     assert not api.get("/api/credits/auto-topup").json()["enabled"]
+    assert dialog.on_button.text() == "Turn &on"
