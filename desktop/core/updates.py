@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -197,6 +196,8 @@ def first_start_passed(output: str, returncode: int | None) -> bool:
 
 def run_self_test(executable: Path, environ: Mapping[str, str], installed: str,
                   timeout: float = FIRST_START_TIMEOUT) -> tuple[str, int | None]:
+    import subprocess  # (here: the app's window is built without it, see tests/desktop/qt/test_startup.py)
+
     env = child_environment(environ, installed)
     try:
         result = subprocess.run([str(executable), "--self-test"], capture_output=True, text=True,  # noqa: S603
