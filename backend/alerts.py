@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from backend.periods import Window
 
 Kind = Literal["low_balance", "cap_80", "cap_100", "purchase_confirmed", "purchase_failed", "purchase_expired",
-               "clawback", "clawback_reversed", "test"]
+               "clawback", "clawback_reversed", "credits_expiring", "test"]
 KINDS: tuple[str, ...] = get_args(Kind)
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 
