@@ -31,7 +31,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import entries, grants, ledger, metrics, orders, prepared
+from backend import entries, expiry, grants, ledger, metrics, orders, prepared
 from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
@@ -322,15 +322,15 @@ def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: Mon
     if used:
         reference = f"{cause.id}#{used + 1}"
     ledger.locked_balance(conn, order.user_id)
-    found = grants.sweep_user(conn, order.user_id, datetime.now(UTC))  # grants past expiry first
+    found = expiry.sweep_user(conn, order.user_id, datetime.now(UTC))  # grants past expiry first
     own = grants.of_purchase(conn, order.user_id, order.session_id) if order.session_id else None
+    # Taking: the purchase's own grant first, then the burn order; past them, a debt on its own grant. Giving back:
+    # to the grants this payment's clawbacks took from, latest first.
+    allocation = grants.Consume(found, first=own) if taking else grants.GiveBack(
+        grants.taken_by(conn, _clawback_entries(conn, order)), own)
     entry = ledger.post(conn, user_id=order.user_id, type=entry_type, amount=credits, reference=reference,
-                        description=description)
+                        description=description, allocation=allocation)
     assert entry is not None
-    if taking:  # the purchase's own grant first, then the burn order; past them, a debt on its own grant
-        grants.consume(conn, entry, found, first=own)
-    else:  # back to the grants this payment's clawbacks took from, latest first
-        grants.give_back(conn, entry, grants.taken_by(conn, _clawback_entries(conn, order)), own)
 
 
 def _clawback_entries(conn: Connection, order: Order) -> list[int]:

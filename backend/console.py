@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from tabulate import tabulate
 
-from backend import grants, holds, ledger, migrations, reconcile, support, webhooks
+from backend import expiry, grants, holds, ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
 from backend.errors import AdjustmentBelowZero, InvalidAdjustment, MalformedEvent, NoDatabase, UnknownEvent
@@ -301,7 +301,7 @@ def check(settings: Settings) -> int:
         now = datetime.now(UTC)
         with db.transaction() as conn:
             swept = holds.sweep(conn, now)
-        expired = grants.sweep(db.transaction, now, limit=None)
+        expired = expiry.sweep(db.transaction, now, limit=None)
         with db.transaction() as conn:
             warned = grants.warn(conn, now, settings.expiry_warnings)
         with db.read() as conn:

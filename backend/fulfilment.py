@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from backend import alerts, billing_details, clawbacks, grants, ledger, metrics, orders
+from backend import alerts, billing_details, clawbacks, ledger, metrics, orders
 from backend.order_status import AFTER_PAYMENT, PAID, Happening, next_status
 from backend.orders import Order
 from backend.outcomes import Outcome
@@ -143,7 +143,6 @@ def _grant(conn: Connection, order: Order, session: SessionState, source: str, l
     alerts.on_order_status(conn, paid, order.status, PAID)
     if entry is None:  # the ledger already had it: the order row had lagged behind
         return Result(Outcome.ALREADY_GRANTED, paid)
-    grants.make(conn, entry=entry, kind=grants.PAID, source="purchase", description=entry.description)
     if not logged_by_caller:
         log.info("payment order=%s session=%s user=%s source=%s outcome=granted credits=%d",
                  paid.id, session.id, paid.user_id, source, paid.credits)

@@ -34,17 +34,17 @@ balance (balance less holds) below zero, and a settle finds its credits. Spared 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from backend import alerts, ledger, prepared
+from backend import alerts, prepared
 from backend.db import iso_utc
 from backend.entries import Entry
-from backend.schema import grant_allocations, grants, holds, ledger_entries
+from backend.schema import grant_allocations, grants, ledger_entries
 
 Kind = Literal["paid", "promotional"]
 PAID: Kind = "paid"
@@ -63,10 +63,6 @@ _MAKE = prepared.hot("a grant made", insert(grants))
 _SET_REMAINING = prepared.hot("a grant's remaining set", update(grants).where(g.id == bindparam("grant_id"))
                               .values(remaining=bindparam("to")))
 _ALLOCATE = prepared.hot("an allocation", insert(grant_allocations))
-_EXPIRE = prepared.hot("a grant expired", update(grants).where(
-    g.id == bindparam("grant_id"), g.expired_at.is_(None),
-).values(remaining=bindparam("to"), expired_at=bindparam("at")))
-
 
 @dataclass(frozen=True)
 class Grant:
@@ -89,8 +85,13 @@ class Grant:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
     def due(self, now: str) -> bool:
-        """Past its expiry and not yet written down as expired."""
-        return self.expired_at is None and self.expires_at is not None and self.expires_at <= now
+        """Past its expiry with credits, and not yet written down as expired (an empty grant has nothing to expire)."""
+        return self.expired_at is None and self.expires_at is not None and self.expires_at <= now \
+            and self.remaining > 0
+
+    def gone(self, now: str) -> bool:
+        """Expired, or past its expiry: it takes nothing back."""
+        return self.expired_at is not None or (self.expires_at is not None and self.expires_at <= now)
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "kind": self.kind, "source": self.source, "description": self.description,
@@ -116,57 +117,6 @@ def live(conn: Connection, user_id: int) -> list[Grant]:
     return [Grant.from_row(row) for row in prepared.run(conn, _LIVE, {"user_id": user_id}).rows]
 
 
-def reserved_at(conn: Connection, user_id: int, at: str) -> int:
-    """What the user's holds reserved at the instant ``at``, whatever became of them since."""
-    h = holds.c
-    return int(conn.execute(select(func.coalesce(func.sum(h.amount), 0)).where(
-        h.user_id == user_id, h.created_at <= at, h.expires_at > at,
-        or_(h.status == "open", h.closed_at > at))).scalar_one())
-
-
-@dataclass(frozen=True)
-class Expiry:
-    grant: Grant  # as it was before
-    expired: int  # credits that expire (0: all spared by holds)
-    spared: int  # credits kept because holds reserved them
-
-
-def plan(found: Sequence[Grant], now: str, reserved: Callable[[str], int]) -> tuple[list[Grant], list[Expiry]]:
-    """The grants as they are at ``now`` once every grant past its expiry has expired, and the expiries that takes, in
-    the order of their instants. Pure: ``reserved(at)`` says what holds reserved at an instant."""
-    state = {grant.id: grant for grant in found}
-    expiries: list[Expiry] = []
-    for grant in sorted((grant for grant in found if grant.due(now)), key=lambda d: (d.expires_at, d.id)):
-        at = grant.expires_at
-        assert at is not None
-        current = state[grant.id]
-        ahead = sum(other.remaining for other in state.values()
-                    if other.id != grant.id and other.remaining > 0 and burn_key(other) < burn_key(current))
-        spared = min(max(current.remaining, 0), max(0, reserved(at) - ahead))
-        expired = max(current.remaining, 0) - spared
-        expiries.append(Expiry(current, expired, spared))
-        state[grant.id] = replace(current, remaining=current.remaining - expired, expired_at=at)
-    return list(state.values()), expiries
-
-
-@dataclass(frozen=True)
-class View:
-    """A user's credits as every read shows them at one instant."""
-
-    balance: int
-    grants: list[Grant]  # with credits, burn order first
-    expiring: int  # credits that have expired but are not written down yet (already left out of ``balance``)
-
-
-def view(conn: Connection, user_id: int, now: datetime) -> View:
-    moment = iso_utc(now)
-    found = live(conn, user_id)
-    state, expiries = plan(found, moment, lambda at: reserved_at(conn, user_id, at))
-    pending = sum(expiry.expired for expiry in expiries)
-    return View(ledger.balance(conn, user_id) - pending, sorted((s for s in state if s.remaining), key=burn_key),
-                pending)
-
-
 def summary(found: Sequence[Grant]) -> dict[str, object]:
     """What the balance answer says of the grants: paid and promotional credits, and the next expiry."""
     paid = sum(s.remaining for s in found if s.kind == PAID)
@@ -180,61 +130,75 @@ def summary(found: Sequence[Grant]) -> dict[str, object]:
     return {"paid": paid, "promotional": promotional, "nextExpiry": next_expiry}
 
 
-# --- writing -----------------------------------------------------------------------------------------
+# --- writing: how an entry is allocated (backend.ledger.post does it for every entry it posts) ----------------
 
 
-def _allocate(conn: Connection, entry_id: int, grant_id: int, amount: int) -> None:
+@dataclass(frozen=True)
+class NewGrant:
+    """A crediting entry makes a grant of its credits (less any debt they repay)."""
+
+    kind: Kind = PAID
+    source: str | None = None  # None: by the entry's type (purchase, adjustment, signup, reversal)
+    description: str | None = None  # None: the entry's
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Consume:
+    """A debiting entry takes from ``first`` (a clawback's purchase's own grant), then the burn order; ``found`` are
+    the user's grants when the caller has them already (one SELECT fewer), else they are read."""
+
+    found: Sequence[Grant] | None = None
+    first: Grant | None = None
+
+
+@dataclass(frozen=True)
+class GiveBack:
+    """A reversal: debts first, then what ``taken`` lost (latest first), then ``own`` or a new grant."""
+
+    taken: Sequence[tuple[int, int]] = ()
+    own: Grant | None = None
+
+
+@dataclass(frozen=True)
+class ByCaller:
+    """The caller allocates the entry itself (an expiry: backend/expiry.py)."""
+
+
+Allocation = NewGrant | Consume | GiveBack | ByCaller
+SOURCE_OF_TYPE = {"purchase": "purchase", "adjustment": "adjustment", "refund_reversal": "reversal",
+                  "dispute_reversal": "reversal"}
+
+
+def allocate(conn: Connection, entry: Entry, how: Allocation | None) -> None:
+    """Allocate a newly posted entry to the user's grants as ``how`` says; None: a crediting entry makes a paid grant
+    (a reversal gives back as :class:`GiveBack` with nothing known), a debiting one takes in the burn order."""
+    if how is None:
+        if entry.type in ("refund_reversal", "dispute_reversal"):
+            how = GiveBack()
+        else:
+            how = NewGrant() if entry.amount > 0 else Consume()
+    match how:
+        case ByCaller():
+            return
+        case NewGrant():
+            make(conn, entry=entry, kind=how.kind, source=how.source or SOURCE_OF_TYPE.get(entry.type, "adjustment"),
+                 description=how.description or entry.description or "Credits", expires_at=how.expires_at)
+        case Consume():
+            consume(conn, entry, live(conn, entry.user_id) if how.found is None else how.found, first=how.first)
+        case GiveBack():
+            give_back(conn, entry, how.taken, how.own)
+
+
+def allocate_to(conn: Connection, entry_id: int, grant_id: int, amount: int) -> None:
     prepared.run(conn, _ALLOCATE, {"entry_id": entry_id, "grant_id": grant_id, "amount": amount})
 
 
 def _move(conn: Connection, grant: Grant, entry_id: int, amount: int) -> Grant:
     moved = replace(grant, remaining=grant.remaining + amount)
     prepared.run(conn, _SET_REMAINING, {"grant_id": grant.id, "to": moved.remaining})
-    _allocate(conn, entry_id, grant.id, amount)
+    allocate_to(conn, entry_id, grant.id, amount)
     return moved
-
-
-def sweep_user(conn: Connection, user_id: int, now: datetime) -> list[Grant]:
-    """Write down the expiry of the user's grants past their expiry, once each; returns the user's grants with
-    credits after it. The caller holds the user's balance lock (:func:`backend.ledger.locked_balance`)."""
-    moment = iso_utc(now)
-    found = live(conn, user_id)
-    if not any(grant.due(moment) for grant in found):
-        return found
-    state, expiries = plan(found, moment, lambda at: reserved_at(conn, user_id, at))
-    for expiry in expiries:
-        grant, at = expiry.grant, expiry.grant.expires_at
-        entry = None
-        if expiry.expired:
-            entry = ledger.post(conn, user_id=user_id, type="expiry", amount=-expiry.expired,
-                                reference=f"{EXPIRY_PREFIX}{grant.id}", description=f"{grant.description} expired",
-                                created_at=at)
-            if entry is None:  # written already: another sweep got here first (it cannot, under the lock)
-                raise RuntimeError(f"grant {grant.id} expired twice")
-            _allocate(conn, entry.id, grant.id, -expiry.expired)
-        changed = prepared.run(conn, _EXPIRE, {"grant_id": grant.id, "to": grant.remaining - expiry.expired,
-                                               "at": at}).rowcount
-        if changed != 1:
-            raise RuntimeError(f"grant {grant.id} expired twice")
-    return [s for s in state if s.remaining]
-
-
-def sweep(conn_for: Callable[[], Any], now: datetime, *, limit: int | None = 500) -> int:
-    """Write down every grant past its expiry (the sweeper), one user per transaction, taking each user's balance
-    lock first; returns how many grants it expired. ``conn_for()`` gives a write transaction's context manager."""
-    done = 0
-    moment = iso_utc(now)
-    with conn_for() as conn:
-        users = [row[0] for row in conn.execute(
-            select(g.user_id).where(g.expired_at.is_(None), g.expires_at <= moment).distinct().limit(limit))]
-
-    for user_id in users:
-        with conn_for() as conn:
-            ledger.locked_balance(conn, user_id)
-            before = {s.id for s in live(conn, user_id) if s.due(moment)}
-            sweep_user(conn, user_id, now)
-            done += len(before)
-    return done
 
 
 def make(conn: Connection, *, entry: Entry, kind: Kind, source: str, description: str,
@@ -294,7 +258,7 @@ def _apply(conn: Connection, entry_id: int, grants_by_id: dict[int, Grant], move
         if amount:
             grant = grants_by_id[grant_id]
             prepared.run(conn, _SET_REMAINING, {"grant_id": grant_id, "to": grant.remaining + amount})
-            _allocate(conn, entry_id, grant_id, amount)
+            allocate_to(conn, entry_id, grant_id, amount)
 
 
 def give_back(conn: Connection, entry: Entry, taken: Sequence[tuple[int, int]], own: Grant | None) -> None:
@@ -313,13 +277,13 @@ def give_back(conn: Connection, entry: Entry, taken: Sequence[tuple[int, int]], 
         grant = grants_by_id.get(grant_id) or _by_id(conn, grant_id)
         grants_by_id[grant_id] = grant
         room = lost - moves.get(grant_id, 0)
-        if grant.expired_at is not None or room <= 0:
+        if grant.gone(entry.created_at) or room <= 0:
             continue
         back = min(room, left)
         moves[grant_id] = moves.get(grant_id, 0) + back
         left -= back
     if left:
-        target = own if own is not None and own.expired_at is None else None
+        target = own if own is not None and not own.gone(entry.created_at) else None
         if target is None:
             target = _new(conn, entry, PAID, "reversal", entry.description or "Credits given back", 0)
         target = grants_by_id.get(target.id) or _by_id(conn, target.id)

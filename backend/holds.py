@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, literal, select, update
 
-from backend import grants, ledger, prepared
+from backend import expiry, grants, ledger, prepared
 from backend.db import iso_utc
 from backend.errors import AmountAboveHold, HoldClosed, IdempotencyConflict, InsufficientCredits, UnknownHold
 from backend.schema import holds, ledger_entries
@@ -187,7 +187,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     if amount < 0:
         raise ValueError("a settle spends zero or more credits")
     ledger.locked_balance(conn, user_id)
-    found = grants.sweep_user(conn, user_id, now)  # grants past expiry first (what the hold reserved is spared)
+    found = expiry.sweep_user(conn, user_id, now)  # grants past expiry first (what the hold reserved is spared)
     balance = ledger.locked_balance(conn, user_id)
     hold = _open(conn, user_id, hold_id, now)
     if amount > hold.amount:
@@ -200,11 +200,11 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     entry = ledger.post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=hold.id, description=hold.description,
         fingerprint=SETTLE_FINGERPRINT + hold.id, feature=hold.feature, created_at=iso_utc(now),
+        allocation=grants.Consume(found),  # in the burn order, as a spend
     )
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)
     _close(conn, hold, SETTLED, now, settled=amount, entry=entry.id)  # raising, it takes the entry back with it
-    grants.consume(conn, entry, found)  # in the burn order, as a spend
     return SettledHold(entry.id, amount, hold.amount - amount, entry.balance_after)
 
 

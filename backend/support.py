@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import accounts, grants, holds, ledger, orders, support_reports
+from backend import accounts, expiry, grants, holds, ledger, orders, support_reports
 from backend.accounts import User
 from backend.db import Database, iso_utc
 from backend.entries import Entry
@@ -102,7 +102,7 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
         notes = {int(row.entry_id): str(row.note) for row in rows}
         now = datetime.now(UTC)
         held = holds.open_holds(conn, user.id, now)
-        credits = grants.view(conn, user.id, now)
+        credits = expiry.view(conn, user.id, now)
         return UserReport(
             user=user, balance=credits.balance, orders=found, entries=recent, grants=credits.grants,
             events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
@@ -156,19 +156,17 @@ def adjust(
                 raise InvalidAdjustment(f"the key was used for an adjustment of {existing.amount}, not {amount}")
             return existing, False
         ledger.locked_balance(conn, user.id)
-        found = grants.sweep_user(conn, user.id, moment)  # grants past expiry first: they are not there to take
+        found = expiry.sweep_user(conn, user.id, moment)  # grants past expiry first: they are not there to take
         balance = ledger.balance(conn, user.id)
         if amount < 0 and balance + amount < 0 and not allow_negative:
             raise AdjustmentBelowZero(balance, balance + amount)
+        # Given: a grant of its own; taken: in the burn order, below zero (allowed) a debt.
+        allocation: grants.Allocation = grants.NewGrant(
+            kind=grants.PROMOTIONAL if promotional else grants.PAID, source="adjustment", description=public,
+            expires_at=iso_utc(expires_at) if expires_at is not None else None) if amount > 0 else grants.Consume(found)
         entry = ledger.post(conn, user_id=user.id, type="adjustment", amount=amount, reference=reference,
-                            description=public)
+                            description=public, allocation=allocation)
         assert entry is not None
-        if amount > 0:
-            grants.make(conn, entry=entry, kind=grants.PROMOTIONAL if promotional else grants.PAID,
-                        source="adjustment", description=public,
-                        expires_at=iso_utc(expires_at) if expires_at is not None else None)
-        else:  # in the burn order; below zero (allowed) a debt
-            grants.consume(conn, entry, found)
         conn.execute(adjustment_notes.insert().values(entry_id=entry.id, note=reason))
     log.info("adjustment user=%s amount=%d entry=%s", user.id, amount, entry.id)
     return entry, True
