@@ -229,6 +229,12 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     server = uvicorn.Server(config)
     if exit_with_stdin:
         threading.Thread(target=_stop_at_end_of_stdin, args=(server, services, linger), daemon=True).start()
+    expiry_loop = None
+    if settings.grant_sweep_interval > 0:
+        from backend.expiry import ExpiryLoop
+
+        # Grants past their expiry written down, and the credits_expiring alerts made, on time.
+        expiry_loop = ExpiryLoop(services.db, settings.grant_sweep_interval, settings.expiry_warnings).start()
     loop = None
     if settings.payments_mode == "stripe" and settings.reconcile_interval > 0:
         from backend.reconcile import Loop
@@ -241,6 +247,8 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     finally:
         if loop is not None:
             loop.stop()
+        if expiry_loop is not None:
+            expiry_loop.stop()
     return 0
 
 

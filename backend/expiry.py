@@ -11,19 +11,23 @@ balance lock and finds the grant expired.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from backend import grants, ledger, prepared
-from backend.db import iso_utc
+from backend.catalogue import SignupBonus
+from backend.db import Database, iso_utc
 from backend.grants import EXPIRY_PREFIX, Grant, burn_key
 from backend.schema import grants as grants_table
 from backend.schema import holds
 
+log = logging.getLogger("creditdesk.grants")
 g = grants_table.c
 _EXPIRE = prepared.hot("a grant expired", update(grants_table).where(
     g.id == bindparam("grant_id"), g.expired_at.is_(None),
@@ -126,3 +130,56 @@ def sweep(conn_for: Callable[[], Any], now: datetime, *, limit: int | None = 500
     return done
 
 
+
+
+LEADER_LOCK = "creditdesk.expiry"
+
+
+class ExpiryLoop:
+    """``serve``'s periodic work on grants: every ``interval`` seconds, in a thread of its own, write down the grants
+    past their expiry (:func:`sweep`) and make the ``credits_expiring`` alerts that are due (:func:`grants.warn`).
+    Replicas on one PostgreSQL database take turns (a leader lock); a failed round is logged and the next retries."""
+
+    def __init__(self, db: Database, interval: float, leads: Sequence[timedelta]) -> None:
+        self._db = db
+        self._interval = interval
+        self._leads = tuple(leads)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grant-expiry", daemon=True)
+
+    def start(self) -> ExpiryLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self, now: datetime) -> tuple[int, int]:
+        """One round at ``now``: (grants expired, alerts made)."""
+        expired = sweep(self._db.transaction, now)
+        with self._db.transaction() as conn:
+            warned = grants.warn(conn, now, self._leads)
+        if expired or warned:
+            log.info("grants outcome=swept expired=%d credits_expiring_alerts=%d", expired, warned)
+        return expired, warned
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._db.leader_lock(LEADER_LOCK) as leading:
+                    if leading:
+                        self.run_once(datetime.now(UTC))
+            except Exception:  # a bad day (database gone, a bug) must not end the loop; the next round retries
+                log.exception("grants outcome=sweep_failed")
+            self._stop.wait(self._interval)
+
+
+def give_bonus(conn: Connection, user_id: int, bonus: SignupBonus, now: datetime | None = None) -> None:
+    """The catalogue's sign-up bonus: a ``bonus`` entry (reference ``signup``, once per user) and its promotional
+    grant, expiring ``expires_in_days`` after the account was made."""
+    moment = now or datetime.now(UTC)
+    expires_at = None if bonus.expires_in_days is None else iso_utc(moment + timedelta(days=bonus.expires_in_days))
+    ledger.post(conn, user_id=user_id, type="bonus", amount=bonus.credits, reference="signup",
+                description=bonus.description, created_at=iso_utc(moment),
+                allocation=grants.NewGrant(kind=grants.PROMOTIONAL, source="signup", expires_at=expires_at))
