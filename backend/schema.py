@@ -417,6 +417,7 @@ grants = Table(
     Index("idx_grants_user_id_source_reference", "user_id", "source", "reference", unique=True),
     Index("idx_grants_user_id_remaining", "user_id", "remaining"),
     Index("idx_grants_expired_at_expires_at", "expired_at", "expires_at"),
+    Index("idx_grants_entry_id", "entry_id"),
 )
 
 # Which grant each ledger entry took credits from or gave them to (negative: taken). An entry's allocations, with

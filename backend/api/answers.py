@@ -349,6 +349,10 @@ class TotalsJson(Json):
     adjusted: int
     openingBalance: int
     closingBalance: int
+    spentPaid: int = Field(description="Of spent, paid credits (extension: grants; spends from before grants are "
+                                       "in neither).")
+    spentPromotional: int = Field(description="Of spent, promotional credits (extension).")
+    expired: int = Field(description="Credits that expired in the range, counted in adjusted (extension).")
 
 
 class DescriptionSpendJson(Json):

@@ -45,6 +45,7 @@ def upgrade() -> None:
     op.create_index("idx_grants_user_id_source_reference", "grants", ["user_id", "source", "reference"], unique=True)
     op.create_index("idx_grants_user_id_remaining", "grants", ["user_id", "remaining"])
     op.create_index("idx_grants_expired_at_expires_at", "grants", ["expired_at", "expires_at"])
+    op.create_index("idx_grants_entry_id", "grants", ["entry_id"])
     op.create_table(
         "grant_allocations",
         sa.Column("entry_id", Id, primary_key=True, autoincrement=False),
