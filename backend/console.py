@@ -106,6 +106,7 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
         _print_json({
             "user": report.user.as_json(), "balance": report.balance,
             "reserved": report.reserved, "available": report.balance - report.reserved,
+            **grants.summary(report.grants), "grants": [grant.as_json() for grant in report.grants],
             "openHolds": [{**hold.as_json(report.as_of), "idempotencyKey": hold.idempotency_key}
                           for hold in report.open_holds],
             "orders": [{
@@ -126,6 +127,12 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
         return 0
     show(f"Account {report.user.id}  {report.user.email}")
     show(f"Balance {report.balance} credits")
+    if report.grants:
+        show("Grants, in the order they are spent")
+        print(_table([[g.id, g.kind, g.source, g.amount, g.remaining, g.expires_at or "", g.expired_at or "",
+                       g.description] for g in report.grants],
+                     ["grant", "kind", "source", "granted", "left", "expires", "expired (spared by holds)",
+                      "description"]))
     if report.open_holds:
         show(f"Reserved by {len(report.open_holds)} open hold(s) {report.reserved} credits, available "
              f"{report.balance - report.reserved}")
