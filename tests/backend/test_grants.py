@@ -452,3 +452,26 @@ def _clawback(db: Database, own: grants.Grant, step: str, amount: int, n: int, n
         if owed:
             ledger.post(conn, user_id=user, type="refund_reversal", amount=min(amount, owed), reference=f"re_{n}",
                         created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
+
+
+# -- support's adjustments --------------------------------------------------------------------------------------------
+
+
+def test_adjust_gives_promotional_credits_that_expire_and_refuses_what_cannot_be(db: Database) -> None:
+    from backend import accounts, support
+    from backend.errors import InvalidAdjustment
+
+    user = accounts.register(db, "ann@example.com", "long enough pw")
+    entry, new = support.adjust(db, "ann@example.com", 23, "sorry", "k1", promotional=True, expires_at=at(30), now=T0)
+    assert new and entry.amount == 23
+    with db.read() as conn:
+        (grant,) = grants.live(conn, user.id)
+    assert (grant.kind, grant.remaining, grant.expires_at) == ("promotional", 23, iso_utc(at(30)))
+    for bad in ({"promotional": True}, {"expires_at": at(1)}):
+        with pytest.raises(InvalidAdjustment, match="only credits given"):
+            support.adjust(db, "ann@example.com", -5, "oops", "k2", now=T0, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAdjustment, match="in the future"):
+        support.adjust(db, "ann@example.com", 5, "late", "k3", expires_at=T0 - timedelta(seconds=1), now=T0)
+    entry, _ = support.adjust(db, "ann@example.com", -7, "taken back", "k4", now=T0)
+    assert allocations(db, entry.id) == {"adj:k1": -7}
+    assert view(db, at(31), user.id).balance == 0  # the 16 left expired
