@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, profiles
@@ -83,7 +84,10 @@ def normalise_email(email: str) -> str:
     return text.lower()
 
 
-def register(db: Database, email: str, password: str) -> User:
+def register(db: Database, email: str, password: str,
+             on_created: Callable[[Connection, int], None] | None = None) -> User:
+    """A new account (EmailTaken if the address has one); ``on_created(conn, user_id)`` runs in the same transaction
+    (the catalogue's sign-up bonus: given exactly when the account is made)."""
     email = normalise_email(email)
     password_hash = hash_password(password)  # slow on purpose: outside the write lock
     with db.transaction() as conn:
@@ -96,6 +100,8 @@ def register(db: Database, email: str, password: str) -> User:
             raise EmailTaken(email)
         # The balance row exists from the start: the ledger locks it before every change.
         conn.execute(insert(balances).values(user_id=added["id"], balance=0))
+        if on_created is not None:
+            on_created(conn, added["id"])
         return User(added["id"], email)
 
 

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from backend.periods import Window
 
 Kind = Literal["low_balance", "cap_80", "cap_100", "purchase_confirmed", "purchase_failed", "purchase_expired",
-               "clawback", "clawback_reversed", "test", "topup_succeeded", "topup_threshold", "topup_failed",
-               "topup_limit", "topup_undone"]
+               "clawback", "clawback_reversed", "credits_expiring", "test", "topup_succeeded", "topup_threshold",
+               "topup_failed", "topup_limit", "topup_undone"]
 KINDS: tuple[str, ...] = get_args(Kind)
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}
 

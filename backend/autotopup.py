@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, RowMapping
 
-from backend import alerts, clawbacks, fulfilment, holds, ledger, orders, periods, prepared, spend_controls
+from backend import alerts, clawbacks, fulfilment, grants, holds, ledger, orders, periods, prepared, spend_controls
 from backend.catalogue import Catalogue
 from backend.db import Database, insert_ignoring_duplicates, iso_utc
 from backend.errors import (
@@ -63,7 +63,7 @@ from backend.payments.base import (
     PaymentProvider,
     SessionState,
 )
-from backend.schema import auto_topups, ledger_entries, topups, users
+from backend.schema import auto_topups, topups, users
 from backend.schema import orders as orders_table
 from backend.services import Services
 
@@ -487,19 +487,14 @@ def resume(db: Database, provider: PaymentProvider, user_id: int, now: datetime)
 
 
 def unspent(conn: Connection, topup: Topup, now: datetime) -> int:
-    """What is left of the top-up's credits: its credits less what was spent since it was granted (spends after a
-    top-up use it first), and never more than the available balance (the balance less open holds).
-
-    (With grants, this is the top-up's grant's remaining credits.)"""
-    order = orders.by_id(conn, topup.order_id or "")
-    entry = ledger.find(conn, topup.user_id, "purchase", topup.id)
-    if order is None or entry is None:
+    """What is left of the top-up's credits: its grant's remaining credits (spends take paid grants oldest first, so
+    a top-up's is spent after the credits the user had before it; clawbacks take from it first), and never more than
+    the available balance (the balance less open holds)."""
+    grant = grants.of_purchase(conn, topup.user_id, topup.id)
+    if topup.order_id is None or grant is None:
         return 0
-    e = ledger_entries
-    spent = -int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(e.c.amount), 0)).where(
-        e.c.user_id == topup.user_id, e.c.type == "spend", e.c.id > entry.id)).scalar_one())
     available = ledger.balance(conn, topup.user_id) - holds.reserved(conn, topup.user_id, now)
-    return max(0, min(topup.credits - order.credits_clawed_back - spent, available))
+    return max(0, min(grant.remaining, available))
 
 
 def refund_for(*, credits: int, amount: int, unspent_credits: int) -> int:

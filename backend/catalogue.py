@@ -47,10 +47,20 @@ class PromotionCode:
         return (subtotal * self.percent_off + 50) // 100
 
 
+@dataclass(frozen=True)
+class SignupBonus:
+    """``[signup_bonus]``: promotional credits every new account is given once, when it is made (issue 19)."""
+
+    credits: int
+    expires_in_days: int | None = None  # None: they do not expire
+    description: str = "Welcome bonus"
+
+
 class Catalogue:
     def __init__(self, packs: list[Pack], promotion_codes: list[PromotionCode] | None = None,
-                 stub_tax_percent: int = 0) -> None:
+                 stub_tax_percent: int = 0, signup_bonus: SignupBonus | None = None) -> None:
         self.packs = packs
+        self.signup_bonus = signup_bonus
         self.stub_tax_percent = stub_tax_percent  # the tax the stub checkout charges, where tax is collected
         self._by_id = {pack.id: pack for pack in packs}
         self.promotion_codes = promotion_codes or []
@@ -94,7 +104,23 @@ class Catalogue:
         stub_tax = data.get("stub_tax_percent", 0)
         if isinstance(stub_tax, bool) or not isinstance(stub_tax, int) or not 0 <= stub_tax <= 100:
             raise ConfigError(f"the pack catalogue {path}: stub_tax_percent is a whole number from 0 to 100")
-        return cls(packs, codes, stub_tax)
+        return cls(packs, codes, stub_tax, _signup_bonus(data.get("signup_bonus"), f"the pack catalogue {path}"))
+
+
+def _signup_bonus(raw: object, where: str) -> SignupBonus | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "credits" not in raw or not set(raw) <= {"credits", "expires_in_days",
+                                                                              "description"}:
+        raise ConfigError(f"{where}: [signup_bonus] needs credits, and may have expires_in_days and description")
+    credits, days, description = raw["credits"], raw.get("expires_in_days"), raw.get("description", "Welcome bonus")
+    if isinstance(credits, bool) or not isinstance(credits, int) or not 1 <= credits <= MAX_CREDITS:
+        raise ConfigError(f"{where}: [signup_bonus] credits must be a whole number from 1 to {MAX_CREDITS:,}")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise ConfigError(f"{where}: [signup_bonus] expires_in_days must be a whole number from 1 to 3650")
+    if not isinstance(description, str) or not description.strip() or len(description) > 100:
+        raise ConfigError(f"{where}: [signup_bonus] description must be 1 to 100 characters")
+    return SignupBonus(credits, days, description.strip())
 
 
 # What a pack may hold: credits within what a balance can take, and a price Stripe accepts in one line

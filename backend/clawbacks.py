@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import entries, ledger, metrics, orders, prepared
+from backend import entries, expiry, grants, ledger, metrics, orders, prepared
 from backend.db import hot_insert_ignoring, insert_ignoring_duplicates, lock_until_commit, utcnow
 from backend.order_status import AFTER_PAYMENT, after_payment, next_status
 from backend.orders import Order
@@ -332,9 +333,31 @@ def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: Mon
     ).scalar_one()
     if used:
         reference = f"{cause.id}#{used + 1}"
+    ledger.locked_balance(conn, order.user_id)
+    found = expiry.sweep_user(conn, order.user_id, datetime.now(UTC))  # grants past expiry first
+    own = grants.of_purchase(conn, order.user_id, order.session_id) if order.session_id else None
+    # Taking: the purchase's own grant first, then the burn order; past them, a debt on its own grant. Giving back:
+    # to the grants this payment's clawbacks took from, latest first.
+    allocation = grants.Consume(found, first=own) if taking else grants.GiveBack(
+        grants.taken_by(conn, _clawback_entries(conn, order)), own)
     entry = ledger.post(conn, user_id=order.user_id, type=entry_type, amount=credits, reference=reference,
-                        description=description)
+                        description=description, allocation=allocation)
     assert entry is not None
+
+
+def _clawback_entries(conn: Connection, order: Order) -> list[int]:
+    """The ids of the ledger entries this order's refunds and disputes posted (and their reversals)."""
+    assert order.payment_intent
+    causes = {order.payment_intent}
+    for table in (refunds, disputes):
+        causes.update(conn.execute(sa.select(table.c.id).where(table.c.payment_intent == order.payment_intent))
+                      .scalars())
+    causes.update(c for c in conn.execute(sa.select(payment_refunds.c.charge_id).where(
+        payment_refunds.c.payment_intent == order.payment_intent)).scalars() if c)
+    e = ledger_entries.c
+    rows = conn.execute(sa.select(e.id, e.reference).where(
+        e.user_id == order.user_id, e.type.in_(entries.CLAWBACK_TYPES + entries.CLAWBACK_REVERSAL_TYPES)))
+    return [entry_id for entry_id, reference in rows if reference.split("#")[0] in causes]
 
 
 def _describe(entry_type: str) -> str:

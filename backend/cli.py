@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                             help="take the balance below zero without asking (otherwise asked on a terminal, and "
                                  "refused without one)")
     adjust_cmd.add_argument("--key", help="an idempotency key: the same key twice adjusts once")
+    adjust_cmd.add_argument("--promotional", action="store_true",
+                            help="give promotional credits (spent before paid ones); a plain adjustment gives paid")
+    adjust_cmd.add_argument("--expires", metavar="WHEN",
+                            help="the credits given expire then: a date (2027-01-31, its end in UTC), an ISO 8601 "
+                                 "instant, or a lead such as 30d or 12h")
     events_cmd = commands.add_parser("events", help="stored Stripe events with their outcomes")
     events_cmd.add_argument("--order", help="an order id (ord_...)")
     events_cmd.add_argument("--session", help="a Checkout Session id (cs_...)")
@@ -134,7 +139,8 @@ def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return console.user(settings, args.email, as_json=args.json)
         case "adjust":
             return console.adjust(settings, args.email, args.amount, args.reason, args.key,
-                                  public_note=args.public_note, allow_negative=args.allow_negative)
+                                  public_note=args.public_note, allow_negative=args.allow_negative,
+                                  promotional=args.promotional, expires=args.expires)
         case "events":
             return console.events(settings, order=args.order, session=args.session, type=args.type, as_json=args.json)
         case "replay":
@@ -223,6 +229,12 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     server = uvicorn.Server(config)
     if exit_with_stdin:
         threading.Thread(target=_stop_at_end_of_stdin, args=(server, services, linger), daemon=True).start()
+    expiry_loop = None
+    if settings.grant_sweep_interval > 0:
+        from backend.expiry import ExpiryLoop
+
+        # Grants past their expiry written down, and the credits_expiring alerts made, on time.
+        expiry_loop = ExpiryLoop(services.db, settings.grant_sweep_interval, settings.expiry_warnings).start()
     loop = None
     if settings.payments_mode == "stripe" and settings.reconcile_interval > 0:
         from backend.reconcile import Loop
@@ -235,6 +247,8 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
     finally:
         if loop is not None:
             loop.stop()
+        if expiry_loop is not None:
+            expiry_loop.stop()
     return 0
 
 

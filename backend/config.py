@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
@@ -61,6 +63,13 @@ class Settings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # Seconds between the automatic reconciles of `serve` in Stripe mode; 0 turns them off.
     reconcile_interval: int = 300
+    # Seconds between `serve`'s sweeps of expired grants and its credits_expiring alerts
+    # (CREDITDESK_GRANT_SWEEP_INTERVAL; 0 turns them off: every read still treats an expired grant as expired,
+    # and `check` sweeps).
+    grant_sweep_interval: int = 60
+    # How long before a grant expires its credits_expiring alerts come (CREDITDESK_EXPIRY_WARNINGS, e.g. "7d,1d";
+    # "off": none).
+    expiry_warnings: tuple[timedelta, ...] = (timedelta(days=7), timedelta(days=1))
     # CREDITDESK_PROMOTION_CODES: buyers may enter promotion codes at checkout (Stripe's own in Stripe mode, the
     # catalogue's [[promotion_codes]] in stub mode).
     promotion_codes: bool = False
@@ -170,6 +179,13 @@ class Settings:
                 raise ConfigError("CREDITDESK_RECONCILE_INTERVAL is the number of seconds between automatic "
                                   f"reconciles (0 turns them off), up to a week; not {interval!r}.")
             kwargs["reconcile_interval"] = int(interval)
+        if (interval := get("CREDITDESK_GRANT_SWEEP_INTERVAL")) is not None:
+            if not interval.isdigit() or int(interval) > 24 * 3600:
+                raise ConfigError("CREDITDESK_GRANT_SWEEP_INTERVAL is the number of seconds between sweeps of expired "
+                                  f"grants (0 turns them off), up to a day; not {interval!r}.")
+            kwargs["grant_sweep_interval"] = int(interval)
+        if (warnings := get("CREDITDESK_EXPIRY_WARNINGS")) is not None:
+            kwargs["expiry_warnings"] = parse_leads("CREDITDESK_EXPIRY_WARNINGS", warnings)
         if (retention := get("CREDITDESK_EVENT_RETENTION_DAYS")) is not None:
             if not retention.isdigit() or not 30 <= int(retention) <= 3650:
                 raise ConfigError("CREDITDESK_EVENT_RETENTION_DAYS must be a whole number of days from 30 (Stripe "
@@ -276,6 +292,23 @@ def _mail_settings(get: Callable[[str], str | None]) -> dict[str, object]:
         raise ConfigError(f"CREDITDESK_MAIL_FROM is an address such as \"Creditdesk <help@example.com>\", not "
                           f"{found['mail_from']!r}.")
     return found
+
+
+def parse_leads(name: str, text: str) -> tuple[timedelta, ...]:
+    """Lead times such as ``7d,1d`` or ``48h`` (at most 5, each up to 365 days); ``off`` or nothing: none."""
+    if text.strip().lower() in ("", "off", "0"):
+        return ()
+    leads: list[timedelta] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*([0-9]{1,4})([dh])\s*", part)
+        lead = None if match is None else (
+            timedelta(days=int(match.group(1))) if match.group(2) == "d" else timedelta(hours=int(match.group(1))))
+        if lead is None or not timedelta(0) < lead <= timedelta(days=365):
+            raise ConfigError(f"{name} lists lead times such as 7d,1d or 48h (up to 365 days), or off; not {text!r}.")
+        leads.append(lead)
+    if len(leads) > 5:
+        raise ConfigError(f"{name} lists at most 5 lead times, not {len(leads)}.")
+    return tuple(sorted(set(leads), reverse=True))
 
 
 def parse_limits(name: str, text: str) -> str:

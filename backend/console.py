@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from tabulate import tabulate
 
-from backend import holds, ledger, migrations, reconcile, support, webhooks
+from backend import expiry, grants, holds, ledger, migrations, reconcile, support, webhooks
 from backend.config import Settings
 from backend.db import Database
-from backend.errors import AdjustmentBelowZero, MalformedEvent, NoDatabase, UnknownEvent
+from backend.errors import AdjustmentBelowZero, InvalidAdjustment, MalformedEvent, NoDatabase, UnknownEvent
 from backend.orders import Order
 from backend.services import Services
 from backend.visible import visible, visible_json
@@ -106,6 +106,7 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
         _print_json({
             "user": report.user.as_json(), "balance": report.balance,
             "reserved": report.reserved, "available": report.balance - report.reserved,
+            **grants.summary(report.grants), "grants": [grant.as_json() for grant in report.grants],
             "openHolds": [{**hold.as_json(report.as_of), "idempotencyKey": hold.idempotency_key}
                           for hold in report.open_holds],
             "orders": [{
@@ -126,6 +127,12 @@ def user(settings: Settings, email: str, *, as_json: bool) -> int:
         return 0
     show(f"Account {report.user.id}  {report.user.email}")
     show(f"Balance {report.balance} credits")
+    if report.grants:
+        show("Grants, in the order they are spent")
+        print(_table([[g.id, g.kind, g.source, g.amount, g.remaining, g.expires_at or "", g.expired_at or "",
+                       g.description] for g in report.grants],
+                     ["grant", "kind", "source", "granted", "left", "expires", "expired (spared by holds)",
+                      "description"]))
     if report.open_holds:
         show(f"Reserved by {len(report.open_holds)} open hold(s) {report.reserved} credits, available "
              f"{report.balance - report.reserved}")
@@ -163,24 +170,46 @@ def _events_table(events: list[support.StoredEvent]) -> str:
                   ["received", "event", "type", "outcome", "detail", "order", "via", "runs"])
 
 
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """``--expires``: a date (its end, 24:00 UTC), an ISO 8601 instant (UTC if it names no zone), or a lead from now
+    (``30d``, ``12h``). InvalidAdjustment otherwise."""
+    text = text.strip()
+    lead = re.fullmatch(r"([0-9]{1,5})([dh])", text)
+    if lead:
+        number = int(lead.group(1))
+        return now + (timedelta(days=number) if lead.group(2) == "d" else timedelta(hours=number))
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            return datetime.fromisoformat(text).replace(tzinfo=UTC) + timedelta(days=1)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidAdjustment("--expires takes a date (2027-01-31), an ISO 8601 instant or a lead (30d, 12h)") \
+            from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def adjust(settings: Settings, email: str, amount_text: str, reason: str, key: str | None, *,
-           public_note: str | None = None, allow_negative: bool = False) -> int:
+           public_note: str | None = None, allow_negative: bool = False, promotional: bool = False,
+           expires: str | None = None) -> int:
     digits = amount_text.replace("_", "")
     # ASCII digits only: int() also reads Arabic-Indic or fullwidth digits, which support did not mean to type.
     # Anything else is refused below with the same sentence as any other bad amount.
     amount = int(digits, 10) if re.fullmatch(r"[+-]?[0-9]+", digits) else 0
     support.check_adjustment(amount, reason, key, public_note)  # before the database is opened (or migrated)
+    expires_at = parse_expiry(expires, datetime.now(UTC)) if expires is not None else None
     with database(settings) as db:
         try:
             entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
-                                        allow_negative=allow_negative)
+                                        allow_negative=allow_negative, promotional=promotional,
+                                        expires_at=expires_at)
         except AdjustmentBelowZero as below:
             if not _confirmed(f"{visible(email)}: {below}. Go ahead? [y/N] "):
                 print(f"creditdesk-backend: not adjusted: {below}; confirm it at the prompt, or add "
                       "--allow-negative", file=sys.stderr)
                 return 2
             entry, new = support.adjust(db, email, amount, reason, key, public_note=public_note,
-                                        allow_negative=True)
+                                        allow_negative=True, promotional=promotional,
+                                        expires_at=expires_at)
     if new:
         show(f"adjusted by {entry.amount:+d} credits: entry {entry.id}, balance now {entry.balance_after}")
     else:
@@ -279,10 +308,17 @@ def check(settings: Settings) -> int:
         now = datetime.now(UTC)
         with db.transaction() as conn:
             swept = holds.sweep(conn, now)
+        expired = expiry.sweep(db.transaction, now, limit=None)
+        with db.transaction() as conn:
+            warned = grants.warn(conn, now, settings.expiry_warnings)
         with db.read() as conn:
-            problems = ledger.check_invariants(conn) + holds.problems(conn, now)
+            problems = ledger.check_invariants(conn) + holds.problems(conn, now) + grants.problems(conn, now)
     if swept:
         show(f"{swept} hold(s) past their expiry marked expired")
+    if expired:
+        show(f"{expired} grant(s) past their expiry written down as expired")
+    if warned:
+        show(f"{warned} credits_expiring alert(s) made")
     for problem in problems:
         show(problem)
     show("the ledger adds up" if not problems else f"{len(problems)} problem(s)")

@@ -9,7 +9,8 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import RowMapping
 
-EntryType = Literal["purchase", "spend", "refund", "refund_reversal", "dispute", "dispute_reversal", "adjustment"]
+EntryType = Literal["purchase", "spend", "refund", "refund_reversal", "dispute", "dispute_reversal", "adjustment",
+                    "expiry", "bonus"]
 ENTRY_TYPES: tuple[str, ...] = get_args(EntryType)
 # Credits taken back because a payment was refunded or disputed, and entries that give them back. Neither
 # counts as spending.

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, literal, select, update
 
-from backend import ledger, prepared
+from backend import expiry, grants, ledger, prepared
 from backend.db import iso_utc
 from backend.errors import AmountAboveHold, HoldClosed, IdempotencyConflict, InsufficientCredits, UnknownHold
 from backend.schema import holds, ledger_entries
@@ -186,6 +186,8 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     """Spend ``amount`` (0 up to the hold's) of an open hold, once, and release the rest."""
     if amount < 0:
         raise ValueError("a settle spends zero or more credits")
+    ledger.locked_balance(conn, user_id)
+    found = expiry.sweep_user(conn, user_id, now)  # grants past expiry first (what the hold reserved is spared)
     balance = ledger.locked_balance(conn, user_id)
     hold = _open(conn, user_id, hold_id, now)
     if amount > hold.amount:
@@ -198,6 +200,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     entry = ledger.post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=hold.id, description=hold.description,
         fingerprint=SETTLE_FINGERPRINT + hold.id, feature=hold.feature, created_at=iso_utc(now),
+        allocation=grants.Consume(found),  # in the burn order, as a spend
     )
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, literal_column, select, update
 from sqlalchemy.sql.expression import Executable
 
-from backend import alerts, prepared, rollups
+from backend import alerts, grants, prepared, rollups
 from backend.db import hot_insert_ignoring, insert_for, insert_ignoring_duplicates, utcnow
 from backend.entries import ENTRY_TYPES, Entry, EntryType
 from backend.errors import IdempotencyConflict, InsufficientCredits
@@ -88,6 +88,7 @@ def post(
     fingerprint: str | None = None,
     feature: str | None = None,
     created_at: str | None = None,
+    allocation: grants.Allocation | None = None,
 ) -> Entry | None:
     """Append an entry and move the cached balance with it; ``None`` if the reference is already posted.
 
@@ -95,6 +96,8 @@ def post(
     that itself (:func:`spend`), while refunds may claw back credits that are already spent.
     The alerts the entry causes (:func:`backend.alerts.on_ledger_entry`) are made in the same transaction.
     ``created_at`` is now unless given (the spend path gives the instant its caps were counted at).
+    The entry is allocated to the user's grants in the same transaction (:func:`backend.grants.allocate`): by
+    ``allocation``, else a crediting entry makes a paid grant and a debiting one takes in the burn order.
     """
     if type not in ENTRY_TYPES:
         raise ValueError(f"unknown entry type {type!r}")
@@ -120,6 +123,7 @@ def post(
         prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after - amount})
         return None
     entry = Entry.from_row(row)
+    grants.allocate(conn, entry, allocation)
     rollups.add(conn, entry)
     alerts.on_ledger_entry(conn, entry, thresholds_moved=thresholds_moved)
     return entry
@@ -137,6 +141,7 @@ def spend(
     check: Callable[[int], None] | None = None,
     created_at: str | None = None,
     reserved: int = 0,
+    allocation: grants.Allocation | None = None,
 ) -> tuple[Entry, bool]:
     """Spend ``amount`` credits once per idempotency key; returns the entry and whether it is new.
 
@@ -162,6 +167,7 @@ def spend(
     entry = post(
         conn, user_id=user_id, type="spend", amount=-amount, reference=idempotency_key,
         description=description, fingerprint=fingerprint, feature=feature, created_at=created_at,
+        allocation=allocation,
     )
     assert entry is not None  # the reference was checked above, inside the same transaction
     return entry, True

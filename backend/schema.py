@@ -444,3 +444,42 @@ topups = Table(
     Index("idx_topups_user_id_created_at", "user_id", "created_at"),
     Index("idx_topups_payment_intent", "payment_intent"),
 )
+
+
+# Grants: the lots credits come in (issue 19), each paid or promotional, with an optional expiry. A purchase, an
+# adjustment (`adjust`, `adjust --promotional`), a catalogue's sign-up bonus each make one; migration 0016 made one
+# paid grant per user of the balance they had. ``opening`` is what it held when made (a purchase's credits less any
+# debt they repaid; a migrated balance), ``remaining`` what is left: opening plus its allocations, and the user's
+# grants' remaining sum to their balance (backend/grants.py). ``expired_at`` is set once, by the one ``expiry``
+# entry (reference ``grant:<id>``); ``entry_id`` is the entry that made it (for a migrated grant: the user's last
+# entry before grants, the entries after which all carry allocations).
+grants = Table(
+    "grants", metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("kind", Text, nullable=False),  # paid, promotional
+    Column("source", Text, nullable=False),  # purchase, adjustment, signup, migration, debt
+    Column("reference", Text, nullable=False),  # the making entry's reference (a purchase: its Checkout Session)
+    Column("description", Text, nullable=False),
+    Column("amount", Amount, nullable=False),  # credits granted
+    Column("opening", Amount, nullable=False),
+    Column("remaining", Amount, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text),
+    Column("expired_at", Text),
+    Column("entry_id", Id),
+    Index("idx_grants_user_id_source_reference", "user_id", "source", "reference", unique=True),
+    Index("idx_grants_user_id_remaining", "user_id", "remaining"),
+    Index("idx_grants_expired_at_expires_at", "expired_at", "expires_at"),
+    Index("idx_grants_entry_id", "entry_id"),
+)
+
+# Which grant each ledger entry took credits from or gave them to (negative: taken). An entry's allocations, with
+# the opening of a grant it made, sum to its amount; a grant's allocations and opening sum to its remaining.
+grant_allocations = Table(
+    "grant_allocations", metadata,
+    Column("entry_id", Id, primary_key=True, autoincrement=False),
+    Column("grant_id", Id, primary_key=True, autoincrement=False),
+    Column("amount", Amount, nullable=False),
+    Index("idx_grant_allocations_grant_id", "grant_id"),
+)

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, delete, insert, or_, update
 
-from backend import alerts, entries, holds, ledger, periods, spend_controls
+from backend import alerts, entries, expiry, grants, holds, ledger, periods, spend_controls
 from backend.db import Database, iso_utc
 from backend.errors import ConfirmationRequired, DescriptionRequired, SpendCapReached
 from backend.periods import PERIODS
@@ -89,10 +89,11 @@ def spend(db: Database, user_id: int, request: SpendRequest, *, now: datetime | 
 
     def act(conn: Connection, moment: datetime, reserved: int, check: Callable[[int], None]
             ) -> tuple[entries.Entry, bool]:
-        return ledger.spend(
+        found = expiry.sweep_user(conn, user_id, moment)  # the user's grants, any past expiry written down first
+        return ledger.spend(  # in the burn order
             conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
             description=request.description, fingerprint=request.fingerprint, feature=request.feature,
-            check=check, created_at=iso_utc(moment), reserved=reserved,
+            check=check, created_at=iso_utc(moment), reserved=reserved, allocation=grants.Consume(found),
         )
 
     return _under_controls(db, user_id, request, now, act)
@@ -107,6 +108,7 @@ def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | No
     def act(conn: Connection, moment: datetime, reserved: int, check: Callable[[int], None]
             ) -> tuple[holds.Hold, bool]:
         holds.sweep(conn, moment, user_id)
+        expiry.sweep_user(conn, user_id, moment)  # an expired grant's credits are not there to hold
         return holds.place(
             conn, user_id=user_id, amount=request.amount, idempotency_key=request.idempotency_key,
             fingerprint=request.fingerprint, description=request.description, feature=request.feature,

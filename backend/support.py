@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from backend import accounts, holds, ledger, orders, support_reports
+from backend import accounts, expiry, grants, holds, ledger, orders, support_reports
 from backend.accounts import User
-from backend.db import Database
+from backend.db import Database, iso_utc
 from backend.entries import Entry
 from backend.errors import AdjustmentBelowZero, InvalidAdjustment, UnknownOrder, UnknownUser
 from backend.orders import Order
@@ -79,6 +79,7 @@ class UserReport:
     reports: list[SupportReport] = field(default_factory=list)  # what the user sent from Help, newest first
     open_holds: list[holds.Hold] = field(default_factory=list)  # the open ones: what they reserve is not available
     reserved: int = 0
+    grants: list[grants.Grant] = field(default_factory=list)  # with credits, in the burn order
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the holds were read
 
 
@@ -101,8 +102,9 @@ def user_report(db: Database, email: str, *, entries: int = 20, events: int = 50
         notes = {int(row.entry_id): str(row.note) for row in rows}
         now = datetime.now(UTC)
         held = holds.open_holds(conn, user.id, now)
+        credits = expiry.view(conn, user.id, now)
         return UserReport(
-            user=user, balance=ledger.balance(conn, user.id), orders=found, entries=recent,
+            user=user, balance=credits.balance, orders=found, entries=recent, grants=credits.grants,
             events=_events(conn, webhook_events.c.order_id.in_([o.id for o in found]), events) if found else [],
             notes=notes, reports=support_reports.recent(conn, user.id, reports), open_holds=held,
             reserved=sum(hold.amount for hold in held), as_of=now,
@@ -131,7 +133,8 @@ def check_adjustment(amount: int, reason: str, key: str | None, public_note: str
 
 def adjust(
     db: Database, email: str, amount: int, reason: str, key: str | None = None, *, public_note: str | None = None,
-    allow_negative: bool = False,
+    allow_negative: bool = False, promotional: bool = False, expires_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> tuple[Entry, bool]:
     """An ``adjustment`` entry of ``amount`` credits; the same key twice adjusts once. Returns (entry, new).
 
@@ -139,6 +142,11 @@ def adjust(
     ``public_note``, or "Adjustment by support". A balance taken below zero needs ``allow_negative``
     (AdjustmentBelowZero says so, with the figures, in the same transaction that would have posted it)."""
     reason, public = check_adjustment(amount, reason, key, public_note)
+    moment = now or datetime.now(UTC)
+    if (promotional or expires_at is not None) and amount < 0:
+        raise InvalidAdjustment("only credits given (a positive amount) are promotional or expire")
+    if expires_at is not None and expires_at <= moment:
+        raise InvalidAdjustment("the expiry must be in the future")
     reference = ADJUSTMENT_PREFIX + (key if key is not None else secrets.token_hex(8))
     with db.transaction() as conn:
         user = _user(conn, email)
@@ -147,11 +155,17 @@ def adjust(
             if existing.amount != amount:
                 raise InvalidAdjustment(f"the key was used for an adjustment of {existing.amount}, not {amount}")
             return existing, False
+        ledger.locked_balance(conn, user.id)
+        found = expiry.sweep_user(conn, user.id, moment)  # grants past expiry first: they are not there to take
         balance = ledger.balance(conn, user.id)
         if amount < 0 and balance + amount < 0 and not allow_negative:
             raise AdjustmentBelowZero(balance, balance + amount)
+        # Given: a grant of its own; taken: in the burn order, below zero (allowed) a debt.
+        allocation: grants.Allocation = grants.NewGrant(
+            kind=grants.PROMOTIONAL if promotional else grants.PAID, source="adjustment", description=public,
+            expires_at=iso_utc(expires_at) if expires_at is not None else None) if amount > 0 else grants.Consume(found)
         entry = ledger.post(conn, user_id=user.id, type="adjustment", amount=amount, reference=reference,
-                            description=public)
+                            description=public, allocation=allocation)
         assert entry is not None
         conn.execute(adjustment_notes.insert().values(entry_id=entry.id, note=reason))
     log.info("adjustment user=%s amount=%d entry=%s", user.id, amount, entry.id)

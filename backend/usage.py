@@ -26,7 +26,7 @@ from backend import entries, ledger, periods
 from backend.db import Database, iso_utc
 from backend.errors import InvalidDateRange
 from backend.periods import Period, Window
-from backend.schema import ledger_entries, orders, usage_labels, usage_quarters
+from backend.schema import grant_allocations, grants, ledger_entries, orders, usage_labels, usage_quarters
 from backend.spend_controls import Controls
 from resources import currencies
 
@@ -200,6 +200,42 @@ def forecast(conn: Connection, user_id: int, tz: ZoneInfo, now: datetime) -> dic
             "daysLeft30": days_left(avg30), "activeDays": active, "balance": balance}
 
 
+def spent_by_kind(conn: Connection, user_id: int, window: Window) -> dict[str, int]:
+    """Of what spends took in the window, the paid and the promotional credits (extension, grants), by the spends'
+    allocations: ``spentPaid``, ``spentPromotional``; and ``expired``, the credits that expired (part of
+    ``adjusted``). Spends from before grants (migration 0016) are in neither."""
+    e, a, g = ledger_entries.c, grant_allocations.c, grants.c
+    found = dict(conn.execute(
+        select(g.kind, func.sum(a.amount)).select_from(ledger_entries).join(grant_allocations, a.entry_id == e.id)
+        .join(grants, g.id == a.grant_id)
+        .where(e.user_id == user_id, e.type == "spend", e.created_at >= iso_utc(window.start),
+               e.created_at < iso_utc(window.end)).group_by(g.kind)).all())
+    expired = conn.execute(select(func.coalesce(func.sum(e.amount), 0)).where(
+        e.user_id == user_id, e.type == "expiry", e.created_at >= iso_utc(window.start),
+        e.created_at < iso_utc(window.end))).scalar_one()
+    return {"spentPaid": -int(found.get("paid", 0)), "spentPromotional": -int(found.get("promotional", 0)),
+            "expired": -int(expired)}
+
+
+def _kinds_of_entries(conn: Connection, entry_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per entry of a CSV page: the paid and the promotional credits it moved (its allocations; extension)."""
+    if not entry_ids:
+        return {}
+    a, g = grant_allocations.c, grants.c
+    found: dict[int, tuple[int, int]] = {}
+    for entry_id, kind, amount in conn.execute(
+        select(a.entry_id, g.kind, a.amount).join(grants, g.id == a.grant_id).where(a.entry_id.in_(entry_ids))
+    ):
+        paid, promotional = found.get(entry_id, (0, 0))
+        found[entry_id] = (paid + amount, promotional) if kind == "paid" else (paid, promotional + amount)
+    for entry_id, kind, amount in conn.execute(  # what an entry put in a grant it made
+        select(g.entry_id, g.kind, g.opening).where(g.entry_id.in_(entry_ids), g.source != "migration")
+    ):
+        paid, promotional = found.get(entry_id, (0, 0))
+        found[entry_id] = (paid + amount, promotional) if kind == "paid" else (paid, promotional + amount)
+    return found
+
+
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -217,10 +253,11 @@ def dashboard(db: Database, user_id: int, controls: Controls, granularity: Perio
         opening = balance_before(conn, user_id, whole.start)
         breakdown = by_description(conn, user_id, whole, totals.spent)
         outlook = forecast(conn, user_id, tz, now)
+        split = spent_by_kind(conn, user_id, whole)
     return {
         "timeZone": controls.time_zone, "granularity": granularity, "from": first.isoformat(), "to": last.isoformat(),
         "buckets": [{"start": w.first.isoformat(), **s.as_json()} for w, s in zip(windows, sums, strict=True)],
-        "totals": {**totals.as_json(), "openingBalance": opening, "closingBalance": opening + totals.net},
+        "totals": {**totals.as_json(), "openingBalance": opening, "closingBalance": opening + totals.net, **split},
         "byDescription": breakdown, "forecast": outlook,
     }
 
@@ -228,7 +265,7 @@ def dashboard(db: Database, user_id: int, controls: Controls, granularity: Perio
 # -- CSV ----------------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("id", "createdAt", "localTime", "type", "amount", "balanceAfter", "description", "feature",
-               "reference", "paid", "tax", "discount", "currency")
+               "reference", "paid", "tax", "discount", "currency", "paidCredits", "promotionalCredits")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is prefixed
 # with an apostrophe, which spreadsheets show as text and do not display.
 _FORMULA_FIRST = frozenset("=+-@\t\r")
@@ -296,13 +333,15 @@ def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -
         with db.read() as conn:
             rows = conn.execute(query.order_by(e.created_at, e.id).limit(CSV_PAGE)).all()
             money = _money_of_purchases(conn, user_id, [r.reference for r in rows if r.type == "purchase"])
+            kinds = _kinds_of_entries(conn, [r.id for r in rows])
         # The rows unpacked as tuples, the local time by isoformat (three times strftime's speed) and the cells
         # checked inline: this loop is the export's cost per row (bench/export.py).
         for entry_id, created_at, entry_type, amount, balance_after, description, feature, reference in rows:
             local = datetime.fromisoformat(created_at).astimezone(tz).isoformat(" ", "seconds")[:19]
             paid = money.get(reference, NO_MONEY) if entry_type == "purchase" else NO_MONEY
             writer.writerow((entry_id, created_at, local, entry_type, amount, balance_after,
-                             _text_cell(description), _text_cell(feature), _text_cell(reference), *paid))
+                             _text_cell(description), _text_cell(feature), _text_cell(reference), *paid,
+                             *kinds.get(entry_id, ("", ""))))
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()

@@ -176,8 +176,30 @@ class CancelAnswer(Json):
 
 # -- credits --------------------------------------------------------------------------------------------------
 
+class GrantJson(Json):
+    id: int
+    kind: str = Field(description="paid or promotional (extension).")
+    source: str = Field(description="purchase, adjustment, signup, migration, debt or reversal.")
+    description: str
+    amount: int = Field(description="The credits it granted.")
+    remaining: int = Field(description="What is left of them (below zero: a debt after a clawback).")
+    createdAt: str
+    expiresAt: str | None = Field(description="When what is left expires; null: never, or expired already.")
+    expiredAt: str | None = Field(description="When it expired; what is left was spared by holds open then.")
+
+
+class NextExpiryJson(Json):
+    at: str
+    credits: int
+
+
 class BalanceAnswer(Json):
     balance: int
+    paid: int = Field(description="Of the balance, paid credits (extension: grants).")
+    promotional: int = Field(description="Of the balance, promotional credits, spent before paid ones (extension).")
+    nextExpiry: NextExpiryJson | None = Field(description="The next credits to expire and when (extension).")
+    grants: list[GrantJson] = Field(description="The grants holding credits, in the order they are spent "
+                                                "(extension).")
 
 
 class PaymentJson(Json):
@@ -327,6 +349,10 @@ class TotalsJson(Json):
     adjusted: int
     openingBalance: int
     closingBalance: int
+    spentPaid: int = Field(description="Of spent, paid credits (extension: grants; spends from before grants are "
+                                       "in neither).")
+    spentPromotional: int = Field(description="Of spent, promotional credits (extension).")
+    expired: int = Field(description="Credits that expired in the range, counted in adjusted (extension).")
 
 
 class DescriptionSpendJson(Json):

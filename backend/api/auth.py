@@ -6,7 +6,7 @@ import contextlib
 
 from fastapi import APIRouter, Response
 
-from backend import accounts, password_resets
+from backend import accounts, expiry, password_resets
 from backend.api.answers import AuthAnswer, PasswordResetAnswer
 from backend.api.deps import ClientAddressDep, ServicesDep, TokenDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, SIGNED_IN, STORAGE, documented
@@ -34,7 +34,9 @@ _mail_work = BoundedWork("mail", 4, max_waiting=100)
 
 
 def _register(services: Services, email: str, password: str) -> dict[str, object]:
-    user = accounts.register(services.db, email, password)
+    bonus = services.catalogue.signup_bonus
+    user = accounts.register(services.db, email, password,
+                             None if bonus is None else lambda conn, user_id: expiry.give_bonus(conn, user_id, bonus))
     token = accounts.issue_token(services.db, user, services.settings.token_ttl_seconds)
     return {"token": token, "user": user.as_json()}
 

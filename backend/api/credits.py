@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend import autotopup, ledger, purchases, spend_controls, spending, usage
+from backend import autotopup, expiry, grants, ledger, purchases, spend_controls, spending, usage
 from backend.api.answers import (
     BalanceAnswer,
     ControlsAnswer,
@@ -42,9 +42,12 @@ class CsvFile(StreamingResponse):
 
 
 @router.get("/balance", response_model=BalanceAnswer, responses=documented(SIGNED_IN))
-def balance(services: ServicesDep, user: UserDep) -> dict[str, int]:
+def balance(services: ServicesDep, user: UserDep) -> dict[str, object]:
+    # Grants past their expiry count as expired, whether or not the sweeper has written them down yet.
     with services.db.read() as conn:
-        return {"balance": ledger.balance(conn, user.id)}
+        credits = expiry.view(conn, user.id, datetime.now(UTC))
+    return {"balance": credits.balance, **grants.summary(credits.grants),
+            "grants": [grant.as_json() for grant in credits.grants]}
 
 
 @router.get("/transactions", response_model=TransactionsAnswer, responses=documented(QUERY_ERRORS, SIGNED_IN))

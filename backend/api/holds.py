@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from backend import autotopup, holds, ledger, spending
+from backend import autotopup, expiry, holds, spending
 from backend.api.answers import HoldAnswer, HoldsAnswer, SettleAnswer, VoidAnswer
 from backend.api.deps import ServicesDep, UserDep
 from backend.api.errors import BODY_ERRORS, INVALID_TEXT, QUERY_ERRORS, SIGNED_IN, documented
@@ -56,7 +56,7 @@ def listing(services: ServicesDep, user: UserDep, limit: Annotated[int, Query(ge
     with services.db.read() as conn:
         found = holds.recent(conn, user.id, limit=limit)
         reserved = holds.reserved(conn, user.id, now)
-        balance = ledger.balance(conn, user.id)
+        balance = expiry.view(conn, user.id, now).balance
     return {"holds": [hold.as_json(now) for hold in found], "reserved": reserved, "available": balance - reserved}
 
 

@@ -43,6 +43,7 @@ from desktop.core.models import (
     CancelResult,
     CheckoutSession,
     FileNotSaved,
+    GrantSummary,
     HeldCredits,
     Pack,
     PaymentVerification,
@@ -70,6 +71,7 @@ __all__ = [
     "CancelledDownload",
     "CheckoutSession",
     "FileNotSaved",
+    "GrantSummary",
     "HeldCredits",
     "Pack",
     "PaymentVerification",
@@ -413,6 +415,11 @@ class ApiClient:
     def balance(self) -> int:
         response = self._request("GET", "/api/credits/balance", auth=True)
         return self._parse(response, lambda b: int(b["balance"]))
+
+    def credits(self) -> tuple[int, GrantSummary | None]:
+        """The balance, and what it says of its grants (None from a backend older than grants): one request."""
+        response = self._request("GET", "/api/credits/balance", auth=True)
+        return self._parse(response, lambda b: (int(b["balance"]), GrantSummary.from_json(b)))
 
     def held_credits(self) -> HeldCredits | None:
         """What open holds reserve; None from a backend older than holds (it has no ``/api/credits/holds``)."""

@@ -6,7 +6,7 @@ loading the HTTP stack: the app paints its window first and talks to the backend
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -163,6 +163,34 @@ class Transaction:
     description: str | None
     order_id: str | None = None  # purchases: the order behind them
     payment: Price | None = None  # purchases: what was paid for these credits
+
+
+@dataclass(frozen=True)
+class GrantSummary:
+    """What the balance says of its grants (``GET /api/credits/balance``, from a backend with grants): how many of
+    the credits are promotional (spent first), and the next credits to expire and when."""
+
+    promotional: int
+    next_expiry_at: str | None  # ISO 8601 UTC
+    next_expiry_credits: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> GrantSummary | None:
+        """None from a backend older than grants (its answer is only ``{"balance"}``)."""
+        if "promotional" not in body:
+            return None
+        upcoming = body.get("nextExpiry") or {}
+        return cls(promotional=int(body["promotional"]), next_expiry_at=upcoming.get("at"),
+                   next_expiry_credits=int(upcoming.get("credits") or 0))
+
+    def words(self, day: Callable[[str], str], number: Callable[[int], str] = str) -> str:
+        """``12 promotional · 9 expire on 14 Dec`` (``day`` writes the instant's date); empty when there is nothing
+        to say."""
+        parts = [f"{number(self.promotional)} promotional"] if self.promotional > 0 else []
+        if self.next_expiry_at and self.next_expiry_credits > 0:
+            verb = "expires" if self.next_expiry_credits == 1 else "expire"
+            parts.append(f"{number(self.next_expiry_credits)} {verb} on {day(self.next_expiry_at)}")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.workers import Workers, describe
 
 if TYPE_CHECKING:
-    from desktop.core.models import HeldCredits, Pack, Transaction
+    from desktop.core.models import GrantSummary, HeldCredits, Pack, Transaction
 
 log = logging.getLogger("desktop.controller")
 
@@ -41,6 +41,7 @@ def merge_newest(history: list[Transaction], cursor: str | None, newest: list[Tr
 
 class AccountFigures(QObject):
     balanceChanged = Signal(int)
+    grantsChanged = Signal(object)  # GrantSummary, or None (signed out, or a backend older than grants)
     reservedChanged = Signal(int)  # credits open holds reserve (0: none, or a backend older than holds)
     packsChanged = Signal(list)
     historyChanged = Signal(list, bool)  # all rows, whether older rows exist
@@ -90,6 +91,7 @@ class AccountFigures(QObject):
     def _forget_account(self) -> None:
         self.balance, self.history, self.next_cursor, self.updated_at = None, [], None, None
         self._set_reserved(0)
+        self.grantsChanged.emit(None)
 
     def load_packs(self) -> None:
         api = self.backend.require_api()
@@ -116,19 +118,20 @@ class AccountFigures(QObject):
         self._refreshing, self._refresh_again = True, False
         balance_version, generation = self._balance_version, self.session.generation
 
-        def fetch() -> tuple[int, Any, HeldCredits | None]:
-            return api.balance(), api.transactions(limit=HISTORY_PAGE), api.held_credits()
+        def fetch() -> tuple[tuple[int, GrantSummary | None], Any, HeldCredits | None]:
+            return api.credits(), api.transactions(limit=HISTORY_PAGE), api.held_credits()
 
         def settle() -> None:
             self._refreshing = False
             if self._refresh_again:
                 self.refresh()
 
-        def done(result: tuple[int, Any, HeldCredits | None]) -> None:
+        def done(result: tuple[tuple[int, GrantSummary | None], Any, HeldCredits | None]) -> None:
             if self.session.signed_in and self.session.generation == generation:  # not an earlier sign-in's
-                balance, page, held = result
+                (balance, grants), page, held = result
                 if self._balance_version == balance_version:  # not older than a balance set meanwhile
                     self.set_balance(balance)
+                self.grantsChanged.emit(grants)
                 self._set_reserved(held.reserved if held is not None else 0)
                 self._merge_history(list(page.items), page.next_cursor)
                 self.updated_at = datetime.now(UTC)

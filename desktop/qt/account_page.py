@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.models import Pack, Transaction
+from desktop.core.models import GrantSummary, Pack, Transaction
 from desktop.core.pack_values import PackValue, pack_values, tax_words
 from desktop.qt import formatting
 from desktop.qt.history_model import HistoryModel
@@ -142,6 +142,11 @@ class AccountPage(QScrollArea):
         self.reserved.setAccessibleName("Credits reserved")
         self.reserved.setToolTip("Set aside by operations still running: spent when they finish, or given back.")
         self.reserved.hide()
+        self.grants = QLabel()  # "12 promotional · 9 expire on 14 Dec", hidden when there is nothing to say
+        self.grants.setObjectName("grants")
+        self.grants.setAccessibleName("Promotional credits and expiry")
+        self.grants.setToolTip("Promotional credits are spent before paid ones, those that expire soonest first.")
+        self.grants.hide()
         self.stale = QLabel()
         self.stale.setObjectName("staleNote")
         self.stale.setWordWrap(True)
@@ -163,6 +168,7 @@ class AccountPage(QScrollArea):
         top.addWidget(caption)
         top.addWidget(self.balance)
         top.addWidget(self.reserved)
+        top.addWidget(self.grants)
         top.addWidget(self.stale)
         top.addWidget(self.account)
         top.addWidget(self.keyring_note)
@@ -258,6 +264,13 @@ class AccountPage(QScrollArea):
 
     def set_balance(self, balance: int | None) -> None:
         self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")
+
+    def set_grants(self, summary: GrantSummary | None) -> None:
+        """Under the balance: its promotional credits and the next expiry, "12 promotional · 9 expire on 14 Dec"."""
+        text = summary.words(lambda iso: formatting.short_date(formatting.local_day(iso)), formatting.number) \
+            if summary is not None else ""
+        self.grants.setText(text)
+        self.grants.setVisible(bool(text))
 
     def set_reserved(self, reserved: int) -> None:
         """Credits open holds reserve, under the balance: "40 reserved" (the balance less them is what can be spent)."""

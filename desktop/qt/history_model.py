@@ -17,7 +17,8 @@ from desktop.core.models import Transaction
 from desktop.qt import formatting
 
 TYPE_LABELS = {"purchase": "Purchase", "spend": "Spent", "refund": "Refund", "adjustment": "Adjustment",
-               "dispute": "Disputed", "dispute_reversal": "Dispute won"}
+               "dispute": "Disputed", "dispute_reversal": "Dispute won", "refund_reversal": "Refund reversed",
+               "expiry": "Expired", "bonus": "Bonus"}
 COLUMNS = ("Type", "Amount", "Balance after", "Date", "Description")
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 NEGATIVE = QColor("#b42318")

@@ -301,6 +301,7 @@ class MainWindow(QMainWindow):
         c.session.passwordChanged.connect(self._password_changed)
         c.figures.balanceChanged.connect(self._balance_changed)
         c.figures.reservedChanged.connect(self._reserved_changed)
+        c.figures.grantsChanged.connect(self.account.set_grants)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
         c.workers.errorOccurred.connect(self._show_error)

@@ -253,9 +253,11 @@ UNDO_CASES = [
     # (spent after the top-up, hours after it was paid, refund in cents, credits taken back, or the refusal)
     (0, 0, 499, 500, None),
     (0, 23.99, 499, 500, None),
-    (37, 1, 463, 463, None),  # 463 of 500 left: floor(500 * 463 / 499) = 463; 464 cents would take 464
-    (499, 2, 1, 1, None),  # 1 credit left: 1 cent gives floor(500 * 1 / 499) = 1 back
-    (500, 2, 0, 0, NothingToUndo),  # every credit of it spent
+    # Spends take the 99 credits the user had before the top-up first (paid grants, oldest first), then its own.
+    (37, 1, 499, 500, None),  # all 37 from the older credits: the whole top-up is unspent
+    (99 + 37, 1, 463, 463, None),  # 463 of 500 left: floor(500 * 463 / 499) = 463; 464 cents would take 464
+    (99 + 499, 2, 1, 1, None),  # 1 credit left: 1 cent gives floor(500 * 1 / 499) = 1 back
+    (99 + 500, 2, 0, 0, NothingToUndo),  # every credit of it spent
     (0, 24, 0, 0, UndoExpired),
     (0, 30, 0, 0, UndoExpired),
 ]
@@ -395,11 +397,11 @@ class Unreachable(StubProvider):
 def test_an_undo_whose_refund_did_not_get_through_is_asked_again_with_the_same_refund(db: Database,
                                                                                       funded: Rig) -> None:
     topup = paid_topup(funded)
-    spending.spend(funded.db, USER, spending.SpendRequest(37, "after"), now=at(0.5))
+    spending.spend(funded.db, USER, spending.SpendRequest(99 + 37, "after"), now=at(0.5))  # 37 of the top-up's
     provider = Unreachable(funded.db, "http://127.0.0.1:1")
     with pytest.raises(PaymentProviderUnavailable):
         autotopup.undo(funded.db, provider, USER, topup.id, at(1))
-    assert funded.rows()[-1].status == "undoing" and funded.balance() == 562  # nothing taken yet
+    assert funded.rows()[-1].status == "undoing" and funded.balance() == 463  # nothing taken yet
     with funded.db.read() as conn:
         assert autotopup.status(conn, USER, at(30))["topups"][0]["undoable"]  # still offered, past 24 h too
     spending.spend(funded.db, USER, spending.SpendRequest(100, "more"), now=at(2))  # spent meanwhile
@@ -407,4 +409,4 @@ def test_an_undo_whose_refund_did_not_get_through_is_asked_again_with_the_same_r
     done = autotopup.undo(funded.db, provider, USER, topup.id, at(30))
     # The refund is the one first asked for (Stripe holds the key to its amount): what was spent meanwhile is clawed
     # back by the refund rule, below zero if need be, as for any refund.
-    assert (done.refunded, done.credits, done.balance) == (463, 463, 562 - 100 - 463)
+    assert (done.refunded, done.credits, done.balance) == (463, 463, 463 - 100 - 463)

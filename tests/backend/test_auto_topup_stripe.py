@@ -90,22 +90,22 @@ def test_auto_topup_with_a_saved_card_off_session(stripe_backend: tuple[BackendP
     assert backend.query("SELECT COUNT(*) AS n FROM ledger_entries WHERE reference = ? AND type = 'purchase'",
                          paid["id"])[0]["n"] == 1
 
-    # Undo after spending 37 of it: 513 of 550 credits left, bought for 25.00: 23.36 refunded
-    # (floor(550 * 2336 / 2500) = 513; 23.37 would take 514).
-    assert spend(api, 37) == 612
+    # Undo after spending 37 of it (spends take the 99 credits from before it first): 513 of 550 credits left,
+    # bought for 25.00: 23.36 refunded (floor(550 * 2336 / 2500) = 513; 23.37 would take 514).
+    assert spend(api, 99 + 37) == 513
     r = api.post(f"/api/credits/auto-topup/{paid['id']}/undo")
     assert r.status_code == 200, r.text
-    assert r.json() == {"topupId": paid["id"], "refunded": 2336, "currency": "usd", "credits": 513, "balance": 99}
+    assert r.json() == {"topupId": paid["id"], "refunded": 2336, "currency": "usd", "credits": 513, "balance": 0}
     [refund] = [x for x in fake.refunds.values() if x["payment_intent"] == paid_intent(backend, paid["id"])]
     assert refund["amount"] == 2336
     fake.wait_deliveries(timeout=15)  # refund.created and charge.refunded change nothing more
-    assert api.balance() == 99
+    assert api.balance() == 0
     assert api.post(f"/api/credits/auto-topup/{paid['id']}/undo").json()["error"]["code"] == "topup_not_undoable"
 
     # The card is declined next time: auto top-up turns off, says so, and does not try again.
     [method] = fake.saved_cards
     fake.saved_cards[method] = "declined"
-    backend_add(backend, api, 100)  # back above the threshold (an admin adjustment)
+    backend_add(backend, api, 199)  # back above the threshold (an admin adjustment)
     assert spend(api, 101) == 98
     [failed, _] = settled(api, 2)
     assert failed["status"] == "failed" and failed["failure"] == "card_declined"

@@ -163,3 +163,40 @@ def test_the_test_password_hash_profile_is_cheap_opt_in_and_verifies_either_way(
         assert all(accounts._verify_password(made, "correct horse battery") for made in hashes.values())
         assert not accounts._verify_password(hashes[""], "wrong")
     accounts._hasher.cache_clear()
+
+
+def test_expiry_warnings_and_the_grant_sweep_are_read_or_refused_clearly() -> None:
+    from datetime import timedelta
+
+    assert Settings.from_env({}).expiry_warnings == (timedelta(days=7), timedelta(days=1))
+    assert Settings.from_env({}).grant_sweep_interval == 60
+    settings = Settings.from_env({"CREDITDESK_EXPIRY_WARNINGS": "2d, 14d,6h", "CREDITDESK_GRANT_SWEEP_INTERVAL": "0"})
+    assert settings.expiry_warnings == (timedelta(days=14), timedelta(days=2), timedelta(hours=6))
+    assert settings.grant_sweep_interval == 0
+    assert Settings.from_env({"CREDITDESK_EXPIRY_WARNINGS": "off"}).expiry_warnings == ()
+    for bad in ("7", "7w", "0d", "400d", "1d,2d,3d,4d,5d,6d"):
+        with pytest.raises(ConfigError, match="CREDITDESK_EXPIRY_WARNINGS"):
+            Settings.from_env({"CREDITDESK_EXPIRY_WARNINGS": bad})
+    with pytest.raises(ConfigError, match="CREDITDESK_GRANT_SWEEP_INTERVAL"):
+        Settings.from_env({"CREDITDESK_GRANT_SWEEP_INTERVAL": "-1"})
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[signup_bonus]\ncredits = 0\n", "credits must be a whole number"),
+    ("[signup_bonus]\ncredits = 50\nexpires_in_days = 0\n", "expires_in_days"),
+    ("[signup_bonus]\ncredits = 50\ncolour = 'red'\n", "needs credits"),
+    ("[signup_bonus]\ncredits = 50\ndescription = ''\n", "description"),
+])
+def test_a_bad_signup_bonus_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "packs.toml"
+    path.write_text(resources.path("packs.toml").read_text() + "\n" + text)
+    with pytest.raises(ConfigError, match=message):
+        Catalogue.load(path)
+
+
+def test_a_signup_bonus_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "packs.toml"
+    path.write_text(resources.path("packs.toml").read_text() + "\n[signup_bonus]\ncredits = 37\nexpires_in_days = 9\n")
+    bonus = Catalogue.load(path).signup_bonus
+    assert bonus is not None and (bonus.credits, bonus.expires_in_days, bonus.description) == (37, 9, "Welcome bonus")
+    assert Catalogue.load(resources.path("packs.toml")).signup_bonus is None

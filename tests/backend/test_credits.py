@@ -111,7 +111,7 @@ def test_a_host_that_asks_for_descriptions_refuses_spends_and_holds_without_one(
                                                                **({} if description is None else
                                                                   {"description": description})})
         assert held.status_code == 422 and held.json()["error"]["code"] == "description_required"
-    assert api.get("/api/credits/balance").json() == {"balance": 100}
+    assert api.get("/api/credits/balance").json()["balance"] == 100
     assert api.get("/api/credits/holds").json()["holds"] == []
     done = spend(api, 7, "k-said", "Render the trailer")
     assert done.status_code == 200 and done.json()["balance"] == 93

@@ -219,3 +219,48 @@ def test_an_idle_backend_loads_neither_alembic_nor_the_stripe_sdk_nor_redis(tmp_
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_a_database_at_0015_keeps_every_balance_as_one_paid_grant(tmp_path: Path, databases: Databases) -> None:
+    """0016 (grants): each balance, positive, zero or below zero after a clawback, becomes one paid grant without
+    expiry holding exactly it; the entries before are left as they were, the ones after are allocated, and check
+    proves the grants, the allocations and the balances agree."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from backend import expiry, grants, ledger, spending
+
+    db = Database(databases.new(migrated=False) or tmp_path / "at-0015.sqlite3")
+    try:
+        with db.transaction() as conn:
+            command.upgrade(migrations._config(conn), "0015")
+            for user, kind, amount, after, ref in [
+                (7, "purchase", 1200, 1200, "cs_1"), (7, "spend", -333, 867, "k1"),
+                (8, "purchase", 25, 25, "cs_2"), (8, "spend", -25, 0, "k2"),
+                (9, "purchase", 10, 10, "cs_3"), (9, "spend", -10, 0, "k3"), (9, "refund", -7, -7, "re_1"),
+            ]:
+                conn.execute(text(
+                    "INSERT INTO ledger_entries (user_id, type, amount, balance_after, reference, description, "
+                    "created_at) VALUES (:u, :k, :a, :b, :r, 'old', '2026-12-01T00:00:00.000Z')"),
+                    {"u": user, "k": kind, "a": amount, "b": after, "r": ref})
+            conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (7, 867), (8, 0), (9, -7)"))
+        assert migrations.upgrade(db) == ("0015", migrations.head())
+        with db.read() as conn:
+            assert sorted(tuple(r) for r in conn.execute(text(
+                "SELECT user_id, kind, source, amount, remaining, expires_at FROM grants"))) == [
+                (7, "paid", "migration", 867, 867, None), (8, "paid", "migration", 0, 0, None),
+                (9, "paid", "migration", -7, -7, None)]
+            assert conn.execute(text("SELECT COUNT(*) FROM ledger_entries")).scalar_one() == 7
+            assert grants.problems(conn, datetime.now(UTC)) == []
+        spending.spend(db, 7, spending.SpendRequest(101, "after"))
+        with db.transaction() as conn:  # a purchase after the migration repays user 9's debt first
+            ledger.post(conn, user_id=9, type="purchase", amount=19, reference="cs_new")
+        with db.read() as conn:
+            assert [g.remaining for g in expiry.view(conn, 7, datetime.now(UTC)).grants] == [766]
+            assert sorted(g.remaining for g in grants.live(conn, 9)) == [12]
+            assert [p for p in ledger.check_invariants(conn) if "usage" not in p] == []  # (rows put in by hand)
+            assert grants.problems(conn, datetime.now(UTC)) == []
+    finally:
+        db.close()

@@ -112,6 +112,14 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "an event noted again": ("an event noted again", {"event_id": "evt_seen", "outcome": "no_change",
                                                           "detail": "x", "order_id": None, "processed_at": WHEN}),
         "an event's outcome": ("an event's outcome", {"event_id": "evt_seen"}),
+        "a user's grants": ("a user's grants with credits", {"user_id": p.user_id}),
+        "a grant made": ("a grant made", {
+            "user_id": p.user_id, "kind": "promotional", "source": "adjustment", "reference": "adj:1",
+            "description": "Bonus", "amount": 7, "opening": 7, "remaining": 7, "created_at": WHEN,
+            "expires_at": WHEN, "expired_at": None, "entry_id": 1}),
+        "a grant's remaining set": ("a grant's remaining set", {"grant_id": 1, "to": 5}),
+        "an allocation": ("an allocation", {"entry_id": 90210, "grant_id": 1, "amount": -3}),
+        "no grant expired": ("a grant expired", {"grant_id": 90210, "to": 0, "at": WHEN}),
     }
 
 

@@ -65,6 +65,10 @@ def test_rows_loaded_around_the_ledger_are_found_by_the_check_and_mended_by_rebu
             {"user_id": 4, "type": "spend", "amount": -17, "balance_after": 33, "reference": "k",
              "description": "Scan", "created_at": "2026-11-26T13:21:00.000Z"}])
         conn.execute(text("INSERT INTO balances (user_id, balance) VALUES (4, 33)"))
+        conn.execute(text(  # and its grant, as migration 0016 makes one of a balance from before grants
+            "INSERT INTO grants (user_id, kind, source, reference, description, amount, opening, remaining, "
+            "created_at, entry_id) SELECT 4, 'paid', 'migration', 'migration', '', 33, 33, 33, '', MAX(id) "
+            "FROM ledger_entries"))
         conn.execute(text("UPDATE usage_quarters SET amount = 999 WHERE user_id = 3"))
         conn.execute(text("INSERT INTO usage_labels (user_id, day, label, amount) VALUES (5, '2026-11-26', 'x', -1)"))
         assert rollups.problems(conn) == [

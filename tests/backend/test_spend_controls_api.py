@@ -255,4 +255,5 @@ def test_the_csv_defaults_to_this_month(stub_api: Api) -> None:
     today = date.today()
     assert f"creditdesk-transactions-{today.replace(day=1).isoformat()}-to-" in r.headers["content-disposition"]
     assert r.content.decode("utf-8-sig").splitlines() == [
-        "id,createdAt,localTime,type,amount,balanceAfter,description,feature,reference,paid,tax,discount,currency"]
+        "id,createdAt,localTime,type,amount,balanceAfter,description,feature,reference,paid,tax,discount,currency,"
+        "paidCredits,promotionalCredits"]

@@ -235,7 +235,7 @@ def test_the_csv_has_every_entry_of_the_range_and_its_totals_match_the_dashboard
     first, last = date(2026, 10, 20), date(2026, 12, 31)
     raw, rows = read_csv(db, first, last)
     header = b"id,createdAt,localTime,type,amount,balanceAfter,description,feature,reference,paid,tax,discount," \
-             b"currency\r\n"
+             b"currency,paidCredits,promotionalCredits\r\n"
     assert raw.startswith(b"\xef\xbb\xbf" + header)  # UTF-8 with a byte order mark, then the header
     tz = periods.zone(ZONE)
     inside = [e for e in history if first <= e[0].astimezone(tz).date() <= last]
@@ -247,6 +247,10 @@ def test_the_csv_has_every_entry_of_the_range_and_its_totals_match_the_dashboard
         sums.add(row["type"], int(row["amount"]))
     assert sums.as_json() == {k: board["totals"][k] for k in ("spent", "purchased", "clawedBack", "adjusted")}
     assert int(rows[-1]["balanceAfter"]) == board["totals"]["closingBalance"]
+    # Paid and promotional apart (extension): each row's two add up to its amount, the spends' to what was spent.
+    assert all(int(r["paidCredits"]) + int(r["promotionalCredits"]) == int(r["amount"]) for r in rows)
+    assert board["totals"]["spentPaid"] + board["totals"]["spentPromotional"] == board["totals"]["spent"]
+    assert board["totals"]["spentPaid"] == -sum(int(r["paidCredits"]) for r in rows if r["type"] == "spend")
     assert int(rows[0]["balanceAfter"]) - int(rows[0]["amount"]) == board["totals"]["openingBalance"]
     # Local time in the user's zone; text a spreadsheet would run as a formula is made inert.
     first_row = rows[0]

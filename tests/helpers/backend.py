@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import requests
 from sqlalchemy import RowMapping, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from backend import ledger
+from backend import expiry, grants, ledger
 from backend.config import PASSWORD_HASH_PROFILE
 from backend.db import Database, sqlite_url
 from tests.helpers.commands import CommandResult, run_command
@@ -143,8 +144,10 @@ class BackendProcess:
     def ledger_problems(self) -> list[str]:
         db = Database(self.database_url, pool_size=1)
         try:
+            now = datetime.now(UTC)
+            expiry.sweep(db.transaction, now, limit=None)
             with db.read() as conn:
-                return ledger.check_invariants(conn)
+                return ledger.check_invariants(conn) + grants.problems(conn, now)
         finally:
             db.close()
 

@@ -8,7 +8,7 @@ row stays as it was.
   and at most one charge in flight per user (a partial unique index).
 
 Revision ID: 0017
-Revises: 0015 (the lead re-chains it after 0016 at merge)
+Revises: 0016
 Create Date: 2026-12-05
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from backend.schema import Amount, Id
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -21,6 +21,7 @@ from desktop.core.api import (
     BackendUnreachable,
     CancelResult,
     CheckoutSession,
+    GrantSummary,
     HeldCredits,
     PaymentVerification,
     Price,
@@ -477,3 +478,15 @@ def test_a_receipt_link_that_is_not_a_web_link_is_a_bad_answer(scripted: Scripte
     with pytest.raises(ApiError) as caught:
         ApiClient(scripted.url, "tok").receipts()
     assert caught.value.code == "invalid_response"
+
+
+def test_the_balance_says_its_promotional_credits_and_the_next_expiry(scripted: Scripted) -> None:
+    scripted.then(200, '{"balance": 112, "paid": 100, "promotional": 12, "nextExpiry": {"at": '
+                       '"2026-12-14T12:00:00.000Z", "credits": 9}, "grants": []}')
+    balance, grants = ApiClient(scripted.url, "tok").credits()
+    assert balance == 112 and grants == GrantSummary(12, "2026-12-14T12:00:00.000Z", 9)
+    assert grants.words(lambda iso: iso[:10]) == "12 promotional · 9 expire on 2026-12-14"
+    assert GrantSummary(0, "2026-12-14T12:00:00.000Z", 1).words(lambda iso: "14 Dec") == "1 expires on 14 Dec"
+    assert GrantSummary(0, None, 0).words(lambda iso: iso) == ""
+    scripted.then(200, '{"balance": 7}')  # a backend older than grants
+    assert ApiClient(scripted.url, "tok").credits() == (7, None)

@@ -75,3 +75,14 @@ def test_the_year_is_written_in_full_in_every_locale() -> None:
 
 def test_clock() -> None:
     assert formatting.clock(datetime(2026, 11, 26, 9, 5, tzinfo=UTC), US, NEW_YORK) == "4:05\u202fAM"
+
+
+def test_the_history_says_an_expiry_and_a_bonus_in_words() -> None:
+    from desktop.core.models import Transaction
+    from desktop.qt.history_model import display
+
+    expired = Transaction(7, "expiry", -13, 31, "2026-12-05T12:00:00.000Z", "grant:4", "Welcome bonus expired")
+    assert display(expired)[0] == "Expired" and display(expired)[4] == "Welcome bonus expired"
+    assert display(expired)[1].startswith(("-", "\u2212")) and "13" in display(expired)[1]
+    bonus = Transaction(1, "bonus", 50, 50, "2026-11-21T12:00:00.000Z", "signup", "Welcome bonus")
+    assert display(bonus)[0] == "Bonus"

@@ -327,3 +327,18 @@ def test_while_stripe_does_not_answer_the_server_buying_is_off_and_says_why(
     window.controller.backend.healthChanged.emit(window.controller.backend.health)
     assert all(card.button.isEnabled() for card in window.account.cards)
     assert "buying is off" not in window.backend_label.text()
+
+
+def test_the_account_page_says_promotional_credits_and_when_the_next_expire(qtbot: Any) -> None:
+    from desktop.core.models import GrantSummary
+
+    page = AccountPage()
+    qtbot.addWidget(page)
+    page.show()
+    page.set_grants(GrantSummary(12, "2026-12-14T12:00:00.000Z", 9))
+    day = formatting.short_date(formatting.local_day("2026-12-14T12:00:00.000Z"))
+    assert page.grants.isVisible() and page.grants.text() == f"12 promotional · 9 expire on {day}"
+    page.set_grants(GrantSummary(0, None, 0))  # only paid credits, none expiring: nothing to say
+    assert not page.grants.isVisible()
+    page.set_grants(None)  # signed out, or a backend older than grants
+    assert not page.grants.isVisible()

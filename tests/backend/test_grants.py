@@ -1,0 +1,477 @@
+"""Grants in process, on both engines: the burn order pinned with amounts that do not divide evenly, the grant state
+machine (every state x happening), expiry written once at its instant (reads see it before any sweep; open holds
+spare what they reserve), clawbacks from the purchase's own grant and reversals back to the right grant, debts, the
+credits_expiring alerts, races (a spend racing an expiry, two sweepers, on one process and on two replicas) and a
+property test of random sequences against ``check``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from backend import expiry, grants, holds, ledger, spending
+from backend.db import Database, iso_utc
+from backend.errors import HoldClosed, InsufficientCredits
+from backend.schema import alerts, grant_allocations, ledger_entries
+from tests.helpers.concurrency import all_at_once
+
+USER = 21
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def at(days: float) -> datetime:
+    return T0 + timedelta(days=days)
+
+
+def give(db: Database, amount: int, reference: str, *, kind: grants.Kind = grants.PAID, expires: float | None = None,
+         type: Any = "adjustment", now: datetime = T0, user: int = USER) -> int:
+    """Credits given at ``now`` (as a promotional adjustment, a purchase ...); returns the new grant's id."""
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, user)
+        expiry.sweep_user(conn, user, now)
+        entry = ledger.post(conn, user_id=user, type=type, amount=amount, reference=reference,
+                            description=reference, created_at=iso_utc(now), allocation=grants.NewGrant(
+                                kind=kind, expires_at=None if expires is None else iso_utc(at(expires))))
+        assert entry is not None
+        return int(conn.execute(select(grants.grants.c.id).where(grants.grants.c.entry_id == entry.id)).scalar_one())
+
+
+def spend(db: Database, amount: int, key: str, *, now: datetime = T0, user: int = USER) -> int:
+    return spending.spend(db, user, spending.SpendRequest(amount, key), now=now).id
+
+
+def remaining(db: Database, user: int = USER) -> dict[str, int]:
+    """Each grant's remaining, by its reference."""
+    with db.read() as conn:
+        return {row.reference: row.remaining for row in conn.execute(
+            select(grants.grants.c.reference, grants.grants.c.remaining).where(grants.grants.c.user_id == user))}
+
+
+def allocations(db: Database, entry_id: int) -> dict[str, int]:
+    a, g = grant_allocations.c, grants.grants.c
+    with db.read() as conn:
+        return {row.reference: row.amount for row in conn.execute(
+            select(g.reference, a.amount).join_from(grant_allocations, grants.grants, a.grant_id == g.id)
+            .where(a.entry_id == entry_id))}
+
+
+def expiries(db: Database, user: int = USER) -> list[tuple[str, int, str]]:
+    e = ledger_entries.c
+    with db.read() as conn:
+        return [tuple(row) for row in conn.execute(select(e.reference, e.amount, e.created_at).where(
+            e.user_id == user, e.type == "expiry").order_by(e.id))]  # type: ignore[misc]
+
+
+def sweep(db: Database, now: datetime) -> int:
+    return expiry.sweep(db.transaction, now)
+
+
+def view(db: Database, now: datetime, user: int = USER) -> expiry.View:
+    with db.read() as conn:
+        return expiry.view(conn, user, now)
+
+
+def check(db: Database, now: datetime) -> list[str]:
+    """What ``creditdesk-backend check`` says at ``now`` once the holds past expiry are written down."""
+    with db.transaction() as conn:
+        holds.sweep(conn, now)
+    with db.read() as conn:
+        return ledger.check_invariants(conn) + grants.problems(conn, now) + holds.problems(conn, now)
+
+
+# -- the burn order ----------------------------------------------------------------------------------------------
+
+
+def test_a_spend_burns_promotional_first_then_earliest_expiry_then_oldest(db: Database) -> None:
+    give(db, 37, "paid-forever")
+    give(db, 11, "promo-day10", kind=grants.PROMOTIONAL, expires=10)
+    give(db, 7, "promo-day5", kind=grants.PROMOTIONAL, expires=5)
+    give(db, 13, "paid-day3", expires=3)
+    give(db, 5, "promo-forever", kind=grants.PROMOTIONAL)
+    give(db, 3, "promo-day5-younger", kind=grants.PROMOTIONAL, expires=5, now=T0 + timedelta(seconds=1))
+    # 29 = promo-day5 7 + promo-day5-younger 3 + promo-day10 11 + promo-forever 5 + 3 of paid-day3
+    entry = spend(db, 29, "s1", now=at(1))
+    assert allocations(db, entry) == {"promo-day5": -7, "promo-day5-younger": -3, "promo-day10": -11,
+                                      "promo-forever": -5, "paid-day3": -3}
+    # then paid with the earliest expiry, then paid without one
+    entry = spend(db, 17, "s2", now=at(1))
+    assert allocations(db, entry) == {"paid-day3": -10, "paid-forever": -7}
+    assert remaining(db) == {"paid-forever": 30, "promo-day10": 0, "promo-day5": 0, "paid-day3": 0,
+                             "promo-forever": 0, "promo-day5-younger": 0}
+    assert check(db, at(1)) == []
+
+
+def test_a_settle_burns_in_the_same_order(db: Database) -> None:
+    give(db, 19, "paid")
+    give(db, 4, "promo", kind=grants.PROMOTIONAL, expires=2)
+    placed = spending.hold(db, USER, spending.HoldRequest(9, "h1"), now=T0)
+    with db.transaction() as conn:
+        settled = holds.settle(conn, USER, placed.id, 7, T0 + timedelta(minutes=1))
+    assert settled.transaction_id is not None
+    assert allocations(db, settled.transaction_id) == {"promo": -4, "paid": -3}
+    assert remaining(db) == {"paid": 16, "promo": 0}
+
+
+# -- the state machine: every state of a grant x every happening ---------------------------------------------------
+
+# A promotional grant of 17 expiring on day 5 beside a paid one of 23 without expiry, brought into a state, then a
+# happening; what each then holds, and what the ledger says expired.
+STATES: dict[str, list[tuple[str, int]]] = {
+    "fresh": [],
+    "partly consumed": [("spend", 6)],
+    "used up": [("spend", 17)],
+    "expired": [("expire", 0)],
+    "expired, spared by a hold": [("hold", 10), ("expire", 0)],
+    "in debt": [("spend", 40), ("clawback", 9)],
+}
+HAPPENINGS: dict[str, tuple[str, int]] = {
+    "consume": ("spend", 5),
+    "partial consume": ("spend", 20),
+    "expire": ("expire", 0),
+    "clawback": ("clawback", 11),
+    "reversal": ("reversal", 11),
+}
+# (promo, paid, expired in the ledger) after each state x happening.
+EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("fresh", "consume"): (12, 23, 0),
+    ("fresh", "partial consume"): (0, 20, 0),
+    ("fresh", "expire"): (0, 23, 17),
+    ("fresh", "clawback"): (17, 12, 0),  # the purchase's own grant first
+    ("fresh", "reversal"): (17, 34, 0),  # nothing was clawed back: the purchase's own grant
+    ("partly consumed", "consume"): (6, 23, 0),
+    ("partly consumed", "partial consume"): (0, 14, 0),
+    ("partly consumed", "expire"): (0, 23, 11),
+    ("partly consumed", "clawback"): (11, 12, 0),
+    ("partly consumed", "reversal"): (11, 34, 0),
+    ("used up", "consume"): (0, 18, 0),
+    ("used up", "partial consume"): (0, 3, 0),
+    ("used up", "expire"): (0, 23, 0),
+    ("used up", "clawback"): (0, 12, 0),
+    ("used up", "reversal"): (0, 34, 0),
+    ("expired", "consume"): (0, 18, 17),
+    ("expired", "partial consume"): (0, 3, 17),
+    ("expired", "expire"): (0, 23, 17),
+    ("expired", "clawback"): (0, 12, 17),
+    ("expired", "reversal"): (0, 34, 17),
+    # A hold of 10 open at the expiry spares 10 of the 17 (they burn first: the hold's settle finds them).
+    ("expired, spared by a hold", "consume"): (5, 23, 7),
+    ("expired, spared by a hold", "partial consume"): (0, 13, 7),
+    ("expired, spared by a hold", "expire"): (10, 23, 7),
+    ("expired, spared by a hold", "clawback"): (10, 12, 7),
+    ("expired, spared by a hold", "reversal"): (10, 34, 7),
+    # 40 spent (17 promo, 23 paid), then 9 clawed back with nothing left: a debt of 9 on the purchase's own grant.
+    ("in debt", "consume"): (0, -9, 0),  # refused: nothing is available
+    ("in debt", "partial consume"): (0, -9, 0),
+    ("in debt", "expire"): (0, -9, 0),
+    ("in debt", "clawback"): (0, -20, 0),
+    ("in debt", "reversal"): (0, 2, 0),  # repays the debt, then back to the grant the clawbacks took from
+}
+
+
+def _happen(db: Database, step: str, amount: int, n: int, now: datetime) -> None:
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        found = expiry.sweep_user(conn, USER, now)
+        own = next(s for s in [*found, grants.of_purchase(conn, USER, "cs_paid")] if s and s.reference == "cs_paid")
+        if step == "clawback":
+            ledger.post(conn, user_id=USER, type="refund", amount=-amount, reference=f"re_{n}",
+                        created_at=iso_utc(now), allocation=grants.Consume(found, first=own))
+        elif step == "reversal":
+            taken = grants.taken_by(conn, [r.id for r in conn.execute(select(ledger_entries.c.id).where(
+                ledger_entries.c.type.in_(["refund", "refund_reversal"])))])
+            ledger.post(conn, user_id=USER, type="refund_reversal", amount=amount, reference=f"re_{n}",
+                        created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
+
+
+def _do(db: Database, step: str, amount: int, n: int, now: datetime) -> None:
+    if step == "spend":
+        with contextlib.suppress(InsufficientCredits):
+            spend(db, amount, f"s{n}", now=now)
+    elif step == "hold":
+        spending.hold(db, USER, spending.HoldRequest(amount, f"h{n}", expires_in=timedelta(hours=24)),
+                      now=at(5) - timedelta(hours=1))
+    elif step == "expire":
+        sweep(db, at(5) + timedelta(minutes=1))
+    else:
+        _happen(db, step, amount, n, now)
+
+
+@pytest.mark.parametrize(("state", "happening"), list(EXPECTED), ids=[f"{s}-{h}" for s, h in EXPECTED])
+def test_the_grant_state_machine(db: Database, state: str, happening: str) -> None:
+    assert set(EXPECTED) == {(s, h) for s in STATES for h in HAPPENINGS}
+    give(db, 23, "cs_paid", type="purchase")
+    give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=5)
+    now = at(1)
+    for n, (step, amount) in enumerate(STATES[state]):
+        _do(db, step, amount, n, at(5) + timedelta(minutes=1) if step == "expire" else now)
+        if step == "expire":
+            now = at(6)
+    step, amount = HAPPENINGS[happening]
+    _do(db, step, amount, 100, now)
+    held = remaining(db)
+    expired = -sum(amount for _, amount, _ in expiries(db))
+    assert (held["promo"], held["cs_paid"], expired) == EXPECTED[state, happening]
+    assert check(db, now) == []
+
+
+# -- expiry ---------------------------------------------------------------------------------------------------------
+
+
+def test_expiry_is_one_entry_at_the_instant_and_reads_see_it_before_any_sweep(db: Database) -> None:
+    give(db, 31, "paid")
+    promo = give(db, 13, "promo", kind=grants.PROMOTIONAL, expires=7)
+    spend(db, 4, "s1", now=at(1))
+    before = view(db, at(7) - timedelta(seconds=1))
+    assert (before.balance, before.expiring) == (40, 0)
+    assert grants.summary(before.grants) == {"paid": 31, "promotional": 9,
+                                             "nextExpiry": {"at": iso_utc(at(7)), "credits": 9}}
+    after = view(db, at(7))  # at the instant: expired, though nothing is written yet
+    assert (after.balance, after.expiring) == (31, 9)
+    assert expiries(db) == []
+    assert sweep(db, at(8)) == 1
+    assert sweep(db, at(9)) == 0
+    assert expiries(db) == [(f"grant:{promo}", -9, iso_utc(at(7)))]
+    assert view(db, at(9)).balance == 31
+    assert check(db, at(9)) == []
+
+
+def test_a_spend_after_the_instant_writes_the_expiry_first_and_cannot_use_expired_credits(db: Database) -> None:
+    give(db, 5, "paid")
+    give(db, 13, "promo", kind=grants.PROMOTIONAL, expires=2)
+    with pytest.raises(InsufficientCredits):
+        spend(db, 6, "s1", now=at(3))
+    assert expiries(db) == []  # the refused spend rolled back with its sweep; reads still see the expiry
+    entry = spend(db, 5, "s2", now=at(3))
+    assert allocations(db, entry) == {"paid": -5}
+    assert [amount for _, amount, _ in expiries(db)] == [-13]
+
+
+def test_credits_an_open_hold_reserves_do_not_expire_and_its_settle_finds_them(db: Database) -> None:
+    give(db, 2, "paid")
+    give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=3)
+    placed = spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                           now=at(3) - timedelta(hours=2))
+    seen = view(db, at(3) + timedelta(hours=1))
+    assert (seen.balance, seen.expiring) == (13, 6)  # 17 less the 11 held expire: 6
+    sweep(db, at(3) + timedelta(hours=1))
+    with db.read() as conn:
+        assert ledger.balance(conn, USER) - holds.reserved(conn, USER, at(3) + timedelta(hours=1)) == 2
+    with db.transaction() as conn:
+        settled = holds.settle(conn, USER, placed.id, 11, at(3) + timedelta(hours=2))
+    assert settled.transaction_id is not None
+    assert allocations(db, settled.transaction_id) == {"promo": -11}
+    assert remaining(db) == {"paid": 2, "promo": 0}
+    assert check(db, at(4)) == []
+
+
+def test_a_hold_that_expired_before_the_grant_spares_nothing(db: Database) -> None:
+    give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=3)
+    spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=1)), now=at(2))
+    with db.transaction() as conn:
+        holds.sweep(conn, at(4))  # the hold marked expired before the grant is swept
+    sweep(db, at(4))
+    assert [amount for _, amount, _ in expiries(db)] == [-17]
+
+
+def test_expiry_warnings_come_once_per_grant_and_lead(db: Database) -> None:
+    give(db, 29, "promo", kind=grants.PROMOTIONAL, expires=10)
+    give(db, 3, "soon", kind=grants.PROMOTIONAL, expires=0.5)
+
+    def warn(now: datetime) -> int:
+        with db.transaction() as conn:
+            return grants.warn(conn, now)
+
+    assert warn(T0) == 1  # "soon": its 1-day warning (the 7-day one is past its point)
+    assert warn(T0) == 0
+    assert warn(at(3)) == 1  # promo: 7 days before
+    assert warn(at(3.5)) == 0
+    assert warn(at(9.5)) == 1  # promo: 1 day before
+    assert warn(at(9.6)) == 0
+    with db.read() as conn:
+        rows = conn.execute(select(alerts.c.kind, alerts.c.message).order_by(alerts.c.id)).all()
+    assert [kind for kind, _ in rows] == ["credits_expiring"] * 3
+    assert rows[1].message == f"29 credits (promo) expire on {iso_utc(at(10))[:10]}"
+
+
+# -- clawbacks, reversals and debts ----------------------------------------------------------------------------------
+
+
+def test_a_reversal_gives_back_to_the_grants_the_clawback_took_from_unless_expired(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    give(db, 9, "promo", kind=grants.PROMOTIONAL, expires=5)
+    give(db, 8, "promo-later", kind=grants.PROMOTIONAL, expires=50)
+    spend(db, 7, "s1", now=at(1))  # promo 7
+    _happen(db, "clawback", 13, 1, at(2))  # own 10, then promo's 2 left, then promo-later 1
+    assert remaining(db) == {"cs_paid": 0, "promo": 0, "promo-later": 7}
+    sweep(db, at(6))  # promo has expired (empty): nothing to write
+    _happen(db, "reversal", 13, 1, at(7))  # promo-later 1, promo (expired) skipped, own 10 + 2
+    assert remaining(db) == {"cs_paid": 12, "promo": 0, "promo-later": 8}
+    assert check(db, at(7)) == []
+
+
+def test_a_debt_is_repaid_first_by_new_credits(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 10, "s1")
+    _happen(db, "clawback", 7, 1, T0)
+    assert remaining(db) == {"cs_paid": -7}
+    give(db, 25, "promo", kind=grants.PROMOTIONAL, expires=3)
+    assert remaining(db) == {"cs_paid": 0, "promo": 18}
+    assert view(db, at(1)).balance == 18
+    assert check(db, at(1)) == []
+
+
+# -- races: on one process and on two replicas ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replica(db: Database) -> Iterator[Database]:
+    other = Database(db.url.render_as_string(hide_password=False))
+    yield other
+    other.close()
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_sweepers_racing_write_each_expiry_once(db: Database, replica: Database, replicas: int) -> None:
+    for user in range(5):
+        give(db, 7 + user, f"promo-{user}", kind=grants.PROMOTIONAL, expires=1, user=100 + user)
+    results = all_at_once(4, lambda i: sweep(replica if replicas == 2 and i % 2 else db, at(2)))
+    assert sum(r for r in results if isinstance(r, int)) == 5, results
+    assert all(isinstance(r, int) for r in results), results
+    for user in range(5):
+        assert [amount for _, amount, _ in expiries(db, 100 + user)] == [-(7 + user)]
+    assert check(db, at(2)) == []
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_spends_racing_an_expiry_never_spend_expired_credits(db: Database, replica: Database, replicas: int) -> None:
+    give(db, 6, "paid")
+    give(db, 19, "promo", kind=grants.PROMOTIONAL, expires=1)
+
+    def act(i: int) -> object:
+        on = replica if replicas == 2 and i % 2 else db
+        if i % 3 == 0:
+            return sweep(on, at(2))
+        return spending.spend(on, USER, spending.SpendRequest(4, f"s{i}"), now=at(2)).id
+
+    results = all_at_once(6, act)
+    spent = [r for i, r in enumerate(results) if i % 3 and not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InsufficientCredits)]
+    assert len(spent) == 1 and len(refused) == 3, results  # 6 paid credits: one spend of 4
+    assert [amount for _, amount, _ in expiries(db)] == [-19]
+    assert view(db, at(2)).balance == 2
+    assert check(db, at(2)) == []
+
+
+# -- a property: random sequences keep check passing ---------------------------------------------------------------
+
+STEPS = st.lists(st.tuples(
+    st.sampled_from(["paid", "promo", "spend", "hold", "settle", "void", "expire", "refund", "reverse", "later"]),
+    st.integers(1, 37)), min_size=1, max_size=14)
+
+
+_EXAMPLES = iter(range(1000, 10**6))
+
+
+@pytest.mark.engines("sqlite")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_random_sequences_keep_check_passing_and_available_never_negative_but_by_clawback(
+    db: Database, steps: list[tuple[str, int]]
+) -> None:
+    user = next(_EXAMPLES)  # one database for every example, a user of its own each
+    now = T0
+    open_holds: list[str] = []
+    clawed = False
+    for n, (step, amount) in enumerate(steps):
+        if step == "later":
+            now += timedelta(hours=amount)
+        elif step == "paid":
+            give(db, amount, f"cs_{user}_{n}", type="purchase", now=now, user=user)
+        elif step == "promo":
+            give(db, amount, f"promo_{n}", kind=grants.PROMOTIONAL, now=now, user=user,
+                 expires=(now - T0).total_seconds() / 86400 + amount % 4 / 2)
+        elif step == "spend":
+            with contextlib.suppress(InsufficientCredits):
+                spend(db, amount, f"s{n}", now=now, user=user)
+        elif step == "hold":
+            with contextlib.suppress(InsufficientCredits):
+                open_holds.append(spending.hold(db, user, spending.HoldRequest(
+                    amount, f"h{n}", expires_in=timedelta(hours=1 + amount % 23)), now=now).id)
+        elif step in ("settle", "void") and open_holds:
+            hold_id = open_holds.pop(amount % len(open_holds))
+            with db.transaction() as conn:
+                try:
+                    if step == "settle":
+                        held = holds.get(conn, user, hold_id)
+                        holds.settle(conn, user, hold_id, min(amount, held.amount), now)
+                    else:
+                        holds.void(conn, user, hold_id, now)
+                except HoldClosed:
+                    pass
+                except InsufficientCredits:
+                    assert clawed  # only a clawback can take what a hold reserved
+        elif step == "expire":
+            sweep(db, now)
+        elif step in ("refund", "reverse"):
+            with db.read() as conn:
+                own = grants.of_purchase(conn, user, next((f"cs_{user}_{i}" for i, (s, _) in enumerate(steps[:n])
+                                                           if s == "paid"), ""))
+            if own is None:
+                continue
+            clawed = clawed or step == "refund"
+            _clawback(db, own, step, amount, n, now, user)
+        seen = view(db, now, user)
+        with db.read() as conn:
+            reserved = holds.reserved(conn, user, now)
+        assert clawed or seen.balance - reserved >= 0, (steps[: n + 1], seen, reserved)
+        assert sum(s.remaining for s in seen.grants) == seen.balance
+        # check agrees at every step, but for what only a sweep writes down
+        assert [p for p in check(db, now) if "past its expiry" not in p] == []
+
+
+def _clawback(db: Database, own: grants.Grant, step: str, amount: int, n: int, now: datetime, user: int) -> None:
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, user)
+        found = expiry.sweep_user(conn, user, now)
+        if step == "refund":
+            ledger.post(conn, user_id=user, type="refund", amount=-amount, reference=f"re_{n}",
+                        created_at=iso_utc(now), allocation=grants.Consume(found, first=own))
+            return
+        e = ledger_entries.c
+        ids = [r.id for r in conn.execute(select(e.id).where(
+            e.user_id == user, e.type.in_(["refund", "refund_reversal"])))]
+        taken = grants.taken_by(conn, ids)
+        owed = sum(credits for _, credits in taken)
+        if owed:
+            ledger.post(conn, user_id=user, type="refund_reversal", amount=min(amount, owed), reference=f"re_{n}",
+                        created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
+
+
+# -- support's adjustments --------------------------------------------------------------------------------------------
+
+
+def test_adjust_gives_promotional_credits_that_expire_and_refuses_what_cannot_be(db: Database) -> None:
+    from backend import accounts, support
+    from backend.errors import InvalidAdjustment
+
+    user = accounts.register(db, "ann@example.com", "long enough pw")
+    entry, new = support.adjust(db, "ann@example.com", 23, "sorry", "k1", promotional=True, expires_at=at(30), now=T0)
+    assert new and entry.amount == 23
+    with db.read() as conn:
+        (grant,) = grants.live(conn, user.id)
+    assert (grant.kind, grant.remaining, grant.expires_at) == ("promotional", 23, iso_utc(at(30)))
+    for bad in ({"promotional": True}, {"expires_at": at(1)}):
+        with pytest.raises(InvalidAdjustment, match="only credits given"):
+            support.adjust(db, "ann@example.com", -5, "oops", "k2", now=T0, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAdjustment, match="in the future"):
+        support.adjust(db, "ann@example.com", 5, "late", "k3", expires_at=T0 - timedelta(seconds=1), now=T0)
+    entry, _ = support.adjust(db, "ann@example.com", -7, "taken back", "k4", now=T0)
+    assert allocations(db, entry.id) == {"adj:k1": -7}
+    assert view(db, at(31), user.id).balance == 0  # the 16 left expired
