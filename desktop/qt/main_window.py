@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 import resources
-from desktop.core.models import Pack, ResetCodeSent
+from desktop.core.models import GrantSummary, Pack, ResetCodeSent
 from desktop.core.pack_values import tax_words
 from desktop.core.purchase import FlowState
 from desktop.core.updates import Offer
@@ -301,7 +301,7 @@ class MainWindow(QMainWindow):
         c.session.passwordChanged.connect(self._password_changed)
         c.figures.balanceChanged.connect(self._balance_changed)
         c.figures.reservedChanged.connect(self._reserved_changed)
-        c.figures.grantsChanged.connect(self.account.set_grants)
+        c.figures.grantsChanged.connect(self._grants_changed)
         c.figures.packsChanged.connect(self._packs_changed)
         c.figures.historyChanged.connect(self._history_changed)
         c.workers.errorOccurred.connect(self._show_error)
@@ -395,6 +395,9 @@ class MainWindow(QMainWindow):
 
     def _reserved_changed(self, reserved: int) -> None:
         self.account.set_reserved(reserved)
+
+    def _grants_changed(self, summary: GrantSummary | None) -> None:
+        self.account.set_grants(summary)  # (through a method: naming the page's would build it before the first paint)
 
     def _history_changed(self, rows: list[Transaction], more: bool) -> None:
         self.account.set_history(rows, more)
