@@ -66,6 +66,7 @@ from backend.payments.base import (
 from backend.schema import auto_topups, topups, users
 from backend.schema import orders as orders_table
 from backend.services import Services
+from resources import currencies
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -560,7 +561,7 @@ def finish_undo(conn: Connection, topup: Topup, refund: Mapping[str, Any], now: 
                      .values(status=UNDONE, refund_id=news.id, undone_at=iso_utc(now)))
         alerts.create(conn, topup.user_id, "topup_undone",
                       f"Auto top-up undone: {alerts.credits(settled.order.credits_clawed_back)} taken back and "
-                      f"{topup.refund_amount} (minor units of {topup.currency.upper()}) refunded to your card.",
+                      f"{currencies.plain(topup.refund_amount, topup.currency)} refunded to your card.",
                       {"topupId": topup.id, "refunded": topup.refund_amount, "currency": topup.currency,
                        "credits": settled.order.credits_clawed_back},
                       dedupe_key=f"topup_undone:{topup.id}")

@@ -287,6 +287,10 @@ def test_undo(funded: Rig, spent: int, hours: float, refund: int, taken: int, re
         rig.undo(topup.id, at(hours))
     assert rig.balance() == before - taken
     assert rig.kinds()[-1] == "topup_undone"
+    # The alert says the refund as money, as the user's card statement will: 463 cents is 4.63 USD.
+    with rig.db.read() as conn:
+        found, _ = alerts.page(conn, USER, unread_only=False, limit=1)
+    assert f"{refund // 100}.{refund % 100:02d} USD refunded to your card" in found[0].message
 
 
 def test_undo_of_someone_elses_or_unknown_topup_is_refused(funded: Rig) -> None:
