@@ -303,7 +303,8 @@ def start(conn: Connection, user_id: int, *, crossing: str, before: int, after: 
         return None
     topup = Topup.from_row(row)
     if not charge:
-        why = "" if settings.notify_only else " Buy it once with 'Save my card for auto top-up' to let it top up."
+        why = "" if settings.notify_only else (" Buy it once with your card saved (Auto top-up, Buy and save card) to "
+                                               "let it top up.")
         alerts.create(conn, user_id, "topup_threshold",
                       f"Your balance is {alerts.credits(after)}, below your auto top-up threshold of "
                       f"{alerts.credits(settings.threshold)}. Nothing was charged: buy the {pack.name} pack if you "

@@ -4,6 +4,7 @@ which takes back the unspent credits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -62,3 +63,10 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     qtbot.waitUntil(lambda: dialog.state is not None and not dialog.state.enabled, timeout=10_000)
     assert not api.get("/api/credits/auto-topup").json()["enabled"]
     assert dialog.on_button.text() == "Turn &on"
+    assert dialog.state.card_saved and not dialog.buy_button.isVisible()  # off by the user: Turn on uses the card
+
+    # Off because the saved card was declined: the status names the fix, and the dialog offers it.
+    dialog.show_state(replace(dialog.state, disabled_reason="card_declined"))
+    assert dialog.status.text() == ("Auto top-up is off: your card was declined. Buy and save card… pays with "
+                                    "another card and turns it on again.")
+    assert dialog.buy_button.isVisible() and dialog.buy_button.text().replace("&", "") == "Buy and save card…"
