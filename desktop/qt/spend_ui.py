@@ -201,10 +201,14 @@ class SpendUi(QObject):
         return self.auto_topup_dialog
 
     def _buy_saving_card(self, pack: Pack, save_card: bool) -> None:
-        if self.buy_pack is not None:
-            self.buy_pack(pack, save_card)
-        else:
+        if self.buy_pack is None:
             self.show_packs()
+            return
+        purchase = self.buy_pack(pack, save_card)
+        # Once paid, the card is saved: the dialog reads that again (it said the first top-up was still to come).
+        finished = getattr(purchase, "finished", None)
+        if finished is not None:
+            finished.connect(lambda _: self.auto_topup_dialog.refresh() if self.auto_topup_dialog else None)
 
     def close(self) -> None:
         """The main window is closing."""

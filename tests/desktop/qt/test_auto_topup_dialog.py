@@ -7,17 +7,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import requests
-
 from desktop.qt.main_window import MainWindow
 from tests.desktop.qt.conftest import sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.fakes import FakeBrowser
 
 
 def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, make_window: Any,
                                                                     stub_backend: BackendProcess) -> None:
-    window: MainWindow = make_window(stub_backend.url)
+    browser = FakeBrowser("pay")  # the stub page's Pay, with the card that succeeds
+    window: MainWindow = make_window(stub_backend.url, browser)
     sign_up(qtbot, window)
     api = Api(window.controller.backend.url or "", window.controller.backend.api.token)  # type: ignore[union-attr]
     ui = window.spend_ui
@@ -39,9 +39,13 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     assert dialog.on_button.text() == "&Apply changes"  # once on, the button saves changes; it no longer says on
     assert api.get("/api/credits/auto-topup").json()["monthlyLimit"] == 1500
 
-    # The first top-up's Checkout saves the card (paid on the stub page, as the browser would), then a spend crosses.
-    checkout = api.checkout("starter", saveCard=True)
-    requests.post(checkout["url"] + "/pay", data={"card": "succeeds"}, timeout=10)
+    # Buy and save card: the first top-up's Checkout saves the card (paid on the stub page by the browser); once it is
+    # paid the dialog knows the card is saved (no more "first top-up"). Then a spend crosses the threshold.
+    assert dialog.buy_button.isVisible()
+    dialog.buy_button.click()
+    qtbot.waitUntil(lambda: dialog.state is not None and dialog.state.card_saved, timeout=20_000)
+    assert not dialog.buy_button.isVisible() and "first top-up" not in dialog.plan.text()
+    assert api.balance() == 100
     assert api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": "cross"}).json()["balance"] == 99
     qtbot.waitUntil(lambda: [t["status"] for t in api.get("/api/credits/auto-topup").json()["topups"]] == ["succeeded"],
                     timeout=10_000)
