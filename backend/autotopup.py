@@ -419,8 +419,8 @@ def _failed(conn: Connection, topup: Topup, state: PaymentIntentState, now: date
             if reason == AUTHENTICATION else "your card was declined")
     alerts.create(conn, topup.user_id, "topup_failed",
                   f"Auto top-up could not buy the {topup.pack_name} pack: {what}. Nothing was charged, and auto "
-                  "top-up is now off. Buy the pack to pay with your card (or another), then turn auto top-up on "
-                  "again if you want it.",
+                  "top-up is now off. To turn it on again, buy the pack once with your card saved (Auto top-up, "
+                  "Buy and save card), with this card or another.",
                   {"topupId": topup.id, "reason": reason, "declineCode": state.decline_code, "packId": topup.pack_id,
                    "fix": {"action": "buy", "packId": topup.pack_id, "saveCard": True}},
                   dedupe_key=f"topup_failed:{topup.id}")
