@@ -114,7 +114,9 @@ class AutoTopupDialog(QDialog):
         layout.addWidget(screen_fit.scrolling(settings, "autoTopupScroll"), 1)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
-        screen_fit.keep_on_screen(self, QSize(620, 520))
+        # Tall enough for the most it says (the latest top-up with Undo, a two-line reason it is off), not more: at
+        # 520 the status and buttons stood under a gap of a third of the dialog.
+        screen_fit.keep_on_screen(self, QSize(620, 440))
 
         for signal in (self.threshold.valueChanged, self.monthly_limit.valueChanged, self.per_day.valueChanged,
                        self.pack.currentIndexChanged, self.notify_only.toggled):

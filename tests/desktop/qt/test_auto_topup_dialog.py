@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from PySide6.QtWidgets import QScrollArea
+
 from desktop.qt.main_window import MainWindow
 from tests.desktop.qt.conftest import sign_up
 from tests.helpers.api import Api
@@ -58,6 +60,9 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     dialog.close()
     ui.notifier.clicked.emit()  # the notification leads to the dialog, with its Undo
     qtbot.waitUntil(lambda: dialog.isVisible() and dialog.undo_button.isVisible(), timeout=10_000)
+    scroll = dialog.findChild(QScrollArea, "autoTopupScroll")
+    # All of it in view at the dialog's size, Undo included (not scrolled away).
+    assert scroll.widget().sizeHint().height() <= scroll.viewport().height()
     dialog.undo_button.click()
     qtbot.waitUntil(lambda: "Top-up undone" in dialog.status.text(), timeout=10_000)
     assert "100 credits taken back" in dialog.status.text() and "$5.00 refunded" in dialog.status.text()
