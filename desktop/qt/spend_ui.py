@@ -129,6 +129,9 @@ class SpendUi(QObject):
             self.notifier.show(notice)
         if any(a.kind in TOPUP_KINDS for a in alerts) and self.auto_topup_dialog is not None:
             self.auto_topup_dialog.refresh()
+        if any(a.kind in ("topup_succeeded", "topup_undone") for a in alerts):
+            # The credits it added or took back: the balance says so with the notification, not at the next poll.
+            self.app.figures.refresh()
 
     def _notice_clicked(self) -> None:
         if self._topup_notice:

@@ -19,7 +19,7 @@ from tests.helpers.fakes import FakeBrowser
 def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, make_window: Any,
                                                                     stub_backend: BackendProcess) -> None:
     browser = FakeBrowser("pay")  # the stub page's Pay, with the card that succeeds
-    window: MainWindow = make_window(stub_backend.url, browser)
+    window: MainWindow = make_window(stub_backend.url, browser, poll=60)  # no payment poll refreshes the balance
     sign_up(qtbot, window)
     api = Api(window.controller.backend.url or "", window.controller.backend.api.token)  # type: ignore[union-attr]
     ui = window.spend_ui
@@ -57,6 +57,7 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
         return any(n.title == "Auto top-up" for n in ui.notifier.shown)
 
     qtbot.waitUntil(announced, timeout=10_000)
+    qtbot.waitUntil(lambda: ui.app.figures.balance == 199, timeout=3_000)  # the balance says it with the notification
     dialog.close()
     ui.notifier.clicked.emit()  # the notification leads to the dialog, with its Undo
     qtbot.waitUntil(lambda: dialog.isVisible() and dialog.undo_button.isVisible(), timeout=10_000)
