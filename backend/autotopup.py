@@ -66,6 +66,7 @@ from backend.payments.base import (
 from backend.schema import auto_topups, topups, users
 from backend.schema import orders as orders_table
 from backend.services import Services
+from resources import currencies
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -302,7 +303,8 @@ def start(conn: Connection, user_id: int, *, crossing: str, before: int, after: 
         return None
     topup = Topup.from_row(row)
     if not charge:
-        why = "" if settings.notify_only else " Buy it once with 'Save my card for auto top-up' to let it top up."
+        why = "" if settings.notify_only else (" Buy it once with your card saved (Auto top-up, Buy and save card) to "
+                                               "let it top up.")
         alerts.create(conn, user_id, "topup_threshold",
                       f"Your balance is {alerts.credits(after)}, below your auto top-up threshold of "
                       f"{alerts.credits(settings.threshold)}. Nothing was charged: buy the {pack.name} pack if you "
@@ -417,8 +419,8 @@ def _failed(conn: Connection, topup: Topup, state: PaymentIntentState, now: date
             if reason == AUTHENTICATION else "your card was declined")
     alerts.create(conn, topup.user_id, "topup_failed",
                   f"Auto top-up could not buy the {topup.pack_name} pack: {what}. Nothing was charged, and auto "
-                  "top-up is now off. Buy the pack to pay with your card (or another), then turn auto top-up on "
-                  "again if you want it.",
+                  "top-up is now off. To turn it on again, buy the pack once with your card saved (Auto top-up, "
+                  "Buy and save card), with this card or another.",
                   {"topupId": topup.id, "reason": reason, "declineCode": state.decline_code, "packId": topup.pack_id,
                    "fix": {"action": "buy", "packId": topup.pack_id, "saveCard": True}},
                   dedupe_key=f"topup_failed:{topup.id}")
@@ -560,7 +562,7 @@ def finish_undo(conn: Connection, topup: Topup, refund: Mapping[str, Any], now: 
                      .values(status=UNDONE, refund_id=news.id, undone_at=iso_utc(now)))
         alerts.create(conn, topup.user_id, "topup_undone",
                       f"Auto top-up undone: {alerts.credits(settled.order.credits_clawed_back)} taken back and "
-                      f"{topup.refund_amount} (minor units of {topup.currency.upper()}) refunded to your card.",
+                      f"{currencies.plain(topup.refund_amount, topup.currency)} refunded to your card.",
                       {"topupId": topup.id, "refunded": topup.refund_amount, "currency": topup.currency,
                        "credits": settled.order.credits_clawed_back},
                       dedupe_key=f"topup_undone:{topup.id}")

@@ -38,6 +38,7 @@ from backend.orders import Order
 from backend.outcomes import Outcome
 from backend.schema import disputes, ledger_entries, payment_refunds, refunds
 from backend.visible import visible
+from resources import currencies
 
 log = logging.getLogger("creditdesk.payments")
 
@@ -316,10 +317,12 @@ def _post(conn: Connection, order: Order, cause: Cause, credits: int, money: Mon
         entry_type: entries.EntryType = "dispute" if taking else "dispute_reversal"
     else:
         entry_type = "refund" if taking else "refund_reversal"
-    currency = order.currency.upper()
+    def amount(minor: int) -> str:  # in the currency's units, as the user's card statement says it
+        return f"{currencies.value(minor, order.currency):.{currencies.digits(minor, order.currency)}f}"
+
     description = (
-        f"{_describe(entry_type)} {order.pack_name} pack "
-        f"(refunded {money.refunded}, disputed {money.disputed} of {order.amount_charged} {currency})"
+        f"{_describe(entry_type)} {order.pack_name} pack (refunded {amount(money.refunded)}, "
+        f"disputed {amount(money.disputed)} of {amount(order.amount_charged)} {order.currency.upper()})"
     )
     # One entry per change, named by the object that caused it; a second change caused by the same
     # object (rare: several steps of rounding) gets the next number.

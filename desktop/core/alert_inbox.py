@@ -41,6 +41,7 @@ KIND_LABELS = {
     "topup_failed": "Auto top-up failed and is off",
     "topup_limit": "Auto top-up limit reached",
     "topup_undone": "Auto top-up undone",
+    "credits_expiring": "Credits expiring",
     "test": "Test notification",
 }
 # Kinds the user can switch off ("test" always shows: it is how they check that notifications work).

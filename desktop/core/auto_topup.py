@@ -9,10 +9,10 @@ from typing import Any
 
 from desktop.core.spend_models import _int, _optional_int
 
-REASONS = {
-    "card_declined": "your card was declined. Buy a pack with “Save my card” to use another card, then turn it on.",
+REASONS = {  # the fix names the dialog's button (it buys the pack once with the card saved and turns it on)
+    "card_declined": "your card was declined. Buy and save card… pays with another card and turns it on again.",
     "authentication_required": "your bank asked to confirm a payment, which cannot be done while you are away. "
-                               "Buy a pack with “Save my card” to confirm the card, then turn it on.",
+                               "Buy and save card… lets you confirm the card and turns it on again.",
 }
 
 

@@ -66,17 +66,19 @@ class AlertsWindow(QDialog):
         note = QLabel(f"New alerts appear in the {where} once each, also those that arrived while Creditdesk was "
                       "closed. Every alert stays in this list.")
         note.setWordWrap(True)
-        switches.addWidget(note, 0, 0, 1, 3)
+        columns = 2  # three of the longer names ("Balance below your top-up threshold") overflow the window
+        switches.addWidget(note, 0, 0, 1, columns)
         self.switches: dict[str, QCheckBox] = {}
         for n, kind in enumerate(SWITCHABLE):
             box = QCheckBox(label(kind))
             box.setChecked(True)
             box.toggled.connect(self._switched)
             self.switches[kind] = box
-            switches.addWidget(box, 1 + n // 3, n % 3)
+            switches.addWidget(box, 1 + n // columns, n % columns)
         self.test_button = QPushButton("Send a &test notification")
         self.test_button.clicked.connect(self._send_test)
-        switches.addWidget(self.test_button, 1 + len(SWITCHABLE) // 3 + 1, 0, 1, 3, Qt.AlignmentFlag.AlignLeft)
+        switches.addWidget(self.test_button, 1 + len(SWITCHABLE) // columns + 1, 0, 1, columns,
+                           Qt.AlignmentFlag.AlignLeft)
 
         # The inbox scrolls as a whole where the screen is too small for it; Close stays in view below it.
         inbox = QWidget()

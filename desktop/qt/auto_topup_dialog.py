@@ -114,7 +114,9 @@ class AutoTopupDialog(QDialog):
         layout.addWidget(screen_fit.scrolling(settings, "autoTopupScroll"), 1)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
-        screen_fit.keep_on_screen(self, QSize(620, 520))
+        # Tall enough for the most it says (the latest top-up with Undo, a two-line reason it is off), not more: at
+        # 520 the status and buttons stood under a gap of a third of the dialog.
+        screen_fit.keep_on_screen(self, QSize(620, 440))
 
         for signal in (self.threshold.valueChanged, self.monthly_limit.valueChanged, self.per_day.valueChanged,
                        self.pack.currentIndexChanged, self.notify_only.toggled):
@@ -201,7 +203,9 @@ class AutoTopupDialog(QDialog):
                                price=pack.amount, currency=pack.currency, monthly_limit=self._limit_minor(pack),
                                max_per_day=self.per_day.value(), notify_only=self.notify_only.isChecked(),
                                card_saved=card_saved, money=formatting.money))
-        self.buy_button.setVisible(not card_saved and not self.notify_only.isChecked())
+        # After a decline the saved card is the problem: the fix the status names is buying with a card saved again.
+        card_refused = bool(self.state and not self.state.enabled and self.state.disabled_reason)
+        self.buy_button.setVisible((not card_saved or card_refused) and not self.notify_only.isChecked())
         self.on_button.setEnabled(self.state is not None)
 
     def changes(self) -> dict[str, object]:

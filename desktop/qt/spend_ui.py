@@ -129,6 +129,9 @@ class SpendUi(QObject):
             self.notifier.show(notice)
         if any(a.kind in TOPUP_KINDS for a in alerts) and self.auto_topup_dialog is not None:
             self.auto_topup_dialog.refresh()
+        if any(a.kind in ("topup_succeeded", "topup_undone") for a in alerts):
+            # The credits it added or took back: the balance says so with the notification, not at the next poll.
+            self.app.figures.refresh()
 
     def _notice_clicked(self) -> None:
         if self._topup_notice:
@@ -201,10 +204,14 @@ class SpendUi(QObject):
         return self.auto_topup_dialog
 
     def _buy_saving_card(self, pack: Pack, save_card: bool) -> None:
-        if self.buy_pack is not None:
-            self.buy_pack(pack, save_card)
-        else:
+        if self.buy_pack is None:
             self.show_packs()
+            return
+        purchase = self.buy_pack(pack, save_card)
+        # Once paid, the card is saved: the dialog reads that again (it said the first top-up was still to come).
+        finished = getattr(purchase, "finished", None)
+        if finished is not None:
+            finished.connect(lambda _: self.auto_topup_dialog.refresh() if self.auto_topup_dialog else None)
 
     def close(self) -> None:
         """The main window is closing."""

@@ -79,13 +79,20 @@ class UpdateController(QObject):
         updater = Updater(self.layout, self.url, self.running, self.trusted_root)
         self._busy = True
         self.checking.emit(True)
-        self.workers.run(lambda: (updater, updater.check(), UpdateState.load(self.layout.state_file).held_back),
+        self.workers.run(lambda: (updater, updater.check(), UpdateState.load(self.layout.state_file)),
                          lambda result: self._checked(*result, asked=asked), self._failed)
 
-    def _checked(self, updater: Updater, outcome: CheckOutcome, held_back: tuple[str, ...], *, asked: bool) -> None:
+    def _checked(self, updater: Updater, outcome: CheckOutcome, state: UpdateState, *, asked: bool) -> None:
         self._busy = False
         self.checking.emit(False)
         self._updater = updater
+        held_back = state.held_back
+        waiting = state.current if state.current and updates.newer(state.current, self.running) else None
+        if outcome.offer is not None and waiting and not updates.newer(outcome.offer.version, waiting):
+            # Installed already, to run from the next start: offering it again would install it twice.
+            if asked:
+                self.said.emit(f"Version {waiting} is installed: it runs the next time you start the app.")
+            return
         step = updates.decide(outcome, self.running, held_back, user_agrees=None,
                               purchase_in_flight=self.purchase_in_flight())
         if step is Step.REFUSE:

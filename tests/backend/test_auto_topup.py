@@ -190,6 +190,8 @@ def test_the_failure_alert_says_how_to_fix_it_and_turning_it_on_is_the_users(rig
         [alert] = [a for a in alerts.page(conn, USER, unread_only=False, limit=50)[0] if a.kind == "topup_failed"]
     assert alert.data["fix"] == {"action": "buy", "packId": "topup", "saveCard": True}
     assert "Nothing was charged" in alert.message and "auto top-up is now off" in alert.message
+    # The fix names the app's button: a plain Buy would not save the card the next top-up charges.
+    assert "buy the pack once with your card saved (Auto top-up, Buy and save card)" in alert.message
     rig.spend(1)  # nothing turns it on, nothing retries
     assert not rig.settings().enabled and len(rig.rows()) == 1
     rig.opt_in()  # the user does
@@ -287,6 +289,10 @@ def test_undo(funded: Rig, spent: int, hours: float, refund: int, taken: int, re
         rig.undo(topup.id, at(hours))
     assert rig.balance() == before - taken
     assert rig.kinds()[-1] == "topup_undone"
+    # The alert says the refund as money, as the user's card statement will: 463 cents is 4.63 USD.
+    with rig.db.read() as conn:
+        found, _ = alerts.page(conn, USER, unread_only=False, limit=1)
+    assert f"{refund // 100}.{refund % 100:02d} USD refunded to your card" in found[0].message
 
 
 def test_undo_of_someone_elses_or_unknown_topup_is_refused(funded: Rig) -> None:

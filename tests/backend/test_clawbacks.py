@@ -452,10 +452,11 @@ def test_each_entry_says_in_the_users_history_what_happened_to_which_pack(db: Da
         entries = ledger.history(conn, p.user_id, limit=10)[0]
     assert [(e.type, e.amount, e.description) for e in reversed(entries)] == [
         ("purchase", 333, "Odd pack"),
-        ("refund", -112, "Refund of Odd pack (refunded 337, disputed 0 of 1000 USD)"),
-        ("refund_reversal", 112, "Refund reversed for Odd pack (refunded 0, disputed 0 of 1000 USD)"),
-        ("dispute", -166, "Dispute on Odd pack (refunded 0, disputed 501 of 1000 USD)"),
-        ("dispute_reversal", 166, "Dispute closed in your favour for Odd pack (refunded 0, disputed 0 of 1000 USD)"),
+        ("refund", -112, "Refund of Odd pack (refunded 3.37, disputed 0.00 of 10.00 USD)"),
+        ("refund_reversal", 112, "Refund reversed for Odd pack (refunded 0.00, disputed 0.00 of 10.00 USD)"),
+        ("dispute", -166, "Dispute on Odd pack (refunded 0.00, disputed 5.01 of 10.00 USD)"),
+        ("dispute_reversal", 166,
+         "Dispute closed in your favour for Odd pack (refunded 0.00, disputed 0.00 of 10.00 USD)"),
     ]
 
 

@@ -76,6 +76,16 @@ def test_a_stub_payment_is_kept_as_stripe_shapes_one_at_the_list_price(
             order["refusal"]) == ("paid", 2500, 2500, 0, 0, None)
 
 
+def test_a_checkout_saving_the_card_asks_how_it_behaves_above_pay_and_cancel(stub_api: Api) -> None:
+    """The stub card's choice is a line of its own above the buttons, sent with Pay (the select names Pay's form):
+    inside Pay's form it stood beside Cancel, which the buttons' row then lined up with the question."""
+    page = requests.get(stub_api.checkout("starter", saveCard=True)["url"], timeout=5).text
+    choice, actions = page.index('id="card"'), page.index('class="actions"')
+    assert page.index('id="save-card"') < choice < actions
+    assert 'name="card" form="pay-form"' in page and '<form id="pay-form" method="post"' in page[actions:]
+    assert 'id="card"' not in requests.get(stub_api.checkout("starter")["url"], timeout=5).text
+
+
 def test_without_a_return_url_the_success_page_confirms_itself(stub_api: Api) -> None:
     checkout = stub_api.checkout("starter")
     page = follow(requests.post(checkout["url"] + "/pay", allow_redirects=False, timeout=10))

@@ -4,19 +4,22 @@ which takes back the unspent credits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-import requests
+from PySide6.QtWidgets import QScrollArea
 
 from desktop.qt.main_window import MainWindow
 from tests.desktop.qt.conftest import sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.fakes import FakeBrowser
 
 
 def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, make_window: Any,
                                                                     stub_backend: BackendProcess) -> None:
-    window: MainWindow = make_window(stub_backend.url)
+    browser = FakeBrowser("pay")  # the stub page's Pay, with the card that succeeds
+    window: MainWindow = make_window(stub_backend.url, browser, poll=60)  # no payment poll refreshes the balance
     sign_up(qtbot, window)
     api = Api(window.controller.backend.url or "", window.controller.backend.api.token)  # type: ignore[union-attr]
     ui = window.spend_ui
@@ -38,9 +41,13 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     assert dialog.on_button.text() == "&Apply changes"  # once on, the button saves changes; it no longer says on
     assert api.get("/api/credits/auto-topup").json()["monthlyLimit"] == 1500
 
-    # The first top-up's Checkout saves the card (paid on the stub page, as the browser would), then a spend crosses.
-    checkout = api.checkout("starter", saveCard=True)
-    requests.post(checkout["url"] + "/pay", data={"card": "succeeds"}, timeout=10)
+    # Buy and save card: the first top-up's Checkout saves the card (paid on the stub page by the browser); once it is
+    # paid the dialog knows the card is saved (no more "first top-up"). Then a spend crosses the threshold.
+    assert dialog.buy_button.isVisible()
+    dialog.buy_button.click()
+    qtbot.waitUntil(lambda: dialog.state is not None and dialog.state.card_saved, timeout=20_000)
+    assert not dialog.buy_button.isVisible() and "first top-up" not in dialog.plan.text()
+    assert api.balance() == 100
     assert api.post("/api/credits/spend", json={"amount": 1, "idempotencyKey": "cross"}).json()["balance"] == 99
     qtbot.waitUntil(lambda: [t["status"] for t in api.get("/api/credits/auto-topup").json()["topups"]] == ["succeeded"],
                     timeout=10_000)
@@ -50,9 +57,13 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
         return any(n.title == "Auto top-up" for n in ui.notifier.shown)
 
     qtbot.waitUntil(announced, timeout=10_000)
+    qtbot.waitUntil(lambda: ui.app.figures.balance == 199, timeout=3_000)  # the balance says it with the notification
     dialog.close()
     ui.notifier.clicked.emit()  # the notification leads to the dialog, with its Undo
     qtbot.waitUntil(lambda: dialog.isVisible() and dialog.undo_button.isVisible(), timeout=10_000)
+    scroll = dialog.findChild(QScrollArea, "autoTopupScroll")
+    # All of it in view at the dialog's size, Undo included (not scrolled away).
+    assert scroll.widget().sizeHint().height() <= scroll.viewport().height()
     dialog.undo_button.click()
     qtbot.waitUntil(lambda: "Top-up undone" in dialog.status.text(), timeout=10_000)
     assert "100 credits taken back" in dialog.status.text() and "$5.00 refunded" in dialog.status.text()
@@ -62,3 +73,10 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     qtbot.waitUntil(lambda: dialog.state is not None and not dialog.state.enabled, timeout=10_000)
     assert not api.get("/api/credits/auto-topup").json()["enabled"]
     assert dialog.on_button.text() == "Turn &on"
+    assert dialog.state.card_saved and not dialog.buy_button.isVisible()  # off by the user: Turn on uses the card
+
+    # Off because the saved card was declined: the status names the fix, and the dialog offers it.
+    dialog.show_state(replace(dialog.state, disabled_reason="card_declined"))
+    assert dialog.status.text() == ("Auto top-up is off: your card was declined. Buy and save card… pays with "
+                                    "another card and turns it on again.")
+    assert dialog.buy_button.isVisible() and dialog.buy_button.text().replace("&", "") == "Buy and save card…"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QScrollArea
 
 from desktop.qt import spend_controller
 from desktop.qt.main_window import MainWindow
@@ -236,6 +237,12 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
     inbox = ui.show_alerts()
     qtbot.waitUntil(lambda: inbox.list.count() == 1)
     assert inbox.list.item(0).font().bold() and inbox.summary.text() == "1 unread"
+    # Every kind can be switched off, expiring credits too, and the switches fit the window's width (the auto
+    # top-up kinds' longer names in three columns needed a horizontal scroll bar).
+    assert inbox.switches["credits_expiring"].text() == "Credits expiring"
+    switches_box = inbox.switches["cap_80"].parentWidget()
+    scroll = inbox.findChild(QScrollArea, "alertsScroll")
+    assert switches_box.minimumSizeHint().width() <= scroll.viewport().width()
     inbox.switches["cap_80"].setChecked(False)
     qtbot.waitUntil(lambda: ui.spending.muted == frozenset({"cap_80"}))
     inbox.test_button.click()

@@ -58,6 +58,12 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         qtbot.waitUntil(lambda: "runs the next time" in window.statusBar().currentMessage(), timeout=10_000)
         assert UpdateState.load(layout.state_file).current == "0.2.0"
         assert not window.revert_action.isEnabled()  # 0.1.0 runs: nothing to go back to yet
+        # Checking again before the next start says it is installed; it does not offer to install it again.
+        offered = window.update_box
+        window.check_updates_action.trigger()
+        qtbot.waitUntil(lambda: window.statusBar().currentMessage() == (
+            "Version 0.2.0 is installed: it runs the next time you start the app."), timeout=10_000)
+        assert window.update_box is offered and not offered.isVisible()
         window.close()
 
         # The next start runs 0.2.0 (the launcher's part: tests/desktop/core/test_updates.py), from 0.1.0's bundle.
