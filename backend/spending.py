@@ -121,10 +121,13 @@ def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | No
 def _under_controls(db: Database, user_id: int, request: SpendRequest, now: datetime | None, act: Act[T]) -> T:
     refusal: SpendCapReached | ConfirmationRequired | None = None
     with db.transaction() as conn:
-        ledger.locked_balance(conn, user_id)  # first, so that ``moment`` is when this spend's turn came
+        if conn.dialect.name != "sqlite":
+            # The user's balance row locked first, so that ``moment`` is when this spend's turn came. SQLite's write
+            # transaction (BEGIN IMMEDIATE) holds the whole database's write lock already: no statement needed.
+            ledger.locked_balance(conn, user_id)
         moment = now or datetime.now(UTC)
         reserved = holds.reserved(conn, user_id, moment)
-        controls = spend_controls.load(conn, user_id)
+        controls = spend_controls.load(conn, user_id, with_thresholds=False)  # a spend's checks do not read them
         counted: list[spend_controls.PeriodUse] = []
 
         def check(available: int) -> None:
