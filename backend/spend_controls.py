@@ -55,13 +55,14 @@ _THRESHOLDS_DOWN = prepared.hot("thresholds, highest first", select(low_balance_
     low_balance_thresholds.c.user_id == bindparam("user_id")).order_by(low_balance_thresholds.c.threshold.desc()))
 
 
-def load(conn: Connection, user_id: int, *, with_thresholds: bool = True) -> Controls:
-    """The user's controls; ``with_thresholds=False`` leaves the low-balance thresholds out (empty) and reads one
-    statement less: a spend's or a hold's checks use the caps and "confirm above" only (the thresholds a balance
-    crosses are the ledger's to find, :func:`backend.alerts.on_ledger_entry`)."""
+def load(conn: Connection, user_id: int) -> Controls:
     row = prepared.run(conn, _CONTROLS, {"user_id": user_id}).first()
-    thresholds = tuple(r["threshold"] for r in prepared.run(conn, _THRESHOLDS_DOWN, {"user_id": user_id}).rows) \
-        if with_thresholds else ()
+    thresholds = tuple(r["threshold"] for r in prepared.run(conn, _THRESHOLDS_DOWN, {"user_id": user_id}).rows)
+    return of_row(row, thresholds)
+
+
+def of_row(row: Mapping[str, Any] | None, thresholds: tuple[int, ...] = ()) -> Controls:
+    """The controls of a ``spend_controls`` row (None: the user has set none) and these low-balance thresholds."""
     if row is None:
         return Controls(low_balance_alerts=thresholds)
     return Controls(
