@@ -22,9 +22,11 @@ spend, from 1.33). A spend now runs 9 on SQLite, fewer than the 10 before grants
 lists them): no read to lock the balance row (BEGIN IMMEDIATE holds SQLite's write lock), what open holds reserve
 read beside the spend controls and without the low-balance thresholds, the balance read with any spend of the same
 idempotency key; then the user's grants, the balance's UPDATE, the entry, the grant's remaining and its allocation,
-the two usage sums. On 2026-12-06, load average 1.8-4.5 from other work, three runs alternating with main's code:
-0.70-0.77 (rounds 0.63-0.83; 658-709 spends/s against 873-936), server CPU 1.34-1.45 ms a spend against 0.98-1.00,
-p99 21-24 ms; main gave 0.65-0.74 (CPU 1.38-1.43 ms), so the gain is within this machine's noise run to run.
+the two usage sums. On 2026-12-06, load average 1.8-4.5 from other work, five runs alternating with main's code:
+0.66-0.77 (rounds 0.61-0.83; 658-735 spends/s), server CPU 1.34-1.47 ms a spend against the baseline's 0.98-1.00,
+p99 17-24 ms; main gave 0.65-0.74 (CPU 1.38-1.47 ms). Four statements (some 40-60 us of a spend's 1.4 ms of server
+CPU, most of which is HTTP and Python outside the transaction) are lost in this machine's noise run to run: the 0.7
+aim is not met with margin.
 """
 
 from __future__ import annotations
