@@ -52,7 +52,8 @@ SETTLE_FINGERPRINT = "hold:"  # a settle's spend entry's fingerprint is this and
 
 h = holds.c
 # The statements of every spend, hold and settle: built once (building a statement costs more than running it).
-_RESERVED = prepared.hot("credits reserved by open holds", select(func.coalesce(func.sum(h.amount), 0)).where(
+# Also read beside the spend controls as one statement (backend/spending.py).
+RESERVED = prepared.hot("credits reserved by open holds", select(func.coalesce(func.sum(h.amount), 0)).where(
     h.user_id == bindparam("user_id"), h.status == bindparam("open"), h.expires_at > bindparam("now")))
 _BY_KEY = prepared.hot("a hold by key", select(holds).where(
     h.user_id == bindparam("user_id"), h.idempotency_key == bindparam("key")))
@@ -122,7 +123,7 @@ class ReleasedHold:
 
 def reserved(conn: Connection, user_id: int, now: datetime) -> int:
     """The credits the user's open, unexpired holds reserve at ``now``."""
-    return int(prepared.run(conn, _RESERVED, {"user_id": user_id, "open": OPEN, "now": iso_utc(now)}).scalar_one())
+    return int(prepared.run(conn, RESERVED, {"user_id": user_id, "open": OPEN, "now": iso_utc(now)}).scalar_one())
 
 
 def new_id() -> str:

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, literal_column, select, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, update
 from sqlalchemy.sql.expression import Executable
 
 from backend import alerts, grants, prepared, rollups
@@ -49,6 +49,15 @@ _ENTRY = prepared.hot("an entry", select(ledger_entries).where(
     ledger_entries.c.reference == bindparam("reference"),
 ))
 hot_insert_ignoring("a balance made", balances)
+# On SQLite a spend reads its balance and any entry of its idempotency key in one statement (the entry joined to the
+# balance row). Not on PostgreSQL: there the balance row is locked first (FOR UPDATE), and only a statement begun
+# once that lock is held sees an entry that the transaction it waited for committed with the same key.
+_BALANCE_AND_SPEND = prepared.hot("a balance with a spend by key", select(
+    balances.c.balance.label("current_balance"), *ledger_entries.c,
+).select_from(balances.outerjoin(ledger_entries, and_(
+    ledger_entries.c.user_id == balances.c.user_id, ledger_entries.c.type == "spend",
+    ledger_entries.c.reference == bindparam("reference"),
+))).where(balances.c.user_id == bindparam("user_id")))
 
 
 def balance(conn: Connection, user_id: int) -> int:
@@ -154,8 +163,14 @@ def spend(
     """
     if amount <= 0:
         raise ValueError("a spend takes a positive number of credits")
-    current = locked_balance(conn, user_id)
-    existing = _entry_row(conn, user_id, "spend", idempotency_key)
+    both = prepared.run(conn, _BALANCE_AND_SPEND, {"user_id": user_id, "reference": idempotency_key}).first() \
+        if conn.dialect.name == "sqlite" else None
+    if both is None:  # PostgreSQL, or a user without a balance row yet (made here)
+        current = locked_balance(conn, user_id)
+        existing = _entry_row(conn, user_id, "spend", idempotency_key)
+    else:
+        current = int(both["current_balance"])
+        existing = both if both["id"] is not None else None
     if existing is not None:
         if existing["fingerprint"] != fingerprint:
             raise IdempotencyConflict(idempotency_key)

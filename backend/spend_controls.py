@@ -58,6 +58,11 @@ _THRESHOLDS_DOWN = prepared.hot("thresholds, highest first", select(low_balance_
 def load(conn: Connection, user_id: int) -> Controls:
     row = prepared.run(conn, _CONTROLS, {"user_id": user_id}).first()
     thresholds = tuple(r["threshold"] for r in prepared.run(conn, _THRESHOLDS_DOWN, {"user_id": user_id}).rows)
+    return of_row(row, thresholds)
+
+
+def of_row(row: Mapping[str, Any] | None, thresholds: tuple[int, ...] = ()) -> Controls:
+    """The controls of a ``spend_controls`` row (None: the user has set none) and these low-balance thresholds."""
     if row is None:
         return Controls(low_balance_alerts=thresholds)
     return Controls(

@@ -29,15 +29,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Connection, delete, insert, or_, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
-from backend import alerts, entries, expiry, grants, holds, ledger, periods, spend_controls
+from backend import alerts, entries, expiry, grants, holds, ledger, periods, prepared, spend_controls
 from backend.db import Database, iso_utc
 from backend.errors import ConfirmationRequired, DescriptionRequired, SpendCapReached
 from backend.periods import PERIODS
-from backend.schema import spend_confirmations
+from backend.schema import balances, spend_confirmations
+from backend.schema import spend_controls as spend_controls_table
 
 CONFIRMATION_TTL = timedelta(minutes=15)
+# A spend's and a hold's first read: what open holds reserve (holds.reserved's statement) beside the user's spend
+# controls (a row only if they set some), on the user's balance row.
+_RESERVED_AND_CONTROLS = prepared.hot("credits reserved and spend controls", select(
+    holds.RESERVED.scalar_subquery().label("reserved"), *spend_controls_table.c,
+).select_from(balances.outerjoin(spend_controls_table, spend_controls_table.c.user_id == balances.c.user_id))
+    .where(balances.c.user_id == bindparam("user_id")))
 T = TypeVar("T")
 
 
@@ -121,10 +128,12 @@ def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | No
 def _under_controls(db: Database, user_id: int, request: SpendRequest, now: datetime | None, act: Act[T]) -> T:
     refusal: SpendCapReached | ConfirmationRequired | None = None
     with db.transaction() as conn:
-        ledger.locked_balance(conn, user_id)  # first, so that ``moment`` is when this spend's turn came
+        if conn.dialect.name != "sqlite":
+            # The user's balance row locked first, so that ``moment`` is when this spend's turn came. SQLite's write
+            # transaction (BEGIN IMMEDIATE) holds the whole database's write lock already: no statement needed.
+            ledger.locked_balance(conn, user_id)
         moment = now or datetime.now(UTC)
-        reserved = holds.reserved(conn, user_id, moment)
-        controls = spend_controls.load(conn, user_id)
+        reserved, controls = _reserved_and_controls(conn, user_id, moment)
         counted: list[spend_controls.PeriodUse] = []
 
         def check(available: int) -> None:
@@ -144,6 +153,18 @@ def _under_controls(db: Database, user_id: int, request: SpendRequest, now: date
     if refusal is not None:
         raise refusal
     return result
+
+
+def _reserved_and_controls(conn: Connection, user_id: int, moment: datetime) -> tuple[int, spend_controls.Controls]:
+    """What open holds reserve at ``moment`` and the user's spend controls, in one statement (a user without a
+    balance row yet: two). The controls come without the low-balance thresholds: the checks use the caps and
+    "confirm above" only, and the balance's UPDATE finds the thresholds it crosses (backend/ledger.py). On
+    PostgreSQL this runs once the balance row's lock is held, and so sees every hold committed before it."""
+    row = prepared.run(conn, _RESERVED_AND_CONTROLS, {"user_id": user_id, "open": holds.OPEN,
+                                                      "now": iso_utc(moment)}).first()
+    if row is None:
+        return holds.reserved(conn, user_id, moment), spend_controls.load(conn, user_id)
+    return int(row["reserved"]), spend_controls.of_row(row if row["user_id"] is not None else None)
 
 
 def _check_caps(conn: Connection, user_id: int, request: SpendRequest, controls: spend_controls.Controls,

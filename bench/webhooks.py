@@ -43,6 +43,10 @@ SQLite also counts the thresholds it crosses or re-arms, the entry, the quarter'
 whether its payment has refunds or disputes, the purchase alert, the event kept), and a request less Python: three
 runs alternating with main's code at a load average of 4.3-5.8 gave 0.70-0.75, server CPU 1.08-1.13 ms an event
 against 0.79-0.83, p99 20-25 ms, where main gave 0.68-0.69 (1.21-1.23 against 0.86-0.89).
+Grants (issue 19) add one INSERT to a grant (its grant, with four indexes): 0.74 to 0.70 on a quiet machine. The work
+that cut a spend's statements (bench/spends.py) leaves this path as it is: on 2026-12-06, load average 2.5-4.3, two
+runs each alternating with main's code gave 0.61-0.63 against main's 0.64, the same within noise. What is left to
+try: fewer index pages for a grant (a partial index of the grants that can expire, a migration).
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """

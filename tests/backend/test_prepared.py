@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, exc
 
 import backend
-from backend import accounts, alerts, event_store, ledger, prepared, spend_controls
+from backend import accounts, alerts, event_store, ledger, prepared, spend_controls, spending
 from backend.db import Database, insert_ignoring_duplicates, utcnow
 from backend.errors import StorageUnavailable
 from backend.schema import usage_labels, usage_quarters, webhook_events
@@ -54,6 +55,11 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "a balance made": ("a balance made", {"user_id": 90210, "balance": 0}),
         "a balance made twice": ("a balance made", {"user_id": p.user_id, "balance": 0}),
         "an entry": ("an entry", {"user_id": p.user_id, "type": "purchase", "reference": p.session_id}),
+        "a balance with no spend by key": ("a balance with a spend by key", {"user_id": p.user_id,
+                                                                             "reference": "k-none"}),
+        "a balance with its spend by key": ("a balance with a spend by key", {"user_id": p.user_id,
+                                                                              "reference": "k-spent"}),
+        "no balance with a spend by key": ("a balance with a spend by key", {"user_id": 90210, "reference": "k-1"}),
         "an entry posted": ("an entry posted", {
             "user_id": p.user_id, "type": "adjustment", "amount": -7, "balance_after": 326, "reference": "r-1",
             "description": "", "created_at": WHEN, "fingerprint": None, "feature": "export"}),
@@ -83,6 +89,10 @@ def _cases(p: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "a label's sum added to": ("a label's sum added", {"user_id": p.user_id, "day": QUARTER[:10],
                                                            "label": "export", "amount": -7}),
         "spend controls": ("spend controls", {"user_id": p.user_id}),
+        "reserved and spend controls": ("credits reserved and spend controls", {"user_id": p.user_id, "open": "open",
+                                                                               "now": WHEN}),
+        "no balance for reserved and controls": ("credits reserved and spend controls", {
+            "user_id": 90210, "open": "open", "now": WHEN}),
         "no billing details": ("billing details by user", {"user_id": p.user_id}),
         "nothing reserved": ("credits reserved by open holds", {"user_id": p.user_id, "open": "open", "now": WHEN}),
         "no hold by key": ("a hold by key", {"user_id": p.user_id, "key": "k-1"}),
@@ -147,6 +157,8 @@ def paid(tmp_path: Path) -> Any:
             "body": "{}", "livemode": False, "created": 1, "source": "webhook", "object_id": p.session_id})
         conn.execute(sa.insert(usage_quarters).values(user_id=p.user_id, quarter=QUARTER, type="spend", amount=-3))
         conn.execute(sa.insert(usage_labels).values(user_id=p.user_id, day=QUARTER[:10], label="export", amount=-3))
+        ledger.post(conn, user_id=p.user_id, type="spend", amount=-7, reference="k-spent", description="Export",
+                    fingerprint="f-7", feature="export", created_at=WHEN)
     yield p
     db.close()
 
@@ -302,6 +314,43 @@ def test_the_grant_statements_bypass_sqlalchemys_execution_on_sqlite(paid: Any) 
             prepared.run(conn, statement, params)
         raise _RollBack
     assert executed == ["BEGIN IMMEDIATE"]
+
+
+def _traced(db: Database, work: Callable[[], Any]) -> list[str]:
+    """What SQLite's write connection runs during ``work()``, each statement as its verb and first table."""
+    seen: list[str] = []
+    with db.transaction() as conn:  # the writer connection, made before tracing it
+        driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.set_trace_callback(seen.append)
+    try:
+        work()
+    finally:
+        driver.set_trace_callback(None)
+    named = []
+    for sql in seen:
+        verb = sql.split()[0]
+        tables = re.findall(r"\b(?:FROM|INTO)\s+(\w+)", sql)  # a SELECT's own FROM comes after its subqueries'
+        table = sql.split()[1] if verb == "UPDATE" else ""
+        if tables and verb != "UPDATE":
+            table = tables[0] if verb == "INSERT" else tables[-1]
+        named.append(f"{verb} {table}".strip())
+    return named
+
+
+def test_a_spend_from_one_grant_runs_nine_statements_on_sqlite(paid: Any) -> None:
+    """The load-independent figure behind bench/spends.py (13 when grants came, 10 before them): no read of the
+    balance to lock it (BEGIN IMMEDIATE holds SQLite's write lock), what holds reserve read with the spend controls
+    and without the low-balance thresholds (the balance's UPDATE counts those it crosses), the balance and the key's
+    earlier spend in one read; a replay reads and writes nothing after that read. The answers are the same on
+    PostgreSQL (tests/backend/test_credits.py and others)."""
+    request = spending.SpendRequest(amount=7, idempotency_key="k-new", description="Export")
+    first = _traced(paid.db, lambda: spending.spend(paid.db, paid.user_id, request))
+    assert first == [
+        "BEGIN", "SELECT balances", "SELECT grants", "SELECT balances", "UPDATE balances", "INSERT ledger_entries",
+        "UPDATE grants", "INSERT grant_allocations", "INSERT usage_quarters", "INSERT usage_labels", "COMMIT"]
+    again = _traced(paid.db, lambda: spending.spend(paid.db, paid.user_id, request))
+    assert again == ["BEGIN", "SELECT balances", "SELECT grants", "SELECT balances", "COMMIT"]
 
 
 def _executed(db: Database) -> list[str]:
