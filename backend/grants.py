@@ -29,7 +29,10 @@ adjustment) first writes down their grants past expiry (:func:`sweep_user`), the
 **Holds and expiry.** Open holds reserve the first credits in the burn order. When a grant expires, the part of it
 that open holds reserve at that instant is spared: it does not expire (it stays in the grant, first in the burn
 order), since those credits could not be used while held; the rest expires. So an expiry never leaves the available
-balance (balance less holds) below zero, and a settle finds its credits. Spared credits do not expire later.
+balance (balance less holds) below zero, and a settle finds its credits. The clock only pauses while they are held:
+when a hold closes (settled, voided, expired), the spared credits the holds still open that were placed by their
+grant's expiry no longer reserve expire at that instant (one more ``expiry`` entry, reference ``grant:<id>:<n>``;
+:func:`backend.expiry.plan`), and ``check`` proves no spared credits exceed what those holds reserve.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from backend import alerts, prepared
 from backend.db import iso_utc
 from backend.entries import Entry
-from backend.schema import grant_allocations, grants, ledger_entries
+from backend.schema import grant_allocations, grants, holds, ledger_entries
 
 Kind = Literal["paid", "promotional"]
 PAID: Kind = "paid"
@@ -194,7 +197,7 @@ def allocate_to(conn: Connection, entry_id: int, grant_id: int, amount: int) -> 
     prepared.run(conn, _ALLOCATE, {"entry_id": entry_id, "grant_id": grant_id, "amount": amount})
 
 
-def _move(conn: Connection, grant: Grant, entry_id: int, amount: int) -> Grant:
+def move(conn: Connection, grant: Grant, entry_id: int, amount: int) -> Grant:
     moved = replace(grant, remaining=grant.remaining + amount)
     prepared.run(conn, _SET_REMAINING, {"grant_id": grant.id, "to": moved.remaining})
     allocate_to(conn, entry_id, grant.id, amount)
@@ -222,7 +225,7 @@ def _repay(conn: Connection, entry: Entry, credits: int) -> int:
     for debt in sorted((s for s in live(conn, entry.user_id) if s.remaining < 0), key=lambda s: s.id):
         paid = min(-debt.remaining, credits)
         if paid:
-            _move(conn, debt, entry.id, paid)
+            move(conn, debt, entry.id, paid)
             credits -= paid
     return credits
 
@@ -366,7 +369,7 @@ def problems(conn: Connection, now: datetime) -> list[str]:
     """Every way the grants disagree with the ledger, as sentences (``creditdesk-backend check``, after a sweep):
     a user's grants not summing to their balance, a grant's remaining not its opening plus its allocations, an entry
     (after the user's migration) whose allocations do not sum to its amount, a grant past its expiry not written down,
-    a debt beside credits, an expiry entry that is not its grant's."""
+    a debt beside credits, an expiry entry that is not its grant's, spared credits no open hold reserves."""
     found: list[str] = []
     moment = iso_utc(now)
     a, e = grant_allocations.c, ledger_entries.c
@@ -410,4 +413,26 @@ def problems(conn: Connection, now: datetime) -> list[str]:
             found.append(f"entry {entry_id}: allocations {allocated} != its amount {amount}")
         if entry_type == "expiry" and not reference.startswith(EXPIRY_PREFIX):
             found.append(f"entry {entry_id}: an expiry that names no grant")
+    return found + _unreserved_spared(conn, moment)
+
+
+def _unreserved_spared(conn: Connection, moment: str) -> list[str]:
+    """Spared credits (expired grants' remaining) beyond what open holds reserve: for each instant X a grant of the
+    user expired at, the spared credits of grants expired by X are at most what the open holds placed by X hold."""
+    h = holds.c
+    kept: dict[int, list[tuple[str, int]]] = {}
+    for user_id, expired_at, remaining in conn.execute(
+            select(g.user_id, g.expired_at, g.remaining).where(g.expired_at.is_not(None), g.remaining > 0)):
+        kept.setdefault(user_id, []).append((expired_at, remaining))
+    found: list[str] = []
+    for user_id, spared in sorted(kept.items()):
+        open_now = conn.execute(select(h.created_at, h.amount).where(
+            h.user_id == user_id, h.status == "open", h.expires_at > moment)).all()
+        for threshold in sorted({at for at, _ in spared}):
+            over = sum(credits for at, credits in spared if at <= threshold) - sum(
+                amount for created_at, amount in open_now if created_at <= threshold)
+            if over > 0:
+                found.append(f"user {user_id}: {over} spared credits of grants expired by {threshold} that no "
+                             "open hold placed by then reserves")
+                break
     return found

@@ -195,7 +195,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
         raise AmountAboveHold(amount, hold.amount)
     if amount == 0:
         _close(conn, hold, SETTLED, now, settled=0)
-        return SettledHold(None, 0, hold.amount, balance)
+        return SettledHold(None, 0, hold.amount, _release_spared(conn, user_id, now, found, balance))
     if amount > balance:  # only where a clawback took reserved credits back: the ledger never goes below zero
         raise InsufficientCredits(balance, amount)
     entry = ledger.post(
@@ -206,15 +206,28 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
     if entry is None:  # a spend whose idempotency key was this hold's id took the reference: nothing is written
         raise IdempotencyConflict(hold.id)
     _close(conn, hold, SETTLED, now, settled=amount, entry=entry.id)  # raising, it takes the entry back with it
-    return SettledHold(entry.id, amount, hold.amount - amount, entry.balance_after)
+    return SettledHold(entry.id, amount, hold.amount - amount,
+                       _release_spared(conn, user_id, now, found, entry.balance_after))
 
 
 def void(conn: Connection, user_id: int, hold_id: str, now: datetime) -> ReleasedHold:
-    """Release all of an open hold, once; the ledger is not touched."""
+    """Release all of an open hold, once; the ledger is not touched, but for spared credits the hold kept from
+    expiring (they expire now: :func:`_release_spared`)."""
     balance = ledger.locked_balance(conn, user_id)
     hold = _open(conn, user_id, hold_id, now)
     _close(conn, hold, VOIDED, now)
-    return ReleasedHold(hold.amount, balance)
+    return ReleasedHold(hold.amount, _release_spared(conn, user_id, now, None, balance))
+
+
+def _release_spared(conn: Connection, user_id: int, now: datetime, found: list[grants.Grant] | None,
+                    balance: int) -> int:
+    """After a hold closed at ``now``: the spared credits (of grants past expiry) that the holds still open no
+    longer reserve expire at this instant (:func:`backend.expiry.plan`); returns the balance after. ``found``: the
+    user's grants before the close, when known (none spared: nothing to do, nothing read)."""
+    if found is not None and not any(expiry.spared(grant) for grant in found):
+        return balance
+    expiry.sweep_user(conn, user_id, now)
+    return ledger.balance(conn, user_id)
 
 
 def _open(conn: Connection, user_id: int, hold_id: str, now: datetime) -> Hold:

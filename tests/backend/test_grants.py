@@ -1,8 +1,9 @@
 """Grants in process, on both engines: the burn order pinned with amounts that do not divide evenly, the grant state
 machine (every state x happening), expiry written once at its instant (reads see it before any sweep; open holds
-spare what they reserve), clawbacks from the purchase's own grant and reversals back to the right grant, debts, the
-credits_expiring alerts, races (a spend racing an expiry, two sweepers, on one process and on two replicas) and a
-property test of random sequences against ``check``."""
+spare what they reserve, until they close: then what they spared expires), clawbacks from the purchase's own grant
+and reversals back to the right grant, debts, the credits_expiring alerts, races (a spend racing an expiry, two
+sweepers, a void racing the sweeper, on one process and on two replicas) and a property test of random sequences
+against ``check``."""
 
 from __future__ import annotations
 
@@ -129,6 +130,10 @@ STATES: dict[str, list[tuple[str, int]]] = {
     "used up": [("spend", 17)],
     "expired": [("expire", 0)],
     "expired, spared by a hold": [("hold", 10), ("expire", 0)],
+    # A hold of 11 over the 17 at their expiry (6 expire), then the hold closes: what it spared expires then.
+    "spared, then voided": [("hold", 11), ("expire", 0), ("void", 0)],
+    "spared, then settled for less": [("hold", 11), ("expire", 0), ("settle", 4)],
+    "spared, then the hold expired": [("hold", 11), ("expire", 0), ("later", 0)],
     "in debt": [("spend", 40), ("clawback", 9)],
 }
 HAPPENINGS: dict[str, tuple[str, int]] = {
@@ -160,12 +165,30 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("expired", "expire"): (0, 23, 17),
     ("expired", "clawback"): (0, 12, 17),
     ("expired", "reversal"): (0, 34, 17),
-    # A hold of 10 open at the expiry spares 10 of the 17 (they burn first: the hold's settle finds them).
+    # A hold of 10 open at the expiry (and still open) spares 10 of the 17 (they burn first: its settle finds them).
     ("expired, spared by a hold", "consume"): (5, 23, 7),
     ("expired, spared by a hold", "partial consume"): (0, 13, 7),
     ("expired, spared by a hold", "expire"): (10, 23, 7),
     ("expired, spared by a hold", "clawback"): (10, 12, 7),
     ("expired, spared by a hold", "reversal"): (10, 34, 7),
+    # Voided: the 11 it spared expire at the void (6 + 11).
+    ("spared, then voided", "consume"): (0, 18, 17),
+    ("spared, then voided", "partial consume"): (0, 3, 17),
+    ("spared, then voided", "expire"): (0, 23, 17),
+    ("spared, then voided", "clawback"): (0, 12, 17),
+    ("spared, then voided", "reversal"): (0, 34, 17),
+    # Settled for 4: they come from the spared 11, the other 7 expire at the settle (6 + 7).
+    ("spared, then settled for less", "consume"): (0, 18, 13),
+    ("spared, then settled for less", "partial consume"): (0, 3, 13),
+    ("spared, then settled for less", "expire"): (0, 23, 13),
+    ("spared, then settled for less", "clawback"): (0, 12, 13),
+    ("spared, then settled for less", "reversal"): (0, 34, 13),
+    # The hold expired (a day after it was placed): the 11 expire at its expiry, written by whatever comes next.
+    ("spared, then the hold expired", "consume"): (0, 18, 17),
+    ("spared, then the hold expired", "partial consume"): (0, 3, 17),
+    ("spared, then the hold expired", "expire"): (0, 23, 17),
+    ("spared, then the hold expired", "clawback"): (0, 12, 17),
+    ("spared, then the hold expired", "reversal"): (0, 34, 17),
     # 40 spent (17 promo, 23 paid), then 9 clawed back with nothing left: a debt of 9 on the purchase's own grant.
     ("in debt", "consume"): (0, -9, 0),  # refused: nothing is available
     ("in debt", "partial consume"): (0, -9, 0),
@@ -190,15 +213,21 @@ def _happen(db: Database, step: str, amount: int, n: int, now: datetime) -> None
                         created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
 
 
-def _do(db: Database, step: str, amount: int, n: int, now: datetime) -> None:
+def _do(db: Database, step: str, amount: int, n: int, now: datetime, placed: list[str]) -> None:
     if step == "spend":
         with contextlib.suppress(InsufficientCredits):
             spend(db, amount, f"s{n}", now=now)
-    elif step == "hold":
-        spending.hold(db, USER, spending.HoldRequest(amount, f"h{n}", expires_in=timedelta(hours=24)),
-                      now=at(5) - timedelta(hours=1))
+    elif step == "hold":  # for a day, from an hour before the promotional grant expires
+        placed.append(spending.hold(db, USER, spending.HoldRequest(amount, f"h{n}", expires_in=timedelta(hours=24)),
+                                    now=at(5) - timedelta(hours=1)).id)
     elif step == "expire":
-        sweep(db, at(5) + timedelta(minutes=1))
+        sweep(db, max(now, at(5) + timedelta(minutes=1)))
+    elif step in ("void", "settle"):
+        with db.transaction() as conn:
+            if step == "void":
+                holds.void(conn, USER, placed[-1], now)
+            else:
+                holds.settle(conn, USER, placed[-1], amount, now)
     else:
         _happen(db, step, amount, n, now)
 
@@ -209,12 +238,16 @@ def test_the_grant_state_machine(db: Database, state: str, happening: str) -> No
     give(db, 23, "cs_paid", type="purchase")
     give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=5)
     now = at(1)
+    placed: list[str] = []
     for n, (step, amount) in enumerate(STATES[state]):
-        _do(db, step, amount, n, at(5) + timedelta(minutes=1) if step == "expire" else now)
-        if step == "expire":
+        if step == "later":  # past the hold's expiry
             now = at(6)
+            continue
+        _do(db, step, amount, n, at(5) + timedelta(minutes=1) if step == "expire" else now, placed)
+        if step == "expire":
+            now = at(5) + timedelta(hours=2)  # past the grant's expiry, before the hold's
     step, amount = HAPPENINGS[happening]
-    _do(db, step, amount, 100, now)
+    _do(db, step, amount, 100, now, placed)
     held = remaining(db)
     expired = -sum(amount for _, amount, _ in expiries(db))
     assert (held["promo"], held["cs_paid"], expired) == EXPECTED[state, happening]
@@ -269,6 +302,85 @@ def test_credits_an_open_hold_reserves_do_not_expire_and_its_settle_finds_them(d
     assert allocations(db, settled.transaction_id) == {"promo": -11}
     assert remaining(db) == {"paid": 2, "promo": 0}
     assert check(db, at(4)) == []
+
+
+# A hold of 11 placed an hour before 17 promotional credits expire on day 3, beside 2 paid: 6 expire at day 3, 11
+# are spared; how the hold closes, when, and what expires then (the entry of the spared credits: grant:<id>:2).
+CLOSES: dict[str, tuple[int, datetime, int]] = {
+    "voided": (0, at(3) + timedelta(hours=2), 11),
+    "settled for less": (4, at(3) + timedelta(hours=2), 7),  # the 4 are spared ones: the other 7 expire
+    "settled for all": (11, at(3) + timedelta(hours=2), 0),
+    "expired": (0, at(3) + timedelta(hours=23), 11),  # at the hold's own expiry, whenever that is written down
+}
+
+
+@pytest.mark.parametrize("close", list(CLOSES))
+def test_spared_credits_expire_when_the_hold_that_spared_them_closes(db: Database, close: str) -> None:
+    give(db, 2, "paid")
+    promo = give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=3)
+    placed = spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                           now=at(3) - timedelta(hours=1))
+    settle_for, instant, released = CLOSES[close]
+    sweep(db, at(3) + timedelta(hours=1))
+    assert expiries(db) == [(f"grant:{promo}", -6, iso_utc(at(3)))]
+    if close == "expired":
+        seen = view(db, at(4))  # reads see it before any write
+        assert (seen.balance, seen.expiring) == (2, 11)
+        assert sweep(db, at(4)) == 1
+        assert sweep(db, at(5)) == 0
+    else:
+        with db.transaction() as conn:
+            if close == "voided":
+                done: Any = holds.void(conn, USER, placed.id, instant)
+            else:
+                done = holds.settle(conn, USER, placed.id, settle_for, instant)
+        assert done.balance == 2  # the answer's balance is after the expiry
+        if done.__class__ is holds.SettledHold:
+            assert allocations(db, done.transaction_id) == {"promo": -settle_for}
+    assert expiries(db) == [(f"grant:{promo}", -6, iso_utc(at(3)))] + (
+        [(f"grant:{promo}:2", -released, iso_utc(instant))] if released else [])
+    assert remaining(db) == {"paid": 2, "promo": 0}
+    assert view(db, at(5)).balance == 2
+    with db.read() as conn:
+        assert [row.description for row in conn.execute(select(ledger_entries.c.description).where(
+            ledger_entries.c.type == "expiry"))] == ["promo expired"] * (2 if released else 1)
+    assert sweep(db, at(6)) == 0  # once
+    assert check(db, at(6)) == []
+
+
+def test_a_hold_placed_after_the_expiry_keeps_no_spared_credits(db: Database) -> None:
+    """The loophole closed: a second hold placed once the credits were spared, the first voided, the second later
+    voided too; the spared credits expire at the first void, not at the second."""
+    give(db, 13, "paid")
+    promo = give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=3)
+    first = spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                          now=at(3) - timedelta(hours=1))
+    second = spending.hold(db, USER, spending.HoldRequest(13, "h2", expires_in=timedelta(hours=24)),
+                           now=at(3) + timedelta(hours=1))  # 13 available then: 2 + the 11 spared
+    with db.transaction() as conn:
+        holds.void(conn, USER, first.id, at(3) + timedelta(hours=2))
+    assert expiries(db) == [(f"grant:{promo}", -6, iso_utc(at(3))),
+                            (f"grant:{promo}:2", -11, iso_utc(at(3) + timedelta(hours=2)))]
+    with db.read() as conn:  # the second hold is backed by the 13 paid
+        assert ledger.balance(conn, USER) - holds.reserved(conn, USER, at(3) + timedelta(hours=2)) == 0
+    with db.transaction() as conn:
+        holds.void(conn, USER, second.id, at(3) + timedelta(hours=3))
+    assert len(expiries(db)) == 2
+    assert view(db, at(4)).balance == 13
+    assert check(db, at(4)) == []
+
+
+def test_check_says_when_spared_credits_exceed_what_open_holds_reserve(db: Database) -> None:
+    give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=3)
+    spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                  now=at(3) - timedelta(hours=1))
+    sweep(db, at(3) + timedelta(hours=1))
+    with db.read() as conn:
+        assert grants.problems(conn, at(3) + timedelta(hours=1)) == []
+        # a day later the hold has expired and nothing has written down what it spared
+        assert grants.problems(conn, at(4)) == [
+            f"user {USER}: 11 spared credits of grants expired by {iso_utc(at(3))} that no open hold placed by "
+            "then reserves"]
 
 
 def test_a_hold_that_expired_before_the_grant_spares_nothing(db: Database) -> None:
@@ -369,6 +481,31 @@ def test_spends_racing_an_expiry_never_spend_expired_credits(db: Database, repli
     assert check(db, at(2)) == []
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_void_racing_the_sweeper_expires_the_spared_credits_once(db: Database, replica: Database,
+                                                                   replicas: int) -> None:
+    """Whichever comes first (the grant's expiry written by the sweeper, or the void, which writes it itself), the
+    6 expire at the grant's expiry and the 11 spared at the void, once."""
+    give(db, 2, "paid")
+    promo = give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=1)
+    placed = spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                           now=at(1) - timedelta(hours=1))
+    moment = at(1) + timedelta(hours=3)
+
+    def act(i: int) -> object:
+        on = replica if replicas == 2 and i % 2 else db
+        if i == 0:
+            with on.transaction() as conn:
+                return holds.void(conn, USER, placed.id, moment)
+        return sweep(on, moment)
+
+    results = all_at_once(4, act)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert expiries(db) == [(f"grant:{promo}", -6, iso_utc(at(1))), (f"grant:{promo}:2", -11, iso_utc(moment))]
+    assert view(db, moment).balance == 2
+    assert check(db, moment) == []
+
+
 # -- a property: random sequences keep check passing ---------------------------------------------------------------
 
 STEPS = st.lists(st.tuples(
@@ -396,7 +533,7 @@ def test_random_sequences_keep_check_passing_and_available_never_negative_but_by
             give(db, amount, f"cs_{user}_{n}", type="purchase", now=now, user=user)
         elif step == "promo":
             give(db, amount, f"promo_{n}", kind=grants.PROMOTIONAL, now=now, user=user,
-                 expires=(now - T0).total_seconds() / 86400 + amount % 4 / 2)
+                 expires=(now - T0).total_seconds() / 86400 + amount % 8 / 24)  # within hours: holds span it
         elif step == "spend":
             with contextlib.suppress(InsufficientCredits):
                 spend(db, amount, f"s{n}", now=now, user=user)
@@ -432,8 +569,15 @@ def test_random_sequences_keep_check_passing_and_available_never_negative_but_by
             reserved = holds.reserved(conn, user, now)
         assert clawed or seen.balance - reserved >= 0, (steps[: n + 1], seen, reserved)
         assert sum(s.remaining for s in seen.grants) == seen.balance
-        # check agrees at every step, but for what only a sweep writes down
-        assert [p for p in check(db, now) if "past its expiry" not in p] == []
+        # check agrees at every step, but for what only a sweep writes down (a grant's expiry, what a hold that
+        # expired spared); after a sweep, in full
+        assert [p for p in check(db, now) if "past its expiry" not in p and "no open hold" not in p] == []
+    sweep(db, now)
+    assert check(db, now) == []
+    seen = view(db, now, user)
+    with db.read() as conn:
+        assert seen.balance == ledger.balance(conn, user)
+        assert clawed or seen.balance - holds.reserved(conn, user, now) >= 0
 
 
 def _clawback(db: Database, own: grants.Grant, step: str, amount: int, n: int, now: datetime, user: int) -> None:
