@@ -8,7 +8,6 @@ against ``check``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -440,13 +439,6 @@ def test_a_debt_is_repaid_first_by_new_credits(db: Database) -> None:
 
 
 # -- races: on one process and on two replicas ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def replica(db: Database) -> Iterator[Database]:
-    other = Database(db.url.render_as_string(hide_password=False))
-    yield other
-    other.close()
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -4,7 +4,7 @@ that spends and holds share, caps and confirmations, expiry on an injected clock
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -445,14 +445,6 @@ def test_a_hold_that_brings_a_cap_to_80_percent_alerts_once(db: Database) -> Non
 
 
 # -- races -----------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def replica(db: Database) -> Iterator[Database]:
-    """A second process's view of the same database: its own connections (on SQLite, its own write lock)."""
-    other = Database(db.url.render_as_string(hide_password=False))
-    yield other
-    other.close()
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -8,7 +8,7 @@ while the grant was not yet committed was only kept, and nothing clawed the cred
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,14 +27,6 @@ from tests.helpers.payments import (
 )
 
 ROUNDS = 12
-
-
-@pytest.fixture
-def replica(db: Database) -> Iterator[Database]:
-    """A second process's view of the same database: its own connections (on SQLite, its own write lock)."""
-    other = Database(db.url.render_as_string(hide_password=False))
-    yield other
-    other.close()
 
 
 def _verify(db: Database, p: Purchase) -> str:
