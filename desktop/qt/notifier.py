@@ -77,7 +77,9 @@ class Toast(QFrame):
             if parent.statusBar().isVisible():
                 bottom = parent.statusBar().y()
         self.move(parent.width() - width - MARGIN, max(top, bottom - self.height() - MARGIN))
-        self._close.move(width - self._close.sizeHint().width() - 4, 4)
+        # Sized by hand: a child outside any layout keeps Qt's 100 x 30 default, which put the × past the edge.
+        self._close.resize(self._close.sizeHint())
+        self._close.move(width - self._close.width() - 4, 4)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.parentWidget() and event.type() == QEvent.Type.Resize and self.isVisible():

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 from PySide6.QtCore import QRect
+from PySide6.QtWidgets import QToolButton
 
 from desktop.qt.main_window import MINIMUM_SIZE, MainWindow
 from desktop.qt.status_bar import ELLIPSIS
@@ -92,6 +93,8 @@ def test_at_its_smallest_a_notification_covers_no_balance(
     assert box.bottom() < window.status_bar.y()  # above the status bar
     assert box.top() > window.menuBar().height() and box.right() < window.width()
     assert box.width() <= window.width() * 3 // 5 + 1  # at most three fifths of the window's width
+    close = toast.findChild(QToolButton)
+    assert close.text() == "\u00d7" and toast.rect().contains(close.geometry())  # the × lies wholly inside
     window.resize(940, 720)
     qtbot.waitUntil(lambda: toast.geometry().right() < window.width() and toast.width() <= 380)
     assert toast.geometry().bottom() < window.status_bar.y()
