@@ -77,7 +77,7 @@ class Toast(QFrame):
             if parent.statusBar().isVisible():
                 bottom = parent.statusBar().y()
         self.move(parent.width() - width - MARGIN, max(top, bottom - self.height() - MARGIN))
-        # Sized by hand: a child outside any layout keeps Qt's 100 x 30 default, which put the × past the edge.
+        # Sized by hand: a child outside any layout keeps Qt's 100 x 30 default, which put the close mark past the edge.
         self._close.resize(self._close.sizeHint())
         self._close.move(width - self._close.width() - 4, 4)
 

@@ -94,7 +94,7 @@ def test_at_its_smallest_a_notification_covers_no_balance(
     assert box.top() > window.menuBar().height() and box.right() < window.width()
     assert box.width() <= window.width() * 3 // 5 + 1  # at most three fifths of the window's width
     close = toast.findChild(QToolButton)
-    assert close.text() == "\u00d7" and toast.rect().contains(close.geometry())  # the × lies wholly inside
+    assert close.text() == "\u00d7" and toast.rect().contains(close.geometry())  # the close mark lies wholly inside
     window.resize(940, 720)
     qtbot.waitUntil(lambda: toast.geometry().right() < window.width() and toast.width() <= 380)
     assert toast.geometry().bottom() < window.status_bar.y()
