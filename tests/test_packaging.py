@@ -20,17 +20,25 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv, outside the source tree, with the project's wheel installed (not editable)."""
+    """A fresh virtualenv, outside the source tree, with the project's wheel and its dependencies installed (not
+    editable), by uv as the Makefile installs (20 s less than pip, most of it PySide6 unpacked and compiled)."""
     where = tmp_path_factory.mktemp("wheel")
     # The wheel is built from the sdist, as PyPA's build does by default: a stale build/ folder in the
-    # working tree (an old migration, a deleted module) cannot leak into it.
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(where / "dist"), str(ROOT)],
+    # working tree (an old migration, a deleted module) cannot leak into it. The build uses this venv's
+    # setuptools (--no-isolation): a fresh isolated environment for each of the two builds took longer than both.
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(where / "dist"), str(ROOT)],
                    check=True, capture_output=True)
     (wheel,) = (where / "dist").glob("creditdesk-*.whl")
     venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c",
-                    str(ROOT / "requirements" / "lock.txt"), str(wheel)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    uv = Path(sys.executable).parent / "uv"
+    installer = [str(uv), "pip", "install", "--python", str(venv / "bin" / "python")] if uv.exists() else [
+        str(venv / "bin" / "python"), "-m", "ensurepip", "--default-pip"]
+    if not uv.exists():  # a venv made before the Makefile installed uv
+        subprocess.run(installer, check=True, capture_output=True)
+        installer = [str(venv / "bin" / "python"), "-m", "pip", "install"]
+    subprocess.run([*installer, "--quiet", "-c", str(ROOT / "requirements" / "lock.txt"), str(wheel)], check=True,
+                   capture_output=True)
     return venv
 
 
