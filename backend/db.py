@@ -512,8 +512,19 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("creditdesk_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get("creditdesk_write", False) else "BEGIN"
+        # On the driver, as backend.prepared runs the hot path's statements: SQLAlchemy's execution of a BEGIN
+        # cost as much Python as two of a webhook's statements. Its failure (the database locked past the busy
+        # timeout, a file gone) is wrapped as SQLAlchemy's would be, so the storage faults are seen alike.
+        if not prepared.enabled():  # CREDITDESK_PREPARED_STATEMENTS=off: everything through SQLAlchemy
+            conn.exec_driver_sql(statement)
+            return
+        driver = conn.connection.driver_connection
+        try:
+            driver.execute(statement)  # type: ignore[union-attr]
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DBAPIError.instance(statement, (), error, engine.dialect.loaded_dbapi.Error,
+                                          dialect=engine.dialect) from error
 
     return engine
 

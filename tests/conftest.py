@@ -10,6 +10,7 @@ the command that installs it; under ``CI=true`` they fail.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -90,6 +91,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _MAY_SPAWN = ("subprocess", "postgresql", "browser")
+
+# The stripe SDK's first request names the platform (platform.uname(), whose processor runs `uname -p` once per
+# process and is cached): asked here, before any test, so that which test comes first in a worker does not decide
+# whether an unmarked in-process test "starts a process".
+platform.uname().processor  # noqa: B018
 
 
 def _from_find_library() -> bool:
