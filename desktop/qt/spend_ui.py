@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 from desktop.core.alert_inbox import notices, told_by_a_panel, told_by_a_refusal
 from desktop.core.models import Pack
 from desktop.core.spend_models import Alert, AlertPage
+from desktop.qt import formatting
 from desktop.qt.controller import AppController
 from desktop.qt.notifier import Notifier
 from desktop.qt.spend_controller import SpendController
@@ -123,7 +124,7 @@ class SpendUi(QObject):
         told += told_too
         if told:
             self.spending.mark_read(a.id for a in told)
-        for notice in notices(alerts):
+        for notice in notices(alerts, lambda a: formatting.alert_message(a.kind, a.message, a.data)):
             # A top-up's notice leads to Auto top-up, where its Undo is (the alert says so).
             self._topup_notice = any(a.kind in TOPUP_KINDS for a in notice.alerts)
             self.notifier.show(notice)
