@@ -163,6 +163,7 @@ class Transaction:
     description: str | None
     order_id: str | None = None  # purchases: the order behind them
     payment: Price | None = None  # purchases: what was paid for these credits
+    auto_topup: bool = False  # a purchase auto top-up made (its own alert announced it, with Undo)
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._sign_in: SignInPage | None = None
         self._account: AccountPage | None = None
         self._spend_ui: SpendUi | None = None
+        self._payment_notice: str | None = None  # the account page's "A payment went through", while it shows
         self._fixed_font: QFont | None = None  # see warm_fixed_font
 
         # Readable at any width: a message takes the bar's width (the backend's status steps aside while it
@@ -204,6 +205,7 @@ class MainWindow(QMainWindow):
 
             self._spend_ui = SpendUi(self, self.controller, self.show_packs)
             self._spend_ui.buy_pack = lambda pack, save_card: self.buy(pack, save_card=save_card)
+            self._spend_ui.topupUndone.connect(self._topup_undone)
         return self._spend_ui
 
     def warm_fixed_font(self) -> None:
@@ -489,9 +491,21 @@ class MainWindow(QMainWindow):
             self.account.remove_panel(panel)
 
     def _payment_landed(self, message: str) -> None:
+        self._payment_notice = message
         self.account.show_notice(message)
         self.statusBar().showMessage(message, 30_000)
         self.bring_to_front()
+
+    def _topup_undone(self, message: str) -> None:
+        """A top-up undone: a "payment went through" still on the account page is no longer true; it says what
+        happened instead. (An auto top-up makes none: its own notification tells it, but a payment's notice may
+        still be up.)"""
+        if self._account is not None and self._payment_notice is not None \
+                and self._account.notice.isVisible() and self._account.notice.text() == self._payment_notice:
+            if self.statusBar().currentMessage() == self._payment_notice:
+                self.statusBar().showMessage(message, 30_000)
+            self._payment_notice = None
+            self._account.show_notice(message)
 
     def _tick_panels(self) -> None:
         now = datetime.now(UTC)
