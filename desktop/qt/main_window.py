@@ -259,6 +259,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self.diagnostics_action)
         help_menu.addAction(self.check_updates_action)
         help_menu.addAction(self.revert_action)
+        help_menu.setToolTipsVisible(True)  # a greyed-out item says why
         help_menu.addSeparator()
         help_menu.addAction(self.about_action)
         self.update_box: QMessageBox | None = None
@@ -642,9 +643,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Version {version} runs the next time you start the app.", 60_000)
 
     def _revert_changed(self, back: str | None) -> None:
+        """Greyed out when there is nothing to go back to, saying why (its tooltip, and the status bar as the menu
+        item is hovered)."""
         self.revert_action.setEnabled(back is not None)
         self.revert_action.setText(f"Re&vert to previous version ({back})…" if back else
                                    "Re&vert to previous version…")
+        tip = f"Go back to version {back} from the next start." if back else \
+            self.controller.updates.revert_why or "There is no previous version to go back to."
+        self.revert_action.setToolTip(tip)
+        self.revert_action.setStatusTip(tip)
 
     def revert_to_previous(self) -> QMessageBox | None:
         """Help → Revert to previous version: asked once, then the previous version runs from the next start."""
@@ -652,7 +659,8 @@ class MainWindow(QMainWindow):
 
         back = self.controller.updates.revert_to
         if back is None:
-            self.statusBar().showMessage("There is no previous version to go back to.", 15_000)
+            self.statusBar().showMessage(self.controller.updates.revert_why
+                                         or "There is no previous version to go back to.", 15_000)
             return None
         box = QMessageBox(QMessageBox.Icon.Question, "Revert to previous version",
                           f"Go back to version {html.escape(back)} from the next start? Your purchases, sign-in "

@@ -129,7 +129,7 @@ class SpendUi(QObject):
         for notice in notices(alerts, lambda a: formatting.alert_message(a.kind, a.message, a.data)):
             # A top-up's notice leads to Auto top-up, where its Undo is (the alert says so).
             self._topup_notice = any(a.kind in TOPUP_KINDS for a in notice.alerts)
-            self.notifier.show(notice)
+            self.notifier.show(notice, actionable=self._topup_notice)
         if any(a.kind in TOPUP_KINDS for a in alerts) and self.auto_topup_dialog is not None:
             self.auto_topup_dialog.refresh()
         for alert in alerts:
