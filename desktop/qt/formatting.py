@@ -116,11 +116,6 @@ def local_datetime(moment: datetime, locale: QLocale | None = None) -> str:
     return f"{locale.toString(wall, _date_and_time(locale))} {moment.tzname() or ''}".strip()
 
 
-def local_day(iso: str) -> date:
-    """The day an ISO 8601 UTC time from the API falls on in this computer's time zone."""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().date()
-
-
 def short_date(day: date, locale: QLocale | None = None, *, with_year: bool = False) -> str:
     """``27 Nov`` (``27 Nov 2026``) in the locale's words."""
     return (locale or QLocale()).toString(QDate(day.year, day.month, day.day), "d MMM yyyy" if with_year else "d MMM")
