@@ -142,7 +142,9 @@ def _grant(conn: Connection, order: Order, billing: str | None, session: Session
         clawbacks.lock_payment(conn, session.payment_intent)
     entry = ledger.post(
         conn, user_id=order.user_id, type="purchase", amount=order.credits, reference=session.id,
-        description=f"{order.pack_name} pack",
+        # An auto top-up's credits say so in the history and the CSV: bought without the user at the keyboard.
+        description=f"Auto top-up: {order.pack_name} pack" if order.provider == "auto_topup" else
+        f"{order.pack_name} pack",
     )
     # The buyer's billing details as the order's row was read (locked) in this transaction: the receipt's copy.
     paid, answered = orders.update_answering(

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -336,6 +336,17 @@ def lead_words(lead: timedelta) -> str:
     return "1 hour" if hours == 1 else f"{hours} hours"
 
 
+def expiry_words(expires_at: str) -> str:
+    """An expiry instant said so that it cannot be misread, as words that follow "expire": ``at the end of
+    2026-12-13 (24:00 UTC)`` for midnight UTC (what ``adjust --expires 2026-12-13`` sets), else ``at 2026-12-14
+    15:30 UTC`` (seconds when it has them). The app says it in the user's own zone from the alert's ``expiresAt``."""
+    moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00")).astimezone(UTC)
+    if (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0):
+        return f"at the end of {(moment - timedelta(days=1)).date().isoformat()} (24:00 UTC)"
+    clock = moment.strftime("%H:%M:%S" if moment.second or moment.microsecond else "%H:%M")
+    return f"at {moment.date().isoformat()} {clock} UTC"
+
+
 def warn(conn: Connection, now: datetime, leads: Sequence[timedelta] = DEFAULT_WARNINGS) -> int:
     """Make a ``credits_expiring`` alert for each grant that expires within a lead time, once per grant and lead
     (the alert's dedupe key); a grant whose expiry is nearer than a shorter lead gets only the shortest that
@@ -352,12 +363,12 @@ def warn(conn: Connection, now: datetime, leads: Sequence[timedelta] = DEFAULT_W
         assert grant.expires_at is not None
         applying = [lead for lead in leads if grant.expires_at <= iso_utc(now + lead)]
         lead = min(applying)
+        verb = "expires" if grant.remaining == 1 else "expire"
         made += alerts.create(
             conn, grant.user_id, "credits_expiring",
-            f"{alerts.credits_were(grant.remaining).replace(' were', '').replace(' was', '')} "
-            f"({grant.description}) expire on {grant.expires_at[:10]}",
+            f"{alerts.credits(grant.remaining)} ({grant.description}) {verb} {expiry_words(grant.expires_at)}",
             {"grantId": grant.id, "credits": grant.remaining, "kind": grant.kind, "expiresAt": grant.expires_at,
-             "leadSeconds": int(lead.total_seconds()), "lead": lead_words(lead)},
+             "description": grant.description, "leadSeconds": int(lead.total_seconds()), "lead": lead_words(lead)},
             dedupe_key=f"credits_expiring:{grant.id}:{int(lead.total_seconds())}")
     return made
 

@@ -222,6 +222,8 @@ class TransactionJson(Json):
     description: str
     orderId: str | SkipJsonSchema[None] = absent("The order behind a purchase's credits.")
     payment: PaymentJson | SkipJsonSchema[None] = absent("What was paid for a purchase's credits.")
+    autoTopup: bool | SkipJsonSchema[None] = absent("True on a purchase that auto top-up made (its own alert, with "
+                                                    "Undo, announced it); absent otherwise.")
 
 
 class TransactionsAnswer(Json):

@@ -69,6 +69,8 @@ def transactions(
         if order is not None:  # what was paid for these credits, and the order behind them (for support)
             row["orderId"] = order.id
             row["payment"] = order.payment_json()
+            if order.provider == "auto_topup":
+                row["autoTopup"] = True
         rows.append(row)
     return {
         "transactions": rows,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +93,12 @@ def told_by_a_refusal(new: list[Alert], refused_caps: Iterable[str]) -> tuple[li
     return [a for a in new if a not in told], told
 
 
-def notices(new: list[Alert]) -> list[Notice]:
-    """The notifications for alerts that just arrived (newest first): one each, or one summary for many."""
+def notices(new: list[Alert], message: Callable[[Alert], str] = lambda alert: alert.message) -> list[Notice]:
+    """The notifications for alerts that just arrived (newest first): one each, or one summary for many.
+    ``message`` words an alert as the user reads it (the Qt layer's, with an expiry in local terms)."""
     if len(new) > SUMMARY_ABOVE:
-        return [Notice(f"{len(new)} new Creditdesk alerts", f"Latest: {new[0].message}", tuple(new))]
-    return [Notice(title(a), a.message, (a,)) for a in reversed(new)]
+        return [Notice(f"{len(new)} new Creditdesk alerts", f"Latest: {message(new[0])}", tuple(new))]
+    return [Notice(title(a), message(a), (a,)) for a in reversed(new)]
 
 
 class AlertInbox:

@@ -443,7 +443,8 @@ class ApiClient:
                 Transaction(id=int(t["id"]), type=str(t["type"]), amount=int(t["amount"]),
                             balance_after=int(t["balanceAfter"]), created_at=str(t["createdAt"]),
                             reference=t.get("reference"), description=t.get("description"),
-                            order_id=_optional_str(t.get("orderId")), payment=_payment(t.get("payment")))
+                            order_id=_optional_str(t.get("orderId")), payment=_payment(t.get("payment")),
+                            auto_topup=t.get("autoTopup") is True)
                 for t in b["transactions"]
             )
             cursor = b.get("nextCursor")

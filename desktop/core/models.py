@@ -163,6 +163,7 @@ class Transaction:
     description: str | None
     order_id: str | None = None  # purchases: the order behind them
     payment: Price | None = None  # purchases: what was paid for these credits
+    auto_topup: bool = False  # a purchase auto top-up made (its own alert announced it, with Undo)
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,13 @@ class GrantSummary:
         return cls(promotional=int(body["promotional"]), next_expiry_at=upcoming.get("at"),
                    next_expiry_credits=int(upcoming.get("credits") or 0))
 
-    def words(self, day: Callable[[str], str], number: Callable[[int], str] = str) -> str:
-        """``12 promotional · 9 expire on 14 Dec`` (``day`` writes the instant's date); empty when there is nothing
-        to say."""
+    def words(self, when: Callable[[str], str], number: Callable[[int], str] = str) -> str:
+        """``12 promotional · 9 expire at the end of 13 Dec`` (``when`` writes the instant as words that follow
+        "expire": ``at the end of 13 Dec``, ``at 12/13/2026 4:00 PM PST``); empty when there is nothing to say."""
         parts = [f"{number(self.promotional)} promotional"] if self.promotional > 0 else []
         if self.next_expiry_at and self.next_expiry_credits > 0:
             verb = "expires" if self.next_expiry_credits == 1 else "expire"
-            parts.append(f"{number(self.next_expiry_credits)} {verb} on {day(self.next_expiry_at)}")
+            parts.append(f"{number(self.next_expiry_credits)} {verb} {when(self.next_expiry_at)}")
         return " · ".join(parts)
 
 

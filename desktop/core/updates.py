@@ -263,6 +263,15 @@ def revert_target(state: UpdateState, running: str, installed_base: str | None) 
     return state.previous or installed_base
 
 
+def why_no_revert(state: UpdateState, running: str, installed_base: str | None) -> str:
+    """Why Help → Revert to previous version is off (where :func:`revert_target` is None), in the user's words."""
+    if state.current is not None and state.current != running:
+        return (f"Version {state.current} was just installed and runs from the next start; going back is possible "
+                "once it runs.")
+    return ("No previous version is kept: this is the version that was installed, and no update has replaced it. "
+            "After an update, the version before it is kept so that you can go back to it.")
+
+
 def revert(layout: UpdateLayout, running: str, installed_base: str | None) -> str:
     """Make the previous version the current one (from the next start); the running version is held back so that
     it is not offered again. Returns the version that will run. UpdateError when there is none to go back to."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimeZone, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -142,7 +142,8 @@ class AccountPage(QScrollArea):
         self.reserved.setAccessibleName("Credits reserved")
         self.reserved.setToolTip("Set aside by operations still running: spent when they finish, or given back.")
         self.reserved.hide()
-        self.grants = QLabel()  # "12 promotional · 9 expire on 14 Dec", hidden when there is nothing to say
+        self.zone: QTimeZone | None = None  # the zone an expiry is said in; None: this computer's
+        self.grants = QLabel()  # "12 promotional · 9 expire at the end of 13 Dec", hidden when there is nothing to say
         self.grants.setObjectName("grants")
         self.grants.setAccessibleName("Promotional credits and expiry")
         self.grants.setToolTip("Promotional credits are spent before paid ones, those that expire soonest first.")
@@ -266,8 +267,9 @@ class AccountPage(QScrollArea):
         self.balance.setText("—" if balance is None else f"{formatting.number(balance)} credits")
 
     def set_grants(self, summary: GrantSummary | None) -> None:
-        """Under the balance: its promotional credits and the next expiry, "12 promotional · 9 expire on 14 Dec"."""
-        text = summary.words(lambda iso: formatting.short_date(formatting.local_day(iso)), formatting.number) \
+        """Under the balance: its promotional credits and the next expiry in the user's zone, "12 promotional · 9
+        expire at the end of 13 Dec" (an expiry at local midnight ends the day before), else its date and time."""
+        text = summary.words(lambda iso: formatting.expiry(iso, zone=self.zone), formatting.number) \
             if summary is not None else ""
         self.grants.setText(text)
         self.grants.setVisible(bool(text))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimeZone
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -130,16 +130,19 @@ class AlertsWindow(QDialog):
     def _show(self) -> None:
         selected = {item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()}
         zone = self.spending.controls.time_zone if self.spending.controls else None
+        qzone = QTimeZone(zone.encode()) if zone else None  # an expiry in the zone the alerts' times are in
         self.list.clear()
         for alert in self.alerts:
             when = formatting.local_datetime(local_time(alert.created_at, zone))
-            item = QListWidgetItem(f"{label(alert.kind)} · {when}\n{alert.message}")
+            message = formatting.alert_message(alert.kind, alert.message, alert.data,
+                                               zone=qzone if qzone is not None and qzone.isValid() else None)
+            item = QListWidgetItem(f"{label(alert.kind)} · {when}\n{message}")
             item.setData(Qt.ItemDataRole.UserRole, alert.id)
             font = item.font()
             font.setBold(alert.unread)
             item.setFont(font)
             item.setData(Qt.ItemDataRole.AccessibleTextRole,
-                         f"{'Unread: ' if alert.unread else ''}{label(alert.kind)}, {when}. {alert.message}")
+                         f"{'Unread: ' if alert.unread else ''}{label(alert.kind)}, {when}. {message}")
             self.list.addItem(item)
             item.setSelected(alert.id in selected)
         unread = sum(a.unread for a in self.alerts)

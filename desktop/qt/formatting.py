@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from PySide6.QtCore import QDate, QDateTime, QLocale, QTime, QTimeZone
 
@@ -114,11 +116,6 @@ def local_datetime(moment: datetime, locale: QLocale | None = None) -> str:
     return f"{locale.toString(wall, _date_and_time(locale))} {moment.tzname() or ''}".strip()
 
 
-def local_day(iso: str) -> date:
-    """The day an ISO 8601 UTC time from the API falls on in this computer's time zone."""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().date()
-
-
 def short_date(day: date, locale: QLocale | None = None, *, with_year: bool = False) -> str:
     """``27 Nov`` (``27 Nov 2026``) in the locale's words."""
     return (locale or QLocale()).toString(QDate(day.year, day.month, day.day), "d MMM yyyy" if with_year else "d MMM")
@@ -128,3 +125,58 @@ def month_name(day: date, locale: QLocale | None = None) -> str:
     """``Nov`` (``Jan 2027`` in January, where a year begins)."""
     locale = locale or QLocale()
     return locale.toString(QDate(day.year, day.month, 1), "MMM yyyy" if day.month == 1 else "MMM")
+
+
+def _instant(moment: datetime | str) -> datetime | None:
+    if isinstance(moment, datetime):
+        return moment
+    try:
+        return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def day_ended(moment: datetime | str, zone: QTimeZone | None = None) -> date | None:
+    """The day whose end ``moment`` is, in the user's time zone: an instant at local midnight (00:00:00.000) ends the
+    day before it (``adjust --expires 2026-12-13`` expires at 24:00 UTC, which in London is the end of 13 Dec);
+    None for any other instant."""
+    instant = _instant(moment)
+    if instant is None:
+        return None
+    local = _moment(instant, zone)
+    if local.time() != QTime(0, 0):
+        return None
+    day = local.date()
+    return date(day.year(), day.month(), day.day()) - timedelta(days=1)
+
+
+def expiry(moment: datetime | str, locale: QLocale | None = None, zone: QTimeZone | None = None, *,
+           today: date | None = None) -> str:
+    """When credits expire, as words that follow "expire": ``at the end of 13 Dec`` for an instant at the user's
+    local midnight (the end of the day before, as the user reads it), else the instant as :func:`when` writes it,
+    ``at 12/13/2026 4:00 PM PST``. The year is named when it is not this year (``today`` in the user's zone)."""
+    instant = _instant(moment)
+    if instant is None:
+        return f"at {moment}"
+    ended = day_ended(instant, zone)
+    if ended is None:
+        return f"at {when(instant, locale, zone)}"
+    if today is None:
+        now = QDateTime.currentDateTime().toTimeZone(zone or QTimeZone.systemTimeZone()).date()
+        today = date(now.year(), now.month(), now.day())
+    return f"at the end of {short_date(ended, locale, with_year=ended.year != today.year)}"
+
+
+def alert_message(kind: str, message: str, data: Mapping[str, Any], locale: QLocale | None = None,
+                  zone: QTimeZone | None = None, *, today: date | None = None) -> str:
+    """An alert's message as the user reads it: a ``credits_expiring`` alert that carries its instant and figures
+    says the expiry in the user's zone and locale (:func:`expiry`); every other alert (and one from a backend that
+    sends no ``description``) as the backend wrote it."""
+    if kind == "credits_expiring":
+        at, credits, description = data.get("expiresAt"), data.get("credits"), data.get("description")
+        if isinstance(at, str) and isinstance(credits, int) and isinstance(description, str) \
+                and _instant(at) is not None:
+            noun = "credit" if abs(credits) == 1 else "credits"
+            verb = "expires" if abs(credits) == 1 else "expire"
+            return f"{number(credits, locale)} {noun} ({description}) {verb} {expiry(at, locale, zone, today=today)}"
+    return message

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._sign_in: SignInPage | None = None
         self._account: AccountPage | None = None
         self._spend_ui: SpendUi | None = None
+        self._payment_notice: str | None = None  # the account page's "A payment went through", while it shows
         self._fixed_font: QFont | None = None  # see warm_fixed_font
 
         # Readable at any width: a message takes the bar's width (the backend's status steps aside while it
@@ -204,6 +205,7 @@ class MainWindow(QMainWindow):
 
             self._spend_ui = SpendUi(self, self.controller, self.show_packs)
             self._spend_ui.buy_pack = lambda pack, save_card: self.buy(pack, save_card=save_card)
+            self._spend_ui.topupUndone.connect(self._topup_undone)
         return self._spend_ui
 
     def warm_fixed_font(self) -> None:
@@ -257,6 +259,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self.diagnostics_action)
         help_menu.addAction(self.check_updates_action)
         help_menu.addAction(self.revert_action)
+        help_menu.setToolTipsVisible(True)  # a greyed-out item says why
         help_menu.addSeparator()
         help_menu.addAction(self.about_action)
         self.update_box: QMessageBox | None = None
@@ -489,9 +492,21 @@ class MainWindow(QMainWindow):
             self.account.remove_panel(panel)
 
     def _payment_landed(self, message: str) -> None:
+        self._payment_notice = message
         self.account.show_notice(message)
         self.statusBar().showMessage(message, 30_000)
         self.bring_to_front()
+
+    def _topup_undone(self, message: str) -> None:
+        """A top-up undone: a "payment went through" still on the account page is no longer true; it says what
+        happened instead. (An auto top-up makes none: its own notification tells it, but a payment's notice may
+        still be up.)"""
+        if self._account is not None and self._payment_notice is not None \
+                and self._account.notice.isVisible() and self._account.notice.text() == self._payment_notice:
+            if self.statusBar().currentMessage() == self._payment_notice:
+                self.statusBar().showMessage(message, 30_000)
+            self._payment_notice = None
+            self._account.show_notice(message)
 
     def _tick_panels(self) -> None:
         now = datetime.now(UTC)
@@ -628,9 +643,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Version {version} runs the next time you start the app.", 60_000)
 
     def _revert_changed(self, back: str | None) -> None:
+        """Greyed out when there is nothing to go back to, saying why (its tooltip, and the status bar as the menu
+        item is hovered)."""
         self.revert_action.setEnabled(back is not None)
         self.revert_action.setText(f"Re&vert to previous version ({back})…" if back else
                                    "Re&vert to previous version…")
+        tip = f"Go back to version {back} from the next start." if back else \
+            self.controller.updates.revert_why or "There is no previous version to go back to."
+        self.revert_action.setToolTip(tip)
+        self.revert_action.setStatusTip(tip)
 
     def revert_to_previous(self) -> QMessageBox | None:
         """Help → Revert to previous version: asked once, then the previous version runs from the next start."""
@@ -638,7 +659,8 @@ class MainWindow(QMainWindow):
 
         back = self.controller.updates.revert_to
         if back is None:
-            self.statusBar().showMessage("There is no previous version to go back to.", 15_000)
+            self.statusBar().showMessage(self.controller.updates.revert_why
+                                         or "There is no previous version to go back to.", 15_000)
             return None
         box = QMessageBox(QMessageBox.Icon.Question, "Revert to previous version",
                           f"Go back to version {html.escape(back)} from the next start? Your purchases, sign-in "

@@ -1,7 +1,8 @@
 """Desktop notifications: in the system tray where the platform has one, in the window otherwise.
 
 Where there is no system tray (some Linux desktops, a headless session) the same notice appears as a small
-panel in the bottom right corner of the main window, just above the status bar, for a few seconds; nothing else
+panel in the bottom right corner of the main window, just above the status bar, for a few seconds (longer for a
+notice that offers something to do, such as a top-up's Undo; never while the pointer is over it); nothing else
 changes. There it covers no balance (at the top of the page), at most three fifths of the window's width, also at
 the window's smallest. Clicking either opens the alert inbox.
 """
@@ -9,12 +10,14 @@ the window's smallest. Clicking either opens the alert inbox.
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QMouseEvent
+from PySide6.QtGui import QEnterEvent, QHideEvent, QIcon, QMouseEvent
 from PySide6.QtWidgets import QFrame, QLabel, QMainWindow, QSystemTrayIcon, QToolButton, QVBoxLayout, QWidget
 
 from desktop.core.alert_inbox import Notice
 
 TOAST_MS = 8_000
+ACTION_TOAST_MS = 30_000  # a notice that leads somewhere to act (a top-up's Undo): time to read it and click
+LINGER_MS = 3_000  # after the pointer leaves the notice: at least this long before it goes
 MAX_WIDTH, MIN_WIDTH, MARGIN = 380, 200, 12
 
 
@@ -49,9 +52,11 @@ class Toast(QFrame):
         layout.setContentsMargins(12, 8, 28, 10)
         layout.addWidget(self.title)
         layout.addWidget(self.message)
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.hide)
+        self.timer = QTimer(self)  # when it goes (the tests fire it rather than wait)
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._expire)
+        self.hovered = False
+        self._left_ms = 0  # what was left of the time when the pointer came over it
         self.hide()
         parent.installEventFilter(self)
 
@@ -61,7 +66,32 @@ class Toast(QFrame):
         self._place()
         self.show()
         self.raise_()
-        self._timer.start(msecs)
+        self._left_ms = msecs
+        if not self.hovered:  # (while the pointer is over it, it stays; the time starts when the pointer leaves)
+            self.timer.start(msecs)
+
+    def _expire(self) -> None:
+        if not self.hovered:
+            self.hide()
+
+    def enterEvent(self, event: QEnterEvent) -> None:
+        """Being read: it stays while the pointer is over it."""
+        self.hovered = True
+        if self.timer.isActive():
+            self._left_ms = self.timer.remainingTime()
+            self.timer.stop()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:
+        """Read: what was left of its time, and at least a moment more, then it goes."""
+        self.hovered = False
+        if self.isVisible():
+            self.timer.start(max(self._left_ms, LINGER_MS))
+        super().leaveEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.timer.stop()
+        super().hideEvent(event)
 
     def _place(self) -> None:
         """Bottom right, above the status bar: the balance and the menus stay in view."""
@@ -114,12 +144,14 @@ class Notifier(QObject):
     def where(self) -> str:
         return "system tray" if self.tray is not None else "window"
 
-    def show(self, notice: Notice) -> None:
+    def show(self, notice: Notice, *, actionable: bool = False) -> None:
+        """``actionable``: the notice leads to something to do (a top-up's Undo): shown longer."""
         self.shown.append(notice)
+        msecs = ACTION_TOAST_MS if actionable else TOAST_MS
         if self.tray is not None and self.tray.supportsMessages():
-            self.tray.showMessage(notice.title, notice.message, QSystemTrayIcon.MessageIcon.Information, TOAST_MS)
+            self.tray.showMessage(notice.title, notice.message, QSystemTrayIcon.MessageIcon.Information, msecs)
         else:
-            self.toast.show_notice(notice)
+            self.toast.show_notice(notice, msecs)
 
     def close(self) -> None:
         if self.tray is not None:

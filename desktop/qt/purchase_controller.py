@@ -566,10 +566,11 @@ class Purchases(QObject):
 
     def _announce(self, rows: list[Transaction]) -> None:
         """A payment that landed without a purchase in flight telling of it (paid after it was cancelled or
-        expired here, or in another app) is announced, never silent."""
+        expired here, or in another app) is announced, never silent; an auto top-up's alert tells of its own."""
         live = {p.session_id: p for p in self.items}
         for row in rows:
-            if row.type != "purchase" or not row.reference or row.reference in self._announced:
+            # An auto top-up is announced once, by its own alert (the one that leads to its Undo), not here too.
+            if row.type != "purchase" or row.auto_topup or not row.reference or row.reference in self._announced:
                 continue
             self._announced.add(row.reference)
             purchase = live.get(row.reference)

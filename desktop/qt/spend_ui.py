@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QPushButton
 
 from desktop.core.alert_inbox import notices, told_by_a_panel, told_by_a_refusal
 from desktop.core.models import Pack
 from desktop.core.spend_models import Alert, AlertPage
+from desktop.qt import formatting
 from desktop.qt.controller import AppController
 from desktop.qt.notifier import Notifier
 from desktop.qt.spend_controller import SpendController
@@ -32,6 +33,8 @@ TOPUP_KINDS = frozenset({"topup_succeeded", "topup_failed", "topup_threshold", "
 class SpendUi(QObject):
     """Installed on ``window``; ``show_packs`` brings the packs to the front when a refusal offers to buy credits
     (a callback, so that this module needs nothing of the main window but what any QMainWindow has)."""
+
+    topupUndone = Signal(str)  # a top-up's Undo went through: what it did, as its alert says it
 
     def __init__(self, window: QMainWindow, app: AppController, show_packs: Callable[[], None], *,
                  use_tray: bool | None = None, choose_path: SaveChooser | None = None) -> None:
@@ -123,12 +126,15 @@ class SpendUi(QObject):
         told += told_too
         if told:
             self.spending.mark_read(a.id for a in told)
-        for notice in notices(alerts):
+        for notice in notices(alerts, lambda a: formatting.alert_message(a.kind, a.message, a.data)):
             # A top-up's notice leads to Auto top-up, where its Undo is (the alert says so).
             self._topup_notice = any(a.kind in TOPUP_KINDS for a in notice.alerts)
-            self.notifier.show(notice)
+            self.notifier.show(notice, actionable=self._topup_notice)
         if any(a.kind in TOPUP_KINDS for a in alerts) and self.auto_topup_dialog is not None:
             self.auto_topup_dialog.refresh()
+        for alert in alerts:
+            if alert.kind == "topup_undone":
+                self.topupUndone.emit(alert.message)
         if any(a.kind in ("topup_succeeded", "topup_undone") for a in alerts):
             # The credits it added or took back: the balance says so with the notification, not at the next poll.
             self.app.figures.refresh()

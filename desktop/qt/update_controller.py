@@ -42,6 +42,7 @@ class UpdateController(QObject):
         self.declined: set[str] = set()  # asked and declined this session
         self.agreed: Offer | None = None  # agreed while a purchase was in flight
         self.revert_to: str | None = None  # read from the state file on the disk worker
+        self.revert_why = ""  # why there is none to go back to (Help's greyed-out item says it)
         self._updater: Updater | None = None
         self._busy = False
         self.daily = QTimer(self)
@@ -151,15 +152,16 @@ class UpdateController(QObject):
 
     def refresh_revert(self) -> None:
         """Read which version Revert would go back to (on the disk worker), then say it."""
-        def read() -> str | None:
+        def read() -> tuple[str | None, str]:
             state = UpdateState.load(self.layout.state_file)
-            return updates.revert_target(state, self.running, self.installed_base)
+            back = updates.revert_target(state, self.running, self.installed_base)
+            return back, "" if back else updates.why_no_revert(state, self.running, self.installed_base)
 
         self.workers.write(read, self._revert_known)
 
-    def _revert_known(self, version: str | None) -> None:
-        self.revert_to = version
-        self.revertChanged.emit(version)
+    def _revert_known(self, found: tuple[str | None, str]) -> None:
+        self.revert_to, self.revert_why = found
+        self.revertChanged.emit(self.revert_to)
 
     def revert(self) -> None:
         def done(version: str) -> None:

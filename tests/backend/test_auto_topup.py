@@ -226,6 +226,13 @@ def test_the_payment_told_twice_in_either_order_grants_once(rig: Rig) -> None:
             assert autotopup.record(conn, started.topup.id, state, T0, source=source).status == "succeeded"
     assert rig.balance() == before + 500
     assert rig.kinds() == ["topup_succeeded"]
+    with rig.db.read() as conn:
+        # One announcement (its own, with Undo; no purchase_confirmed), and a history line that says it was automatic.
+        about = [a.kind for a in alerts.page(conn, USER, unread_only=False, limit=100)[0]
+                 if a.data.get("orderId") == started.topup.order_id]
+        assert about == ["topup_succeeded"]
+        newest = ledger.history(conn, USER, limit=1)[0][0]
+    assert (newest.type, newest.amount, newest.description) == ("purchase", 500, "Auto top-up: Top-up pack")
     # A late decline of a paid top-up changes nothing.
     with rig.db.transaction() as conn:
         autotopup.record(conn, started.topup.id, PaymentIntentState(state.id, "failed", 499, "usd", {}), T0,

@@ -8,6 +8,7 @@ against ``check``."""
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -406,9 +407,33 @@ def test_expiry_warnings_come_once_per_grant_and_lead(db: Database) -> None:
     assert warn(at(9.5)) == 1  # promo: 1 day before
     assert warn(at(9.6)) == 0
     with db.read() as conn:
-        rows = conn.execute(select(alerts.c.kind, alerts.c.message).order_by(alerts.c.id)).all()
-    assert [kind for kind, _ in rows] == ["credits_expiring"] * 3
-    assert rows[1].message == f"29 credits (promo) expire on {iso_utc(at(10))[:10]}"
+        rows = conn.execute(select(alerts.c.kind, alerts.c.message, alerts.c.data).order_by(alerts.c.id)).all()
+    assert [kind for kind, _, _ in rows] == ["credits_expiring"] * 3
+    # The instant, not a date that reads as the day it ends on or the day after (at(10) is 12:00 UTC).
+    assert rows[1].message == "29 credits (promo) expire at 2026-12-06 12:00 UTC"
+    data = json.loads(rows[1].data) if isinstance(rows[1].data, str) else rows[1].data
+    assert (data["expiresAt"], data["description"], data["credits"]) == (iso_utc(at(10)), "promo", 29)
+
+
+@pytest.mark.parametrize(("expires_at", "words"), [
+    # adjust --expires 2026-12-13: the end of the 13th, not "2026-12-14"
+    ("2026-12-14T00:00:00.000Z", "at the end of 2026-12-13 (24:00 UTC)"),
+    ("2027-01-01T00:00:00.000Z", "at the end of 2026-12-31 (24:00 UTC)"),
+    ("2026-12-14T15:30:00.000Z", "at 2026-12-14 15:30 UTC"),
+    ("2026-12-14T00:00:01.000Z", "at 2026-12-14 00:00:01 UTC"),
+    ("2026-12-13T23:59:59.500Z", "at 2026-12-13 23:59:59 UTC"),
+])
+def test_an_expiry_is_said_as_an_instant_that_cannot_be_misread(expires_at: str, words: str) -> None:
+    assert grants.expiry_words(expires_at) == words
+
+
+def test_one_expiring_credit_expires(db: Database) -> None:
+    give(db, 1, "last", kind=grants.PROMOTIONAL, expires=0.5)
+    with db.transaction() as conn:
+        assert grants.warn(conn, T0) == 1
+    with db.read() as conn:
+        [message] = conn.execute(select(alerts.c.message)).scalars().all()
+    assert message == "1 credit (last) expires at the end of 2026-11-26 (24:00 UTC)"
 
 
 # -- clawbacks, reversals and debts ----------------------------------------------------------------------------------

@@ -485,8 +485,9 @@ def test_the_balance_says_its_promotional_credits_and_the_next_expiry(scripted: 
                        '"2026-12-14T12:00:00.000Z", "credits": 9}, "grants": []}')
     balance, grants = ApiClient(scripted.url, "tok").credits()
     assert balance == 112 and grants == GrantSummary(12, "2026-12-14T12:00:00.000Z", 9)
-    assert grants.words(lambda iso: iso[:10]) == "12 promotional · 9 expire on 2026-12-14"
-    assert GrantSummary(0, "2026-12-14T12:00:00.000Z", 1).words(lambda iso: "14 Dec") == "1 expires on 14 Dec"
+    assert grants.words(lambda iso: f"at {iso[:10]}") == "12 promotional · 9 expire at 2026-12-14"
+    assert GrantSummary(0, "2026-12-14T12:00:00.000Z", 1).words(lambda iso: "at the end of 13 Dec") == \
+        "1 expires at the end of 13 Dec"
     assert GrantSummary(0, None, 0).words(lambda iso: iso) == ""
     scripted.then(200, '{"balance": 7}')  # a backend older than grants
     assert ApiClient(scripted.url, "tok").credits() == (7, None)

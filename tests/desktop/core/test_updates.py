@@ -26,7 +26,9 @@ from desktop.core.updates import (
     launch_target,
     plan_launch,
     revert,
+    revert_target,
     take_notice,
+    why_no_revert,
 )
 from tests.helpers.update_repo import StaticServer, UpdateRepo, release_module, small_bundle
 
@@ -299,3 +301,22 @@ def test_a_launched_version_does_not_launch_again(world: World) -> None:
     assert launch_target(world.paths.data_dir, "0.1.0", {"CREDITDESK_LAUNCHED_FROM": "0.1.0"}).executable is None
     # A newer installed bundle (the .deb upgraded past the update) runs itself.
     assert launch_target(world.paths.data_dir, "0.4.0", {}).executable is None
+
+
+# Help → Revert to previous version: which version it goes back to, or why it is greyed out (its tooltip).
+REVERTS = [
+    # (the state file, running, the installed bundle's version, goes back to, why not)
+    (UpdateState(), "0.1.0", "0.1.0", None, "No previous version is kept"),
+    (UpdateState(current="0.2.0", previous="0.1.0"), "0.1.0", "0.1.0", None,
+     "Version 0.2.0 was just installed and runs from the next start"),
+    (UpdateState(current="0.2.0", previous="0.1.0"), "0.2.0", "0.1.0", "0.1.0", ""),
+    (UpdateState(current="0.3.0", previous=None), "0.3.0", "0.1.0", "0.1.0", ""),
+]
+
+
+@pytest.mark.parametrize(("state", "running", "base", "back", "why"), REVERTS)
+def test_revert_says_where_it_goes_back_to_or_why_it_cannot(state: UpdateState, running: str, base: str,
+                                                            back: str | None, why: str) -> None:
+    assert revert_target(state, running, base) == back
+    if back is None:
+        assert why_no_revert(state, running, base).startswith(why)

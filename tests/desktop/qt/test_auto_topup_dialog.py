@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtWidgets import QScrollArea
 
 from desktop.qt.main_window import MainWindow
+from desktop.qt.notifier import ACTION_TOAST_MS
 from tests.desktop.qt.conftest import sign_up
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
@@ -58,6 +59,22 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
 
     qtbot.waitUntil(announced, timeout=10_000)
     qtbot.waitUntil(lambda: ui.app.figures.balance == 199, timeout=3_000)  # the balance says it with the notification
+    # Its history line says it was automatic, in the app and in the CSV; and it was announced once: by its own
+    # notification (the one that leads to Undo), not also as "A payment went through" on the page and status bar.
+    history = window.account.model
+    qtbot.waitUntil(lambda: any(r.auto_topup for r in history.rows), timeout=10_000)
+    [line] = [n for n, r in enumerate(history.rows) if r.auto_topup]
+    assert history.data(history.index(line, 4)) == "Auto top-up: Starter pack · paid $5.00"
+    assert history.data(history.index(line, 0)) == "Purchase" and history.data(history.index(line, 1)) == "+100"
+    csv_text = api.get("/api/credits/transactions.csv").text
+    assert "Auto top-up: Starter pack" in csv_text and csv_text.count("Starter pack") == 2  # the first one, by hand
+    assert [n.title for n in ui.notifier.shown].count("Auto top-up") == 1
+    # It leads to Undo: it stays longer than a notice with nothing to do (tests/desktop/qt/test_notifier.py).
+    assert ui.notifier.toast.title.text() == "Auto top-up" and ui.notifier.toast.timer.interval() == ACTION_TOAST_MS
+    assert not window.account.notice.isVisible() and "went through" not in window.statusBar().currentMessage()
+    # A "payment went through" notice still up (from a purchase this window learned of from the history) is not
+    # left saying so once the top-up is undone: the page says what happened.
+    window._payment_landed("A payment went through: 100 credits were added (Starter pack).")
     dialog.close()
     ui.notifier.clicked.emit()  # the notification leads to the dialog, with its Undo
     qtbot.waitUntil(lambda: dialog.isVisible() and dialog.undo_button.isVisible(), timeout=10_000)
@@ -68,6 +85,9 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     qtbot.waitUntil(lambda: "Top-up undone" in dialog.status.text(), timeout=10_000)
     assert "100 credits taken back" in dialog.status.text() and "$5.00 refunded" in dialog.status.text()
     assert api.balance() == 99
+    qtbot.waitUntil(lambda: window.account.notice.text().startswith("Auto top-up undone: 100 credits taken back"),
+                    timeout=10_000)
+    assert "went through" not in window.statusBar().currentMessage()
 
     dialog.off_button.click()  # one click
     qtbot.waitUntil(lambda: dialog.state is not None and not dialog.state.enabled, timeout=10_000)

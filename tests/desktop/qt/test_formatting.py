@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
 from PySide6.QtCore import QLocale, QTimeZone
 
 from desktop.qt import formatting
@@ -86,3 +87,54 @@ def test_the_history_says_an_expiry_and_a_bonus_in_words() -> None:
     assert display(expired)[1].startswith(("-", "\u2212")) and "13" in display(expired)[1]
     bonus = Transaction(1, "bonus", 50, 50, "2026-11-21T12:00:00.000Z", "signup", "Welcome bonus")
     assert display(bonus)[0] == "Bonus"
+
+
+# --- when credits expire ----------------------------------------------------------------------------------------
+# `adjust --expires 2026-12-13` makes credits expire at 24:00 UTC: in a zone where that instant is local midnight it
+# is the end of the 13th (not "14 Dec"); elsewhere the instant is said with its time and zone.
+LONDON, LOS_ANGELES, TOKYO = QTimeZone(b"Europe/London"), QTimeZone(b"America/Los_Angeles"), QTimeZone(b"Asia/Tokyo")
+UK = QLocale(QLocale.Language.English, QLocale.Country.UnitedKingdom)
+TODAY = date(2026, 12, 6)
+
+EXPIRIES = [
+    # (the instant, locale, zone, what follows "9 expire")
+    ("2026-12-14T00:00:00.000Z", UK, LONDON, "at the end of 13 Dec"),
+    ("2026-12-14T00:00:00.000Z", US, QTimeZone.utc(), "at the end of 13 Dec"),
+    ("2026-12-14T00:00:00.000Z", DE, BERLIN, "at 14.12.2026 01:00 CET"),  # an hour into the 14th there
+    ("2026-12-14T00:00:00.000Z", US, LOS_ANGELES, "at 12/13/2026 4:00\u202fPM PST"),  # the afternoon of the 13th
+    ("2026-12-14T00:00:00.000Z", JP, TOKYO, "at 2026/12/14 9:00 JST"),
+    ("2026-12-13T23:00:00.000Z", DE, BERLIN, "at the end of 13 Dez."),  # Berlin's own midnight, in its words
+    ("2026-07-01T22:00:00.000Z", DE, BERLIN, "at the end of 1 Juli"),  # summer time: midnight is 22:00 UTC
+    ("2026-12-14T08:00:00.000Z", US, LOS_ANGELES, "at the end of 13 Dec"),
+    ("2026-12-14T00:00:01.000Z", UK, LONDON, "at 14/12/2026 00:00 GMT"),  # a second past midnight is not the end
+    ("2027-01-01T00:00:00.000Z", UK, LONDON, "at the end of 31 Dec"),  # this year still
+    ("2027-01-02T00:00:00.000Z", UK, LONDON, "at the end of 1 Jan 2027"),  # another year: named
+]
+
+
+@pytest.mark.parametrize(("at", "locale", "zone", "words"), EXPIRIES)
+def test_an_expiry_reads_as_the_end_of_a_day_or_as_a_local_date_and_time(at: str, locale: QLocale, zone: QTimeZone,
+                                                                         words: str) -> None:
+    assert formatting.expiry(at, locale, zone, today=TODAY) == words
+
+
+def test_the_grants_line_and_the_expiring_alert_say_it_so() -> None:
+    from desktop.core.models import GrantSummary
+
+    summary = GrantSummary(12, "2026-12-14T00:00:00.000Z", 9)
+    assert summary.words(lambda iso: formatting.expiry(iso, UK, LONDON, today=TODAY)) == \
+        "12 promotional · 9 expire at the end of 13 Dec"
+    assert summary.words(lambda iso: formatting.expiry(iso, US, LOS_ANGELES, today=TODAY)) == \
+        "12 promotional · 9 expire at 12/13/2026 4:00\u202fPM PST"
+    data = {"grantId": 4, "credits": 29, "kind": "promotional", "expiresAt": "2026-12-14T00:00:00.000Z",
+            "description": "Welcome bonus", "leadSeconds": 86400, "lead": "1 day"}
+    backend = "29 credits (Welcome bonus) expire at the end of 2026-12-13 (24:00 UTC)"
+    assert formatting.alert_message("credits_expiring", backend, data, UK, LONDON, today=TODAY) == \
+        "29 credits (Welcome bonus) expire at the end of 13 Dec"
+    assert formatting.alert_message("credits_expiring", backend, dict(data, credits=1), US, LOS_ANGELES,
+                                    today=TODAY) == "1 credit (Welcome bonus) expires at 12/13/2026 4:00\u202fPM PST"
+    # A backend before `description` (or any other alert): its own words.
+    assert formatting.alert_message("credits_expiring", backend, {k: v for k, v in data.items() if k != "description"},
+                                    UK, LONDON) == backend
+    assert formatting.alert_message("low_balance", "Your balance is 4 credits.", data, UK, LONDON) == \
+        "Your balance is 4 credits."

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimeZone
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QApplication
 
@@ -335,9 +335,13 @@ def test_the_account_page_says_promotional_credits_and_when_the_next_expire(qtbo
     page = AccountPage()
     qtbot.addWidget(page)
     page.show()
-    page.set_grants(GrantSummary(12, "2026-12-14T12:00:00.000Z", 9))
-    day = formatting.short_date(formatting.local_day("2026-12-14T12:00:00.000Z"))
-    assert page.grants.isVisible() and page.grants.text() == f"12 promotional · 9 expire on {day}"
+    page.zone = QTimeZone(b"Europe/London")
+    page.set_grants(GrantSummary(12, "2026-12-14T00:00:00.000Z", 9))  # adjust --expires 2026-12-13
+    # (with " 2026" once the clock reads 2027)
+    assert page.grants.isVisible() and page.grants.text().startswith("12 promotional · 9 expire at the end of 13 Dec")
+    page.zone = QTimeZone(b"America/Los_Angeles")  # where 24:00 UTC is the afternoon of the 13th
+    page.set_grants(GrantSummary(12, "2026-12-14T00:00:00.000Z", 9))
+    assert page.grants.text() == "12 promotional · 9 expire at 12/13/2026 4:00\u202fPM PST"
     page.set_grants(GrantSummary(0, None, 0))  # only paid credits, none expiring: nothing to say
     assert not page.grants.isVisible()
     page.set_grants(None)  # signed out, or a backend older than grants

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QScrollArea
 
+from desktop.core.spend_models import Alert, AlertPage
 from desktop.qt import spend_controller
 from desktop.qt.main_window import MainWindow
 from tests.desktop.qt.conftest import PASSWORD, sign_up
@@ -257,6 +259,22 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
     qtbot.waitUntil(lambda: ui.alerts_button.text() == "No new alerts")
     qtbot.waitUntil(lambda: not any(inbox.list.item(n).font().bold() for n in range(inbox.list.count())))
     assert api.get("/api/alerts", params={"unread": "true"}).json()["alerts"] == []
+
+    # Credits expiring at the end of today, 24:00 UTC (adjust --expires TODAY), shaped as the backend sends them:
+    # the inbox and the notification say the end of today in the user's zone (here UTC), not tomorrow's date.
+    today = datetime.now(UTC).date()
+    expiring = Alert.from_json({
+        "id": 999, "kind": "credits_expiring", "createdAt": "2026-12-12T00:00:00.000Z", "readAt": None,
+        "message": f"9 credits (Welcome bonus) expire at the end of {today.isoformat()} (24:00 UTC)",
+        "data": {"grantId": 4, "credits": 9, "kind": "promotional",
+                 "expiresAt": f"{(today + timedelta(days=1)).isoformat()}T00:00:00.000Z",
+                 "description": "Welcome bonus", "leadSeconds": 86400, "lead": "1 day"}})
+    assert ui.spending.controls is not None and ui.spending.controls.time_zone in ("UTC", "Etc/UTC")
+    words = f"9 credits (Welcome bonus) expire at the end of {today.day} {today.strftime('%b')}"
+    inbox._loaded(AlertPage((expiring,), None, 1))
+    assert inbox.list.item(0).text().endswith(f"\n{words}")
+    ui._notify([expiring])
+    assert notices(window)[-1] == ("Credits expiring", words)
 
 
 @pytest.mark.subprocess
