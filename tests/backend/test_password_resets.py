@@ -167,3 +167,26 @@ def test_outbox_messages_are_whole_files_readable_by_their_owner_only(
     (path,) = outbox.folder.iterdir()
     assert path.suffix == ".eml" and path.stat().st_mode & 0o777 == 0o600
     assert outbox.folder.stat().st_mode & 0o777 == 0o700
+
+
+class TryingTheEarlierCode:
+    """A mail server that, while the new code's mail is with it, sees whether the earlier code still works."""
+
+    def __init__(self, db: Database, code: str) -> None:
+        self.db, self.code, self.earlier_worked = db, code, True
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            password_resets.confirm_reset(self.db, "ada@example.com", self.code, NEW_PASSWORD, TTL, now=START)
+        except InvalidResetCode:
+            self.earlier_worked = False
+
+
+def test_the_new_code_works_before_its_mail_goes_and_the_earlier_no_longer(
+    db: Database, outbox: OutboxMailer, user: User
+) -> None:
+    earlier = ask(db, outbox)
+    mailer = TryingTheEarlierCode(db, earlier)
+    password_resets.request_reset(db, mailer, user.email, now=START + timedelta(minutes=1))
+    assert not mailer.earlier_worked and len(rows(db)) == 1
+    assert accounts.authenticate(db, user.email, PASSWORD) == user
