@@ -37,6 +37,8 @@ log = logging.getLogger("creditdesk.payments")
 CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 4.0
 NETWORK_RETRIES = 1
+# A Checkout Session is read with these expanded (SessionState.from_stripe reads them): within Stripe's four levels.
+SESSION_EXPAND = ["discounts.promotion_code", "total_details.breakdown"]
 
 
 class StripeProvider:
@@ -97,7 +99,9 @@ class StripeProvider:
 
     def retrieve_session(self, session_id: str) -> SessionState:
         try:
-            session = self._client.v1.checkout.sessions.retrieve(session_id)
+            # What a receipt names besides the amounts: the code the buyer entered (a session's discount holds only
+            # its id) and the tax rate charged (the breakdown comes only when asked for).
+            session = self._client.v1.checkout.sessions.retrieve(session_id, params={"expand": SESSION_EXPAND})
         except stripe.StripeError as exc:
             raise translate(exc, session_id) from exc
         return _session_state(_as_dict(session))
