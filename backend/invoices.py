@@ -14,6 +14,12 @@ Reading the invoice by its id (``GET /v1/invoices/{id}``) rather than listening 
 no change), the order already names its invoice (so an invoice event arriving before the session's has no order to
 go to), and the answer is at the pinned API version. Links are written once: the first read wins and a second one
 (a duplicated event, reconcile at the same time) changes nothing. Until then the receipt is the backend's own page.
+
+The receipt's names for a discount and a tax (the promotion code the buyer entered, the tax rate's name and
+percentage) are read the same way, just after the webhook's answer (:func:`fill_names`): Stripe's event names a
+promotion code by its id only and carries no tax breakdown, and the session read with them expanded
+(StripeProvider.retrieve_session) gives both. A name already kept is never changed; a read that fails leaves the
+receipt saying "Discount" and "Tax" without them (the amounts are the payment's either way).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from sqlalchemy import Connection
 from backend.db import Database
 from backend.errors import PaymentProviderError
 from backend.order_status import AFTER_PAYMENT
-from backend.payments.base import InvoiceLinks
+from backend.payments.base import InvoiceLinks, SessionState
 from backend.schema import orders
 from backend.services import Services
 
@@ -108,3 +114,54 @@ def _pending_one(db: Database, order_id: str) -> tuple[str, str] | None:
 def _record(db: Database, order_id: str, invoice_id: str, links: InvoiceLinks) -> bool:
     with db.transaction() as conn:
         return record(conn, order_id, invoice_id, links)
+
+
+def names_pending(conn: Connection, order_id: str) -> str | None:
+    """The session id of a paid order whose discount or tax has no name kept yet, or None."""
+    o = orders.c
+    return conn.execute(sa.select(o.session_id).where(
+        o.id == order_id, o.status.in_(sorted(AFTER_PAYMENT)),
+        sa.or_(sa.and_(o.amount_discount > 0, o.promotion_code.is_(None)),
+               sa.and_(o.amount_tax > 0, o.tax_rate.is_(None))))).scalar()
+
+
+def record_names(conn: Connection, order_id: str, session: SessionState) -> bool:
+    """Keep the promotion code and the tax rate the session names where the order has none yet: False when there
+    was nothing to keep."""
+    o = orders.c
+    kept = False
+    if session.promotion_code is not None:
+        kept |= bool(conn.execute(sa.update(orders).where(o.id == order_id, o.promotion_code.is_(None))
+                                  .values(promotion_code=session.promotion_code)).rowcount)
+    if session.tax_rate is not None:
+        kept |= bool(conn.execute(sa.update(orders).where(o.id == order_id, o.tax_rate.is_(None))
+                                  .values(tax_rate=session.tax_rate, tax_name=session.tax_name)).rowcount)
+    return kept
+
+
+async def fill_names(services: Services, order_id: str) -> bool:
+    """Read a paid order's session for the names of its discount and tax, when it lacks them (after its webhook is
+    answered). A failure is logged: the receipt says "Discount" and "Tax" without them."""
+    session_id = await to_thread.run_sync(_names_pending, services.db, order_id)
+    if session_id is None:
+        return False
+    services.gateway.forget(session_id)  # a session read before it was paid has neither
+    try:
+        session = await services.gateway.retrieve_session(session_id)
+    except PaymentProviderError as exc:
+        log.warning("payment order=%s outcome=receipt_names_not_read reason=%s", order_id, exc)
+        return False
+    kept = await to_thread.run_sync(_record_names, services.db, order_id, session)
+    if kept:
+        log.info("payment order=%s outcome=receipt_names_kept", order_id)
+    return kept
+
+
+def _names_pending(db: Database, order_id: str) -> str | None:
+    with db.read() as conn:
+        return names_pending(conn, order_id)
+
+
+def _record_names(db: Database, order_id: str, session: SessionState) -> bool:
+    with db.transaction() as conn:
+        return record_names(conn, order_id, session)

@@ -1,10 +1,14 @@
 """Forgot password: a one-time code sent by mail, then a new password with that code.
 
-- Asking answers the same whether or not the account exists (the route says so to everyone); a code goes out only
-  to an account's own address, and only the newest code of a user works.
+- Asking answers the same whether or not the account exists (the route says so to everyone), and does the same
+  work before it answers: :func:`request_reset` runs after the answer, on the server's mail queue
+  (:class:`backend.services.SendingQueue`), and hashes a code for an unknown address too. A code goes out only to
+  an account's own address, and only the newest code of a user works.
 - A code is :data:`CODE_DIGITS` digits, kept only as an argon2 hash, good once, for :data:`CODE_TTL`, and for at
   most :data:`MAX_WRONG_ATTEMPTS` wrong tries; each of these misses is the same :class:`InvalidResetCode`.
-- The mail is sent before anything is written: when it cannot be sent (MailUnavailable), nothing changed.
+- The new code is written before its mail is sent, so that any code a person can read already works; when the
+  mail cannot be sent (MailUnavailable) that code is deleted again and the earlier code, if any, still works. The
+  earlier codes go once the mail is out.
 - A new password ends every sign-in of the account and starts one, in one transaction.
 
 Clocks are injected (``now=``) as in :mod:`backend.spending`.
@@ -17,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from backend import accounts
 from backend.accounts import User
@@ -57,22 +61,32 @@ def mail_text(code: str) -> str:
 
 
 def request_reset(db: Database, mailer: Mailer, email: str, *, now: datetime | None = None) -> None:
-    """Send a new code to the account of ``email``, if there is one; nothing is said either way."""
+    """Send a new code to the account of ``email``, if there is one; nothing is said either way. MailUnavailable
+    when its mail cannot be sent (then nothing is changed)."""
     moment = now or datetime.now(UTC)
     with db.read() as conn:
         user = accounts.find_user(conn, email)
     code = new_code()
-    # Hashed for an unknown address too: both take the time of one hash.
+    # Hashed for an unknown address too: both do the work of one hash.
     code_hash = accounts.hash_password(code)
     if user is None:
         return
-    mailer.send(message(user.email, SUBJECT, mail_text(code)))  # MailUnavailable: nothing written
     with db.transaction() as conn:
-        # The newest code only: an earlier one (used or not) goes.
-        conn.execute(password_resets.delete().where(password_resets.c.user_id == user.id))
-        conn.execute(insert(password_resets).values(
+        # Beside the earlier codes, which stop working at once (only the newest row counts, see confirm_reset).
+        reset_id = conn.execute(insert(password_resets).values(
             user_id=user.id, code_hash=code_hash, created_at=iso_utc(moment),
-            expires_at=iso_utc(moment + CODE_TTL), attempts=0, used_at=None))
+            expires_at=iso_utc(moment + CODE_TTL), attempts=0, used_at=None).returning(password_resets.c.id)
+        ).scalar_one()
+    try:
+        mailer.send(message(user.email, SUBJECT, mail_text(code)))
+    except BaseException:
+        # A code that never went out is not kept: the earlier one is the newest again.
+        with db.transaction() as conn:
+            conn.execute(password_resets.delete().where(password_resets.c.id == reset_id))
+        raise
+    with db.transaction() as conn:
+        conn.execute(password_resets.delete().where(password_resets.c.user_id == user.id,
+                                                    password_resets.c.id < reset_id))
     log.info("password reset: a code was sent to user %d", user.id)
 
 
@@ -90,12 +104,15 @@ def confirm_reset(db: Database, email: str, code: str, password: str, token_ttl_
     moment = iso_utc(now or datetime.now(UTC))
     live = (password_resets.c.used_at.is_(None), password_resets.c.expires_at > moment,
             password_resets.c.attempts < MAX_WRONG_ATTEMPTS)
+    # The user's newest code alone, live or not: an earlier one never works again, even while its row is still
+    # there (while the newest one's mail is being sent, or when a failed write left it).
+    newest = (select(func.max(password_resets.c.id)).where(password_resets.c.user_id == users.c.id)
+              .correlate(users).scalar_subquery())
     with db.read() as conn:
         row = conn.execute(
             select(password_resets.c.id, password_resets.c.code_hash, users.c.id.label("user_id"), users.c.email)
             .select_from(password_resets.join(users, users.c.id == password_resets.c.user_id))
-            .where(users.c.email == accounts.normalise_email(email), *live)
-            .order_by(password_resets.c.id.desc()).limit(1)
+            .where(users.c.email == accounts.normalise_email(email), password_resets.c.id == newest, *live)
         ).mappings().first()
     if not accounts.verify_password(row["code_hash"] if row else None, normalise_code(code)) or row is None:
         if row is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +13,7 @@ from backend import prepared
 from backend.catalogue import Catalogue
 from backend.config import Settings
 from backend.db import Database
+from backend.errors import ServerBusy
 from backend.mail import Mailer, describe, mailer
 from backend.migrations import prepare
 from backend.payments.base import PaymentProvider
@@ -54,6 +56,54 @@ class Background:
             future.result(timeout)
 
 
+class SendingQueue:
+    """Mail sent after the answer that asked for it (a password reset's code), one job at a time on a thread of its
+    own, in the order asked (so a person's newest mail holds their live code).
+
+    Neither the server's shared threads (where Starlette's background tasks would run a blocking send, unbounded,
+    their failures logged with their text) nor :class:`Background`: a mail server that is slow or hangs (up to the
+    SMTP timeout a job) holds up no answer and no auto top-up. At most ``max_waiting`` jobs wait; past that,
+    ServerBusy for every caller alike, whatever the address (a queue growing without end while the mail server
+    hangs would hold every address asked for in memory). A job's failure is logged by its type, never its text
+    (an SMTP or SQL error's text may quote the address). A daemon thread: stopping the server does not wait on a
+    mail server that hangs; a code lost so is asked for again. ``drain`` waits for what was submitted (tests)."""
+
+    def __init__(self, max_waiting: int = 100) -> None:
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]]] = queue.SimpleQueue()
+        self._limit = max_waiting + 1
+        self._unfinished = 0
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, what: str, job: Callable[[], None]) -> None:
+        """Run ``job`` (``what`` it sends, for the log) after the jobs before it; ServerBusy when too many wait."""
+        with self._idle:
+            if self._unfinished >= self._limit:
+                raise ServerBusy(f"{self._unfinished} mails already waiting", retry_after=30)
+            self._unfinished += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mail", daemon=True)
+                self._thread.start()
+        self._jobs.put((what, job))
+
+    def _run(self) -> None:
+        while True:
+            what, job = self._jobs.get()
+            try:
+                job()
+            except Exception as exc:  # its type only: its text may quote the address
+                log.warning("mail: could not send %s (%s)", what, type(exc).__name__)
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    self._idle.notify_all()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._unfinished == 0, timeout):
+                raise TimeoutError(f"{self._unfinished} mails still waiting")
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -70,6 +120,8 @@ class Services:
     mailer: Mailer
     # Work after a request's answer (auto top-up's charges), off the request path.
     background: Background = field(default_factory=Background)
+    # Mail after a request's answer (password reset codes), off the request path.
+    sending: SendingQueue = field(default_factory=SendingQueue)
 
     @classmethod
     def build(cls, settings: Settings, public_url: str) -> Services:

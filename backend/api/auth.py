@@ -16,7 +16,6 @@ from backend.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidResetCode,
-    MailUnavailable,
     RateLimited,
     ServerBusy,
 )
@@ -28,9 +27,6 @@ router = APIRouter(prefix="/api/auth", responses=documented(INVALID_TEXT))
 # Sign-up and sign-in hash a password (argon2, slow and memory-hungry on purpose): they run here, as many
 # at once as accounts allows, and a burst waits its turn without taking the server's shared threads.
 _password_work = BoundedWork("passwords", accounts.HASHES_AT_ONCE, max_waiting=200)
-# Sending a reset code waits on the mail server (seconds, up to its timeout): threads of its own, so that a slow
-# mail server holds up neither sign-ins nor the shared threads. (Its hash still takes a slot of accounts'.)
-_mail_work = BoundedWork("mail", 4, max_waiting=100)
 
 
 def _register(services: Services, email: str, password: str) -> dict[str, object]:
@@ -96,7 +92,7 @@ RESET_ANSWER = {
 
 
 @router.post("/password-reset", status_code=202, response_model=PasswordResetAnswer,
-             responses=documented(BODY_ERRORS, RateLimited, MailUnavailable, ServerBusy, STORAGE))
+             responses=documented(BODY_ERRORS, RateLimited, ServerBusy))
 async def password_reset(body: PasswordResetBody, services: ServicesDep, address: ClientAddressDep
                          ) -> dict[str, object]:
     """Send a one-time code to the account's address. The answer is the same for every address."""
@@ -105,7 +101,12 @@ async def password_reset(body: PasswordResetBody, services: ServicesDep, address
     services.limiter.hit(settings.reset_limit_per_address, "reset-address", address)
     # Counted for every address alike: a limit reached says nothing about whether the account exists.
     services.limiter.hit(settings.reset_limit_per_email, "reset-email", accounts.normalise_email(body.email))
-    await _mail_work.run(password_resets.request_reset, services.db, services.mailer, body.email)
+    # Everything else (finding the account, hashing a code, writing it, mailing it) runs after the answer, on the
+    # mail queue, for every address alike: the answer's work and time say nothing about the account, and a slow or
+    # failing mail server changes nothing the person sees (SendingQueue says why not Starlette's background tasks).
+    email = body.email
+    services.sending.submit("a password reset code",
+                            lambda: password_resets.request_reset(services.db, services.mailer, email))
     return RESET_ANSWER
 
 

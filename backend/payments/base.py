@@ -145,10 +145,11 @@ def _promotion_code(discounts: Any) -> str | None:
 
 def _tax_rate(breakdown: Any) -> dict[str, str | None]:
     """``tax_rate`` and ``tax_name`` from ``total_details.breakdown.taxes`` (Stripe gives it when the session is
-    read with it expanded; the stub always): the rate's percentage and display name when the taxes charged have
-    one rate, else neither (several rates, or none known: a receipt then says only "Tax")."""
+    read with it expanded, as StripeProvider.retrieve_session does; the stub always): the rate's percentage and
+    display name when the taxes charged have one rate, else neither (several rates, or none known: a receipt then
+    says only "Tax")."""
     taxes = breakdown.get("taxes") if isinstance(breakdown, Mapping) else None
-    rates = {(rate.get("percentage"), rate.get("display_name"))
+    rates = {(_percentage(rate), rate.get("display_name"))
              for tax in (taxes if isinstance(taxes, list) else []) if isinstance(tax, Mapping)
              and isinstance(rate := tax.get("rate"), Mapping) and tax.get("amount")}
     if len(rates) != 1:
@@ -157,6 +158,13 @@ def _tax_rate(breakdown: Any) -> dict[str, str | None]:
     known = isinstance(percentage, int | float) and not isinstance(percentage, bool) and 0 < percentage <= 100
     return {"tax_rate": f"{percentage:g}" if known else None,
             "tax_name": (name.strip()[:100] or None) if isinstance(name, str) else None}
+
+
+def _percentage(rate: Mapping[str, Any]) -> Any:
+    """A tax rate's percentage as charged: Stripe Tax's ``effective_percentage`` where it gives one (its
+    ``percentage`` may hold a jurisdiction's rate that was not charged), else ``percentage``."""
+    effective = rate.get("effective_percentage")
+    return effective if effective is not None else rate.get("percentage")
 
 
 def _amount(value: Any) -> int | None:

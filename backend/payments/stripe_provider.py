@@ -37,6 +37,8 @@ log = logging.getLogger("creditdesk.payments")
 CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 4.0
 NETWORK_RETRIES = 1
+# A Checkout Session is read with these expanded (SessionState.from_stripe reads them): within Stripe's four levels.
+SESSION_EXPAND = ["discounts.promotion_code", "total_details.breakdown"]
 
 
 class StripeProvider:
@@ -97,19 +99,18 @@ class StripeProvider:
 
     def retrieve_session(self, session_id: str) -> SessionState:
         try:
-            session = self._client.v1.checkout.sessions.retrieve(session_id)
+            # What a receipt names besides the amounts: the code the buyer entered (a session's discount holds only
+            # its id) and the tax rate charged (the breakdown comes only when asked for).
+            session = self._client.v1.checkout.sessions.retrieve(session_id, params={"expand": SESSION_EXPAND})
         except stripe.StripeError as exc:
             raise translate(exc, session_id) from exc
         return _session_state(_as_dict(session))
 
     def invoice_links(self, invoice_id: str) -> InvoiceLinks | None:
-        try:
-            invoice = _as_dict(self._client.v1.invoices.retrieve(invoice_id))
-        except stripe.StripeError as exc:
-            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
-                log.warning("payment invoice=%s outcome=invoice_missing_at_provider", invoice_id)
-                return None
-            raise translate(exc) from exc
+        invoice = _retrieve_or_none(self._client.v1.invoices, invoice_id)
+        if invoice is None:
+            log.warning("payment invoice=%s outcome=invoice_missing_at_provider", invoice_id)
+            return None
         if invoice.get("object") != "invoice":
             raise PaymentProviderUnavailable("Stripe answered something other than an invoice")
         hosted, pdf = invoice.get("hosted_invoice_url"), invoice.get("invoice_pdf")
@@ -164,12 +165,9 @@ class StripeProvider:
         return self._list(self._client.v1.disputes, {"payment_intent": payment_intent}, "dispute")
 
     def payment_of_charge(self, charge_id: str) -> str | None:
-        try:
-            charge = _as_dict(self._client.v1.charges.retrieve(charge_id))
-        except stripe.StripeError as exc:
-            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
-                return None
-            raise translate(exc) from exc
+        charge = _retrieve_or_none(self._client.v1.charges, charge_id)
+        if charge is None:
+            return None
         payment_intent = charge.get("payment_intent")
         if isinstance(payment_intent, dict):
             payment_intent = payment_intent.get("id")
@@ -179,12 +177,9 @@ class StripeProvider:
         """The card the Checkout's payment saved (``setup_future_usage``): the PaymentIntent's payment method."""
         if not payment_intent:
             return None
-        try:
-            intent = _as_dict(self._client.v1.payment_intents.retrieve(payment_intent))
-        except stripe.StripeError as exc:
-            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
-                return None
-            raise translate(exc) from exc
+        intent = _retrieve_or_none(self._client.v1.payment_intents, payment_intent)
+        if intent is None:
+            return None
         method = intent.get("payment_method")
         if isinstance(method, dict):
             method = method.get("id")
@@ -247,6 +242,18 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise translate(exc) from exc
         return found
+
+
+def _retrieve_or_none(service: Any, object_id: str) -> dict[str, Any] | None:
+    """``service.retrieve(object_id)`` as a dict, or None when Stripe has no such object (404 ``resource_missing``,
+    its "No such ..."); every other error translated. A 404 without that code (an unknown URL, from a wrong
+    ``STRIPE_API_BASE``) is no answer about the object, so it is translated too."""
+    try:
+        return _as_dict(service.retrieve(object_id))
+    except stripe.StripeError as exc:
+        if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404 and exc.code == "resource_missing":
+            return None
+        raise translate(exc) from exc
 
 
 def _as_dict(answer: Any) -> dict[str, Any]:

@@ -3,19 +3,28 @@ folder (no SMTP host) or through an SMTP server on loopback (tests/helpers/smtp.
 
 On both engines: the whole reset (the code written, tried, claimed; the tokens ended). Once, on SQLite: the shape
 of the answers (the same for every address), the limits (counted in memory) and the SMTP path (what is sent does
-not depend on the engine)."""
+not depend on the engine), the latter on a backend served in the test's process, whose mail queue the test can wait
+for: the mail goes out after the answer."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
 
+from backend.api.app import create_app
+from backend.config import Settings
+from backend.schema import password_resets
+from backend.services import Services
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
-from tests.helpers.backend import BackendProcess
+from tests.helpers.backend import BackendProcess, InProcessServer
 from tests.helpers.outbox import code_in, latest_code, messages
 from tests.helpers.smtp import SmtpServer
 
@@ -79,6 +88,7 @@ def test_the_answer_is_the_same_whether_or_not_the_account_exists(stub_backend: 
         assert {k: v for k, v in r.headers.items() if k.lower() not in ("date", "x-request-id")} == {
             k: v for k, v in answers[0].headers.items() if k.lower() not in ("date", "x-request-id")}
     assert [r.json() for r in answers] == [answers[0].json()] * 3
+    latest_code(outbox(stub_backend), api.user["email"])  # mailed after the answer
     assert answers[0].json() == {
         "status": "sent_if_registered",
         "message": "If an account exists for this email, a code to choose a new password is on its way. It works "
@@ -121,6 +131,7 @@ def test_asking_is_limited_per_email_and_per_address_alike_for_every_address(tmp
             r = ask(backend, email)
             assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
             assert 1 <= int(r.headers["Retry-After"]) <= 60
+        latest_code(outbox(backend), known, after=1)  # mailed after the answers
         assert len(messages(outbox(backend), known)) == 2
         # Per address: 7 a minute from here, whatever the addresses asked for (the two refused above counted too).
         assert ask(backend, "third@example.com").status_code == 202
@@ -135,41 +146,71 @@ def test_guessing_codes_is_limited_per_account_and_address(tmp_path: Path) -> No
         assert statuses == [400] * 5 + [429]
 
 
-@pytest.mark.subprocess
-def test_the_code_goes_through_smtp_and_the_password_stays_out_of_the_log(tmp_path: Path) -> None:
-    with SmtpServer(credentials=("mailer", "smtp-secret-password")) as smtp:
-        env = {**SHARED_ENV, "CREDITDESK_SMTP_HOST": "127.0.0.1", "CREDITDESK_SMTP_PORT": str(smtp.port),
-               "CREDITDESK_SMTP_USER": "mailer", "CREDITDESK_SMTP_PASSWORD": "smtp-secret-password",
-               "CREDITDESK_SMTP_STARTTLS": "0", "CREDITDESK_MAIL_FROM": "Creditdesk <help@example.com>"}
-        with BackendProcess(tmp_path, env) as backend:
-            email = Api(backend.url).register().user["email"]
-            assert ask(backend, email).status_code == 202
-            assert ask(backend, "nobody@example.com").status_code == 202
-            (sent,) = smtp.received
-            assert sent.recipients == [email] and sent.sender == "help@example.com"
-            assert sent.login == ("mailer", "smtp-secret-password")
-            assert sent.message["From"] == "Creditdesk <help@example.com>" and sent.message["To"] == email
-            assert confirm(backend, email, code_in(sent.message)).status_code == 200
-            assert not outbox(backend).exists()
-            smtp.refuse(451)  # a passing failure at the mail server: 503, and nothing written
-            r = ask(backend, email)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "mail_unavailable"
-            assert int(r.headers["Retry-After"]) == 30
-            assert [row["used_at"] is not None for row in backend.query("SELECT used_at FROM password_resets")] == [
-                True]
-            log = backend.log_with("mail: could not send")
-            assert "smtp-secret-password" not in log and "SMTP 127.0.0.1" in log
+@contextlib.contextmanager
+def served_with_smtp(tmp_path: Path, smtp: SmtpServer, **env: str) -> Iterator[tuple[Services, str]]:
+    """A backend in this process mailing through ``smtp`` (no STARTTLS unless ``env`` says otherwise)."""
+    settings = Settings.from_env({"CREDITDESK_DB": str(tmp_path / "backend.sqlite3"),
+                                  "CREDITDESK_SMTP_HOST": "127.0.0.1", "CREDITDESK_SMTP_PORT": str(smtp.port),
+                                  "CREDITDESK_SMTP_STARTTLS": "0", **env})
+    services = Services.build(settings, "http://127.0.0.1:9")
+    try:
+        with InProcessServer(create_app(services)) as server:
+            yield services, server.url
+    finally:
+        services.db.close()
 
 
-@pytest.mark.subprocess
-def test_smtp_without_starttls_is_refused_unless_turned_off(tmp_path: Path) -> None:
+def same_answer(a: requests.Response, b: requests.Response) -> bool:
+    def shown(r: requests.Response) -> tuple[int, dict[str, str], bytes]:
+        headers = {k: v for k, v in r.headers.items() if k.lower() not in ("date", "x-request-id")}
+        return r.status_code, headers, r.content
+    return shown(a) == shown(b)
+
+
+def test_the_answer_does_not_wait_for_the_mail_and_is_the_same_for_an_unknown_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with SmtpServer(credentials=("mailer", "smtp-secret-password")) as smtp, served_with_smtp(
+            tmp_path, smtp, CREDITDESK_SMTP_USER="mailer", CREDITDESK_SMTP_PASSWORD="smtp-secret-password",
+            CREDITDESK_MAIL_FROM="Creditdesk <help@example.com>") as (services, url):
+        email = Api(url).register().user["email"]
+        smtp.hold()
+        known = Api(url).post("/api/auth/password-reset", json={"email": email})
+        # Answered while its mail waits at the mail server for as long as the test likes.
+        assert smtp.wait_until_holding() and smtp.received == []
+        unknown = Api(url).post("/api/auth/password-reset", json={"email": "nobody@example.com"})
+        assert known.status_code == 202 and same_answer(known, unknown)
+        smtp.release()
+        services.sending.drain()
+        (sent,) = smtp.received
+        assert sent.recipients == [email] and sent.sender == "help@example.com"
+        assert sent.login == ("mailer", "smtp-secret-password")
+        assert sent.message["From"] == "Creditdesk <help@example.com>" and sent.message["To"] == email
+        r = Api(url).post("/api/auth/password-reset/confirm",
+                          json={"email": email, "code": code_in(sent.message), "password": NEW_PASSWORD})
+        assert r.status_code == 200, r.text
+        assert not (tmp_path / "outbox").exists()
+    assert "smtp-secret-password" not in caplog.text
+
+
+@pytest.mark.parametrize("failure", ["refused", "no STARTTLS"])
+def test_a_failing_mail_server_changes_no_answer_and_the_log_names_no_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
     """STARTTLS is on by default: a server that does not offer it gets nothing, in the clear or otherwise."""
-    with SmtpServer() as smtp:
-        env = {**SHARED_ENV, "CREDITDESK_SMTP_HOST": "127.0.0.1", "CREDITDESK_SMTP_PORT": str(smtp.port)}
-        with BackendProcess(tmp_path, env) as backend:
-            email = Api(backend.url).register().user["email"]
-            r = ask(backend, email)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "mail_unavailable"
-            assert smtp.received == [] and backend.query("SELECT id FROM password_resets") == []
-            # The other address's answer is the same as ever: nothing to send.
-            assert ask(backend, "nobody@example.com").status_code == 202
+    caplog.set_level(logging.INFO)
+    env = {"CREDITDESK_SMTP_STARTTLS": "1"} if failure == "no STARTTLS" else {}
+    with SmtpServer() as smtp, served_with_smtp(tmp_path, smtp, **env) as (services, url):
+        email = Api(url).register("Mail.Fails@Example.com").user["email"]
+        if failure == "refused":
+            smtp.refuse(451)  # a passing failure at the mail server
+        answers = [Api(url).post("/api/auth/password-reset", json={"email": address})
+                   for address in (email, "nobody@example.com")]
+        services.sending.drain()
+        assert answers[0].status_code == 202 and same_answer(*answers)
+        assert smtp.received == []
+        with services.db.read() as conn:  # the code that did not go out was not kept
+            assert conn.execute(select(password_resets)).all() == []
+    assert "mail: could not send a password reset code (MailUnavailable)" in caplog.text
+    assert "mail.fails" not in caplog.text.lower() and "nobody@" not in caplog.text

@@ -167,3 +167,40 @@ def test_outbox_messages_are_whole_files_readable_by_their_owner_only(
     (path,) = outbox.folder.iterdir()
     assert path.suffix == ".eml" and path.stat().st_mode & 0o777 == 0o600
     assert outbox.folder.stat().st_mode & 0o777 == 0o700
+
+
+class TryingTheEarlierCode:
+    """A mail server that, while the new code's mail is with it, sees whether the earlier code still works."""
+
+    def __init__(self, db: Database, code: str) -> None:
+        self.db, self.code, self.earlier_worked = db, code, True
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            password_resets.confirm_reset(self.db, "ada@example.com", self.code, NEW_PASSWORD, TTL, now=START)
+        except InvalidResetCode:
+            self.earlier_worked = False
+
+
+def test_the_new_code_works_before_its_mail_goes_and_the_earlier_no_longer(
+    db: Database, outbox: OutboxMailer, user: User
+) -> None:
+    earlier = ask(db, outbox)
+    mailer = TryingTheEarlierCode(db, earlier)
+    password_resets.request_reset(db, mailer, user.email, now=START + timedelta(minutes=1))
+    assert not mailer.earlier_worked and len(rows(db)) == 1
+    assert accounts.authenticate(db, user.email, PASSWORD) == user
+
+
+def test_an_unknown_address_costs_the_same_hashing_as_a_known_one(
+    db: Database, outbox: OutboxMailer, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking for a code hashes one for every address (then, for an account, writes and mails it): what the work
+    costs says nothing about whether the account exists. Counted, not timed: the real hash runs each time."""
+    hashed: list[str] = []
+    real_hash = accounts.hash_password
+    monkeypatch.setattr(accounts, "hash_password", lambda text: hashed.append(text) or real_hash(text))
+    password_resets.request_reset(db, outbox, user.email, now=START)
+    password_resets.request_reset(db, outbox, "nobody@example.com", now=START)
+    assert len(hashed) == 2 and all(len(code) == password_resets.CODE_DIGITS for code in hashed)
+    assert len(messages(outbox.folder)) == 1

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from backend.catalogue import Pack
-from backend.errors import PaymentProviderUnavailable
+from backend.errors import PaymentProviderRejected, PaymentProviderUnavailable
 from backend.payments.base import CheckoutRequest
 from backend.payments.gateway import ProviderGateway
 from backend.payments.stripe_provider import StripeProvider
@@ -243,3 +243,21 @@ def test_the_success_and_cancel_pages_are_limited_per_address(backend_factory) -
                              timeout=10).status_code
                 for n in range(70) for page, key in (("success", "session_id"), ("cancel", "order_id"))]
     assert statuses[:100] == [404] * 100 and statuses[-1] == 429
+
+
+@pytest.mark.subprocess  # the SDK runs `uname -p` once, for its User-Agent, in a process that has not yet
+def test_an_object_stripe_does_not_have_is_none_and_any_other_refusal_is_an_error() -> None:
+    """A charge, a PaymentIntent or an invoice that Stripe has not got (404 resource_missing) is an answer: None.
+    Any other failure on the way to it is no answer about the object, and is raised."""
+    with FakeStripe(api_key=STRIPE_KEY, webhook_secret=WEBHOOK_SECRET) as fake:
+        provider = StripeProvider(STRIPE_KEY, fake.url)
+        lookups: list[Callable[[], object]] = [
+            lambda: provider.payment_of_charge("ch_missing"),
+            lambda: provider.saved_payment_method("cs_missing", "pi_missing"),
+            lambda: provider.invoice_links("in_missing"),
+        ]
+        assert [lookup() for lookup in lookups] == [None, None, None]
+        fake.fault("error", status=400)  # a refusal for good, not "no such object": not retried
+        for lookup in lookups:
+            with pytest.raises(PaymentProviderRejected):
+                lookup()

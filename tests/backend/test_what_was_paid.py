@@ -7,6 +7,7 @@ The purchase writes the order's new columns (promotion code, tax rate) and reads
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from backend.payments.base import SessionState
 from tests.conftest import SHARED_ENV
 from tests.helpers.api import Api
 from tests.helpers.backend import BackendProcess
+from tests.helpers.stripe_server import FakeStripe
 
 CODE = '\n[[promotion_codes]]\ncode = "WELCOME15"\npercent_off = 15\n'
 TAXED = "stub_tax_percent = 19\n" + resources.path("packs.toml").read_text() + CODE
@@ -118,6 +120,33 @@ def test_the_packs_say_whether_checkout_adds_tax(
     assert {p["tax"] for p in packs["packs"]} == {tax}
 
 
+@pytest.mark.engines("sqlite")
+def test_in_stripe_mode_the_receipt_names_the_promotion_code_and_the_tax_rate_from_stripe(
+    stripe_backend: tuple[BackendProcess, FakeStripe],
+) -> None:
+    """The lines stub mode's receipt has, from what Stripe says: the code the buyer entered (the session's discount,
+    its promotion code expanded) and the rate Stripe Tax charged (the session's total_details.breakdown), read once
+    the webhook that paid is answered. 2500 less a 15 % code (375), plus 19 % of 2125 (403.75, half up): 2529."""
+    backend, fake = stripe_backend
+    api = Api(backend.url).register()
+    checkout = api.checkout("standard")
+    code = fake.create_promotion_code("SPRING15")
+    rate = fake.create_tax_rate("VAT", 19.0, country="DE", tax_type="vat")
+    fake.pay(checkout["sessionId"], discount=375, tax=404, promotion_code=code["id"], tax_rate=rate["id"])
+    assert api.balance() == 550  # granted from the event, which names neither
+    backend.log_with("outcome=receipt_names_kept")  # read from Stripe just after the webhook's answer
+    outcome = requests.get(f"{backend.url}/account/credits/success", params={"session_id": checkout["sessionId"]},
+                           timeout=10)
+    link = re.search(r'<a id="receipt" href="([^"]+)"', outcome.text)
+    assert link, outcome.text
+    page = text_of(requests.get(html.unescape(link[1]), timeout=10).text)
+    for line in ("List price 25.00 USD", "Discount (SPRING15) \u22123.75 USD", "Net 21.25 USD", "VAT (19 %) 4.04 USD",
+                 "Total paid 25.29 USD"):
+        assert line in page, (line, page)
+    [order] = backend.query("SELECT promotion_code, tax_rate, tax_name FROM orders")
+    assert (order["promotion_code"], order["tax_rate"], order["tax_name"]) == ("SPRING15", "19", "VAT")
+
+
 def test_a_session_says_its_promotion_code_and_tax_rate_where_it_knows_them() -> None:
     base = {"object": "checkout.session", "id": "cs_1", "status": "complete", "payment_status": "paid"}
     assert (SessionState.from_stripe(base).promotion_code, SessionState.from_stripe(base).tax_rate) == (None, None)
@@ -136,6 +165,10 @@ def test_a_session_says_its_promotion_code_and_tax_rate_where_it_knows_them() ->
                                      "total_details": {"breakdown": {"taxes": [
                                          {"amount": 404, "rate": {"percentage": 19, "display_name": "VAT"}}]}}})
     assert (stub.promotion_code, stub.tax_rate, stub.tax_name) == ("WELCOME15", "19", "VAT")
+    # Stripe Tax's rate as charged, where its statutory percentage holds a jurisdiction's that was not.
+    effective = SessionState.from_stripe({**base, "total_details": {"breakdown": {"taxes": [
+        {"amount": 66, "rate": {"percentage": 8.875, "effective_percentage": 6.625, "display_name": "Sales tax"}}]}}})
+    assert (effective.tax_rate, effective.tax_name) == ("6.625", "Sales tax")
 
 
 def test_a_tax_id_type_is_named_as_people_name_it() -> None:

@@ -1,5 +1,6 @@
 """A small SMTP server on loopback for tests: it speaks enough of RFC 5321 (EHLO, AUTH PLAIN and LOGIN, MAIL,
-RCPT, DATA, RSET, NOOP, QUIT) for smtplib, keeps each message it receives, and can be told to refuse mail.
+RCPT, DATA, RSET, NOOP, QUIT) for smtplib, keeps each message it receives, and can be told to refuse mail or to
+hold each conversation (before its greeting) until released.
 
 It offers no STARTTLS: a client that insists on it (Creditdesk's default) fails to send, as it must.
 """
@@ -34,6 +35,11 @@ class _State:
     refuse_with: int | None = None  # a reply code for MAIL FROM (such as 451), or None to accept
     credentials: tuple[str, str] | None = None  # required when set
     lock: threading.Lock = field(default_factory=threading.Lock)
+    go: threading.Event = field(default_factory=threading.Event)  # cleared: conversations wait before the greeting
+    holding: threading.Event = field(default_factory=threading.Event)  # set once a conversation waits for ``go``
+
+    def __post_init__(self) -> None:
+        self.go.set()
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -44,6 +50,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         state = self.server.state
+        if not state.go.is_set():
+            state.holding.set()
+            state.go.wait(30)
         self.reply("220 test SMTP ready")
         sender, recipients, login = "", [], None
         while line := self.rfile.readline():
@@ -131,11 +140,24 @@ class SmtpServer:
         """Answer MAIL FROM with ``code`` (a 4xx: a passing failure) from now on; None accepts again."""
         self._server.state.refuse_with = code
 
+    def hold(self) -> None:
+        """Keep each new conversation waiting before the server's greeting, until :meth:`release`."""
+        self._server.state.holding.clear()
+        self._server.state.go.clear()
+
+    def wait_until_holding(self, timeout: float = 10) -> bool:
+        """Whether a client has connected and is being held (waits for one up to ``timeout``)."""
+        return self._server.state.holding.wait(timeout)
+
+    def release(self) -> None:
+        self._server.state.go.set()
+
     def __enter__(self) -> SmtpServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

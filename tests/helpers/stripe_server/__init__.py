@@ -46,8 +46,12 @@ What a test does as the customer, the bank or Stripe (``deliver=False`` makes ev
         registered for ``webhook_url`` with its ``api_version``; ``adapt_price(session, currency, amount)``
         (Adaptive Pricing) gives a session ``presentment_details``, which a version before 2025-03-31 shows
         in its amounts, ``total_details`` and currency, with the session's own in ``currency_conversion``
-    ``pay(session, discount=, tax=)``: a promotion code's discount and exclusive tax (all discounted:
-        ``no_payment_required``, no PaymentIntent)
+    ``pay(session, discount=, tax=, promotion_code=, tax_rate=)``: a promotion code's discount and exclusive tax
+        (all discounted: ``no_payment_required``, no PaymentIntent); ``promotion_code`` and ``tax_rate`` are ids from
+        ``create_promotion_code(code)`` and ``create_tax_rate(display_name, percentage, ...)`` (else new ones). The
+        session's ``discounts`` name the promotion code by id (``expand[]=discounts.promotion_code`` gives it
+        whole); ``total_details.breakdown`` (its discounts and its taxes with their rates) is includable: there only
+        with ``expand[]=total_details.breakdown``, never in an event
     the clock: ``now()``, ``set_clock(when | None)``, ``advance_clock(seconds)`` (``created`` times,
         the Events API's 30 days; webhook signatures keep the wall clock)
 

@@ -404,13 +404,48 @@ class CheckoutMixin(FakeStripeState):
 
     # ---- state changes (what the customer or Stripe does) -----------------------------------------
 
-    def pay(self, session_id: str, *, discount: int = 0, tax: int = 0, deliver: bool = True) -> dict[str, Any]:
+    def pay(self, session_id: str, *, discount: int = 0, tax: int = 0, deliver: bool = True,
+            promotion_code: str | None = None, tax_rate: str | None = None) -> dict[str, Any]:
         """Complete the session with a card: paid, PaymentIntent + Charge; ``checkout.session.completed``.
 
-        ``discount`` (a promotion code the customer entered) comes off the subtotal and ``tax`` (Stripe Tax,
-        exclusive) is added, as ``total_details`` says; a discount of the whole subtotal completes the session
-        with ``payment_status`` ``no_payment_required`` and no PaymentIntent, as Stripe does."""
-        return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver, discount=discount, tax=tax)
+        ``discount`` (a promotion code the customer entered: ``promotion_code``'s id, from
+        ``create_promotion_code``, or a new one) comes off the subtotal and ``tax`` (Stripe Tax, exclusive; at
+        ``tax_rate``'s id, from ``create_tax_rate``, or a new rate) is added, as ``total_details`` and its
+        breakdown say; a discount of the whole subtotal completes the session with ``payment_status``
+        ``no_payment_required`` and no PaymentIntent, as Stripe does."""
+        return self._pay(session_id, ("succeeded", "succeeded", "paid"), deliver, discount=discount, tax=tax,
+                         promotion_code=promotion_code, tax_rate=tax_rate)
+
+    def create_promotion_code(self, code: str) -> dict[str, Any]:
+        """A promotion code (as made in the Dashboard) that customers enter at Checkout, with its coupon."""
+        with self._lock:
+            promotion = {
+                "id": new_id("promo_"), "object": "promotion_code", "active": True, "code": code,
+                "created": int(self.now()), "customer": None, "customer_account": None, "expires_at": None,
+                "livemode": False, "max_redemptions": None, "metadata": {},
+                "promotion": {"coupon": new_id("", 8), "type": "coupon"},
+                "restrictions": {"first_time_transaction": False, "minimum_amount": None,
+                                 "minimum_amount_currency": None},
+                "times_redeemed": 0,
+            }
+            self.promotion_codes[promotion["id"]] = promotion
+            return copy.deepcopy(promotion)
+
+    def create_tax_rate(self, display_name: str, percentage: float, *, inclusive: bool = False,
+                        country: str | None = None, jurisdiction: str | None = None,
+                        tax_type: str = "sales_tax") -> dict[str, Any]:
+        """A tax rate as Stripe Tax makes one for a Checkout Session's tax (``total_details.breakdown.taxes``)."""
+        with self._lock:
+            rate = {
+                "id": new_id("txr_"), "object": "tax_rate", "active": True, "country": country,
+                "created": int(self.now()), "description": None, "display_name": display_name,
+                "effective_percentage": percentage, "flat_amount": None, "inclusive": inclusive,
+                "jurisdiction": jurisdiction, "jurisdiction_level": "country" if country else None,
+                "livemode": False, "metadata": {}, "percentage": percentage, "rate_type": "percentage",
+                "state": None, "tax_type": tax_type,
+            }
+            self.tax_rates[rate["id"]] = rate
+            return copy.deepcopy(rate)
 
     def adapt_price(self, session_id: str, currency: str, amount: int) -> dict[str, Any]:
         """The customer sees the session in their own currency (Adaptive Pricing): ``amount`` of ``currency``
@@ -427,7 +462,8 @@ class CheckoutMixin(FakeStripeState):
         return self._pay(session_id, ("processing", "pending", "unpaid"), deliver)
 
     def _pay(
-        self, session_id: str, statuses: tuple[str, str, str], deliver: bool, *, discount: int = 0, tax: int = 0
+        self, session_id: str, statuses: tuple[str, str, str], deliver: bool, *, discount: int = 0, tax: int = 0,
+        promotion_code: str | None = None, tax_rate: str | None = None,
     ) -> dict[str, Any]:
         """Complete an open session; ``statuses`` are the PaymentIntent's, the Charge's and the session's."""
         intent_status, charge_status, payment_status = statuses
@@ -436,7 +472,7 @@ class CheckoutMixin(FakeStripeState):
             if not 0 <= discount <= session["amount_subtotal"] or tax < 0:
                 raise ValueError("a discount is at most the subtotal, and tax is not negative")
             if discount or tax:
-                self._apply_totals(session, discount, tax)
+                self._apply_totals(session, discount, tax, promotion_code, tax_rate)
             if session["amount_total"] == 0:
                 session.update(payment_status="no_payment_required")
                 self._complete(session, None, "no_payment_required")
@@ -527,16 +563,34 @@ class CheckoutMixin(FakeStripeState):
             raise ValueError(f"session {session_id} has no delayed payment in progress (use pay_async first)")
         return session, pi, self.charges[pi["latest_charge"]]
 
-    def _apply_totals(self, session: dict[str, Any], discount: int, tax: int) -> None:
-        """A promotion code's discount and exclusive tax, on the session and its line item, as Stripe shows them."""
+    def _apply_totals(self, session: dict[str, Any], discount: int, tax: int, promotion_code: str | None = None,
+                      tax_rate: str | None = None) -> None:
+        """A promotion code's discount and exclusive tax, on the session and its line item, as Stripe shows them;
+        ``total_details.breakdown`` (answered when expanded) with the discount and the tax rate behind them."""
         total = session["amount_subtotal"] - discount + tax
         session.update(amount_total=total,
                        total_details={"amount_discount": discount, "amount_shipping": 0, "amount_tax": tax})
+        breakdown: dict[str, Any] = {"discounts": [], "taxes": []}
         if discount:
-            session["discounts"] = [{"coupon": new_id("co_", 8), "promotion_code": new_id("promo_")}]
+            promotion = self.promotion_codes.get(promotion_code or "") or self.create_promotion_code(
+                new_id("", 8).upper())
+            coupon = promotion["promotion"]["coupon"]
+            session["discounts"] = [{"coupon": coupon, "promotion_code": promotion["id"]}]
+            breakdown["discounts"].append({"amount": discount, "discount": {
+                "id": new_id("di_"), "object": "discount", "checkout_session": session["id"],
+                "customer": session.get("customer"), "customer_account": None, "end": None, "invoice": None,
+                "invoice_item": None, "promotion_code": promotion["id"],
+                "source": {"coupon": coupon, "type": "coupon"}, "start": int(self.now()), "subscription": None,
+                "subscription_item": None}})
         if tax:
             session["automatic_tax"] = {"enabled": True, "liability": {"type": "self"}, "provider": "stripe",
                                         "status": "complete"}
+            taxable = session["amount_subtotal"] - discount
+            rate = self.tax_rates.get(tax_rate or "") or self.create_tax_rate(
+                "Sales Tax", round(100 * tax / taxable, 4) if taxable else 0.0)
+            breakdown["taxes"].append({"amount": tax, "rate": rate, "taxability_reason": "standard_rated",
+                                       "taxable_amount": taxable})
+        self._breakdowns[session["id"]] = breakdown
         for item in self._line_items.get(session["id"], []):
             item.update(amount_discount=discount, amount_tax=tax, amount_total=total)
 

@@ -209,9 +209,21 @@ class FakeStripe(
         if key == "refunds" and obj.get("object") == "charge":  # not on a charge unless expanded
             obj["refunds"] = list_object(self._charge_refunds(obj["id"]), {}, f"/v1/charges/{obj['id']}/refunds")
             return
+        if key == "total_details" and rest[:1] == ["breakdown"] and obj.get("object") == "checkout.session":
+            # Includable: in a session only when asked for (never in an event's), its tax rates whole.
+            breakdown = copy.deepcopy(self._breakdowns.get(obj["id"], {"discounts": [], "taxes": []}))
+            obj["total_details"]["breakdown"] = breakdown
+            if rest[1:]:
+                self._expand_path(breakdown, rest[1:], full)
+            return
         if key not in obj:
             raise StripeError(400, f"This property cannot be expanded ({full}).", param="expand")
         value = obj[key]
+        if isinstance(value, list) and rest:  # through an array, as Stripe does (discounts.promotion_code)
+            for item in value:
+                if isinstance(item, dict):
+                    self._expand_path(item, rest, full)
+            return
         if isinstance(value, str):
             found = self._lookup(value)
             if found is None:

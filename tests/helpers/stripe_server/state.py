@@ -145,6 +145,9 @@ class FakeStripeState:
         self.events: dict[str, dict[str, Any]] = {}
         self.prices: dict[str, dict[str, Any]] = {}
         self.products: dict[str, dict[str, Any]] = {}
+        #: promotion codes and tax rates a payment used (``create_promotion_code``, ``create_tax_rate``)
+        self.promotion_codes: dict[str, dict[str, Any]] = {}
+        self.tax_rates: dict[str, dict[str, Any]] = {}
 
         # ---- what happened, for assertions
         #: every API request: method, path, params, headers (faulted and hung ones too)
@@ -165,6 +168,8 @@ class FakeStripeState:
         #: refunds made with livemode=True: their later events are live-mode ones too
         self._live_objects: set[str] = set()
         self._line_items: dict[str, list[dict[str, Any]]] = {}
+        #: each paid session's ``total_details.breakdown`` (includable: answered only with expand[]=it)
+        self._breakdowns: dict[str, dict[str, Any]] = {}
         self._pi_data: dict[str, dict[str, Any]] = {}
         self._session_charge: dict[str, str] = {}
         self._idempotency: dict[str, tuple[str, int, bytes]] = {}
@@ -216,6 +221,8 @@ class FakeStripeState:
             ("prod_", self.products),
             ("in_", self.invoices),
             ("cus_", self.customers),
+            ("promo_", self.promotion_codes),
+            ("txr_", self.tax_rates),
         ):
             if object_id.startswith(prefix):
                 return store.get(object_id)
