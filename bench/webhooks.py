@@ -47,6 +47,14 @@ Grants (issue 19) add one INSERT to a grant (its grant, with four indexes): 0.74
 that cut a spend's statements (bench/spends.py) leaves this path as it is: on 2026-12-06, load average 2.5-4.3, two
 runs each alternating with main's code gave 0.61-0.63 against main's 0.64, the same within noise. What is left to
 try: fewer index pages for a grant (a partial index of the grants that can expire, a migration).
+On 2026-12-06, load average 1-1.6: SQLite's BEGIN given to the driver (backend.db; SQLAlchemy's execution of it was 6 %
+of an event's instructions under callgrind, 2.39 M to 2.24 M) gave 0.67-0.72 in six runs (server CPU 1.06-1.25 ms an
+event against 0.77-0.83). The events now say that the purchase had no promotion code and no tax, as their totals do:
+the fixture's own total_details held random figures, and a paid event with a discount or tax without its breakdown
+has the backend read the names from Stripe after answering (an unreachable Stripe here, 2 ms of CPU an event). A
+profile of the GIL's holders (py-spy --gil) shows what is left spread thin: the statements on SQLite's cursor 16 %, the
+request's way through Starlette and the middleware (X-Request-ID, counting, body limit) about 8 %, handing work between
+threads 7 %, the log's queue 4 %; the process is bound by its one CPU (user and system), not the GIL.
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """
@@ -129,6 +137,9 @@ def build_event(template: dict[str, Any], seeded: Seeded) -> bytes:
         "payment_status": "paid",
         "amount_subtotal": seeded.amount,
         "amount_total": seeded.amount,
+        # A purchase without a promotion code or tax, as the totals say (the fixture's own total_details hold
+        # random figures: a discount or tax would have the backend read their names from Stripe after answering).
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "currency": seeded.currency,
         "client_reference_id": str(seeded.user_id),
         "metadata": {
