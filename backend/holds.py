@@ -113,6 +113,9 @@ class SettledHold:
     spent: int
     released: int
     balance: int
+    # The balance as the settle found it (grants already past their expiry written down): auto top-up's "before".
+    # Not balance + spent: the credits a hold spared, expiring at the settle, also leave the balance in it.
+    before: int
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
         raise AmountAboveHold(amount, hold.amount)
     if amount == 0:
         _close(conn, hold, SETTLED, now, settled=0)
-        return SettledHold(None, 0, hold.amount, _release_spared(conn, user_id, now, found, balance))
+        return SettledHold(None, 0, hold.amount, _release_spared(conn, user_id, now, found, balance), balance)
     if amount > balance:  # only where a clawback took reserved credits back: the ledger never goes below zero
         raise InsufficientCredits(balance, amount)
     entry = ledger.post(
@@ -207,7 +210,7 @@ def settle(conn: Connection, user_id: int, hold_id: str, amount: int, now: datet
         raise IdempotencyConflict(hold.id)
     _close(conn, hold, SETTLED, now, settled=amount, entry=entry.id)  # raising, it takes the entry back with it
     return SettledHold(entry.id, amount, hold.amount - amount,
-                       _release_spared(conn, user_id, now, found, entry.balance_after))
+                       _release_spared(conn, user_id, now, found, entry.balance_after), balance)
 
 
 def void(conn: Connection, user_id: int, hold_id: str, now: datetime) -> ReleasedHold:

@@ -79,8 +79,7 @@ def _settle(services: Services, user_id: int, hold_id: str, amount: int) -> hold
     with services.db.transaction() as conn:
         done = holds.settle(conn, user_id, hold_id, amount, datetime.now(UTC))
     # Committed: auto top-up looks for a crossing, as after a spend.
-    autotopup.submit_after(services, user_id, crossing=done.transaction_id, before=done.balance + done.spent,
-                           after=done.balance)
+    autotopup.submit_after(services, user_id, crossing=done.transaction_id, before=done.before, after=done.balance)
     return done
 
 

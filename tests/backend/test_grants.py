@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from backend import expiry, grants, holds, ledger, spending
+from backend import autotopup, expiry, grants, holds, ledger, spending
 from backend.db import Database, iso_utc
 from backend.errors import HoldClosed, InsufficientCredits
 from backend.schema import alerts, grant_allocations, ledger_entries
@@ -118,6 +118,22 @@ def test_a_settle_burns_in_the_same_order(db: Database) -> None:
     assert settled.transaction_id is not None
     assert allocations(db, settled.transaction_id) == {"promo": -4, "paid": -3}
     assert remaining(db) == {"paid": 16, "promo": 0}
+
+
+def test_a_settle_that_lets_spared_credits_expire_says_the_balance_it_started_from(db: Database) -> None:
+    """Auto top-up's crossing is from the balance the settle found to the balance it left, the spared credits that
+    expire at the settle included: 34 to 23 crosses a threshold of 30 (34 - 4 - 7), where balance + spent (27) did
+    not."""
+    give(db, 23, "paid")
+    give(db, 17, "promo", kind=grants.PROMOTIONAL, expires=5)
+    placed = spending.hold(db, USER, spending.HoldRequest(11, "h1", expires_in=timedelta(hours=24)),
+                           now=at(5) - timedelta(hours=1))
+    sweep(db, at(5) + timedelta(minutes=1))  # 6 of the 17 expire; the 11 the hold reserves are spared
+    with db.transaction() as conn:
+        done = holds.settle(conn, USER, placed.id, 4, at(5) + timedelta(hours=2))
+    assert (done.before, done.spent, done.balance) == (34, 4, 23)  # the other 7 spared expired at the settle
+    assert autotopup.crossed(done.before, done.balance, 30)
+    assert not autotopup.crossed(done.balance + done.spent, done.balance, 30)  # what was asked before: missed
 
 
 # -- the state machine: every state of a grant x every happening ---------------------------------------------------

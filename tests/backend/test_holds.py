@@ -229,7 +229,7 @@ def test_spends_and_holds_take_only_the_available_balance(db: Database) -> None:
     assert spend(db, 34, "s2") == 66
     with pytest.raises(InsufficientCredits):
         hold(db, 1, "c")
-    assert settle(db, a.id, 17) == holds.SettledHold(settle_id(db, a.id), 17, 16, 49)
+    assert settle(db, a.id, 17) == holds.SettledHold(settle_id(db, a.id), 17, 16, 49, 66)
     assert figures(db) == (49, 33, 16)
     with pytest.raises(InsufficientCredits):
         spend(db, 17, "s3")
@@ -398,14 +398,14 @@ def test_a_settle_is_one_spend_at_the_instant_of_the_settle(db: Database) -> Non
     grant(db, 100)
     placed = hold(db, 10, "k", description="Transcribe", feature="audio")
     done = settle(db, placed.id, 0, now=at(2))
-    assert done == holds.SettledHold(None, 0, 10, 100)
+    assert done == holds.SettledHold(None, 0, 10, 100, 100)
     other = hold(db, 10, "k2")
     done = settle(db, other.id, 9, now=at(3))
     with db.read() as conn:
         (entry,) = [e for e in ledger.history(conn, USER, limit=10)[0] if e.type == "spend"]
     assert (entry.id, entry.amount, entry.created_at, entry.reference) == (done.transaction_id, -9, iso_utc(at(3)),
                                                                            other.id)
-    assert done == holds.SettledHold(entry.id, 9, 1, 91)
+    assert done == holds.SettledHold(entry.id, 9, 1, 91, 100)
 
 
 def test_a_transition_that_finds_the_hold_closed_changes_nothing(db: Database) -> None:
