@@ -203,7 +203,8 @@ def forecast(conn: Connection, user_id: int, tz: ZoneInfo, now: datetime) -> dic
 def spent_by_kind(conn: Connection, user_id: int, window: Window) -> dict[str, int]:
     """Of what spends took in the window, the paid and the promotional credits (extension, grants), by the spends'
     allocations: ``spentPaid``, ``spentPromotional``; and ``expired``, the credits that expired (part of
-    ``adjusted``). Spends from before grants (migration 0016) are in neither."""
+    ``adjusted``). A spend from before grants (migration 0016) has no allocations and spent paid credits: there were
+    no others then."""
     e, a, g = ledger_entries.c, grant_allocations.c, grants.c
     found = dict(conn.execute(
         select(g.kind, func.sum(a.amount)).select_from(ledger_entries).join(grant_allocations, a.entry_id == e.id)
@@ -213,12 +214,17 @@ def spent_by_kind(conn: Connection, user_id: int, window: Window) -> dict[str, i
     expired = conn.execute(select(func.coalesce(func.sum(e.amount), 0)).where(
         e.user_id == user_id, e.type == "expiry", e.created_at >= iso_utc(window.start),
         e.created_at < iso_utc(window.end))).scalar_one()
-    return {"spentPaid": -int(found.get("paid", 0)), "spentPromotional": -int(found.get("promotional", 0)),
-            "expired": -int(expired)}
+    spent = conn.execute(select(func.coalesce(func.sum(e.amount), 0)).where(
+        e.user_id == user_id, e.type == "spend", e.created_at >= iso_utc(window.start),
+        e.created_at < iso_utc(window.end))).scalar_one()
+    promotional = -int(found.get("promotional", 0))
+    return {"spentPaid": -int(spent) - promotional, "spentPromotional": promotional, "expired": -int(expired)}
 
 
 def _kinds_of_entries(conn: Connection, entry_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per entry of a CSV page: the paid and the promotional credits it moved (its allocations; extension)."""
+    """Per entry of a CSV page: the paid and the promotional credits it moved (its allocations; extension). An entry
+    without allocations is from before grants (migration 0016; ``check`` proves every later one allocated whole): the
+    caller counts its amount as paid, as every credit was then."""
     if not entry_ids:
         return {}
     a, g = grant_allocations.c, grants.c
@@ -341,7 +347,7 @@ def csv_chunks(db: Database, user_id: int, controls: Controls, window: Window) -
             paid = money.get(reference, NO_MONEY) if entry_type == "purchase" else NO_MONEY
             writer.writerow((entry_id, created_at, local, entry_type, amount, balance_after,
                              _text_cell(description), _text_cell(feature), _text_cell(reference), *paid,
-                             *kinds.get(entry_id, ("", ""))))
+                             *kinds.get(entry_id, (amount, 0))))
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()

@@ -225,12 +225,15 @@ def test_a_database_at_0015_keeps_every_balance_as_one_paid_grant(tmp_path: Path
     """0016 (grants): each balance, positive, zero or below zero after a clawback, becomes one paid grant without
     expiry holding exactly it; the entries before are left as they were, the ones after are allocated, and check
     proves the grants, the allocations and the balances agree."""
-    from datetime import UTC, datetime
+    import csv
+    import io
+    from datetime import UTC, date, datetime
 
     from alembic import command
     from sqlalchemy import text
 
-    from backend import expiry, grants, ledger, spending
+    from backend import expiry, grants, ledger, spend_controls, spending, usage
+    from backend.periods import Window
 
     db = Database(databases.new(migrated=False) or tmp_path / "at-0015.sqlite3")
     try:
@@ -262,5 +265,14 @@ def test_a_database_at_0015_keeps_every_balance_as_one_paid_grant(tmp_path: Path
             assert sorted(g.remaining for g in grants.live(conn, 9)) == [12]
             assert [p for p in ledger.check_invariants(conn) if "usage" not in p] == []  # (rows put in by hand)
             assert grants.problems(conn, datetime.now(UTC)) == []
+            # The spends from before grants spent paid credits (there were no others): usage and the CSV say so.
+            window = Window(date(2026, 11, 30), date(2100, 1, 1), datetime(2026, 11, 30, tzinfo=UTC),
+                            datetime(2100, 1, 1, tzinfo=UTC))
+            assert usage.spent_by_kind(conn, 7, window) == {"spentPaid": 333 + 101, "spentPromotional": 0,
+                                                             "expired": 0}
+        chunks = usage.csv_chunks(db, 7, spend_controls.Controls(time_zone="UTC"), window)
+        rows = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))
+        assert {(r[3], r[4]): (r[-2], r[-1]) for r in rows[1:]} == {
+            ("purchase", "1200"): ("1200", "0"), ("spend", "-333"): ("-333", "0"), ("spend", "-101"): ("-101", "0")}
     finally:
         db.close()
