@@ -39,6 +39,7 @@ class BackendState:
 # How often the backend's health is read while it answers: Stripe's reachability can change at any time, and a
 # Buy should be off before it fails. Sooner while payments are unavailable (or when its breaker says).
 HEALTH_INTERVAL_MS = 30_000
+HEALTH_TIMEOUT = 5.0  # seconds a health check waits for its answer
 UNAVAILABLE_INTERVAL_MS = 10_000
 
 
@@ -118,7 +119,7 @@ class BackendConnection(QObject):
             if isinstance(error, BackendUnreachable):
                 self.unreachable(describe(error))
 
-        self.workers.run(lambda: api.health(timeout=5), done, failed)
+        self.workers.run(lambda: api.health(timeout=HEALTH_TIMEOUT), done, failed)
 
     def unreachable(self, message: str) -> None:
         """A call found the backend not answering: stale figures, buying off, and the supervisor takes over."""

@@ -22,7 +22,7 @@ from desktop.core.purchase import FlowState
 from desktop.core.purchase_records import PurchaseRecord, PurchaseRecords
 from desktop.core.settings import AppPaths
 from desktop.core.tokens import account_key
-from desktop.qt import supervisor
+from desktop.qt import backend_connection, supervisor
 from tests.desktop.qt.conftest import PASSWORD, sign_up
 from tests.helpers.backend import BackendProcess
 from tests.helpers.fakes import FakeBrowser
@@ -156,10 +156,11 @@ def test_a_hung_bundled_backend_is_killed_and_restarted(
     qtbot: Any, make_window: Any, memory_keyring: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Its process runs but answers nothing (stopped here with SIGSTOP): after a few probes it is restarted."""
-    # Time is shortened, not waited for: the app's calls and the probes give up after 1 s instead of 10 s and 5 s,
-    # and the supervisor waits a tenth of its usual backoff between probes (51 s in all before, 32 s now; the
-    # controller's health check still waits its own 5 s, twice).
+    # Time is shortened, not waited for: the app's calls, its health checks and the probes give up after 1 s
+    # instead of 10 s and 5 s, and the supervisor waits a tenth of its usual backoff between probes (51 s in all
+    # before, 26-36 s with the health checks' own 5 s).
     monkeypatch.setattr(supervisor, "PROBE_TIMEOUT", 1.0)
+    monkeypatch.setattr(backend_connection, "HEALTH_TIMEOUT", 1.0)
     monkeypatch.setattr(supervisor, "BACKOFF_SECONDS", tuple(s / 10 for s in supervisor.BACKOFF_SECONDS))
     window = make_window(None)
     sign_up(qtbot, window)
