@@ -253,6 +253,7 @@ def test_alerts_notify_once_and_the_inbox_marks_them_read(qtbot: Any, make_windo
                     in notices(window))
     api.request("PUT", "/api/credits/controls", json={"caps": {"day": 100}})
     api.post("/api/credits/spend", json={"amount": 85, "idempotencyKey": "k1"})  # cap 80 %: switched off
+    ui.spending.poll_alerts()  # the next poll, now rather than at its interval
     qtbot.waitUntil(lambda: inbox.list.count() == 3, timeout=20_000)
     assert [n[0] for n in notices(window)] == ["Purchase confirmed", "Test notification"]
     inbox.mark_all_button.click()
