@@ -7,6 +7,9 @@ When Redis does not answer (within :data:`REDIS_TIMEOUT_SECONDS`), each replica 
 memory and says so in its log, and tries Redis again after :data:`REDIS_RETRY_SECONDS`: the limits still
 hold, per replica, so an outage of Redis neither stops sign-ins and purchases nor lets guessing run
 without limit.
+
+The `limits` package (1.5 MB) loads at the first request a limit applies to (a sign-in, a checkout, a page):
+the desktop app's bundled backend, signed in already, may serve a whole session without one.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import logging
 import math
 import threading
 import time
-
-from limits import RateLimitItem, parse_many
-from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+from typing import TYPE_CHECKING
 
 from backend.errors import RateLimited
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger("creditdesk")
 
@@ -31,17 +34,37 @@ REDIS_RETRY_SECONDS = 5.0
 
 class RateLimiter:
     def __init__(self, redis_url: str | None = None) -> None:
-        self._local = MovingWindowRateLimiter(MemoryStorage())
-        self._shared: MovingWindowRateLimiter | None = None
-        if redis_url:
-            storage = RedisStorage(
-                redis_url, key_prefix="creditdesk", wrap_exceptions=True,
-                socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            )
-            self._shared = MovingWindowRateLimiter(storage)
+        self._redis_url = redis_url
+        self._limiters: tuple[MovingWindowRateLimiter, MovingWindowRateLimiter | None] | None = None
         self._redis_down_until = 0.0
         self._redis_answering = True
         self._lock = threading.Lock()
+
+    @property
+    def _local(self) -> MovingWindowRateLimiter:
+        return self._made()[0]
+
+    @property
+    def _shared(self) -> MovingWindowRateLimiter | None:
+        return self._made()[1]
+
+    def _made(self) -> tuple[MovingWindowRateLimiter, MovingWindowRateLimiter | None]:
+        """This process's memory and, when configured, Redis: made at the first use."""
+        if self._limiters is None:
+            with self._lock:
+                if self._limiters is None:
+                    from limits.storage import MemoryStorage, RedisStorage
+                    from limits.strategies import MovingWindowRateLimiter
+
+                    shared = None
+                    if self._redis_url:
+                        storage = RedisStorage(
+                            self._redis_url, key_prefix="creditdesk", wrap_exceptions=True,
+                            socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                        )
+                        shared = MovingWindowRateLimiter(storage)
+                    self._limiters = (MovingWindowRateLimiter(MemoryStorage()), shared)
+        return self._limiters
 
     def _limiter(self) -> MovingWindowRateLimiter:
         """Redis when it is configured and not in a fall-back after a failure; this process's memory else."""
@@ -63,6 +86,9 @@ class RateLimiter:
         self._count(limits, keys, counting=False)
 
     def _count(self, limits: str, keys: tuple[str, ...], *, counting: bool) -> None:
+        from limits import parse_many
+        from limits.errors import StorageError
+
         items = parse_many(limits)
         limiter = self._limiter()
 
@@ -85,6 +111,9 @@ class RateLimiter:
 
     def clear(self, limits: str, *keys: str) -> None:
         """Forget what was counted for ``keys`` (a right password ends a run of wrong ones)."""
+        from limits import parse_many
+        from limits.errors import StorageError
+
         for limiter in {self._limiter(), self._local}:
             for item in parse_many(limits):
                 try:
@@ -94,18 +123,20 @@ class RateLimiter:
 
     @staticmethod
     def _reset_at(limiter: MovingWindowRateLimiter, over: list[RateLimitItem], keys: tuple[str, ...]) -> float:
+        from limits.errors import StorageError
+
         try:
             return max(limiter.get_window_stats(item, *keys).reset_time for item in over)
         except StorageError:
             return time.time() + max(item.get_expiry() for item in over)
 
-    def _redis_failed(self, exc: StorageError) -> None:
+    def _redis_failed(self, exc: Exception) -> None:
         with self._lock:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
             was_answering, self._redis_answering = self._redis_answering, False
         if was_answering:
             log.warning("rate limits: Redis does not answer (%s); this process counts on its own until it does",
-                        type(exc.storage_error).__name__)
+                        type(getattr(exc, "storage_error", exc)).__name__)
 
     def _redis_answered(self) -> None:
         if not self._redis_answering:

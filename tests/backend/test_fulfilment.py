@@ -212,8 +212,10 @@ def test_a_grant_answers_the_paid_order_alerts_the_user_and_logs_for_support(
 ) -> None:
     from backend import metrics
 
+    registry = metrics.enable()  # as serve does when CREDITDESK_METRICS_PORT is set
+
     def granted() -> float:
-        return metrics.REGISTRY.get_sample_value("creditdesk_credits_total", {"movement": "granted"}) or 0.0
+        return registry.get_sample_value("creditdesk_credits_total", {"movement": "granted"}) or 0.0
 
     granted_before = granted()
     p = new_order(db, credits=333, amount=1000)

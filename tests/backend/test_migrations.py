@@ -200,8 +200,9 @@ def test_the_newest_version_is_read_from_the_file_names_as_alembic_reads_it() ->
 @pytest.mark.subprocess
 def test_an_idle_backend_loads_neither_alembic_nor_the_stripe_sdk_nor_redis(tmp_path: Path) -> None:
     """An idle stub-mode backend (the desktop app's) keeps what it does not use out of memory: Alembic, the Stripe
-    SDK, sqlite-utils, Jinja, the circuit breaker's library with the redis-py it imports (no Redis is set), and
-    SQLAlchemy's PostgreSQL dialect."""
+    SDK, sqlite-utils, Jinja, the circuit breaker's library with the redis-py it imports (no Redis is set),
+    SQLAlchemy's PostgreSQL dialect, Prometheus' client (no metrics port is set) and the rate limits' library
+    (until a request a limit applies to)."""
     path = tmp_path / "backend.sqlite3"
     migrations.upgrade(Database(path))
     probe = ("import sys\n"
@@ -213,7 +214,7 @@ def test_an_idle_backend_loads_neither_alembic_nor_the_stripe_sdk_nor_redis(tmp_
              "from backend.services import Services\n"
              "create_app(Services.build(Settings.from_env(), 'http://127.0.0.1:1'))\n"
              "print(sorted(m for m in ('alembic', 'stripe', 'sqlite_utils', 'jinja2', 'purgatory', 'redis', "
-             "'sqlalchemy.dialects.postgresql') "
+             "'sqlalchemy.dialects.postgresql', 'prometheus_client', 'limits') "
              "if m in sys.modules))\n")
     r = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "CREDITDESK_DB": str(path)},
                        capture_output=True, text=True, timeout=60)
