@@ -286,6 +286,9 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion: 
     discount = int(session.get("total_details", {}).get("amount_discount") or 0)
     tax = int(session.get("total_details", {}).get("amount_tax") or 0)
     applied = (session.get("discounts") or [{}])[0].get("promotion_code") or ""
+    # The rate charged, as the receipt names it ("Tax (19 %)"): the stub's one rate, in the session's breakdown.
+    taxes = (session.get("total_details", {}).get("breakdown") or {}).get("taxes") or [{}]
+    rate = taxes[0].get("rate", {}).get("percentage")
     return page(services, "stub_checkout.html", session=session, product=item["product_data"],
                 outcome=order.status if order is not None else None,
                 price=shown_price(session["amount_total"], session["currency"]),
@@ -293,6 +296,7 @@ def _stub_checkout_page(services: Services, session: dict[str, Any], promotion: 
                 discount=shown_price(discount, session["currency"]) if discount else None,
                 tax=shown_price(tax, session["currency"]) if tax else None,
                 tax_included=session["line_items"][0]["price_data"].get("tax_behavior") == "inclusive",
+                tax_rate=f" ({rate} %)" if rate else "",
                 promotion_code=applied.removeprefix(PROMOTION_PREFIX),
                 promotion_codes=services.settings.promotion_codes and bool(services.catalogue.promotion_codes),
                 promotion_message=PROMOTION_MESSAGES.get(promotion, ""), promotion_refused=promotion != "removed")

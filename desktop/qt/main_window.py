@@ -650,8 +650,8 @@ class MainWindow(QMainWindow):
                                    "Re&vert to previous version…")
         tip = f"Go back to version {back} from the next start." if back else \
             self.controller.updates.revert_why or "There is no previous version to go back to."
-        self.revert_action.setToolTip(tip)
-        self.revert_action.setStatusTip(tip)
+        self.revert_action.setToolTip(f"<p>{html.escape(tip)}</p>")  # rich text, which Qt wraps (plain text is one
+        self.revert_action.setStatusTip(tip)                          # line: 1,036 pixels of a 1366 x 768 screen)
 
     def revert_to_previous(self) -> QMessageBox | None:
         """Help → Revert to previous version: asked once, then the previous version runs from the next start."""

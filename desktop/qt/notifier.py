@@ -99,7 +99,10 @@ class Toast(QFrame):
         assert parent is not None
         width = min(MAX_WIDTH, max(MIN_WIDTH, parent.width() * 3 // 5), parent.width() - 2 * MARGIN)
         self.setFixedWidth(width)
-        self.adjustSize()
+        # As tall as its words at this width: adjustSize() took the wrapped message's height at the label's own
+        # preferred width, and the spare height went to the title (a gap of a line under it in a top-up's notice).
+        height = self.heightForWidth(width)
+        self.resize(width, height if height > 0 else self.sizeHint().height())
         top, bottom = MARGIN, parent.height()
         if isinstance(parent, QMainWindow):
             if parent.menuBar().isVisible():

@@ -163,7 +163,7 @@ def test_stub_checkout_collects_tax_on_top_or_held_in_the_price(
     if code:
         requests.post(checkout["url"] + "/promotion-code", data={"code": code}, timeout=10)
     page = requests.get(checkout["url"], timeout=10).text
-    assert ("Tax included" if pack == "gross" else "Tax:") in page
+    assert ("Tax included (19 %): " if pack == "gross" else "Tax (19 %): ") in page  # the rate, as the receipt says
     requests.post(checkout["url"] + "/pay", timeout=10)
     assert api.balance() == (333 if pack == "odd" else 97)
     [order] = backend.query("SELECT amount_paid, amount_tax, amount_discount FROM orders")

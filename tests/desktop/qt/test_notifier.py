@@ -57,3 +57,15 @@ def test_a_notice_that_offers_something_to_do_stays_longer(qtbot: Any) -> None:
     pointer(notifier.toast, over=True)
     pointer(notifier.toast, over=False)  # passing over a hidden notice brings nothing back
     assert not notifier.toast.isVisible() and not notifier.toast.timer.isActive()
+
+
+def test_a_notice_is_as_tall_as_its_words_without_a_gap_under_its_title(qtbot: Any) -> None:
+    window, notifier = window_with_notifier(qtbot)
+    window.resize(940, 720)  # the default window: the notice at its widest, its message in three lines
+    toast = notifier.toast
+    for notice in (TOPUP, NOTICE, TOPUP):  # each notice sized afresh, also after a shorter one
+        notifier.show(notice)
+        qtbot.waitUntil(lambda: toast.title.height() > 0)
+        assert toast.title.height() == toast.title.sizeHint().height()  # one line: no spare height under it
+        assert toast.message.height() >= toast.message.heightForWidth(toast.message.width())  # every line shown
+        assert toast.height() == toast.heightForWidth(toast.width())

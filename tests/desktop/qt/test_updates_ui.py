@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6 import QtGui
+from PySide6.QtGui import QTextDocumentFragment
 
 from desktop.core import build_config, updates
 from desktop.core.settings import AppPaths
@@ -36,9 +38,12 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         qtbot.waitUntil(lambda: window.update_box is not None and window.update_box.isVisible(), timeout=20_000)
         # Greyed out, saying why (Help shows its items' tooltips; the status bar its status tip on hover).
         assert not window.revert_action.isEnabled()
-        assert window.revert_action.toolTip().startswith("No previous version is kept: this is the version that "
-                                                         "was installed")
-        assert window.revert_action.statusTip() == window.revert_action.toolTip()
+        assert window.revert_action.statusTip().startswith("No previous version is kept: this is the version that "
+                                                           "was installed")
+        # The tooltip says the same in rich text, which Qt wraps: as plain text it was one line across the screen.
+        tip = window.revert_action.toolTip()
+        assert QtGui.Qt.mightBeRichText(tip) and QTextDocumentFragment.fromHtml(tip).toPlainText() == \
+            window.revert_action.statusTip()
         assert window.revert_action.menu() is None and window.menuBar().actions()[-1].menu().toolTipsVisible()
         box = window.update_box
         box.hide()
@@ -64,7 +69,7 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         qtbot.waitUntil(lambda: "runs the next time" in window.statusBar().currentMessage(), timeout=10_000)
         assert UpdateState.load(layout.state_file).current == "0.2.0"
         assert not window.revert_action.isEnabled()  # 0.1.0 runs: nothing to go back to yet
-        qtbot.waitUntil(lambda: window.revert_action.toolTip() == (
+        qtbot.waitUntil(lambda: window.revert_action.statusTip() == (
             "Version 0.2.0 was just installed and runs from the next start; going back is possible once it runs."),
                         timeout=10_000)
         # Checking again before the next start says it is installed; it does not offer to install it again.
@@ -84,7 +89,9 @@ def test_an_update_is_offered_installed_after_the_purchase_and_reverted(
         qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=20_000)
         assert window.controller.session.email == email
         assert window.revert_action.text() == "Re&vert to previous version (0.1.0)…"
-        assert window.revert_action.toolTip() == "Go back to version 0.1.0 from the next start."
+        assert window.revert_action.statusTip() == "Go back to version 0.1.0 from the next start."
+        assert QTextDocumentFragment.fromHtml(window.revert_action.toolTip()).toPlainText() == \
+            window.revert_action.statusTip()
         box = window.revert_to_previous()
         assert box is not None and "Go back to version 0.1.0" in box.text()
         box.buttons()[0].click()
