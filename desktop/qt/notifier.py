@@ -3,11 +3,15 @@
 Where there is no system tray (some Linux desktops, a headless session) the same notice appears as a small
 panel in the bottom right corner of the main window, just above the status bar, for a few seconds (longer for a
 notice that offers something to do, such as a top-up's Undo; never while the pointer is over it); nothing else
-changes. There it covers no balance (at the top of the page), at most three fifths of the window's width, also at
-the window's smallest. Clicking either opens the alert inbox.
+changes. Notices that come while one shows wait their turn (one that offers something to do first), and the one
+showing then gives way after a moment: two alerts at once are both seen. There it covers no balance (at the top
+of the page), at most three fifths of the window's width, also at the window's smallest. Clicking either opens
+the alert inbox.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QEnterEvent, QHideEvent, QIcon, QMouseEvent
@@ -46,7 +50,7 @@ class Toast(QFrame):
         close.setText("\u00d7")  # a multiplication sign: the usual close mark
         close.setAccessibleName("Close the notification")
         close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
+        close.clicked.connect(self._next)
         self._close = close
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 8, 28, 10)
@@ -57,22 +61,43 @@ class Toast(QFrame):
         self.timer.timeout.connect(self._expire)
         self.hovered = False
         self._left_ms = 0  # what was left of the time when the pointer came over it
+        self.waiting: deque[tuple[Notice, int]] = deque()  # notices that came while one showed, in turn
+        self._shown_ms = 0  # the time the notice showing was given
         self.hide()
         parent.installEventFilter(self)
 
     def show_notice(self, notice: Notice, msecs: int = TOAST_MS) -> None:
+        """Show ``notice`` for ``msecs``; while another shows, it waits its turn (first, if it offers something to
+        do: a longer time says so), and the one showing goes after a moment more rather than its whole time (unless it
+        offers something to do)."""
+        if self.isVisible():
+            if msecs > TOAST_MS:
+                self.waiting.appendleft((notice, msecs))
+            else:
+                self.waiting.append((notice, msecs))
+            if self._shown_ms <= TOAST_MS:  # (one that offers something to do keeps its time)
+                self._left_ms = min(self._left_ms, LINGER_MS)
+                if self.timer.isActive():
+                    self.timer.start(min(self.timer.remainingTime(), LINGER_MS))
+            return
         self.title.setText(notice.title)
         self.message.setText(notice.message)
         self._place()
         self.show()
         self.raise_()
-        self._left_ms = msecs
+        self._left_ms = self._shown_ms = msecs
         if not self.hovered:  # (while the pointer is over it, it stays; the time starts when the pointer leaves)
             self.timer.start(msecs)
 
     def _expire(self) -> None:
         if not self.hovered:
-            self.hide()
+            self._next()
+
+    def _next(self) -> None:
+        """This notice goes; the next one waiting, if any, comes."""
+        self.hide()
+        if self.waiting:
+            self.show_notice(*self.waiting.popleft())
 
     def enterEvent(self, event: QEnterEvent) -> None:
         """Being read: it stays while the pointer is over it."""
@@ -120,6 +145,7 @@ class Toast(QFrame):
         return False
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.waiting.clear()  # the inbox it opens has them all
         self.hide()
         self.clicked.emit()
         event.accept()

@@ -57,6 +57,7 @@ class SpendController(QObject):
         self.muted: frozenset[str] = frozenset()
         self._polling = False
         self._stopped = False
+        self._auto_topup_calls = 0  # auto top-up's reads and changes sent (see _auto_topup_call)
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self.poll_alerts)
@@ -231,16 +232,26 @@ class SpendController(QObject):
     def load_auto_topup(self) -> None:
         api = self._api()
         if api is not None:
-            self.app.workers.run(api.auto_topup, self.autoTopupChanged.emit,
-                                 lambda error: self.autoTopupFailed.emit(describe(error)))
+            self._auto_topup_call(api.auto_topup)
 
     def save_auto_topup(self, changes: Mapping[str, Any]) -> None:
         """``{"enabled": False}`` turns it off; the answer (or why not) comes as autoTopupChanged/Failed."""
         api = self._api()
         if api is not None:
             chosen = dict(changes)
-            self.app.workers.run(lambda: api.update_auto_topup(chosen), self.autoTopupChanged.emit,
-                                 lambda error: self.autoTopupFailed.emit(describe(error)))
+            self._auto_topup_call(lambda: api.update_auto_topup(chosen))
+
+    def _auto_topup_call(self, call: Callable[[], Any]) -> None:
+        """Only the answer to the newest read or change is shown: they run side by side on the workers, and a read
+        sent before Turn off could answer after it and show auto top-up on again."""
+        self._auto_topup_calls += 1
+        number = self._auto_topup_calls
+
+        def answered(state: Any) -> None:
+            if number == self._auto_topup_calls:
+                self.autoTopupChanged.emit(state)
+
+        self.app.workers.run(call, answered, lambda error: self.autoTopupFailed.emit(describe(error)))
 
     def undo_topup(self, topup_id: str) -> None:
         api = self._api()

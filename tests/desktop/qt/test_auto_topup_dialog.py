@@ -70,7 +70,9 @@ def test_auto_topup_dialog_turns_it_on_and_off_and_undoes_a_topup(qtbot: Any, ma
     assert "Auto top-up: Starter pack" in csv_text and csv_text.count("Starter pack") == 2  # the first one, by hand
     assert [n.title for n in ui.notifier.shown].count("Auto top-up") == 1
     # It leads to Undo: it stays longer than a notice with nothing to do (tests/desktop/qt/test_notifier.py).
-    assert ui.notifier.toast.title.text() == "Auto top-up" and ui.notifier.toast.timer.interval() == ACTION_TOAST_MS
+    # (A notice showing when it came gives way to it after a moment: notifier.py.)
+    qtbot.waitUntil(lambda: ui.notifier.toast.title.text() == "Auto top-up", timeout=10_000)
+    assert ui.notifier.toast.timer.interval() == ACTION_TOAST_MS
     assert not window.account.notice.isVisible() and "went through" not in window.statusBar().currentMessage()
     # A "payment went through" notice still up (from a purchase this window learned of from the history) is not
     # left saying so once the top-up is undone: the page says what happened.
