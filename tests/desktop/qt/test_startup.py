@@ -51,7 +51,8 @@ types_before = made()
 deadline = time.monotonic() + 30
 while window.after_paint.remaining and time.monotonic() < deadline:
     app.processEvents()
-print(json.dumps({"before": before, "after": loaded(), "types_before": types_before, "remaining": window.after_paint.remaining,
+print(json.dumps({"before": before, "after": loaded(), "types_before": types_before,
+                  "remaining": window.after_paint.remaining,
                   "menus": [action.text() for action in window.menuBar().actions()]}))
 """
 
