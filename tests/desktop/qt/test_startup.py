@@ -135,3 +135,22 @@ def test_a_window_that_does_not_paint_runs_its_steps_a_moment_after_it_shows(qtb
     after.add(steps.step("a"))
     window.show()
     qtbot.waitUntil(lambda: steps.ran == ["a"], timeout=5_000)
+
+
+def test_help_check_for_updates_works_before_the_update_controller_is_made(qtbot: Any, tmp_path: Path) -> None:
+    """The updates' part is made at start, after the first paint; Help → Check for updates, chosen sooner, makes it
+    and answers (a checkout's build names no update server)."""
+    from desktop.app import build_window
+    from desktop.core.settings import AppPaths
+
+    window = build_window(AppPaths.under(tmp_path / "home").ensure(), "http://127.0.0.1:9")  # (not started)
+    qtbot.addWidget(window)
+    window.after_paint.cancel()
+    assert window.controller.updates_made is None
+    assert not window.revert_action.isEnabled()
+    assert window.revert_action.statusTip() == "There is no previous version to go back to."
+    window.check_updates_action.trigger()
+    assert window.controller.updates_made is not None
+    assert window.statusBar().currentMessage() == ("This build of the app does not update itself: its maker named "
+                                                   "no update server.")
+    window.controller.shutdown()
