@@ -94,7 +94,6 @@ class StartingPage(QWidget):
         self.label.setObjectName("startingMessage")
         self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setMaximumWidth(280)
@@ -107,6 +106,11 @@ class StartingPage(QWidget):
         layout.addWidget(self.progress, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.retry_button, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addStretch()
+
+    def make_selectable(self) -> None:
+        """Its words can be selected (to copy a failure's): after the first paint, since the app's first selectable
+        text sets up Qt's text control, 5-6 ms."""
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
 
 class MainWindow(QMainWindow):
@@ -147,6 +151,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.after_paint = AfterFirstPaint(self)
+        self.after_paint.add(self.starting.make_selectable)
         self.after_paint.add(self._build_sign_in)
         self.after_paint.load("desktop.qt.history_model", "desktop.qt.purchase_panel")
         self.after_paint.add(self._build_account)

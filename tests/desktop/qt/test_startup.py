@@ -154,3 +154,19 @@ def test_help_check_for_updates_works_before_the_update_controller_is_made(qtbot
     assert window.statusBar().currentMessage() == ("This build of the app does not update itself: its maker named "
                                                    "no update server.")
     window.controller.shutdown()
+
+
+def test_the_starting_message_is_selectable_once_the_window_has_painted(qtbot: Any, tmp_path: Path) -> None:
+    """(Made selectable after the first paint: Qt's text control takes 5-6 ms to set up.) A failure's words on the
+    starting page can be selected and copied."""
+    from PySide6.QtCore import Qt
+
+    from desktop.app import build_window
+    from desktop.core.settings import AppPaths
+
+    window = build_window(AppPaths.under(tmp_path / "home").ensure(), "http://127.0.0.1:9")  # (not started)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.after_paint.remaining == 0, timeout=5_000)
+    assert window.starting.label.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    window.controller.shutdown()
