@@ -14,15 +14,16 @@ most 1.6x).
 
 Measured on the 2-core development machine, three runs of 9 starts each: the app 162-165 ms (median; the
 starts 158-180), the bare window 105-107 ms (103-130): 1.54-1.55x, from 2.02-2.26x. By 2026-12-06 it had crept to
-1.78-1.89x over many commits: the status bar named Qt's QStyle at import (13 ms to make its Python type, its
-enums), and the update controller with packaging (6 ms), html, decimal and fractions loaded before the paint. They
-load after it now (the update controller is made at start, right after the paint, or at Help → Check for updates
-if sooner), which gave, on 2026-12-06 with a load average of 4 from other work (bare window medians 135-169 ms,
-single starts 107-239), five runs of 9 starts: 1.56, 1.58, 1.63, 1.66 and one of 2.10x (the app 236-284 ms):
-about the aim, not under it with margin. What is left above the bare window is mostly needed for the first paint:
-the Qt namespace's enums (about 14 ms, named by the starting page's alignments, the screen fitting's WA_Moved and
-the workers' queued connections), desktop.core.models' dataclasses (about 10 ms), the settings with platformdirs
-and the controller's parts.
+1.76-1.91x over many commits: the status bar named Qt's QStyle at import (13 ms to make its Python type, its
+enums), the starting page's selectable message set up Qt's text control (5-6 ms), and the update controller with
+packaging (6 ms), html, decimal and fractions loaded before the paint. All of that comes after the paint now (the
+update controller is made at start, right after it, or at Help → Check for updates if sooner). On 2026-12-06, load
+average 1.5-2 from other work, five runs of 9 starts alternating with main's code: 1.53, 1.60, 1.61, 1.61 and
+1.62x (median 1.61; the app 173-187 ms against a bare window of 107-118, single starts 171-233), where main gave
+1.76-1.82x (the app 199-218 ms): at the aim, not under it with margin. Most of what is left above the bare window
+is what the first paint needs as written: the Qt namespace's enums (about 14 ms, made at the first ``Qt.`` name:
+the starting page's alignments, the screen fitting's WA_Moved, the workers' queued connections),
+desktop.core.models' dataclasses (about 10 ms), the settings with platformdirs, and the controller's parts.
 
 Before its first paint the app builds only what that paint shows: the starting page, the menus and the status bar,
 with the controller. The sign-in and account pages, the Credits menu, the log file, the single-instance listener,
