@@ -13,10 +13,21 @@ Prints each kind's median and spread in milliseconds and the app's ratio to the 
 most 1.6x).
 
 Measured on the 2-core development machine, three runs of 9 starts each: the app 162-165 ms (median; the
-starts 158-180), the bare window 105-107 ms (103-130): 1.54-1.55x, from 2.02-2.26x. Before its first paint the
-app builds only what that paint shows: the starting page, the menus and the status bar, with the controller (the
-Qt namespace's enums, about 15 ms, come with it). The sign-in and account pages, the Credits menu, the log file,
-the single-instance listener and the bundled backend's start follow the paint, a step per event-loop turn
+starts 158-180), the bare window 105-107 ms (103-130): 1.54-1.55x, from 2.02-2.26x. By 2026-12-06 it had crept to
+1.76-1.91x over many commits: the status bar named Qt's QStyle at import (13 ms to make its Python type, its
+enums), the starting page's selectable message set up Qt's text control (5-6 ms), and the update controller with
+packaging (6 ms), html, decimal and fractions loaded before the paint. All of that comes after the paint now (the
+update controller is made at start, right after it, or at Help → Check for updates if sooner). On 2026-12-06, load
+average 1.5-2 from other work, five runs of 9 starts alternating with main's code: 1.53, 1.60, 1.61, 1.61 and
+1.62x (median 1.61; the app 173-187 ms against a bare window of 107-118, single starts 171-233), where main gave
+1.76-1.82x (the app 199-218 ms): at the aim, not under it with margin. Most of what is left above the bare window
+is what the first paint needs as written: the Qt namespace's enums (about 14 ms, made at the first ``Qt.`` name:
+the starting page's alignments, the screen fitting's WA_Moved, the workers' queued connections),
+desktop.core.models' dataclasses (about 10 ms), the settings with platformdirs, and the controller's parts.
+
+Before its first paint the app builds only what that paint shows: the starting page, the menus and the status bar,
+with the controller. The sign-in and account pages, the Credits menu, the log file, the single-instance listener,
+the bundled backend's start and the update check follow the paint, a step per event-loop turn
 (desktop/qt/after_paint.py); the HTTP stack, the keyring and the other windows load when first used.
 tests/desktop/qt/test_startup.py keeps it so.
 """

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # loaded with the first packs (desktop.core.api), not before the window's first paint
+    from decimal import Decimal
 
 
 class ApiClientError(Exception):
@@ -99,6 +101,8 @@ class Pack:
         """The price of one credit in minor units: the backend's, or worked out alike from an older backend's pack."""
         if self.price_per_credit is not None:
             return self.price_per_credit
+        from decimal import Decimal
+
         return Decimal(self.amount) / Decimal(self.credits)
 
 

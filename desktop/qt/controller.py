@@ -17,9 +17,9 @@ the window's geometry. Every call to the backend, the keyring or the disk runs o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from desktop.core import build_config
 from desktop.core.build_config import BuildConfig
@@ -31,11 +31,15 @@ from desktop.qt.account_figures import AccountFigures
 from desktop.qt.account_session import AccountSession
 from desktop.qt.backend_connection import BackendConnection
 from desktop.qt.purchase_controller import Opener, Purchases
-from desktop.qt.update_controller import UpdateController
 from desktop.qt.workers import Workers
+
+if TYPE_CHECKING:  # made at start, after the window's first paint (see AppController.updates)
+    from desktop.qt.update_controller import UpdateController
 
 
 class AppController(QObject):
+    updatesMade = Signal(object)  # UpdateController: the updates' part, just made (see updates)
+
     def __init__(self, paths: AppPaths, *, backend_url: str | None, opener: Opener,
                  token_store: TokenStore | None = None, recent_errors: RecentErrors | None = None,
                  poll: tuple[float, float] = (2.0, 30.0), help_settings: HelpSettings | None = None,
@@ -57,9 +61,26 @@ class AppController(QObject):
         self.figures = AccountFigures(self.workers, self.backend, self.session, parent=self)
         self.purchases = Purchases(self.workers, self.backend, self.session, self.figures, self.purchase_records,
                                    opener, poll=poll, parent=self)
-        # Updates of the installed app (none from a checkout: its build names no update server).
-        self.updates = UpdateController(self.workers, paths.data_dir, build,
-                                        self.purchases.in_flight, parent=self)
+        self.build = build
+        self._updates: UpdateController | None = None
+
+    @property
+    def updates(self) -> UpdateController:
+        """Updates of the installed app (none from a checkout: its build names no update server). Made by
+        :meth:`start` (after the window's first paint: its modules and packaging's take some 6 ms to load), or
+        when first asked for if that is sooner (Help → Check for updates)."""
+        if self._updates is None:
+            from desktop.qt.update_controller import UpdateController
+
+            self._updates = UpdateController(self.workers, self.paths.data_dir, self.build, self.purchases.in_flight,
+                                             parent=self)
+            self.updatesMade.emit(self._updates)
+        return self._updates
+
+    @property
+    def updates_made(self) -> UpdateController | None:
+        """The updates' part if it is made yet (without making it)."""
+        return self._updates
 
     def start(self) -> None:
         """Read the settings (on the disk worker) and bring the backend up."""
@@ -68,8 +89,9 @@ class AppController(QObject):
         self.updates.start()
 
     def shutdown(self) -> None:
-        self.updates.daily.stop()
-        self.updates.wait_timer.stop()
+        if self._updates is not None:
+            self._updates.daily.stop()
+            self._updates.wait_timer.stop()
         self.figures.stop()
         in_flight = self.purchases.stop()
         self.backend.stop(keep_serving=in_flight)

@@ -11,7 +11,6 @@ it says next has its page.
 
 from __future__ import annotations
 
-import html
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,23 +33,22 @@ from PySide6.QtWidgets import (
 )
 
 import resources
-from desktop.core.models import GrantSummary, Pack, ResetCodeSent
-from desktop.core.pack_values import tax_words
 from desktop.core.purchase import FlowState
-from desktop.core.updates import Offer
-from desktop.qt import formatting, screen_fit
+from desktop.qt import screen_fit
 from desktop.qt.after_paint import AfterFirstPaint
-from desktop.qt.backend_connection import BackendState
 from desktop.qt.controller import AppController
 from desktop.qt.purchase_controller import PurchaseController
 from desktop.qt.status_bar import ElidedLabel, StatusBar
 
-if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened
+if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or when first opened; or (html,
+    # formatting with decimal, pack_values with fractions, the updates' part with packaging) loaded when first used
     from PySide6.QtGui import QFont
     from PySide6.QtWidgets import QMessageBox
 
-    from desktop.core.models import Transaction
+    from desktop.core.models import GrantSummary, Pack, ResetCodeSent, Transaction
+    from desktop.core.updates import Offer
     from desktop.qt.account_page import AccountPage
+    from desktop.qt.backend_connection import BackendState
     from desktop.qt.billing_dialog import BillingDetailsDialog
     from desktop.qt.diagnostics_dialog import DiagnosticsDialog
     from desktop.qt.help_window import HelpWindow
@@ -58,6 +56,7 @@ if TYPE_CHECKING:  # built after the first paint (see the module's docstring) or
     from desktop.qt.report_problem_dialog import ReportProblemDialog
     from desktop.qt.sign_in import SignInPage
     from desktop.qt.spend_ui import SpendUi
+    from desktop.qt.update_controller import UpdateController
 
 log = logging.getLogger("desktop.window")
 
@@ -65,6 +64,7 @@ PREFERRED_SIZE = QSize(940, 720)
 MINIMUM_SIZE = QSize(480, 360)
 TICK_MS = 30_000  # the panels' "expires in"
 PASSWORD_CHANGED_NOTICE = "Your password was changed; other sign-ins were ended."  # noqa: S105 (words, no password)
+NO_PREVIOUS_VERSION = "There is no previous version to go back to."
 
 
 def open_in_system_browser(url: str) -> bool:
@@ -94,7 +94,6 @@ class StartingPage(QWidget):
         self.label.setObjectName("startingMessage")
         self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setMaximumWidth(280)
@@ -107,6 +106,11 @@ class StartingPage(QWidget):
         layout.addWidget(self.progress, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.retry_button, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addStretch()
+
+    def make_selectable(self) -> None:
+        """Its words can be selected (to copy a failure's): after the first paint, since the app's first selectable
+        text sets up Qt's text control, 5-6 ms."""
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
 
 class MainWindow(QMainWindow):
@@ -147,6 +151,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.after_paint = AfterFirstPaint(self)
+        self.after_paint.add(self.starting.make_selectable)
         self.after_paint.add(self._build_sign_in)
         self.after_paint.load("desktop.qt.history_model", "desktop.qt.purchase_panel")
         self.after_paint.add(self._build_account)
@@ -270,6 +275,9 @@ class MainWindow(QMainWindow):
         """Buy ▸ <pack>, with Ctrl+1, Ctrl+2, ... (the same as the cards' buttons)."""
         self.buy_menu.clear()
         self.buy_actions = []
+        if packs:  # (none at start: their modules load with the first packs, after the first paint)
+            from desktop.core.pack_values import tax_words
+            from desktop.qt import formatting
         for number, pack in enumerate(packs, start=1):
             # Alt+B, then the pack's number (its mnemonic), as Ctrl+number does at once.
             mnemonic = f"&{number} " if number <= 9 else ""
@@ -311,11 +319,17 @@ class MainWindow(QMainWindow):
         c.purchases.purchaseAdded.connect(self._purchase_added)
         c.purchases.paymentLanded.connect(self._payment_landed)
         c.purchases.receiptFailed.connect(self._show_error)
-        c.updates.offered.connect(self.offer_update)
-        c.updates.said.connect(self._update_said)
-        c.updates.installed.connect(self._update_installed)
-        c.updates.revertChanged.connect(self._revert_changed)
+        # The updates' part is made at start, after the first paint (or at Help → Check for updates if sooner).
+        c.updatesMade.connect(self._connect_updates)
+        if c.updates_made is not None:
+            self._connect_updates(c.updates_made)
         self.starting.retry_button.clicked.connect(c.backend.supervisor.retry_now)
+
+    def _connect_updates(self, updates: UpdateController) -> None:
+        updates.offered.connect(self.offer_update)
+        updates.said.connect(self._update_said)
+        updates.installed.connect(self._update_installed)
+        updates.revertChanged.connect(self._revert_changed)
 
     def _backend_ready(self, url: str) -> None:
         # The server answers (the status bar says connected): what is left is the account.
@@ -351,6 +365,8 @@ class MainWindow(QMainWindow):
         if backend.online:
             self.account.set_stale(None)
             return
+        from desktop.qt import formatting
+
         updated = self.controller.figures.updated_at
         since = f" These figures are from {formatting.clock(updated)}." if updated else ""
         self.account.set_stale(f"Not up to date: {backend.health.message}{since} Buying is off until the server is "
@@ -584,6 +600,8 @@ class MainWindow(QMainWindow):
 
     def show_support_contact(self) -> QMessageBox:
         """Help → Contact support…: the contact the app maker configured, with a button that opens it."""
+        import html
+
         from PySide6.QtWidgets import QMessageBox
 
         help_settings = self.controller.help
@@ -616,6 +634,8 @@ class MainWindow(QMainWindow):
     def offer_update(self, offer: Offer) -> QMessageBox:
         """What is new in a newer version, and whether to install it now (it runs from the next start; a purchase
         in flight is left to end first)."""
+        import html
+
         from PySide6.QtWidgets import QMessageBox
 
         notes = html.escape(offer.notes or "No notes were given for this version.", quote=False).replace("\n", "<br>")
@@ -648,19 +668,27 @@ class MainWindow(QMainWindow):
         self.revert_action.setEnabled(back is not None)
         self.revert_action.setText(f"Re&vert to previous version ({back})…" if back else
                                    "Re&vert to previous version…")
+        updates = self.controller.updates_made  # (None as the menus are built, before the first paint)
         tip = f"Go back to version {back} from the next start." if back else \
-            self.controller.updates.revert_why or "There is no previous version to go back to."
-        self.revert_action.setToolTip(f"<p>{html.escape(tip)}</p>")  # rich text, which Qt wraps (plain text is one
-        self.revert_action.setStatusTip(tip)                          # line: 1,036 pixels of a 1366 x 768 screen)
+            (updates.revert_why if updates is not None else "") or NO_PREVIOUS_VERSION
+        if tip == NO_PREVIOUS_VERSION:  # as the menus are built: no need to load html
+            rich = f"<p>{tip}</p>"
+        else:
+            import html
+
+            rich = f"<p>{html.escape(tip)}</p>"
+        self.revert_action.setToolTip(rich)  # rich text, which Qt wraps (plain text is one line: 1,036 pixels of
+        self.revert_action.setStatusTip(tip)  # a 1366 x 768 screen)
 
     def revert_to_previous(self) -> QMessageBox | None:
         """Help → Revert to previous version: asked once, then the previous version runs from the next start."""
+        import html
+
         from PySide6.QtWidgets import QMessageBox
 
         back = self.controller.updates.revert_to
         if back is None:
-            self.statusBar().showMessage(self.controller.updates.revert_why
-                                         or "There is no previous version to go back to.", 15_000)
+            self.statusBar().showMessage(self.controller.updates.revert_why or NO_PREVIOUS_VERSION, 15_000)
             return None
         box = QMessageBox(QMessageBox.Icon.Question, "Revert to previous version",
                           f"Go back to version {html.escape(back)} from the next start? Your purchases, sign-in "

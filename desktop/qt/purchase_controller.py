@@ -29,7 +29,6 @@ from desktop.core.models import (
 from desktop.core.purchase import FlowState, PurchaseFlow
 from desktop.core.purchase_records import BROWSER_FAILED, BROWSER_OPENED, CREATED, RETURNED, PurchaseRecord, utcnow_iso
 from desktop.core.statuses import OrderStatus
-from desktop.qt import formatting
 from desktop.qt.account_figures import AccountFigures
 from desktop.qt.account_session import AccountSession
 from desktop.qt.backend_connection import BackendConnection
@@ -436,6 +435,8 @@ class PurchaseController(QObject):
             return "Waiting for your payment in the browser. This updates by itself."
         if state is FlowState.PAID:
             # The balance was true when the payment came: the panel stays, and spends go on meanwhile.
+            from desktop.qt import formatting  # (loaded after the window's first paint: decimal and all)
+
             when = f" at {formatting.clock(self.finished_at)}" if self.finished_at is not None else ""
             balance = f", for a balance of {flow.balance:,} then" if flow.balance is not None else ""
             return f"Payment received{when}: {flow.credits_granted:,} credits were added{balance}."

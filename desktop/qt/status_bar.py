@@ -8,9 +8,13 @@ for a permanent label (the backend's status), its whole text in its tooltip.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QFontMetrics, QPainter, QPaintEvent, QPalette
-from PySide6.QtWidgets import QLabel, QSizeGrip, QStatusBar, QStyle, QStyleOption, QWidget
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+if TYPE_CHECKING:  # the rest is loaded when a text is cut or a message painted, never for the window's first paint
+    from PySide6.QtGui import QFontMetrics, QPaintEvent  # (Python's QStyle alone takes 13 ms to make: its enums)
 
 ELLIPSIS = "…"
 
@@ -47,6 +51,8 @@ class ElidedLabel(QLabel):
         if shown == self.text():
             super().paintEvent(event)
             return
+        from PySide6.QtGui import QPainter, QPalette
+
         painter = QPainter(self)
         self.style().drawItemText(painter, self.contentsRect(), int(self.alignment()), self.palette(),
                                   self.isEnabled(), shown, QPalette.ColorRole.WindowText)
@@ -66,6 +72,8 @@ class StatusBar(QStatusBar):
 
     def message_rect(self) -> QRect:
         """Where a message is written: from the left to the first widget shown on the right."""
+        from PySide6.QtWidgets import QSizeGrip
+
         right = self.width() - 12
         for child in self.children():
             if isinstance(child, QWidget) and child.isVisible() and not isinstance(child, QSizeGrip):
@@ -81,6 +89,9 @@ class StatusBar(QStatusBar):
             super().paintEvent(event)
             return
         # As QStatusBar paints, but the message ends at a word instead of where the first permanent widget begins.
+        from PySide6.QtGui import QPainter
+        from PySide6.QtWidgets import QStyle, QStyleOption
+
         painter = QPainter(self)
         option = QStyleOption()
         option.initFrom(self)

@@ -26,6 +26,11 @@ WHEN_USED = ["requests", "urllib3", "keyring", "desktop.core.api", "desktop.core
              "desktop.qt.diagnostics_dialog", "desktop.qt.usage_window", "desktop.qt.alerts_window",
              "desktop.qt.controls_window", "desktop.qt.spend_dialog", "PySide6.QtCharts", "PySide6.QtSvg",
              "PySide6.QtNetwork", "zoneinfo", "webbrowser", "subprocess", "uuid", "importlib.resources"]
+# Loaded after the first paint, by its steps or at start (the updates' part), or when first used; not before it.
+NOT_BEFORE_PAINT = ["desktop.core.updates", "desktop.qt.update_controller", "packaging.version", "html", "decimal",
+                    "fractions", "desktop.qt.formatting", "desktop.core.pack_values", "resources.currencies"]
+# Qt's Python types that take long to make (their enums): QStyle alone took 13 ms. Made when first named.
+QT_TYPES_NOT_BEFORE_PAINT = ["QtWidgets.QStyle", "QtWidgets.QStyleOption"]
 
 PROBE = """
 import json, sys, time
@@ -33,16 +38,21 @@ from PySide6.QtWidgets import QApplication
 from desktop.app import build_window
 from desktop.core.settings import AppPaths
 
+import PySide6
 names = json.loads(sys.argv[1])
 loaded = lambda: sorted(name for name in names if name in sys.modules)
+made = lambda: sorted(name for name in json.loads(sys.argv[2])
+                      if name.split(".")[1] in vars(getattr(PySide6, name.split(".")[0])))
 app = QApplication([])
 window = build_window(AppPaths.default().ensure(), "http://127.0.0.1:9")  # (not started: no backend needed)
 window.show()
 before = loaded()
+types_before = made()
 deadline = time.monotonic() + 30
 while window.after_paint.remaining and time.monotonic() < deadline:
     app.processEvents()
-print(json.dumps({"before": before, "after": loaded(), "remaining": window.after_paint.remaining,
+print(json.dumps({"before": before, "after": loaded(), "types_before": types_before,
+                  "remaining": window.after_paint.remaining,
                   "menus": [action.text() for action in window.menuBar().actions()]}))
 """
 
@@ -53,13 +63,14 @@ def test_the_window_is_built_without_what_it_does_not_show(tmp_path: Path) -> No
     after its first paint load the pages and the Credits menu, and still not what waits to be used."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDITDESK_", "STRIPE_"))}
     env.update({"CREDITDESK_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"})
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(AFTER_PAINT + WHEN_USED)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(AFTER_PAINT + WHEN_USED + NOT_BEFORE_PAINT),
+                          json.dumps(QT_TYPES_NOT_BEFORE_PAINT)], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
     assert seen["before"] == []
+    assert seen["types_before"] == []
     assert seen["remaining"] == 0
-    assert seen["after"] == sorted(AFTER_PAINT)
+    assert [name for name in seen["after"] if name not in NOT_BEFORE_PAINT] == sorted(AFTER_PAINT)
     assert seen["menus"] == ["&File", "&Buy", "&Credits", "&Help"]
 
 
@@ -124,3 +135,38 @@ def test_a_window_that_does_not_paint_runs_its_steps_a_moment_after_it_shows(qtb
     after.add(steps.step("a"))
     window.show()
     qtbot.waitUntil(lambda: steps.ran == ["a"], timeout=5_000)
+
+
+def test_help_check_for_updates_works_before_the_update_controller_is_made(qtbot: Any, tmp_path: Path) -> None:
+    """The updates' part is made at start, after the first paint; Help → Check for updates, chosen sooner, makes it
+    and answers (a checkout's build names no update server)."""
+    from desktop.app import build_window
+    from desktop.core.settings import AppPaths
+
+    window = build_window(AppPaths.under(tmp_path / "home").ensure(), "http://127.0.0.1:9")  # (not started)
+    qtbot.addWidget(window)
+    window.after_paint.cancel()
+    assert window.controller.updates_made is None
+    assert not window.revert_action.isEnabled()
+    assert window.revert_action.statusTip() == "There is no previous version to go back to."
+    window.check_updates_action.trigger()
+    assert window.controller.updates_made is not None
+    assert window.statusBar().currentMessage() == ("This build of the app does not update itself: its maker named "
+                                                   "no update server.")
+    window.controller.shutdown()
+
+
+def test_the_starting_message_is_selectable_once_the_window_has_painted(qtbot: Any, tmp_path: Path) -> None:
+    """(Made selectable after the first paint: Qt's text control takes 5-6 ms to set up.) A failure's words on the
+    starting page can be selected and copied."""
+    from PySide6.QtCore import Qt
+
+    from desktop.app import build_window
+    from desktop.core.settings import AppPaths
+
+    window = build_window(AppPaths.under(tmp_path / "home").ensure(), "http://127.0.0.1:9")  # (not started)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.after_paint.remaining == 0, timeout=5_000)
+    assert window.starting.label.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    window.controller.shutdown()
