@@ -485,17 +485,64 @@ def test_a_partial_reversal_gives_back_what_was_taken_last_first(db: Database) -
     assert check(db, at(3)) == []
 
 
+def _refund(db: Database, purchase: str, amount: int, n: int, now: datetime = T0) -> None:
+    """A refund of ``purchase``: from its own grant first."""
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        found = expiry.sweep_user(conn, USER, now)
+        ledger.post(conn, user_id=USER, type="refund", amount=-amount, reference=f"re_{n}",
+                    created_at=iso_utc(now), allocation=grants.Consume(found, first=grants.of_purchase(
+                        conn, USER, purchase)))
+
+
+def _reverse(db: Database, purchase: str, refunds: list[int], amount: int, n: int, now: datetime = T0) -> None:
+    """A reversal of ``purchase``'s refunds (their references' numbers)."""
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        expiry.sweep_user(conn, USER, now)
+        e = ledger_entries.c
+        taken = grants.taken_by(conn, [r.id for r in conn.execute(select(e.id).where(
+            e.reference.in_([f"re_{k}" for k in refunds])))])
+        own = grants.of_purchase(conn, USER, purchase)
+        ledger.post(conn, user_id=USER, type="refund_reversal", amount=amount, reference=f"rr_{n}",
+                    created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
+
+
+def test_a_reversal_repays_every_debt_first_oldest_first(db: Database) -> None:
+    give(db, 10, "cs_a", type="purchase")
+    give(db, 11, "cs_b", type="purchase")
+    spend(db, 21, "s1")
+    _refund(db, "cs_a", 10, 1)
+    _refund(db, "cs_b", 4, 2)
+    assert remaining(db) == {"cs_a": -10, "cs_b": -4}
+    _reverse(db, "cs_b", [2], 4, 1)  # b's refund reversed: its 4 repay a's debt, the older
+    assert remaining(db) == {"cs_a": -6, "cs_b": -4}
+    assert check(db, T0) == []
+
+
+def test_a_reversal_gives_a_grant_that_was_in_debt_only_what_it_lost(db: Database) -> None:
+    """The purchase's own grant lost 15 (10 it held, 5 of debt) and the promotional one 3: a reversal of all 18 repays
+    the debt, gives the own grant its 10 and the promotional one its 3 (not 13 to the own grant)."""
+    give(db, 10, "cs_paid", type="purchase")
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=50)
+    _refund(db, "cs_paid", 13, 1)  # own 10, promo 3
+    spend(db, 4, "s1")  # promo's 4 left
+    _refund(db, "cs_paid", 5, 2)  # nothing left: a debt of 5 on the own grant
+    assert remaining(db) == {"cs_paid": -5, "promo": 0}
+    _reverse(db, "cs_paid", [1, 2], 18, 1)
+    assert remaining(db) == {"cs_paid": 10, "promo": 3}
+    with db.read() as conn:
+        assert grants.summary(expiry.view(conn, USER, T0).grants) == {
+            "paid": 10, "promotional": 3, "nextExpiry": {"at": iso_utc(at(50)), "credits": 3}}
+    assert check(db, T0) == []
+
+
 def test_debts_are_repaid_oldest_first(db: Database) -> None:
     give(db, 10, "cs_a", type="purchase")
     give(db, 11, "cs_b", type="purchase")
     spend(db, 21, "s1")
-    for n, (own, amount) in enumerate([("cs_a", 10), ("cs_b", 11)]):
-        with db.transaction() as conn:
-            ledger.locked_balance(conn, USER)
-            found = expiry.sweep_user(conn, USER, T0)
-            ledger.post(conn, user_id=USER, type="refund", amount=-amount, reference=f"re_{n}",
-                        created_at=iso_utc(T0), allocation=grants.Consume(found, first=grants.of_purchase(
-                            conn, USER, own)))
+    _refund(db, "cs_a", 10, 1)
+    _refund(db, "cs_b", 11, 2)
     assert remaining(db) == {"cs_a": -10, "cs_b": -11}
     give(db, 13, "bonus", kind=grants.PROMOTIONAL)
     assert remaining(db) == {"cs_a": 0, "cs_b": -8, "bonus": 0}
