@@ -892,8 +892,10 @@ def test_no_alert_for_an_empty_or_spared_grant_or_without_leads(db: Database) ->
         assert grants.warn(conn, at(1), ()) == 0
         assert grants.warn(conn, at(1)) == 0
     give(db, 5, "soon", kind=grants.PROMOTIONAL, expires=1.5, now=at(1))
+    give(db, 3, "sooner", kind=grants.PROMOTIONAL, expires=1.25, now=at(1))
     with db.transaction() as conn:
         assert grants.warn(conn, at(1), ()) == 0
-        assert grants.warn(conn, at(1), (timedelta(hours=13),)) == 1
-        [data] = conn.execute(select(alerts.c.data)).scalars().all()
-    assert (json.loads(data)["lead"], json.loads(data)["leadSeconds"]) == ("13 hours", 13 * 3600)
+        assert grants.warn(conn, at(1), (timedelta(hours=13),)) == 2  # the count serve's log line says
+        found = conn.execute(select(alerts.c.data)).scalars().all()
+    assert sorted((json.loads(data)["credits"], json.loads(data)["lead"], json.loads(data)["leadSeconds"])
+                  for data in found) == [(3, "13 hours", 13 * 3600), (5, "13 hours", 13 * 3600)]
