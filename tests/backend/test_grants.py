@@ -537,6 +537,32 @@ def test_a_reversal_gives_a_grant_that_was_in_debt_only_what_it_lost(db: Databas
     assert check(db, T0) == []
 
 
+def test_a_reversal_of_a_purchase_without_a_grant_of_its_own_gives_back_in_a_new_paid_grant(db: Database) -> None:
+    """A purchase from before grants (migration 0016 made one grant of the balance): its refund took in the burn order;
+    its reversal gives back to what it took unless expired since, the rest in a paid grant of its own."""
+    give(db, 4, "balance")
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=5)
+    _refund(db, "cs_old", 9, 1, at(1))  # promo 7, then 2 of balance
+    assert remaining(db) == {"balance": 2, "promo": 0}
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        expiry.sweep_user(conn, USER, at(6))
+        taken = grants.taken_by(conn, [int(conn.execute(select(ledger_entries.c.id).where(
+            ledger_entries.c.reference == "re_1")).scalar_one())])
+        entry = ledger.post(conn, user_id=USER, type="refund_reversal", amount=9, reference="rr_1",
+                            description="Refund reversed for cs_old", created_at=iso_utc(at(6)),
+                            allocation=grants.GiveBack(taken, None))
+    assert entry is not None
+    assert remaining(db) == {"balance": 4, "promo": 0, f"refund_reversal:{entry.id}": 7}
+    with db.read() as conn:
+        made = grants.Grant.from_row(conn.execute(select(grants.grants).where(
+            grants.grants.c.reference == f"refund_reversal:{entry.id}")).mappings().one())
+    assert (made.kind, made.source, made.description, made.amount, made.opening, made.expires_at) == (
+        "paid", "reversal", "Refund reversed for cs_old", 0, 0, None)
+    assert view(db, at(6)).balance == 11
+    assert check(db, at(6)) == []
+
+
 def test_debts_are_repaid_oldest_first(db: Database) -> None:
     give(db, 10, "cs_a", type="purchase")
     give(db, 11, "cs_b", type="purchase")
