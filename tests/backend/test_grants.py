@@ -537,30 +537,48 @@ def test_a_reversal_gives_a_grant_that_was_in_debt_only_what_it_lost(db: Databas
     assert check(db, T0) == []
 
 
-def test_a_reversal_of_a_purchase_without_a_grant_of_its_own_gives_back_in_a_new_paid_grant(db: Database) -> None:
-    """A purchase from before grants (migration 0016 made one grant of the balance): its refund took in the burn order;
-    its reversal gives back to what it took unless expired since, the rest in a paid grant of its own."""
+def test_a_purchase_without_a_grant_of_its_own_owes_on_a_debt_grant_and_its_reversal_makes_a_paid_grant(
+        db: Database) -> None:
+    """A purchase from before grants (migration 0016 made one grant of the balance): its refund takes in the burn
+    order, what no grant holds owed on a debt grant of its own; its reversal repays the debt, gives back to what the
+    refund took unless expired since, and the rest in a paid grant of its own."""
     give(db, 4, "balance")
     give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=5)
-    _refund(db, "cs_old", 9, 1, at(1))  # promo 7, then 2 of balance
-    assert remaining(db) == {"balance": 2, "promo": 0}
+    _refund(db, "cs_old", 13, 1, at(1))  # promo 7, balance 4, 2 owed
+    e, g = ledger_entries.c, grants.grants.c
+    with db.read() as conn:
+        refund = int(conn.execute(select(e.id).where(e.reference == "re_1")).scalar_one())
+    assert remaining(db) == {"balance": 0, "promo": 0, f"refund:{refund}": -2}
     with db.transaction() as conn:
         ledger.locked_balance(conn, USER)
         expiry.sweep_user(conn, USER, at(6))
-        taken = grants.taken_by(conn, [int(conn.execute(select(ledger_entries.c.id).where(
-            ledger_entries.c.reference == "re_1")).scalar_one())])
-        entry = ledger.post(conn, user_id=USER, type="refund_reversal", amount=9, reference="rr_1",
+        entry = ledger.post(conn, user_id=USER, type="refund_reversal", amount=13, reference="rr_1",
                             description="Refund reversed for cs_old", created_at=iso_utc(at(6)),
-                            allocation=grants.GiveBack(taken, None))
+                            allocation=grants.GiveBack(grants.taken_by(conn, [refund]), None))
     assert entry is not None
-    assert remaining(db) == {"balance": 4, "promo": 0, f"refund_reversal:{entry.id}": 7}
+    assert remaining(db) == {"balance": 4, "promo": 0, f"refund:{refund}": 0, f"refund_reversal:{entry.id}": 7}
     with db.read() as conn:
-        made = grants.Grant.from_row(conn.execute(select(grants.grants).where(
-            grants.grants.c.reference == f"refund_reversal:{entry.id}")).mappings().one())
-    assert (made.kind, made.source, made.description, made.amount, made.opening, made.expires_at) == (
-        "paid", "reversal", "Refund reversed for cs_old", 0, 0, None)
+        made = {row.reference: (row.kind, row.source, row.description, row.amount, row.opening, row.expires_at)
+                for row in conn.execute(select(grants.grants).where(g.source.in_(["debt", "reversal"])))}
+    assert made == {f"refund:{refund}": ("paid", "debt", "Credits owed", 0, 0, None),
+                    f"refund_reversal:{entry.id}": ("paid", "reversal", "Refund reversed for cs_old", 0, 0, None)}
     assert view(db, at(6)).balance == 11
     assert check(db, at(6)) == []
+
+
+def test_a_grant_with_one_credit_left_is_taken_from_in_its_turn(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 9, "s1")
+    give(db, 5, "promo", kind=grants.PROMOTIONAL, expires=50)
+    _refund(db, "cs_paid", 3, 1)  # the own grant's last credit first, then promo
+    assert remaining(db) == {"cs_paid": 0, "promo": 3}
+    give(db, 29, "paid")
+    give(db, 1, "promo-one", kind=grants.PROMOTIONAL, expires=3)
+    entry = spend(db, 1, "s2")  # a spend of one credit: the promotional grant expiring first
+    assert allocations(db, entry) == {"promo-one": -1}
+    entry = spend(db, 7, "s3")
+    assert allocations(db, entry) == {"promo": -3, "paid": -4}
+    assert check(db, T0) == []
 
 
 def test_debts_are_repaid_oldest_first(db: Database) -> None:
