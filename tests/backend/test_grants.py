@@ -110,6 +110,16 @@ def test_a_spend_burns_promotional_first_then_earliest_expiry_then_oldest(db: Da
     assert check(db, at(1)) == []
 
 
+def test_the_earlier_expiry_burns_first_whichever_grant_is_older(db: Database) -> None:
+    give(db, 11, "promo-day9", kind=grants.PROMOTIONAL, expires=9)
+    give(db, 7, "promo-day4", kind=grants.PROMOTIONAL, expires=4, now=T0 + timedelta(seconds=1))
+    give(db, 13, "paid-day8", expires=8)
+    give(db, 5, "paid-day6", expires=6, now=T0 + timedelta(seconds=1))
+    entry = spend(db, 29, "s1")  # 7 + 11 promotional, then 5 + 6 paid by expiry
+    assert allocations(db, entry) == {"promo-day4": -7, "promo-day9": -11, "paid-day6": -5, "paid-day8": -6}
+    assert check(db, T0) == []
+
+
 def test_a_settle_burns_in_the_same_order(db: Database) -> None:
     give(db, 19, "paid")
     give(db, 4, "promo", kind=grants.PROMOTIONAL, expires=2)
@@ -578,6 +588,15 @@ def test_a_grant_with_one_credit_left_is_taken_from_in_its_turn(db: Database) ->
     assert allocations(db, entry) == {"promo-one": -1}
     entry = spend(db, 7, "s3")
     assert allocations(db, entry) == {"promo": -3, "paid": -4}
+    assert check(db, T0) == []
+
+
+def test_a_clawback_beyond_what_is_left_owes_the_rest_on_the_own_grant(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 8, "s1")
+    _refund(db, "cs_paid", 9, 1)  # its 2 left, then 7 owed
+    assert remaining(db) == {"cs_paid": -7}
+    assert view(db, T0).balance == -7
     assert check(db, T0) == []
 
 
