@@ -600,6 +600,38 @@ def test_a_clawback_beyond_what_is_left_owes_the_rest_on_the_own_grant(db: Datab
     assert check(db, T0) == []
 
 
+def test_an_entry_posted_without_an_allocation_makes_a_paid_grant_takes_in_the_burn_order_or_gives_back(
+        db: Database) -> None:
+    """``ledger.post``'s default: credits make a paid grant (a purchase's of source purchase), a debit takes in the burn
+    order, a reversal (nothing known of what its clawbacks took) gives back in a grant of its own."""
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=50)
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        bought = ledger.post(conn, user_id=USER, type="purchase", amount=11, reference="cs_new",
+                             description="Starter pack", created_at=iso_utc(T0))
+        taken = ledger.post(conn, user_id=USER, type="refund", amount=-9, reference="re_1", created_at=iso_utc(T0))
+        assert bought is not None and taken is not None
+        back = ledger.post(conn, user_id=USER, type="refund_reversal", amount=9, reference="rr_1",
+                           created_at=iso_utc(T0))
+        assert back is not None
+        own = grants.of_purchase(conn, USER, "cs_new")
+    assert own is not None and (own.kind, own.source, own.description, own.amount) == (
+        "paid", "purchase", "Starter pack", 11)
+    assert allocations(db, taken.id) == {"promo": -7, "cs_new": -2}
+    assert allocations(db, back.id) == {f"refund_reversal:{back.id}": 9}
+    assert remaining(db) == {"promo": 0, "cs_new": 9, f"refund_reversal:{back.id}": 9}
+    assert check(db, T0) == []
+
+
+def test_a_grant_with_one_credit_left_expires(db: Database) -> None:
+    give(db, 5, "paid")
+    promo = give(db, 1, "promo", kind=grants.PROMOTIONAL, expires=2)
+    assert view(db, at(3)).balance == 5
+    assert sweep(db, at(3)) == 1
+    assert expiries(db) == [(f"grant:{promo}", -1, iso_utc(at(2)))]
+    assert check(db, at(3)) == []
+
+
 def test_debts_are_repaid_oldest_first(db: Database) -> None:
     give(db, 10, "cs_a", type="purchase")
     give(db, 11, "cs_b", type="purchase")
