@@ -615,11 +615,17 @@ def test_an_entry_posted_without_an_allocation_makes_a_paid_grant_takes_in_the_b
                            created_at=iso_utc(T0))
         assert back is not None
         own = grants.of_purchase(conn, USER, "cs_new")
+        one = ledger.post(conn, user_id=USER, type="bonus", amount=1, reference="b_1", created_at=iso_utc(T0))
+        assert one is not None
+        made = conn.execute(select(grants.grants).where(grants.grants.c.entry_id == one.id)).mappings().one()
+    # a type of its own has no source of its own: an adjustment's; no description: "Credits"
+    assert (made["kind"], made["source"], made["description"], made["remaining"]) == (
+        "paid", "adjustment", "Credits", 1)
     assert own is not None and (own.kind, own.source, own.description, own.amount) == (
         "paid", "purchase", "Starter pack", 11)
     assert allocations(db, taken.id) == {"promo": -7, "cs_new": -2}
     assert allocations(db, back.id) == {f"refund_reversal:{back.id}": 9}
-    assert remaining(db) == {"promo": 0, "cs_new": 9, f"refund_reversal:{back.id}": 9}
+    assert remaining(db) == {"promo": 0, "cs_new": 9, f"refund_reversal:{back.id}": 9, "b_1": 1}
     assert check(db, T0) == []
 
 
