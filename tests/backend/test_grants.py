@@ -1000,3 +1000,40 @@ def test_no_alert_for_an_empty_or_spared_grant_or_without_leads(db: Database) ->
         found = conn.execute(select(alerts.c.data)).scalars().all()
     assert sorted((json.loads(data)["credits"], json.loads(data)["lead"], json.loads(data)["leadSeconds"])
                   for data in found) == [(3, "13 hours", 13 * 3600), (5, "13 hours", 13 * 3600)]
+
+
+# -- the expiry plan (pure): grants' expiries and holds' closes replayed in the order of their instants ---------------
+
+# Promotional grants of 7 (id 1, expiring on day 1) and 11 (id 2, day 2), a paid one of 5 (id 3, day 3.25); holds as
+# (credits, placed, ends); the plan at day 3.5: each expiry as (grant, credits expired, day, its own expiry or not).
+PLANS: dict[str, tuple[list[tuple[int, float, float]], list[tuple[int, int, float, bool]]]] = {
+    "no holds": ([], [(1, 7, 1, True), (2, 11, 2, True), (3, 5, 3.25, True)]),
+    # 13 + 6 spare both; at day 3 only the 6 are held: of what expired by day 1 one is over, of what by day 2, 11
+    "two holds, one closes": ([(13, 0.5, 3), (6, 0.5, 4)],
+                              [(1, 0, 1, True), (2, 0, 2, True), (1, 1, 3, False), (1, 6, 3, False), (2, 5, 3, False),
+                               (3, 5, 3.25, True)]),
+    # the 8 still held cover what expired by day 1; of the 18 expired by day 2, 10 are over: the burn order's first
+    "the first instant is covered": ([(13, 0.5, 3), (8, 0.5, 4)],
+                                     [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (2, 3, 3, False),
+                                      (3, 5, 3.25, True)]),  # the 8 held are grant 2's, spared
+    "one hold, voided": ([(19, 0.5, 3)], [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (2, 11, 3, False),
+                                          (3, 5, 3.25, True)]),
+    # the second hold came after grant 1 expired: it keeps grant 2's 11, never grant 1's 7
+    "a hold placed between the expiries": ([(7, 0.5, 3), (11, 1.5, 4)],
+                                           [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (3, 5, 3.25, True)]),
+    # a hold ending at the very instant a grant expires reserves nothing then
+    "a hold ending at the expiry": ([(7, 0.5, 1)], [(1, 7, 1, True), (2, 11, 2, True), (3, 5, 3.25, True)]),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANS))
+def test_the_expiry_plan_spares_what_holds_reserve_and_releases_it_as_they_close(case: str) -> None:
+    held, planned = PLANS[case]
+    found = [_grant(1, "promotional", 7, 1), _grant(2, "promotional", 11, 2), _grant(3, "paid", 5, 3.25)]
+    spans = [expiry.Span(amount, iso_utc(at(placed)), iso_utc(at(ends))) for amount, placed, ends in held]
+    state, expiries = expiry.plan(found, iso_utc(at(3.5)), spans)
+    assert [(e.grant.id, e.expired, e.at, e.first) for e in expiries] == [
+        (grant, credits, iso_utc(at(day)), first) for grant, credits, day, first in planned]
+    expired = {grant: sum(credits for g, credits, _, _ in planned if g == grant) for grant in (1, 2, 3)}
+    assert {s.id: s.remaining for s in state} == {1: 7 - expired[1], 2: 11 - expired[2], 3: 5 - expired[3]}
+    assert expiry.plan(found, iso_utc(at(0.5)), spans) == (found, [])  # nothing due yet
