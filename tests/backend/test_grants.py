@@ -1037,3 +1037,10 @@ def test_the_expiry_plan_spares_what_holds_reserve_and_releases_it_as_they_close
     expired = {grant: sum(credits for g, credits, _, _ in planned if g == grant) for grant in (1, 2, 3)}
     assert {s.id: s.remaining for s in state} == {1: 7 - expired[1], 2: 11 - expired[2], 3: 5 - expired[3]}
     assert expiry.plan(found, iso_utc(at(0.5)), spans) == (found, [])  # nothing due yet
+
+
+def test_a_spared_credit_ahead_in_the_burn_order_is_part_of_what_a_hold_reserves() -> None:
+    """A hold of 6 spares grant 1's one credit at day 1; at day 2 it reserves 5 more, of grant 2's 11: 6 expire."""
+    found = [_grant(1, "promotional", 1, 1), _grant(2, "promotional", 11, 2)]
+    _, expiries = expiry.plan(found, iso_utc(at(2.5)), [expiry.Span(6, iso_utc(at(0.5)), iso_utc(at(4)))])
+    assert [(e.grant.id, e.expired, e.spared) for e in expiries] == [(1, 0, 1), (2, 6, 5)]
