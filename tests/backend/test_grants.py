@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from backend import autotopup, expiry, grants, holds, ledger, spending
 from backend.db import Database, iso_utc
@@ -107,6 +108,16 @@ def test_a_spend_burns_promotional_first_then_earliest_expiry_then_oldest(db: Da
     assert remaining(db) == {"paid-forever": 30, "promo-day10": 0, "promo-day5": 0, "paid-day3": 0,
                              "promo-forever": 0, "promo-day5-younger": 0}
     assert check(db, at(1)) == []
+
+
+def test_the_earlier_expiry_burns_first_whichever_grant_is_older(db: Database) -> None:
+    give(db, 11, "promo-day9", kind=grants.PROMOTIONAL, expires=9)
+    give(db, 7, "promo-day4", kind=grants.PROMOTIONAL, expires=4, now=T0 + timedelta(seconds=1))
+    give(db, 13, "paid-day8", expires=8)
+    give(db, 5, "paid-day6", expires=6, now=T0 + timedelta(seconds=1))
+    entry = spend(db, 29, "s1")  # 7 + 11 promotional, then 5 + 6 paid by expiry
+    assert allocations(db, entry) == {"promo-day4": -7, "promo-day9": -11, "paid-day6": -5, "paid-day8": -6}
+    assert check(db, T0) == []
 
 
 def test_a_settle_burns_in_the_same_order(db: Database) -> None:
@@ -439,8 +450,17 @@ def test_expiry_warnings_come_once_per_grant_and_lead(db: Database) -> None:
     ("2026-12-14T00:00:01.000Z", "at 2026-12-14 00:00:01 UTC"),
     ("2026-12-13T23:59:59.500Z", "at 2026-12-13 23:59:59 UTC"),
 ])
-def test_an_expiry_is_said_as_an_instant_that_cannot_be_misread(expires_at: str, words: str) -> None:
+def test_an_expiry_is_said_as_an_instant_that_cannot_be_misread(expires_at: str, words: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     assert grants.expiry_words(expires_at) == words
+    # in UTC whatever the server's own zone
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert grants.expiry_words(expires_at) == words
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_one_expiring_credit_expires(db: Database) -> None:
@@ -455,17 +475,196 @@ def test_one_expiring_credit_expires(db: Database) -> None:
 # -- clawbacks, reversals and debts ----------------------------------------------------------------------------------
 
 
-def test_a_reversal_gives_back_to_the_grants_the_clawback_took_from_unless_expired(db: Database) -> None:
+# When the reversal comes, and what each grant then holds: a grant whose expiry has come (at its very instant, too)
+# gets nothing back, as its credits would expire at once; its share goes to the purchase's own grant.
+REVERSALS: dict[str, tuple[datetime, dict[str, int]]] = {
+    "after promo's expiry": (at(7), {"cs_paid": 12, "promo": 0, "promo-later": 8}),
+    "at promo's expiry": (at(5), {"cs_paid": 12, "promo": 0, "promo-later": 8}),
+    "a second before it": (at(5) - timedelta(seconds=1), {"cs_paid": 10, "promo": 2, "promo-later": 8}),
+}
+
+
+@pytest.mark.parametrize("when", list(REVERSALS))
+def test_a_reversal_gives_back_to_the_grants_the_clawback_took_from_unless_expired(db: Database, when: str) -> None:
+    instant, after = REVERSALS[when]
     give(db, 10, "cs_paid", type="purchase")
     give(db, 9, "promo", kind=grants.PROMOTIONAL, expires=5)
     give(db, 8, "promo-later", kind=grants.PROMOTIONAL, expires=50)
     spend(db, 7, "s1", now=at(1))  # promo 7
     _happen(db, "clawback", 13, 1, at(2))  # own 10, then promo's 2 left, then promo-later 1
     assert remaining(db) == {"cs_paid": 0, "promo": 0, "promo-later": 7}
-    sweep(db, at(6))  # promo has expired (empty): nothing to write
-    _happen(db, "reversal", 13, 1, at(7))  # promo-later 1, promo (expired) skipped, own 10 + 2
-    assert remaining(db) == {"cs_paid": 12, "promo": 0, "promo-later": 8}
-    assert check(db, at(7)) == []
+    sweep(db, instant)  # promo is empty: nothing to write
+    _happen(db, "reversal", 13, 1, instant)  # promo-later 1, promo 2 unless its expiry has come, own 10 (+ 2)
+    assert remaining(db) == after
+    assert check(db, instant) == []
+
+
+def test_a_partial_reversal_gives_back_what_was_taken_last_first(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 8, "s1")
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=50)
+    _happen(db, "clawback", 2, 1, at(1))  # the own grant's 2
+    _happen(db, "clawback", 3, 2, at(2))  # the own grant is empty: 3 of promo
+    assert remaining(db) == {"cs_paid": 0, "promo": 4}
+    _happen(db, "reversal", 4, 3, at(3))  # promo's 3 (taken last), then 1 of the own grant's 2
+    assert remaining(db) == {"cs_paid": 1, "promo": 7}
+    assert check(db, at(3)) == []
+
+
+def _refund(db: Database, purchase: str, amount: int, n: int, now: datetime = T0) -> None:
+    """A refund of ``purchase``: from its own grant first."""
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        found = expiry.sweep_user(conn, USER, now)
+        ledger.post(conn, user_id=USER, type="refund", amount=-amount, reference=f"re_{n}",
+                    created_at=iso_utc(now), allocation=grants.Consume(found, first=grants.of_purchase(
+                        conn, USER, purchase)))
+
+
+def _reverse(db: Database, purchase: str, refunds: list[int], amount: int, n: int, now: datetime = T0) -> None:
+    """A reversal of ``purchase``'s refunds (their references' numbers)."""
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        expiry.sweep_user(conn, USER, now)
+        e = ledger_entries.c
+        taken = grants.taken_by(conn, [r.id for r in conn.execute(select(e.id).where(
+            e.reference.in_([f"re_{k}" for k in refunds])))])
+        own = grants.of_purchase(conn, USER, purchase)
+        ledger.post(conn, user_id=USER, type="refund_reversal", amount=amount, reference=f"rr_{n}",
+                    created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
+
+
+def test_a_reversal_repays_every_debt_first_oldest_first(db: Database) -> None:
+    give(db, 10, "cs_a", type="purchase")
+    give(db, 11, "cs_b", type="purchase")
+    spend(db, 21, "s1")
+    _refund(db, "cs_a", 10, 1)
+    _refund(db, "cs_b", 4, 2)
+    assert remaining(db) == {"cs_a": -10, "cs_b": -4}
+    _reverse(db, "cs_b", [2], 4, 1)  # b's refund reversed: its 4 repay a's debt, the older
+    assert remaining(db) == {"cs_a": -6, "cs_b": -4}
+    assert check(db, T0) == []
+
+
+def test_a_reversal_gives_a_grant_that_was_in_debt_only_what_it_lost(db: Database) -> None:
+    """The purchase's own grant lost 15 (10 it held, 5 of debt) and the promotional one 3: a reversal of all 18 repays
+    the debt, gives the own grant its 10 and the promotional one its 3 (not 13 to the own grant)."""
+    give(db, 10, "cs_paid", type="purchase")
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=50)
+    _refund(db, "cs_paid", 13, 1)  # own 10, promo 3
+    spend(db, 4, "s1")  # promo's 4 left
+    _refund(db, "cs_paid", 5, 2)  # nothing left: a debt of 5 on the own grant
+    assert remaining(db) == {"cs_paid": -5, "promo": 0}
+    _reverse(db, "cs_paid", [1, 2], 18, 1)
+    assert remaining(db) == {"cs_paid": 10, "promo": 3}
+    with db.read() as conn:
+        assert grants.summary(expiry.view(conn, USER, T0).grants) == {
+            "paid": 10, "promotional": 3, "nextExpiry": {"at": iso_utc(at(50)), "credits": 3}}
+    assert check(db, T0) == []
+
+
+def test_a_purchase_without_a_grant_of_its_own_owes_on_a_debt_grant_and_its_reversal_makes_a_paid_grant(
+        db: Database) -> None:
+    """A purchase from before grants (migration 0016 made one grant of the balance): its refund takes in the burn
+    order, what no grant holds owed on a debt grant of its own; its reversal repays the debt, gives back to what the
+    refund took unless expired since, and the rest in a paid grant of its own."""
+    give(db, 4, "balance")
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=5)
+    _refund(db, "cs_old", 13, 1, at(1))  # promo 7, balance 4, 2 owed
+    e, g = ledger_entries.c, grants.grants.c
+    with db.read() as conn:
+        refund = int(conn.execute(select(e.id).where(e.reference == "re_1")).scalar_one())
+    assert remaining(db) == {"balance": 0, "promo": 0, f"refund:{refund}": -2}
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        expiry.sweep_user(conn, USER, at(6))
+        entry = ledger.post(conn, user_id=USER, type="refund_reversal", amount=13, reference="rr_1",
+                            description="Refund reversed for cs_old", created_at=iso_utc(at(6)),
+                            allocation=grants.GiveBack(grants.taken_by(conn, [refund]), None))
+    assert entry is not None
+    assert remaining(db) == {"balance": 4, "promo": 0, f"refund:{refund}": 0, f"refund_reversal:{entry.id}": 7}
+    with db.read() as conn:
+        made = {row.reference: (row.kind, row.source, row.description, row.amount, row.opening, row.expires_at)
+                for row in conn.execute(select(grants.grants).where(g.source.in_(["debt", "reversal"])))}
+    assert made == {f"refund:{refund}": ("paid", "debt", "Credits owed", 0, 0, None),
+                    f"refund_reversal:{entry.id}": ("paid", "reversal", "Refund reversed for cs_old", 0, 0, None)}
+    assert view(db, at(6)).balance == 11
+    assert check(db, at(6)) == []
+
+
+def test_a_grant_with_one_credit_left_is_taken_from_in_its_turn(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 9, "s1")
+    give(db, 5, "promo", kind=grants.PROMOTIONAL, expires=50)
+    _refund(db, "cs_paid", 3, 1)  # the own grant's last credit first, then promo
+    assert remaining(db) == {"cs_paid": 0, "promo": 3}
+    give(db, 29, "paid")
+    give(db, 1, "promo-one", kind=grants.PROMOTIONAL, expires=3)
+    entry = spend(db, 1, "s2")  # a spend of one credit: the promotional grant expiring first
+    assert allocations(db, entry) == {"promo-one": -1}
+    entry = spend(db, 7, "s3")
+    assert allocations(db, entry) == {"promo": -3, "paid": -4}
+    assert check(db, T0) == []
+
+
+def test_a_clawback_beyond_what_is_left_owes_the_rest_on_the_own_grant(db: Database) -> None:
+    give(db, 10, "cs_paid", type="purchase")
+    spend(db, 8, "s1")
+    _refund(db, "cs_paid", 9, 1)  # its 2 left, then 7 owed
+    assert remaining(db) == {"cs_paid": -7}
+    assert view(db, T0).balance == -7
+    assert check(db, T0) == []
+
+
+def test_an_entry_posted_without_an_allocation_makes_a_paid_grant_takes_in_the_burn_order_or_gives_back(
+        db: Database) -> None:
+    """``ledger.post``'s default: credits make a paid grant (a purchase's of source purchase), a debit takes in the burn
+    order, a reversal (nothing known of what its clawbacks took) gives back in a grant of its own."""
+    give(db, 7, "promo", kind=grants.PROMOTIONAL, expires=50)
+    with db.transaction() as conn:
+        ledger.locked_balance(conn, USER)
+        bought = ledger.post(conn, user_id=USER, type="purchase", amount=11, reference="cs_new",
+                             description="Starter pack", created_at=iso_utc(T0))
+        taken = ledger.post(conn, user_id=USER, type="refund", amount=-9, reference="re_1", created_at=iso_utc(T0))
+        assert bought is not None and taken is not None
+        back = ledger.post(conn, user_id=USER, type="refund_reversal", amount=9, reference="rr_1",
+                           created_at=iso_utc(T0))
+        assert back is not None
+        own = grants.of_purchase(conn, USER, "cs_new")
+        one = ledger.post(conn, user_id=USER, type="bonus", amount=1, reference="b_1", created_at=iso_utc(T0))
+        assert one is not None
+        made = conn.execute(select(grants.grants).where(grants.grants.c.entry_id == one.id)).mappings().one()
+    # a type of its own has no source of its own: an adjustment's; no description: "Credits"
+    assert (made["kind"], made["source"], made["description"], made["remaining"]) == (
+        "paid", "adjustment", "Credits", 1)
+    assert own is not None and (own.kind, own.source, own.description, own.amount) == (
+        "paid", "purchase", "Starter pack", 11)
+    assert allocations(db, taken.id) == {"promo": -7, "cs_new": -2}
+    assert allocations(db, back.id) == {f"refund_reversal:{back.id}": 9}
+    assert remaining(db) == {"promo": 0, "cs_new": 9, f"refund_reversal:{back.id}": 9, "b_1": 1}
+    assert check(db, T0) == []
+
+
+def test_a_grant_with_one_credit_left_expires(db: Database) -> None:
+    give(db, 5, "paid")
+    promo = give(db, 1, "promo", kind=grants.PROMOTIONAL, expires=2)
+    assert view(db, at(3)).balance == 5
+    assert sweep(db, at(3)) == 1
+    assert expiries(db) == [(f"grant:{promo}", -1, iso_utc(at(2)))]
+    assert check(db, at(3)) == []
+
+
+def test_debts_are_repaid_oldest_first(db: Database) -> None:
+    give(db, 10, "cs_a", type="purchase")
+    give(db, 11, "cs_b", type="purchase")
+    spend(db, 21, "s1")
+    _refund(db, "cs_a", 10, 1)
+    _refund(db, "cs_b", 11, 2)
+    assert remaining(db) == {"cs_a": -10, "cs_b": -11}
+    give(db, 13, "bonus", kind=grants.PROMOTIONAL)
+    assert remaining(db) == {"cs_a": 0, "cs_b": -8, "bonus": 0}
+    assert view(db, T0).balance == -8
+    assert check(db, T0) == []
 
 
 def test_a_debt_is_repaid_first_by_new_credits(db: Database) -> None:
@@ -652,3 +851,212 @@ def test_adjust_gives_promotional_credits_that_expire_and_refuses_what_cannot_be
     entry, _ = support.adjust(db, "ann@example.com", -7, "taken back", "k4", now=T0)
     assert allocations(db, entry.id) == {"adj:k1": -7}
     assert view(db, at(31), user.id).balance == 0  # the 16 left expired
+
+
+# -- what the balance answer says of the grants (pure) -----------------------------------------------------------------
+
+
+def _grant(id: int, kind: str, remaining: int, expires: float | None = None, *, expired: float | None = None,
+           created: float = 0, source: str = "adjustment") -> grants.Grant:
+    return grants.Grant(
+        id=id, user_id=USER, kind=kind, source=source, reference=f"r{id}", description=f"d{id}", amount=remaining + 3,
+        opening=remaining + 3, remaining=remaining, created_at=iso_utc(at(created)),
+        expires_at=None if expires is None else iso_utc(at(expires)),
+        expired_at=None if expired is None else iso_utc(at(expired)), entry_id=100 + id)
+
+
+# (grants, paid, promotional, nextExpiry): the next expiry is the earliest of the grants with credits not yet
+# expired, with the credits of every grant expiring at that instant.
+SUMMARIES: list[tuple[list[grants.Grant], int, int, tuple[float, int] | None]] = [
+    ([], 0, 0, None),
+    ([_grant(1, "paid", 29)], 29, 0, None),
+    ([_grant(1, "paid", 29, 4), _grant(2, "promotional", 7, 4), _grant(3, "promotional", 11, 6)], 29, 18, (4, 36)),
+    ([_grant(1, "promotional", 13, 9), _grant(2, "paid", 7, 2)], 7, 13, (2, 7)),
+    # one credit left still expires; an empty grant and a spared one (expired already) do not count
+    ([_grant(1, "promotional", 1, 5), _grant(2, "promotional", 0, 3), _grant(3, "promotional", 11, 2, expired=2)],
+     0, 12, (5, 1)),
+    # a debt: paid credits below zero
+    ([_grant(1, "paid", -13), _grant(2, "paid", 0, 3)], -13, 0, None),
+]
+
+
+@pytest.mark.parametrize(("found", "paid", "promotional", "next_expiry"), SUMMARIES)
+def test_the_balance_answer_sums_paid_and_promotional_and_says_the_next_expiry(
+        found: list[grants.Grant], paid: int, promotional: int, next_expiry: tuple[float, int] | None) -> None:
+    assert grants.summary(found) == {
+        "paid": paid, "promotional": promotional,
+        "nextExpiry": None if next_expiry is None else {"at": iso_utc(at(next_expiry[0])), "credits": next_expiry[1]}}
+
+
+def test_a_grant_as_the_balance_answer_lists_it() -> None:
+    assert _grant(4, "promotional", 11, 6, created=1, source="signup").as_json() == {
+        "id": 4, "kind": "promotional", "source": "signup", "description": "d4", "amount": 14, "remaining": 11,
+        "createdAt": iso_utc(at(1)), "expiresAt": iso_utc(at(6)), "expiredAt": None}
+    # spared by a hold: it has no expiry to come, and says when it expired
+    assert _grant(5, "promotional", 7, 2, expired=2).as_json() | {"id": 0} == {
+        "id": 0, "kind": "promotional", "source": "adjustment", "description": "d5", "amount": 10, "remaining": 7,
+        "createdAt": iso_utc(T0), "expiresAt": None, "expiredAt": iso_utc(at(2))}
+
+
+@pytest.mark.parametrize(("lead", "words"), [
+    (timedelta(days=7), "7 days"), (timedelta(days=1), "1 day"), (timedelta(days=2), "2 days"),
+    (timedelta(hours=1), "1 hour"), (timedelta(hours=13), "13 hours"), (timedelta(days=1, hours=5), "29 hours"),
+    (timedelta(minutes=90), "1 hour"),
+])
+def test_a_warnings_lead_is_said_in_days_or_hours(lead: timedelta, words: str) -> None:
+    assert grants.lead_words(lead) == words
+
+
+# -- what check says --------------------------------------------------------------------------------------------------
+
+
+class _Undo(Exception):
+    """Rolls back a test's damage once check has read it (the fixture's own check then finds the ledger whole)."""
+
+
+def _problems_after(db: Database, damage: list[str], now: datetime) -> list[str]:
+    found: list[str] = []
+    with pytest.raises(_Undo), db.transaction() as conn:
+        for statement in damage:
+            conn.execute(text(statement))
+        found = grants.problems(conn, now)
+        raise _Undo
+    return found
+
+
+# A paid grant of 31 and a promotional one of 13 expiring on day 5; 29 spent on day 1 (13 promotional, 16 paid): 15
+# paid left. Each damage (SQL, {paid}/{promo} the grants' ids, {spend} the spend's entry) and what check says of it.
+DAMAGES: dict[str, tuple[list[str], list[str]]] = {
+    "none": ([], []),
+    "unknown kind": (["UPDATE grants SET kind = 'gift' WHERE id = {paid}"],
+                     ["grant {paid}: unknown kind 'gift' or source 'adjustment'"]),
+    "unknown source": (["UPDATE grants SET source = 'gift' WHERE id = {promo}"],
+                       ["grant {promo}: unknown kind 'promotional' or source 'gift'"]),
+    "remaining off": (["UPDATE grants SET remaining = 17 WHERE id = {paid}"],
+                      ["grant {paid}: remaining 17 != opening 31 + allocations -16",
+                       "user 21: grants hold 17 but the balance is 15"]),
+    "an allocation lost": (["DELETE FROM grant_allocations WHERE entry_id = {spend} AND grant_id = {promo}"],
+                           ["grant {promo}: remaining 0 != opening 13 + allocations 0",
+                            "entry {spend}: allocations -16 != its amount -29"]),
+    # 7 owed on a grant of its own beside 22 paid: the sums agree, the debt should have been repaid
+    "a debt beside credits": (["UPDATE grants SET remaining = 22, opening = 38 WHERE id = {paid}",
+                               "INSERT INTO grants (user_id, kind, source, reference, description, amount, "
+                               "opening, remaining, created_at, entry_id) SELECT 21, 'paid', 'debt', 'x', "
+                               "'Credits owed', 0, -7, -7, created_at, entry_id FROM grants WHERE id = {paid}"],
+                              ["user 21: a debt beside grants with credits"]),
+    "an expiry naming no grant": (["UPDATE ledger_entries SET type = 'expiry' WHERE id = {spend}"],
+                                  ["entry {spend}: an expiry that names no grant"]),
+    "past its expiry": (["UPDATE grants SET expires_at = '{day1}' WHERE id = {paid}"],
+                        ["grant {paid}: past its expiry at {day1} but not expired"]),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_check_says_each_way_the_grants_disagree_with_the_ledger(db: Database, damage: str) -> None:
+    paid = give(db, 31, "paid")
+    promo = give(db, 13, "promo", kind=grants.PROMOTIONAL, expires=5)
+    entry = spend(db, 29, "s1", now=at(1))
+    statements, sentences = DAMAGES[damage]
+    names = {"paid": paid, "promo": promo, "spend": entry, "day1": iso_utc(at(1))}
+    assert _problems_after(db, [s.format(**names) for s in statements], at(2)) == [
+        s.format(**names) for s in sentences]
+
+
+# -- the credits_expiring alerts: which lead, and what they say --------------------------------------------------------
+
+# A promotional grant of 29 expiring this long after the warning round at at(2); with the default leads (7 days, 1 day)
+# the lead its alert is for, or None: no alert.
+LEADS: list[tuple[timedelta, timedelta | None]] = [
+    (timedelta(days=7, seconds=1), None),
+    (timedelta(days=7), timedelta(days=7)),  # at the lead's very point
+    (timedelta(days=1, seconds=1), timedelta(days=7)),
+    (timedelta(days=1), timedelta(days=1)),  # nearer than both: only the shortest that applies
+    (timedelta(seconds=1), timedelta(days=1)),
+    (timedelta(0), None),  # expiring now: nothing left to warn of
+]
+
+
+@pytest.mark.parametrize(("before", "lead"), LEADS, ids=[str(before) for before, _ in LEADS])
+def test_a_credits_expiring_alert_is_for_the_shortest_lead_that_applies_and_says_it_all(
+        db: Database, before: timedelta, lead: timedelta | None) -> None:
+    now = at(2)
+    expires = now + before
+    promo = give(db, 29, "Spring promo", kind=grants.PROMOTIONAL, expires=(expires - T0) / timedelta(days=1))
+    with db.transaction() as conn:
+        assert grants.warn(conn, now) == (lead is not None)
+    with db.read() as conn:
+        rows = conn.execute(select(alerts.c.user_id, alerts.c.kind, alerts.c.data, alerts.c.dedupe_key)).all()
+    if lead is None:
+        assert rows == []
+        return
+    ((user, kind, data, key),) = rows
+    words = {timedelta(days=7): "7 days", timedelta(days=1): "1 day"}[lead]
+    assert (user, kind, key) == (USER, "credits_expiring", f"credits_expiring:{promo}:{int(lead.total_seconds())}")
+    assert json.loads(data) == {"grantId": promo, "credits": 29, "kind": "promotional", "expiresAt": iso_utc(expires),
+                                "description": "Spring promo", "leadSeconds": int(lead.total_seconds()),
+                                "lead": words}
+
+
+def test_no_alert_for_an_empty_or_spared_grant_or_without_leads(db: Database) -> None:
+    give(db, 11, "paid")
+    give(db, 7, "used", kind=grants.PROMOTIONAL, expires=3)
+    spend(db, 7, "s1")  # the promotional 7 first: nothing left to expire
+    give(db, 13, "promo", kind=grants.PROMOTIONAL, expires=1)
+    spending.hold(db, USER, spending.HoldRequest(13, "h1", expires_in=timedelta(hours=24)),
+                  now=at(1) - timedelta(hours=1))
+    sweep(db, at(1))  # the 13 spared: expired already, so no alert
+    with db.transaction() as conn:
+        assert grants.warn(conn, at(1), ()) == 0
+        assert grants.warn(conn, at(1)) == 0
+    give(db, 5, "soon", kind=grants.PROMOTIONAL, expires=1.5, now=at(1))
+    give(db, 3, "sooner", kind=grants.PROMOTIONAL, expires=1.25, now=at(1))
+    with db.transaction() as conn:
+        assert grants.warn(conn, at(1), ()) == 0
+        assert grants.warn(conn, at(1), (timedelta(hours=13),)) == 2  # the count serve's log line says
+        found = conn.execute(select(alerts.c.data)).scalars().all()
+    assert sorted((json.loads(data)["credits"], json.loads(data)["lead"], json.loads(data)["leadSeconds"])
+                  for data in found) == [(3, "13 hours", 13 * 3600), (5, "13 hours", 13 * 3600)]
+
+
+# -- the expiry plan (pure): grants' expiries and holds' closes replayed in the order of their instants ---------------
+
+# Promotional grants of 7 (id 1, expiring on day 1) and 11 (id 2, day 2), a paid one of 5 (id 3, day 3.25); holds as
+# (credits, placed, ends); the plan at day 3.5: each expiry as (grant, credits expired, day, its own expiry or not).
+PLANS: dict[str, tuple[list[tuple[int, float, float]], list[tuple[int, int, float, bool]]]] = {
+    "no holds": ([], [(1, 7, 1, True), (2, 11, 2, True), (3, 5, 3.25, True)]),
+    # 13 + 6 spare both; at day 3 only the 6 are held: of what expired by day 1 one is over, of what by day 2, 11
+    "two holds, one closes": ([(13, 0.5, 3), (6, 0.5, 4)],
+                              [(1, 0, 1, True), (2, 0, 2, True), (1, 1, 3, False), (1, 6, 3, False), (2, 5, 3, False),
+                               (3, 5, 3.25, True)]),
+    # the 8 still held cover what expired by day 1; of the 18 expired by day 2, 10 are over: the burn order's first
+    "the first instant is covered": ([(13, 0.5, 3), (8, 0.5, 4)],
+                                     [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (2, 3, 3, False),
+                                      (3, 5, 3.25, True)]),  # the 8 held are grant 2's, spared
+    "one hold, voided": ([(19, 0.5, 3)], [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (2, 11, 3, False),
+                                          (3, 5, 3.25, True)]),
+    # the second hold came after grant 1 expired: it keeps grant 2's 11, never grant 1's 7
+    "a hold placed between the expiries": ([(7, 0.5, 3), (11, 1.5, 4)],
+                                           [(1, 0, 1, True), (2, 0, 2, True), (1, 7, 3, False), (3, 5, 3.25, True)]),
+    # a hold ending at the very instant a grant expires reserves nothing then
+    "a hold ending at the expiry": ([(7, 0.5, 1)], [(1, 7, 1, True), (2, 11, 2, True), (3, 5, 3.25, True)]),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANS))
+def test_the_expiry_plan_spares_what_holds_reserve_and_releases_it_as_they_close(case: str) -> None:
+    held, planned = PLANS[case]
+    found = [_grant(1, "promotional", 7, 1), _grant(2, "promotional", 11, 2), _grant(3, "paid", 5, 3.25)]
+    spans = [expiry.Span(amount, iso_utc(at(placed)), iso_utc(at(ends))) for amount, placed, ends in held]
+    state, expiries = expiry.plan(found, iso_utc(at(3.5)), spans)
+    assert [(e.grant.id, e.expired, e.at, e.first) for e in expiries] == [
+        (grant, credits, iso_utc(at(day)), first) for grant, credits, day, first in planned]
+    expired = {grant: sum(credits for g, credits, _, _ in planned if g == grant) for grant in (1, 2, 3)}
+    assert {s.id: s.remaining for s in state} == {1: 7 - expired[1], 2: 11 - expired[2], 3: 5 - expired[3]}
+    assert expiry.plan(found, iso_utc(at(0.5)), spans) == (found, [])  # nothing due yet
+
+
+def test_a_spared_credit_ahead_in_the_burn_order_is_part_of_what_a_hold_reserves() -> None:
+    """A hold of 6 spares grant 1's one credit at day 1; at day 2 it reserves 5 more, of grant 2's 11: 6 expire."""
+    found = [_grant(1, "promotional", 1, 1), _grant(2, "promotional", 11, 2)]
+    _, expiries = expiry.plan(found, iso_utc(at(2.5)), [expiry.Span(6, iso_utc(at(0.5)), iso_utc(at(4)))])
+    assert [(e.grant.id, e.expired, e.spared) for e in expiries] == [(1, 0, 1), (2, 6, 5)]
