@@ -45,7 +45,7 @@ PYTEST  := QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n $(WORKERS) --dist workstea
 test: lint
 	$(PYTEST)
 
-# The edit-run loop: in-process tests only, no PostgreSQL, browser, processes or slow tests (under a minute).
+# The edit-run loop: in-process tests only, no PostgreSQL, browser, processes or slow tests (under two minutes).
 test-fast: $(TOOLS)
 	$(PYTEST) -m "not (postgresql or browser or subprocess or slow)"
 
