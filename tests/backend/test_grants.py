@@ -534,13 +534,18 @@ def _reverse(db: Database, purchase: str, refunds: list[int], amount: int, n: in
                     created_at=iso_utc(now), allocation=grants.GiveBack(taken, own))
 
 
-def test_a_reversal_repays_every_debt_first_oldest_first(db: Database) -> None:
+def _two_purchases_spent_then_refunded(db: Database, refund_a: int, refund_b: int) -> None:
+    """Purchases of 10 (cs_a) and 11 (cs_b), all 21 spent, then refunds of ``refund_a`` and ``refund_b``: debts."""
     give(db, 10, "cs_a", type="purchase")
     give(db, 11, "cs_b", type="purchase")
     spend(db, 21, "s1")
-    _refund(db, "cs_a", 10, 1)
-    _refund(db, "cs_b", 4, 2)
-    assert remaining(db) == {"cs_a": -10, "cs_b": -4}
+    _refund(db, "cs_a", refund_a, 1)
+    _refund(db, "cs_b", refund_b, 2)
+    assert remaining(db) == {"cs_a": -refund_a, "cs_b": -refund_b}
+
+
+def test_a_reversal_repays_every_debt_first_oldest_first(db: Database) -> None:
+    _two_purchases_spent_then_refunded(db, 10, 4)
     _reverse(db, "cs_b", [2], 4, 1)  # b's refund reversed: its 4 repay a's debt, the older
     assert remaining(db) == {"cs_a": -6, "cs_b": -4}
     assert check(db, T0) == []
@@ -655,12 +660,7 @@ def test_a_grant_with_one_credit_left_expires(db: Database) -> None:
 
 
 def test_debts_are_repaid_oldest_first(db: Database) -> None:
-    give(db, 10, "cs_a", type="purchase")
-    give(db, 11, "cs_b", type="purchase")
-    spend(db, 21, "s1")
-    _refund(db, "cs_a", 10, 1)
-    _refund(db, "cs_b", 11, 2)
-    assert remaining(db) == {"cs_a": -10, "cs_b": -11}
+    _two_purchases_spent_then_refunded(db, 10, 11)
     give(db, 13, "bonus", kind=grants.PROMOTIONAL)
     assert remaining(db) == {"cs_a": 0, "cs_b": -8, "bonus": 0}
     assert view(db, T0).balance == -8
