@@ -81,6 +81,9 @@ class AccountSession(QObject):
         """Sign in again with the token kept for the last account on this backend, if it still works."""
         url, key, tokens = self.backend.url or "", self.backend.identity.key, self.tokens
         self.restoring = True
+        # A sign-in by hand while this looks (the backend back, the user quicker) wins: what restore finds then
+        # (no kept token after a sign-out) must not sign them out again (seen in CI: the account page flipped back).
+        started = self.generation
 
         def restore() -> Restored | None:
             # Finding the keyring imports every keyring backend (some run helper programs) and talking to it
@@ -96,6 +99,8 @@ class AccountSession(QObject):
 
         def done(result: Restored | None) -> None:
             self.restoring = False
+            if self.generation != started:
+                return
             if result is None:
                 self.signedOut.emit("")
                 return
@@ -106,7 +111,8 @@ class AccountSession(QObject):
             self.restoring = False
             if isinstance(error, BackendUnreachable):
                 self.backend.unreachable(describe(error))
-            self.signedOut.emit(describe(error))
+            if self.generation == started:
+                self.signedOut.emit(describe(error))
 
         self.workers.run(restore, done, failed)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -108,6 +109,38 @@ def test_without_a_keyring_the_token_lives_for_the_session_only(
     window.close()
     again = make_window(stub_backend.url)
     qtbot.waitUntil(lambda: again.pages.currentWidget() is again.sign_in, timeout=10_000)
+
+
+def test_a_sign_in_by_hand_while_the_kept_one_is_looked_for_is_not_undone_by_that_look(
+    qtbot: Any, make_window: Any, stub_backend: BackendProcess, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backend answers again and the app looks for a kept sign-in (none after a sign-out) while the user signs
+    in by hand: the look answering last must not sign them out (the account page flipped back, once in CI)."""
+    from desktop.core import signin
+
+    window = make_window(stub_backend.url)
+    sign_up(qtbot, window)
+    window.sign_out_action.trigger()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.sign_in)
+    looking, answer = threading.Event(), threading.Event()
+    real = signin.restore_sign_in
+
+    def slow_restore(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)  # no kept token: the user signed out
+        looking.set()
+        answer.wait(20)  # ... and it answers after the sign-in by hand
+        return found
+
+    monkeypatch.setattr(signin, "restore_sign_in", slow_restore)
+    session = window.controller.session
+    session.restore()
+    qtbot.waitUntil(looking.is_set)
+    window.sign_in.password.setText(PASSWORD)
+    window.sign_in.sign_in_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.account, timeout=10_000)
+    answer.set()
+    qtbot.waitUntil(lambda: not session.restoring, timeout=10_000)  # the look answered: nothing to restore
+    assert window.pages.currentWidget() is window.account and session.signed_in
 
 
 def test_an_unreachable_backend_says_so_and_recovers(qtbot: Any, make_window: Any, backend_factory: Any) -> None:
