@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -241,6 +242,11 @@ def serve(settings: Settings, host: str, port: int, *, exit_with_stdin: bool = F
 
         # A webhook outage heals by itself: missed events are read back from Stripe's Events API.
         loop = Loop(services, settings.reconcile_interval).start()
+    if threading.current_thread() is threading.main_thread():
+        # A service manager's stop (SIGTERM) ends as Ctrl-C does. uvicorn shuts down on either, then raises the
+        # signal again under the handler it found: SIGTERM's default would kill the process there, before the
+        # loops below stop and the last log lines are written.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it has already handled
             server.run(sockets=[sock])
@@ -278,8 +284,11 @@ def _stop_at_end_of_stdin(server: object, services: Services, linger: float) -> 
     the app (or whose app died) can still pay in the browser and see what happened.
     """
     log = logging.getLogger("creditdesk")
+    # The file descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock, and
+    # when the server stops for another reason (SIGINT, SIGTERM) the interpreter's exit waits a second for that
+    # lock, then aborts (SIGABRT, "could not acquire lock for <stdin>").
     with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(4096):
+        while os.read(sys.stdin.fileno(), 4096):
             pass
     until = time.monotonic() + linger
     told = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,23 @@ def test_liveness_and_readiness(backend_factory) -> None:
     assert body["status"] == "ready" and body["checks"]["database"]["state"] == "available"
     assert body["checks"]["database"]["schema"] == body["checks"]["database"]["needs"]
     assert body["checks"]["paymentProvider"] == {"state": "available"}
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_service_manager_s_stop_or_ctrl_c_ends_the_server_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
+    """systemd's stop (SIGTERM) or Ctrl-C, while the watcher of standard input (``--exit-with-stdin``) still waits
+    for its end: the server shuts down, writes its last log lines and exits 0.
+
+    Before: a watcher blocked reading the buffered ``sys.stdin`` held its lock, and the interpreter's exit waited a
+    second for it, then aborted (SIGABRT); and uvicorn raising SIGTERM again after its shutdown killed the process
+    before the log's last lines were written."""
+    backend = BackendProcess(tmp_path, SHARED_ENV).start()
+    assert backend.proc is not None
+    backend.proc.send_signal(stop)
+    assert backend.proc.wait(10) == 0
+    backend.stop()
+    assert "Fatal Python error" not in backend.log() and "Finished server process" in backend.log()
 
 
 @pytest.mark.subprocess
