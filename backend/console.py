@@ -43,7 +43,7 @@ def require_database(settings: Settings) -> None:
         # The engine's own connection, not db.read(): a database that cannot be reached is said in the one
         # line of the command's answer, not also in a storage log line before it.
         with db.engine.connect() as conn:
-            at = migrations.current(conn)
+            at = migrations.stored_version(conn)
     except OperationalError as exc:
         # libpq gives no SQLSTATE for a refused connection: the server's (English) sentence is all there is.
         if re.search(r'database ".*" does not exist', str(exc.orig)):
@@ -52,9 +52,9 @@ def require_database(settings: Settings) -> None:
         raise
     finally:
         db.close()
-    if at != migrations.head():
+    if at != migrations.newest():
         raise NoDatabase(f"the database {settings.database_name} is at schema version {at or 'none'} and this "
-                         f"backend needs {migrations.head()}: run `creditdesk-backend migrate`")
+                         f"backend needs {migrations.newest()}: run `creditdesk-backend migrate`")
 
 
 @contextmanager

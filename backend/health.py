@@ -35,14 +35,14 @@ def readiness(services: Services) -> Readiness:
     try:
         with services.db.read() as conn:
             conn.execute(text("SELECT 1"))
-            schema = migrations.current(conn)
+            schema = migrations.stored_version(conn)
     except (CreditdeskError, OSError) as exc:
         checks["database"] = {"state": "unavailable", "reason": type(exc).__name__}
         return Readiness(False, checks)
     except Exception as exc:  # a driver error the storage layer did not map: still only "not ready"
         checks["database"] = {"state": "unavailable", "reason": type(exc).__name__}
         return Readiness(False, checks)
-    needed = migrations.head()
+    needed = migrations.newest()
     checks["database"] = {"state": "available", "schema": schema, "needs": needed}
     if schema != needed:
         checks["database"]["state"] = "not_migrated"

@@ -6,7 +6,8 @@ Creditdesk 0.1.0, before the schema had versions, is recognised by its tables (r
 sqlite-utils) and stamped as the first version before the later ones run, so it keeps every row.
 
 Alembic and sqlite-utils load only when there is something to migrate: ``serve`` on a database already at the
-newest version reads its version with one query (:func:`prepare`), and the idle backend stays smaller.
+newest version (every PostgreSQL replica, which never migrates by itself) reads its version with one query
+(:func:`prepare`), and starts sooner (Alembic and its scripts are a third of a start's CPU) and smaller.
 """
 
 from __future__ import annotations
@@ -103,12 +104,12 @@ def prepare(db: Database) -> None:
             log.info("migrated the database from schema version %s to %s", before or "none", after)
         return
     try:
-        at = current_version(db)
+        at = _stored_version(db)
     except SQLAlchemyError as exc:
         raise MigrationError(f"cannot read the database's schema version: {one_line(exc)}") from exc
-    if at != head():
+    if at != newest():
         raise MigrationError(
-            f"the database is at schema version {at or 'none'} and this backend needs {head()}: "
+            f"the database is at schema version {at or 'none'} and this backend needs {newest()}: "
             "run `creditdesk-backend migrate` once, then start the replicas"
         )
 
@@ -120,17 +121,16 @@ def newest() -> str:
 
 
 def _stored_version(db: Database) -> str | None:
-    """The version in ``alembic_version`` read with one plain query; None where there is none (a new or a 0.1.0
-    database: :func:`upgrade` finds out which)."""
     with db.read() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return cast(str | None, conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
+        return stored_version(conn)
 
 
-def current_version(db: Database) -> str | None:
-    with db.read() as conn:
-        return current(conn)
+def stored_version(conn: Connection) -> str | None:
+    """The version in ``alembic_version`` read with one plain query, without loading Alembic; None where there is
+    none (a new or a 0.1.0 database: :func:`upgrade` finds out which)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return cast(str | None, conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
 
 
 def _is_unversioned_0_1_0(conn: Connection) -> bool:
