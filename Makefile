@@ -38,9 +38,12 @@ lint: $(TOOLS)
 	$(BIN)/lint-imports
 
 # The suite in parallel (pytest-xdist): most tests wait on processes they start, so twice the cores pays.
-# `make test WORKERS=1` runs it in one process.
+# `make test WORKERS=1` runs it in one process. Bytecode is cached for the run even where PYTHONDONTWRITEBYTECODE
+# is set (as on CI): the suite starts hundreds of backends and apps, and each would compile the project's modules
+# again (0.3 s of CPU a backend), and every worker the tests' assertion rewriting (6 s each); the caches are in
+# __pycache__ folders, which git ignores.
 WORKERS ?= 4
-PYTEST  := QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n $(WORKERS) --dist worksteal
+PYTEST  := PYTHONDONTWRITEBYTECODE= QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n $(WORKERS) --dist worksteal
 
 test: lint
 	$(PYTEST)

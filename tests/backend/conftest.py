@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from backend import expiry, grants, ledger, migrations
+from backend import expiry, grants, ledger
 from backend.db import Database
 from tests.conftest import Databases
+from tests.helpers.sqlite_template import migrated_copy
 
 
 @pytest.fixture
 def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
     """A database at the newest schema (a SQLite file, or a PostgreSQL database); the ledger must add up
     when the test ends."""
-    database = Database(databases.new() or tmp_path / "backend.sqlite3")
-    migrations.upgrade(database)
+    database = Database(databases.new() or migrated_copy(tmp_path / "backend.sqlite3"))
     yield database
     now = datetime.now(UTC)
     expiry.sweep(database.transaction, now, limit=None)  # a test's grants that expired by now, written down

@@ -26,13 +26,18 @@ from backend import expiry, grants, ledger
 from backend.config import PASSWORD_HASH_PROFILE
 from backend.db import Database, sqlite_url
 from tests.helpers.commands import CommandResult, run_command
+from tests.helpers.sqlite_template import migrated_copy
 
 
 class BackendProcess:
     def __init__(
-        self, tmp: Path, env: dict[str, str] | None = None, *, port: int = 0, database_url: str | None = None
+        self, tmp: Path, env: dict[str, str] | None = None, *, port: int = 0, database_url: str | None = None,
+        new_file: bool = False,
     ) -> None:
+        """``new_file``: on SQLite, let the backend make its database (and migrate it) as a first start does,
+        instead of starting on a copy of one at the newest schema (:mod:`tests.helpers.sqlite_template`)."""
         self.tmp = tmp
+        self.new_file = new_file
         self.db_path = tmp / "backend.sqlite3"
         self._database_url = database_url
         self.engine = "sqlite" if database_url is None else database_url.split(":", 1)[0].split("+")[0]
@@ -64,6 +69,8 @@ class BackendProcess:
         return run_command(list(args), self.environment())
 
     def start(self) -> BackendProcess:
+        if self.engine == "sqlite" and not self.new_file and not self.db_path.exists():
+            migrated_copy(self.db_path)
         env = self.environment()
         self._log = self.log_path.open("a")
         # --exit-with-stdin: if the test run itself is killed, the backend goes with it.

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend import ledger, migrations, orders, webhooks
+from backend import ledger, orders, webhooks
 from backend.db import Database, utcnow
 from backend.order_status import PENDING
 from backend.orders import Order
 from backend.schema import users
+from tests.helpers.sqlite_template import migrated_copy
 from tests.helpers.stripe_server import fixture, new_id
 
 _clock = itertools.count(1_800_000_000)
@@ -25,9 +26,7 @@ _users = itertools.count(1)
 
 
 def database(path: Path) -> Database:
-    db = Database(path)
-    migrations.upgrade(db)
-    return db
+    return Database(migrated_copy(path))
 
 
 @dataclass
