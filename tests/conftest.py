@@ -178,11 +178,11 @@ class Databases:
         self._request = request
         self._made: list[tuple[PostgresServer, str]] = []
 
-    def new(self, *, migrated: bool = True) -> str | None:
+    def new(self, *, migrated: bool = True, copy_of: str | None = None) -> str | None:
         if self.engine == "sqlite":
             return None
         server: PostgresServer = self._request.getfixturevalue("postgres")
-        url = server.create_database(migrated=migrated)
+        url = server.create_database(migrated=migrated, copy_of=copy_of)
         self._made.append((server, url))
         return url
 

@@ -1,7 +1,8 @@
 """Stripe mode, end to end through the real stripe SDK and signed webhooks from a Stripe-compatible server.
 
 Every scenario ends with the ledger checked (the ``stripe_backend`` fixture) and the secret key and
-webhook secret absent from the backend's log.
+webhook secret absent from the backend's log. The money's paths run on both engines; what is refused before the
+database is asked, or is about what goes to Stripe, runs once, on SQLite (``engines`` markers).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def success_page(backend: BackendProcess, session_id: str) -> requests.Response:
                         allow_redirects=False, timeout=30)
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_health_and_the_checkout_session_we_create(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     assert requests.get(f"{backend.url}/api/health", timeout=5).json()["payments"] == "stripe"
@@ -139,6 +141,7 @@ def test_expiry(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     assert api.verify(other).json()["status"] == "expired" and api.balance() == 0
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_cancel_page_asks_and_its_button_expires_the_session(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()
@@ -182,6 +185,7 @@ def test_cancel_api_expires_the_session_at_stripe(stripe_backend: tuple[BackendP
     assert api.balance() == 0
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_cancel_api_while_stripe_fails_changes_nothing_and_says_retry(
     stripe_backend: tuple[BackendProcess, FakeStripe],
 ) -> None:
@@ -276,6 +280,7 @@ def test_a_refund_event_before_the_payment_event(stripe_backend: tuple[BackendPr
     assert api.verify(session_id).json()["status"] == "refunded"
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_bad_signatures_change_nothing(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()
@@ -294,6 +299,7 @@ def test_bad_signatures_change_nothing(stripe_backend: tuple[BackendProcess, Fak
     assert api.balance() == 0
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_a_signed_body_that_is_not_an_event_is_400(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     for body in (b"not json", b"[]", b'{"id": "evt_1"}', b'{"id": "evt_2", "type": "checkout.session.completed",'
@@ -321,6 +327,7 @@ def test_tampered_amount_or_metadata_grants_nothing(stripe_backend: tuple[Backen
     assert "outcome=refused reason=mismatch" in backend.log_with("outcome=refused reason=mismatch")
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_stripe_unreachable_at_checkout_is_503_and_writes_nothing(
     stripe_backend: tuple[BackendProcess, FakeStripe],
 ) -> None:
@@ -333,6 +340,7 @@ def test_stripe_unreachable_at_checkout_is_503_and_writes_nothing(
     fake.fail_next(0)
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_the_secret_key_is_sent_to_stripe_only(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()

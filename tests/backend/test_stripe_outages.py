@@ -1,8 +1,9 @@
 """Stripe slow, down or answering nonsense: what does not need Stripe never waits on it, and what does
 answers a clear 503 (or a 502 for a refusal for good) within about ten seconds.
 
-The bounds on time here are coarse on purpose (a hanging Stripe call used to hold a thread for about
-240 s): they tell "waited on Stripe" from "did not", not how fast anything is.
+What is answered before the database is written, and the calls made to Stripe, are the same on either engine:
+those run once, on SQLite (``engines`` markers). The bounds on time here are coarse on purpose (a hanging Stripe
+call used to hold a thread for about 240 s): they tell "waited on Stripe" from "did not", not how fast anything is.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def test_the_breaker_opens_fails_fast_and_closes_again(tmp_path: Path) -> None:
             gateway.close()
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_a_permanent_refusal_is_not_try_again(stripe_backend: tuple[BackendProcess, FakeStripe]) -> None:
     backend, fake = stripe_backend
     api = Api(backend.url).register()
@@ -199,6 +201,7 @@ def test_a_permanent_refusal_is_not_try_again(stripe_backend: tuple[BackendProce
     assert health(backend)["paymentProvider"]["state"] == "available"  # Stripe is up; it said no
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 @pytest.mark.parametrize("kind", ["list", "html"])
 def test_an_answer_that_is_not_a_session_is_503(stripe_backend: tuple[BackendProcess, FakeStripe], kind: str) -> None:
     backend, fake = stripe_backend
@@ -213,6 +216,7 @@ def test_an_answer_that_is_not_a_session_is_503(stripe_backend: tuple[BackendPro
     assert "internal_error" not in backend.log() and "Traceback" not in backend.log()
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_sixty_hits_on_a_success_page_make_a_handful_of_stripe_calls(
     stripe_backend: tuple[BackendProcess, FakeStripe],
 ) -> None:
@@ -237,6 +241,7 @@ def test_sixty_hits_on_a_success_page_make_a_handful_of_stripe_calls(
     assert fake.calls(SESSION_GETS, "GET") <= 4
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_the_success_and_cancel_pages_are_limited_per_address(backend_factory) -> None:
     backend = backend_factory()
     statuses = [requests.get(f"{backend.url}/account/credits/{page}", params={key: f"cs_nothing_{n}"},

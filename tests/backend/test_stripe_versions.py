@@ -19,6 +19,7 @@ from tests.helpers.stripe_server import API_VERSION, FakeStripe
 Stripe = tuple[BackendProcess, FakeStripe]
 
 
+@pytest.mark.engines("sqlite")  # the HTTP shape of the answer or of the calls to Stripe
 def test_the_pinned_version_is_the_sdks_and_every_call_is_made_at_it(stripe_backend: Stripe) -> None:
     backend, fake = stripe_backend
     assert STRIPE_API_VERSION == API_VERSION  # the test server speaks the version stripe-python 16.1 pins

@@ -158,11 +158,14 @@ class PostgresServer:
         return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
                                autocommit=True, connect_timeout=10)
 
-    def create_database(self, *, migrated: bool = True) -> str:
-        """A new database; at the newest schema (a copy of the template) unless ``migrated`` is False."""
+    def create_database(self, *, migrated: bool = True, copy_of: str | None = None) -> str:
+        """A new database; at the newest schema (a copy of the template) unless ``migrated`` is False, or a copy of
+        the database at ``copy_of`` (a URL of this server's, which nothing may be connected to)."""
         name = f"creditdesk_{os.getpid()}_{next(self._names)}"
         with self.admin() as conn:
-            if migrated:
+            if copy_of is not None:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{copy_of.rsplit("/", 1)[1]}"')
+            elif migrated:
                 self._ensure_template(conn)
                 conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.TEMPLATE}"')
             else:
