@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -253,6 +254,10 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
         print("creditdesk: Qt needs system libraries that are not installed. On Debian or Ubuntu:\n"
               f"    sudo apt install {' '.join(missing)}", file=sys.stderr)
         return 1
+    # Up to its first paint the app makes objects by the ten thousand (Qt's types, the window, the controller) and
+    # almost no garbage: the cyclic garbage collector's rounds over them are left out until the paint (then it
+    # runs again, over what comes after: start-up's objects are frozen out of its sight, as the backend does).
+    gc.disable()
     from PySide6.QtCore import QLocale, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -261,6 +266,7 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv))
     instance = SingleInstance(paths.lock_file)
     if not instance.acquire():
+        gc.enable()
         if instance.activate_running():
             print("creditdesk: Creditdesk is already running; its window was brought to the front.",
                   file=sys.stderr)
@@ -281,6 +287,7 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     instance.activated.connect(window.bring_to_front)
     window.after_paint.load("PySide6.QtNetwork")
     window.after_paint.add(instance.listen)  # a launch before then waits for it (activate_running)
+    window.after_paint.add(_collect_garbage_again)
     # The bundled backend starts on a worker, but the worker's Python (imports, spawning) would hold the GIL
     # while the window paints: it starts right after, before the rest of the window is built.
     window.after_paint.add(window.controller.start, first=True)
@@ -295,5 +302,11 @@ def run_app(paths: AppPaths, backend_url: str | None) -> int:
     try:
         return app.exec()
     finally:
+        gc.enable()
         window.controller.shutdown()
         instance.release()
+
+
+def _collect_garbage_again() -> None:
+    gc.freeze()
+    gc.enable()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from desktop.core.models import (
     ApiError,
@@ -104,6 +104,8 @@ class PurchaseController(QObject):
         self._expiry = QTimer(self)
         self._expiry.setSingleShot(True)
         self._expiry.timeout.connect(self.check_now)
+        from PySide6.QtCore import Qt  # here, not when the module loads (before the first paint): see tasks.py
+
         self._callback.connect(self._on_callback, Qt.ConnectionType.QueuedConnection)
 
     def __repr__(self) -> str:

@@ -15,15 +15,35 @@ window manager has framed it.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, QTimer
 from PySide6.QtGui import QGuiApplication, QScreen
 from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+
+PLACED = "creditdeskPlaced"  # a dynamic property: whether the app placed the window (see placed())
+
+
+def mark_placed(window: QWidget, placed: bool) -> None:
+    """Say whether the app placed ``window`` (restored its geometry) before it is first shown: the main window does,
+    so that nothing before its first paint names Qt's namespace (its Python type takes 28 ms to make: every enum of
+    it), as asking Qt would (WA_Moved)."""
+    window.setProperty(PLACED, placed)
+
+
+def placed(window: QWidget) -> bool:
+    """Whether ``window`` was placed (moved, or its geometry restored) rather than left to Qt or the window
+    manager: what :func:`mark_placed` said, else Qt's own record of a move."""
+    said = window.property(PLACED)
+    if said is not None:
+        return bool(said)
+    from PySide6.QtCore import Qt
+
+    return window.testAttribute(Qt.WidgetAttribute.WA_Moved)
 
 
 def screen_of(window: QWidget) -> QScreen | None:
     """The screen ``window`` is on or opens on: where its frame's centre is once it is shown or placed (a restored
     geometry), else its parent's (a dialog opens over its parent), else the primary screen."""
-    if window.isVisible() or window.testAttribute(Qt.WidgetAttribute.WA_Moved):
+    if window.isVisible() or placed(window):
         at = QGuiApplication.screenAt(window.frameGeometry().center())
         if at is not None:
             return at
@@ -104,7 +124,7 @@ class _Fitter(QObject):
             # moved, if need be, in the next turn.
             self.fitted_frame = frame_extra(self.window) if frame_known(self.window) else None
             fit(self.window, None if self.shown_once else self.preferred, self.minimum,
-                place=self.window.testAttribute(Qt.WidgetAttribute.WA_Moved))
+                place=placed(self.window))
             self.shown_once = True
             QTimer.singleShot(0, self, self.refit)
         elif kind in (QEvent.Type.Move, QEvent.Type.Resize) and self._frame_changed():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtCore import QRect, QSize
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 if TYPE_CHECKING:  # the rest is loaded when a text is cut or a message painted, never for the window's first paint
@@ -29,6 +29,8 @@ def elide_at_word(text: str, metrics: QFontMetrics, width: int) -> str:
         shown = " ".join(words[:count]).rstrip(" ·,;:(-\u2013\u2014") + ELLIPSIS
         if metrics.horizontalAdvance(shown) <= width:
             return shown
+    from PySide6.QtCore import Qt  # when first needed: Qt's namespace takes 28 ms to make (desktop/qt/tasks.py)
+
     return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
 
 
@@ -89,6 +91,7 @@ class StatusBar(QStatusBar):
             super().paintEvent(event)
             return
         # As QStatusBar paints, but the message ends at a word instead of where the first permanent widget begins.
+        from PySide6.QtCore import Qt
         from PySide6.QtGui import QPainter
         from PySide6.QtWidgets import QStyle, QStyleOption
 

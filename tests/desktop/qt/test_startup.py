@@ -29,8 +29,9 @@ WHEN_USED = ["requests", "urllib3", "keyring", "desktop.core.api", "desktop.core
 # Loaded after the first paint, by its steps or at start (the updates' part), or when first used; not before it.
 NOT_BEFORE_PAINT = ["desktop.core.updates", "desktop.qt.update_controller", "packaging.version", "html", "decimal",
                     "fractions", "desktop.qt.formatting", "desktop.core.pack_values", "resources.currencies"]
-# Qt's Python types that take long to make (their enums): QStyle alone took 13 ms. Made when first named.
-QT_TYPES_NOT_BEFORE_PAINT = ["QtWidgets.QStyle", "QtWidgets.QStyleOption"]
+# Qt's Python types that take long to make (their enums): QStyle alone took 13 ms, Qt's namespace 28 ms. Made when
+# first named (a QAction's shortcut= names Qt's namespace to choose between its overloads).
+QT_TYPES_NOT_BEFORE_PAINT = ["QtWidgets.QStyle", "QtWidgets.QStyleOption", "QtCore.Qt"]
 
 PROBE = """
 import json, sys, time
