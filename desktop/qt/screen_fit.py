@@ -23,9 +23,9 @@ PLACED = "creditdeskPlaced"  # a dynamic property: whether the app placed the wi
 
 
 def mark_placed(window: QWidget, placed: bool) -> None:
-    """Say whether the app placed ``window`` (restored its geometry) before it is first shown: the main window does,
-    so that nothing before its first paint names Qt's namespace (its Python type takes 28 ms to make: every enum of
-    it), as asking Qt would (WA_Moved)."""
+    """Say whether the app placed ``window`` (restored its geometry), for its first show (:func:`keep_on_screen`
+    forgets it then). The main window does, so that nothing before its first paint names Qt's namespace, as asking
+    Qt (WA_Moved) would: its Python type takes 28 ms to make, with every enum of it."""
     window.setProperty(PLACED, placed)
 
 
@@ -125,6 +125,7 @@ class _Fitter(QObject):
             self.fitted_frame = frame_extra(self.window) if frame_known(self.window) else None
             fit(self.window, None if self.shown_once else self.preferred, self.minimum,
                 place=placed(self.window))
+            self.window.setProperty(PLACED, None)  # what mark_placed said was for the first show; then Qt knows
             self.shown_once = True
             QTimer.singleShot(0, self, self.refit)
         elif kind in (QEvent.Type.Move, QEvent.Type.Resize) and self._frame_changed():
