@@ -67,6 +67,7 @@ class PurchaseRecord:
     return_url: str | None = None  # where the app's loopback listener took the browser's hand-off
     state: str | None = field(default=None, repr=False)  # the listener's state, to listen there again
     last_checked_at: str | None = None  # when the app last had an answer from the backend about it
+    tax: str | None = None  # the pack's tax at checkout ("exclusive": added on top; "inclusive"), for its words
     events: tuple[Event, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -101,7 +102,7 @@ class PurchaseRecord:
         if not isinstance(item.credits, int) or not all(
             getattr(item, name) is None or isinstance(getattr(item, name), str)
             for name in ("finished_at", "order_id", "currency", "checkout_url", "return_url", "state",
-                         "last_checked_at")
+                         "last_checked_at", "tax")
         ) or not (item.amount is None or isinstance(item.amount, int)):
             raise TypeError("a field has the wrong type")
         return item

@@ -153,7 +153,7 @@ class PurchaseController(QObject):
                 session_id=session.session_id, pack_id=pack.id, pack_name=pack.name, credits=pack.credits,
                 started_at=_iso(self.started_at), status="pending", order_id=session.order_id,
                 amount=pack.amount, currency=pack.currency, checkout_url=session.url,
-                return_url=listener.return_url, state=listener.state,
+                return_url=listener.return_url, state=listener.state, tax=pack.tax,
             ).with_event(CREATED, _iso(self.started_at))
             self.workers.write(lambda: self.purchase_records.add(record))
             self._arm_expiry()
@@ -175,8 +175,11 @@ class PurchaseController(QObject):
     def resume(self, record: PurchaseRecord) -> None:
         """Carry on with a purchase left in flight by an earlier run: listen again where its checkout hands the
         result over (if that port is free), and check it at once; polling finds the payment in any case."""
+        from desktop.core.pack_values import TAX_WORDS
+
         self.resumed = True
         self.pack_name, self.credits = record.pack_name, record.credits
+        self.tax_words = TAX_WORDS.get(record.tax or "", "")  # "+ tax" as at checkout (none from older versions)
         self.amount, self.currency, self.order_id = record.amount, record.currency, record.order_id
         self.email = record.account_email
         self.started_at = parse_time(record.started_at) or datetime.now(UTC)

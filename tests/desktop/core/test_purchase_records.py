@@ -74,7 +74,8 @@ def test_a_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
 def test_file_format(tmp_path: Path) -> None:
     store = PurchaseRecords(tmp_path / "pending.json")
     store.add(replace(purchase("cs_1", started_at="2025-01-01T00:00:00Z"), backend_id="bundled:0123456789abcdef",
-                      order_id="ord_1", amount=500, currency="usd", checkout_url="http://x/stub/checkout/cs_1"))
+                      order_id="ord_1", amount=500, currency="usd", checkout_url="http://x/stub/checkout/cs_1",
+                      tax="exclusive"))
     store.record("cs_1", "browser_opened", at="2025-01-01T00:00:01Z")
     store.update_status("cs_1", "paid", checked_at="2025-01-01T00:00:09Z")
     data = json.loads(store.path.read_text())
@@ -84,7 +85,7 @@ def test_file_format(tmp_path: Path) -> None:
         "pack_name": "Starter", "credits": 100, "started_at": "2025-01-01T00:00:00Z", "status": "paid",
         "finished_at": data["purchases"][0]["finished_at"], "backend_id": "bundled:0123456789abcdef",
         "order_id": "ord_1", "amount": 500, "currency": "usd", "checkout_url": "http://x/stub/checkout/cs_1",
-        "return_url": None, "state": None, "last_checked_at": "2025-01-01T00:00:09Z",
+        "return_url": None, "state": None, "last_checked_at": "2025-01-01T00:00:09Z", "tax": "exclusive",
         "events": [{"event": "browser_opened", "at": "2025-01-01T00:00:01Z", "detail": ""},
                    {"event": "paid", "at": "2025-01-01T00:00:09Z", "detail": ""}],
     }

@@ -443,6 +443,15 @@ def test_with_a_code_and_tax_the_panel_and_history_say_what_was_paid_and_the_car
     purchase, panel = buy(qtbot, window)
     waiting(qtbot, purchase)
     assert panel.title.text() == "Standard pack: 550 credits for $25.00 + tax"  # as on its card, until paid
+    # Closed before paying: the next start's panel says so too (the purchase's record keeps the pack's tax).
+    window.close()
+    window.controller.shutdown()
+    window = make_window(backend.url, FakeBrowser("close_tab"), poll=60)
+    qtbot.waitUntil(lambda: len(window.controller.purchases.items) == 1, timeout=10_000)
+    purchase = window.controller.purchases.items[0]
+    panel = window.panels[purchase]
+    qtbot.waitUntil(lambda: purchase.flow.state is FlowState.WAITING, timeout=10_000)  # its first check answered
+    assert panel.title.text() == "Standard pack: 550 credits for $25.00 + tax"
     url = purchase.flow.checkout_url or ""
     requests.post(url + "/promotion-code", data={"code": "WELCOME15"}, timeout=10)
     requests.post(url + "/pay", timeout=10)
