@@ -170,8 +170,9 @@ def expiry(moment: datetime | str, locale: QLocale | None = None, zone: QTimeZon
 def alert_message(kind: str, message: str, data: Mapping[str, Any], locale: QLocale | None = None,
                   zone: QTimeZone | None = None, *, today: date | None = None) -> str:
     """An alert's message as the user reads it: a ``credits_expiring`` alert that carries its instant and figures
-    says the expiry in the user's zone and locale (:func:`expiry`); every other alert (and one from a backend that
-    sends no ``description``) as the backend wrote it."""
+    says the expiry in the user's zone and locale (:func:`expiry`), a ``topup_undone`` one the refund as money
+    ("$5.00", where the backend writes "5.00 USD"); every other alert (and one without the figures) as the backend
+    wrote it."""
     if kind == "credits_expiring":
         at, credits, description = data.get("expiresAt"), data.get("credits"), data.get("description")
         if isinstance(at, str) and isinstance(credits, int) and isinstance(description, str) \
@@ -179,4 +180,11 @@ def alert_message(kind: str, message: str, data: Mapping[str, Any], locale: QLoc
             noun = "credit" if abs(credits) == 1 else "credits"
             verb = "expires" if abs(credits) == 1 else "expire"
             return f"{number(credits, locale)} {noun} ({description}) {verb} {expiry(at, locale, zone, today=today)}"
+    if kind == "topup_undone":
+        refunded, currency, credits = data.get("refunded"), data.get("currency"), data.get("credits")
+        if isinstance(refunded, int) and isinstance(currency, str) and isinstance(credits, int) \
+                and not isinstance(credits, bool):
+            noun = "credit" if abs(credits) == 1 else "credits"
+            return (f"Auto top-up undone: {number(credits, locale)} {noun} taken back and "
+                    f"{money(refunded, currency, locale)} refunded to your card.")
     return message

@@ -138,3 +138,14 @@ def test_the_grants_line_and_the_expiring_alert_say_it_so() -> None:
                                     UK, LONDON) == backend
     assert formatting.alert_message("low_balance", "Your balance is 4 credits.", data, UK, LONDON) == \
         "Your balance is 4 credits."
+
+
+def test_an_undone_auto_top_up_says_its_refund_as_money() -> None:
+    """The backend writes "5.00 USD" (it knows no locale); the app says the refund as its cards say prices."""
+    backend = "Auto top-up undone: 333 credits taken back and 16.67 USD refunded to your card."
+    data = {"topupId": "tu_1", "refunded": 1667, "currency": "usd", "credits": 333}
+    assert formatting.alert_message("topup_undone", backend, data, US) == \
+        "Auto top-up undone: 333 credits taken back and $16.67 refunded to your card."
+    assert formatting.alert_message("topup_undone", backend, dict(data, credits=1, refunded=5, currency="eur"), UK) \
+        == "Auto top-up undone: 1 credit taken back and €0.05 refunded to your card."
+    assert formatting.alert_message("topup_undone", backend, {"topupId": "tu_1"}, US) == backend  # no figures
