@@ -242,8 +242,9 @@ class SpendController(QObject):
             self._auto_topup_call(lambda: api.update_auto_topup(chosen))
 
     def _auto_topup_call(self, call: Callable[[], Any]) -> None:
-        """Only the answer to the newest read or change is shown: they run side by side on the workers, and a read
-        sent before Turn off could answer after it and show auto top-up on again."""
+        """Only the answer (or failure) of the newest read or change is shown: they run side by side on the workers,
+        and a read sent before Turn off could answer after it and show auto top-up on again, or fail after it and
+        say so under Turn off's answer."""
         self._auto_topup_calls += 1
         number = self._auto_topup_calls
 
@@ -251,7 +252,11 @@ class SpendController(QObject):
             if number == self._auto_topup_calls:
                 self.autoTopupChanged.emit(state)
 
-        self.app.workers.run(call, answered, lambda error: self.autoTopupFailed.emit(describe(error)))
+        def failed(error: BaseException) -> None:
+            if number == self._auto_topup_calls:
+                self.autoTopupFailed.emit(describe(error))
+
+        self.app.workers.run(call, answered, failed)
 
     def undo_topup(self, topup_id: str) -> None:
         api = self._api()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -407,3 +408,32 @@ def test_use_credits_refuses_an_empty_description_where_the_host_requires_one(
     dialog.spend_button.click()
     qtbot.waitUntil(lambda: dialog.status.text() == "Spent 7 credits. Your balance is 93 credits.")
     assert api.get("/api/credits/balance").json()["balance"] == 93  # spent once
+
+
+def test_auto_topup_shows_only_the_newest_call_s_answer_or_failure(qtbot: Any, make_window: Any,
+                                                                    stub_backend: BackendProcess) -> None:
+    """A read sent before Turn off that answers (or fails) after it says nothing: the dialog keeps Turn off's answer
+    (a late read showed auto top-up on again)."""
+    window = make_window(stub_backend.url)
+    spending = window.spend_ui.spending
+    changed: list[object] = []
+    failed: list[str] = []
+    spending.autoTopupChanged.connect(changed.append)
+    spending.autoTopupFailed.connect(failed.append)
+    for late in ("the read's answer", OSError("the read failed")):
+        released = threading.Event()
+
+        def slow_read(late: object = late, released: threading.Event = released) -> object:
+            released.wait(10)
+            if isinstance(late, Exception):
+                raise late
+            return late
+
+        spending._auto_topup_call(slow_read)
+        spending._auto_topup_call(lambda: "turned off")
+        qtbot.waitUntil(lambda: changed[-1:] == ["turned off"], timeout=10_000)
+        released.set()
+        window.controller.workers.wait_for_done(10_000)  # the late one's answer is queued before the next's
+        spending._auto_topup_call(lambda: "read again")
+        qtbot.waitUntil(lambda: changed[-1:] == ["read again"], timeout=10_000)
+    assert changed == ["turned off", "read again"] * 2 and failed == []
