@@ -21,6 +21,7 @@ through ``Connection.execute``, which is how to rule this module out when a quer
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,12 +61,25 @@ def is_hot(statement: Executable) -> bool:
     return id(statement) in _HOT_IDS
 
 
-@dataclass(frozen=True)
 class Rows:
-    """What a statement answered: its rows as dicts of column name to value, and the rows it changed."""
+    """What a statement answered: its rows as dicts of column name to value, and the rows it changed.
 
-    rows: list[dict[str, Any]]
-    rowcount: int
+    A plain class with slots, not a frozen dataclass: one is made per statement on the hot path, and a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[dict[str, Any]], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __repr__(self) -> str:
+        return f"Rows({self.rows!r}, {self.rowcount!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rows) and (self.rows, self.rowcount) == (other.rows, other.rowcount)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as its lists are
 
     def first(self) -> dict[str, Any] | None:
         return self.rows[0] if self.rows else None
@@ -93,6 +107,10 @@ class _Compiled:
     conversions: tuple[Processor, ...]
     results: tuple[Processor, ...]  # a conversion per result column, in order (none needed: empty)
     names: tuple[str, ...] | None = None  # the result columns' names, as the cursor first described them
+    # The arguments straight from the caller's parameters (one call in C), when every placeholder is one of them and
+    # none needs a conversion, as for most of the hot path's statements; else None and they are worked out per bind.
+    pick: Callable[[Mapping[str, Any]], Any] | None = None
+    converting: tuple[tuple[int, Callable[[Any], Any]], ...] = ()  # the result columns to convert, by position
 
 
 # The compiled form per registered statement and the names of the parameters it was run with, in their order
@@ -114,7 +132,9 @@ def run(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> R
                 _BY_CALL.clear()
             _BY_CALL[key] = compiled
         if compiled is not None:
-            return _execute(conn.connection.driver_connection, conn.dialect, compiled, params)
+            # The pool's DBAPI connection, pysqlite's own (for pysqlite it is the driver's connection; reading it is
+            # a fifth of the cost of driver_connection's properties).
+            return _execute(conn.connection.dbapi_connection, conn.dialect, compiled, params)
     result = conn.execute(statement, dict(params))
     rows = [dict(row) for row in result.mappings()] if result.returns_rows else []
     return Rows(rows, result.rowcount)
@@ -136,28 +156,41 @@ def run_outside_transaction(driver_connection: Any, dialect: Dialect, statement:
 
 
 def _execute(driver_connection: Any, dialect: Dialect, compiled: _Compiled, params: Mapping[str, Any]) -> Rows:
-    args = [params[key] if given else value for key, given, value in compiled.binds]
-    if compiled.conversions:
-        args = [value if convert is None else convert(value)
-                for convert, value in zip(compiled.conversions, args, strict=True)]
-    dbapi = dialect.loaded_dbapi
+    pick = compiled.pick
+    if pick is not None:
+        args = pick(params)
+    else:
+        args = [params[key] if given else value for key, given, value in compiled.binds]
+        if compiled.conversions:
+            args = [value if convert is None else convert(value)
+                    for convert, value in zip(compiled.conversions, args, strict=True)]
     try:
         cursor = driver_connection.execute(compiled.sql, args)
         try:
             description = cursor.description
             raw = cursor.fetchall() if description else []
-            names = compiled.names
-            if names is None and description:
-                names = compiled.names = tuple(column[0] for column in description)
             rowcount = cursor.rowcount
         finally:
             cursor.close()
-    except dbapi.Error as error:
+    except Exception as error:
+        dbapi = dialect.loaded_dbapi
+        if not isinstance(error, dbapi.Error):
+            raise
         raise exc.DBAPIError.instance(compiled.sql, args, error, dbapi.Error, dialect=dialect) from error
-    if compiled.results and raw:
-        raw = [tuple(convert(value) if convert is not None else value
-                     for convert, value in zip(compiled.results, row, strict=True)) for row in raw]
-    return Rows([dict(zip(names or (), row, strict=True)) for row in raw], rowcount)
+    if not raw:
+        return Rows([], rowcount)
+    names = compiled.names
+    if names is None:
+        names = compiled.names = tuple(column[0] for column in description)
+    if compiled.converting:
+        rows = []
+        for row in raw:
+            values = list(row)
+            for position, convert in compiled.converting:
+                values[position] = convert(values[position])
+            rows.append(dict(zip(names, values)))  # noqa: B905 (as long as the description, and faster unchecked)
+        return Rows(rows, rowcount)
+    return Rows([dict(zip(names, row)) for row in raw], rowcount)  # noqa: B905 (rows are as long as the description)
 
 
 @functools.lru_cache(maxsize=512)
@@ -181,5 +214,25 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
         conversions.append(bind.type.dialect_impl(dialect).bind_processor(dialect))
     columns = list(getattr(statement, "exported_columns", ()))
     results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    pick: Callable[[Mapping[str, Any]], Any] | None = None
+    if not any(conversions) and all(given for _, given, _ in binds):
+        keys_in_order = [key for key, _, _ in binds]
+        if len(keys_in_order) == 1:
+            only = keys_in_order[0]
+            pick = functools.partial(_one_arg, only)
+        elif keys_in_order:
+            pick = operator.itemgetter(*keys_in_order)  # a tuple of the values, in placeholder order
+        else:
+            pick = _no_args
     return _Compiled(compiled.string, tuple(binds), tuple(conversions) if any(conversions) else (),
-                     results if any(results) else ())
+                     results if any(results) else (), pick=pick,
+                     converting=tuple((position, convert) for position, convert in enumerate(results)
+                                      if convert is not None))
+
+
+def _one_arg(key: str, params: Mapping[str, Any]) -> tuple[Any]:
+    return (params[key],)
+
+
+def _no_args(params: Mapping[str, Any]) -> tuple[()]:
+    return ()
