@@ -150,6 +150,7 @@ class Database:
                     # Whatever failed, even a COMMIT that left SQLite inside the transaction, this connection
                     # goes back to the pool (which rolls it back) and the next write starts on a fresh one.
                     self._sqlite_writer = None
+                    _as_reader(conn)
                     conn.close()
                     raise
         self.failing_since = None
@@ -259,7 +260,14 @@ class Database:
         One connection keeps its page cache warm from write to write; a pool of them would each find the
         pages the others changed stale and read them again (``bench/webhooks.py`` measured that cost)."""
         if self._sqlite_writer is None:
-            self._sqlite_writer = self.engine.connect().execution_options(creditdesk_write=True)
+            writer = self.engine.connect().execution_options(creditdesk_write=True)
+            # A group commit's savepoints (grouped) keep each page they change first in a sub-journal, to roll one
+            # writer back; past 64 KB SQLite spills it to a temporary file unless temporary storage is in memory.
+            # A group of webhook events changes hundreds of KB: on file, about 50 writes (and a temporary file
+            # made and deleted) an event, as many as its commit's own (bench/webhooks.py). Only the writer's: a
+            # reader's temporary tables stay on disk, however big.
+            writer.connection.dbapi_connection.execute("PRAGMA temp_store=MEMORY")  # type: ignore[union-attr]
+            self._sqlite_writer = writer
         return self._sqlite_writer
 
     def peek(self, statement: Executable, params: Mapping[str, Any]) -> Any:
@@ -527,6 +535,13 @@ def _sqlite_engine(url: URL) -> Engine:
                                           dialect=engine.dialect) from error
 
     return engine
+
+
+def _as_reader(writer: Connection) -> None:
+    """A writer going back to the pool, as any pooled connection is (temporary storage on disk); a connection that
+    cannot take the pragma is past using, and the pool finds so itself."""
+    with contextlib.suppress(Exception):
+        writer.connection.dbapi_connection.execute("PRAGMA temp_store=DEFAULT")  # type: ignore[union-attr]
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table, values: dict[str, Any]) -> dict[str, Any] | None:

@@ -161,6 +161,27 @@ def test_each_writers_work_runs_in_its_own_context(db: Database) -> None:
     assert [answer for _, answer in answers] == ["writer 0", "writer 1", "writer 2"]
 
 
+@pytest.mark.engines("sqlite")
+def test_a_group_s_savepoints_journal_in_memory_on_the_writer_only(db: Database) -> None:
+    """Each savepoint of a group copies the pages it changes first to a sub-journal, which SQLite spills to a
+    temporary file past 64 KB unless temporary storage is in memory (about 50 writes an event in
+    bench/webhooks.py). The writer keeps it in memory; readers, and a writer given back to the pool after a
+    failure, keep SQLite's default (on disk, however big a reader's temporary tables grow)."""
+    answers = queued_together(db, [grant(7, 3, f"cs_{n}") for n in range(40)])  # some hundred KB of savepoints
+    assert sorted(answer for _, answer in answers) == [3 * n for n in range(1, 41)]
+    with db.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+        writer = conn.connection.dbapi_connection
+    with db.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0  # the default
+    with pytest.raises(ValueError), db.transaction():
+        raise ValueError("refused")  # the writer goes back to the pool
+    assert writer is not None and writer.execute("PRAGMA temp_store").fetchone() == (0,)
+    with db.transaction() as conn:  # the next writer keeps its savepoints in memory again
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2
+    assert balance(db, 7) == 120
+
+
 def test_a_writer_alone_gets_its_answer_or_its_error_with_nothing_kept(db: Database) -> None:
     """On both engines: on PostgreSQL grouped is a transaction of its own, as transactions there run side by side."""
     assert db.grouped(grant(7, 333, "cs_1")) == 333
