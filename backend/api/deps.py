@@ -37,6 +37,11 @@ async def bearer_token(
 def current_user(
     services: Annotated[Services, Depends(get_services)], token: Annotated[str, Depends(bearer_token)]
 ) -> User:
+    return signed_in(services, token)
+
+
+def signed_in(services: Services, token: str) -> User:
+    """The token's user (a database read: on a worker thread), or NotSignedIn."""
     user = accounts.user_for_token(services.db, token)
     if user is None:
         raise NotSignedIn

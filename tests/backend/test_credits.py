@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import requests
 
 from tests.helpers.api import Api
@@ -33,6 +34,28 @@ def test_spend_and_history(stub_api: Api) -> None:
         "createdAt": latest["createdAt"], "reference": "order-1", "description": "Export a report",
     }
     assert latest["createdAt"].endswith("Z") and purchase["type"] == "purchase"
+
+
+@pytest.mark.engines("sqlite")  # HTTP's shape: the engines' lookups are the same call
+def test_a_spend_s_token_is_checked_before_its_body_is_used_and_an_unknown_one_spends_nothing(
+        stub_backend: BackendProcess) -> None:
+    """The spend looks its token up on the worker thread that spends (one hop): still 401 for a missing or malformed
+    token whatever the body, 401 for an unknown token with a good body, and 422 for a body that is no spend."""
+    owner = Api(stub_backend.url).register()
+    buy(owner)
+    good = {"amount": 5, "idempotencyKey": "k-1", "description": "Export a report"}
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}):
+        for body in (good, {"amount": "lots"}):
+            r = Api(stub_backend.url).post("/api/credits/spend", json=body, headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", (headers, body)
+    unknown = Api(stub_backend.url, token="not-a-token-anyone-was-given")
+    r = unknown.post("/api/credits/spend", json=good)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = unknown.post("/api/credits/spend", json={"amount": "lots"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_fields"
+    assert owner.get("/api/credits/balance").json()["balance"] == 100  # nothing spent by any of them
+    r = owner.post("/api/credits/spend", json=good)
+    assert r.status_code == 200 and r.json()["balance"] == 95
 
 
 def test_the_same_key_twice_spends_once_and_another_body_is_409(stub_api: Api) -> None:
