@@ -202,12 +202,12 @@ class Database:
         finally:
             with self._group_mutex:
                 if self._group:
-                    self._group[0].woken.set()  # the next leader
+                    self._group[0].woken.open()  # the next leader
                 else:
                     self._group_led = False
             for done in group:
                 done.finished = True
-                done.woken.set()
+                done.woken.open()
 
     def _take_queued(self, group: list[_Work[Any]]) -> bool:
         """Move the work queued now into ``group`` (up to GROUP_MAX in all); whether any was."""
@@ -399,6 +399,25 @@ class Database:
         self.engine.dispose()
 
 
+class _Latch:
+    """Opened once, by another thread, and waited on at most once: a lock taken when made and released to let its
+    waiter through. threading.Event does the same with a Condition in Python (locks of its own, a waiter list),
+    several times the cost, and each webhook of a burst makes one (grouped). A writer's latch is opened exactly
+    once: when its group has committed, or when it is handed the lead of the next."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+
+
 @dataclass(eq=False)
 class _Work(Generic[T]):
     """One writer's work waiting for a group commit, and then what came of it."""
@@ -408,7 +427,7 @@ class _Work(Generic[T]):
     result: T | None = None
     error: BaseException | None = None
     finished: bool = False
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: _Latch = field(default_factory=_Latch)
 
 
 def _is_group_fault(error: Exception) -> bool:
