@@ -148,7 +148,7 @@ def _grant(conn: Connection, order: Order, billing: str | None, session: Session
     )
     # The buyer's billing details as the order's row was read (locked) in this transaction: the receipt's copy.
     paid, answered = orders.update_answering(
-        conn, _PAY, order.id, {"news_of": session.payment_intent}, status=PAID, payment_intent=session.payment_intent,
+        conn, _PAY, order, {"news_of": session.payment_intent}, status=PAID, payment_intent=session.payment_intent,
         amount_paid=session.amount_total, amount_discount=session.amount_discount, amount_tax=session.amount_tax,
         refusal=None, invoice_id=session.invoice, promotion_code=session.promotion_code, tax_rate=session.tax_rate,
         tax_name=session.tax_name, billing_details=billing)

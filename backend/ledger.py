@@ -123,15 +123,17 @@ def post(
     thresholds_moved = moved.get("thresholds_moved", 1) > 0  # (PostgreSQL: read them)
     # The unique (user, type, reference) index finds a reference posted before: nothing is inserted then, and the
     # balance is put back as it was.
-    row = prepared.run(conn, _insert_entry(conn.dialect.name), {
+    values = {
         "user_id": user_id, "type": type, "amount": amount, "balance_after": balance_after, "reference": reference,
         "description": description, "created_at": created_at or utcnow(), "fingerprint": fingerprint,
         "feature": feature,
-    }).first()
+    }
+    row = prepared.run(conn, _insert_entry(conn.dialect.name), values).first()
     if row is None:
         prepared.run(conn, _SET_BALANCE, {"of_user": user_id, "to": balance_after - amount})
         return None
-    entry = Entry.from_row(row)
+    # The entry is what was inserted: only its id comes back (a whole row answered costs SQLite a copy of it).
+    entry = Entry.from_row({**values, "id": row["id"]})
     grants.allocate(conn, entry, allocation)
     rollups.add(conn, entry)
     alerts.on_ledger_entry(conn, entry, thresholds_moved=thresholds_moved)
@@ -190,7 +192,7 @@ def spend(
 
 @functools.cache
 def _insert_entry(dialect_name: str) -> Executable:
-    return insert_for(dialect_name, ledger_entries).on_conflict_do_nothing().returning(*ledger_entries.c)
+    return insert_for(dialect_name, ledger_entries).on_conflict_do_nothing().returning(ledger_entries.c.id)
 
 
 prepared.hot("an entry posted", _insert_entry("sqlite"))

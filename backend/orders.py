@@ -131,18 +131,24 @@ def update(conn: Connection, order_id: str, **changes: object) -> Order:
 
 
 def updating(*answers: sa.ColumnElement[Any]) -> sa.Update:
-    """An order's UPDATE answering the order as it now is and ``answers`` (read after it, in the same statement),
-    for :func:`update_answering`; the changed columns come as parameters (SQLAlchemy sets those it is given)."""
-    return (sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id"))
-            .returning(orders_table, *answers))
+    """An order's UPDATE answering the order as it now is (without ``answers``), or only ``answers`` (read after it,
+    in the same statement) for :func:`update_answering`; the changed columns come as parameters (SQLAlchemy sets
+    those it is given)."""
+    update = sa.update(orders_table).where(orders_table.c.id == sa.bindparam("order_id"))
+    return update.returning(*answers) if answers else update.returning(orders_table)
 
 
-def update_answering(conn: Connection, statement: sa.Update, order_id: str, params: Mapping[str, object],
+def update_answering(conn: Connection, statement: sa.Update, order: Order, params: Mapping[str, object],
                      **changes: object) -> tuple[Order, dict[str, Any]]:
-    """:func:`update` with a registered statement of :func:`updating` and the parameters of its answers; the order
-    as it now is, and the whole row answered."""
-    row = _update(conn, statement, order_id, params, changes)
-    return Order.from_row(row), row
+    """Change ``order``, read in this transaction (and locked: ``lock=True``, or SQLite's write lock), with a
+    registered statement of :func:`updating` answering ``answers`` only; the order as it now is and those answers.
+    The order is the one read with the changes, as the row now holds it: no whole row is answered (a wide row
+    answered costs SQLite a copy of it, and Python the dict)."""
+    answered = _update(conn, statement, order.id, params, changes)
+    changed = Order.__new__(Order)
+    changed.__dict__.update(order.__dict__)
+    changed.__dict__.update(changes)
+    return changed, answered
 
 
 def _update(conn: Connection, statement: sa.Update, order_id: str, params: Mapping[str, object],

@@ -225,6 +225,8 @@ def test_a_grant_answers_the_paid_order_alerts_the_user_and_logs_for_support(
                                           source="verify")
     assert result.outcome == "granted" and result.order is not None and result.order.status == "paid"
     assert result.order.id == p.order_id
+    with db.read() as conn:  # the paid order answered is the row as stored (built from the row read and the change)
+        assert orders.by_id(conn, p.order_id) == result.order
     assert f"payment order={p.order_id} session={p.session_id} user={p.user_id} source=verify outcome=granted " \
            "credits=333" in caplog.text
     assert granted() == granted_before + 333

@@ -46,7 +46,8 @@ def test_balance_follows_entries_and_each_entry_records_the_balance_after_it(db:
 
 
 def test_a_reference_is_posted_once(db: Database) -> None:
-    assert grant(db, 1, 100, "cs_1") is not None
+    first = grant(db, 1, 100, "cs_1")
+    assert first is not None and history(db, 1, limit=1)[0] == [first]  # the entry answered is the row as stored
     assert grant(db, 1, 100, "cs_1") is None
     assert balance(db, 1) == 100
 
