@@ -28,13 +28,14 @@ from backend.services import Services
 log = logging.getLogger("creditdesk")
 
 MAX_BODY_BYTES = 1024 * 1024
-WEBHOOK_PATH = "/api/webhooks/stripe"
+WEBHOOK_PATH = webhooks.PATH
 NOT_READY = Answer(503, "not_ready", "This server cannot serve now: its database is unavailable or not migrated.")
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Creditdesk backend", version=__version__, docs_url=None, redoc_url=None)
     app.state.services = services
+    webhooks.add_route(app)  # first of the routes, on the app itself: see there
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(CountRequests)
@@ -62,8 +63,7 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({**found.as_json(), "error": {"code": NOT_READY.code, "message": NOT_READY.message}},
                             status_code=NOT_READY.status, headers={"Retry-After": str(health.RETRY_AFTER_SECONDS)})
 
-    # The webhook first: routes are tried in order, and Stripe's deliveries come in bursts.
-    for module in (webhooks, auth, billing, credits, holds, auto_topup, alerts, support_reports, pages):
+    for module in (auth, billing, credits, holds, auto_topup, alerts, support_reports, pages):
         app.include_router(module.router)
 
     install_error_handlers(app)
