@@ -64,7 +64,11 @@ def create_app(services: Services) -> FastAPI:
                             status_code=NOT_READY.status, headers={"Retry-After": str(health.RETRY_AFTER_SECONDS)})
 
     for module in (auth, billing, credits, holds, auto_topup, alerts, support_reports, pages):
-        app.include_router(module.router)
+        # The routers' routes on the app itself, as they are (each has its prefix, responses and dependencies from its
+        # router already), rather than include_router's: FastAPI 0.165 matches an included router's routes through a
+        # layer of its own that walks every router's routes again per request (_get_routes_version), 790K instructions
+        # of a spend's request under callgrind, more than the rest of the request's own. OpenAPI is the same.
+        app.router.routes.extend(module.router.routes)
 
     install_error_handlers(app)
     access = logging.getLogger("uvicorn.access")
