@@ -63,7 +63,9 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({**found.as_json(), "error": {"code": NOT_READY.code, "message": NOT_READY.message}},
                             status_code=NOT_READY.status, headers={"Retry-After": str(health.RETRY_AFTER_SECONDS)})
 
-    for module in (auth, billing, credits, holds, auto_topup, alerts, support_reports, pages):
+    # Routes are tried in order, each against the path: the host application's spends and holds first, after
+    # Stripe's webhook (above).
+    for module in (credits, holds, auth, billing, auto_topup, alerts, support_reports, pages):
         # The routers' routes on the app itself, as they are (each has its prefix, responses and dependencies from its
         # router already), rather than include_router's: FastAPI 0.165 matches an included router's routes through a
         # layer of its own that walks every router's routes again per request (_get_routes_version), 790K instructions
