@@ -126,8 +126,12 @@ def hold(db: Database, user_id: int, request: HoldRequest, *, now: datetime | No
 
 
 def _under_controls(db: Database, user_id: int, request: SpendRequest, now: datetime | None, act: Act[T]) -> T:
-    refusal: SpendCapReached | ConfirmationRequired | None = None
-    with db.transaction() as conn:
+    """``act`` under the user's controls, in a write transaction that may commit together with other writers' (a host
+    application spends for many users at once: on SQLite those queued for the write lock commit as one group, one
+    sync of the disk for them all; Database.grouped). A refusal by the caps or the confirmation commits its own rows
+    (the cap's alert, the confirmation token) and is raised once committed; any other refusal writes nothing."""
+
+    def work(conn: Connection) -> tuple[T | None, SpendCapReached | ConfirmationRequired | None]:
         if conn.dialect.name != "sqlite":
             # The user's balance row locked first, so that ``moment`` is when this spend's turn came. SQLite's write
             # transaction (BEGIN IMMEDIATE) holds the whole database's write lock already: no statement needed.
@@ -143,16 +147,18 @@ def _under_controls(db: Database, user_id: int, request: SpendRequest, now: date
         try:
             result, new = act(conn, moment, reserved, check)
         except (SpendCapReached, ConfirmationRequired) as exc:
-            refusal = exc  # nothing is in the ledger; the refusal's own rows commit below
-        else:
-            if new:
-                for use in counted:
-                    assert use.cap is not None
-                    alerts.on_cap_usage(conn, user_id, period=use.period, cap=use.cap,
-                                        used=use.used + request.amount, window=use.window)
+            return None, exc  # nothing is in the ledger; the refusal's own rows commit
+        if new:
+            for use in counted:
+                assert use.cap is not None
+                alerts.on_cap_usage(conn, user_id, period=use.period, cap=use.cap,
+                                    used=use.used + request.amount, window=use.window)
+        return result, None
+
+    result, refusal = db.grouped(work)
     if refusal is not None:
         raise refusal
-    return result
+    return result  # type: ignore[return-value]  # set whenever there is no refusal
 
 
 def _reserved_and_controls(conn: Connection, user_id: int, moment: datetime) -> tuple[int, spend_controls.Controls]:

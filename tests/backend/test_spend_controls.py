@@ -4,10 +4,13 @@ flow, clawbacks that never count as spending, and the history of every change.""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from backend import alerts, ledger, spend_controls, spending
 from backend.db import Database
@@ -63,6 +66,41 @@ def test_fifty_concurrent_spends_of_ten_against_a_daily_cap_of_one_hundred(db: D
     assert balance(db) == 10_000 - 100
     # The cap's alerts were made once each, however many spends reached them together.
     assert kinds(db) == ["cap_80", "cap_100"]
+
+
+@pytest.mark.engines("sqlite")
+def test_spends_queued_for_the_write_lock_commit_together_each_with_its_own_answer(db: Database) -> None:
+    """Group commit (Database.grouped): a host application's spends for several users at once share one commit (one
+    sync of the disk); each still answers alone, a cap's refusal keeps its alert, a want of credits writes nothing."""
+    for user in (1, 2, 3):
+        grant(db, 337, f"cs_{user}", user=user)
+    controls(db, user=3, **{"caps.day": 100})
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda conn: commits.append(1))
+    outcomes: dict[int, object] = {}
+
+    def spender(user: int, amount: int) -> None:
+        try:
+            outcomes[user] = spend(db, amount, f"k-{user}", user=user)
+        except Exception as error:
+            outcomes[user] = error
+
+    threads = [threading.Thread(target=spender, args=args) for args in ((1, 113), (2, 338), (3, 101))]
+    with db.transaction():  # the write lock held while the three queue behind it
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(db._group) < 3:
+            assert time.monotonic() < deadline, "the spends did not queue"
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join(10)
+    assert len(commits) == 2  # the holder's, and one for the three spends
+    assert isinstance(outcomes[1], Entry) and outcomes[1].balance_after == 224
+    assert isinstance(outcomes[2], InsufficientCredits)
+    assert isinstance(outcomes[3], SpendCapReached) and outcomes[3].details()["cap"] == 100
+    assert (balance(db, 1), balance(db, 2), balance(db, 3)) == (224, 337, 337)
+    assert kinds(db, 2) == [] and kinds(db, 3) == ["cap_100"]
 
 
 def test_a_refusal_names_the_cap_when_it_resets_and_changes_nothing(db: Database) -> None:
