@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from types import ModuleType
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
@@ -35,7 +36,7 @@ NOT_READY = Answer(503, "not_ready", "This server cannot serve now: its database
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Creditdesk backend", version=__version__, docs_url=None, redoc_url=None)
     app.state.services = services
-    webhooks.add_route(app)  # first of the routes, on the app itself: see there
+    _add_routes(app, webhooks)  # tried before our other routes: Stripe's deliveries come in bursts
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(CountRequests)
@@ -66,17 +67,22 @@ def create_app(services: Services) -> FastAPI:
     # Routes are tried in order, each against the path: the host application's spends and holds first, after
     # Stripe's webhook (above).
     for module in (credits, holds, auth, billing, auto_topup, alerts, support_reports, pages):
-        # The routers' routes on the app itself, as they are (each has its prefix, responses and dependencies from its
-        # router already), rather than include_router's: FastAPI 0.165 matches an included router's routes through a
-        # layer of its own that walks every router's routes again per request (_get_routes_version), 790K instructions
-        # of a spend's request under callgrind, more than the rest of the request's own. OpenAPI is the same.
-        app.router.routes.extend(module.router.routes)
+        _add_routes(app, module)
 
     install_error_handlers(app)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, QuietDeliveries) for f in access.filters):
         access.addFilter(QuietDeliveries())
     return app
+
+
+def _add_routes(app: FastAPI, module: ModuleType) -> None:
+    """The module's router's routes on the app itself, as they are (each has its prefix, responses and dependencies
+    from its router already), rather than through include_router: FastAPI 0.165 matches an included router's routes
+    through a layer of its own that walks every router's routes again on each request (_get_routes_version), 790K
+    instructions of a spend's request and 81K of a webhook's under callgrind (bench/instructions.py). /openapi.json
+    is the same."""
+    app.router.routes.extend(module.router.routes)
 
 
 class QuietDeliveries(logging.Filter):
