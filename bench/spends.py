@@ -17,16 +17,16 @@ checks that the backend's ledger adds up.
 
     .venv/bin/python bench/spends.py [--spends 3000] [--concurrency 8] [--rounds 6]
 
-Grants (issue 19) took a spend to 13 statements and this to about 0.66 on a quiet machine (server CPU 1.47 ms a
-spend, from 1.33). A spend now runs 9 on SQLite, fewer than the 10 before grants (``tests/backend/test_prepared.py``
-lists them): no read to lock the balance row (BEGIN IMMEDIATE holds SQLite's write lock), what open holds reserve
-read beside the spend controls and without the low-balance thresholds, the balance read with any spend of the same
-idempotency key; then the user's grants, the balance's UPDATE, the entry, the grant's remaining and its allocation,
-the two usage sums. On 2026-12-06, load average 1.8-4.5 from other work, five runs alternating with main's code:
-0.66-0.77 (rounds 0.61-0.83; 658-735 spends/s), server CPU 1.34-1.47 ms a spend against the baseline's 0.98-1.00,
-p99 17-24 ms; main gave 0.65-0.74 (CPU 1.38-1.47 ms). Four statements (some 40-60 us of a spend's 1.4 ms of server
-CPU, most of which is HTTP and Python outside the transaction) are lost in this machine's noise run to run: the 0.7
-aim is not met with margin.
+Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternating with the code of that morning
+(32af77c): 0.86-0.96 of the baseline (median 0.91), server CPU 1.15-1.72 ms a spend against the baseline's
+1.01-1.46, where that code gave 0.64-0.94 (median 0.68). What moved it, measured in instructions under callgrind
+(the route driven in process, 8 at a time): FastAPI 0.165's included routers walked every router again per request
+(790K instructions of a spend's 3.22M; the routes now sit on the app itself); the signed-in dependency took a
+thread hop of its own (427K; the token is looked up on the spend's worker thread); the answer was checked and
+encoded twice (35K). A spend's request is now about 1.8M instructions against the baseline's 1.9M, and the spends
+queued for SQLite's write lock commit together (Database.grouped), so that eight users spending at once share a
+sync of the disk where the baseline syncs each: the host's fsync rate no longer bounds the backend. A spend runs 9
+statements on SQLite (``tests/backend/test_prepared.py`` lists them).
 """
 
 from __future__ import annotations

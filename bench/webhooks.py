@@ -25,36 +25,26 @@ duplicates' p99 under 50 ms at 32), and checks that the backend's ledger adds up
 
     .venv/bin/python bench/webhooks.py [--events 4000] [--concurrency 8] [--rounds 10] [--duplicates 1000]
 
-Measured on 2 shared cores, three runs with this baseline: backend 879-922 events/s against 1,248-1,332, ratio
-0.69-0.70, p99 14-16 ms, server CPU 1.06-1.11 ms an event against 0.73-0.78; duplicates 2,340-2,390/s, p99 14-15
-ms. Before group commit (``Database.grouped``: the writers queued for SQLite's write lock commit together, an
-event's pages written and synced once for the group) and the start-up heap frozen out of the garbage collector's
-walks (``backend.cli.settle_heap``, on both sides), the same runs gave 0.55-0.60 and 1.25-1.31 ms an event. The
-0.75 aim is still not met: what is left is the money work itself (a dozen statements in the event's savepoint,
-about 190 us of SQLite and Python, and its share of the group's commit), against one INSERT for the baseline.
-Since then (2026-12-05, other work loading the machine to a load average of 6-18, nine runs each alternating with
-main's code): the event's row written once on SQLite, migration 0013's partial indexes (19 WAL pages for one event's
-commit instead of 24) and writers that queue during a group joining it gave server CPU 1.00-1.21 ms an event (median
-1.10) against main's 1.07-1.39 (1.16); the ratios, 0.58-0.79 against main's 0.59-0.83, were too noisy to tell apart.
-Later, with invoices, billing details and receipt lines merged, a quiet machine gave 0.66-0.70 (server CPU 1.17-1.33 ms
-an event against 0.81-0.88). Then a grant's statements went from 13 to 9 (the peek and, in the transaction: the
-event's look-up, the order with its buyer's billing details, the balance moved by an UPDATE ... RETURNING that on
-SQLite also counts the thresholds it crosses or re-arms, the entry, the quarter's sum, the order paid answering
-whether its payment has refunds or disputes, the purchase alert, the event kept), and a request less Python: three
-runs alternating with main's code at a load average of 4.3-5.8 gave 0.70-0.75, server CPU 1.08-1.13 ms an event
-against 0.79-0.83, p99 20-25 ms, where main gave 0.68-0.69 (1.21-1.23 against 0.86-0.89).
-Grants (issue 19) add one INSERT to a grant (its grant, with four indexes): 0.74 to 0.70 on a quiet machine. The work
-that cut a spend's statements (bench/spends.py) leaves this path as it is: on 2026-12-06, load average 2.5-4.3, two
-runs each alternating with main's code gave 0.61-0.63 against main's 0.64, the same within noise. What is left to
-try: fewer index pages for a grant (a partial index of the grants that can expire, a migration).
-On 2026-12-06, load average 1-1.6: SQLite's BEGIN given to the driver (backend.db; SQLAlchemy's execution of it was 6 %
-of an event's instructions under callgrind, 2.39 M to 2.24 M) gave 0.67-0.72 in six runs (server CPU 1.06-1.25 ms an
-event against 0.77-0.83). The events now say that the purchase had no promotion code and no tax, as their totals do:
-the fixture's own total_details held random figures, and a paid event with a discount or tax without its breakdown
-has the backend read the names from Stripe after answering (an unreachable Stripe here, 2 ms of CPU an event). A
-profile of the GIL's holders (py-spy --gil) shows what is left spread thin: the statements on SQLite's cursor 16 %, the
-request's way through Starlette and the middleware (X-Request-ID, counting, body limit) about 8 %, handing work between
-threads 7 %, the log's queue 4 %; the process is bound by its one CPU (user and system), not the GIL.
+Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternating with the code of that morning
+(32af77c): 0.76-0.80 of the baseline (median 0.79), server CPU 1.00-1.21 ms an event against the baseline's
+0.79-0.92, where that code gave 0.57-0.65 (1.23-1.71 ms). The host's noise moves one run by 0.05-0.1, so compare
+by alternating with other code and by instructions: under callgrind, the route driven in process (ASGI, 8 at a
+time) cost 4.50M instructions an event against the baseline's 3.04M that morning, 4.19M since. What closed the gap:
+
+- a group commit's savepoints journal in memory on the writer (``PRAGMA temp_store=MEMORY``, backend.db): past
+  64 KB SQLite spilled the sub-journal to a temporary file made and deleted per group, about 30 writes an event
+  more than the commit's own (strace: 58 ``pwrite`` calls an event, then 27, the baseline's 9);
+- the webhook's route one of the app's own, tried first (FastAPI 0.165 matches an included router's routes through
+  a layer that walks the routers again per request: 81K instructions a delivery);
+- the hot statements' Python around SQLite's work (backend.prepared: 87K), a grant's UPDATE of the order and INSERT
+  of the entry answering only what is not known already (a wide row answered costs SQLite a copy into a
+  temporary table), and a lock, not a threading.Event, to wake a writer waiting for its group.
+
+Before (2026-12-05): 0.55-0.60 before group commit and the start-up heap frozen out of the collector's walks, then
+0.66-0.73 after a grant's statements went from 13 to 9. What is left is the money work itself, about 1.1M
+instructions a grant in its statements (the order read and locked with its buyer's billing details, the balance
+moved, the entry, its grant, the quarter's sum, the order paid, the purchase alert, the event kept with its
+outcome, and the event looked up before queueing and under the lock), against one INSERT for the baseline.
 
 Exits 1 if any delivery is not answered 2xx or the ledger is wrong after the run.
 """
