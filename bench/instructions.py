@@ -12,8 +12,10 @@ difference in requests leaves start-up out.
 
     .venv/bin/python bench/instructions.py [--requests 350] [--case webhook|spend ...]
 
-Measured on 2026-12-06: the webhook 4.19M instructions against the baseline's 3.04M (4.50M that morning), the spend
-1.83M against 1.93M (3.22M that morning). Needs ``valgrind``; each run takes about a minute.
+Measured on 2026-12-06: the webhook 4.21M instructions against the baseline's 3.04M (4.50M that morning), the spend
+2.44M against 1.94M (3.22M that morning; 1.83M before spends committed in groups, whose savepoints cost instructions
+for the disk syncs and writes the group shares, which this count does not see and bench/spends.py does). Needs
+``valgrind``; each run takes about a minute.
 """
 
 from __future__ import annotations

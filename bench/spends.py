@@ -23,9 +23,11 @@ Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternati
 (the route driven in process, 8 at a time): FastAPI 0.165's included routers walked every router again per request
 (790K instructions of a spend's 3.22M; the routes now sit on the app itself); the signed-in dependency took a
 thread hop of its own (427K; the token is looked up on the spend's worker thread); the answer was checked and
-encoded twice (35K). A spend's request is now about 1.8M instructions against the baseline's 1.9M, and the spends
-queued for SQLite's write lock commit together (Database.grouped), so that eight users spending at once share a
-sync of the disk where the baseline syncs each: the host's fsync rate no longer bounds the backend. A spend runs 9
+encoded twice (35K). That left a spend's request at 1.83M instructions against the baseline's 1.93M. Then the
+spends queued for SQLite's write lock commit together (Database.grouped): eight users spending at once share a sync
+of the disk and the pages written where the baseline syncs each, and the host's fsync rate no longer bounds the
+backend; the savepoints that keep each spend's answer its own cost instructions (2.44M, bench/instructions.py),
+which the kernel's share of the syncs and writes saved more than pays for. A spend runs 9
 statements on SQLite (``tests/backend/test_prepared.py`` lists them).
 """
 

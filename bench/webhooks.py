@@ -29,7 +29,8 @@ Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternati
 (32af77c): 0.76-0.80 of the baseline (median 0.79), server CPU 1.00-1.21 ms an event against the baseline's
 0.79-0.92, where that code gave 0.57-0.65 (1.23-1.71 ms). The host's noise moves one run by 0.05-0.1, so compare
 by alternating with other code and by instructions: under callgrind, the route driven in process (ASGI, 8 at a
-time) cost 4.50M instructions an event against the baseline's 3.04M that morning, 4.19M since. What closed the gap:
+time; bench/instructions.py) cost 4.50M instructions an event against the baseline's 3.04M that morning, 4.21M since.
+What closed the gap:
 
 - a group commit's savepoints journal in memory on the writer (``PRAGMA temp_store=MEMORY``, backend.db): past
   64 KB SQLite spilled the sub-journal to a temporary file made and deleted per group, about 30 writes an event
