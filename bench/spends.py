@@ -17,9 +17,10 @@ checks that the backend's ledger adds up.
 
     .venv/bin/python bench/spends.py [--spends 3000] [--concurrency 8] [--rounds 6]
 
-Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternating with the code of that morning
-(32af77c): 0.86-0.96 of the baseline (median 0.91), server CPU 1.15-1.72 ms a spend against the baseline's
-1.01-1.46, where that code gave 0.64-0.94 (median 0.68). What moved it, measured in instructions under callgrind
+Measured on 2 shared cores (2026-12-06, load average 1-1.8), six runs, four of them alternating with the code of
+that morning (32af77c): 0.86-0.96 of the baseline (median 0.89; 914-962 spends/s against 1,049-1,052 in the last two,
+p99 15-16 ms), server CPU 1.02-1.72 ms a spend against the baseline's 0.92-1.46, where that code gave 0.64-0.94
+(median 0.68). What moved it, measured in instructions under callgrind
 (the route driven in process, 8 at a time): FastAPI 0.165's included routers walked every router again per request
 (790K instructions of a spend's 3.22M; the routes now sit on the app itself); the signed-in dependency took a
 thread hop of its own (427K; the token is looked up on the spend's worker thread); the answer was checked and

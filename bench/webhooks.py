@@ -25,9 +25,10 @@ duplicates' p99 under 50 ms at 32), and checks that the backend's ledger adds up
 
     .venv/bin/python bench/webhooks.py [--events 4000] [--concurrency 8] [--rounds 10] [--duplicates 1000]
 
-Measured on 2 shared cores (2026-12-06, load average 1-1.8), four runs alternating with the code of that morning
-(32af77c): 0.76-0.80 of the baseline (median 0.79), server CPU 1.00-1.21 ms an event against the baseline's
-0.79-0.92, where that code gave 0.57-0.65 (1.23-1.71 ms). The host's noise moves one run by 0.05-0.1, so compare
+Measured on 2 shared cores (2026-12-06, load average 1-1.8), eight runs, four of them alternating with the code of
+that morning (32af77c): 0.76-0.80 of the baseline (median 0.78; 931-1,013 events/s against 1,207-1,298 in the last
+four, p99 14.6-16.7 ms, duplicates' p99 12-17 ms), server CPU 0.97-1.21 ms an event against the baseline's
+0.75-0.92, where that code gave 0.57-0.65 (1.23-1.71 ms). The host's noise moves one run by 0.05-0.1, so compare
 by alternating with other code and by instructions: under callgrind, the route driven in process (ASGI, 8 at a
 time; bench/instructions.py) cost 4.50M instructions an event against the baseline's 3.04M that morning, 4.21M since.
 What closed the gap:
