@@ -558,7 +558,9 @@ def _sqlite_engine(url: URL) -> Engine:
 
 def _as_reader(writer: Connection) -> None:
     """A writer going back to the pool, as any pooled connection is (temporary storage on disk); a connection that
-    cannot take the pragma is past using, and the pool finds so itself."""
+    cannot take the pragma is past using, and the pool finds so itself (an invalidated one is not reopened for it)."""
+    if writer.invalidated:
+        return
     with contextlib.suppress(Exception):
         writer.connection.dbapi_connection.execute("PRAGMA temp_store=DEFAULT")  # type: ignore[union-attr]
 

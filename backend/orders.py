@@ -145,14 +145,13 @@ def update_answering(conn: Connection, statement: sa.Update, order: Order, param
     The order is the one read with the changes, as the row now holds it: no whole row is answered (a wide row
     answered costs SQLite a copy of it, and Python the dict)."""
     answered = _update(conn, statement, order.id, params, changes)
-    changed = Order.__new__(Order)
-    changed.__dict__.update(order.__dict__)
-    changed.__dict__.update(changes)
-    return changed, answered
+    return Order.from_row({**order.__dict__, **changes}), answered
 
 
 def _update(conn: Connection, statement: sa.Update, order_id: str, params: Mapping[str, object],
             changes: dict[str, object]) -> dict[str, Any]:
+    """Run the order's UPDATE with ``changes``, stamped with ``updated_at`` (so the caller's ``changes`` hold what the
+    row now holds); its one answered row."""
     unknown = changes.keys() - _CHANGEABLE
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")

@@ -24,12 +24,12 @@ from backend.api.errors import (
     install_error_handlers,
     respond,
 )
+from backend.payments.stripe_setup import WEBHOOK_PATH  # the one path Stripe delivers to
 from backend.services import Services
 
 log = logging.getLogger("creditdesk")
 
 MAX_BODY_BYTES = 1024 * 1024
-WEBHOOK_PATH = webhooks.PATH
 NOT_READY = Answer(503, "not_ready", "This server cannot serve now: its database is unavailable or not migrated.")
 
 

@@ -22,14 +22,14 @@ from backend.errors import (
     WebhooksNotConfigured,
 )
 from backend.outcomes import Outcome
+from backend.payments.stripe_setup import WEBHOOK_PATH
 from backend.services import Services
 
 router = APIRouter()
 log = logging.getLogger("creditdesk.payments")
-PATH = "/api/webhooks/stripe"
 
 
-@router.post(PATH, response_model=WebhookAnswer, responses=documented(
+@router.post(WEBHOOK_PATH, response_model=WebhookAnswer, responses=documented(
     WebhooksNotConfigured, InvalidSignature, MalformedEvent, PAYLOAD_TOO_LARGE, StorageUnavailable))
 async def stripe_webhook(request: Request) -> Response:
     # The services straight from the app, not through a dependency: this route takes Stripe's bursts, and
